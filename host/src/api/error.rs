@@ -1,0 +1,153 @@
+//! One error type for every route: an HTTP status plus `{"error":{"code","message"}}`.
+//! Server faults are logged in full and answered without internals.
+
+use axum::Json;
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::content::ContentError;
+use crate::modules::RegistryError;
+use crate::partners::PartnerError;
+use crate::store::StoreError;
+
+/// An error answered to an API client.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    fn internal(error: &dyn std::fmt::Display) -> Self {
+        tracing::error!(%error, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; it has been logged",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::internal(&e)
+    }
+}
+
+impl From<PartnerError> for ApiError {
+    fn from(e: PartnerError) -> Self {
+        match e {
+            PartnerError::InvalidName | PartnerError::InvalidDisplayName => {
+                Self::bad_request("invalid-partner", e.to_string())
+            }
+            PartnerError::Exists(_) => {
+                Self::new(StatusCode::CONFLICT, "partner-exists", e.to_string())
+            }
+            PartnerError::NotFound(_) => Self::not_found(e.to_string()),
+            PartnerError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        let message = e.to_string();
+        match e {
+            RegistryError::Invalid(v) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, v.code(), message)
+            }
+            RegistryError::NotFound(_) | RegistryError::NoSuchVersion { .. } => {
+                Self::not_found(message)
+            }
+            RegistryError::NoActiveVersion(_) => {
+                Self::new(StatusCode::CONFLICT, "no-active-version", message)
+            }
+            RegistryError::NothingToRollBack(_) => {
+                Self::new(StatusCode::CONFLICT, "nothing-to-roll-back", message)
+            }
+            RegistryError::AlreadyActive { .. } => {
+                Self::new(StatusCode::CONFLICT, "already-active", message)
+            }
+            RegistryError::Call(c) if !c.is_module_fault() => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+            }
+            RegistryError::Call(c) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, c.kind(), message)
+            }
+            RegistryError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<ContentError> for ApiError {
+    fn from(e: ContentError) -> Self {
+        let message = e.to_string();
+        match e {
+            ContentError::InvalidCollection
+            | ContentError::InvalidItem { .. }
+            | ContentError::TooMany(_) => Self::bad_request("invalid-content", message),
+            ContentError::Duplicate(_) => {
+                Self::new(StatusCode::CONFLICT, "duplicate-item", message)
+            }
+            ContentError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let code = match r.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => "body-too-large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+            _ => "invalid-json",
+        };
+        Self::new(r.status(), code, r.body_text())
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> Self {
+        let code = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            "body-too-large"
+        } else {
+            "invalid-body"
+        };
+        Self::new(r.status(), code, r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        Self::bad_request("invalid-query", r.body_text())
+    }
+}

@@ -1,0 +1,183 @@
+//! `/v1/modules`: upload (`application/wasm`), list, get, activate, rollback,
+//! faults, and a bulletin preview that runs the active version in the sandbox.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::PartnerContext;
+use super::{ApiError, AppState};
+use crate::modules::RegistryError;
+use crate::runtime::BulletinRequest;
+use crate::runtime::limits::CallErrorBody;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/modules", post(upload).get(list))
+        .route("/v1/modules/{name}", get(detail))
+        .route("/v1/modules/{name}/activate", post(activate))
+        .route("/v1/modules/{name}/rollback", post(rollback))
+        .route("/v1/modules/{name}/faults", get(faults))
+        .route("/v1/modules/{name}/bulletin", post(bulletin))
+}
+
+async fn upload(
+    ctx: PartnerContext,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if content_type != "application/wasm" {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "upload the component as the request body with `Content-Type: application/wasm`",
+        ));
+    }
+    let wasm = body?;
+    if wasm.is_empty() {
+        return Err(ApiError::bad_request(
+            "empty-body",
+            "the request body is empty",
+        ));
+    }
+    let uploaded = state
+        .registry
+        .upload(&ctx.partner, &wasm, &ctx.caller.actor())
+        .await?;
+    let status = if uploaded.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(json!(uploaded))))
+}
+
+async fn list(ctx: PartnerContext, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        json!({ "modules": state.registry.list(&ctx.partner).await? }),
+    ))
+}
+
+async fn detail(
+    ctx: PartnerContext,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(state.registry.get(&ctx.partner, &name).await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Activate {
+    version: i64,
+}
+
+async fn activate(
+    ctx: PartnerContext,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Json<Activate>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body?;
+    let info = state
+        .registry
+        .activate(&ctx.partner, &name, body.version, &ctx.caller.actor())
+        .await?;
+    Ok(Json(json!(info)))
+}
+
+async fn rollback(
+    ctx: PartnerContext,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let info = state
+        .registry
+        .rollback(&ctx.partner, &name, &ctx.caller.actor())
+        .await?;
+    Ok(Json(json!(info)))
+}
+
+#[derive(Deserialize)]
+struct FaultQuery {
+    limit: Option<i64>,
+}
+
+async fn faults(
+    ctx: PartnerContext,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    query: Result<Query<FaultQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query?;
+    let faults = state
+        .registry
+        .faults(&ctx.partner, &name, query.limit.unwrap_or(50))
+        .await?;
+    Ok(Json(json!({ "module": name, "faults": faults })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Preview {
+    service: Option<String>,
+    date: Option<String>,
+}
+
+/// Run `bulletin` of the active version, as a push would, and show the content.
+/// Nothing is sent; a failure is recorded as a fault like any other call.
+async fn bulletin(
+    ctx: PartnerContext,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Option<Json<Preview>>,
+) -> Result<Json<Value>, ApiError> {
+    let preview = body.map(|Json(p)| p).unwrap_or_default();
+    let date = match preview.date {
+        Some(d) if is_iso_date(&d) => d,
+        Some(d) => {
+            return Err(ApiError::bad_request(
+                "invalid-date",
+                format!("`{d}` is not a YYYY-MM-DD date"),
+            ));
+        }
+        None => crate::server::platform_today(),
+    };
+    let request = BulletinRequest {
+        service: preview.service.unwrap_or_default(),
+        push_id: format!("preview-{}", crate::store::now_ms()),
+        date,
+    };
+    let outcome = state
+        .registry
+        .bulletin(&ctx.partner, &name, &request)
+        .await?;
+    match outcome.result {
+        Ok(content) => Ok(Json(json!({ "content": content, "logs": outcome.logs }))),
+        Err(error) => {
+            let body = CallErrorBody::from(&error);
+            tracing::debug!(kind = body.kind, "preview failed");
+            Err(RegistryError::Call(error).into())
+        }
+    }
+}
+
+fn is_iso_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+}

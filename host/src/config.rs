@@ -1,0 +1,212 @@
+//! One typed configuration: `tongdao.toml` plus `TONGDAO_SECTION__KEY` environment
+//! overrides. Every key is optional; the defaults run on one machine. Unknown keys and
+//! bad values are refused at start with the key's name.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration, as read from file and environment.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub http: HttpConfig,
+    pub store: StoreConfig,
+    pub runtime: RuntimeConfig,
+    pub admin: AdminConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address the HTTP API listens on.
+    pub listen: SocketAddr,
+    /// Largest accepted module upload, in bytes.
+    pub max_module_bytes: usize,
+    /// Largest accepted JSON body, in bytes.
+    pub max_json_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_module_bytes: 32 * 1024 * 1024,
+            max_json_bytes: 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Directory for the SQLite file and the compiled-module cache.
+    pub data_dir: PathBuf,
+    /// `sqlite://path` or `postgres://…`; empty means `sqlite://<data_dir>/tongdao.db`.
+    pub url: String,
+    /// Connections in the pool.
+    pub max_connections: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("tongdao-data"),
+            url: String::new(),
+            max_connections: 8,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The database URL to connect to.
+    pub fn database_url(&self) -> String {
+        if self.url.is_empty() {
+            format!("sqlite://{}", self.data_dir.join("tongdao.db").display())
+        } else {
+            self.url.clone()
+        }
+    }
+
+    /// Where compiled components are cached.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.data_dir.join("module-cache")
+    }
+}
+
+/// Limits applied to every call into a module.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Wall-clock CPU budget of one call, in milliseconds (epoch deadline).
+    pub call_timeout_ms: u64,
+    /// Largest linear memory one call may grow to, in bytes.
+    pub max_memory_bytes: usize,
+    /// Largest total output of one call (all texts), in bytes.
+    pub max_output_bytes: usize,
+    /// Most variants a keyed bulletin may have.
+    pub max_variants: usize,
+    /// Most key-value operations one call may make.
+    pub max_kv_ops: u32,
+    /// Largest value in the key-value store, in bytes.
+    pub max_kv_value_bytes: usize,
+    /// Most keys one partner may store.
+    pub max_kv_keys: u64,
+    /// Most content-library and subscriber-attribute calls per call.
+    pub max_data_ops: u32,
+    /// Most log lines per call (the rest are counted and dropped).
+    pub max_log_lines: u32,
+    /// Calls that may run at once (pooling allocator slots).
+    pub max_concurrent_calls: u32,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            call_timeout_ms: 100,
+            max_memory_bytes: 64 * 1024 * 1024,
+            max_output_bytes: 64 * 1024,
+            max_variants: 64,
+            max_kv_ops: 100,
+            max_kv_value_bytes: 64 * 1024,
+            max_kv_keys: 100_000,
+            max_data_ops: 200,
+            max_log_lines: 50,
+            max_concurrent_calls: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// The admin API key. Absent: one is generated and printed on first start.
+    pub key: Option<String>,
+}
+
+/// A configuration that could not be read or is invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Parse(#[from] Box<figment::Error>),
+    #[error("configuration key `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+    #[error("configuration file {0} does not exist")]
+    Missing(PathBuf),
+}
+
+impl Config {
+    /// Read `path` (if given; it must exist) and the `TONGDAO_SECTION__KEY` variables.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = path {
+            if !path.exists() {
+                return Err(ConfigError::Missing(path.to_path_buf()));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        // Only `TONGDAO_<SECTION>__<KEY>` variables are configuration; others with the
+        // prefix (e.g. TONGDAO_TEST_DATABASE_URL) belong to tools and tests.
+        let env = Env::prefixed("TONGDAO_")
+            .filter(|key| key.as_str().contains("__"))
+            .split("__");
+        let config: Config = figment.merge(env).extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let r = &self.runtime;
+        let positive: [(&'static str, u64); 7] = [
+            ("runtime.call_timeout_ms", r.call_timeout_ms),
+            ("runtime.max_memory_bytes", r.max_memory_bytes as u64),
+            ("runtime.max_output_bytes", r.max_output_bytes as u64),
+            ("runtime.max_variants", r.max_variants as u64),
+            (
+                "runtime.max_concurrent_calls",
+                u64::from(r.max_concurrent_calls),
+            ),
+            (
+                "store.max_connections",
+                u64::from(self.store.max_connections),
+            ),
+            ("http.max_module_bytes", self.http.max_module_bytes as u64),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: "must be greater than 0".into(),
+                });
+            }
+        }
+        if r.max_memory_bytes < 1024 * 1024 {
+            return Err(ConfigError::Invalid {
+                key: "runtime.max_memory_bytes",
+                reason: "must be at least 1 MiB".into(),
+            });
+        }
+        let url = self.store.database_url();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::Invalid {
+                key: "store.url",
+                reason: format!("`{url}` is neither sqlite:// nor postgres://"),
+            });
+        }
+        if let Some(key) = &self.admin.key
+            && key.len() < 16
+        {
+            return Err(ConfigError::Invalid {
+                key: "admin.key",
+                reason: "must be at least 16 characters".into(),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,116 @@
+//! The guest components built with the host: the example modules the platform
+//! ships (embedded in the binary) and the hostile fixtures its tests and benchmark
+//! load from disk.
+//!
+//! `build.rs` builds the separate `guests/` workspace for `wasm32-wasip2` (release)
+//! and points `TONGDAO_GUESTS_DIR` at the output. A guest crate `foo-bar` becomes
+//! `foo_bar.wasm` there (Cargo names `cdylib`s with underscores); the hand-made
+//! fixtures `core-module.wasm` and `random.bin` are copied next to them.
+//!
+//! | name | what it is |
+//! |---|---|
+//! | `horoscope` | example: keyed bulletin on attribute `sign`, service `XZ` |
+//! | `quiz` | example: daily question and scores in the key-value store, service `DT` |
+//! | `jokes` | example: rotates through the content library collection `jokes`, service `XH` |
+//! | `hostile-loop` | never returns from `bulletin` / `on-mo` |
+//! | `hostile-memory` | tries to allocate and touch 1 GiB in `bulletin` |
+//! | `hostile-trap` | panics in `bulletin`, aborts in `on-mo` |
+//! | `hostile-oversize` | answers `bulletin` and `on-mo` with 1 MiB texts |
+//! | `hostile-kv-flood` | writes new keys forever in `bulletin` |
+//! | `hostile-imports` | implements the world but also imports `evil:net/socket@0.1.0` |
+//! | `wrong-world` | a valid component exporting only `other:thing/greeter@0.1.0` |
+//! | `core-module` | a valid core module (not a component) exporting a function `f` |
+//! | `random` | 1 KiB of random bytes, not WebAssembly |
+//!
+//! The hostile fixtures describe themselves with service `T`.
+
+use std::path::PathBuf;
+
+/// The example horoscope module (`horoscope.wasm`): a bulletin keyed by the
+/// subscriber attribute `sign`, service `XZ`. Its `bulletin` makes no host call.
+pub const HOROSCOPE: &[u8] = include_bytes!(concat!(env!("TONGDAO_GUESTS_DIR"), "/horoscope.wasm"));
+
+/// The example quiz module (`quiz.wasm`): a daily question, answers scored in the
+/// key-value store, `TOP` for a leaderboard; service `DT`.
+pub const QUIZ: &[u8] = include_bytes!(concat!(env!("TONGDAO_GUESTS_DIR"), "/quiz.wasm"));
+
+/// The example jokes module (`jokes.wasm`): rotates through the content library
+/// collection `jokes`, `MORE`/`再来` for a random one; service `XH`.
+pub const JOKES: &[u8] = include_bytes!(concat!(env!("TONGDAO_GUESTS_DIR"), "/jokes.wasm"));
+
+/// The example modules `serve --demo` registers, by module name (the name each
+/// one describes itself with).
+pub const EXAMPLES: &[(&str, &[u8])] =
+    &[("horoscope", HOROSCOPE), ("quiz", QUIZ), ("jokes", JOKES)];
+
+/// The directory holding every built guest and fixture.
+pub fn dir() -> PathBuf {
+    PathBuf::from(env!("TONGDAO_GUESTS_DIR"))
+}
+
+/// The path of a built guest component or fixture, by crate name (`"hostile-loop"`,
+/// `"wrong-world"`, `"horoscope"`…) or fixture name (`"core-module"`, `"random"`).
+/// Underscores work as well as dashes (`"hostile_loop"`), and so does the file
+/// name itself (`"hostile_loop.wasm"`, `"random.bin"`).
+///
+/// The path is where the build put it; it is not checked to exist.
+pub fn artifact(name: &str) -> PathBuf {
+    let file = match name {
+        "core-module" => "core-module.wasm".to_string(),
+        "random" => "random.bin".to_string(),
+        _ if name.ends_with(".wasm") || name.ends_with(".bin") => name.to_string(),
+        _ => format!("{}.wasm", name.replace('-', "_")),
+    };
+    dir().join(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first eight bytes of a component (`\0asm`, version 0x0d, layer 1).
+    const COMPONENT_HEADER: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+
+    #[test]
+    fn examples_are_components() {
+        for (name, bytes) in EXAMPLES {
+            assert!(
+                bytes.starts_with(&COMPONENT_HEADER),
+                "{name} is not a component"
+            );
+        }
+    }
+
+    #[test]
+    fn every_artifact_exists() {
+        let names = [
+            "horoscope",
+            "quiz",
+            "jokes",
+            "hostile-loop",
+            "hostile-memory",
+            "hostile-trap",
+            "hostile-oversize",
+            "hostile-kv-flood",
+            "hostile-imports",
+            "wrong-world",
+        ];
+        for name in names {
+            let bytes = std::fs::read(artifact(name)).unwrap_or_default();
+            assert!(
+                bytes.starts_with(&COMPONENT_HEADER),
+                "{name}: {}",
+                artifact(name).display()
+            );
+        }
+        let core = std::fs::read(artifact("core-module")).unwrap_or_default();
+        assert!(
+            core.starts_with(b"\0asm\x01\0\0\0"),
+            "core-module is a core module"
+        );
+        let random = std::fs::read(artifact("random")).unwrap_or_default();
+        assert_eq!(random.len(), 1024);
+        assert!(!random.starts_with(b"\0asm"));
+        assert_eq!(artifact("hostile_loop.wasm"), artifact("hostile-loop"));
+    }
+}

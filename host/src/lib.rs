@@ -1,0 +1,25 @@
+//! Tongdao: a WebAssembly plug-in host for partner content services over SMS.
+//!
+//! # Layout
+//! - [`config`]: one typed configuration (file + environment), validated at start.
+//! - [`store`]: the sqlx pool over SQLite or PostgreSQL, and migrations.
+//! - [`runtime`]: the wasmtime sandbox: engine, compiled-module cache, limits, and
+//!   the host side of every imported capability.
+//! - [`modules`]: the module registry: upload, validation, versions, activation,
+//!   rollback, and faults recorded against partner and version.
+//! - [`partners`]: partners and their API keys.
+//! - [`content`]: the partners' content libraries that modules read.
+//! - [`api`]: the HTTP API (axum): auth, routes, JSON errors.
+//! - [`server`]: start-up: configuration to a running platform.
+//! - [`guests`]: the example modules built with the SDK, bundled for `serve --demo`.
+
+pub mod api;
+pub mod config;
+pub mod content;
+pub mod guests;
+pub mod modules;
+pub mod partners;
+pub mod runner;
+pub mod runtime;
+pub mod server;
+pub mod store;

@@ -1,0 +1,188 @@
+//! The `tongdao` command: thin glue over the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tongdao::config::Config;
+use tongdao::runner::{self, Export, RunOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "tongdao",
+    version,
+    about = "A WebAssembly plug-in host for partner content services over SMS"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the platform.
+    Serve {
+        /// Configuration file (every key optional; TONGDAO_SECTION__KEY overrides).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Register the example modules and content under the partner `demo`.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Apply database migrations and exit.
+    Migrate {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Work with a module file locally, under the platform's sandbox.
+    #[command(subcommand)]
+    Module(ModuleCommand),
+}
+
+#[derive(Subcommand)]
+enum ModuleCommand {
+    /// Validate a component as an upload would, and print its description.
+    Check {
+        file: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Call one export and print the result (the partner's local runner).
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("export").required(true).args(["bulletin", "mo", "subscribe", "unsubscribe"])))]
+struct RunArgs {
+    file: PathBuf,
+    /// Call `bulletin`.
+    #[arg(long)]
+    bulletin: bool,
+    /// Call `on-mo` with this text.
+    #[arg(long, value_name = "TEXT")]
+    mo: Option<String>,
+    /// Call `on-subscribe`.
+    #[arg(long)]
+    subscribe: bool,
+    /// Call `on-unsubscribe`.
+    #[arg(long)]
+    unsubscribe: bool,
+    /// Service code (default: the first the module describes).
+    #[arg(long)]
+    service: Option<String>,
+    /// Push date for `bulletin`, YYYY-MM-DD (default: today in Asia/Shanghai).
+    #[arg(long)]
+    date: Option<String>,
+    /// The subscriber id the call is about.
+    #[arg(long, default_value = "local-subscriber")]
+    subscriber: String,
+    /// Subscriber attribute, NAME=VALUE (repeatable).
+    #[arg(long = "attr", value_name = "NAME=VALUE", value_parser = parse_pair)]
+    attributes: Vec<(String, String)>,
+    /// Content library collection from a JSON file, COLLECTION=FILE (repeatable).
+    #[arg(long, value_name = "COLLECTION=FILE", value_parser = parse_pair)]
+    content: Vec<(String, String)>,
+    /// Keep the local store (key-value state) in this directory between runs.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Configuration file whose [runtime] limits apply.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{s}` is not NAME=VALUE"))
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,sqlx=warn,wasmtime=warn,cranelift=warn")
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { config, demo } => {
+            let config = Config::load(config.as_deref())?;
+            tongdao::server::serve(config, demo).await?;
+        }
+        Command::Migrate { config } => {
+            let config = Config::load(config.as_deref())?;
+            tongdao::server::migrate(&config).await?;
+        }
+        Command::Module(ModuleCommand::Check { file, config }) => {
+            let config = Config::load(config.as_deref())?;
+            let report = runner::check(&file, config.runtime).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Command::Module(ModuleCommand::Run(args)) => {
+            let config = Config::load(args.config.as_deref())?;
+            let export = if args.bulletin {
+                Export::Bulletin {
+                    service: args.service,
+                    date: args.date,
+                }
+            } else if let Some(text) = args.mo {
+                Export::Mo {
+                    text,
+                    service: args.service,
+                }
+            } else if args.subscribe {
+                Export::Subscribe {
+                    service: args.service,
+                }
+            } else {
+                Export::Unsubscribe {
+                    service: args.service,
+                }
+            };
+            let options = RunOptions {
+                subscriber: args.subscriber,
+                attributes: args.attributes,
+                content: args
+                    .content
+                    .into_iter()
+                    .map(|(collection, file)| (collection, PathBuf::from(file)))
+                    .collect(),
+                data_dir: args.data,
+                limits: config.runtime,
+            };
+            let report = runner::run(&args.file, export, options)
+                .await
+                .with_context(|| format!("running {}", args.file.display()))?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            return Ok(if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

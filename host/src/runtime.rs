@@ -1,0 +1,431 @@
+//! The sandbox: one wasmtime `Engine` (component model, async, pooling allocator,
+//! epoch deadlines), compiled components cached on disk by content hash and engine
+//! compatibility, one `InstancePre` per loaded module, and a fresh instance per call
+//! so nothing leaks between calls.
+
+pub mod bindings;
+mod cache;
+pub mod host;
+pub mod limits;
+mod output;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wasmtime::component::Linker;
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+
+use bindings::latest::tongdao::partner::types as wit;
+use bindings::latest::{ContentModule, ContentModulePre};
+pub use host::{CallState, LogLine, PartnerScope};
+pub use limits::CallError;
+pub use output::{
+    BulletinContent, BulletinRequest, MoMessage, ModuleDescription, SubscriptionChange,
+};
+
+use crate::config::RuntimeConfig;
+
+/// How often the epoch ticks; deadlines are counted in ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(2);
+/// The platform's offset from UTC (Asia/Shanghai has no daylight saving).
+pub const PLATFORM_UTC_OFFSET_SECONDS: i32 = 8 * 3600;
+
+/// Why a component was refused at upload or load. Each message is meant for the
+/// partner who uploaded it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    #[error("not a WebAssembly binary (it does not start with the `\\0asm` magic)")]
+    NotWasm,
+    #[error(
+        "a core WebAssembly module, not a component: build for the wasm32-wasip2 target (or wrap it with `wasm-tools component new`)"
+    )]
+    CoreModule,
+    #[error("not a valid component: {0}")]
+    Invalid(String),
+    #[error("imports something the platform does not offer: {0}")]
+    UnsupportedImport(String),
+    #[error("does not implement the world tongdao:partner/content-module@1.0.0: {0}")]
+    WrongWorld(String),
+    #[error("`describe` failed: {0}")]
+    Describe(CallError),
+    #[error("`describe` returned an invalid description: {0}")]
+    BadDescription(String),
+}
+
+/// A runtime failure that is the host's, not a module's.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot configure the WebAssembly engine: {0}")]
+    Engine(String),
+    #[error("module cache: {0}")]
+    Cache(String),
+}
+
+/// A component ready to be instantiated: validated, compiled, linked.
+pub struct LoadedModule {
+    pre: ContentModulePre<CallState>,
+    /// SHA-256 of the component bytes (hex).
+    pub sha256: String,
+}
+
+impl std::fmt::Debug for LoadedModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedModule")
+            .field("sha256", &self.sha256)
+            .finish()
+    }
+}
+
+/// What one call produced, with what the module logged along the way.
+#[derive(Debug)]
+pub struct CallOutcome<T> {
+    pub result: Result<T, CallError>,
+    pub logs: Vec<LogLine>,
+    pub logs_dropped: u32,
+}
+
+/// The module runtime. Cheap to share behind an `Arc`.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<CallState>,
+    limits: RuntimeConfig,
+    cache: cache::ComponentCache,
+    ticker_stop: Arc<AtomicBool>,
+    deadline_ticks: u64,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn engine_err(e: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::Engine(e.to_string())
+}
+
+impl Runtime {
+    /// Build the engine, the linker and the cache. `cache_dir` None keeps compiled
+    /// code in memory only (the local runner).
+    pub fn new(limits: RuntimeConfig, cache_dir: Option<PathBuf>) -> Result<Self, RuntimeError> {
+        let slots = limits.max_concurrent_calls;
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(slots)
+            .total_stacks(slots)
+            // Components from componentize-py or jco hold many core instances,
+            // memories and tables; Rust components hold a handful.
+            .max_core_instances_per_component(64)
+            .max_memories_per_component(8)
+            .max_tables_per_component(64)
+            .total_core_instances(slots.saturating_mul(16))
+            .total_memories(slots.saturating_mul(2))
+            .total_tables(slots.saturating_mul(16))
+            .max_memory_size(limits.max_memory_bytes)
+            // Keep the first pages of each slot mapped between calls: resetting
+            // them is cheaper than faulting them in again.
+            .linear_memory_keep_resident(256 * 1024)
+            .table_keep_resident(64 * 1024);
+        let mut config = wasmtime::Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(engine_err)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_err)?;
+        ContentModule::add_to_linker::<CallState, wasmtime::component::HasSelf<CallState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(engine_err)?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.clone(), ticker_stop.clone());
+        let tick_ms = u64::try_from(EPOCH_TICK.as_millis()).unwrap_or(1).max(1);
+        // +1: the first tick may come at once, so a deadline of n ticks lasts
+        // between n-1 and n tick periods.
+        let deadline_ticks = limits.call_timeout_ms.div_ceil(tick_ms) + 1;
+        let cache = cache::ComponentCache::new(&engine, cache_dir)?;
+        Ok(Self {
+            engine,
+            linker,
+            limits,
+            cache,
+            ticker_stop,
+            deadline_ticks,
+        })
+    }
+
+    /// The limits every call runs under.
+    pub fn limits(&self) -> &RuntimeConfig {
+        &self.limits
+    }
+
+    /// Check that `wasm` is a component implementing the content-module world and
+    /// importing only what the platform offers, compile it (cached), and link it.
+    pub fn load(&self, wasm: &[u8]) -> Result<Arc<LoadedModule>, ValidationError> {
+        check_header(wasm)?;
+        let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(wasm));
+        let component = self.cache.compile(&self.engine, &sha256, wasm)?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| ValidationError::UnsupportedImport(root_message(&e)))?;
+        let pre = ContentModulePre::new(instance_pre)
+            .map_err(|e| ValidationError::WrongWorld(root_message(&e)))?;
+        Ok(Arc::new(LoadedModule { pre, sha256 }))
+    }
+
+    /// Load `wasm` and call `describe`, validating the answer: what an upload does.
+    pub async fn validate(
+        &self,
+        wasm: &[u8],
+    ) -> Result<(Arc<LoadedModule>, ModuleDescription), ValidationError> {
+        let module = self.load(wasm)?;
+        let description = self
+            .describe(&module)
+            .await
+            .result
+            .map_err(ValidationError::Describe)?;
+        description
+            .check()
+            .map_err(ValidationError::BadDescription)?;
+        Ok((module, description))
+    }
+
+    /// Call `describe`. It gets no data capabilities.
+    pub async fn describe(&self, module: &LoadedModule) -> CallOutcome<ModuleDescription> {
+        self.call(module, None, async |m, store| {
+            let info = m.tongdao_partner_module().call_describe(store).await?;
+            Ok(Ok(ModuleDescription::from(info)))
+        })
+        .await
+    }
+
+    /// Call `bulletin` and check the content against the output limits.
+    pub async fn bulletin(
+        &self,
+        module: &LoadedModule,
+        scope: PartnerScope,
+        request: &BulletinRequest,
+    ) -> CallOutcome<BulletinContent> {
+        let request = wit::BulletinRequest::from(request);
+        let limits = self.limits.clone();
+        self.call(module, Some(scope), async move |m, store| {
+            let result = m
+                .tongdao_partner_module()
+                .call_bulletin(store, &request)
+                .await?;
+            Ok(result
+                .map_err(module_error)
+                .and_then(|b| BulletinContent::checked(b, &limits)))
+        })
+        .await
+    }
+
+    /// Call `on-mo`.
+    pub async fn on_mo(
+        &self,
+        module: &LoadedModule,
+        scope: PartnerScope,
+        message: &MoMessage,
+    ) -> CallOutcome<Option<String>> {
+        let message = wit::Mo::from(message);
+        let limits = self.limits.clone();
+        self.call(module, Some(scope), async move |m, store| {
+            let result = m
+                .tongdao_partner_module()
+                .call_on_mo(store, &message)
+                .await?;
+            Ok(result
+                .map_err(module_error)
+                .and_then(|r| output::checked_reply(r, &limits)))
+        })
+        .await
+    }
+
+    /// Call `on-subscribe` (`joined`) or `on-unsubscribe`.
+    pub async fn on_subscription(
+        &self,
+        module: &LoadedModule,
+        scope: PartnerScope,
+        change: &SubscriptionChange,
+    ) -> CallOutcome<Option<String>> {
+        let event = wit::SubscriptionEvent::from(change);
+        let joined = change.joined;
+        let limits = self.limits.clone();
+        self.call(module, Some(scope), async move |m, store| {
+            let api = m.tongdao_partner_module();
+            let result = if joined {
+                api.call_on_subscribe(store, &event).await?
+            } else {
+                api.call_on_unsubscribe(store, &event).await?
+            };
+            Ok(result
+                .map_err(module_error)
+                .and_then(|r| output::checked_reply(r, &limits)))
+        })
+        .await
+    }
+
+    /// Instantiate `module` in a fresh store and run `f` under the call's limits.
+    async fn call<T, F>(
+        &self,
+        module: &LoadedModule,
+        scope: Option<PartnerScope>,
+        f: F,
+    ) -> CallOutcome<T>
+    where
+        F: AsyncFnOnce(
+            &ContentModule,
+            &mut Store<CallState>,
+        ) -> wasmtime::Result<Result<T, CallError>>,
+    {
+        let state = CallState::new(&self.limits, scope, PLATFORM_UTC_OFFSET_SECONDS);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(self.deadline_ticks);
+        store.epoch_deadline_trap();
+
+        // A host import awaiting the database does not advance the epoch check, so a
+        // wall-clock timeout backs the epoch deadline up.
+        let backstop =
+            Duration::from_millis(self.limits.call_timeout_ms.saturating_mul(4).max(1000));
+        let run = async {
+            let instance = module.pre.instantiate_async(&mut store).await?;
+            f(&instance, &mut store).await
+        };
+        let result = match tokio::time::timeout(backstop, run).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(error)) => Err(self.classify(&error, store.data_mut())),
+            Err(_elapsed) => Err(CallError::CpuLimit {
+                limit_ms: self.limits.call_timeout_ms,
+            }),
+        };
+        let state = store.into_data();
+        CallOutcome {
+            result,
+            logs: state.logs,
+            logs_dropped: state.quota.logs_dropped,
+        }
+    }
+
+    /// Name the reason a call failed, from what the store saw and the trap code.
+    fn classify(&self, error: &wasmtime::Error, state: &mut CallState) -> CallError {
+        if let Some(exceeded) = state.quota.exceeded.take() {
+            return exceeded;
+        }
+        if let Some(requested) = state.limiter.memory_refused {
+            return CallError::MemoryLimit {
+                limit: self.limits.max_memory_bytes,
+                requested,
+            };
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) | Some(Trap::OutOfFuel) => CallError::CpuLimit {
+                limit_ms: self.limits.call_timeout_ms,
+            },
+            Some(Trap::AllocationTooLarge) => CallError::MemoryLimit {
+                limit: self.limits.max_memory_bytes,
+                requested: 0,
+            },
+            Some(trap) => CallError::Trap(format!("{trap}{}", backtrace_of(error))),
+            None if is_pool_exhausted(error) => CallError::Unavailable(root_message(error)),
+            None => CallError::Trap(host::truncate_utf8(format!("{error:#}"), 2048)),
+        }
+    }
+}
+
+fn module_error(e: wit::ModuleError) -> CallError {
+    let (kind, message) = match e {
+        wit::ModuleError::InvalidRequest(m) => ("invalid-request", m),
+        wit::ModuleError::NoContent(m) => ("no-content", m),
+        wit::ModuleError::HostFailure(m) => ("host-failure", m),
+        wit::ModuleError::Other(m) => ("other", m),
+    };
+    CallError::Module {
+        kind,
+        message: host::truncate_utf8(message, 1024),
+    }
+}
+
+/// The guest backtrace wasmtime attaches to a trap, if any, shortened.
+fn backtrace_of(error: &wasmtime::Error) -> String {
+    error
+        .downcast_ref::<wasmtime::WasmBacktrace>()
+        .map(|bt| host::truncate_utf8(format!("\n{bt}"), 1536))
+        .unwrap_or_default()
+}
+
+fn is_pool_exhausted(error: &wasmtime::Error) -> bool {
+    error
+        .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+}
+
+/// The innermost message of an error chain: what a partner needs to read.
+fn root_message(error: &wasmtime::Error) -> String {
+    let full = format!("{error:#}");
+    host::truncate_utf8(full, 1024)
+}
+
+/// Tell random bytes and core modules from components before compiling.
+fn check_header(wasm: &[u8]) -> Result<(), ValidationError> {
+    const MAGIC: &[u8] = b"\0asm";
+    if wasm.len() < 8 || &wasm[..4] != MAGIC {
+        return Err(ValidationError::NotWasm);
+    }
+    // Bytes 4..8: version 1 layer 0 is a core module; layer 1 is a component.
+    match &wasm[4..8] {
+        [1, 0, 0, 0] => Err(ValidationError::CoreModule),
+        [_, _, 1, 0] => Ok(()),
+        other => Err(ValidationError::Invalid(format!(
+            "unknown binary version/layer {other:02x?}"
+        ))),
+    }
+}
+
+/// Advance the engine's epoch every tick until the runtime is dropped.
+fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) {
+    let weak = engine.weak();
+    drop(engine);
+    std::thread::Builder::new()
+        .name("tongdao-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
+            }
+        })
+        .map(drop)
+        .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the epoch ticker; only the wall-clock backstop will end long calls"));
+}
+
+impl ValidationError {
+    /// A stable code for APIs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotWasm => "not-wasm",
+            Self::CoreModule => "core-module",
+            Self::Invalid(_) => "invalid-component",
+            Self::UnsupportedImport(_) => "unsupported-import",
+            Self::WrongWorld(_) => "wrong-world",
+            Self::Describe(_) => "describe-failed",
+            Self::BadDescription(_) => "bad-description",
+        }
+    }
+}

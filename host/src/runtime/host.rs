@@ -1,0 +1,177 @@
+//! The state of one call and the host side of the small imports (log, clock,
+//! random). Data capabilities live beside: [`kv`] and [`library`] (content library
+//! and subscriber attributes). Every capability is scoped to the calling partner.
+
+mod kv;
+mod library;
+
+pub use library::valid_attribute_name;
+
+use rand::RngCore;
+use serde::Serialize;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::latest::tongdao::partner::{clock, log, random, types};
+use super::limits::{CallError, CallLimiter, Quota};
+use crate::config::RuntimeConfig;
+use crate::store::{Store, now_ms};
+
+/// Whose data a call may touch. A call without a scope (e.g. `module check`) gets
+/// `unavailable` from every data capability.
+#[derive(Debug, Clone)]
+pub struct PartnerScope {
+    pub store: Store,
+    pub partner_id: i64,
+}
+
+/// One line a module logged.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogLine {
+    pub level: &'static str,
+    pub message: String,
+}
+
+/// Everything one call's store holds. Built fresh for every call.
+pub struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: CallLimiter,
+    pub(crate) quota: Quota,
+    pub(crate) logs: Vec<LogLine>,
+    scope: Option<PartnerScope>,
+    max_kv_value_bytes: usize,
+    max_kv_keys: u64,
+    utc_offset_seconds: i32,
+}
+
+const MAX_LOG_LINE_BYTES: usize = 1024;
+
+impl CallState {
+    pub fn new(
+        limits: &RuntimeConfig,
+        scope: Option<PartnerScope>,
+        utc_offset_seconds: i32,
+    ) -> Self {
+        Self {
+            // An empty WASI context: no preopened files, no environment, no network.
+            // Guests built by standard toolchains import these interfaces even when
+            // they never use them.
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            limiter: CallLimiter::new(limits.max_memory_bytes),
+            quota: Quota {
+                kv_ops_limit: limits.max_kv_ops,
+                data_ops_limit: limits.max_data_ops,
+                kv_ops_left: limits.max_kv_ops,
+                data_ops_left: limits.max_data_ops,
+                log_lines_left: limits.max_log_lines,
+                logs_dropped: 0,
+                exceeded: None,
+            },
+            logs: Vec::new(),
+            scope,
+            max_kv_value_bytes: limits.max_kv_value_bytes,
+            max_kv_keys: limits.max_kv_keys,
+            utc_offset_seconds,
+        }
+    }
+
+    /// Count one key-value operation; past the quota the call traps.
+    fn spend_kv_op(&mut self) -> wasmtime::Result<()> {
+        let q = &mut self.quota;
+        spend(
+            &mut q.kv_ops_left,
+            &mut q.exceeded,
+            "key-value",
+            q.kv_ops_limit,
+        )
+    }
+
+    /// Count one content-library or attribute operation; past the quota the call traps.
+    fn spend_data_op(&mut self) -> wasmtime::Result<()> {
+        let q = &mut self.quota;
+        spend(
+            &mut q.data_ops_left,
+            &mut q.exceeded,
+            "data",
+            q.data_ops_limit,
+        )
+    }
+}
+
+fn spend(
+    left: &mut u32,
+    exceeded: &mut Option<CallError>,
+    what: &'static str,
+    limit: u32,
+) -> wasmtime::Result<()> {
+    if *left == 0 {
+        let error = CallError::HostCallQuota { what, limit };
+        let message = error.to_string();
+        *exceeded = Some(error);
+        return Err(wasmtime::format_err!("{message}"));
+    }
+    *left -= 1;
+    Ok(())
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for CallState {}
+
+impl log::Host for CallState {
+    async fn write(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        if self.quota.log_lines_left == 0 {
+            self.quota.logs_dropped += 1;
+            return Ok(());
+        }
+        self.quota.log_lines_left -= 1;
+        let level = match level {
+            log::Level::Debug => "debug",
+            log::Level::Info => "info",
+            log::Level::Warn => "warn",
+            log::Level::Error => "error",
+        };
+        self.logs.push(LogLine {
+            level,
+            message: truncate_utf8(message, MAX_LOG_LINE_BYTES),
+        });
+        Ok(())
+    }
+}
+
+impl clock::Host for CallState {
+    async fn now_ms(&mut self) -> wasmtime::Result<i64> {
+        Ok(now_ms())
+    }
+
+    async fn utc_offset_seconds(&mut self) -> wasmtime::Result<i32> {
+        Ok(self.utc_offset_seconds)
+    }
+}
+
+impl random::Host for CallState {
+    async fn next_u64(&mut self) -> wasmtime::Result<u64> {
+        Ok(rand::rng().next_u64())
+    }
+}
+
+/// Cut `s` to at most `max` bytes on a character boundary.
+pub(crate) fn truncate_utf8(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}

@@ -1,0 +1,243 @@
+//! The partner's key-value store (`tongdao:partner/kv`). Keys are shared by all
+//! modules of one partner and invisible to every other partner (R-7.1).
+
+use super::CallState;
+use crate::runtime::bindings::latest::tongdao::partner::kv::{Host, KvError};
+use crate::store::now_ms;
+
+const MAX_KEY_BYTES: usize = 256;
+/// Compare-and-swap attempts of `incr` before giving up as unavailable.
+const INCR_ATTEMPTS: usize = 32;
+
+type KvResult<T> = wasmtime::Result<Result<T, KvError>>;
+
+fn unavailable(e: impl std::fmt::Display) -> KvError {
+    tracing::warn!(error = %e, "kv store failure");
+    KvError::Unavailable("the key-value store is unavailable".into())
+}
+
+fn check_key(key: &str) -> Result<(), KvError> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Err(KvError::InvalidKey);
+    }
+    Ok(())
+}
+
+/// Where one call's key-value operations go.
+#[derive(Clone)]
+struct KvScope {
+    pool: sqlx::AnyPool,
+    partner: i64,
+    max_keys: u64,
+}
+
+impl CallState {
+    /// The scope of a data call, or the error a scopeless call gets. Taken out of
+    /// `self` so no borrow of the call state lives across an await.
+    fn kv_scope(&self) -> Result<KvScope, KvError> {
+        self.scope
+            .as_ref()
+            .map(|s| KvScope {
+                pool: s.store.pool().clone(),
+                partner: s.partner_id,
+                max_keys: self.max_kv_keys,
+            })
+            .ok_or_else(|| KvError::Unavailable("no key-value store in this context".into()))
+    }
+}
+
+impl KvScope {
+    async fn read(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        let row: Option<(Vec<u8>,)> =
+            sqlx::query_as("SELECT value FROM kv_entries WHERE partner_id = $1 AND key = $2")
+                .bind(self.partner)
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        Ok(row.map(|(v,)| v))
+    }
+
+    /// Insert a new key if the partner has room; false if the key appeared meanwhile.
+    async fn insert_new(&self, key: &str, value: &[u8]) -> Result<bool, KvError> {
+        let (count,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM kv_entries WHERE partner_id = $1")
+                .bind(self.partner)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        if u64::try_from(count).unwrap_or(u64::MAX) >= self.max_keys {
+            return Err(KvError::Full);
+        }
+        let done = sqlx::query(
+            "INSERT INTO kv_entries (partner_id, key, value, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (partner_id, key) DO NOTHING",
+        )
+        .bind(self.partner)
+        .bind(key)
+        .bind(value)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        // Update, else insert; if the insert loses a race the key exists: update again.
+        for _ in 0..2 {
+            let updated =
+                sqlx::query("UPDATE kv_entries SET value = $3, updated_at = $4 WHERE partner_id = $1 AND key = $2")
+                    .bind(self.partner)
+                    .bind(key)
+                    .bind(value)
+                    .bind(now_ms())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+            if updated.rows_affected() == 1 || self.insert_new(key, value).await? {
+                return Ok(());
+            }
+        }
+        Err(KvError::Unavailable(
+            "too much contention on this key".into(),
+        ))
+    }
+
+    /// Atomic add by compare-and-swap, so it needs no backend-specific locking.
+    async fn add(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        for _ in 0..INCR_ATTEMPTS {
+            let old = self.read(key).await?;
+            let current = match &old {
+                None => 0,
+                Some(bytes) => std::str::from_utf8(bytes)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i64>().ok())
+                    .ok_or(KvError::WrongType)?,
+            };
+            let new = current.checked_add(delta).ok_or(KvError::WrongType)?;
+            let new_bytes = new.to_string().into_bytes();
+            let swapped = match old {
+                None => self.insert_new(key, &new_bytes).await?,
+                Some(old) => {
+                    sqlx::query(
+                        "UPDATE kv_entries SET value = $3, updated_at = $4
+                         WHERE partner_id = $1 AND key = $2 AND value = $5",
+                    )
+                    .bind(self.partner)
+                    .bind(key)
+                    .bind(new_bytes)
+                    .bind(now_ms())
+                    .bind(old)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(unavailable)?
+                    .rows_affected()
+                        == 1
+                }
+            };
+            if swapped {
+                return Ok(new);
+            }
+        }
+        Err(KvError::Unavailable(
+            "too much contention on this key".into(),
+        ))
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, KvError> {
+        sqlx::query("DELETE FROM kv_entries WHERE partner_id = $1 AND key = $2")
+            .bind(self.partner)
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map(|r| r.rows_affected() == 1)
+            .map_err(unavailable)
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<String>, KvError> {
+        let limit = i64::from(limit.min(1000));
+        // Prefix match by range (`key >= prefix AND key < prefix+U+10FFFF`) rather
+        // than LIKE, so `%` and `_` in keys need no escaping.
+        let upper = format!("{prefix}\u{10FFFF}");
+        let lower = match after {
+            Some(a) if a.as_str() > prefix => a,
+            _ => String::new(),
+        };
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT key FROM kv_entries
+             WHERE partner_id = $1 AND key >= $2 AND key < $3 AND key > $4
+             ORDER BY key LIMIT $5",
+        )
+        .bind(self.partner)
+        .bind(prefix)
+        .bind(&upper)
+        .bind(&lower)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(rows.into_iter().map(|(k,)| k).collect())
+    }
+}
+
+impl Host for CallState {
+    async fn get(&mut self, key: String) -> KvResult<Option<Vec<u8>>> {
+        self.spend_kv_op()?;
+        let scope = self.kv_scope();
+        Ok(match (check_key(&key), scope) {
+            (Err(e), _) | (_, Err(e)) => Err(e),
+            (Ok(()), Ok(scope)) => scope.read(&key).await,
+        })
+    }
+
+    async fn set(&mut self, key: String, value: Vec<u8>) -> KvResult<()> {
+        self.spend_kv_op()?;
+        if value.len() > self.max_kv_value_bytes {
+            let limit = u32::try_from(self.max_kv_value_bytes).unwrap_or(u32::MAX);
+            return Ok(Err(KvError::ValueTooLarge(limit)));
+        }
+        let scope = self.kv_scope();
+        Ok(match (check_key(&key), scope) {
+            (Err(e), _) | (_, Err(e)) => Err(e),
+            (Ok(()), Ok(scope)) => scope.set(&key, &value).await,
+        })
+    }
+
+    async fn delete(&mut self, key: String) -> KvResult<bool> {
+        self.spend_kv_op()?;
+        let scope = self.kv_scope();
+        Ok(match (check_key(&key), scope) {
+            (Err(e), _) | (_, Err(e)) => Err(e),
+            (Ok(()), Ok(scope)) => scope.delete(&key).await,
+        })
+    }
+
+    async fn incr(&mut self, key: String, delta: i64) -> KvResult<i64> {
+        self.spend_kv_op()?;
+        let scope = self.kv_scope();
+        Ok(match (check_key(&key), scope) {
+            (Err(e), _) | (_, Err(e)) => Err(e),
+            (Ok(()), Ok(scope)) => scope.add(&key, delta).await,
+        })
+    }
+
+    async fn list_keys(
+        &mut self,
+        prefix: String,
+        after: Option<String>,
+        limit: u32,
+    ) -> KvResult<Vec<String>> {
+        self.spend_kv_op()?;
+        let scope = self.kv_scope();
+        Ok(match scope {
+            Err(e) => Err(e),
+            Ok(scope) => scope.list(&prefix, after, limit).await,
+        })
+    }
+}

@@ -1,0 +1,199 @@
+//! every call is sandboxed and bounded. Each hostile fixture ends with its
+//! typed error within the configured limit, is recorded against partner and module
+//! version, and the host and other modules carry on.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use std::sync::Arc;
+
+use tongdao::config::RuntimeConfig;
+use tongdao::modules::Registry;
+use tongdao::runtime::{BulletinRequest, CallError, Runtime};
+
+/// A deadline long enough that only the limit under test can end the call, even
+/// on a loaded 2-core CI machine (host calls count against the deadline).
+const GENEROUS_MS: u64 = 5_000;
+
+fn request() -> BulletinRequest {
+    BulletinRequest {
+        service: "T".into(),
+        push_id: "push-1".into(),
+        date: "2026-11-28".into(),
+    }
+}
+
+/// Upload `fixture` and the horoscope for one partner, then call the fixture's
+/// bulletin while horoscope calls run beside it; return the fixture's error.
+async fn hostile_bulletin(fixture: &str, call_timeout_ms: u64) -> CallError {
+    let db = common::sqlite().await;
+    let limits = RuntimeConfig {
+        call_timeout_ms,
+        ..common::limits()
+    };
+    let registry = Registry::new(db.store.clone(), Arc::new(Runtime::new(limits, None).unwrap()));
+    let partner = common::partner(&db.store, "acme").await;
+    let hostile = registry
+        .upload(&partner, &common::guest(fixture), "test")
+        .await
+        .unwrap();
+    registry
+        .upload(&partner, &common::guest("horoscope"), "test")
+        .await
+        .unwrap();
+
+    // Healthy calls keep succeeding while the hostile call runs (on another task).
+    let healthy = {
+        let registry_partner = partner.clone();
+        let registry = Arc::new(registry);
+        let r = registry.clone();
+        let hostile_name = hostile.module.clone();
+        let bad = tokio::spawn(async move {
+            r.bulletin(&registry_partner, &hostile_name, &request())
+                .await
+                .unwrap()
+        });
+        let mut ok = 0;
+        for _ in 0..20 {
+            let outcome = registry
+                .bulletin(&partner, "horoscope", &request())
+                .await
+                .unwrap();
+            assert!(
+                outcome.result.is_ok(),
+                "horoscope failed beside {fixture}: {:?}",
+                outcome.result
+            );
+            ok += 1;
+        }
+        let bad = bad.await.unwrap();
+        // The fault is recorded against the partner, module and version.
+        let faults = registry
+            .faults(&partner, &hostile.module, 10)
+            .await
+            .unwrap();
+        assert_eq!(faults.len(), 1, "one fault recorded for {fixture}");
+        assert_eq!(faults[0].version, hostile.version);
+        assert_eq!(faults[0].export, "bulletin");
+        let error = bad.result.unwrap_err();
+        assert_eq!(faults[0].kind, error.kind());
+        let info = registry.get(&partner, &hostile.module).await.unwrap();
+        assert_eq!(info.fault_count, 1);
+        assert_eq!(info.versions[0].fault_count, 1);
+        // And the host still serves the hostile module's neighbours afterwards.
+        assert!(
+            registry
+                .bulletin(&partner, "horoscope", &request())
+                .await
+                .unwrap()
+                .result
+                .is_ok()
+        );
+        assert_eq!(ok, 20);
+        error
+    };
+    healthy
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_loop_ends_at_the_deadline() {
+    let started = Instant::now();
+    let error = hostile_bulletin("hostile_loop", 100).await;
+    assert_eq!(error, CallError::CpuLimit { limit_ms: 100 });
+    // The deadline is 100 ms; compiling and set-up take the rest.
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_bomb_ends_at_the_memory_limit() {
+    match hostile_bulletin("hostile_memory", GENEROUS_MS).await {
+        CallError::MemoryLimit { limit, requested } => {
+            assert_eq!(limit, common::limits().max_memory_bytes);
+            assert!(
+                requested > limit,
+                "requested {requested} should exceed {limit}"
+            );
+        }
+        other => panic!("expected a memory-limit error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trap_is_reported_as_a_trap() {
+    match hostile_bulletin("hostile_trap", GENEROUS_MS).await {
+        CallError::Trap(message) => assert!(!message.is_empty()),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_output_is_refused() {
+    match hostile_bulletin("hostile_oversize", GENEROUS_MS).await {
+        CallError::OutputLimit { limit, actual, .. } => {
+            assert_eq!(limit, common::limits().max_output_bytes);
+            assert!(actual > limit);
+        }
+        other => panic!("expected an output-limit error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_flood_hits_the_host_call_quota() {
+    let error = hostile_bulletin("hostile_kv_flood", GENEROUS_MS).await;
+    assert_eq!(
+        error,
+        CallError::HostCallQuota {
+            what: "key-value",
+            limit: common::limits().max_kv_ops
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_gets_a_fresh_instance() {
+    // Calls do not share memory: the same bulletin twice gives the same content,
+    // and a trap in one call leaves the next call of the same module intact.
+    let db = common::sqlite().await;
+    let registry = common::registry(&db.store);
+    let partner = common::partner(&db.store, "acme").await;
+    registry
+        .upload(&partner, &common::guest("horoscope"), "t")
+        .await
+        .unwrap();
+    let a = registry
+        .bulletin(&partner, "horoscope", &request())
+        .await
+        .unwrap()
+        .result
+        .unwrap();
+    let b = registry
+        .bulletin(&partner, "horoscope", &request())
+        .await
+        .unwrap()
+        .result
+        .unwrap();
+    assert_eq!(a, b);
+
+    registry
+        .upload(&partner, &common::guest("hostile_trap"), "t")
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let outcome = registry
+            .bulletin(&partner, "hostile-trap", &request())
+            .await
+            .unwrap();
+        assert!(matches!(outcome.result, Err(CallError::Trap(_))));
+    }
+    assert_eq!(
+        registry
+            .faults(&partner, "hostile-trap", 10)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+}

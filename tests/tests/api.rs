@@ -1,0 +1,456 @@
+//! The HTTP API over a real socket: auth, partner keys, module routes, tenant
+//! isolation, JSON errors, body limits, on SQLite and PostgreSQL.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tongdao::config::Config;
+use tongdao::server::{Platform, serve_until};
+
+const ADMIN_KEY: &str = "test-admin-key-0123456789";
+
+struct Server {
+    base: String,
+    http: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start(database_url: Option<String>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.store.data_dir = dir.path().to_path_buf();
+        if let Some(url) = database_url {
+            config.store.url = url;
+        }
+        config.admin.key = Some(ADMIN_KEY.into());
+        config.http.max_module_bytes = 4 * 1024 * 1024;
+        config.http.max_json_bytes = 64 * 1024;
+        config.runtime.call_timeout_ms = 50;
+        let platform = Platform::open(&config).await.unwrap();
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            serve_until(&config, &platform, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        Self {
+            base,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+            _dir: dir,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder, key: Option<&str>) -> (StatusCode, Value) {
+        let req = match key {
+            Some(k) => req.bearer_auth(k),
+            None => req,
+        };
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        let body = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("non-JSON body ({status}): {text}"));
+        (status, body)
+    }
+
+    async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
+        self.send(self.http.get(self.url(path)), Some(key)).await
+    }
+
+    async fn post(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+        self.send(self.http.post(self.url(path)).json(&body), Some(key))
+            .await
+    }
+
+    async fn upload(&self, key: &str, wasm: Vec<u8>) -> (StatusCode, Value) {
+        let req = self
+            .http
+            .post(self.url("/v1/modules"))
+            .header("content-type", "application/wasm")
+            .body(wasm);
+        self.send(req, Some(key)).await
+    }
+
+    async fn new_partner(&self, name: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/v1/partners",
+                ADMIN_KEY,
+                json!({"name": name, "display_name": name}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["api_key"].as_str().unwrap().to_string()
+    }
+}
+
+fn guest(name: &str) -> Vec<u8> {
+    std::fs::read(tongdao::guests::artifact(name)).unwrap()
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {body}"))
+}
+
+/// Database URLs to run against: SQLite (the server's default) and PostgreSQL.
+async fn databases() -> Vec<Option<String>> {
+    let mut out = vec![None];
+    match std::env::var("TONGDAO_TEST_DATABASE_URL") {
+        Ok(base) => {
+            let name = format!(
+                "tongdao_api_{}",
+                std::process::id() as u64 * 1000 + u64::from(rand_suffix())
+            );
+            let admin = tongdao::store::Store::connect(&base, 1).await.unwrap();
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(admin.pool())
+                .await
+                .unwrap();
+            admin.close().await;
+            let (prefix, _) = base.rsplit_once('/').unwrap();
+            out.push(Some(format!("{prefix}/{name}")));
+        }
+        Err(_) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "NOTE: PostgreSQL half of the API test SKIPPED: TONGDAO_TEST_DATABASE_URL is not set"
+            );
+        }
+    }
+    out
+}
+
+fn rand_suffix() -> u16 {
+    use std::hash::{BuildHasher, RandomState};
+    (RandomState::new().hash_one(std::time::Instant::now()) % 1000) as u16
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partners_modules_and_isolation() {
+    for db in databases().await {
+        let server = Server::start(db.clone()).await;
+        let label = if db.is_some() { "postgres" } else { "sqlite" };
+
+        // Health needs no key; everything else does.
+        let (status, body) = server
+            .send(server.http.get(server.url("/healthz")), None)
+            .await;
+        assert_eq!(
+            (status, &body["status"]),
+            (StatusCode::OK, &json!("ok")),
+            "{label}"
+        );
+        let (status, body) = server
+            .send(server.http.get(server.url("/v1/modules")), None)
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(error_code(&body), "unauthorized");
+        let (status, _) = server.get("/v1/modules", "td_pk_not-a-real-key").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+        let acme = server.new_partner("acme").await;
+        let rival = server.new_partner("rival").await;
+        // Partners cannot create partners; duplicate names conflict; bad names are 400.
+        let (status, body) = server
+            .post(
+                "/v1/partners",
+                &acme,
+                json!({"name": "x1", "display_name": "x"}),
+            )
+            .await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::FORBIDDEN, "forbidden")
+        );
+        let (status, body) = server
+            .post(
+                "/v1/partners",
+                ADMIN_KEY,
+                json!({"name": "acme", "display_name": "again"}),
+            )
+            .await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::CONFLICT, "partner-exists")
+        );
+        let (status, body) = server
+            .post(
+                "/v1/partners",
+                ADMIN_KEY,
+                json!({"name": "Bad Name!", "display_name": "x"}),
+            )
+            .await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::BAD_REQUEST, "invalid-partner")
+        );
+        let (status, body) = server
+            .post("/v1/partners", ADMIN_KEY, json!({"name": "ok-name"}))
+            .await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid-json")
+        );
+
+        // Upload: created, then the same bytes again is 200 with the same version.
+        let (status, body) = server.upload(&acme, guest("horoscope")).await;
+        assert_eq!(status, StatusCode::CREATED, "{label}: {body}");
+        assert_eq!(
+            (body["module"].as_str(), body["version"].as_i64()),
+            (Some("horoscope"), Some(1))
+        );
+        let (status, body) = server.upload(&acme, guest("horoscope")).await;
+        assert_eq!(
+            (status, body["created"].as_bool()),
+            (StatusCode::OK, Some(false))
+        );
+
+        // Bad uploads: each with its precise code, nothing stored.
+        let (status, body) = server.upload(&acme, guest("wrong_world")).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "wrong-world")
+        );
+        let (status, body) = server.upload(&acme, b"definitely not wasm".to_vec()).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "not-wasm")
+        );
+        let (status, body) = server
+            .send(
+                server
+                    .http
+                    .post(server.url("/v1/modules"))
+                    .header("content-type", "text/plain")
+                    .body("x"),
+                Some(&acme),
+            )
+            .await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
+        );
+        let (status, body) = server.upload(&acme, vec![0u8; 5 * 1024 * 1024]).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::PAYLOAD_TOO_LARGE, "body-too-large")
+        );
+
+        // The rival sees none of acme's modules, by list, by name, or by naming acme.
+        let (status, body) = server.get("/v1/modules", &rival).await;
+        assert_eq!(
+            (status, body["modules"].as_array().unwrap().len()),
+            (StatusCode::OK, 0)
+        );
+        let (status, body) = server.get("/v1/modules/horoscope", &rival).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::NOT_FOUND, "not-found")
+        );
+        let (status, _) = server.get("/v1/modules?partner=acme", &rival).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) = server
+            .post("/v1/modules/horoscope/rollback", &rival, json!({}))
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _) = server
+            .post(
+                "/v1/modules/horoscope/activate",
+                &rival,
+                json!({"version": 1}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _) = server
+            .post("/v1/modules/horoscope/bulletin", &rival, json!({}))
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        // The admin sees acme's modules when naming the partner, and must name one.
+        let (status, body) = server.get("/v1/modules?partner=acme", ADMIN_KEY).await;
+        assert_eq!(
+            (status, body["modules"][0]["name"].as_str()),
+            (StatusCode::OK, Some("horoscope"))
+        );
+        let (status, body) = server.get("/v1/modules", ADMIN_KEY).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::BAD_REQUEST, "partner-required")
+        );
+
+        // Activation errors and the bulletin preview.
+        let (status, body) = server
+            .post(
+                "/v1/modules/horoscope/activate",
+                &acme,
+                json!({"version": 1}),
+            )
+            .await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::CONFLICT, "already-active")
+        );
+        let (status, body) = server
+            .post(
+                "/v1/modules/horoscope/activate",
+                &acme,
+                json!({"version": "one"}),
+            )
+            .await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid-json")
+        );
+        let (status, body) = server
+            .post("/v1/modules/horoscope/rollback", &acme, json!({}))
+            .await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::CONFLICT, "nothing-to-roll-back")
+        );
+        let (status, body) = server
+            .post(
+                "/v1/modules/horoscope/bulletin",
+                &acme,
+                json!({"service": "XZ", "date": "2026-11-28"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["content"]["kind"], "keyed");
+        assert_eq!(body["content"]["variants"].as_array().unwrap().len(), 12);
+        let (status, body) = server
+            .post(
+                "/v1/modules/horoscope/bulletin",
+                &acme,
+                json!({"date": "28/11/2026"}),
+            )
+            .await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::BAD_REQUEST, "invalid-date")
+        );
+
+        // A hostile module's fault shows in the API, and the host keeps serving.
+        let (status, _) = server.upload(&acme, guest("hostile_loop")).await;
+        assert_eq!(status, StatusCode::CREATED);
+        let (status, body) = server
+            .post("/v1/modules/hostile-loop/bulletin", &acme, json!({}))
+            .await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "cpu-limit")
+        );
+        let (status, body) = server.get("/v1/modules/hostile-loop/faults", &acme).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["faults"][0]["kind"], "cpu-limit");
+        assert_eq!(body["faults"][0]["version"], 1);
+        let (_, body) = server.get("/v1/modules/hostile-loop", &acme).await;
+        assert_eq!(body["fault_count"], 1);
+        let (status, _) = server
+            .post("/v1/modules/horoscope/bulletin", &acme, json!({}))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+
+        // A new key can replace the old ones.
+        let (status, body) = server
+            .post(
+                "/v1/partners/acme/keys",
+                ADMIN_KEY,
+                json!({"revoke_others": true}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let fresh = body["api_key"].as_str().unwrap().to_string();
+        assert_eq!(
+            server.get("/v1/modules", &acme).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(server.get("/v1/modules", &fresh).await.0, StatusCode::OK);
+
+        // Unknown routes answer JSON too.
+        let (status, body) = server.get("/v1/nothing-here", &fresh).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::NOT_FOUND, "not-found")
+        );
+        server.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_library_is_per_partner() {
+    let server = Server::start(None).await;
+    let acme = server.new_partner("acme").await;
+    let rival = server.new_partner("rival").await;
+    let (status, body) = server
+        .post(
+            "/v1/content/jokes",
+            &acme,
+            json!({"items": [{"text": "一"}, {"id": "j2", "text": "二", "tags": ["x"]}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = server
+        .post(
+            "/v1/content/jokes",
+            &acme,
+            json!({"items": [{"id": "j2", "text": "dup"}]}),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::CONFLICT, "duplicate-item")
+    );
+    let (status, body) = server
+        .post(
+            "/v1/content/jokes",
+            &acme,
+            json!({"items": [{"text": "  "}]}),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid-content")
+    );
+    let (status, body) = server
+        .post("/v1/content/BAD%20NAME", &acme, json!({"items": []}))
+        .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid-content")
+    );
+    let (_, body) = server.get("/v1/content/jokes", &acme).await;
+    assert_eq!(body["items"].as_array().unwrap().len(), 2);
+    let (_, body) = server.get("/v1/content/jokes", &rival).await;
+    assert_eq!(body["items"].as_array().unwrap().len(), 0);
+    server.stop().await;
+}
