@@ -210,3 +210,95 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+// figment's `Jail` closures return its own (large) error type.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn load_in(jail: &mut Jail, toml: &str) -> Result<Config, ConfigError> {
+        jail.create_file("tongdao.toml", toml)
+            .map_err(|e| ConfigError::Invalid {
+                key: "test",
+                reason: e.to_string(),
+            })?;
+        Config::load(Some(Path::new("tongdao.toml")))
+    }
+
+    #[test]
+    fn defaults_run_on_one_machine() {
+        Jail::expect_with(|_jail| {
+            let config = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(config.http.listen.to_string(), "127.0.0.1:8080");
+            assert_eq!(
+                config.store.database_url(),
+                "sqlite://tongdao-data/tongdao.db"
+            );
+            assert_eq!(config.runtime, RuntimeConfig::default());
+            assert!(config.admin.key.is_none());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_and_environment_override_defaults() {
+        Jail::expect_with(|jail| {
+            jail.set_env("TONGDAO_RUNTIME__CALL_TIMEOUT_MS", "250");
+            jail.set_env("TONGDAO_HTTP__LISTEN", "0.0.0.0:9000");
+            // Variables without a section belong to tools, not to the configuration.
+            jail.set_env("TONGDAO_TEST_DATABASE_URL", "postgres://x/y");
+            let config = load_in(jail, "[runtime]\ncall_timeout_ms = 80\nmax_kv_ops = 7\n")
+                .map_err(|e| e.to_string())?;
+            assert_eq!(
+                config.runtime.call_timeout_ms, 250,
+                "environment beats the file"
+            );
+            assert_eq!(config.runtime.max_kv_ops, 7);
+            assert_eq!(config.http.listen.to_string(), "0.0.0.0:9000");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused_with_the_key() {
+        Jail::expect_with(|jail| {
+            let error = load_in(jail, "[http]\nlistn = \"1.2.3.4:1\"\n")
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("listn"), "{error}");
+            let error = load_in(jail, "[runtime]\ncall_timeout_ms = \"soon\"\n")
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("call_timeout_ms"), "{error}");
+            let error = load_in(jail, "[runtime]\ncall_timeout_ms = 0\n")
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("runtime.call_timeout_ms"), "{error}");
+            let error = load_in(jail, "[store]\nurl = \"mysql://x\"\n")
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("store.url"), "{error}");
+            let error = load_in(jail, "[nonsense]\nx = 1\n")
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("nonsense"), "{error}");
+            jail.set_env("TONGDAO_HTTP__LISTN", "1");
+            let error = Config::load(None).unwrap_err().to_string();
+            assert!(error.contains("listn"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error() {
+        Jail::expect_with(|_jail| {
+            assert!(matches!(
+                Config::load(Some(Path::new("nope.toml"))),
+                Err(ConfigError::Missing(_))
+            ));
+            Ok(())
+        });
+    }
+}

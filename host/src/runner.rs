@@ -57,6 +57,18 @@ pub struct CheckReport {
     pub description: ModuleDescription,
 }
 
+/// Where the local runner keeps compiled components between runs (Python and JS
+/// components take seconds to compile): the user's cache directory, never a shared
+/// temporary one, because cached code is loaded without recompiling.
+fn user_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    let dir = base.join("tongdao").join("module-cache");
+    std::fs::create_dir_all(&dir).ok()?;
+    Some(dir)
+}
+
 fn read_module(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
@@ -64,7 +76,7 @@ fn read_module(path: &Path) -> anyhow::Result<Vec<u8>> {
 /// Validate a component as an upload would, and describe it.
 pub async fn check(path: &Path, limits: RuntimeConfig) -> anyhow::Result<CheckReport> {
     let wasm = read_module(path)?;
-    let runtime = Runtime::new(limits, None)?;
+    let runtime = Runtime::new(limits, user_cache_dir())?;
     let (module, description) = runtime.validate(&wasm).await?;
     Ok(CheckReport {
         sha256: module.sha256.clone(),
@@ -135,7 +147,7 @@ pub async fn run(path: &Path, export: Export, options: RunOptions) -> anyhow::Re
         content::add(&store, partner.id, collection, items).await?;
     }
 
-    let runtime = Runtime::new(options.limits, None)?;
+    let runtime = Runtime::new(options.limits, user_cache_dir())?;
     let (module, description) = runtime.validate(&wasm).await?;
     let scope = PartnerScope {
         store: store.clone(),

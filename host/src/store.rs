@@ -134,15 +134,14 @@ fn sqlite_url_with_create(url: &str) -> Result<String, StoreError> {
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    if path != ":memory:" && !path.is_empty() {
-        if let Some(dir) = std::path::Path::new(path).parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
-                path: dir.display().to_string(),
-                source,
-            })?;
-        }
+    if let Some(dir) = std::path::Path::new(path).parent()
+        && path != ":memory:"
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
     }
     let mut params: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
     if !params.iter().any(|p| p.starts_with("mode=")) {

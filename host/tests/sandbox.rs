@@ -34,7 +34,10 @@ async fn hostile_bulletin(fixture: &str, call_timeout_ms: u64) -> CallError {
         call_timeout_ms,
         ..common::limits()
     };
-    let registry = Registry::new(db.store.clone(), Arc::new(Runtime::new(limits, None).unwrap()));
+    let registry = Registry::new(
+        db.store.clone(),
+        Arc::new(Runtime::new(limits, None).unwrap()),
+    );
     let partner = common::partner(&db.store, "acme").await;
     let hostile = registry
         .upload(&partner, &common::guest(fixture), "test")
@@ -45,57 +48,53 @@ async fn hostile_bulletin(fixture: &str, call_timeout_ms: u64) -> CallError {
         .await
         .unwrap();
 
-    // Healthy calls keep succeeding while the hostile call runs (on another task).
-    let healthy = {
-        let registry_partner = partner.clone();
-        let registry = Arc::new(registry);
-        let r = registry.clone();
-        let hostile_name = hostile.module.clone();
-        let bad = tokio::spawn(async move {
-            r.bulletin(&registry_partner, &hostile_name, &request())
+    // Healthy calls keep succeeding while the hostile call runs on another task.
+    let registry = Arc::new(registry);
+    let bad = {
+        let (registry, partner, name) = (registry.clone(), partner.clone(), hostile.module.clone());
+        tokio::spawn(async move {
+            registry
+                .bulletin(&partner, &name, &request())
                 .await
                 .unwrap()
-        });
-        let mut ok = 0;
-        for _ in 0..20 {
-            let outcome = registry
-                .bulletin(&partner, "horoscope", &request())
-                .await
-                .unwrap();
-            assert!(
-                outcome.result.is_ok(),
-                "horoscope failed beside {fixture}: {:?}",
-                outcome.result
-            );
-            ok += 1;
-        }
-        let bad = bad.await.unwrap();
-        // The fault is recorded against the partner, module and version.
-        let faults = registry
-            .faults(&partner, &hostile.module, 10)
+        })
+    };
+    for _ in 0..20 {
+        let outcome = registry
+            .bulletin(&partner, "horoscope", &request())
             .await
             .unwrap();
-        assert_eq!(faults.len(), 1, "one fault recorded for {fixture}");
-        assert_eq!(faults[0].version, hostile.version);
-        assert_eq!(faults[0].export, "bulletin");
-        let error = bad.result.unwrap_err();
-        assert_eq!(faults[0].kind, error.kind());
-        let info = registry.get(&partner, &hostile.module).await.unwrap();
-        assert_eq!(info.fault_count, 1);
-        assert_eq!(info.versions[0].fault_count, 1);
-        // And the host still serves the hostile module's neighbours afterwards.
         assert!(
-            registry
-                .bulletin(&partner, "horoscope", &request())
-                .await
-                .unwrap()
-                .result
-                .is_ok()
+            outcome.result.is_ok(),
+            "horoscope failed beside {fixture}: {:?}",
+            outcome.result
         );
-        assert_eq!(ok, 20);
-        error
-    };
-    healthy
+    }
+    let error = bad.await.unwrap().result.unwrap_err();
+
+    // The fault is recorded against the partner, module and version, and visible.
+    let faults = registry
+        .faults(&partner, &hostile.module, 10)
+        .await
+        .unwrap();
+    assert_eq!(faults.len(), 1, "one fault recorded for {fixture}");
+    assert_eq!(
+        (faults[0].version, faults[0].export.as_str()),
+        (hostile.version, "bulletin")
+    );
+    assert_eq!(faults[0].kind, error.kind());
+    let info = registry.get(&partner, &hostile.module).await.unwrap();
+    assert_eq!((info.fault_count, info.versions[0].fault_count), (1, 1));
+    // And the host still serves the hostile module's neighbours afterwards.
+    assert!(
+        registry
+            .bulletin(&partner, "horoscope", &request())
+            .await
+            .unwrap()
+            .result
+            .is_ok()
+    );
+    error
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,7 +17,8 @@
 //! key-value store ([`kv`]) or to subscriber attributes ([`subscribers`]). The
 //! module has no network and no files; besides those two it can read the partner's
 //! content library ([`content`]), the platform's clock ([`clock`]), host randomness
-//! ([`random`]) and write to its log ([`log`]).
+//! ([`random`]) and write to its log ([`log`]). [`text`] helps to read what users
+//! type.
 //!
 //! **One rule for errors:** a business error (nothing to send, a store that refused
 //! a write) is *returned* as a [`ModuleError`]; the host records it and sends nothing.
@@ -38,7 +39,7 @@
 //! crate-type = ["cdylib"]
 //!
 //! [dependencies]
-//! tongdao-sdk = "0.1"
+//! tongdao-sdk = "0.1" # or { path = "…/sdk" } in a checkout of the platform
 //!
 //! [profile.release]
 //! opt-level = "s"
@@ -128,6 +129,7 @@ pub mod kv;
 pub mod log;
 pub mod random;
 pub mod subscribers;
+pub mod text;
 
 pub use bindings::tongdao::partner::content::Item;
 pub use bindings::tongdao::partner::kv::KvError;

@@ -13,7 +13,7 @@
 use tongdao_sdk::clock::Date;
 use tongdao_sdk::{
     Bulletin, BulletinRequest, KeyedBulletin, KeyedText, Mo, Module, ModuleError, ModuleInfo,
-    SubscriptionEvent, subscribers,
+    SubscriptionEvent, subscribers, text,
 };
 
 /// The subscriber attribute that holds the sign's key (e.g. `aries`).
@@ -131,18 +131,21 @@ fn reading(sign: &Sign, raw_date: &str, date: Date) -> String {
 }
 
 /// The sign a user's message names, if any: the English key or the Chinese name,
-/// with or without 座, ignoring case and surrounding (also full-width) spaces.
-fn find_sign(text: &str) -> Option<&'static Sign> {
-    let text = text.trim();
-    let text = text.strip_suffix('座').unwrap_or(text).trim();
+/// with or without 座, ignoring case, full-width letters and surrounding spaces.
+fn find_sign(message: &str) -> Option<&'static Sign> {
+    let word = text::keyword(message);
+    let word = word.strip_suffix('座').unwrap_or(&word).trim_end();
     SIGNS
         .iter()
-        .find(|sign| sign.name == text || sign.key.eq_ignore_ascii_case(text))
+        .find(|sign| sign.name == word || sign.key.eq_ignore_ascii_case(word))
 }
 
 fn help() -> String {
     let names: Vec<&str> = SIGNS.iter().map(|s| s.name).collect();
-    format!("回复星座名称设置您的星座：{}。", names.join("、"))
+    format!(
+        "回复星座名称设置您的星座：{}（也可回复英文，如 aries）。",
+        names.join("、")
+    )
 }
 
 /// 64-bit FNV-1a over the concatenation of `parts`: tiny, fast and stable.

@@ -12,7 +12,7 @@
 use tongdao_sdk::clock::Date;
 use tongdao_sdk::{
     Bulletin, BulletinRequest, Mo, Module, ModuleError, ModuleInfo, SubscriptionEvent, content,
-    log, random,
+    log, random, text,
 };
 
 /// The content library collection this module reads.
@@ -51,8 +51,8 @@ impl Module for Jokes {
     }
 
     fn on_mo(message: Mo) -> Result<Option<String>, ModuleError> {
-        let text = message.text.trim();
-        if !(text.eq_ignore_ascii_case("more") || text == "再来" || text == "再来一个") {
+        let keyword = text::keyword(&message.text);
+        if !matches!(keyword.as_str(), "MORE" | "再来" | "再来一个") {
             return Ok(Some("想再听一个？回复“再来”或 MORE。".into()));
         }
         let count = content::count(COLLECTION);

@@ -17,7 +17,7 @@
 use tongdao_sdk::clock::{self, Date};
 use tongdao_sdk::content::index_for_day;
 use tongdao_sdk::{
-    Bulletin, BulletinRequest, Mo, Module, ModuleError, ModuleInfo, SubscriptionEvent, kv,
+    Bulletin, BulletinRequest, Mo, Module, ModuleError, ModuleInfo, SubscriptionEvent, kv, text,
 };
 
 /// One question: the text, four options (A–D) and the index of the right one.
@@ -41,7 +41,7 @@ const QUESTIONS: [Question; 10] = [
     Question { text: "一个标准足球队上场几人？", options: ["9", "10", "11", "12"], answer: 2 },
 ];
 
-const LETTERS: [char; 4] = ['A', 'B', 'C', 'D'];
+const LETTERS: [&str; 4] = ["A", "B", "C", "D"];
 
 /// How many score keys the leaderboard reads at most: every key costs a host
 /// call, and calls per invocation are capped by the platform. A module with a
@@ -80,14 +80,12 @@ impl Module for Quiz {
     }
 
     fn on_mo(message: Mo) -> Result<Option<String>, ModuleError> {
-        let text = normalize(&message.text);
-        if text == "TOP" || text == "排行" || text == "排行榜" {
+        // `ｔｏｐ`, ` Ａ ` and `a` all count: fold width, trim and upper-case.
+        let keyword = text::keyword(&message.text);
+        if matches!(keyword.as_str(), "TOP" | "排行" | "排行榜") {
             return leaderboard(&message.subscriber).map(Some);
         }
-        match LETTERS
-            .iter()
-            .position(|&l| text.len() == 1 && text.starts_with(l))
-        {
+        match LETTERS.iter().position(|&l| keyword == l) {
             Some(choice) => answer(&message.subscriber, choice).map(Some),
             None => Ok(Some(
                 "回复 A、B、C 或 D 回答今天的题目，回复 TOP 查看排行榜。".into(),
@@ -154,7 +152,7 @@ fn leaderboard(asking: &str) -> Result<String, ModuleError> {
     }
     // Highest score first; ties by subscriber id, so the order is stable.
     scores.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    let lines: Vec<String> = scores
+    let mut lines: Vec<String> = scores
         .iter()
         .take(5)
         .enumerate()
@@ -167,6 +165,14 @@ fn leaderboard(asking: &str) -> Result<String, ModuleError> {
             format!("{}. {}{} {}分", rank + 1, shorten(subscriber), me, score)
         })
         .collect();
+    // Below the top five? Tell the asking subscriber where they stand.
+    if let Some(rank) = scores
+        .iter()
+        .position(|(_, s)| s == asking)
+        .filter(|&r| r >= 5)
+    {
+        lines.push(format!("您：第{}名 {}分", rank + 1, scores[rank].0));
+    }
     Ok(format!("【排行榜】{}", lines.join("；")))
 }
 
@@ -178,17 +184,4 @@ fn shorten(subscriber: &str) -> String {
     }
     let tail: String = subscriber.chars().skip(count - 4).collect();
     format!("…{tail}")
-}
-
-/// Trim the text, turn full-width ASCII (`ＡＢＣ`, `ｔｏｐ`) into half-width and
-/// upper-case its ASCII letters (ASCII-only upper-casing keeps the module small).
-fn normalize(text: &str) -> String {
-    text.trim()
-        .chars()
-        .map(|c| match c {
-            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
-            _ => c,
-        })
-        .collect::<String>()
-        .to_ascii_uppercase()
 }
