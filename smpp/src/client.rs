@@ -1,0 +1,1029 @@
+//! The ESME side: one transceiver bind to an SMSC.
+//!
+//! [`Client::connect`] opens the TCP connection, binds as transceiver and returns the
+//! client plus the receiver of [`Inbound`] events. The client is cheap to clone; all clones
+//! share the bind. It keeps at most `window` submits outstanding, paces them to `tps`,
+//! sends `enquire_link` when idle and answers the peer's, and backs the whole bind off when
+//! the SMSC throttles.
+//!
+//! # Delivery semantics
+//! * [`Client::submit`] returns `Ok` only for `ESME_ROK`. [`SubmitError::outcome_unknown`]
+//!   is true when the PDU may have reached the SMSC without an answer (timeout, connection
+//!   lost): resending may duplicate, not resending may lose — the caller decides.
+//! * Each inbound `deliver_sm`/`data_sm` comes with an [`Ack`]. The `*_resp` is sent only
+//!   when the owner calls [`Ack::ack`] (after storing it durably). Dropping the `Ack`
+//!   answers `ESME_RX_T_APPN`, so the SMSC redelivers. An ack on a link that has died is
+//!   lost and the SMSC redelivers too: receipts and MOs are at-least-once, store them
+//!   idempotently.
+//!
+//! # Reconnecting
+//! A `Client` is one connection; when it closes (peer, network, `enquire_link` timeout) the
+//! receiver yields [`Inbound::Closed`] and every pending submit fails with
+//! [`SubmitError::ConnectionLost`]. [`run_with_reconnect`] is the loop that binds again with
+//! exponential back-off and hands each new session to the owner.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use rusmpp::pdus::{BindTransceiver, SubmitSm};
+use rusmpp::tlvs::{MessageSubmissionRequestTlvValue, TlvTag, TlvValue};
+use rusmpp::types::{AnyOctetString, EmptyOrFullCOctetString, OctetString};
+use rusmpp::values::{
+    DataCoding, EsmClass, InterfaceVersion, Npi, PriorityFlag, RegisteredDelivery,
+    ReplaceIfPresentFlag, ServiceType, Ton,
+};
+use rusmpp::{Command, CommandId, Pdu};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::{Instant, sleep, sleep_until, timeout};
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::codec::{Frame, SmppCodec, Undecodable};
+use crate::encode::{ConcatInfo, Segment, decode_payload, split_udh};
+use crate::link::{self, Out, OutTx};
+use crate::receipt::{Receipt, ReceiptState, build_receipt, parse_receipt_text};
+use crate::status::{
+    ESME_RINVCMDID, ESME_ROK, ESME_RSYSERR, ESME_RX_T_APPN, StatusClass, classify, status_name,
+};
+
+/// Settings of one bind.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `host:port` of the SMSC.
+    pub address: String,
+    /// `system_id` (≤ 15 ASCII chars).
+    pub system_id: String,
+    /// `password` (≤ 8 ASCII chars).
+    pub password: String,
+    /// `system_type` (≤ 12 ASCII chars), often empty.
+    pub system_type: String,
+    /// Most submits outstanding without a response.
+    pub window: usize,
+    /// Submits per second; 0 = unlimited.
+    pub tps: u32,
+    /// Idle time after which an `enquire_link` is sent.
+    pub enquire_link_interval: Duration,
+    /// How long to wait for any response (submit timeout, bind, enquire_link, unbind).
+    pub response_timeout: Duration,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// First pause after an `ESME_RTHROTTLED`/`ESME_RMSGQFUL`; doubles per throttling
+    /// episode up to 32×.
+    pub throttle_backoff: Duration,
+    /// How often one submit is resent after being throttled before it fails with the
+    /// throttled status.
+    pub throttle_retries: u32,
+    /// Capacity of the inbound channel. When full, a `deliver_sm` is answered
+    /// `ESME_RX_T_APPN` at once (the SMSC redelivers) instead of blocking the link.
+    pub inbound_capacity: usize,
+}
+
+impl ClientConfig {
+    /// Defaults: window 10, unlimited TPS, enquire_link every 30 s, 10 s response timeout,
+    /// 100 ms first throttle pause, 10 throttle retries, inbound capacity 4096.
+    pub fn new(
+        address: impl Into<String>,
+        system_id: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        Self {
+            address: address.into(),
+            system_id: system_id.into(),
+            password: password.into(),
+            system_type: String::new(),
+            window: 10,
+            tps: 0,
+            enquire_link_interval: Duration::from_secs(30),
+            response_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            throttle_backoff: Duration::from_millis(100),
+            throttle_retries: 10,
+            inbound_capacity: 4096,
+        }
+    }
+}
+
+/// Why connecting or binding failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// Invalid settings (field too long, window 0).
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// TCP connect failed.
+    #[error("connect to {address}: {source}")]
+    Io {
+        /// The address tried.
+        address: String,
+        /// The socket error.
+        source: std::io::Error,
+    },
+    /// No connection or no `bind_transceiver_resp` within the timeout.
+    #[error("timed out connecting or binding")]
+    Timeout,
+    /// The SMSC answered the bind with an error status.
+    #[error("bind rejected: {}", status_name(*status))]
+    BindRejected {
+        /// `command_status` of the `bind_transceiver_resp`.
+        status: u32,
+    },
+    /// The peer closed or sent something other than a bind response.
+    #[error("bind failed: {0}")]
+    Protocol(String),
+}
+
+/// One `submit_sm`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubmitRequest {
+    /// `service_type` (≤ 5 chars), usually empty.
+    pub service_type: String,
+    /// Sender (service number or alphanumeric), ≤ 20 chars.
+    pub source_addr: String,
+    /// `source_addr_ton`.
+    pub source_ton: u8,
+    /// `source_addr_npi`.
+    pub source_npi: u8,
+    /// Recipient, ≤ 20 chars.
+    pub destination_addr: String,
+    /// `dest_addr_ton`.
+    pub dest_ton: u8,
+    /// `dest_addr_npi`.
+    pub dest_npi: u8,
+    /// `esm_class` (0x40 when `short_message` starts with a UDH).
+    pub esm_class: u8,
+    /// `data_coding`.
+    pub data_coding: u8,
+    /// `short_message` octets (≤ 254).
+    pub short_message: Vec<u8>,
+    /// Request a final delivery receipt (`registered_delivery` 0x01).
+    pub registered_delivery: bool,
+    /// `validity_period` in SMPP absolute/relative format (16 chars), or empty.
+    pub validity_period: String,
+    /// Extra TLVs (`sar_*`, operator fee TLVs…): (tag, value).
+    pub tlvs: Vec<(u16, Vec<u8>)>,
+}
+
+impl SubmitRequest {
+    /// A request for one [`Segment`], receipt requested. TON/NPI: a source of digits is
+    /// (0 unknown, 1 ISDN), an alphanumeric source (5, 0); a destination starting with
+    /// `+` is sent without it as (1 international, 1), otherwise (0, 1).
+    pub fn new(source_addr: &str, destination_addr: &str, segment: &Segment) -> Self {
+        let numeric = !source_addr.is_empty() && source_addr.bytes().all(|b| b.is_ascii_digit());
+        let (source_ton, source_npi) = if numeric { (0, 1) } else { (5, 0) };
+        let (dest, dest_ton) = match destination_addr.strip_prefix('+') {
+            Some(rest) => (rest, 1),
+            None => (destination_addr, 0),
+        };
+        Self {
+            service_type: String::new(),
+            source_addr: source_addr.to_string(),
+            source_ton,
+            source_npi,
+            destination_addr: dest.to_string(),
+            dest_ton,
+            dest_npi: 1,
+            esm_class: segment.esm_class,
+            data_coding: segment.data_coding,
+            short_message: segment.short_message.clone(),
+            registered_delivery: true,
+            validity_period: String::new(),
+            tlvs: segment.tlvs.clone(),
+        }
+    }
+
+    fn to_pdu(&self) -> Result<Pdu, SubmitError> {
+        let invalid = SubmitError::Invalid;
+        let tlvs = self
+            .tlvs
+            .iter()
+            .map(|(tag, value)| MessageSubmissionRequestTlvValue::Other {
+                tag: TlvTag::from(*tag),
+                value: AnyOctetString::from_vec(value.clone()),
+            })
+            .collect();
+        let validity = if self.validity_period.is_empty() {
+            EmptyOrFullCOctetString::empty()
+        } else {
+            EmptyOrFullCOctetString::from_string(self.validity_period.clone())
+                .map_err(|e| invalid(format!("validity_period: {e}")))?
+        };
+        let sm = OctetString::from_vec(self.short_message.clone())
+            .map_err(|e| invalid(format!("short_message: {e}")))?;
+        Ok(Pdu::SubmitSm(SubmitSm::new(
+            ServiceType::new(link::c_string("service_type", &self.service_type).map_err(invalid)?),
+            Ton::from(self.source_ton),
+            Npi::from(self.source_npi),
+            link::c_string("source_addr", &self.source_addr).map_err(invalid)?,
+            Ton::from(self.dest_ton),
+            Npi::from(self.dest_npi),
+            link::c_string("destination_addr", &self.destination_addr).map_err(invalid)?,
+            EsmClass::from(self.esm_class),
+            0,
+            PriorityFlag::from(0),
+            EmptyOrFullCOctetString::empty(),
+            validity,
+            RegisteredDelivery::from(u8::from(self.registered_delivery)),
+            ReplaceIfPresentFlag::from(0),
+            DataCoding::from(self.data_coding),
+            0,
+            sm,
+            tlvs,
+        )))
+    }
+}
+
+/// A submit the SMSC accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubmitOutcome {
+    /// `message_id` from `submit_sm_resp`, as the SMSC wrote it.
+    pub message_id: String,
+    /// How many times the PDU was sent (> 1 after throttling).
+    pub attempts: u32,
+}
+
+/// Why a submit did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The request cannot be encoded (address too long…). Permanent.
+    #[error("invalid submit: {0}")]
+    Invalid(String),
+    /// The bind is closed or closing; nothing was sent. Safe to resend elsewhere.
+    #[error("not connected")]
+    NotConnected,
+    /// The SMSC answered with an error status.
+    #[error("rejected: {} ({class:?})", status_name(*status))]
+    Rejected {
+        /// `command_status` of the response (or of a `generic_nack`).
+        status: u32,
+        /// How to treat it.
+        class: StatusClass,
+    },
+    /// Sent, no response within the timeout: outcome unknown.
+    #[error("no submit_sm_resp within the timeout: outcome unknown")]
+    Timeout,
+    /// Sent, then the connection was lost before a response: outcome unknown.
+    #[error("connection lost before submit_sm_resp: outcome unknown")]
+    ConnectionLost,
+    /// A `submit_sm_resp` arrived with `ESME_ROK` but an unreadable body: the SMSC accepted
+    /// the message but its id is unknown, so its receipt cannot be matched.
+    #[error("unreadable submit_sm_resp: {0}")]
+    MalformedResponse(String),
+}
+
+impl SubmitError {
+    /// True when the message may or may not have reached the SMSC.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            SubmitError::Timeout | SubmitError::ConnectionLost | SubmitError::MalformedResponse(_)
+        )
+    }
+
+    /// How the relay should treat this failure: `Permanent` for invalid requests and
+    /// permanent statuses, `Throttled` for throttling, `Temporary` otherwise (including
+    /// outcome-unknown cases, whose retry policy is the caller's).
+    pub fn class(&self) -> StatusClass {
+        match self {
+            SubmitError::Invalid(_) => StatusClass::Permanent,
+            SubmitError::Rejected { class, .. } => *class,
+            _ => StatusClass::Temporary,
+        }
+    }
+}
+
+/// A mobile-originated message (one part of it, if concatenated).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoPdu {
+    /// The handset.
+    pub source_addr: String,
+    /// The service number it was sent to.
+    pub destination_addr: String,
+    /// `service_type`.
+    pub service_type: String,
+    /// `data_coding`.
+    pub data_coding: u8,
+    /// `esm_class`.
+    pub esm_class: u8,
+    /// Raw `short_message` (or `message_payload`), UDH included.
+    pub short_message: Vec<u8>,
+    /// Concatenation info from the UDH or the `sar_*` TLVs.
+    pub concat: Option<ConcatInfo>,
+    /// This part's text, decoded. For concatenated MOs feed the parts to
+    /// [`crate::encode::Reassembler`].
+    pub text: String,
+}
+
+/// Events from the SMSC.
+#[derive(Debug)]
+pub enum Inbound {
+    /// A delivery receipt. Unparsable receipts come with an empty `message_id` and state
+    /// `Unknown`, so they can be kept.
+    Receipt(Receipt, Ack),
+    /// A mobile-originated message.
+    Mo(MoPdu, Ack),
+    /// The connection is gone (the reason); no more events follow.
+    Closed(String),
+}
+
+/// Acknowledgement of one inbound PDU. Call [`Ack::ack`] once it is stored; dropping it
+/// answers `ESME_RX_T_APPN` (temporary) so the SMSC redelivers.
+#[derive(Debug)]
+pub struct Ack {
+    seq: u32,
+    data_sm: bool,
+    out: Option<OutTx>,
+}
+
+impl Ack {
+    /// Answers `ESME_ROK`.
+    pub fn ack(mut self) {
+        self.respond(ESME_ROK);
+    }
+
+    /// Answers with `status` (e.g. `ESME_RX_P_APPN` for a permanent refusal).
+    pub fn reject(mut self, status: u32) {
+        self.respond(status);
+    }
+
+    fn respond(&mut self, status: u32) {
+        if let Some(out) = self.out.take() {
+            // A closed link just loses the response; the SMSC redelivers.
+            let _ = out.send(link::deliver_resp(self.data_sm, status, self.seq));
+        }
+    }
+}
+
+impl Drop for Ack {
+    fn drop(&mut self) {
+        self.respond(ESME_RX_T_APPN);
+    }
+}
+
+/// Exponential back-off for [`run_with_reconnect`].
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    /// First pause.
+    pub initial: Duration,
+    /// Largest pause.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    /// 500 ms doubling to 30 s.
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(500),
+            max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Keeps one bind alive: connects, hands each bound session to `session` and awaits it;
+/// when it returns `Continue` (typically after [`Inbound::Closed`]), or when connecting
+/// fails, waits with exponential back-off (reset after each successful bind) and binds
+/// again. Returns when `session` returns `Break`.
+pub async fn run_with_reconnect<F, Fut>(config: ClientConfig, backoff: Backoff, mut session: F)
+where
+    F: FnMut(Client, mpsc::Receiver<Inbound>) -> Fut,
+    Fut: Future<Output = ControlFlow<()>>,
+{
+    let mut delay = backoff.initial;
+    loop {
+        match Client::connect(config.clone()).await {
+            Ok((client, inbound)) => {
+                delay = backoff.initial;
+                if session(client, inbound).await.is_break() {
+                    return;
+                }
+            }
+            Err(e) => warn!(address = %config.address, error = %e, "smpp bind failed"),
+        }
+        sleep(delay).await;
+        delay = (delay * 2).min(backoff.max);
+    }
+}
+
+/// Handle to one bound transceiver session. Clones share it; when the last clone is
+/// dropped the session unbinds and closes.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+    _guard: Arc<DropGuard>,
+}
+
+#[derive(Debug)]
+struct DropGuard(Arc<Inner>);
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        // Best effort without awaiting: unbind, flush, half-close; the reader ends on the
+        // peer's unbind_resp/EOF, or the timer below.
+        let inner = self.0.clone();
+        if inner.closing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let seq = inner.next_seq();
+        let _ = inner.out.send(link::cmd(ESME_ROK, seq, Pdu::Unbind));
+        let _ = inner.out.send(Out::Close);
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let wait = inner.config.response_timeout;
+            handle.spawn(async move {
+                sleep(wait).await;
+                inner.cancel.cancel();
+            });
+        } else {
+            inner.cancel.cancel();
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Resp {
+    status: u32,
+    message_id: Result<String, String>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: ClientConfig,
+    out: OutTx,
+    seq: AtomicU32,
+    /// `None` once the connection is closed, so late registrations fail fast.
+    pending: Mutex<Option<HashMap<u32, oneshot::Sender<Resp>>>>,
+    window: Semaphore,
+    bucket: Option<Mutex<Bucket>>,
+    throttle: Mutex<Throttle>,
+    closing: AtomicBool,
+    cancel: CancellationToken,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    /// Takes a token, possibly going into debt; returns how long to wait for it.
+    fn reserve(&mut self, now: Instant) -> Option<Duration> {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst) - 1.0;
+        (self.tokens < 0.0).then(|| Duration::from_secs_f64(-self.tokens / self.rate))
+    }
+}
+
+#[derive(Debug)]
+struct Throttle {
+    until: Instant,
+    next: Duration,
+}
+
+impl Inner {
+    fn next_seq(&self) -> u32 {
+        // Sequence numbers run 1..=0x7FFFFFFF.
+        let s = self.seq.fetch_add(1, Ordering::Relaxed) & 0x7FFF_FFFF;
+        if s == 0 { 1 } else { s }
+    }
+
+    fn register(&self, seq: u32) -> Option<oneshot::Receiver<Resp>> {
+        let (tx, rx) = oneshot::channel();
+        let mut guard = self.pending.lock().ok()?;
+        guard.as_mut()?.insert(seq, tx);
+        Some(rx)
+    }
+
+    fn unregister(&self, seq: u32) {
+        if let Ok(mut guard) = self.pending.lock()
+            && let Some(map) = guard.as_mut()
+        {
+            map.remove(&seq);
+        }
+    }
+
+    fn complete(&self, seq: u32, resp: Resp) -> bool {
+        let tx = match self.pending.lock() {
+            Ok(mut guard) => guard.as_mut().and_then(|m| m.remove(&seq)),
+            Err(_) => None,
+        };
+        match tx {
+            Some(tx) => {
+                let _ = tx.send(resp);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sends a request and waits for its response.
+    async fn request(&self, pdu: Pdu) -> Result<Resp, SubmitError> {
+        let seq = self.next_seq();
+        let rx = self.register(seq).ok_or(SubmitError::NotConnected)?;
+        if self.out.send(link::cmd(ESME_ROK, seq, pdu)).is_err() {
+            self.unregister(seq);
+            return Err(SubmitError::NotConnected);
+        }
+        match timeout(self.config.response_timeout, rx).await {
+            Err(_) => {
+                self.unregister(seq);
+                Err(SubmitError::Timeout)
+            }
+            Ok(Err(_)) => Err(SubmitError::ConnectionLost),
+            Ok(Ok(resp)) => Ok(resp),
+        }
+    }
+
+    async fn pace(&self) {
+        let until = self.throttle.lock().map(|t| t.until).ok();
+        if let Some(until) = until
+            && until > Instant::now()
+        {
+            sleep_until(until).await;
+        }
+        if let Some(bucket) = &self.bucket {
+            let wait = bucket
+                .lock()
+                .ok()
+                .and_then(|mut b| b.reserve(Instant::now()));
+            if let Some(wait) = wait {
+                sleep(wait).await;
+            }
+        }
+    }
+
+    fn throttled(&self) {
+        if let Ok(mut t) = self.throttle.lock() {
+            let now = Instant::now();
+            // One episode per back-off period, however many submits were in flight.
+            if now >= t.until {
+                t.until = now + t.next;
+                t.next = (t.next * 2).min(self.config.throttle_backoff * 32);
+                debug!(pause = ?t.until.duration_since(now), "smpp throttled");
+            }
+        }
+    }
+
+    fn accepted(&self) {
+        if let Ok(mut t) = self.throttle.lock() {
+            t.next = self.config.throttle_backoff;
+        }
+    }
+
+    /// Marks the session closed and fails everything waiting on it.
+    fn shut(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        if let Ok(mut guard) = self.pending.lock() {
+            // Dropping the senders wakes the waiters with ConnectionLost.
+            guard.take();
+        }
+        self.window.close();
+        self.cancel.cancel();
+    }
+}
+
+impl Client {
+    /// Connects and binds as transceiver. Returns the client and the inbound events.
+    pub async fn connect(
+        config: ClientConfig,
+    ) -> Result<(Client, mpsc::Receiver<Inbound>), ConnectError> {
+        if config.window == 0 {
+            return Err(ConnectError::Config("window must be at least 1".into()));
+        }
+        let bind = BindTransceiver::new(
+            link::c_string("system_id", &config.system_id).map_err(ConnectError::Config)?,
+            link::c_string("password", &config.password).map_err(ConnectError::Config)?,
+            link::c_string("system_type", &config.system_type).map_err(ConnectError::Config)?,
+            InterfaceVersion::Smpp3_4,
+            Ton::from(0),
+            Npi::from(0),
+            rusmpp::types::COctetString::empty(),
+        );
+        let stream = timeout(config.connect_timeout, TcpStream::connect(&config.address))
+            .await
+            .map_err(|_| ConnectError::Timeout)?
+            .map_err(|source| ConnectError::Io {
+                address: config.address.clone(),
+                source,
+            })?;
+        let _ = stream.set_nodelay(true);
+        let (read, write) = stream.into_split();
+        let mut reader = FramedRead::new(read, SmppCodec::new());
+        let (out, out_rx) = mpsc::unbounded_channel();
+        let cancel = CancellationToken::new();
+        tokio::spawn(link::writer(write, out_rx, cancel.clone()));
+
+        let _ = out.send(link::cmd(ESME_ROK, 1, Pdu::BindTransceiver(bind)));
+        let bound = timeout(config.response_timeout, async {
+            loop {
+                match reader.next().await {
+                    Some(Ok(Frame::Command(cmd))) => match cmd.id() {
+                        CommandId::BindTransceiverResp | CommandId::GenericNack => {
+                            let status = u32::from(cmd.status());
+                            return if status == ESME_ROK {
+                                Ok(())
+                            } else {
+                                Err(ConnectError::BindRejected { status })
+                            };
+                        }
+                        CommandId::EnquireLink => {
+                            let _ = out.send(link::cmd(
+                                ESME_ROK,
+                                cmd.sequence_number(),
+                                Pdu::EnquireLinkResp,
+                            ));
+                        }
+                        other => debug!(?other, "smpp pdu before bind_resp ignored"),
+                    },
+                    Some(Ok(Frame::Undecodable(u))) => {
+                        return Err(ConnectError::Protocol(format!(
+                            "undecodable bind response: {}",
+                            u.reason
+                        )));
+                    }
+                    Some(Err(e)) => return Err(ConnectError::Protocol(e.to_string())),
+                    None => return Err(ConnectError::Protocol("connection closed".into())),
+                }
+            }
+        })
+        .await;
+        match bound {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                cancel.cancel();
+                return Err(e);
+            }
+            Err(_) => {
+                cancel.cancel();
+                return Err(ConnectError::Timeout);
+            }
+        }
+
+        let bucket = (config.tps > 0).then(|| {
+            let rate = f64::from(config.tps);
+            let burst = (rate / 10.0).max(1.0);
+            Mutex::new(Bucket {
+                rate,
+                burst,
+                tokens: burst,
+                last: Instant::now(),
+            })
+        });
+        let inner = Arc::new(Inner {
+            window: Semaphore::new(config.window),
+            throttle: Mutex::new(Throttle {
+                until: Instant::now(),
+                next: config.throttle_backoff,
+            }),
+            config,
+            out,
+            seq: AtomicU32::new(2),
+            pending: Mutex::new(Some(HashMap::new())),
+            bucket,
+            closing: AtomicBool::new(false),
+            cancel,
+        });
+        let (in_tx, in_rx) = mpsc::channel(inner.config.inbound_capacity.max(1));
+        tokio::spawn(session(inner.clone(), reader, in_tx));
+        let client = Client {
+            _guard: Arc::new(DropGuard(inner.clone())),
+            inner,
+        };
+        Ok((client, in_rx))
+    }
+
+    /// Sends one `submit_sm` and waits for its `submit_sm_resp`. Waits for a window slot,
+    /// the TPS pace and any throttling pause first; resends after `ESME_RTHROTTLED` /
+    /// `ESME_RMSGQFUL` up to `throttle_retries` times.
+    pub async fn submit(&self, request: &SubmitRequest) -> Result<SubmitOutcome, SubmitError> {
+        let pdu = request.to_pdu()?;
+        let inner = &self.inner;
+        let mut attempts = 0;
+        loop {
+            if inner.closing.load(Ordering::SeqCst) {
+                return Err(SubmitError::NotConnected);
+            }
+            let _permit = inner
+                .window
+                .acquire()
+                .await
+                .map_err(|_| SubmitError::NotConnected)?;
+            inner.pace().await;
+            attempts += 1;
+            let resp = inner.request(pdu.clone()).await?;
+            match classify(resp.status) {
+                StatusClass::Ok => {
+                    inner.accepted();
+                    return match resp.message_id {
+                        Ok(message_id) => Ok(SubmitOutcome {
+                            message_id,
+                            attempts,
+                        }),
+                        Err(reason) => Err(SubmitError::MalformedResponse(reason)),
+                    };
+                }
+                StatusClass::Throttled if attempts <= inner.config.throttle_retries => {
+                    inner.throttled();
+                }
+                class => {
+                    if class == StatusClass::Throttled {
+                        inner.throttled();
+                    }
+                    return Err(SubmitError::Rejected {
+                        status: resp.status,
+                        class,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Graceful close: stops new submits, waits (up to the response timeout) for those in
+    /// flight, sends `unbind`, waits for `unbind_resp`, closes the socket.
+    pub async fn close(&self) {
+        let inner = &self.inner;
+        if inner.closing.swap(true, Ordering::SeqCst) {
+            inner.cancel.cancelled().await;
+            return;
+        }
+        let window = u32::try_from(inner.config.window).unwrap_or(u32::MAX);
+        let _drained = timeout(
+            inner.config.response_timeout,
+            inner.window.acquire_many(window),
+        )
+        .await;
+        let _ = inner.request(Pdu::Unbind).await;
+        let _ = inner.out.send(Out::Close);
+        // Give the writer a moment to flush; the peer closes after unbind_resp anyway.
+        let _ = timeout(Duration::from_secs(1), inner.cancel.cancelled()).await;
+        inner.shut();
+    }
+
+    /// True once the session is closing or closed.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closing.load(Ordering::SeqCst) || self.inner.cancel.is_cancelled()
+    }
+
+    /// Resolves when the connection is closed.
+    pub async fn closed(&self) {
+        self.inner.cancel.cancelled().await;
+    }
+
+    /// Submits in flight (sent or waiting for a window slot… only sent ones count).
+    pub fn in_flight(&self) -> usize {
+        self.inner
+            .pending
+            .lock()
+            .ok()
+            .and_then(|g| g.as_ref().map(HashMap::len))
+            .unwrap_or(0)
+    }
+}
+
+/// The reader side: dispatches every frame, sends enquire_link when idle, and on exit fails
+/// all pending requests and emits `Closed`.
+async fn session(
+    inner: Arc<Inner>,
+    mut reader: FramedRead<OwnedReadHalf, SmppCodec>,
+    inbound: mpsc::Sender<Inbound>,
+) {
+    let interval = inner.config.enquire_link_interval;
+    let mut idle_deadline = Instant::now() + interval;
+    // (sequence, deadline) of the enquire_link awaiting its response.
+    let mut link_check: Option<(u32, Instant)> = None;
+    let reason = loop {
+        let deadline = link_check.map_or(idle_deadline, |(_, d)| d);
+        let frame = tokio::select! {
+            _ = inner.cancel.cancelled() => break "closed locally".to_string(),
+            _ = sleep_until(deadline) => {
+                if link_check.is_some() {
+                    break "enquire_link not answered".to_string();
+                }
+                let seq = inner.next_seq();
+                let _ = inner.out.send(link::cmd(ESME_ROK, seq, Pdu::EnquireLink));
+                link_check = Some((seq, Instant::now() + inner.config.response_timeout));
+                continue;
+            }
+            frame = reader.next() => frame,
+        };
+        idle_deadline = Instant::now() + interval;
+        match frame {
+            None => break "connection closed by peer".to_string(),
+            Some(Err(e)) => break format!("link error: {e}"),
+            Some(Ok(Frame::Undecodable(u))) => on_undecodable(&inner, u),
+            Some(Ok(Frame::Command(cmd))) => {
+                if cmd.id() == CommandId::EnquireLinkResp
+                    && link_check.is_some_and(|(s, _)| s == cmd.sequence_number())
+                {
+                    link_check = None;
+                    continue;
+                }
+                // Any traffic proves the link alive.
+                link_check = None;
+                if let Some(reason) = on_command(&inner, *cmd, &inbound) {
+                    break reason;
+                }
+            }
+        }
+    };
+    debug!(%reason, "smpp session ended");
+    inner.shut();
+    let _ = inbound.send(Inbound::Closed(reason)).await;
+}
+
+fn on_undecodable(inner: &Inner, u: Undecodable) {
+    warn!(command_id = u.command_id, seq = u.sequence_number, reason = %u.reason, "smpp undecodable pdu");
+    if u.is_response() {
+        let message_id = Err(u.reason.clone());
+        inner.complete(
+            u.sequence_number,
+            Resp {
+                status: u.command_status,
+                message_id,
+            },
+        );
+    } else {
+        let _ = inner
+            .out
+            .send(link::generic_nack(ESME_RSYSERR, u.sequence_number));
+    }
+}
+
+/// Handles one decoded PDU; returns a reason when the session must end.
+fn on_command(inner: &Inner, cmd: Command, inbound: &mpsc::Sender<Inbound>) -> Option<String> {
+    let seq = cmd.sequence_number();
+    let status = u32::from(cmd.status());
+    match cmd.id() {
+        CommandId::SubmitSmResp
+        | CommandId::UnbindResp
+        | CommandId::EnquireLinkResp
+        | CommandId::GenericNack => {
+            let message_id = match cmd.pdu() {
+                Some(Pdu::SubmitSmResp(r)) => r.message_id().as_str().to_string(),
+                _ => String::new(),
+            };
+            if !inner.complete(
+                seq,
+                Resp {
+                    status,
+                    message_id: Ok(message_id),
+                },
+            ) {
+                debug!(seq, id = ?cmd.id(), "smpp response without request (late or unknown)");
+            }
+            None
+        }
+        CommandId::EnquireLink => {
+            let _ = inner
+                .out
+                .send(link::cmd(ESME_ROK, seq, Pdu::EnquireLinkResp));
+            None
+        }
+        CommandId::Unbind => {
+            let _ = inner.out.send(link::cmd(ESME_ROK, seq, Pdu::UnbindResp));
+            let _ = inner.out.send(Out::Close);
+            Some("peer unbound".to_string())
+        }
+        CommandId::DeliverSm | CommandId::DataSm => {
+            let data_sm = cmd.id() == CommandId::DataSm;
+            let Some(event) = inbound_event(&cmd) else {
+                let _ = inner.out.send(link::generic_nack(ESME_RSYSERR, seq));
+                return None;
+            };
+            let ack = Ack {
+                seq,
+                data_sm,
+                out: Some(inner.out.clone()),
+            };
+            let item = match event {
+                Event::Receipt(r) => Inbound::Receipt(r, ack),
+                Event::Mo(m) => Inbound::Mo(m, ack),
+            };
+            // Full or gone: the dropped Ack answers ESME_RX_T_APPN, the SMSC redelivers.
+            let _ = inbound.try_send(item);
+            None
+        }
+        CommandId::Other(_) => {
+            let _ = inner.out.send(link::generic_nack(ESME_RINVCMDID, seq));
+            None
+        }
+        id if u32::from(id) & 0x8000_0000 != 0 => {
+            debug!(?id, seq, "smpp unexpected response ignored");
+            None
+        }
+        _ => {
+            // A request a transceiver ESME does not serve (bind, query_sm, …).
+            let _ = inner.out.send(link::generic_nack(ESME_RINVCMDID, seq));
+            None
+        }
+    }
+}
+
+enum Event {
+    Receipt(Receipt),
+    Mo(MoPdu),
+}
+
+/// Fields common to deliver_sm and data_sm.
+struct Delivered<'a> {
+    service_type: &'a str,
+    source: &'a str,
+    dest: &'a str,
+    esm_class: u8,
+    data_coding: u8,
+    short_message: &'a [u8],
+    tlvs: &'a [rusmpp::tlvs::Tlv],
+}
+
+fn inbound_event(cmd: &Command) -> Option<Event> {
+    let d = match cmd.pdu()? {
+        Pdu::DeliverSm(d) => Delivered {
+            service_type: d.service_type.value().as_str(),
+            source: d.source_addr.as_str(),
+            dest: d.destination_addr.as_str(),
+            esm_class: u8::from(d.esm_class),
+            data_coding: u8::from(d.data_coding),
+            short_message: d.short_message().as_ref(),
+            tlvs: d.tlvs(),
+        },
+        Pdu::DataSm(d) => Delivered {
+            service_type: d.service_type.value().as_str(),
+            source: d.source_addr.as_str(),
+            dest: d.destination_addr.as_str(),
+            esm_class: u8::from(d.esm_class),
+            data_coding: u8::from(d.data_coding),
+            short_message: &[],
+            tlvs: d.tlvs(),
+        },
+        _ => return None,
+    };
+    let mut receipted_id = None;
+    let mut state = None;
+    let mut net_err = None;
+    let mut payload: Option<&[u8]> = None;
+    let (mut sar_ref, mut sar_total, mut sar_seq) = (None, None, None);
+    for tlv in d.tlvs {
+        match tlv.value() {
+            Some(TlvValue::ReceiptedMessageId(id)) => receipted_id = Some(id.as_str()),
+            Some(TlvValue::MessageState(s)) => state = Some(u8::from(*s)),
+            Some(TlvValue::NetworkErrorCode(n)) => net_err = Some(n.error_code),
+            Some(TlvValue::MessagePayload(p)) => payload = Some(p.value.as_ref()),
+            Some(TlvValue::SarMsgRefNum(r)) => sar_ref = Some(*r),
+            Some(TlvValue::SarTotalSegments(t)) => sar_total = Some(*t),
+            Some(TlvValue::SarSegmentSeqnum(s)) => sar_seq = Some(*s),
+            _ => {}
+        }
+    }
+    let short_message = match payload {
+        Some(p) if d.short_message.is_empty() => p,
+        _ => d.short_message,
+    };
+    let (udh, body) = split_udh(d.esm_class, short_message);
+    let text = decode_payload(d.data_coding, body);
+    // esm_class message type (bits 5..2): 0x04 SMSC receipt, 0x08 SME delivery ack,
+    // 0x20 intermediate notification.
+    let receipt_type = matches!(d.esm_class & 0x3C, 0x04 | 0x08 | 0x20);
+    let looks_like_receipt = receipt_type
+        || receipted_id.is_some()
+        || parse_receipt_text(&text).is_some_and(|p| p.id.is_some() && p.stat.is_some());
+    if looks_like_receipt {
+        let receipt = build_receipt(&text, receipted_id, state, net_err, d.source, d.dest)
+            .unwrap_or_else(|| Receipt {
+                message_id: String::new(),
+                state: ReceiptState::Unknown,
+                error_code: None,
+                submit_date: None,
+                done_date: None,
+                source_addr: d.source.to_string(),
+                destination_addr: d.dest.to_string(),
+                raw: text.clone(),
+            });
+        return Some(Event::Receipt(receipt));
+    }
+    let sar = match (sar_ref, sar_total, sar_seq) {
+        (Some(reference), Some(total), Some(seq)) => Some(ConcatInfo {
+            reference,
+            total,
+            seq,
+        }),
+        _ => None,
+    };
+    Some(Event::Mo(MoPdu {
+        source_addr: d.source.to_string(),
+        destination_addr: d.dest.to_string(),
+        service_type: d.service_type.to_string(),
+        data_coding: d.data_coding,
+        esm_class: d.esm_class,
+        short_message: short_message.to_vec(),
+        concat: udh.or(sar),
+        text,
+    }))
+}
