@@ -4,6 +4,7 @@
 mod auth;
 mod content;
 mod error;
+mod messages;
 mod modules;
 mod partners;
 
@@ -19,6 +20,7 @@ pub use auth::Caller;
 pub use error::ApiError;
 
 use crate::modules::Registry;
+use crate::relay::Relay;
 use crate::store::Store;
 
 /// What every handler can reach.
@@ -26,6 +28,7 @@ use crate::store::Store;
 pub struct AppState {
     pub store: Store,
     pub registry: Arc<Registry>,
+    pub relay: Arc<Relay>,
     /// SHA-256 (hex) of the admin key.
     pub admin_key_hash: String,
     pub max_module_bytes: usize,
@@ -44,6 +47,7 @@ pub fn router(state: AppState, max_json_bytes: usize) -> Router {
         .route("/healthz", get(healthz))
         .merge(partners::router())
         .merge(content::router())
+        .merge(messages::router())
         .layer(DefaultBodyLimit::max(max_json_bytes))
         // Module uploads are bigger than JSON bodies; their routes get their own limit.
         .merge(modules::router().layer(DefaultBodyLimit::max(upload_limit)))

@@ -17,6 +17,75 @@ pub struct Config {
     pub store: StoreConfig,
     pub runtime: RuntimeConfig,
     pub admin: AdminConfig,
+    pub relay: RelayConfig,
+    /// The operator links (SMPP 3.4 SMSCs). Empty: nothing is sent (with `serve
+    /// --demo`, two operators on the built-in simulator).
+    pub operators: Vec<OperatorConfig>,
+}
+
+/// One operator: an SMSC reached over SMPP 3.4, and the number prefixes it serves.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorConfig {
+    /// Used in routing, billing and settlement.
+    pub name: String,
+    /// `host:port` of the SMSC.
+    pub address: String,
+    pub system_id: String,
+    pub password: String,
+    #[serde(default)]
+    pub system_type: String,
+    /// Transceiver binds kept open.
+    #[serde(default = "default_binds")]
+    pub binds: u32,
+    /// Outstanding submits per bind.
+    #[serde(default = "default_window")]
+    pub window: u32,
+    /// Submits per second per bind (0: unlimited).
+    #[serde(default)]
+    pub tps: u32,
+    /// National number prefixes this operator serves (longest match wins).
+    pub prefixes: Vec<String>,
+    /// The service number MTs come from.
+    pub source_addr: String,
+}
+
+fn default_binds() -> u32 {
+    1
+}
+
+fn default_window() -> u32 {
+    10
+}
+
+/// The outbox and its retry policy.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelayConfig {
+    /// How long an MT may wait for a successful submit before it expires.
+    pub validity_secs: u64,
+    /// First retry pause after a temporary failure; doubles up to `retry_max_ms`.
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+    /// MTs one worker claims at a time.
+    pub batch: u32,
+    /// How long a claim holds before another worker may take the MT over.
+    pub lease_secs: u64,
+    /// Numbers test sends may go to (agreement 7.3).
+    pub test_numbers: Vec<String>,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            validity_secs: 10 * 3600,
+            retry_initial_ms: 1000,
+            retry_max_ms: 5 * 60 * 1000,
+            batch: 256,
+            lease_secs: 60,
+            test_numbers: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -197,6 +266,44 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "store.url",
                 reason: format!("`{url}` is neither sqlite:// nor postgres://"),
+            });
+        }
+        let mut names = std::collections::HashSet::new();
+        for op in &self.operators {
+            if op.name.is_empty() || !names.insert(op.name.as_str()) {
+                return Err(ConfigError::Invalid {
+                    key: "operators.name",
+                    reason: format!("`{}` is empty or used twice", op.name),
+                });
+            }
+            if op.binds == 0 || op.window == 0 {
+                return Err(ConfigError::Invalid {
+                    key: "operators.binds",
+                    reason: format!(
+                        "operator `{}`: binds and window must be at least 1",
+                        op.name
+                    ),
+                });
+            }
+            if op.prefixes.is_empty()
+                || op
+                    .prefixes
+                    .iter()
+                    .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+            {
+                return Err(ConfigError::Invalid {
+                    key: "operators.prefixes",
+                    reason: format!(
+                        "operator `{}`: prefixes must be non-empty digit strings",
+                        op.name
+                    ),
+                });
+            }
+        }
+        if self.relay.batch == 0 || self.relay.lease_secs == 0 || self.relay.validity_secs == 0 {
+            return Err(ConfigError::Invalid {
+                key: "relay",
+                reason: "batch, lease_secs and validity_secs must be greater than 0".into(),
             });
         }
         if let Some(key) = &self.admin.key

@@ -38,6 +38,48 @@ enum Command {
     /// Work with a module file locally, under the platform's sandbox.
     #[command(subcommand)]
     Module(ModuleCommand),
+    /// Send a test MT (to a number in [relay] test_numbers) through the running
+    /// platform's outbox and wait for its receipt; exit 0 only if delivered.
+    SendTest {
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        text: String,
+        /// Send through this operator instead of the routed one.
+        #[arg(long)]
+        operator: Option<String>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Seconds to wait for the final status.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Run the SMSC simulator: a real SMPP 3.4 server on loopback for demos and tests.
+    SmscSim {
+        #[arg(long, default_value = "127.0.0.1:2775")]
+        listen: std::net::SocketAddr,
+        /// HTTP hook to send MOs (POST /mo) and read counters (GET /stats).
+        #[arg(long)]
+        http: Option<std::net::SocketAddr>,
+        /// Delay before each delivery receipt, in milliseconds.
+        #[arg(long, default_value_t = 100)]
+        dlr_delay_ms: u64,
+        /// Message ids in hex in submit_sm_resp and in decimal in receipts.
+        #[arg(long)]
+        hex_ids: bool,
+        /// Share of submits whose receipt says UNDELIV (0.0-1.0).
+        #[arg(long, default_value_t = 0.0)]
+        undeliverable: f64,
+        /// Share of submits refused as ESME_RINVDSTADR.
+        #[arg(long, default_value_t = 0.0)]
+        reject: f64,
+        /// Share of submits answered ESME_RTHROTTLED.
+        #[arg(long, default_value_t = 0.0)]
+        throttle: f64,
+        /// Share of submits on which the connection is dropped.
+        #[arg(long, default_value_t = 0.0)]
+        disconnect: f64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -135,6 +177,53 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate { config } => {
             let config = Config::load(config.as_deref())?;
             tongdao::server::migrate(&config).await?;
+        }
+        Command::SendTest {
+            to,
+            text,
+            operator,
+            config,
+            timeout,
+        } => {
+            let config = Config::load(config.as_deref())?;
+            let detail = tongdao::tools::send_test(
+                &config,
+                &to,
+                &text,
+                operator,
+                std::time::Duration::from_secs(timeout),
+            )
+            .await?;
+            println!("{}", serde_json::to_string_pretty(&detail)?);
+            return Ok(if detail.message.status == "delivered" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+        Command::SmscSim {
+            listen,
+            http,
+            dlr_delay_ms,
+            hex_ids,
+            undeliverable,
+            reject,
+            throttle,
+            disconnect,
+        } => {
+            tongdao::tools::smsc_sim(tongdao::tools::SimOptions {
+                listen,
+                http,
+                dlr_delay: std::time::Duration::from_millis(dlr_delay_ms),
+                hex_ids,
+                faults: tongdao_smpp::sim::Faults {
+                    undeliverable,
+                    reject,
+                    throttle,
+                    disconnect,
+                },
+            })
+            .await?;
         }
         Command::Module(ModuleCommand::Check { file, config }) => {
             let config = Config::load(config.as_deref())?;

@@ -526,7 +526,8 @@ async fn dispatcher(state: Arc<State>, mut rx: mpsc::UnboundedReceiver<Ctl>) {
         };
         let Some(mut msg) = first else { return };
         // Handle a burst of control messages before the next send pass.
-        for _ in 0..1024 {
+        let mut handled = 0;
+        loop {
             match msg {
                 Ctl::Up {
                     session,
@@ -590,9 +591,14 @@ async fn dispatcher(state: Arc<State>, mut rx: mpsc::UnboundedReceiver<Ctl>) {
                     }
                 }
             }
+            handled += 1;
+            // Check the bound before taking the next message, so none is dropped.
             match rx.try_recv() {
                 Ok(next) => msg = next,
                 Err(_) => break,
+            }
+            if handled >= 1024 {
+                break;
             }
         }
     }

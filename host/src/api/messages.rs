@@ -1,0 +1,115 @@
+//! `/v1/messages`: MTs with their segments and status history (partner-scoped),
+//! and `/v1/admin/test-messages`: test sends through the same outbox (agreement 7.3).
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::{Admin, Caller};
+use super::{ApiError, AppState};
+use crate::relay::OutboxError;
+use crate::relay::messages::{self, MessageFilter};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/messages", get(list))
+        .route("/v1/messages/{id}", get(detail))
+        .route("/v1/admin/test-messages", post(test_send))
+}
+
+/// The partner a message query is limited to: the caller's own, or for the admin
+/// `?partner=` (or everything).
+async fn scope(
+    state: &AppState,
+    caller: &Caller,
+    partner: Option<&str>,
+) -> Result<Option<i64>, ApiError> {
+    match (caller, partner) {
+        (Caller::Partner(p), None) => Ok(Some(p.id)),
+        (Caller::Partner(p), Some(name)) if name == p.name => Ok(Some(p.id)),
+        (Caller::Partner(_), Some(_)) => Err(ApiError::forbidden(
+            "a partner key reaches only its own partner",
+        )),
+        (Caller::Admin, Some(name)) => Ok(Some(crate::partners::get(&state.store, name).await?.id)),
+        (Caller::Admin, None) => Ok(None),
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    partner: Option<String>,
+    #[serde(flatten)]
+    filter: MessageFilter,
+}
+
+async fn list(
+    caller: Caller,
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query?;
+    let partner = scope(&state, &caller, query.partner.as_deref()).await?;
+    let items = messages::list(&state.store, partner, &query.filter).await?;
+    Ok(Json(json!({ "messages": items })))
+}
+
+async fn detail(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::bad_request("invalid-id", format!("`{id}` is not a message id")))?;
+    let partner = scope(&state, &caller, None).await?;
+    match messages::get(&state.store, id, partner).await? {
+        Some(message) => Ok(Json(json!(message))),
+        None => Err(ApiError::not_found(format!("no message {id}"))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestSend {
+    to: String,
+    text: String,
+    operator: Option<String>,
+}
+
+/// Queue a test MT (admin only, listed numbers only, never billed).
+async fn test_send(
+    _: Admin,
+    State(state): State<AppState>,
+    body: Result<Json<TestSend>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(body) = body?;
+    let id = state
+        .relay
+        .enqueue_test(&body.to, &body.text, body.operator)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": id, "status": "queued" })),
+    ))
+}
+
+impl From<OutboxError> for ApiError {
+    fn from(e: OutboxError) -> Self {
+        let message = e.to_string();
+        match e {
+            OutboxError::Route(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unroutable", message)
+            }
+            OutboxError::EmptyText | OutboxError::TooLong(_) => {
+                ApiError::bad_request("invalid-text", message)
+            }
+            OutboxError::UnknownOperator(_) => ApiError::bad_request("unknown-operator", message),
+            OutboxError::NotATestNumber(_) => ApiError::forbidden(message),
+            OutboxError::Store(e) => e.into(),
+        }
+    }
+}
