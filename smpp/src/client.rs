@@ -47,7 +47,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::codec::{Frame, SmppCodec, Undecodable};
-use crate::encode::{ConcatInfo, Segment, decode_payload, split_udh};
+use crate::encode::{ConcatInfo, Reassembler, Segment, decode_payload, split_udh};
 use crate::link::{self, Out, OutTx};
 use crate::receipt::{Receipt, ReceiptState, build_receipt, parse_receipt_text};
 use crate::status::{
@@ -318,6 +318,20 @@ pub struct MoPdu {
     /// This part's text, decoded. For concatenated MOs feed the parts to
     /// [`crate::encode::Reassembler`].
     pub text: String,
+}
+
+impl MoPdu {
+    /// Feeds this part to `reassembler`; returns the full text once every part is in
+    /// (at once for a single-part MO).
+    pub fn reassemble(&self, reassembler: &mut Reassembler) -> Option<String> {
+        reassembler.push(
+            &self.source_addr,
+            self.data_coding,
+            self.esm_class,
+            &self.short_message,
+            self.concat,
+        )
+    }
 }
 
 /// Events from the SMSC.
@@ -777,7 +791,7 @@ impl Client {
         self.inner.cancel.cancelled().await;
     }
 
-    /// Submits in flight (sent or waiting for a window slot… only sent ones count).
+    /// Requests sent and still awaiting their response.
     pub fn in_flight(&self) -> usize {
         self.inner
             .pending
@@ -816,6 +830,7 @@ async fn session(
         };
         idle_deadline = Instant::now() + interval;
         match frame {
+            None if inner.closing.load(Ordering::SeqCst) => break "unbound".to_string(),
             None => break "connection closed by peer".to_string(),
             Some(Err(e)) => break format!("link error: {e}"),
             Some(Ok(Frame::Undecodable(u))) => on_undecodable(&inner, u),
@@ -911,6 +926,8 @@ fn on_command(inner: &Inner, cmd: Command, inbound: &mpsc::Sender<Inbound>) -> O
             let _ = inbound.try_send(item);
             None
         }
+        // No response is defined for alert_notification; nothing to do for a transceiver.
+        CommandId::AlertNotification => None,
         CommandId::Other(_) => {
             let _ = inner.out.send(link::generic_nack(ESME_RINVCMDID, seq));
             None

@@ -381,13 +381,13 @@ fn decode_gsm7(payload: &[u8]) -> String {
     let mut iter = payload.iter().copied();
     while let Some(b) = iter.next() {
         if b == ESC {
-            match iter.next() {
-                Some(code) => match GSM7_EXT.iter().find(|&&(c, _)| c == code) {
+            // A trailing lone escape is dropped.
+            if let Some(code) = iter.next() {
+                match GSM7_EXT.iter().find(|&&(c, _)| c == code) {
                     Some(&(_, ch)) => out.push(ch),
                     // Unknown extension: the spec says show the basic character.
                     None => out.push(GSM7_BASIC.get(code as usize).copied().unwrap_or(' ')),
-                },
-                None => {}
+                }
             }
         } else if b < 0x80 {
             out.push(GSM7_BASIC[b as usize]);

@@ -17,6 +17,37 @@
 //! * [`sim`] — [`sim::Sim`]: an SMSC on a TCP listener with receipts, fault injection and
 //!   MO sending.
 //! * `link` (private) — the batching writer task and PDU helpers both sides share.
+//!
+//! # Use
+//! ```no_run
+//! use tongdao_smpp::{Client, ClientConfig, Concat, Inbound, SubmitRequest, encode};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut config = ClientConfig::new("127.0.0.1:2775", "tongdao", "secret");
+//! config.window = 10;
+//! config.tps = 200;
+//! let (client, mut inbound) = Client::connect(config).await?;
+//! tokio::spawn(async move {
+//!     while let Some(event) = inbound.recv().await {
+//!         match event {
+//!             // Store first, then acknowledge: the SMSC redelivers what is not acked.
+//!             Inbound::Receipt(receipt, ack) => ack.ack(),
+//!             Inbound::Mo(mo, ack) => ack.ack(),
+//!             Inbound::Closed(reason) => break,
+//!         }
+//!     }
+//! });
+//! for segment in encode::encode("你好，世界", Concat::Udh8(7))? {
+//!     match client.submit(&SubmitRequest::new("10661234", "8613800138000", &segment)).await {
+//!         Ok(outcome) => println!("accepted as {}", outcome.message_id),
+//!         Err(e) if e.outcome_unknown() => println!("unknown outcome: {e}"),
+//!         Err(e) => println!("failed ({:?}): {e}", e.class()),
+//!     }
+//! }
+//! client.close().await;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod client;
 pub mod codec;

@@ -103,7 +103,7 @@ pub struct Receipt {
     pub state: ReceiptState,
     /// `err:` from the text, else the `network_error_code` TLV's code.
     pub error_code: Option<String>,
-    /// `submit date:` (YYMMDDhhmm[ss]) as written.
+    /// `submit date:` (`YYMMDDhhmm`, sometimes with seconds) as written.
     pub submit_date: Option<String>,
     /// `done date:` as written.
     pub done_date: Option<String>,

@@ -23,7 +23,7 @@
 //! 20,000 submits/s on loopback.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -89,11 +89,15 @@ pub struct SimConfig {
     pub faults: Faults,
     /// Seed of the fault dice (runs are reproducible per connection order).
     pub seed: u64,
+    /// Most submits (and complete messages) kept for [`SimHandle::received`] /
+    /// [`SimHandle::messages`]; older ones are forgotten, counters keep counting. Bounds
+    /// memory when the simulator runs for long (`serve --demo`).
+    pub max_records: usize,
 }
 
 impl Default for SimConfig {
     /// `127.0.0.1:0`, any credentials, 100 ms receipts, decimal ids, no quirks, window 100,
-    /// 500 ms redelivery, no faults.
+    /// 500 ms redelivery, no faults, the last 100,000 submits kept.
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -105,6 +109,7 @@ impl Default for SimConfig {
             redelivery_delay: Duration::from_millis(500),
             faults: Faults::default(),
             seed: 0x5EED,
+            max_records: 100_000,
         }
     }
 }
@@ -244,9 +249,9 @@ impl Sim {
             counters: Counters::default(),
             next_id: AtomicU64::new(1_000_000),
             mo_ref: AtomicU32::new(0),
-            received: Mutex::new(Vec::new()),
+            received: Mutex::new(VecDeque::new()),
             reassembler: Mutex::new(Reassembler::new()),
-            messages: Mutex::new(Vec::new()),
+            messages: Mutex::new(VecDeque::new()),
             ctl,
             cancel: cancel.clone(),
             kill: Mutex::new(CancellationToken::new()),
@@ -293,16 +298,16 @@ impl SimHandle {
         }
     }
 
-    /// Every accepted submit, in arrival order.
+    /// Every accepted submit (the last `max_records`), in arrival order.
     pub fn received(&self) -> Vec<ReceivedSubmit> {
         self.state
             .received
             .lock()
-            .map(|r| r.clone())
+            .map(|r| r.iter().cloned().collect())
             .unwrap_or_default()
     }
 
-    /// Accepted submits per destination address.
+    /// Accepted submits per destination address (over the kept records).
     pub fn per_destination(&self) -> HashMap<String, usize> {
         let mut out = HashMap::new();
         if let Ok(r) = self.state.received.lock() {
@@ -313,12 +318,13 @@ impl SimHandle {
         out
     }
 
-    /// Complete messages: single submits and reassembled concatenated ones.
+    /// Complete messages (the last `max_records`): single submits and reassembled
+    /// concatenated ones.
     pub fn messages(&self) -> Vec<SimMessage> {
         self.state
             .messages
             .lock()
-            .map(|m| m.clone())
+            .map(|m| m.iter().cloned().collect())
             .unwrap_or_default()
     }
 
@@ -405,9 +411,9 @@ struct State {
     counters: Counters,
     next_id: AtomicU64,
     mo_ref: AtomicU32,
-    received: Mutex<Vec<ReceivedSubmit>>,
+    received: Mutex<VecDeque<ReceivedSubmit>>,
     reassembler: Mutex<Reassembler>,
-    messages: Mutex<Vec<SimMessage>>,
+    messages: Mutex<VecDeque<SimMessage>>,
     ctl: mpsc::UnboundedSender<Ctl>,
     cancel: CancellationToken,
     /// Replaced by `disconnect_all`; every connection watches the one current at its start.
@@ -593,12 +599,12 @@ async fn dispatcher(state: Arc<State>, mut rx: mpsc::UnboundedReceiver<Ctl>) {
             }
             handled += 1;
             // Check the bound before taking the next message, so none is dropped.
+            if handled >= 1024 {
+                break;
+            }
             match rx.try_recv() {
                 Ok(next) => msg = next,
                 Err(_) => break,
-            }
-            if handled >= 1024 {
-                break;
             }
         }
     }
@@ -869,11 +875,15 @@ fn accept(
         if let Some(full) = &done
             && let Ok(mut m) = state.messages.lock()
         {
-            m.push(SimMessage {
-                source_addr: source.clone(),
-                destination_addr: dest.clone(),
-                text: full.clone(),
-            });
+            push_capped(
+                &mut m,
+                state.config.max_records,
+                SimMessage {
+                    source_addr: source.clone(),
+                    destination_addr: dest.clone(),
+                    text: full.clone(),
+                },
+            );
         }
         encode::decode(data_coding, esm_class, &short_message).1
     };
@@ -900,18 +910,29 @@ fn accept(
         }));
     }
     if let Ok(mut r) = state.received.lock() {
-        r.push(ReceivedSubmit {
-            message_id: resp_id.clone(),
-            system_id: system_id.to_string(),
-            source_addr: source,
-            destination_addr: dest,
-            data_coding,
-            esm_class,
-            short_message,
-            registered_delivery: registered,
-        });
+        push_capped(
+            &mut r,
+            state.config.max_records,
+            ReceivedSubmit {
+                message_id: resp_id.clone(),
+                system_id: system_id.to_string(),
+                source_addr: source,
+                destination_addr: dest,
+                data_coding,
+                esm_class,
+                short_message,
+                registered_delivery: registered,
+            },
+        );
     }
     resp_id
+}
+
+fn push_capped<T>(q: &mut VecDeque<T>, cap: usize, item: T) {
+    if q.len() >= cap.max(1) {
+        q.pop_front();
+    }
+    q.push_back(item);
 }
 
 fn sar_of(sm: &rusmpp::pdus::SubmitSm) -> Option<encode::ConcatInfo> {

@@ -348,7 +348,12 @@ async fn disconnect_fails_pending_as_unknown_and_reconnect_works() {
         tasks.spawn(async move { client.submit(&request(&format!("8615{i:09}"), "x")).await });
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    sim.disconnect_all();
+    // The next submit makes the SMSC drop the link without answering it: that one (and any
+    // other in flight) has an unknown outcome.
+    sim.set_faults(Faults {
+        disconnect: 1.0,
+        ..Faults::default()
+    });
     let (mut ok, mut unknown, mut not_connected) = (0, 0, 0);
     while let Some(res) = tasks.join_next().await {
         match res.expect("join") {
@@ -373,6 +378,8 @@ async fn disconnect_fails_pending_as_unknown_and_reconnect_works() {
     })
     .await;
     assert!(client.is_closed());
+    assert_eq!(sim.stats().disconnects, 1);
+    sim.set_faults(Faults::default());
 
     // The reconnect helper binds again; receipts of accepted submits arrive on the new bind.
     let (tx, mut done) = mpsc::channel(1);
@@ -422,7 +429,14 @@ async fn disconnect_fails_pending_as_unknown_and_reconnect_works() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), accepted);
-    drop(client3);
+
+    // An operator-side drop of every link is seen as Closed too.
+    sim.disconnect_all();
+    wait_for("closed after disconnect_all", 5, || {
+        !got3.lock().expect("lock").closed.is_empty()
+    })
+    .await;
+    assert!(client3.is_closed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -479,13 +493,7 @@ async fn mo_long_chinese_reassembled_by_client() {
     let mut r = Reassembler::new();
     let mut complete = Vec::new();
     for mo in &mos {
-        if let Some(t) = r.push(
-            &mo.source_addr,
-            mo.data_coding,
-            mo.esm_class,
-            &mo.short_message,
-            mo.concat,
-        ) {
+        if let Some(t) = mo.reassemble(&mut r) {
             complete.push((mo.source_addr.clone(), t));
         }
     }
@@ -521,4 +529,36 @@ async fn burst_of_3000_mos_all_delivered_once() {
     from.dedup();
     assert_eq!((c.mos.len(), from.len()), (3000, 3000));
     assert_eq!(sim.stats().mos_sent, 3000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tps_limit_paces_submits_and_enquire_link_keeps_idle_link() {
+    let sim = sim(SimConfig::default()).await;
+    let mut cfg = config(&sim);
+    cfg.tps = 500;
+    cfg.window = 50;
+    cfg.enquire_link_interval = Duration::from_millis(50);
+    let (client, rx) = Client::connect(cfg).await.expect("bind");
+    let got = collect(rx);
+    let started = std::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..300 {
+        let client = client.clone();
+        tasks.spawn(async move { client.submit(&request(&format!("8613{i:09}"), "x")).await });
+    }
+    while let Some(res) = tasks.join_next().await {
+        res.expect("join").expect("submit");
+    }
+    // 300 at 500/s with a 50-token burst: at least (300 - 50) / 500 = 0.5 s.
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(480), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    // Idle for several enquire_link intervals: the link stays up.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!client.is_closed());
+    assert!(got.lock().expect("lock").closed.is_empty());
+    client
+        .submit(&request("8613000000000", "still up"))
+        .await
+        .expect("submit after idle");
 }

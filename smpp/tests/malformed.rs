@@ -1,5 +1,7 @@
-//! Malformed and quirky PDUs over raw sockets: to the simulator from a raw client, and to
-//! the client from a raw server. Expect generic_nack, the link kept, no panic.
+//! Raw-socket peers. Malformed and quirky PDUs to the simulator from a raw client and to the
+//! client from a raw server (expect generic_nack, the link kept, no panic); and session
+//! rules a well-behaved simulator cannot show: the window, submit timeouts, a peer that
+//! stops answering enquire_link.
 
 use std::time::Duration;
 
@@ -226,4 +228,93 @@ async fn client_survives_malformed_and_quirky_pdus() {
         Ok(Some(Inbound::Closed(reason))) => assert!(reason.contains("command_length")),
         other => panic!("expected Closed, got {other:?}"),
     }
+}
+
+/// Accepts one client and answers its bind; returns the raw server side.
+async fn raw_server(
+    cfg: impl FnOnce(String) -> ClientConfig,
+) -> (TcpStream, Client, tokio::sync::mpsc::Receiver<Inbound>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("listen");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let connect = tokio::spawn(Client::connect(cfg(addr)));
+    let (mut s, _) = listener.accept().await.expect("accept");
+    let (_, _, seq, _) = read_pdu(&mut s).await.expect("bind");
+    s.write_all(&pdu(0x8000_0009, 0, seq, b"RAW\0"))
+        .await
+        .expect("write");
+    let (client, rx) = connect.await.expect("join").expect("bound");
+    (s, client, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_limits_outstanding_and_silence_times_out() {
+    let (mut s, client, _rx) = raw_server(|addr| {
+        let mut c = ClientConfig::new(addr, "esme", "pw");
+        c.window = 5;
+        c.response_timeout = Duration::from_millis(300);
+        c
+    })
+    .await;
+    let seg = encode("hi", Concat::Udh8(0)).expect("encode").remove(0);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..12 {
+        let client = client.clone();
+        let req = SubmitRequest::new("10661234", "8613800138000", &seg);
+        tasks.spawn(async move { client.submit(&req).await });
+    }
+    // Exactly `window` submits arrive while none is answered.
+    for _ in 0..5 {
+        assert_eq!(read_pdu(&mut s).await.map(|p| p.0), Some(0x04));
+    }
+    let mut one = [0u8; 1];
+    assert!(
+        timeout(Duration::from_millis(150), s.read(&mut one))
+            .await
+            .is_err(),
+        "a sixth submit was sent beyond the window"
+    );
+    // Unanswered submits time out (outcome unknown) and free the window for the next ones.
+    let mut timeouts = 0;
+    let drain = async {
+        while let Some(res) = tasks.join_next().await {
+            match res.expect("join") {
+                Err(SubmitError::Timeout) => timeouts += 1,
+                other => panic!("expected timeout, got {other:?}"),
+            }
+        }
+    };
+    let reader = async {
+        let mut n = 5;
+        while n < 12 {
+            if read_pdu(&mut s).await.is_some_and(|p| p.0 == 0x04) {
+                n += 1;
+            }
+        }
+    };
+    tokio::join!(drain, reader);
+    assert_eq!(timeouts, 12);
+    assert!(SubmitError::Timeout.outcome_unknown());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswered_enquire_link_closes_the_link() {
+    let (mut s, client, mut rx) = raw_server(|addr| {
+        let mut c = ClientConfig::new(addr, "esme", "pw");
+        c.enquire_link_interval = Duration::from_millis(100);
+        c.response_timeout = Duration::from_millis(200);
+        c
+    })
+    .await;
+    // The first enquire_link is answered, the second is not.
+    let (id, _, seq, _) = read_pdu(&mut s).await.expect("enquire_link");
+    assert_eq!(id, 0x15);
+    s.write_all(&pdu(0x8000_0015, 0, seq, &[]))
+        .await
+        .expect("write");
+    assert_eq!(read_pdu(&mut s).await.map(|p| p.0), Some(0x15));
+    match timeout(Duration::from_secs(5), rx.recv()).await {
+        Ok(Some(Inbound::Closed(reason))) => assert!(reason.contains("enquire_link"), "{reason}"),
+        other => panic!("expected Closed, got {other:?}"),
+    }
+    assert!(client.is_closed());
 }

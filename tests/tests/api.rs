@@ -23,6 +23,10 @@ struct Server {
 
 impl Server {
     async fn start(database_url: Option<String>) -> Self {
+        Self::start_with(database_url, |_| {}).await
+    }
+
+    async fn start_with(database_url: Option<String>, adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::default();
         config.store.data_dir = dir.path().to_path_buf();
@@ -33,6 +37,7 @@ impl Server {
         config.http.max_module_bytes = 4 * 1024 * 1024;
         config.http.max_json_bytes = 64 * 1024;
         config.runtime.call_timeout_ms = 50;
+        adjust(&mut config);
         let platform = Platform::open(&config).await.unwrap();
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
@@ -97,6 +102,34 @@ impl Server {
             .header("content-type", "application/wasm")
             .body(wasm);
         self.send(req, Some(key)).await
+    }
+
+    /// Announce a body over the limit and send only its start: the server must answer
+    /// 413 from the length alone. (A client sending the whole body may instead see
+    /// the connection close under it, which is a race of the test, not an answer.)
+    async fn oversize_upload(&self, key: &str, length: usize) -> (StatusCode, Value) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.base.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST /v1/modules HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n\
+             Content-Type: application/wasm\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&[0u8; 1024]).await.unwrap();
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response).await;
+        let response = String::from_utf8_lossy(&response);
+        let status: u16 = response
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap();
+        let body = response.split("\r\n\r\n").nth(1).unwrap_or("");
+        (
+            StatusCode::from_u16(status).unwrap(),
+            serde_json::from_str(body).unwrap_or(Value::Null),
+        )
     }
 
     async fn new_partner(&self, name: &str) -> String {
@@ -260,7 +293,7 @@ async fn partners_modules_and_isolation() {
             (status, error_code(&body)),
             (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
         );
-        let (status, body) = server.upload(&acme, vec![0u8; 5 * 1024 * 1024]).await;
+        let (status, body) = server.oversize_upload(&acme, 5 * 1024 * 1024).await;
         assert_eq!(
             (status, error_code(&body)),
             (StatusCode::PAYLOAD_TOO_LARGE, "body-too-large")
@@ -453,4 +486,116 @@ async fn content_library_is_per_partner() {
     let (_, body) = server.get("/v1/content/jokes", &rival).await;
     assert_eq!(body["items"].as_array().unwrap().len(), 0);
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_sends_and_message_routes() {
+    let sim = tongdao_smpp::sim::Sim::start(tongdao_smpp::sim::SimConfig::default())
+        .await
+        .unwrap();
+    for db in databases().await {
+        let address = sim.local_addr().to_string();
+        let server = Server::start_with(db.clone(), |config| {
+            config.relay.test_numbers = vec!["13800138000".into()];
+            config.operators = vec![tongdao::config::OperatorConfig {
+                name: "mobile".into(),
+                address,
+                system_id: "td".into(),
+                password: "pw".into(),
+                system_type: String::new(),
+                binds: 1,
+                window: 10,
+                tps: 0,
+                prefixes: vec!["13".into()],
+                source_addr: "10661234".into(),
+            }];
+        })
+        .await;
+        let label = if db.is_some() { "postgres" } else { "sqlite" };
+        let acme = server.new_partner("acme").await;
+
+        // Only the admin, only listed numbers, only routable, non-empty texts.
+        let send = |to: &str, text: &str| json!({"to": to, "text": text});
+        let (status, _) = server
+            .post("/v1/admin/test-messages", &acme, send("13800138000", "x"))
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, body) = server
+            .post(
+                "/v1/admin/test-messages",
+                ADMIN_KEY,
+                send("13900139000", "x"),
+            )
+            .await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::FORBIDDEN, "forbidden")
+        );
+        let (status, body) = server
+            .post(
+                "/v1/admin/test-messages",
+                ADMIN_KEY,
+                send("not a number", "x"),
+            )
+            .await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "unroutable")
+        );
+        let (status, body) = server
+            .post(
+                "/v1/admin/test-messages",
+                ADMIN_KEY,
+                send("13800138000", " "),
+            )
+            .await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::BAD_REQUEST, "invalid-text")
+        );
+
+        let (status, body) = server
+            .post(
+                "/v1/admin/test-messages",
+                ADMIN_KEY,
+                send("+86 138 0013 8000", "【测试】通道连通"),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{label}: {body}");
+        let id = body["id"].as_i64().unwrap();
+        let mut detail = Value::Null;
+        for _ in 0..100 {
+            let (status, body) = server.get(&format!("/v1/messages/{id}"), ADMIN_KEY).await;
+            assert_eq!(status, StatusCode::OK);
+            detail = body;
+            if detail["status"] == "delivered" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(detail["status"], "delivered", "{label}: {detail}");
+        assert_eq!(detail["recipient"], "13800138000");
+        assert_eq!(detail["charge_plan"], "test");
+        let history: Vec<&str> = detail["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["status"].as_str().unwrap())
+            .collect();
+        assert_eq!(history, ["queued", "submitted", "delivered"], "{label}");
+
+        // A partner sees none of the platform's (or another partner's) messages.
+        let (status, _) = server.get(&format!("/v1/messages/{id}"), &acme).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (_, body) = server.get("/v1/messages", &acme).await;
+        assert_eq!(body["messages"].as_array().unwrap().len(), 0);
+        let (_, body) = server.get("/v1/messages?status=delivered", ADMIN_KEY).await;
+        assert_eq!(body["messages"][0]["id"], id);
+        let (status, body) = server.get("/v1/messages/abc", ADMIN_KEY).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::BAD_REQUEST, "invalid-id")
+        );
+        server.stop().await;
+    }
 }
