@@ -2,6 +2,8 @@
 //! routing by prefix, every MT reaching the SMSC, every receipt matched,
 //! Chinese long messages intact, faults survived, MOs re-assembled.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::HashMap;

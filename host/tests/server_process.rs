@@ -1,6 +1,8 @@
 //! Tests that run the real `tongdao serve` process against the SMSC simulator:
 //! `kill -9` mid-send and `tongdao send-test` (agreement 7.3).
 
+#![allow(clippy::unwrap_used)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

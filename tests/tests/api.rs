@@ -117,18 +117,34 @@ impl Server {
         );
         stream.write_all(head.as_bytes()).await.unwrap();
         stream.write_all(&[0u8; 1024]).await.unwrap();
+        // Read the head, then as much body as it announces: the server may keep the
+        // connection open to drain the rest of the announced body.
         let mut response = Vec::new();
-        let _ = stream.read_to_end(&mut response).await;
-        let response = String::from_utf8_lossy(&response);
-        let status: u16 = response
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap();
-        let body = response.split("\r\n\r\n").nth(1).unwrap_or("");
+        let mut chunk = [0u8; 4096];
+        let (head, body) = loop {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "connection closed before a full response");
+            response.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&response).to_string();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().to_string())
+                    })
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    break (head.to_string(), body.to_string());
+                }
+            }
+        };
+        let status: u16 = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap();
         (
             StatusCode::from_u16(status).unwrap(),
-            serde_json::from_str(body).unwrap_or(Value::Null),
+            serde_json::from_str(&body).unwrap_or(Value::Null),
         )
     }
 

@@ -2,7 +2,7 @@
 //! Server faults are logged in full and answered without internals.
 
 use axum::Json;
-use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -130,17 +130,6 @@ impl From<JsonRejection> for ApiError {
             StatusCode::PAYLOAD_TOO_LARGE => "body-too-large",
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
             _ => "invalid-json",
-        };
-        Self::new(r.status(), code, r.body_text())
-    }
-}
-
-impl From<BytesRejection> for ApiError {
-    fn from(r: BytesRejection) -> Self {
-        let code = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            "body-too-large"
-        } else {
-            "invalid-body"
         };
         Self::new(r.status(), code, r.body_text())
     }

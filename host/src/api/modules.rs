@@ -1,8 +1,8 @@
 //! `/v1/modules`: upload (`application/wasm`), list, get, activate, rollback,
 //! faults, and a bulletin preview that runs the active version in the sandbox.
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
+use axum::body::Body;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
@@ -30,7 +30,7 @@ async fn upload(
     ctx: PartnerContext,
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -43,7 +43,26 @@ async fn upload(
             "upload the component as the request body with `Content-Type: application/wasm`",
         ));
     }
-    let wasm = body?;
+    let limit = state.max_module_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            format!("a module may be at most {limit} bytes"),
+        )
+    };
+    // Refuse by the announced length before reading anything, then enforce the
+    // limit while reading (chunked bodies announce nothing).
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if announced.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let wasm = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large())?;
     if wasm.is_empty() {
         return Err(ApiError::bad_request(
             "empty-body",
