@@ -165,38 +165,70 @@ fn classify(error: &SubmitError) -> Failure {
 }
 
 /// Store every receipt and MO, then acknowledge it; a failed store is answered
-/// with a temporary error so the SMSC delivers it again.
+/// with a temporary error so the SMSC delivers it again. Receipts that arrive
+/// together are stored in one transaction.
 async fn handle_inbound(
     shared: Arc<RelayShared>,
     operator: String,
     mut events: tokio::sync::mpsc::Receiver<Inbound>,
 ) {
-    while let Some(event) = events.recv().await {
-        match event {
-            Inbound::Receipt(receipt, ack) => {
-                match inbound::receipt(&shared.store, &operator, &receipt).await {
-                    Ok(_) => ack.ack(),
-                    Err(e) => {
-                        tracing::error!(%operator, error = %e, "cannot store a receipt; the SMSC will resend it")
-                    }
+    const BURST: usize = 512;
+    let mut closed = false;
+    while !closed {
+        let Some(first) = events.recv().await else {
+            break;
+        };
+        let mut burst = vec![first];
+        while burst.len() < BURST {
+            match events.try_recv() {
+                Ok(event) => burst.push(event),
+                Err(_) => break,
+            }
+        }
+        let mut receipts = Vec::new();
+        let mut acks = Vec::new();
+        for event in burst {
+            match event {
+                Inbound::Receipt(receipt, ack) => {
+                    receipts.push(receipt);
+                    acks.push(ack);
+                }
+                Inbound::Mo(pdu, ack) => handle_mo(&shared, &operator, &pdu, ack).await,
+                Inbound::Closed(reason) => {
+                    tracing::warn!(%operator, %reason, "smpp link closed");
+                    closed = true;
                 }
             }
-            Inbound::Mo(pdu, ack) => match inbound::mo(&shared.store, &operator, &pdu).await {
-                Ok(record) => {
-                    ack.ack();
-                    if let Some(record) = record {
-                        tracing::info!(%operator, mo = record.id, "MO received");
-                        let _ = shared.mo_events.send(record);
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(%operator, error = %e, "cannot store an MO; the SMSC will resend it")
-                }
-            },
-            Inbound::Closed(reason) => {
-                tracing::warn!(%operator, %reason, "smpp link closed");
-                break;
+        }
+        if receipts.is_empty() {
+            continue;
+        }
+        match inbound::receipts(&shared.store, &operator, &receipts).await {
+            Ok(_) => acks.into_iter().for_each(tongdao_smpp::Ack::ack),
+            // Dropping the acks answers "temporary error": the SMSC resends them.
+            Err(e) => {
+                tracing::error!(%operator, error = %e, "cannot store receipts; the SMSC will resend them")
             }
+        }
+    }
+}
+
+async fn handle_mo(
+    shared: &RelayShared,
+    operator: &str,
+    pdu: &tongdao_smpp::MoPdu,
+    ack: tongdao_smpp::Ack,
+) {
+    match inbound::mo(&shared.store, operator, pdu).await {
+        Ok(record) => {
+            ack.ack();
+            if let Some(record) = record {
+                tracing::info!(%operator, mo = record.id, "MO received");
+                let _ = shared.mo_events.send(record);
+            }
+        }
+        Err(e) => {
+            tracing::error!(%operator, error = %e, "cannot store an MO; the SMSC will resend it")
         }
     }
 }

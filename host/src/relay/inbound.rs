@@ -12,99 +12,95 @@ use crate::store::{Store, now_ms};
 /// Keep trying to match an unmatched receipt this long after it arrived.
 const MATCH_RETRY_WINDOW_MS: i64 = 10 * 60 * 1000;
 
-/// Store a receipt and apply it to its MT if the MT is known yet.
-pub async fn receipt(
+/// Store receipts and apply each to its MT if the MT is known yet, all in one
+/// transaction (receipts arrive in bursts; one commit per burst keeps up with them).
+/// Returns how many matched.
+pub async fn receipts(
     store: &Store,
     operator: &str,
-    receipt: &Receipt,
-) -> Result<bool, OutboxError> {
-    let state = receipt.state.stat();
-    let (receipt_id,): (i64,) = sqlx::query_as(
-        "INSERT INTO receipts (operator, operator_message_id, state, error_code, raw, received_at)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-    )
-    .bind(operator)
-    .bind(&receipt.message_id)
-    .bind(state)
-    .bind(&receipt.error_code)
-    .bind(&receipt.raw)
-    .bind(now_ms())
-    .fetch_one(store.pool())
-    .await?;
-    if !receipt.state.is_final() || receipt.message_id.is_empty() {
-        // Intermediate states (ENROUTE, ACCEPTD) and unreadable receipts are kept
-        // for the record; they change no message.
-        return Ok(false);
+    receipts: &[Receipt],
+) -> Result<usize, OutboxError> {
+    let now = now_ms();
+    let mut matched = 0;
+    let mut tx = store.pool().begin().await?;
+    for receipt in receipts {
+        let state = receipt.state.stat();
+        // Intermediate states (ENROUTE, ACCEPTD) and unreadable receipts are kept for
+        // the record; they change no message.
+        let hit = if receipt.state.is_final() && !receipt.message_id.is_empty() {
+            let candidates = normalize_message_id(&receipt.message_id);
+            let success = receipt.state.is_success();
+            let error = receipt.error_code.as_deref();
+            outbox::apply_receipt(&mut tx, operator, &candidates, success, state, error, now)
+                .await?
+        } else {
+            None
+        };
+        matched += usize::from(hit.is_some());
+        sqlx::query(
+            "INSERT INTO receipts (operator, operator_message_id, state, error_code, raw, received_at,
+                message_id, segment_seq, matched_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(operator)
+        .bind(&receipt.message_id)
+        .bind(state)
+        .bind(&receipt.error_code)
+        .bind(&receipt.raw)
+        .bind(now)
+        .bind(hit.map(|h| h.0))
+        .bind(hit.map(|h| h.1))
+        .bind(hit.map(|_| now))
+        .execute(&mut *tx)
+        .await?;
     }
-    match_receipt(
-        store,
-        receipt_id,
-        operator,
-        &receipt.message_id,
-        receipt.state.is_success(),
-        state,
-        receipt.error_code.as_deref(),
-    )
-    .await
-}
-
-async fn match_receipt(
-    store: &Store,
-    receipt_id: i64,
-    operator: &str,
-    operator_message_id: &str,
-    delivered: bool,
-    state: &str,
-    error: Option<&str>,
-) -> Result<bool, OutboxError> {
-    let candidates = normalize_message_id(operator_message_id);
-    let Some((message_id, seq)) =
-        outbox::apply_receipt(store, operator, &candidates, delivered, state, error).await?
-    else {
-        return Ok(false);
-    };
-    sqlx::query(
-        "UPDATE receipts SET message_id = $2, segment_seq = $3, matched_at = $4 WHERE id = $1",
-    )
-    .bind(receipt_id)
-    .bind(message_id)
-    .bind(seq)
-    .bind(now_ms())
-    .execute(store.pool())
-    .await?;
-    Ok(true)
+    tx.commit().await?;
+    Ok(matched)
 }
 
 /// Try again to match final receipts that arrived before their MT's submit was
 /// stored. Returns how many matched now.
 pub async fn rematch(store: &Store) -> Result<u64, OutboxError> {
-    let since = now_ms() - MATCH_RETRY_WINDOW_MS;
+    let now = now_ms();
     let pending: Vec<(i64, String, String, String, Option<String>)> = sqlx::query_as(
         "SELECT id, operator, operator_message_id, state, error_code FROM receipts
          WHERE matched_at IS NULL AND received_at > $1 AND operator_message_id <> ''
            AND state IN ('DELIVRD', 'EXPIRED', 'DELETED', 'UNDELIV', 'REJECTD')
          ORDER BY id LIMIT 1000",
     )
-    .bind(since)
+    .bind(now - MATCH_RETRY_WINDOW_MS)
     .fetch_all(store.pool())
     .await?;
+    if pending.is_empty() {
+        return Ok(0);
+    }
     let mut matched = 0;
+    let mut tx = store.pool().begin().await?;
     for (id, operator, operator_message_id, state, error) in pending {
+        let candidates = normalize_message_id(&operator_message_id);
         let delivered = state == "DELIVRD";
-        if match_receipt(
-            store,
-            id,
+        let hit = outbox::apply_receipt(
+            &mut tx,
             &operator,
-            &operator_message_id,
+            &candidates,
             delivered,
             &state,
             error.as_deref(),
+            now,
         )
-        .await?
-        {
+        .await?;
+        if let Some((message_id, seq)) = hit {
+            sqlx::query("UPDATE receipts SET message_id = $2, segment_seq = $3, matched_at = $4 WHERE id = $1")
+                .bind(id)
+                .bind(message_id)
+                .bind(seq)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
             matched += 1;
         }
     }
+    tx.commit().await?;
     Ok(matched)
 }
 

@@ -422,15 +422,16 @@ pub async fn sweep(store: &Store) -> Result<(u64, u64), OutboxError> {
     Ok((recovered, expired))
 }
 
-/// Apply a delivery receipt to the segment it belongs to; returns the message id
-/// when matched. Replayed receipts change nothing (idempotent).
+/// Apply a delivery receipt to the segment it belongs to, inside `tx`; returns
+/// (message id, segment) when matched. Replayed receipts change nothing.
 pub async fn apply_receipt(
-    store: &Store,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     operator: &str,
     candidates: &[String],
     delivered: bool,
     state: &str,
     error: Option<&str>,
+    now: i64,
 ) -> Result<Option<(i64, i64)>, OutboxError> {
     let mut found: Option<(i64, i64)> = None;
     for candidate in candidates {
@@ -439,7 +440,7 @@ pub async fn apply_receipt(
         )
         .bind(operator)
         .bind(candidate)
-        .fetch_optional(store.pool())
+        .fetch_optional(&mut **tx)
         .await?;
         if found.is_some() {
             break;
@@ -448,8 +449,6 @@ pub async fn apply_receipt(
     let Some((message_id, seq)) = found else {
         return Ok(None);
     };
-    let now = now_ms();
-    let mut tx = store.pool().begin().await?;
     let segment_status = if delivered { "delivered" } else { "failed" };
     let changed = sqlx::query(
         "UPDATE message_segments SET status = $3, error = $4, done_at = $5
@@ -464,14 +463,14 @@ pub async fn apply_receipt(
             .unwrap_or_else(|| state.to_string()),
     )
     .bind(now)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?
     .rows_affected();
     if changed == 1 {
         let statuses: Vec<(String, Option<String>)> =
             sqlx::query_as("SELECT status, error FROM message_segments WHERE message_id = $1")
                 .bind(message_id)
-                .fetch_all(&mut *tx)
+                .fetch_all(&mut **tx)
                 .await?;
         let all_final = statuses
             .iter()
@@ -479,18 +478,17 @@ pub async fn apply_receipt(
         if all_final {
             match statuses.iter().find(|(s, _)| s == "failed") {
                 None => {
-                    finish(&mut tx, message_id, "delivered", None, now).await?;
+                    finish(tx, message_id, "delivered", None, now).await?;
                 }
                 Some((_, error)) => {
                     let reason = format!(
                         "the operator reported {}",
                         error.as_deref().unwrap_or("a failed delivery")
                     );
-                    finish(&mut tx, message_id, "failed", Some(&reason), now).await?;
+                    finish(tx, message_id, "failed", Some(&reason), now).await?;
                 }
             }
         }
     }
-    tx.commit().await?;
     Ok(Some((message_id, seq)))
 }
