@@ -86,7 +86,7 @@ pub async fn add(
             return Err(ContentError::InvalidItem { index, reason });
         }
     }
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     let (mut position,): (i64,) = sqlx::query_as(
         "SELECT COALESCE(MAX(position), -1) + 1 FROM content_items WHERE partner_id = $1 AND collection = $2",
     )

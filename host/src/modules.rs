@@ -154,7 +154,7 @@ impl Registry {
         actor: &str,
     ) -> Result<Uploaded, RegistryError> {
         let (loaded, description) = self.runtime.validate(wasm).await?;
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         let now = now_ms();
         sqlx::query(
             "INSERT INTO modules (partner_id, name, created_at, updated_at) VALUES ($1, $2, $3, $3)
@@ -263,7 +263,7 @@ impl Registry {
         actor: &str,
     ) -> Result<ModuleInfo, RegistryError> {
         let row = self.module_row(partner, name).await?;
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         let current = lock_module(&mut tx, row.id).await?;
         let version: Option<(i64,)> =
             sqlx::query_as("SELECT id FROM module_versions WHERE module_id = $1 AND seq = $2")
@@ -294,7 +294,7 @@ impl Registry {
         actor: &str,
     ) -> Result<ModuleInfo, RegistryError> {
         let row = self.module_row(partner, name).await?;
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self.store.begin_write().await?;
         let current = lock_module(&mut tx, row.id).await?;
         let latest: Option<(i64, Option<i64>)> = sqlx::query_as(
             "SELECT id, previous_version_id FROM module_activations WHERE module_id = $1 ORDER BY id DESC LIMIT 1",

@@ -78,7 +78,7 @@ pub async fn create(
     if display_name.is_empty() || display_name.chars().count() > 100 {
         return Err(PartnerError::InvalidDisplayName);
     }
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     let inserted: Option<Partner> = sqlx::query_as(
         "INSERT INTO partners (name, display_name, status, created_at) VALUES ($1, $2, 'active', $3)
          ON CONFLICT (name) DO NOTHING
@@ -120,7 +120,7 @@ pub async fn issue_key(
     revoke_others: bool,
 ) -> Result<IssuedKey, PartnerError> {
     let partner = get(store, name).await?;
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     if revoke_others {
         sqlx::query(
             "UPDATE api_keys SET revoked_at = $1 WHERE partner_id = $2 AND revoked_at IS NULL",

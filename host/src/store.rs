@@ -97,6 +97,20 @@ impl Store {
         self.backend
     }
 
+    /// Begin a transaction that will write. On SQLite it takes the write lock at
+    /// once (through a no-op write): a transaction that reads first and writes later
+    /// fails with SQLITE_BUSY_SNAPSHOT when another connection committed in between,
+    /// instead of waiting its turn.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Sqlite {
+            sqlx::query("UPDATE settings SET value = value WHERE 1 = 0")
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
+    }
+
     /// A stored setting.
     pub async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
         let value: Option<(String,)> = sqlx::query_as("SELECT value FROM settings WHERE key = $1")

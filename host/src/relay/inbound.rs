@@ -22,7 +22,7 @@ pub async fn receipts(
 ) -> Result<usize, OutboxError> {
     let now = now_ms();
     let mut matched = 0;
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     for receipt in receipts {
         let state = receipt.state.stat();
         // Intermediate states (ENROUTE, ACCEPTD) and unreadable receipts are kept for
@@ -75,7 +75,7 @@ pub async fn rematch(store: &Store) -> Result<u64, OutboxError> {
         return Ok(0);
     }
     let mut matched = 0;
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     for (id, operator, operator_message_id, state, error) in pending {
         let candidates = normalize_message_id(&operator_message_id);
         let delivered = state == "DELIVRD";
@@ -138,7 +138,7 @@ pub async fn mo(
             .await?,
         ));
     };
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     sqlx::query(
         "INSERT INTO mo_parts (operator, source, ref, total, seq, destination, text, received_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",

@@ -144,7 +144,7 @@ pub async fn enqueue(
     let expires_at = now.saturating_add(
         i64::try_from(relay.validity_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
     );
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     let (id,): (i64,) = sqlx::query_as(
         "INSERT INTO messages (partner_id, service, recipient, operator, text, content_sha256, segments,
             charge_plan, is_test, status, attempts, next_attempt_at, expires_at, created_at, updated_at)
@@ -276,7 +276,7 @@ pub async fn record_submits(
     results: &[(Claimed, SubmitResult)],
 ) -> Result<(), OutboxError> {
     let now = now_ms();
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     for (message, result) in results {
         let (accepted, failure) = match result {
             SubmitResult::Accepted(a) => (a, None),
