@@ -62,6 +62,7 @@ async fn run(n: i64) {
             tps: 0,
             prefixes: vec![(*prefix).into()],
             source_addr: "10661234".into(),
+            concat: tongdao::config::ConcatMode::Udh,
         })
         .collect();
     let relay_config = RelayConfig {

@@ -48,6 +48,19 @@ pub struct OperatorConfig {
     pub prefixes: Vec<String>,
     /// The service number MTs come from.
     pub source_addr: String,
+    /// How long texts are concatenated: `udh` (user data header, the usual) or
+    /// `sar` (`sar_*` TLVs, for SMSCs that want them).
+    #[serde(default)]
+    pub concat: ConcatMode,
+}
+
+/// Concatenation of long MTs.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ConcatMode {
+    #[default]
+    Udh,
+    Sar,
 }
 
 fn default_binds() -> u32 {

@@ -183,6 +183,7 @@ async fn demo_operators(config: &mut Config) -> anyhow::Result<tongdao_smpp::sim
             tps: 0,
             prefixes: prefixes.iter().map(|p| (*p).to_string()).collect(),
             source_addr: "10661234".into(),
+            concat: crate::config::ConcatMode::Udh,
         });
     }
     tracing::info!(%address, "built-in SMSC simulator listening (SMPP 3.4)");

@@ -26,6 +26,7 @@ fn operator(name: &str, sim: &SimHandle, prefixes: &[&str]) -> OperatorConfig {
         tps: 0,
         prefixes: prefixes.iter().map(|p| (*p).to_string()).collect(),
         source_addr: "10661234".into(),
+        concat: tongdao::config::ConcatMode::Udh,
     }
 }
 
@@ -373,5 +374,29 @@ async fn long_mos_are_reassembled_and_stored() {
         .await
         .unwrap();
     assert_eq!(stored, 2);
+    relay.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_configured_for_sar_gets_sar_tlvs_instead_of_a_udh() {
+    let db = common::sqlite().await;
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let mut op = operator("mobile", &sim, &["13"]);
+    op.concat = tongdao::config::ConcatMode::Sar;
+    let relay = Relay::start(db.store.clone(), relay_config(), &[op]);
+    let text: String = "长短信分段测试，".chars().cycle().take(100).collect();
+    relay
+        .enqueue(mt("13800138000".into(), text.clone()))
+        .await
+        .unwrap();
+    wait_final(&db.store, 1, Duration::from_secs(30)).await;
+    assert_eq!(count(&db.store, "delivered").await, 1);
+    let submits = sim.received();
+    assert_eq!(submits.len(), 2);
+    assert!(
+        submits.iter().all(|s| s.esm_class & 0x40 == 0),
+        "no UDH under SAR"
+    );
+    assert_eq!(sim.messages()[0].text, text);
     relay.stop();
 }

@@ -61,6 +61,7 @@ async fn kill_9_mid_send_and_restart_loses_nothing() {
         tps: 0,
         prefixes: vec!["13".into()],
         source_addr: "10661234".into(),
+        concat: tongdao::config::ConcatMode::Udh,
     };
     let relay = RelayConfig {
         lease_secs: 2,

@@ -524,6 +524,7 @@ async fn test_sends_and_message_routes() {
                 tps: 0,
                 prefixes: vec!["13".into()],
                 source_addr: "10661234".into(),
+                concat: tongdao::config::ConcatMode::Udh,
             }];
         })
         .await;

@@ -14,7 +14,7 @@ use tongdao_smpp::{Client, Inbound, StatusClass};
 use super::RelayShared;
 use super::inbound;
 use super::outbox::{self, Claimed, Failure, SubmitResult};
-use crate::config::OperatorConfig;
+use crate::config::{ConcatMode, OperatorConfig};
 
 /// How long an idle worker waits before looking at the queue again (a new MT
 /// wakes it at once through `RelayShared::wake`).
@@ -77,8 +77,9 @@ async fn send_loop(shared: &Arc<RelayShared>, operator: &OperatorConfig, client:
             let client = client.clone();
             let shared = shared.clone();
             let source = operator.source_addr.clone();
+            let concat = operator.concat;
             submits.spawn(async move {
-                let result = submit_message(&shared, &client, &source, &message).await;
+                let result = submit_message(&shared, &client, &source, concat, &message).await;
                 (message, result)
             });
         }
@@ -104,11 +105,15 @@ async fn submit_message(
     shared: &RelayShared,
     client: &Client,
     source: &str,
+    concat: ConcatMode,
     message: &Claimed,
 ) -> SubmitResult {
-    // The same UDH reference on every attempt, so a resent segment joins its siblings.
-    let reference = u8::try_from(message.id.rem_euclid(256)).unwrap_or(0);
-    let segments = match encode::encode(&message.text, Concat::Udh8(reference)) {
+    // The same reference on every attempt, so a resent segment joins its siblings.
+    let concat = match concat {
+        ConcatMode::Udh => Concat::Udh8(u8::try_from(message.id.rem_euclid(256)).unwrap_or(0)),
+        ConcatMode::Sar => Concat::Sar(u16::try_from(message.id.rem_euclid(65_536)).unwrap_or(0)),
+    };
+    let segments = match encode::encode(&message.text, concat) {
         Ok(s) => s,
         Err(e) => {
             return SubmitResult::Failed {

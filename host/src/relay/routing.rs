@@ -78,6 +78,7 @@ mod tests {
             tps: 0,
             prefixes: prefixes.iter().map(|p| (*p).to_string()).collect(),
             source_addr: "10661234".into(),
+            concat: crate::config::ConcatMode::Udh,
         }
     }
 
