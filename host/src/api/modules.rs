@@ -14,7 +14,6 @@ use super::auth::PartnerContext;
 use super::{ApiError, AppState};
 use crate::modules::RegistryError;
 use crate::runtime::BulletinRequest;
-use crate::runtime::limits::CallErrorBody;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -183,11 +182,8 @@ async fn bulletin(
         .await?;
     match outcome.result {
         Ok(content) => Ok(Json(json!({ "content": content, "logs": outcome.logs }))),
-        Err(error) => {
-            let body = CallErrorBody::from(&error);
-            tracing::debug!(kind = body.kind, "preview failed");
-            Err(RegistryError::Call(error).into())
-        }
+        // Already recorded as a fault by the registry; the caller gets its kind.
+        Err(error) => Err(RegistryError::Call(error).into()),
     }
 }
 
