@@ -224,7 +224,7 @@ impl Runtime {
         request: &BulletinRequest,
     ) -> CallOutcome<BulletinContent> {
         let request = wit::BulletinRequest::from(request);
-        let limits = self.limits.clone();
+        let limits = &self.limits;
         self.call(module, Some(scope), async move |m, store| {
             let result = m
                 .tongdao_partner_module()
@@ -232,7 +232,7 @@ impl Runtime {
                 .await?;
             Ok(result
                 .map_err(module_error)
-                .and_then(|b| BulletinContent::checked(b, &limits)))
+                .and_then(|b| BulletinContent::checked(b, limits)))
         })
         .await
     }
@@ -245,7 +245,7 @@ impl Runtime {
         message: &MoMessage,
     ) -> CallOutcome<Option<String>> {
         let message = wit::Mo::from(message);
-        let limits = self.limits.clone();
+        let limits = &self.limits;
         self.call(module, Some(scope), async move |m, store| {
             let result = m
                 .tongdao_partner_module()
@@ -253,7 +253,7 @@ impl Runtime {
                 .await?;
             Ok(result
                 .map_err(module_error)
-                .and_then(|r| output::checked_reply(r, &limits)))
+                .and_then(|r| output::checked_reply(r, limits)))
         })
         .await
     }
@@ -267,7 +267,7 @@ impl Runtime {
     ) -> CallOutcome<Option<String>> {
         let event = wit::SubscriptionEvent::from(change);
         let joined = change.joined;
-        let limits = self.limits.clone();
+        let limits = &self.limits;
         self.call(module, Some(scope), async move |m, store| {
             let api = m.tongdao_partner_module();
             let result = if joined {
@@ -277,7 +277,7 @@ impl Runtime {
             };
             Ok(result
                 .map_err(module_error)
-                .and_then(|r| output::checked_reply(r, &limits)))
+                .and_then(|r| output::checked_reply(r, limits)))
         })
         .await
     }

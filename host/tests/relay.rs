@@ -50,22 +50,13 @@ fn mt(recipient: String, text: String) -> NewMessage {
     }
 }
 
-async fn count(store: &Store, status: &str) -> i64 {
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM messages WHERE status = $1")
-        .bind(status)
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-    n
-}
-
 /// Wait until `n` messages are final; panics with the status counts on timeout.
 async fn wait_final(store: &Store, n: i64, timeout: Duration) {
     let started = Instant::now();
     loop {
-        let done = count(store, "delivered").await
-            + count(store, "failed").await
-            + count(store, "expired").await;
+        let done = common::count_messages(store, "delivered").await
+            + common::count_messages(store, "failed").await
+            + common::count_messages(store, "expired").await;
         if done >= n {
             return;
         }
@@ -118,7 +109,7 @@ async fn ten_thousand_mts_through_two_operators_each_once_every_receipt_matched(
             .unwrap();
     }
     wait_final(&db.store, 10_000, Duration::from_secs(180)).await;
-    assert_eq!(count(&db.store, "delivered").await, 10_000);
+    assert_eq!(common::count_messages(&db.store, "delivered").await, 10_000);
 
     // Each number reached its own operator's SMSC exactly once.
     let mobile = received_per_destination(&mobile_sim);
@@ -233,7 +224,7 @@ async fn throttling_and_dropped_connections_lose_nothing_and_duplicates_are_coun
     }
     wait_final(&db.store, i64::from(n), Duration::from_secs(180)).await;
     assert_eq!(
-        count(&db.store, "delivered").await,
+        common::count_messages(&db.store, "delivered").await,
         i64::from(n),
         "every MT delivered"
     );
@@ -390,7 +381,7 @@ async fn an_operator_configured_for_sar_gets_sar_tlvs_instead_of_a_udh() {
         .await
         .unwrap();
     wait_final(&db.store, 1, Duration::from_secs(30)).await;
-    assert_eq!(count(&db.store, "delivered").await, 1);
+    assert_eq!(common::count_messages(&db.store, "delivered").await, 1);
     let submits = sim.received();
     assert_eq!(submits.len(), 2);
     assert!(

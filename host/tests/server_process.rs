@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,15 +32,6 @@ fn start_server(dir: &std::path::Path) -> Child {
         }
     }
     child
-}
-
-async fn count(store: &Store, status: &str) -> i64 {
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM messages WHERE status = $1")
-        .bind(status)
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-    n
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,7 +103,7 @@ async fn kill_9_mid_send_and_restart_loses_nothing() {
     let mut server = start_server(dir.path());
     // Kill it hard once part of the batch is through.
     let started = Instant::now();
-    while count(&store, "delivered").await < 500 {
+    while common::count_messages(&store, "delivered").await < 500 {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "the server sent nothing"
@@ -119,7 +112,7 @@ async fn kill_9_mid_send_and_restart_loses_nothing() {
     }
     server.kill().unwrap(); // SIGKILL
     server.wait().unwrap();
-    let at_kill = count(&store, "delivered").await;
+    let at_kill = common::count_messages(&store, "delivered").await;
     assert!(
         at_kill < n,
         "the kill came too late to test anything ({at_kill} delivered)"
@@ -128,7 +121,7 @@ async fn kill_9_mid_send_and_restart_loses_nothing() {
     let mut server = start_server(dir.path());
     let started = Instant::now();
     loop {
-        let delivered = count(&store, "delivered").await;
+        let delivered = common::count_messages(&store, "delivered").await;
         if delivered == n {
             break;
         }

@@ -113,3 +113,13 @@ pub async fn subscriber(store: &Store, partner: &Partner, id: &str) {
         .await
         .unwrap();
 }
+
+/// How many MTs are in `status`.
+pub async fn count_messages(store: &Store, status: &str) -> i64 {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM messages WHERE status = $1")
+        .bind(status)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    n
+}
