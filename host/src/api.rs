@@ -7,6 +7,7 @@ mod error;
 mod messages;
 mod modules;
 mod partners;
+mod schedules;
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ pub use error::ApiError;
 
 use crate::modules::Registry;
 use crate::relay::Relay;
+use crate::schedule::Scheduler;
 use crate::store::Store;
 
 /// What every handler can reach.
@@ -29,6 +31,7 @@ pub struct AppState {
     pub store: Store,
     pub registry: Arc<Registry>,
     pub relay: Arc<Relay>,
+    pub scheduler: Arc<Scheduler>,
     /// SHA-256 (hex) of the admin key.
     pub admin_key_hash: String,
     pub max_module_bytes: usize,
@@ -48,6 +51,7 @@ pub fn router(state: AppState, max_json_bytes: usize) -> Router {
         .merge(partners::router())
         .merge(content::router())
         .merge(messages::router())
+        .merge(schedules::router())
         .layer(DefaultBodyLimit::max(max_json_bytes))
         // Module uploads are bigger than JSON bodies; their routes get their own limit.
         .merge(modules::router().layer(DefaultBodyLimit::max(upload_limit)))

@@ -9,6 +9,7 @@
 //!   rollback, and faults recorded against partner and version.
 //! - [`partners`]: partners and their API keys.
 //! - [`content`]: the partners' content libraries that modules read.
+//! - [`schedule`]: push schedules, runs claimed once, fan-out to subscribers.
 //! - [`api`]: the HTTP API (axum): auth, routes, JSON errors.
 //! - [`server`]: start-up: configuration to a running platform.
 //! - [`guests`]: the example modules built with the SDK, bundled for `serve --demo`.
@@ -22,6 +23,7 @@ pub mod partners;
 pub mod relay;
 pub mod runner;
 pub mod runtime;
+pub mod schedule;
 pub mod server;
 pub mod store;
 pub mod tools;
