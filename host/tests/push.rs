@@ -279,10 +279,11 @@ async fn push_now_to_10000_subscribers_each_gets_its_own_variant_once() {
         .unwrap();
         assert_eq!((rows, distinct, basis_ok), (n, n, n), "{}", db.name);
         // Counted for the caps: one MT per subscription this month, n for the partner today.
-        let (usage,): (i64,) = sqlx::query_as("SELECT SUM(messages) FROM subscription_usage")
-            .fetch_one(db.store.pool())
-            .await
-            .unwrap();
+        let (usage,): (i64,) =
+            sqlx::query_as("SELECT CAST(SUM(messages) AS BIGINT) FROM subscription_usage")
+                .fetch_one(db.store.pool())
+                .await
+                .unwrap();
         assert_eq!(usage, n, "{}", db.name);
         eprintln!("{}: push to {n} subscribers delivered, each once", db.name);
         rig.stop().await;

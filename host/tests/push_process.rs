@@ -122,6 +122,23 @@ async fn check_smsc(store: &Store, sim: &SimHandle, run_id: i64, n: i64) -> usiz
         duplicates as i64 <= resent,
         "{duplicates} duplicates at the SMSC but only {resent} resent after an unknown outcome"
     );
+    // And each number that got two is one whose MT is marked so.
+    let resent_numbers: HashSet<String> = sqlx::query_as::<_, (String,)>(
+        "SELECT recipient FROM messages WHERE push_run_id = $1 AND resent_unknown = 1",
+    )
+    .bind(run_id)
+    .fetch_all(store.pool())
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|(r,)| r)
+    .collect();
+    for (number, count) in &per_destination {
+        assert!(
+            *count == 1 || resent_numbers.contains(number),
+            "{number} got {count} MTs but none was resent under the unknown-outcome rule"
+        );
+    }
     duplicates
 }
 
