@@ -15,6 +15,7 @@ mod bulk;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tongdao::compliance::{Compliance, ComplianceConfig};
 use tongdao::config::{ConcatMode, OperatorConfig, RelayConfig, RuntimeConfig, ScheduleConfig};
 use tongdao::modules::Registry;
 use tongdao::relay::Relay;
@@ -101,6 +102,15 @@ async fn run(n: i64) {
             ..RelayConfig::default()
         },
         &operators,
+        // No quiet hours, so the figure is the fan-out's and not the clock's.
+        Compliance::new(
+            store.clone(),
+            ComplianceConfig {
+                quiet_hours: String::new(),
+                ..ComplianceConfig::default()
+            },
+        )
+        .unwrap(),
     ));
     let scheduler = Scheduler::start(
         store.clone(),
@@ -110,6 +120,7 @@ async fn run(n: i64) {
             tick_ms: 50,
             ..ScheduleConfig::default()
         },
+        "10661234".into(),
     )
     .unwrap();
 

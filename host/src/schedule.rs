@@ -18,6 +18,7 @@ mod hooks;
 pub mod runs;
 pub mod schedules;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -71,6 +72,8 @@ struct Inner {
     relay: Arc<Relay>,
     config: ScheduleConfig,
     tz: jiff::tz::TimeZone,
+    /// The platform short code; a service's sender is it plus the extension.
+    short_code: String,
     /// This process's name on the runs it claims.
     owner: String,
     wake: Notify,
@@ -94,12 +97,13 @@ impl std::fmt::Debug for Scheduler {
 
 impl Scheduler {
     /// Start the tick loop (unless `[schedule] enabled = false`, which leaves the
-    /// API working and the firing to other replicas).
+    /// API working and the firing to other replicas). Compliance is the relay's.
     pub fn start(
         store: Store,
         registry: Arc<Registry>,
         relay: Arc<Relay>,
         config: ScheduleConfig,
+        short_code: String,
     ) -> Result<Self, ScheduleError> {
         let tz = cron::time_zone(&config.time_zone)?;
         let owner = format!("{}-{:08x}", std::process::id(), rand::random::<u32>());
@@ -110,6 +114,7 @@ impl Scheduler {
             relay,
             config,
             tz,
+            short_code,
             owner,
             wake: Notify::new(),
             stopping: AtomicBool::new(false),
@@ -336,10 +341,10 @@ async fn drive(inner: &Inner, run: Run) -> Result<(), ScheduleError> {
             let before = blocked.len();
             for (key, text) in variant_texts(&content) {
                 if !blocked.contains(&key)
-                    && hooks::check_content(inner, &service, run.module_version_id, text)
-                        .await?
-                        .is_err()
+                    && let Err(reason) =
+                        hooks::check_content(inner, &service, run.module_version_id, text).await?
                 {
+                    tracing::warn!(run = run.id, variant = %key, %reason, "bulletin variant refused by policy on resume");
                     blocked.push(key);
                 }
             }
@@ -370,20 +375,21 @@ async fn drive(inner: &Inner, run: Run) -> Result<(), ScheduleError> {
         if inner.stopping.load(Ordering::Relaxed) {
             return Ok(());
         }
-        if let Err(reason) = hooks::may_send(inner, run.partner_id, run.service_id).await? {
-            runs::pause(store, run.id, owner, &reason, recheck_ms).await?;
-            tracing::info!(run = run.id, %reason, "push run paused mid-fan-out; its cursor is kept");
-            return Ok(());
-        }
         let now = now_ms();
         let time = BatchTime {
             now,
             release_at: hooks::release_at(inner, now),
-            month: hooks::month_key(inner, now),
-            day: hooks::day_key(inner, now),
+            month: hooks::month_key(now),
+            day: hooks::day_key(now),
         };
-        match fanout::step(store, inner.relay.routes(), &plan, &time).await? {
+        let compliance = inner.relay.compliance();
+        match fanout::step(store, inner.relay.routes(), compliance, &plan, &time).await? {
             Step::Lost => return Ok(()),
+            Step::Blocked(reason) => {
+                runs::pause(store, run.id, owner, &reason, recheck_ms).await?;
+                tracing::info!(run = run.id, %reason, "push run paused mid-fan-out; its cursor is kept");
+                return Ok(());
+            }
             Step::More(_) => hooks::wake_relay(inner),
             Step::Done(_) => {
                 hooks::wake_relay(inner);
@@ -413,6 +419,31 @@ fn variant_texts(content: &BulletinContent) -> Vec<(String, &str)> {
     }
 }
 
+/// The bulletin with the texts of `signed` (by variant key) in place.
+fn with_texts(content: BulletinContent, signed: &HashMap<String, String>) -> BulletinContent {
+    let pick = |key: &str, text: String| signed.get(key).cloned().unwrap_or(text);
+    match content {
+        BulletinContent::Single { text } => BulletinContent::Single {
+            text: pick(fanout::SINGLE_KEY, text),
+        },
+        BulletinContent::Keyed {
+            attribute,
+            variants,
+            fallback,
+        } => BulletinContent::Keyed {
+            attribute,
+            variants: variants
+                .into_iter()
+                .map(|(k, t)| {
+                    let t = pick(&k, t);
+                    (k, t)
+                })
+                .collect(),
+            fallback: fallback.map(|t| pick(fanout::FALLBACK_KEY, t)),
+        },
+    }
+}
+
 /// Call the module's `bulletin` (once per run), check every variant against the
 /// content policy, and store both with the run. None: the run ended or is not ours.
 async fn prepare(
@@ -426,7 +457,7 @@ async fn prepare(
         tracing::warn!(run = run.id, %reason, "push run failed");
         runs::finish(store, run.id, owner, "failed", Some(&reason)).await
     };
-    let Some(module) = service.module.as_deref() else {
+    let Some(module) = service.module() else {
         fail("the service has no module to write its bulletin".into()).await?;
         return Ok(None);
     };
@@ -448,7 +479,7 @@ async fn prepare(
             .await?;
     let module_version_id = version.and_then(|(v,)| v);
     let request = BulletinRequest {
-        service: service.code.clone(),
+        service: service.code().to_string(),
         push_id: format!("run-{}", run.id),
         date: run.push_date.clone(),
     };
@@ -469,13 +500,21 @@ async fn prepare(
         // Not the module's fault (no free instance slot…): try again later.
         Err(e) => return Err(ScheduleError::Invalid(format!("bulletin call: {e}"))),
     };
+    // Each variant is checked and kept as it will be sent (signed).
     let mut blocked = Vec::new();
+    let mut signed = HashMap::new();
     for (key, text) in variant_texts(&content) {
-        if let Err(reason) = hooks::check_content(inner, service, module_version_id, text).await? {
-            tracing::warn!(run = run.id, variant = %key, %reason, "bulletin variant refused by policy");
-            blocked.push(key);
+        match hooks::check_content(inner, service, module_version_id, text).await? {
+            Ok(text) => {
+                signed.insert(key, text);
+            }
+            Err(reason) => {
+                tracing::warn!(run = run.id, variant = %key, %reason, "bulletin variant refused by policy");
+                blocked.push(key);
+            }
         }
     }
+    let content = with_texts(content, &signed);
     let variants = match &content {
         BulletinContent::Single { .. } => 1,
         BulletinContent::Keyed { variants, .. } => variants.len(),

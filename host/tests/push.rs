@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tongdao::api::{self, AppState};
+use tongdao::compliance::Compliance;
 use tongdao::config::{ConcatMode, OperatorConfig, RelayConfig, ScheduleConfig};
+use tongdao::mo::DialogueConfig;
 use tongdao::modules::Registry;
 use tongdao::partners::{self, Partner};
 use tongdao::relay::Relay;
@@ -67,6 +69,15 @@ struct Rig {
 
 impl Rig {
     async fn start(store: &Store, sim: Option<&SimHandle>, schedule: ScheduleConfig) -> Self {
+        Self::start_with(store, sim, schedule, common::relay_compliance(store)).await
+    }
+
+    async fn start_with(
+        store: &Store,
+        sim: Option<&SimHandle>,
+        schedule: ScheduleConfig,
+        compliance: Compliance,
+    ) -> Self {
         let registry = Arc::new(common::registry(store));
         let operators: Vec<OperatorConfig> = sim.map(operator).into_iter().collect();
         let relay = Arc::new(Relay::start(
@@ -78,9 +89,18 @@ impl Rig {
                 ..RelayConfig::default()
             },
             &operators,
+            compliance,
         ));
+        let dialogue = DialogueConfig::default();
         let scheduler = Arc::new(
-            Scheduler::start(store.clone(), registry.clone(), relay.clone(), schedule).unwrap(),
+            Scheduler::start(
+                store.clone(),
+                registry.clone(),
+                relay.clone(),
+                schedule,
+                dialogue.short_code.clone(),
+            )
+            .unwrap(),
         );
         let app = api::router(
             AppState {
@@ -90,6 +110,7 @@ impl Rig {
                 scheduler: scheduler.clone(),
                 admin_key_hash: partners::hash_key(ADMIN_KEY),
                 max_module_bytes: 4 << 20,
+                dialogue,
             },
             1 << 20,
         );

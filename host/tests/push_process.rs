@@ -54,6 +54,7 @@ fn config(sim: &SimHandle, system_id: &str, extra: &str) -> String {
     format!(
         "[http]\nlisten = \"127.0.0.1:0\"\n[admin]\nkey = \"{ADMIN_KEY}\"\n\
          [relay]\nlease_secs = 2\nretry_initial_ms = 100\nretry_max_ms = 1000\n\
+         [compliance]\nquiet_hours = \"\"\n\
          {extra}\n\
          [[operators]]\nname = \"mobile\"\naddress = \"{}\"\nsystem_id = \"{system_id}\"\npassword = \"pw\"\n\
          binds = 2\nwindow = 20\nprefixes = [\"13\"]\nsource_addr = \"10661234\"\n",

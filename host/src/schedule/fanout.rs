@@ -21,8 +21,9 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use super::ScheduleError;
+use crate::compliance::{Blocked, Compliance};
 use crate::relay::ChargePlan;
-use crate::relay::outbox::fingerprint;
+use crate::relay::outbox::{content_key, fingerprint};
 use crate::relay::routing::Routes;
 use crate::runtime::BulletinContent;
 use crate::store::Store;
@@ -54,6 +55,8 @@ pub struct Variant {
     pub key: String,
     pub text: String,
     pub sha256: String,
+    /// `messages.content_key` (the fee-only detector groups by it).
+    pub content_key: String,
     pub segments: i64,
     /// Refused by the content policy (R-3.1): its subscribers get nothing.
     pub blocked: bool,
@@ -104,6 +107,7 @@ impl Plan {
                 key: key.to_string(),
                 text: text.to_string(),
                 sha256,
+                content_key: content_key(text),
                 segments: i64::try_from(segments).unwrap_or(i64::MAX),
                 blocked: blocked.iter().any(|b| b == key),
             }
@@ -175,7 +179,7 @@ pub struct BatchCounts {
 }
 
 /// How a batch ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// More subscriptions may follow.
     More(BatchCounts),
@@ -183,6 +187,8 @@ pub enum Step {
     Done(BatchCounts),
     /// The run is no longer this owner's (lease lost, cancelled): stop at once.
     Lost,
+    /// The partner or service may not send (R-3.5): nothing was written.
+    Blocked(String),
 }
 
 /// Clocks and cap keys of one batch, from the caller so tests can pin them.
@@ -200,6 +206,7 @@ pub struct BatchTime {
 pub async fn step(
     store: &Store,
     routes: &Routes,
+    compliance: &Compliance,
     plan: &Plan,
     time: &BatchTime,
 ) -> Result<Step, ScheduleError> {
@@ -220,6 +227,19 @@ pub async fn step(
         tx.rollback().await?;
         return Ok(Step::Lost);
     };
+    // Under the lock: a suspension either committed before (nothing is written)
+    // or waits for this batch and then holds its rows with the partner's others.
+    match compliance
+        .may_send_in(&mut tx, plan.terms.partner_id, plan.terms.service_id)
+        .await
+    {
+        Ok(()) => {}
+        Err(Blocked::Store(e)) => return Err(e.into()),
+        Err(blocked) => {
+            tx.rollback().await?;
+            return Ok(Step::Blocked(blocked.to_string()));
+        }
+    }
 
     let subscriptions: Vec<(i64, String, Option<String>)> = match &plan.attribute {
         Some(attribute) => {
@@ -393,27 +413,28 @@ async fn insert_messages(
     expires_at: i64,
 ) -> Result<Vec<(i64, i64)>, ScheduleError> {
     let variant_base = SHARED + 1;
-    let operator_base = variant_base + 3 * plan.variants.len();
+    let operator_base = variant_base + 4 * plan.variants.len();
     let row_base = operator_base + operators.len();
     let mut sql = String::with_capacity(400 + rows.len() * 90);
     sql.push_str(
         "INSERT INTO messages (partner_id, service, recipient, operator, text, content_sha256, segments,
             charge_plan, is_test, status, attempts, next_attempt_at, expires_at, created_at, updated_at,
-            service_id, subscription_id, price_fen, sender, basis, push_run_id) VALUES ",
+            service_id, subscription_id, price_fen, sender, basis, push_run_id, content_key) VALUES ",
     );
     for (i, (_, _, op, v)) in rows.iter().enumerate() {
         let r = row_base + 2 * i;
-        let t = variant_base + 3 * v;
+        let t = variant_base + 4 * v;
         let o = operator_base + op;
         if i > 0 {
             sql.push(',');
         }
         let _ = write!(
             sql,
-            "($1,$2,${},${o},${t},${},${},$3,0,'queued',0,$4,$5,$6,$6,$7,${r},$8,$9,'subscription',$10)",
+            "($1,$2,${},${o},${t},${},${},$3,0,'queued',0,$4,$5,$6,$6,$7,${r},$8,$9,'subscription',$10,${})",
             r + 1,
             t + 1,
             t + 2,
+            t + 3,
         );
     }
     sql.push_str(" ON CONFLICT DO NOTHING RETURNING id, subscription_id");
@@ -432,7 +453,11 @@ async fn insert_messages(
         .bind(&terms.sender)
         .bind(plan.run_id);
     for v in &plan.variants {
-        query = query.bind(&v.text).bind(&v.sha256).bind(v.segments);
+        query = query
+            .bind(&v.text)
+            .bind(&v.sha256)
+            .bind(v.segments)
+            .bind(&v.content_key);
     }
     for o in operators {
         query = query.bind(o);

@@ -1,12 +1,13 @@
-//! Bulk test data for push tests and the fan-out benchmark: a service and many
-//! subscribers with active subscriptions and a `sign` attribute, written with SQL
-//! in a few statements. The opt-in flow that creates these one by one in
+//! Bulk test data for push tests and the fan-out benchmark: an approved service
+//! (through the services workflow) and many subscribers with active subscriptions
+//! and a `sign` attribute, written with SQL in a few statements. The opt-in flow that creates these one by one in
 //! production (keyword, double confirmation) is issue 4's and tested there; pushes
 //! only read the resulting rows, so this is all their tests need. Everything else
 //! in those tests (module upload, push, fan-out, relay, SMSC) goes the real path.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use tongdao::services::{self, FeeType, ServiceTerms};
 use tongdao::store::{Backend, Store};
 
 /// The twelve `sign` values the horoscope module keys its bulletin on.
@@ -25,38 +26,55 @@ pub const SIGNS: [&str; 12] = [
     "pisces",
 ];
 
-/// An approved service `code` of `partner_id` served by `module`, free of charge
-/// (what issue 4's declare + approve flow leaves behind). Returns its id.
+/// An approved free service `code` of `partner_id` served by `module`, declared,
+/// submitted and approved through the product's workflow (`services`). Returns its id.
 pub async fn approved_service(store: &Store, partner_id: i64, code: &str, module: &str) -> i64 {
-    let (service_id,): (i64,) = sqlx::query_as(
-        "INSERT INTO services (partner_id, code, module, status, created_at, updated_at)
-         VALUES ($1, $2, $3, 'approved', 0, 0) RETURNING id",
-    )
-    .bind(partner_id)
-    .bind(code)
-    .bind(module)
-    .fetch_one(store.pool())
-    .await
-    .unwrap();
-    let (revision_id,): (i64,) = sqlx::query_as(
-        "INSERT INTO service_revisions (service_id, seq, name, description, keywords, fee_type, price_fen,
-            operators, monthly_max_messages, number_ext, status, created_at, decided_at, decided_by)
-         VALUES ($1, 1, $2, 'test service', $3, 'free', 0, '[\"mobile\"]', NULL, '01', 'approved', 0, 0, 'admin')
-         RETURNING id",
-    )
-    .bind(service_id)
-    .bind(format!("{code} service"))
-    .bind(format!("[\"{code}\"]"))
-    .fetch_one(store.pool())
-    .await
-    .unwrap();
-    sqlx::query("UPDATE services SET live_revision_id = $2 WHERE id = $1")
-        .bind(service_id)
-        .bind(revision_id)
-        .execute(store.pool())
+    approved_service_with(store, partner_id, code, module, FeeType::Free, 0, None).await
+}
+
+/// Like [`approved_service`] with a fee type, price and declared monthly maximum.
+pub async fn approved_service_with(
+    store: &Store,
+    partner_id: i64,
+    code: &str,
+    module: &str,
+    fee_type: FeeType,
+    price_fen: i64,
+    monthly_max_messages: Option<i64>,
+) -> i64 {
+    // Each service has its own number extension.
+    let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM services")
+        .fetch_one(store.pool())
         .await
         .unwrap();
-    service_id
+    let terms = ServiceTerms {
+        name: format!("{code} service"),
+        description: String::new(),
+        keywords: vec![code.to_string()],
+        fee_type,
+        price_fen,
+        operators: vec!["mobile".into()],
+        monthly_max_messages,
+        number_ext: format!("{:02}", count + 1),
+    };
+    let view = services::create(
+        store,
+        partner_id,
+        "test",
+        code,
+        Some(module),
+        &terms,
+        &terms.operators,
+    )
+    .await
+    .unwrap();
+    services::submit(store, partner_id, view.id, "test")
+        .await
+        .unwrap();
+    services::decide(store, view.id, true, "admin", "test")
+        .await
+        .unwrap();
+    view.id
 }
 
 /// The number of subscriber `i` (0-based): `first + i`, eleven digits.
