@@ -576,3 +576,203 @@ async fn missed_firings_run_once_late_or_are_skipped() {
 fn schedules_policy(s: &str) -> tongdao::schedule::MissedPolicy {
     tongdao::schedule::MissedPolicy::parse(s).unwrap()
 }
+
+/// Wait until the run reaches `status`.
+async fn wait_status(store: &Store, run_id: i64, status: &str) -> runs::Run {
+    let started = Instant::now();
+    loop {
+        let run = runs::get(store, run_id).await.unwrap();
+        if run.status == status {
+            return run;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "run never became {status}: {run:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// R-8.4: a push fanned out during quiet hours is queued at once but may leave
+/// only when the window ends: every MT's next attempt is the window's end, its
+/// validity counts from there, and the SMSC sees nothing meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_hours_hold_a_pushed_bulletin_until_the_window_ends() {
+    for db in common::stores().await {
+        let sim = Sim::start(SimConfig::default()).await.unwrap();
+        // A window from an hour ago to two hours ahead, local time.
+        let local = tongdao::clock::local_seconds_of_day(now_ms());
+        let hhmm = |s: i64| {
+            let s = s.rem_euclid(86_400);
+            format!("{:02}:{:02}", s / 3600, s / 60 % 60)
+        };
+        let compliance = Compliance::new(
+            db.store.clone(),
+            tongdao::compliance::ComplianceConfig {
+                quiet_hours: format!("{}-{}", hhmm(local - 3600), hhmm(local + 7200)),
+                signature: tongdao::compliance::settings::SignatureMode::Off,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let release = compliance.push_release_at(now_ms());
+        assert!(release > now_ms() + 3_600_000, "the window is open now");
+        let rig = Rig::start_with(&db.store, Some(&sim), schedule_config(), compliance).await;
+        let (partner, key) = horoscope_partner(&rig, "night").await;
+        let service = bulk::approved_service(&db.store, partner.id, "XZ", "horoscope").await;
+        let n = 600;
+        bulk::subscribers(&db.store, partner.id, service, FIRST_NUMBER, n).await;
+
+        let (status, run) = rig
+            .call("POST", &format!("/v1/services/{service}/push"), &key, None)
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+        let run_id = run["id"].as_i64().unwrap();
+        let run = wait_status(&db.store, run_id, "completed").await;
+        assert_eq!((run.queued, run.release_at), (n, Some(release)), "{run:?}");
+
+        let validity = 36_000_000; // [relay] validity_secs default, in ms
+        let (rows, held_to_release, valid_after): (i64, i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*),
+                SUM(CASE WHEN status = 'queued' AND next_attempt_at = $2 THEN 1 ELSE 0 END),
+                SUM(CASE WHEN expires_at = $3 THEN 1 ELSE 0 END)
+             FROM messages WHERE push_run_id = $1",
+        )
+        .bind(run_id)
+        .bind(release)
+        .bind(release + validity)
+        .fetch_one(db.store.pool())
+        .await
+        .unwrap();
+        assert_eq!(
+            (rows, held_to_release, valid_after),
+            (n, n, n),
+            "{}",
+            db.name
+        );
+        let (quiet_events,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM message_events e JOIN messages m ON m.id = e.message_id
+             WHERE m.push_run_id = $1 AND e.detail LIKE '%quiet hours%'",
+        )
+        .bind(run_id)
+        .fetch_one(db.store.pool())
+        .await
+        .unwrap();
+        assert_eq!(quiet_events, n, "the history says why they wait");
+        // The binds poll and find nothing due.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            sim.stats().accepted,
+            0,
+            "{}: sent during quiet hours",
+            db.name
+        );
+        let (_, view) = rig
+            .call("GET", &format!("/v1/runs/{run_id}"), &key, None)
+            .await;
+        assert_eq!(view["delivery"]["pending"], n, "{view}");
+        assert_eq!(view["delivery"]["sent"], 0, "{view}");
+        rig.stop().await;
+    }
+}
+
+/// R-3.5: suspending the partner in the middle of a fan-out stops it at a batch
+/// boundary: the run pauses with its cursor, what it had queued is held, "push
+/// now" is refused. On resume the held MTs are released and the run goes on from
+/// its cursor: every subscriber gets the bulletin exactly once in the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspension_pauses_a_run_mid_fan_out_and_resume_completes_it_once() {
+    for db in common::stores().await {
+        let sim = Sim::start(SimConfig {
+            dlr_delay: Duration::from_millis(5),
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let compliance = common::relay_compliance(&db.store);
+        let schedule = ScheduleConfig {
+            batch: 25,
+            paused_recheck_secs: 1,
+            ..schedule_config()
+        };
+        let rig = Rig::start_with(&db.store, Some(&sim), schedule, compliance.clone()).await;
+        let (partner, key) = horoscope_partner(&rig, "pause").await;
+        let service = bulk::approved_service(&db.store, partner.id, "XZ", "horoscope").await;
+        let n = 5_000;
+        bulk::subscribers(&db.store, partner.id, service, FIRST_NUMBER, n).await;
+
+        let (status, run) = rig
+            .call("POST", &format!("/v1/services/{service}/push"), &key, None)
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+        let run_id = run["id"].as_i64().unwrap();
+        let started = Instant::now();
+        while runs::get(&db.store, run_id).await.unwrap().queued < 100 {
+            assert!(started.elapsed() < Duration::from_secs(60), "no fan-out");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        compliance
+            .suspend_partner(partner.id, "admin", "test: content complaint")
+            .await
+            .unwrap();
+        let paused = wait_status(&db.store, run_id, "paused").await;
+        assert!(
+            paused.queued < n,
+            "{}: the suspension came too late to test anything",
+            db.name
+        );
+        assert!(
+            paused.reason.as_deref().unwrap().contains("suspended"),
+            "{paused:?}"
+        );
+        // Nothing of the partner stays queued: the run's MTs are held or were sent.
+        let (queued,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM messages WHERE push_run_id = $1 AND status = 'queued'",
+        )
+        .bind(run_id)
+        .fetch_one(db.store.pool())
+        .await
+        .unwrap();
+        assert_eq!(queued, 0, "{}", db.name);
+        let (status, error) = rig
+            .call("POST", &format!("/v1/services/{service}/push"), &key, None)
+            .await;
+        assert_eq!(
+            (status, &error["error"]["code"]),
+            (StatusCode::CONFLICT, &json!("not-sendable")),
+            "{error}"
+        );
+        // Re-checked while suspended: still paused, cursor unchanged.
+        let started = Instant::now();
+        loop {
+            let run = runs::get(&db.store, run_id).await.unwrap();
+            assert_eq!(run.cursor_id, paused.cursor_id, "{run:?}");
+            if run.attempts > paused.attempts && run.status == "paused" {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "{run:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        compliance
+            .resume_partner(partner.id, "admin", "test: resolved")
+            .await
+            .unwrap();
+        let view = wait_run_done(&rig, &key, run_id, Duration::from_secs(180)).await;
+        assert_eq!(view["status"], "completed", "{view}");
+        assert_eq!(view["queued"], n, "{view}");
+        assert_eq!(view["delivery"]["delivered"], n, "{view}");
+        let per_destination = sim.per_destination();
+        assert_eq!(per_destination.len(), n as usize, "{}", db.name);
+        assert!(
+            per_destination.values().all(|&c| c == 1),
+            "{}: twice",
+            db.name
+        );
+        eprintln!(
+            "{}: paused at {} of {n} queued; resumed from the cursor; {n} delivered once each",
+            db.name, paused.queued
+        );
+        rig.stop().await;
+    }
+}

@@ -526,7 +526,11 @@ async fn follow_up(
         }
         query.execute(&mut **tx).await?;
     }
-    let detail = format!("push run {}", plan.run_id);
+    let detail = if time.release_at > time.now {
+        format!("push run {}; held for quiet hours", plan.run_id)
+    } else {
+        format!("push run {}", plan.run_id)
+    };
     for chunk in written.chunks(ROWS_PER_INSERT) {
         let sql = format!(
             "INSERT INTO message_events (message_id, status, detail, at) VALUES {}",
