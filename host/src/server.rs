@@ -16,6 +16,7 @@ use crate::modules::Registry;
 use crate::partners::{self, PartnerError};
 use crate::relay::Relay;
 use crate::runtime::Runtime;
+use crate::services::{self, FeeType, ServiceTerms};
 use crate::store::Store;
 use crate::{content, guests};
 
@@ -180,6 +181,80 @@ impl Platform {
                 .collect();
             content::add(&self.store, partner.id, "jokes", items).await?;
         }
+        self.install_demo_services(&partner).await
+    }
+
+    /// The demo's three services, declared and approved like any partner's.
+    async fn install_demo_services(&self, partner: &partners::Partner) -> anyhow::Result<()> {
+        let operators = self.relay.routes().operators();
+        let demo: [(&str, &str, &str, FeeType, i64, Option<i64>, &str, [&str; 2]); 3] = [
+            (
+                "XZ",
+                "horoscope",
+                "每日星座运势",
+                FeeType::Monthly,
+                200,
+                Some(31),
+                "01",
+                ["星座", "XINGZUO"],
+            ),
+            (
+                "DT",
+                "quiz",
+                "每日答题",
+                FeeType::PerMessage,
+                10,
+                None,
+                "02",
+                ["答题", "DATI"],
+            ),
+            (
+                "XH",
+                "jokes",
+                "每日笑话",
+                FeeType::Free,
+                0,
+                None,
+                "03",
+                ["笑话", "XIAOHUA"],
+            ),
+        ];
+        let existing = services::list(&self.store, Some(partner.id), None).await?;
+        for (code, module, name, fee_type, price_fen, monthly_max, ext, keywords) in demo {
+            if existing.iter().any(|s| s.code == code) {
+                continue;
+            }
+            let terms = ServiceTerms {
+                name: name.into(),
+                description: format!("{name}（示例业务）"),
+                keywords: keywords.map(String::from).to_vec(),
+                fee_type,
+                price_fen,
+                operators: operators.clone(),
+                monthly_max_messages: monthly_max,
+                number_ext: ext.into(),
+            };
+            let view = services::create(
+                &self.store,
+                partner.id,
+                "demo",
+                code,
+                Some(module),
+                &terms,
+                &operators,
+            )
+            .await?;
+            services::submit(&self.store, partner.id, view.id, "demo").await?;
+            services::decide(
+                &self.store,
+                view.id,
+                true,
+                "demo",
+                "example service of serve --demo",
+            )
+            .await?;
+            tracing::info!(service = code, "demo service approved");
+        }
         Ok(())
     }
 }
@@ -248,13 +323,44 @@ async fn demo_operators(config: &mut Config) -> anyhow::Result<tongdao_smpp::sim
     Ok(sim)
 }
 
+/// Simulated handsets that subscribe to the demo services the way users do: by
+/// texting a keyword to the service's number (and `Y` for the paid one).
+fn demo_users(sim: &tongdao_smpp::sim::SimHandle, short_code: &str) {
+    let mut sent = 0;
+    for i in 1..=5 {
+        sent += usize::from(
+            sim.send_mo(
+                &format!("1380013800{i}"),
+                &format!("{short_code}03"),
+                "笑话",
+            )
+            .is_ok(),
+        );
+    }
+    for i in 1..=3 {
+        let user = format!("1300013000{i}");
+        let number = format!("{short_code}01");
+        sent += usize::from(sim.send_mo(&user, &number, "星座").is_ok());
+        sent += usize::from(sim.send_mo(&user, &number, "Y").is_ok());
+    }
+    println!("demo: {sent} MOs from simulated handsets (subscribing to XH and XZ)");
+}
+
 /// Run the platform until Ctrl-C or SIGTERM.
 pub async fn serve(mut config: Config, demo: bool) -> anyhow::Result<()> {
-    let _simulator = if demo && config.operators.is_empty() {
+    let simulator = if demo && config.operators.is_empty() {
         Some(demo_operators(&mut config).await?)
     } else {
         None
     };
+    if demo
+        && config.compliance.quiet_hours
+            == crate::compliance::ComplianceConfig::default().quiet_hours
+    {
+        // The demo shows pushes at any hour; a configured window is kept.
+        config.compliance.quiet_hours.clear();
+        println!("demo: quiet hours off (set [compliance] quiet_hours to try them)");
+    }
     let platform = Platform::open(&config).await?;
     if let Some(key) = &platform.generated_admin_key {
         println!("admin key generated on first start (shown once, stored hashed): {key}");
@@ -262,6 +368,9 @@ pub async fn serve(mut config: Config, demo: bool) -> anyhow::Result<()> {
     }
     if demo {
         platform.install_demo().await?;
+        if let Some(sim) = &simulator {
+            demo_users(sim, &config.dialogue.short_code);
+        }
     }
     let listener = TcpListener::bind(config.http.listen)
         .await

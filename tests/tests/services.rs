@@ -118,6 +118,31 @@ impl Env {
         }
     }
 
+    /// Wait until the MO `text` from `source` is stored and routed; returns its id.
+    async fn wait_mo(&self, source: &str, text: &str) -> i64 {
+        let started = Instant::now();
+        loop {
+            let found: Option<(i64, String)> = sqlx::query_as(
+                "SELECT id, status FROM mo_messages WHERE source = $1 AND text = $2",
+            )
+            .bind(source)
+            .bind(text)
+            .fetch_optional(self.server.platform.store.pool())
+            .await
+            .unwrap();
+            if let Some((id, status)) = found
+                && status == "routed"
+            {
+                return id;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "MO {text} not routed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Wait until every stored MO has been routed.
     async fn wait_routed(&self) {
         let started = Instant::now();
@@ -163,7 +188,7 @@ fn monthly(price: i64, keyword: &str, ext: &str) -> Value {
 
 fn free(keyword: &str, ext: &str) -> Value {
     json!({
-        "name": "每日笑话", "keywords": [keyword], "fee_type": "free", "price_fen": 0,
+        "name": format!("每日{keyword}"), "keywords": [keyword], "fee_type": "free", "price_fen": 0,
         "operators": ["mobile"], "number_ext": ext
     })
 }
@@ -340,13 +365,7 @@ async fn replies_to_non_subscribers_who_did_not_write_are_refused() {
         env.mo(writer, &number, "Y");
         env.wait_inbox(writer, 2).await;
         env.mo(writer, &number, "A");
-        env.wait_routed().await;
-        let (mo_id,): (i64,) =
-            sqlx::query_as("SELECT id FROM mo_messages WHERE source = $1 AND text = 'A'")
-                .bind(writer)
-                .fetch_one(env.server.platform.store.pool())
-                .await
-                .unwrap();
+        let mo_id = env.wait_mo(writer, "A").await;
         let acme_id = partner_id(&env, "acme").await;
         let forged = NewMessage {
             partner_id: Some(acme_id),
@@ -717,10 +736,20 @@ async fn menu_cancel_all_help_and_unknown() {
         inbox[2].contains("免费") && inbox[2].contains("TDXH"),
         "{inbox:?}"
     );
+    // With one subscription left, free text goes to that service's module.
     env.mo(user, SHORT_CODE, "你好吗在吗");
     let inbox = env.wait_inbox(user, 4).await;
-    assert!(inbox[3].contains("未能识别"), "{inbox:?}");
+    assert!(
+        inbox[3].contains("回复 A、B、C 或 D"),
+        "the quiz module answered: {inbox:?}"
+    );
     env.mo(user, SHORT_CODE, "00000");
+    let inbox = env.wait_inbox(user, 5).await;
+    assert!(inbox[4].contains("退订全部1项"), "{inbox:?}");
+    // With none, it gets the configured help reply.
+    env.mo(user, SHORT_CODE, "你好吗在吗");
+    let inbox = env.wait_inbox(user, 6).await;
+    assert!(inbox[5].contains("未能识别"), "{inbox:?}");
     env.wait_routed().await;
     assert_eq!(env.subscriptions(dt).await[0]["status"], "cancelled");
     env.stop().await;
