@@ -9,11 +9,14 @@
 //!   rollback, and faults recorded against partner and version.
 //! - [`partners`]: partners and their API keys.
 //! - [`content`]: the partners' content libraries that modules read.
+//! - [`billing`]: agreements, money terms, calendars, charge events.
+//! - [`settlement`]: monthly statements, reconciliation, obligations.
 //! - [`api`]: the HTTP API (axum): auth, routes, JSON errors.
 //! - [`server`]: start-up: configuration to a running platform.
 //! - [`guests`]: the example modules built with the SDK, bundled for `serve --demo`.
 
 pub mod api;
+pub mod billing;
 pub mod config;
 pub mod content;
 pub mod guests;
@@ -23,5 +26,6 @@ pub mod relay;
 pub mod runner;
 pub mod runtime;
 pub mod server;
+pub mod settlement;
 pub mod store;
 pub mod tools;
