@@ -17,7 +17,9 @@ use super::auth::{Admin, PartnerContext};
 use super::{ApiError, AppState};
 use crate::billing::agreement::{self, AgreementInput, AgreementStatus};
 use crate::billing::calendar::{self, DayKind, Month};
-use crate::billing::terms::{self, AgreementTerms, DEFAULT_CALENDAR, OperatorBilling, OperatorTerms};
+use crate::billing::terms::{
+    self, AgreementTerms, DEFAULT_CALENDAR, OperatorBilling, OperatorTerms,
+};
 use crate::billing::{BillingError, charges};
 use crate::partners;
 use crate::settlement::obligations::{self, BreachInput, PaymentInput, TerminationInput};
@@ -35,22 +37,37 @@ pub(super) fn router() -> Router<AppState> {
         .route("/v1/discrepancies/{id}", get(my_case))
         .route("/v1/billing/alerts", get(my_alerts))
         .route("/v1/admin/partners/{name}/agreement", put(set_agreement))
-        .route("/v1/admin/partners/{name}/agreement/status", post(set_status))
+        .route(
+            "/v1/admin/partners/{name}/agreement/status",
+            post(set_status),
+        )
         .route("/v1/admin/partners/{name}/terms", post(add_terms))
-        .route("/v1/admin/partners/{name}/operator-terms", post(add_operator_terms))
+        .route(
+            "/v1/admin/partners/{name}/operator-terms",
+            post(add_operator_terms),
+        )
         .route("/v1/admin/partners/{name}/payments", post(partner_payment))
-        .route("/v1/admin/partners/{name}/breach-notices", post(breach_notice))
+        .route(
+            "/v1/admin/partners/{name}/breach-notices",
+            post(breach_notice),
+        )
         .route(
             "/v1/admin/partners/{name}/breach-notices/{id}/remedy",
             post(remedy),
         )
         .route("/v1/admin/partners/{name}/termination", post(terminate))
-        .route("/v1/admin/operators/{operator}/billing", put(operator_billing))
+        .route(
+            "/v1/admin/operators/{operator}/billing",
+            put(operator_billing),
+        )
         .route(
             "/v1/admin/operators/{operator}/bad-debt/{month}",
             put(bad_debt),
         )
-        .route("/v1/admin/operators/{operator}/payments", post(operator_payment))
+        .route(
+            "/v1/admin/operators/{operator}/payments",
+            post(operator_payment),
+        )
         .route("/v1/admin/calendars/{calendar}", get(calendar_days))
         .route(
             "/v1/admin/calendars/{calendar}/days/{day}",
@@ -67,15 +84,18 @@ impl From<BillingError> for ApiError {
         match e {
             BillingError::Invalid { .. } => ApiError::bad_request("invalid-input", message),
             BillingError::NotFound(_) => ApiError::not_found(message),
-            BillingError::Conflict { code, .. } => ApiError::new(StatusCode::CONFLICT, code, message),
+            BillingError::Conflict { code, .. } => {
+                ApiError::new(StatusCode::CONFLICT, code, message)
+            }
             BillingError::Store(e) => e.into(),
         }
     }
 }
 
 fn month(s: &str) -> Result<Month, ApiError> {
-    s.parse::<Month>()
-        .map_err(|_| ApiError::bad_request("invalid-month", format!("`{s}` is not a month (YYYY-MM)")))
+    s.parse::<Month>().map_err(|_| {
+        ApiError::bad_request("invalid-month", format!("`{s}` is not a month (YYYY-MM)"))
+    })
 }
 
 fn id(s: &str) -> Result<i64, ApiError> {
@@ -91,7 +111,10 @@ async fn partner_id(state: &AppState, name: &str) -> Result<i64, ApiError> {
 
 // ---- the partner's side ----
 
-async fn my_agreement(ctx: PartnerContext, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn my_agreement(
+    ctx: PartnerContext,
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
     let id = ctx.partner.id;
     let agreement = agreement::get(&state.store, id).await?;
     let terms = terms::all_terms(&state.store, id).await?;
@@ -152,7 +175,10 @@ async fn my_statement(
     Ok((
         [
             (header::CONTENT_TYPE, format.content_type().to_string()),
-            (header::CONTENT_DISPOSITION, format!("inline; filename=\"{filename}\"")),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("inline; filename=\"{filename}\""),
+            ),
         ],
         body,
     )
@@ -172,7 +198,10 @@ async fn upload_figures(
     Ok((StatusCode::CREATED, Json(json!(outcome))))
 }
 
-async fn my_cases(ctx: PartnerContext, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn my_cases(
+    ctx: PartnerContext,
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
     let cases = reconcile::cases(&state.store, ctx.partner.id).await?;
     Ok(Json(json!({ "cases": cases })))
 }
@@ -191,7 +220,10 @@ async fn my_case(
     }
 }
 
-async fn my_alerts(ctx: PartnerContext, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn my_alerts(
+    ctx: PartnerContext,
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
     let alerts = obligations::alerts(&state.store, Some(ctx.partner.id)).await?;
     Ok(Json(json!({ "alerts": alerts })))
 }
@@ -224,7 +256,9 @@ async fn set_status(
 ) -> Result<Json<Value>, ApiError> {
     let Json(input) = body?;
     let pid = partner_id(&state, &name).await?;
-    Ok(Json(json!(agreement::set_status(&state.store, pid, input.status).await?)))
+    Ok(Json(json!(
+        agreement::set_status(&state.store, pid, input.status).await?
+    )))
 }
 
 async fn add_terms(
@@ -293,7 +327,9 @@ async fn bad_debt(
     let m = month(&m)?;
     let Json(input) = body?;
     terms::set_bad_debt(&state.store, &operator, m, input.ratio_bp).await?;
-    Ok(Json(json!({ "operator": operator, "month": m, "ratio_bp": input.ratio_bp })))
+    Ok(Json(
+        json!({ "operator": operator, "month": m, "ratio_bp": input.ratio_bp }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -312,7 +348,9 @@ async fn operator_payment(
     let Json(input) = body?;
     let m = month(&input.month)?;
     obligations::record_operator_payment(&state.store, &operator, m, &input.received_on).await?;
-    Ok(Json(json!({ "operator": operator, "month": m, "received_on": input.received_on })))
+    Ok(Json(
+        json!({ "operator": operator, "month": m, "received_on": input.received_on }),
+    ))
 }
 
 async fn calendar_days(
@@ -340,7 +378,9 @@ async fn set_day(
 ) -> Result<Json<Value>, ApiError> {
     let Json(input) = body?;
     calendar::set_day(&state.store, &name, &day, input.kind, &input.note).await?;
-    Ok(Json(json!({ "calendar": name, "day": day, "kind": input.kind, "note": input.note })))
+    Ok(Json(
+        json!({ "calendar": name, "day": day, "kind": input.kind, "note": input.note }),
+    ))
 }
 
 async fn remove_day(
@@ -351,7 +391,9 @@ async fn remove_day(
     if calendar::remove_day(&state.store, &name, &day).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::not_found(format!("{day} is not listed on calendar `{name}`")))
+        Err(ApiError::not_found(format!(
+            "{day} is not listed on calendar `{name}`"
+        )))
     }
 }
 
@@ -407,7 +449,9 @@ async fn terminate(
 ) -> Result<Json<Value>, ApiError> {
     let Json(input) = body?;
     let pid = partner_id(&state, &name).await?;
-    Ok(Json(json!(obligations::terminate(&state.store, pid, &input).await?)))
+    Ok(Json(json!(
+        obligations::terminate(&state.store, pid, &input).await?
+    )))
 }
 
 #[derive(Deserialize)]
@@ -446,7 +490,9 @@ async fn all_alerts(
         Some(name) => Some(partner_id(&state, &name).await?),
         None => None,
     };
-    Ok(Json(json!({ "alerts": obligations::alerts(&state.store, pid).await? })))
+    Ok(Json(
+        json!({ "alerts": obligations::alerts(&state.store, pid).await? }),
+    ))
 }
 
 /// Run a charge pass now (the background task runs one every few seconds).

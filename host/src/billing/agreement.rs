@@ -86,17 +86,16 @@ fn store_err(e: sqlx::Error) -> BillingError {
 }
 
 fn from_row(r: Row) -> Agreement {
-    let end_date = r
-        .1
-        .parse::<jiff::civil::Date>()
-        .ok()
-        .and_then(|d| {
-            d.checked_add(jiff::Span::new().months(r.2))
-                .ok()
-                .and_then(|d| d.yesterday().ok())
-        })
-        .map(|d| d.to_string())
-        .unwrap_or_default();
+    let end_date =
+        r.1.parse::<jiff::civil::Date>()
+            .ok()
+            .and_then(|d| {
+                d.checked_add(jiff::Span::new().months(r.2))
+                    .ok()
+                    .and_then(|d| d.yesterday().ok())
+            })
+            .map(|d| d.to_string())
+            .unwrap_or_default();
     Agreement {
         partner_id: r.0,
         start_date: r.1,
@@ -113,13 +112,20 @@ fn from_row(r: Row) -> Agreement {
 }
 
 /// Create the agreement, or change its dates and periods (status is kept).
-pub async fn set(store: &Store, partner_id: i64, a: &AgreementInput) -> Result<Agreement, BillingError> {
+pub async fn set(
+    store: &Store,
+    partner_id: i64,
+    a: &AgreementInput,
+) -> Result<Agreement, BillingError> {
     parse_day("start_date", &a.start_date)?;
     if !(1..=600).contains(&a.term_months) {
         return Err(BillingError::invalid("term_months", "months from 1 to 600"));
     }
     if !(0..=60).contains(&a.notice_months) {
-        return Err(BillingError::invalid("notice_months", "months from 0 to 60"));
+        return Err(BillingError::invalid(
+            "notice_months",
+            "months from 0 to 60",
+        ));
     }
     if !(0..=365).contains(&a.remedy_days) {
         return Err(BillingError::invalid("remedy_days", "days from 0 to 365"));

@@ -286,13 +286,15 @@ pub async fn remove_day(store: &Store, calendar: &str, day: &str) -> Result<bool
 
 /// The listed days of a calendar, in order.
 pub async fn list_days(store: &Store, calendar: &str) -> Result<Vec<CalendarDay>, BillingError> {
-    Ok(sqlx::query_as(
-        "SELECT day, kind, note FROM calendar_days WHERE calendar = $1 ORDER BY day",
+    Ok(
+        sqlx::query_as(
+            "SELECT day, kind, note FROM calendar_days WHERE calendar = $1 ORDER BY day",
+        )
+        .bind(calendar)
+        .fetch_all(store.pool())
+        .await
+        .map_err(crate::store::StoreError::from)?,
     )
-    .bind(calendar)
-    .fetch_all(store.pool())
-    .await
-    .map_err(crate::store::StoreError::from)?)
 }
 
 pub(crate) fn valid_calendar_name(name: &str) -> Result<(), BillingError> {

@@ -313,12 +313,18 @@ mod tests {
         // 20 August 2026, 10:00 in Shanghai: 12 of 31 days left.
         let at = m.start_ms() + 19 * 86_400_000 + 10 * 3_600_000;
         assert_eq!(monthly_amount(1000, at, m, ActivationRule::Full).0, 1000);
-        assert_eq!(monthly_amount(1000, at, m, ActivationRule::FreeFirstMonth).0, 0);
+        assert_eq!(
+            monthly_amount(1000, at, m, ActivationRule::FreeFirstMonth).0,
+            0
+        );
         // 1000 × 12 / 31 = 387.09… → 387
         assert_eq!(
             monthly_amount(1000, at, m, ActivationRule::ProRata),
             (387, "pro-rata 12/31 days".to_string())
         );
-        assert_eq!(monthly_amount(1000, at, m.plus(1), ActivationRule::ProRata).0, 1000);
+        assert_eq!(
+            monthly_amount(1000, at, m.plus(1), ActivationRule::ProRata).0,
+            1000
+        );
     }
 }

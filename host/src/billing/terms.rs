@@ -45,7 +45,10 @@ impl ActivationRule {
     }
 }
 
-fn parse_enum<T: for<'de> Deserialize<'de>>(field: &'static str, s: &str) -> Result<T, BillingError> {
+fn parse_enum<T: for<'de> Deserialize<'de>>(
+    field: &'static str,
+    s: &str,
+) -> Result<T, BillingError> {
     serde_json::from_value(serde_json::Value::String(s.to_string()))
         .map_err(|_| BillingError::invalid(field, format!("`{s}` is not a known value")))
 }
@@ -113,13 +116,19 @@ impl AgreementTerms {
                 ));
             }
         }
-        for (field, v) in [("tax_bp", self.tax_bp), ("discrepancy_bp", self.discrepancy_bp)] {
+        for (field, v) in [
+            ("tax_bp", self.tax_bp),
+            ("discrepancy_bp", self.discrepancy_bp),
+        ] {
             if !(0..=BP).contains(&v) {
                 return Err(BillingError::invalid(field, "basis points from 0 to 10000"));
             }
         }
         if !(0..=60).contains(&self.payment_days) {
-            return Err(BillingError::invalid("payment_days", "working days from 0 to 60"));
+            return Err(BillingError::invalid(
+                "payment_days",
+                "working days from 0 to 60",
+            ));
         }
         Ok(())
     }
@@ -156,11 +165,7 @@ impl AgreementTerms {
             TierMode::Marginal => {
                 let d = i128::from(distributable_fen);
                 let (t1, t2) = (i128::from(self.t1_fen), i128::from(self.t2_fen));
-                let bands = [
-                    d.min(t1),
-                    (d.min(t2) - t1).max(0),
-                    (d - t2).max(0),
-                ];
+                let bands = [d.min(t1), (d.min(t2) - t1).max(0), (d - t2).max(0)];
                 let weighted: i128 = bands
                     .iter()
                     .zip(&self.tiers)
@@ -229,8 +234,16 @@ impl FromStr for Schedule {
             )
         };
         let months = |m: &str| -> Result<u8, BillingError> {
-            let n: u8 = m.strip_prefix("M+").ok_or_else(bad)?.parse().map_err(|_| bad())?;
-            if (1..=12).contains(&n) { Ok(n) } else { Err(bad()) }
+            let n: u8 = m
+                .strip_prefix("M+")
+                .ok_or_else(bad)?
+                .parse()
+                .map_err(|_| bad())?;
+            if (1..=12).contains(&n) {
+                Ok(n)
+            } else {
+                Err(bad())
+            }
         };
         let words: Vec<&str> = s.split_whitespace().collect();
         match words.as_slice() {
@@ -261,7 +274,9 @@ impl Serialize for Schedule {
 
 impl<'de> Deserialize<'de> for Schedule {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -284,7 +299,10 @@ pub struct OperatorTerms {
 impl OperatorTerms {
     pub fn validate(&self, range: Option<&OperatorBilling>) -> Result<(), BillingError> {
         if !(0..=BP).contains(&self.collection_bp) {
-            return Err(BillingError::invalid("collection_bp", "basis points from 0 to 10000"));
+            return Err(BillingError::invalid(
+                "collection_bp",
+                "basis points from 0 to 10000",
+            ));
         }
         if self.balance_mt < 0 || self.balance_mo < 1 {
             return Err(BillingError::invalid(
@@ -408,7 +426,10 @@ pub async fn set_bad_debt(
 ) -> Result<(), BillingError> {
     valid_operator(operator)?;
     if !(0..=BP).contains(&ratio_bp) {
-        return Err(BillingError::invalid("ratio_bp", "basis points from 0 to 10000"));
+        return Err(BillingError::invalid(
+            "ratio_bp",
+            "basis points from 0 to 10000",
+        ));
     }
     sqlx::query(
         "INSERT INTO bad_debt_ratios (operator, month, ratio_bp, recorded_at) VALUES ($1, $2, $3, $4)
@@ -425,7 +446,11 @@ pub async fn set_bad_debt(
 }
 
 /// The reported bad-debt ratio of an operator's month, if reported yet.
-pub async fn bad_debt(store: &Store, operator: &str, month: Month) -> Result<Option<i64>, BillingError> {
+pub async fn bad_debt(
+    store: &Store,
+    operator: &str,
+    month: Month,
+) -> Result<Option<i64>, BillingError> {
     let row: Option<(i64,)> =
         sqlx::query_as("SELECT ratio_bp FROM bad_debt_ratios WHERE operator = $1 AND month = $2")
             .bind(operator)
@@ -461,9 +486,18 @@ fn terms_from_row(row: TermsRow) -> Result<AgreementTerms, BillingError> {
         t1_fen: t1,
         t2_fen: t2,
         tiers: [
-            TierRates { platform_bp: p1, partner_bp: q1 },
-            TierRates { platform_bp: p2, partner_bp: q2 },
-            TierRates { platform_bp: p3, partner_bp: q3 },
+            TierRates {
+                platform_bp: p1,
+                partner_bp: q1,
+            },
+            TierRates {
+                platform_bp: p2,
+                partner_bp: q2,
+            },
+            TierRates {
+                platform_bp: p3,
+                partner_bp: q3,
+            },
         ],
         tax_bp: tax,
         discrepancy_bp: x,
@@ -478,7 +512,11 @@ const TERMS_COLUMNS: &str = "effective_from, tier_mode, t1_fen, t2_fen, tier1_pl
 
 /// Add terms in force from their month on. A month that already has terms is a
 /// conflict: terms are never rewritten, so every statement stays reproducible.
-pub async fn add_terms(store: &Store, partner_id: i64, t: &AgreementTerms) -> Result<(), BillingError> {
+pub async fn add_terms(
+    store: &Store,
+    partner_id: i64,
+    t: &AgreementTerms,
+) -> Result<(), BillingError> {
     t.validate()?;
     let done = sqlx::query(&format!(
         "INSERT INTO agreement_terms (partner_id, {TERMS_COLUMNS}, created_at)
@@ -538,7 +576,10 @@ pub async fn terms_for(
 }
 
 /// Every terms row of a partner, oldest first.
-pub async fn all_terms(store: &Store, partner_id: i64) -> Result<Vec<AgreementTerms>, BillingError> {
+pub async fn all_terms(
+    store: &Store,
+    partner_id: i64,
+) -> Result<Vec<AgreementTerms>, BillingError> {
     let rows: Vec<TermsRow> = sqlx::query_as(&format!(
         "SELECT {TERMS_COLUMNS} FROM agreement_terms WHERE partner_id = $1 ORDER BY effective_from"
     ))

@@ -206,7 +206,10 @@ pub async fn terminate(
     input: &TerminationInput,
 ) -> Result<agreement::Agreement, BillingError> {
     let a = agreement::require(store, partner_id).await?;
-    if matches!(a.status, AgreementStatus::Terminated | AgreementStatus::InNotice) {
+    if matches!(
+        a.status,
+        AgreementStatus::Terminated | AgreementStatus::InNotice
+    ) {
         return Err(BillingError::conflict(
             "agreement-ending",
             format!("the agreement is {} already", a.status.as_str()),
@@ -405,8 +408,15 @@ pub async fn check(store: &Store, today: Date) -> Result<Vec<Alert>, BillingErro
             Ok(s) => s,
             Err(BillingError::Conflict { message, .. }) => {
                 raised.extend(
-                    raise(store, partner, "statement-blocked", &month.to_string(), &month.plus(1).first_day().to_string(), &message)
-                        .await?,
+                    raise(
+                        store,
+                        partner,
+                        "statement-blocked",
+                        &month.to_string(),
+                        &month.plus(1).first_day().to_string(),
+                        &message,
+                    )
+                    .await?,
                 );
                 continue;
             }
@@ -419,8 +429,16 @@ pub async fn check(store: &Store, today: Date) -> Result<Vec<Alert>, BillingErro
             let subject = format!("{month}/{}", due.operator);
             let checks = [
                 ("settlement-overdue", Some(&due.due_on), "due"),
-                ("payment-late", due.pay_by.as_ref(), "to be paid after the operator's money arrived"),
-                ("settlement-breach", Some(&due.breach_after), "settled at the latest (agreement 3.5)"),
+                (
+                    "payment-late",
+                    due.pay_by.as_ref(),
+                    "to be paid after the operator's money arrived",
+                ),
+                (
+                    "settlement-breach",
+                    Some(&due.breach_after),
+                    "settled at the latest (agreement 3.5)",
+                ),
             ];
             for (kind, day, what) in checks {
                 let Some(day) = day else { continue };

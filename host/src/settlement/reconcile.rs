@@ -119,7 +119,11 @@ pub fn compare(
                 amount_difference_bp: difference_bp(pf, theirs.amount_fen),
                 on_mean,
                 settled_count: if on_mean { mean(pc, theirs.count) } else { pc },
-                settled_fen: if on_mean { mean(pf, theirs.amount_fen) } else { pf },
+                settled_fen: if on_mean {
+                    mean(pf, theirs.amount_fen)
+                } else {
+                    pf
+                },
             }
         })
         .collect()
@@ -249,7 +253,10 @@ fn validate(input: &FiguresInput) -> Result<(), BillingError> {
         return Err(BillingError::invalid("lines", "at least one line"));
     }
     if input.lines.len() > MAX_LINES {
-        return Err(BillingError::invalid("lines", format!("at most {MAX_LINES} lines")));
+        return Err(BillingError::invalid(
+            "lines",
+            format!("at most {MAX_LINES} lines"),
+        ));
     }
     let mut seen = BTreeSet::new();
     let mut ids = 0usize;
@@ -318,9 +325,17 @@ pub async fn upload(
     let objection = input.objection.is_some();
     let mut lines = Vec::new();
     for op in operators {
-        let ours: Vec<PlatformLine> = platform.iter().filter(|l| l.operator == op).cloned().collect();
-        let theirs: Vec<PartnerLine> =
-            input.lines.iter().filter(|l| l.operator == op).cloned().collect();
+        let ours: Vec<PlatformLine> = platform
+            .iter()
+            .filter(|l| l.operator == op)
+            .cloned()
+            .collect();
+        let theirs: Vec<PartnerLine> = input
+            .lines
+            .iter()
+            .filter(|l| l.operator == op)
+            .cloned()
+            .collect();
         for line in compare(&ours, &theirs, terms.discrepancy_bp, objection) {
             lines.push((op.to_string(), line));
         }

@@ -75,7 +75,12 @@ fn steps(o: &super::statement::OperatorStatement, tax_bp: i64) -> Vec<(String, S
             "- imbalance fee".into(),
             format!(
                 "max(0, {} MT - {} balanced [{} MO at {} MT:MO]) = {} x {} fen",
-                o.mt_count, o.balanced_mt, o.mo_count, o.balance, o.imbalanced_mt, o.imbalance_rate_fen
+                o.mt_count,
+                o.balanced_mt,
+                o.mo_count,
+                o.balance,
+                o.imbalanced_mt,
+                o.imbalance_rate_fen
             ),
             o.imbalance_fen,
         ),
@@ -161,12 +166,22 @@ pub fn csv(s: &Statement) -> String {
         &mut out,
         &[
             "period",
-            &format!("{} to {} ({})", s.period.from, s.period.until, s.period.time_zone),
+            &format!(
+                "{} to {} ({})",
+                s.period.from, s.period.until, s.period.time_zone
+            ),
         ],
     );
     r(
         &mut out,
-        &["status", if s.provisional { "provisional" } else { "final" }],
+        &[
+            "status",
+            if s.provisional {
+                "provisional"
+            } else {
+                "final"
+            },
+        ],
     );
     out.push_str("\r\n");
     r(
@@ -231,7 +246,13 @@ pub fn csv(s: &Statement) -> String {
     ] {
         csv_row(
             &mut out,
-            &["total".into(), label.into(), String::new(), fen.to_string(), yuan(fen)],
+            &[
+                "total".into(),
+                label.into(),
+                String::new(),
+                fen.to_string(),
+                yuan(fen),
+            ],
         );
     }
     csv_row(
@@ -295,7 +316,9 @@ pub fn csv(s: &Statement) -> String {
                 "reconciliation".into(),
                 format!("partner figures #{}", rec.figures_id),
                 format!("{} line(s) settled on the mean", rec.lines_on_mean),
-                rec.case_id.map(|c| format!("case #{c}")).unwrap_or_default(),
+                rec.case_id
+                    .map(|c| format!("case #{c}"))
+                    .unwrap_or_default(),
                 rec.case_status.clone().unwrap_or_default(),
             ],
         );
@@ -364,7 +387,11 @@ pub fn html(s: &Statement) -> String {
                 yuan(l.platform_fen),
                 opt(l.partner_count),
                 l.partner_fen.map(yuan).unwrap_or_default(),
-                if l.on_mean { "mean of both" } else { "platform" },
+                if l.on_mean {
+                    "mean of both"
+                } else {
+                    "platform"
+                },
                 yuan(l.settled_fen)
             );
         }

@@ -179,7 +179,10 @@ pub fn compute(inputs: &Inputs) -> Statement {
         .as_ref()
         .map(|f| f.lines.clone())
         .unwrap_or_default();
-    let objection = inputs.figures.as_ref().is_some_and(|f| f.objection.is_some());
+    let objection = inputs
+        .figures
+        .as_ref()
+        .is_some_and(|f| f.objection.is_some());
     let mut operators = Vec::new();
     let mut totals = Totals::default();
     let mut lines_on_mean = 0;
@@ -235,7 +238,10 @@ pub fn compute(inputs: &Inputs) -> Statement {
         });
     }
     let split = terms.split(totals.distributable_fen);
-    let weights: Vec<i64> = operators.iter().map(|o| o.distributable_fen.max(0)).collect();
+    let weights: Vec<i64> = operators
+        .iter()
+        .map(|o| o.distributable_fen.max(0))
+        .collect();
     let parts = allocate(split.partner_fen, &weights);
     for (o, part) in operators.iter_mut().zip(&parts) {
         o.partner_fen = *part;
@@ -304,12 +310,14 @@ pub async fn load(
     partner_name: &str,
     month: Month,
 ) -> Result<Inputs, BillingError> {
-    let terms = terms::terms_for(store, partner_id, month).await?.ok_or_else(|| {
-        BillingError::conflict(
-            "no-terms",
-            format!("no agreement terms are in force for {month}"),
-        )
-    })?;
+    let terms = terms::terms_for(store, partner_id, month)
+        .await?
+        .ok_or_else(|| {
+            BillingError::conflict(
+                "no-terms",
+                format!("no agreement terms are in force for {month}"),
+            )
+        })?;
     let op_terms = terms::operator_terms_for(store, partner_id, month).await?;
     let lines = reconcile::platform_lines(store, partner_id, month).await?;
     let (start, end) = (month.start_ms(), month.end_ms());
@@ -348,7 +356,9 @@ pub async fn load(
         let Some(t) = op_terms.iter().find(|t| t.operator == name) else {
             return Err(BillingError::conflict(
                 "no-operator-terms",
-                format!("operator `{name}` carried this partner's traffic in {month} but has no terms in force for it"),
+                format!(
+                    "operator `{name}` carried this partner's traffic in {month} but has no terms in force for it"
+                ),
             ));
         };
         let calendar_name = terms::operator_billing(store, &name)
@@ -373,7 +383,11 @@ pub async fn load(
         .await?;
         operators.push(OperatorInput {
             terms: t.clone(),
-            lines: lines.iter().filter(|l| l.operator == name).cloned().collect(),
+            lines: lines
+                .iter()
+                .filter(|l| l.operator == name)
+                .cloned()
+                .collect(),
             mt_count: mt.get(&name).copied().unwrap_or(0),
             mo_count: mo.get(&name).copied().unwrap_or(0),
             bad_debt_bp: terms::bad_debt(store, &name, month).await?,
@@ -404,6 +418,7 @@ pub async fn generate(
     partner_name: &str,
     month: Month,
 ) -> Result<Statement, BillingError> {
-    Ok(compute(&load(store, partner_id, partner_name, month).await?))
+    Ok(compute(
+        &load(store, partner_id, partner_name, month).await?,
+    ))
 }
-
