@@ -495,13 +495,35 @@ async fn all_alerts(
     ))
 }
 
-/// Run a charge pass now (the background task runs one every few seconds).
-async fn charge_pass(_: Admin, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PassQuery {
+    scan: Option<String>,
+}
+
+/// Run a charge pass now (the background task runs one every few seconds);
+/// `?scan=full` looks at every delivered MT, not only the recent ones.
+async fn charge_pass(
+    _: Admin,
+    State(state): State<AppState>,
+    query: Result<Query<PassQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query?;
+    let scan = match q.scan.as_deref() {
+        None | Some("incremental") => charges::Scan::Incremental,
+        Some("full") => charges::Scan::Full,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid-scan",
+                format!("`{other}` is not `full` or `incremental`"),
+            ));
+        }
+    };
     let report = charges::charge(
         &state.store,
         state.relay.routes(),
         crate::store::now_ms(),
-        charges::Scan::Incremental,
+        scan,
     )
     .await?;
     Ok(Json(json!(report)))
