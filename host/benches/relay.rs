@@ -6,10 +6,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::time::{Duration, Instant};
 
 use tongdao::config::{OperatorConfig, RelayConfig};
-use tongdao::relay::{ChargePlan, NewMessage, Relay, Routes, outbox};
+use tongdao::relay::{Relay, Routes, outbox};
 use tongdao::store::Store;
 use tongdao_smpp::sim::{Sim, SimConfig};
 
@@ -72,25 +75,29 @@ async fn run(n: i64) {
 
     // Queue everything first (not timed), then start the relay and time it.
     let routes = Routes::new(&operators);
+    let compliance = common::relay_compliance(&store);
+    let gate = outbox::Gate {
+        routes: &routes,
+        relay: &relay_config,
+        compliance: &compliance,
+    };
+    let audience = common::Audience::new(&store, &["mobile", "unicom"]).await;
     let queue_started = Instant::now();
     for i in 0..n {
         let prefix = if i % 2 == 0 { "138" } else { "130" };
-        let message = NewMessage {
-            partner_id: None,
-            service: Some("B".into()),
-            recipient: format!("{prefix}{i:08}"),
-            text: format!("【星座】第{i}条运势：今日宜出行"),
-            charge_plan: ChargePlan::Free,
-            operator: None,
-        };
-        outbox::enqueue(&store, &routes, &relay_config, message)
-            .await
-            .unwrap();
+        let message = audience
+            .mt(
+                &store,
+                format!("{prefix}{i:08}"),
+                format!("【星座】第{i}条运势：今日宜出行"),
+            )
+            .await;
+        outbox::enqueue(&store, gate, message).await.unwrap();
     }
     let queued_in = queue_started.elapsed();
 
     let started = Instant::now();
-    let relay = Relay::start(store.clone(), relay_config, &operators);
+    let relay = Relay::start(store.clone(), relay_config, &operators, compliance);
     let mut submitted_at = None;
     loop {
         let delivered = count(&store, "delivered").await;

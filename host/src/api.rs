@@ -8,6 +8,7 @@ mod error;
 mod messages;
 mod modules;
 mod partners;
+mod services;
 
 use std::sync::Arc;
 
@@ -33,6 +34,8 @@ pub struct AppState {
     /// SHA-256 (hex) of the admin key.
     pub admin_key_hash: String,
     pub max_module_bytes: usize,
+    /// Short code and confirmation window for subscriptions made through the API.
+    pub dialogue: crate::mo::DialogueConfig,
 }
 
 impl std::fmt::Debug for AppState {
@@ -49,6 +52,7 @@ pub fn router(state: AppState, max_json_bytes: usize) -> Router {
         .merge(partners::router())
         .merge(content::router())
         .merge(messages::router())
+        .merge(services::router())
         .merge(billing::router())
         .layer(DefaultBodyLimit::max(max_json_bytes))
         // Module uploads are bigger than JSON bodies; their routes get their own limit.

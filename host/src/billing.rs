@@ -64,53 +64,38 @@ const CHARGE_EVERY: Duration = Duration::from_secs(15);
 /// How often obligations (overdue settlements, deadlines, notices) are checked.
 const OBLIGATIONS_EVERY: Duration = Duration::from_secs(600);
 
-/// The background billing task started with the platform: charge events from
-/// delivered MTs and subscriptions (a full scan first, then incremental), and the
-/// obligation checks that raise alerts and end agreements whose notice ran out.
-#[derive(Debug)]
-pub struct Worker {
-    stop: tokio::sync::watch::Sender<bool>,
-}
-
-impl Worker {
-    pub fn start(store: Store, relay: Arc<Relay>) -> Self {
-        let (stop, mut stopped) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            let mut scan = charges::Scan::Full;
-            let mut last_check: Option<tokio::time::Instant> = None;
-            loop {
-                let now = crate::store::now_ms();
-                match charges::charge(&store, relay.routes(), now, scan).await {
-                    Ok(report) => {
-                        scan = charges::Scan::Incremental;
-                        if report != charges::ChargeReport::default() {
-                            tracing::info!(?report, "charge events recorded");
-                        }
+/// The background billing task started with the platform (`server::Platform`):
+/// charge events from delivered MTs and subscriptions (a full scan first, then
+/// incremental), and the obligation checks that raise alerts and end agreements
+/// whose notice ran out. Every step is durable and idempotent, so aborting the task
+/// at any point loses nothing.
+pub fn spawn(store: Store, relay: Arc<Relay>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut scan = charges::Scan::Full;
+        let mut last_check: Option<tokio::time::Instant> = None;
+        loop {
+            let now = crate::store::now_ms();
+            match charges::charge(&store, relay.routes(), now, scan).await {
+                Ok(report) => {
+                    scan = charges::Scan::Incremental;
+                    if report != charges::ChargeReport::default() {
+                        tracing::info!(?report, "charge events recorded");
                     }
-                    Err(e) => tracing::warn!(error = %e, "charge pass failed; retrying"),
                 }
-                if last_check.is_none_or(|t| t.elapsed() >= OBLIGATIONS_EVERY) {
-                    let today = calendar::day_of_ms(now);
-                    match crate::settlement::obligations::check(&store, today).await {
-                        Ok(alerts) if !alerts.is_empty() => {
-                            tracing::warn!(count = alerts.len(), "billing alerts raised");
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "obligation check failed"),
-                    }
-                    last_check = Some(tokio::time::Instant::now());
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(CHARGE_EVERY) => {}
-                    _ = stopped.changed() => return,
-                }
+                Err(e) => tracing::warn!(error = %e, "charge pass failed; retrying"),
             }
-        });
-        Self { stop }
-    }
-
-    /// Stop the task (it finishes the pass it is in).
-    pub fn stop(&self) {
-        let _ = self.stop.send(true);
-    }
+            if last_check.is_none_or(|t| t.elapsed() >= OBLIGATIONS_EVERY) {
+                let today = calendar::day_of_ms(now);
+                match crate::settlement::obligations::check(&store, today).await {
+                    Ok(alerts) if !alerts.is_empty() => {
+                        tracing::warn!(count = alerts.len(), "billing alerts raised");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "obligation check failed"),
+                }
+                last_check = Some(tokio::time::Instant::now());
+            }
+            tokio::time::sleep(CHARGE_EVERY).await;
+        }
+    })
 }

@@ -18,6 +18,10 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     pub admin: AdminConfig,
     pub relay: RelayConfig,
+    /// The host's replies to users: short code, confirmation window, help text.
+    pub dialogue: crate::mo::DialogueConfig,
+    /// Content policy, quiet hours, caps and detectors.
+    pub compliance: crate::compliance::ComplianceConfig,
     /// The operator links (SMPP 3.4 SMSCs). Empty: nothing is sent (with `serve
     /// --demo`, two operators on the built-in simulator).
     pub operators: Vec<OperatorConfig>,

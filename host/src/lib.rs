@@ -8,6 +8,12 @@
 //! - [`modules`]: the module registry: upload, validation, versions, activation,
 //!   rollback, and faults recorded against partner and version.
 //! - [`partners`]: partners and their API keys.
+//! - [`services`]: declared services, revisions and their approval.
+//! - [`subscriptions`]: opt-in with double confirmation, cancellation.
+//! - [`mo`]: the keyword router: host commands first, then modules.
+//! - [`compliance`]: content policy, caps, quiet hours, detectors, suspension.
+//! - [`relay`]: the durable outbox, SMPP links, receipts, MO intake.
+//! - [`clock`] and [`text`]: the platform calendar; text folding for matching.
 //! - [`content`]: the partners' content libraries that modules read.
 //! - [`billing`]: agreements, money terms, calendars, charge events.
 //! - [`settlement`]: monthly statements, reconciliation, obligations.
@@ -17,15 +23,21 @@
 
 pub mod api;
 pub mod billing;
+pub mod clock;
+pub mod compliance;
 pub mod config;
 pub mod content;
 pub mod guests;
+pub mod mo;
 pub mod modules;
 pub mod partners;
 pub mod relay;
 pub mod runner;
 pub mod runtime;
 pub mod server;
+pub mod services;
 pub mod settlement;
 pub mod store;
+pub mod subscriptions;
+pub mod text;
 pub mod tools;

@@ -14,7 +14,7 @@ use crate::partners::Partner;
 use crate::runtime::limits::CallErrorBody;
 use crate::runtime::{
     BulletinContent, BulletinRequest, CallError, CallOutcome, LoadedModule, MoMessage,
-    ModuleDescription, PartnerScope, Runtime, ValidationError, bindings,
+    ModuleDescription, PartnerScope, Runtime, SubscriptionChange, ValidationError, bindings,
 };
 use crate::store::{Store, StoreError, now_ms};
 
@@ -374,6 +374,40 @@ impl Registry {
         self.record_outcome(partner, &active, "on-mo", &outcome)
             .await?;
         Ok(outcome)
+    }
+
+    /// Call `on-subscribe` / `on-unsubscribe` on the active version of `name`.
+    pub async fn on_subscription(
+        &self,
+        partner: &Partner,
+        name: &str,
+        change: &SubscriptionChange,
+    ) -> Result<CallOutcome<Option<String>>, RegistryError> {
+        let active = self.active(partner, name).await?;
+        let outcome = self
+            .runtime
+            .on_subscription(&active.loaded, self.scope(partner), change)
+            .await;
+        let export = if change.joined {
+            "on-subscribe"
+        } else {
+            "on-unsubscribe"
+        };
+        self.record_outcome(partner, &active, export, &outcome)
+            .await?;
+        Ok(outcome)
+    }
+
+    /// The id of the active version of `name` (violations name the version).
+    pub async fn active_version_id(
+        &self,
+        partner: &Partner,
+        name: &str,
+    ) -> Result<i64, RegistryError> {
+        self.module_row(partner, name)
+            .await?
+            .active_version_id
+            .ok_or_else(|| RegistryError::NoActiveVersion(name.to_string()))
     }
 
     fn scope(&self, partner: &Partner) -> PartnerScope {

@@ -146,6 +146,15 @@ pub async fn get(store: &Store, name: &str) -> Result<Partner, PartnerError> {
     .ok_or_else(|| PartnerError::NotFound(name.to_string()))
 }
 
+/// A partner by id.
+pub async fn by_id(store: &Store, id: i64) -> Result<Partner, PartnerError> {
+    sqlx::query_as("SELECT id, name, display_name, status, created_at FROM partners WHERE id = $1")
+        .bind(id)
+        .fetch_optional(store.pool())
+        .await?
+        .ok_or_else(|| PartnerError::NotFound(format!("#{id}")))
+}
+
 /// Every partner, by id.
 pub async fn list(store: &Store) -> Result<Vec<Partner>, PartnerError> {
     Ok(sqlx::query_as(

@@ -20,10 +20,11 @@ use std::time::Duration;
 use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
 
+use crate::compliance::Compliance;
 use crate::config::{OperatorConfig, RelayConfig};
 use crate::store::Store;
 pub use inbound::MoRecord;
-pub use outbox::{ChargePlan, NewMessage, OutboxError};
+pub use outbox::{Basis, ChargePlan, NewMessage, OutboxError};
 pub use routing::{RouteError, Routes};
 
 /// How often leases, expiry and unmatched receipts are looked at.
@@ -50,6 +51,7 @@ impl RelayShared {
 pub struct Relay {
     shared: Arc<RelayShared>,
     routes: Routes,
+    compliance: Compliance,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -63,7 +65,12 @@ impl std::fmt::Debug for Relay {
 
 impl Relay {
     /// Start binds for every operator and the sweeper.
-    pub fn start(store: Store, relay: RelayConfig, operators: &[OperatorConfig]) -> Self {
+    pub fn start(
+        store: Store,
+        relay: RelayConfig,
+        operators: &[OperatorConfig],
+        compliance: Compliance,
+    ) -> Self {
         let (mo_events, _) = broadcast::channel(1024);
         let shared = Arc::new(RelayShared {
             store,
@@ -85,19 +92,22 @@ impl Relay {
         Self {
             shared,
             routes: Routes::new(operators),
+            compliance,
             tasks,
         }
     }
 
-    /// Queue an MT and wake the binds.
+    fn gate(&self) -> outbox::Gate<'_> {
+        outbox::Gate {
+            routes: &self.routes,
+            relay: &self.shared.relay,
+            compliance: &self.compliance,
+        }
+    }
+
+    /// Queue an MT (every check of [`outbox::enqueue`] applies) and wake the binds.
     pub async fn enqueue(&self, message: NewMessage) -> Result<i64, OutboxError> {
-        let id = outbox::enqueue(
-            &self.shared.store,
-            &self.routes,
-            &self.shared.relay,
-            message,
-        )
-        .await?;
+        let id = outbox::enqueue(&self.shared.store, self.gate(), message).await?;
         self.shared.wake.notify_waiters();
         Ok(id)
     }
@@ -109,18 +119,20 @@ impl Relay {
         text: &str,
         operator: Option<String>,
     ) -> Result<i64, OutboxError> {
-        let shared = &self.shared;
-        let id = outbox::enqueue_test(
-            &shared.store,
-            &self.routes,
-            &shared.relay,
-            to,
-            text,
-            operator,
-        )
-        .await?;
-        shared.wake.notify_waiters();
+        let id = outbox::enqueue_test(&self.shared.store, self.gate(), to, text, operator).await?;
+        self.shared.wake.notify_waiters();
         Ok(id)
+    }
+
+    /// Wake the binds after MTs were queued by someone else (a push's bulk insert,
+    /// a released suspension).
+    pub fn wake(&self) {
+        self.shared.wake.notify_waiters();
+    }
+
+    /// The compliance checks every MT passes.
+    pub fn compliance(&self) -> &Compliance {
+        &self.compliance
     }
 
     /// The routing table.

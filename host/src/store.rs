@@ -22,6 +22,8 @@ pub enum StoreError {
     Sqlx(#[from] sqlx::Error),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
     #[error("unsupported database url `{0}`")]
     UnsupportedUrl(String),
     #[error("cannot create data directory {path}: {source}")]

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tongdao_smpp::sim::{Faults, Sim, SimConfig, SimHandle};
 
+use crate::compliance::Compliance;
 use crate::config::Config;
 use crate::relay::messages::{self, MessageDetail};
 use crate::relay::{Routes, outbox};
@@ -30,7 +31,13 @@ pub async fn send_test(
     let store = Store::connect(&config.store.database_url(), 2).await?;
     store.migrate().await?;
     let routes = Routes::new(&config.operators);
-    let id = outbox::enqueue_test(&store, &routes, &config.relay, to, text, operator).await?;
+    let compliance = Compliance::new(store.clone(), config.compliance.clone())?;
+    let gate = outbox::Gate {
+        routes: &routes,
+        relay: &config.relay,
+        compliance: &compliance,
+    };
+    let id = outbox::enqueue_test(&store, gate, to, text, operator).await?;
     eprintln!(
         "queued test message {id}; waiting up to {}s for its receipt",
         timeout.as_secs()

@@ -19,7 +19,8 @@ use tongdao::billing::terms::{
     self, ActivationRule, AgreementTerms, OperatorBilling, OperatorTerms, TierMode, TierRates,
 };
 use tongdao::config::{OperatorConfig, RelayConfig};
-use tongdao::relay::{ChargePlan, NewMessage, Relay, Routes};
+use tongdao::relay::{Basis, ChargePlan, NewMessage, Relay, Routes};
+use tongdao::services::{self, FeeType, ServiceTerms};
 use tongdao::settlement::obligations::{self, BreachInput, PaymentInput, TerminationInput};
 use tongdao::settlement::reconcile::{self, FiguresInput, PartnerLine};
 use tongdao::settlement::render::{self, Format};
@@ -1298,30 +1299,66 @@ async fn per_message_charge_follows_a_real_dlr_and_a_replayed_dlr_charges_nothin
                 ..RelayConfig::default()
             },
             std::slice::from_ref(&mobile),
+            common::relay_compliance(store),
         );
+        // A per-message service at 3 yuan, approved through issue 4's workflow, and a
+        // subscriber who opted in.
         let partner = common::partner(store, "alpha").await;
-        let xz = service(store, partner.id, "XZ").await;
+        let service_terms = ServiceTerms {
+            name: "horoscope on demand".into(),
+            description: String::new(),
+            keywords: vec!["XZ".into()],
+            fee_type: FeeType::PerMessage,
+            price_fen: 300,
+            operators: vec!["mobile".into()],
+            monthly_max_messages: None,
+            number_ext: "01".into(),
+        };
+        let view = services::create(
+            store,
+            partner.id,
+            "test",
+            "XZ",
+            None,
+            &service_terms,
+            &service_terms.operators,
+        )
+        .await
+        .unwrap();
+        services::submit(store, partner.id, view.id, "test")
+            .await
+            .unwrap();
+        services::decide(store, view.id, true, "admin", "test")
+            .await
+            .unwrap();
+        let sub = subscription(
+            store,
+            partner.id,
+            view.id,
+            "13800138000",
+            "per-message",
+            300,
+            "active",
+            Some(0),
+            None,
+        )
+        .await;
         let id = relay
             .enqueue(NewMessage {
                 partner_id: Some(partner.id),
                 service: Some("XZ".into()),
+                service_id: Some(view.id),
                 recipient: "13800138000".into(),
                 text: "【星座】白羊座今日运势：宜出行。".into(),
                 charge_plan: ChargePlan::PerMessage,
+                price_fen: 300,
+                basis: Basis::Subscription(sub),
+                sender: None,
+                module_version_id: None,
                 operator: None,
             })
             .await
             .unwrap();
-        // What issue 4's enqueue writes on the row (service, price): the relay's
-        // NewMessage on this branch does not carry them yet.
-        sqlx::query(
-            "UPDATE messages SET service_id = $2, price_fen = 300, basis = 'reply' WHERE id = $1",
-        )
-        .bind(id)
-        .bind(xz)
-        .execute(store.pool())
-        .await
-        .unwrap();
         let status = |store: Store| async move {
             let (s,): (String,) = sqlx::query_as("SELECT status FROM messages WHERE id = $1")
                 .bind(id)

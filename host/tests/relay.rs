@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use tongdao::config::{OperatorConfig, RelayConfig};
-use tongdao::relay::{ChargePlan, NewMessage, Relay};
+use tongdao::relay::Relay;
 use tongdao::store::Store;
 use tongdao_smpp::sim::{Faults, Sim, SimConfig, SimHandle};
 
@@ -36,17 +36,6 @@ fn relay_config() -> RelayConfig {
         retry_max_ms: 500,
         lease_secs: 5,
         ..RelayConfig::default()
-    }
-}
-
-fn mt(recipient: String, text: String) -> NewMessage {
-    NewMessage {
-        partner_id: None,
-        service: Some("T".into()),
-        recipient,
-        text,
-        charge_plan: ChargePlan::Free,
-        operator: None,
     }
 }
 
@@ -99,12 +88,22 @@ async fn ten_thousand_mts_through_two_operators_each_once_every_receipt_matched(
         operator("mobile", &mobile_sim, &["138", "139"]),
         operator("unicom", &unicom_sim, &["130", "186"]),
     ];
-    let relay = Relay::start(db.store.clone(), relay_config(), &operators);
+    let relay = Relay::start(
+        db.store.clone(),
+        relay_config(),
+        &operators,
+        common::relay_compliance(&db.store),
+    );
+    let audience = common::Audience::new(&db.store, &["mobile", "unicom"]).await;
     let prefixes = ["138", "139", "130", "186"];
     for i in 0..10_000u32 {
         let number = format!("+86{}{:08}", prefixes[(i % 4) as usize], i);
         relay
-            .enqueue(mt(number, format!("第{i}条 bulletin {i}")))
+            .enqueue(
+                audience
+                    .mt(&db.store, number, format!("第{i}条 bulletin {i}"))
+                    .await,
+            )
             .await
             .unwrap();
     }
@@ -155,12 +154,14 @@ async fn chinese_text_of_300_characters_arrives_intact_in_ucs2_segments() {
         db.store.clone(),
         relay_config(),
         &[operator("mobile", &sim, &["13"])],
+        common::relay_compliance(&db.store),
     );
+    let audience = common::Audience::new(&db.store, &["mobile", "unicom"]).await;
     let phrase = "通道平台为合作伙伴提供短信内容服务，星座运势笑话每日推送。";
     let text: String = phrase.chars().cycle().take(300).collect();
     assert_eq!(text.chars().count(), 300);
     let id = relay
-        .enqueue(mt("13800138000".into(), text.clone()))
+        .enqueue(audience.mt(&db.store, "13800138000", text.clone()).await)
         .await
         .unwrap();
     wait_final(&db.store, 1, Duration::from_secs(30)).await;
@@ -214,11 +215,21 @@ async fn throttling_and_dropped_connections_lose_nothing_and_duplicates_are_coun
     .unwrap();
     let mut op = operator("mobile", &sim, &["13"]);
     op.binds = 1;
-    let relay = Relay::start(db.store.clone(), relay_config(), &[op]);
+    let relay = Relay::start(
+        db.store.clone(),
+        relay_config(),
+        &[op],
+        common::relay_compliance(&db.store),
+    );
+    let audience = common::Audience::new(&db.store, &["mobile", "unicom"]).await;
     let n = 2_000u32;
     for i in 0..n {
         relay
-            .enqueue(mt(format!("1380000{i:04}"), format!("msg {i}")))
+            .enqueue(
+                audience
+                    .mt(&db.store, format!("1380000{i:04}"), format!("msg {i}"))
+                    .await,
+            )
             .await
             .unwrap();
     }
@@ -274,9 +285,11 @@ async fn undeliverable_and_rejected_mts_fail_with_a_readable_reason() {
         db.store.clone(),
         relay_config(),
         &[operator("mobile", &sim, &["13"])],
+        common::relay_compliance(&db.store),
     );
+    let audience = common::Audience::new(&db.store, &["mobile", "unicom"]).await;
     let id = relay
-        .enqueue(mt("13800138000".into(), "hello".into()))
+        .enqueue(audience.mt(&db.store, "13800138000", "hello".into()).await)
         .await
         .unwrap();
     wait_final(&db.store, 1, Duration::from_secs(30)).await;
@@ -295,7 +308,7 @@ async fn undeliverable_and_rejected_mts_fail_with_a_readable_reason() {
         ..Faults::default()
     });
     let id = relay
-        .enqueue(mt("13800138001".into(), "hello".into()))
+        .enqueue(audience.mt(&db.store, "13800138001", "hello".into()).await)
         .await
         .unwrap();
     wait_final(&db.store, 2, Duration::from_secs(30)).await;
@@ -314,7 +327,7 @@ async fn undeliverable_and_rejected_mts_fail_with_a_readable_reason() {
 
     // A number no operator serves is refused before anything is queued.
     let error = relay
-        .enqueue(mt("19900000000".into(), "x".into()))
+        .enqueue(audience.mt(&db.store, "19900000000", "x".into()).await)
         .await
         .unwrap_err();
     assert!(
@@ -332,6 +345,7 @@ async fn long_mos_are_reassembled_and_stored() {
         db.store.clone(),
         relay_config(),
         &[operator("mobile", &sim, &["13"])],
+        common::relay_compliance(&db.store),
     );
     let mut mos = relay.subscribe_mo();
     // Wait for the binds before the simulator sends.
@@ -374,10 +388,16 @@ async fn an_operator_configured_for_sar_gets_sar_tlvs_instead_of_a_udh() {
     let sim = Sim::start(SimConfig::default()).await.unwrap();
     let mut op = operator("mobile", &sim, &["13"]);
     op.concat = tongdao::config::ConcatMode::Sar;
-    let relay = Relay::start(db.store.clone(), relay_config(), &[op]);
+    let relay = Relay::start(
+        db.store.clone(),
+        relay_config(),
+        &[op],
+        common::relay_compliance(&db.store),
+    );
+    let audience = common::Audience::new(&db.store, &["mobile", "unicom"]).await;
     let text: String = "长短信分段测试，".chars().cycle().take(100).collect();
     relay
-        .enqueue(mt("13800138000".into(), text.clone()))
+        .enqueue(audience.mt(&db.store, "13800138000", text.clone()).await)
         .await
         .unwrap();
     wait_final(&db.store, 1, Duration::from_secs(30)).await;

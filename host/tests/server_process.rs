@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tongdao::config::{OperatorConfig, RelayConfig};
-use tongdao::relay::{ChargePlan, NewMessage, Routes, outbox};
+use tongdao::relay::{Routes, outbox};
 use tongdao::store::Store;
 use tongdao_smpp::sim::{Sim, SimConfig};
 
@@ -85,19 +85,19 @@ async fn kill_9_mid_send_and_restart_loses_nothing() {
     let store = Store::connect(&url, 2).await.unwrap();
     store.migrate().await.unwrap();
     let routes = Routes::new(std::slice::from_ref(&operator));
+    let compliance = common::relay_compliance(&store);
+    let gate = outbox::Gate {
+        routes: &routes,
+        relay: &relay,
+        compliance: &compliance,
+    };
+    let audience = common::Audience::new(&store, &["mobile"]).await;
     let n = 5_000;
     for i in 0..n {
-        let message = NewMessage {
-            partner_id: None,
-            service: Some("T".into()),
-            recipient: format!("1390000{i:04}"),
-            text: format!("bulletin {i}"),
-            charge_plan: ChargePlan::Free,
-            operator: None,
-        };
-        outbox::enqueue(&store, &routes, &relay, message)
-            .await
-            .unwrap();
+        let message = audience
+            .mt(&store, format!("1390000{i:04}"), format!("bulletin {i}"))
+            .await;
+        outbox::enqueue(&store, gate, message).await.unwrap();
     }
 
     let mut server = start_server(dir.path());

@@ -126,6 +126,20 @@ CREATE TABLE cancel_menus (
     created_at BIGINT NOT NULL
 );
 
+-- Complaints about a partner's service (R-6.2), entered by the platform's staff;
+-- a spike of them is a detector finding.
+CREATE TABLE complaints (
+    id         BIGSERIAL PRIMARY KEY,
+    partner_id BIGINT  NOT NULL REFERENCES partners(id),
+    service_id BIGINT,
+    msisdn     TEXT,
+    message_id BIGINT,
+    cause      TEXT    NOT NULL,
+    note       TEXT    NOT NULL,
+    at         BIGINT  NOT NULL
+);
+CREATE INDEX complaints_service ON complaints(service_id, at);
+
 -- What an MT is and why it may leave (R-3.2): the outbox records its basis.
 ALTER TABLE messages ADD COLUMN service_id BIGINT;
 ALTER TABLE messages ADD COLUMN subscription_id BIGINT;
@@ -133,6 +147,9 @@ ALTER TABLE messages ADD COLUMN price_fen BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE messages ADD COLUMN sender TEXT;
 ALTER TABLE messages ADD COLUMN basis TEXT NOT NULL DEFAULT 'test';
 ALTER TABLE messages ADD COLUMN mo_id BIGINT;
+-- Hash of the folded text (no spaces, punctuation or digits): near-identical texts
+-- share it, which is how the fee-only detector sees repeated paid content.
+ALTER TABLE messages ADD COLUMN content_key TEXT;
 CREATE INDEX messages_service ON messages(service_id, id);
 
 ALTER TABLE mo_messages ADD COLUMN service_id BIGINT;

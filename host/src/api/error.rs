@@ -7,9 +7,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::compliance::{Blocked, ComplianceError};
 use crate::content::ContentError;
 use crate::modules::RegistryError;
 use crate::partners::PartnerError;
+use crate::services::ServiceError;
 use crate::store::StoreError;
 
 /// An error answered to an API client.
@@ -120,6 +122,46 @@ impl From<ContentError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "duplicate-item", message)
             }
             ContentError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        let message = e.to_string();
+        match e {
+            ServiceError::Invalid { .. } => Self::bad_request("invalid-service", message),
+            ServiceError::NotFound => Self::not_found(message),
+            ServiceError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", message),
+            ServiceError::WrongState(_) => Self::new(StatusCode::CONFLICT, "wrong-state", message),
+            ServiceError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<Blocked> for ApiError {
+    fn from(b: Blocked) -> Self {
+        match b {
+            Blocked::Store(e) => e.into(),
+            other => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                other.code(),
+                other.to_string(),
+            ),
+        }
+    }
+}
+
+impl From<ComplianceError> for ApiError {
+    fn from(e: ComplianceError) -> Self {
+        let message = e.to_string();
+        match e {
+            ComplianceError::NotFound => Self::not_found(message),
+            ComplianceError::WrongState(_) => {
+                Self::new(StatusCode::CONFLICT, "wrong-state", message)
+            }
+            ComplianceError::Store(e) => e.into(),
+            ComplianceError::Policy(_) | ComplianceError::QuietHours(_) => Self::internal(&message),
         }
     }
 }

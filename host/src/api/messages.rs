@@ -109,6 +109,7 @@ impl From<OutboxError> for ApiError {
             }
             OutboxError::UnknownOperator(_) => ApiError::bad_request("unknown-operator", message),
             OutboxError::NotATestNumber(_) => ApiError::forbidden(message),
+            OutboxError::Blocked(b) => b.into(),
             OutboxError::Store(e) => e.into(),
         }
     }

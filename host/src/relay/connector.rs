@@ -76,7 +76,11 @@ async fn send_loop(shared: &Arc<RelayShared>, operator: &OperatorConfig, client:
         for message in batch {
             let client = client.clone();
             let shared = shared.clone();
-            let source = operator.source_addr.clone();
+            // A service's MTs come from its own number, so a bare `TD` reaches it.
+            let source = message
+                .sender
+                .clone()
+                .unwrap_or_else(|| operator.source_addr.clone());
             let concat = operator.concat;
             submits.spawn(async move {
                 let result = submit_message(&shared, &client, &source, concat, &message).await;

@@ -2,8 +2,9 @@
 //! step (claim, submit, receipt) is a state change in the database, so a crash at
 //! any point resumes.
 //!
-//! Statuses: `queued` → `submitting` (claimed, leased) → `submitted` → `delivered`
-//! | `failed` | `expired`. A temporary failure puts the row back to `queued` with a
+//! Statuses: `queued` (or `held` while its partner or service is suspended) →
+//! `submitting` (claimed, leased) → `submitted` → `delivered`
+//! | `failed` | `expired`, or `cancelled` when the user unsubscribed first. A temporary failure puts the row back to `queued` with a
 //! later `next_attempt_at`; past `expires_at` it becomes `expired`.
 //!
 //! **Unknown-outcome rule.** SMPP has no idempotency key: when the link is lost (or
@@ -19,7 +20,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::routing::{RouteError, Routes};
+use crate::compliance::{Blocked, Compliance, NewViolation};
 use crate::config::RelayConfig;
+use crate::services::LiveService;
 use crate::store::{Backend, Store, StoreError, now_ms};
 
 /// Who pays for an MT; decided by the service (billing reads it later).
@@ -44,16 +47,84 @@ impl ChargePlan {
     }
 }
 
+/// Why an MT may leave at all (R-3.2). The outbox checks the claim against stored
+/// records before it writes the row, so no caller can send to a number that did
+/// not ask for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    /// A push under this active subscription (subscription id).
+    Subscription(i64),
+    /// A module's direct reply to this MO of the recipient (MO id).
+    Reply(i64),
+    /// A platform notice (confirmation request, help, unsubscribe confirmation)
+    /// answering this MO of the recipient, or about this subscription of theirs.
+    /// Always free.
+    Notice {
+        mo_id: Option<i64>,
+        subscription_id: Option<i64>,
+    },
+    /// A test send to a number in `[relay] test_numbers` (agreement 7.3).
+    Test,
+}
+
+impl Basis {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Subscription(_) => "subscription",
+            Self::Reply(_) => "reply",
+            Self::Notice { .. } => "notice",
+            Self::Test => "test",
+        }
+    }
+}
+
 /// An MT to queue.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
     pub partner_id: Option<i64>,
+    /// The service code (for display) and id.
     pub service: Option<String>,
+    pub service_id: Option<i64>,
     pub recipient: String,
     pub text: String,
     pub charge_plan: ChargePlan,
+    /// What the recipient pays for this MT (per-message services), in fen.
+    pub price_fen: i64,
+    pub basis: Basis,
+    /// Source address (the service's number); `None`: the operator's default.
+    pub sender: Option<String>,
+    /// The module version that wrote the text, for violations.
+    pub module_version_id: Option<i64>,
     /// Send through this operator rather than the routed one (test sends).
     pub operator: Option<String>,
+}
+
+impl NewMessage {
+    /// A free platform notice to `recipient` (see [`Basis::Notice`]).
+    pub fn notice(
+        recipient: &str,
+        text: String,
+        sender: Option<String>,
+        mo_id: Option<i64>,
+        subscription_id: Option<i64>,
+    ) -> Self {
+        Self {
+            partner_id: None,
+            service: None,
+            service_id: None,
+            recipient: recipient.to_string(),
+            text,
+            charge_plan: ChargePlan::Free,
+            price_fen: 0,
+            basis: Basis::Notice {
+                mo_id,
+                subscription_id,
+            },
+            sender,
+            module_version_id: None,
+            operator: None,
+        }
+    }
 }
 
 /// Why an MT was not queued.
@@ -69,6 +140,8 @@ pub enum OutboxError {
     UnknownOperator(String),
     #[error("{0} is not in [relay] test_numbers; test sends go only to listed numbers")]
     NotATestNumber(String),
+    #[error(transparent)]
+    Blocked(#[from] Blocked),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -87,6 +160,7 @@ pub struct Claimed {
     pub text: String,
     pub attempts: i64,
     pub expires_at: i64,
+    pub sender: Option<String>,
 }
 
 /// How one claimed message's submit attempt ended.
@@ -120,35 +194,114 @@ pub fn fingerprint(text: &str) -> (usize, String) {
     )
 }
 
-/// Queue one MT: the message, its segments and its first event, all or nothing.
+/// Hash of the folded text without digits: near-identical texts share it (the
+/// fee-only detector groups paid MTs by it).
+pub fn content_key(text: &str) -> String {
+    let folded: String = crate::text::squash(text)
+        .chars()
+        .filter(|c| !c.is_ascii_digit())
+        .collect();
+    hex::encode(&Sha256::digest(folded.as_bytes())[..16])
+}
+
+/// How long an MT may wait for a reply basis: a module's answer to an MO older
+/// than this is no longer a reply.
+const REPLY_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+/// Where the outbox gets its compliance decisions and settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Gate<'a> {
+    pub routes: &'a Routes,
+    pub relay: &'a RelayConfig,
+    pub compliance: &'a Compliance,
+}
+
+/// Queue one MT: the basis is checked (R-3.2), partner content passes the policy
+/// (R-3.1), suspension (R-3.5) and caps; then the message, its segments and its
+/// first event are written, all or nothing. Pushes wait out quiet hours (R-8.4).
 pub async fn enqueue(
     store: &Store,
-    routes: &Routes,
-    relay: &RelayConfig,
+    gate: Gate<'_>,
     message: NewMessage,
 ) -> Result<i64, OutboxError> {
     if message.text.trim().is_empty() {
         return Err(OutboxError::EmptyText);
     }
-    let (number, routed) = routes.route(&message.recipient)?;
-    let operator = match message.operator {
-        Some(name) if routes.has_operator(&name) => name,
-        Some(name) => return Err(OutboxError::UnknownOperator(name)),
+    let (number, routed) = gate.routes.route(&message.recipient)?;
+    let operator = match &message.operator {
+        Some(name) if gate.routes.has_operator(name) => name.clone(),
+        Some(name) => return Err(OutboxError::UnknownOperator(name.clone())),
         None => routed,
     };
-    let (segments, sha) = fingerprint(&message.text);
+    let segments = tongdao_smpp::encode::segment_count(&message.text);
     if segments > 255 {
         return Err(OutboxError::TooLong(segments));
     }
+    let partner_content = matches!(message.basis, Basis::Subscription(_) | Basis::Reply(_));
+    let service = match (partner_content, message.service_id) {
+        (false, _) => None,
+        (true, None) => {
+            return Err(Blocked::NoOptIn("a partner MT must name its service".into()).into());
+        }
+        (true, Some(id)) => Some(
+            crate::services::live(store, id)
+                .await
+                .map_err(Blocked::from)?
+                .ok_or(Blocked::UnknownService)?,
+        ),
+    };
+    let mut message = message;
+    if let Some(service) = &service {
+        if Some(service.partner_id) != message.partner_id {
+            return Err(Blocked::NoOptIn("the service belongs to another partner".into()).into());
+        }
+        gate.compliance
+            .may_send(service.partner_id, service.id)
+            .await?;
+        message.text = gate
+            .compliance
+            .check_content(service, message.module_version_id, &message.text)
+            .await?;
+    }
+    let (segments, sha) = fingerprint(&message.text);
     let now = now_ms();
-    let expires_at = now.saturating_add(
-        i64::try_from(relay.validity_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
-    );
+    let release = match message.basis {
+        Basis::Subscription(_) => gate.compliance.push_release_at(now),
+        _ => now,
+    };
+    let validity = i64::try_from(gate.relay.validity_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let expires_at = release.saturating_add(validity);
     let mut tx = store.begin_write().await?;
+    if let Err(blocked) = check_basis(&mut tx, gate, &message, &number, service.as_ref(), now).await
+    {
+        drop(tx);
+        // Refused opt-in and over-count pushes are violations of the partner (R-3.4).
+        let rule = match &blocked {
+            Blocked::NoOptIn(_) => Some(("opt-in", "no-subscription")),
+            Blocked::MonthlyCap(_) => Some(("cap", "monthly-over-count")),
+            _ => None,
+        };
+        if let (Some(service), Some((kind, rule))) = (&service, rule) {
+            gate.compliance
+                .record_violation(NewViolation {
+                    partner_id: service.partner_id,
+                    service_id: Some(service.id),
+                    module_version_id: message.module_version_id,
+                    kind,
+                    rule,
+                    detail: &blocked.to_string(),
+                    excerpt: Some(&message.text),
+                })
+                .await?;
+        }
+        return Err(blocked.into());
+    }
     let (id,): (i64,) = sqlx::query_as(
         "INSERT INTO messages (partner_id, service, recipient, operator, text, content_sha256, segments,
-            charge_plan, is_test, status, attempts, next_attempt_at, expires_at, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', 0, $10, $11, $10, $10) RETURNING id",
+            charge_plan, is_test, status, attempts, next_attempt_at, expires_at, created_at, updated_at,
+            service_id, subscription_id, price_fen, sender, basis, mo_id, content_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', 0, $10, $11, $12, $12, $13, $14, $15, $16, $17, $18, $19)
+         RETURNING id",
     )
     .bind(message.partner_id)
     .bind(&message.service)
@@ -159,8 +312,24 @@ pub async fn enqueue(
     .bind(i64::try_from(segments).unwrap_or(i64::MAX))
     .bind(message.charge_plan.as_str())
     .bind(i64::from(message.charge_plan == ChargePlan::Test))
-    .bind(now)
+    .bind(release)
     .bind(expires_at)
+    .bind(now)
+    .bind(message.service_id)
+    .bind(match message.basis {
+        Basis::Subscription(id) => Some(id),
+        Basis::Notice { subscription_id, .. } => subscription_id,
+        _ => None,
+    })
+    .bind(message.price_fen)
+    .bind(&message.sender)
+    .bind(message.basis.as_str())
+    .bind(match message.basis {
+        Basis::Reply(mo) => Some(mo),
+        Basis::Notice { mo_id, .. } => mo_id,
+        _ => None,
+    })
+    .bind(content_key(&message.text))
     .fetch_one(&mut *tx)
     .await?;
     for seq in 1..=i64::try_from(segments).unwrap_or(1) {
@@ -173,23 +342,139 @@ pub async fn enqueue(
         .execute(&mut *tx)
         .await?;
     }
-    event(&mut tx, id, "queued", None, now).await?;
+    let detail = (release > now).then(|| "held for quiet hours".to_string());
+    event(&mut tx, id, "queued", detail.as_deref(), now).await?;
     tx.commit().await?;
     Ok(id)
+}
+
+/// The R-3.2 check and the caps, inside the transaction that writes the MT.
+async fn check_basis(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    gate: Gate<'_>,
+    message: &NewMessage,
+    number: &str,
+    service: Option<&LiveService>,
+    now: i64,
+) -> Result<(), Blocked> {
+    if let Some(service) = service {
+        // Again under lock: a suspension that committed since the first look wins.
+        gate.compliance
+            .may_send_in(tx, service.partner_id, service.id)
+            .await?;
+    }
+    match message.basis {
+        Basis::Subscription(subscription_id) => {
+            let service = service.ok_or(Blocked::UnknownService)?;
+            let row: Option<(String, i64, String)> = sqlx::query_as(
+                "SELECT msisdn, service_id, status FROM subscriptions WHERE id = $1",
+            )
+            .bind(subscription_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+            match row {
+                Some((msisdn, service_id, status))
+                    if msisdn == number && service_id == service.id && status == "active" => {}
+                _ => {
+                    return Err(Blocked::NoOptIn(format!(
+                        "{number} holds no active subscription to service {}",
+                        service.code
+                    )));
+                }
+            }
+            let cap = gate.compliance.monthly_cap(service);
+            gate.compliance
+                .take_caps_in(tx, service.partner_id, Some((subscription_id, cap)), now)
+                .await
+        }
+        Basis::Reply(mo_id) => {
+            let service = service.ok_or(Blocked::UnknownService)?;
+            let row: Option<(String, Option<i64>, i64)> = sqlx::query_as(
+                "SELECT source, service_id, received_at FROM mo_messages WHERE id = $1",
+            )
+            .bind(mo_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+            match row {
+                Some((source, Some(service_id), received_at))
+                    if source == number
+                        && service_id == service.id
+                        && now - received_at <= REPLY_WINDOW_MS => {}
+                _ => {
+                    return Err(Blocked::NoOptIn(format!(
+                        "{number} sent no recent message to service {} to reply to",
+                        service.code
+                    )));
+                }
+            }
+            gate.compliance
+                .take_caps_in(tx, service.partner_id, None, now)
+                .await
+        }
+        Basis::Notice {
+            mo_id,
+            subscription_id,
+        } => {
+            if message.charge_plan != ChargePlan::Free || message.price_fen != 0 {
+                return Err(Blocked::NoOptIn("platform notices are always free".into()));
+            }
+            let from_mo = match mo_id {
+                Some(id) => {
+                    sqlx::query_as::<_, (String,)>("SELECT source FROM mo_messages WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&mut **tx)
+                        .await?
+                        .is_some_and(|(source,)| source == number)
+                }
+                None => false,
+            };
+            let about_subscription = match subscription_id {
+                Some(id) => {
+                    sqlx::query_as::<_, (String,)>("SELECT msisdn FROM subscriptions WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(&mut **tx)
+                        .await?
+                        .is_some_and(|(msisdn,)| msisdn == number)
+                }
+                None => false,
+            };
+            if from_mo || about_subscription {
+                Ok(())
+            } else {
+                Err(Blocked::NoOptIn(format!(
+                    "a notice must answer a message or subscription of {number}"
+                )))
+            }
+        }
+        Basis::Test => {
+            let listed = gate
+                .relay
+                .test_numbers
+                .iter()
+                .any(|n| super::routing::normalize_msisdn(n).is_ok_and(|n| n == number));
+            if message.charge_plan == ChargePlan::Test && listed {
+                Ok(())
+            } else {
+                Err(Blocked::NoOptIn(format!(
+                    "{number} is not a test number, or the MT is not marked as a test"
+                )))
+            }
+        }
+    }
 }
 
 /// Queue a test MT (agreement 7.3): only to a number in `[relay] test_numbers`,
 /// marked as test and never billed, through the same outbox as everything else.
 pub async fn enqueue_test(
     store: &Store,
-    routes: &Routes,
-    relay: &RelayConfig,
+    gate: Gate<'_>,
     to: &str,
     text: &str,
     operator: Option<String>,
 ) -> Result<i64, OutboxError> {
     let number = super::routing::normalize_msisdn(to)?;
-    let listed = relay
+    let listed = gate
+        .relay
         .test_numbers
         .iter()
         .any(|n| super::routing::normalize_msisdn(n).is_ok_and(|n| n == number));
@@ -199,12 +484,17 @@ pub async fn enqueue_test(
     let message = NewMessage {
         partner_id: None,
         service: None,
+        service_id: None,
         recipient: number,
         text: text.to_string(),
         charge_plan: ChargePlan::Test,
+        price_fen: 0,
+        basis: Basis::Test,
+        sender: None,
+        module_version_id: None,
         operator,
     };
-    enqueue(store, routes, relay, message).await
+    enqueue(store, gate, message).await
 }
 
 async fn event(
@@ -245,7 +535,7 @@ pub async fn claim(
          WHERE id IN (SELECT id FROM messages
                       WHERE operator = $1 AND status = 'queued' AND next_attempt_at <= $4
                       ORDER BY next_attempt_at, id LIMIT $2 {lock})
-         RETURNING id, recipient, text, attempts, expires_at"
+         RETURNING id, recipient, text, attempts, expires_at, sender"
     );
     let mut claimed: Vec<Claimed> = sqlx::query_as(&sql)
         .bind(operator)

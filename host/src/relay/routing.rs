@@ -45,6 +45,14 @@ impl Routes {
     }
 
     /// Whether an operator of that name is configured.
+    /// The operator names, each once.
+    pub fn operators(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.table.iter().map(|(_, op)| op.clone()).collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     pub fn has_operator(&self, name: &str) -> bool {
         self.table.iter().any(|(_, op)| op == name)
     }

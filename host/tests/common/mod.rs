@@ -123,3 +123,128 @@ pub async fn count_messages(store: &Store, status: &str) -> i64 {
         .unwrap();
     n
 }
+
+/// Compliance settings for relay-level tests: no quiet hours, no signature added,
+/// long texts allowed (those rules have their own tests).
+pub fn relay_compliance(store: &Store) -> tongdao::compliance::Compliance {
+    tongdao::compliance::Compliance::new(
+        store.clone(),
+        tongdao::compliance::ComplianceConfig {
+            quiet_hours: String::new(),
+            signature: tongdao::compliance::settings::SignatureMode::Off,
+            max_segments: 255,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+/// Recipients who opted in (R-3.2): a free service of partner `audience`, approved
+/// through the product's workflow; [`Audience::mt`] gives a number an active
+/// subscription (inserted with SQL: the opt-in dialogue has its own end-to-end
+/// tests) and returns a push to it under that subscription.
+pub struct Audience {
+    pub partner_id: i64,
+    pub service_id: i64,
+}
+
+impl Audience {
+    pub async fn new(store: &Store, operators: &[&str]) -> Self {
+        use tongdao::services::{self, FeeType, ServiceTerms};
+        let partner = partner(store, "audience").await;
+        let terms = ServiceTerms {
+            name: "relay test".into(),
+            description: String::new(),
+            keywords: vec!["RT".into()],
+            fee_type: FeeType::Free,
+            price_fen: 0,
+            operators: operators.iter().map(|s| (*s).to_string()).collect(),
+            monthly_max_messages: None,
+            number_ext: "99".into(),
+        };
+        let view = services::create(
+            store,
+            partner.id,
+            "test",
+            "RT",
+            None,
+            &terms,
+            &terms.operators,
+        )
+        .await
+        .unwrap();
+        services::submit(store, partner.id, view.id, "test")
+            .await
+            .unwrap();
+        services::decide(store, view.id, true, "admin", "test")
+            .await
+            .unwrap();
+        Self {
+            partner_id: partner.id,
+            service_id: view.id,
+        }
+    }
+
+    /// The active subscription of `number` (created if it has none).
+    pub async fn subscribe(&self, store: &Store, number: &str) -> i64 {
+        let number =
+            tongdao::relay::routing::normalize_msisdn(number).unwrap_or(number.to_string());
+        let found: Option<(i64,)> = sqlx::query_as(
+            "SELECT id FROM subscriptions WHERE service_id = $1 AND msisdn = $2 AND status = 'active'",
+        )
+        .bind(self.service_id)
+        .bind(&number)
+        .fetch_optional(store.pool())
+        .await
+        .unwrap();
+        if let Some((id,)) = found {
+            return id;
+        }
+        let subscriber = format!("s{number}");
+        sqlx::query(
+            "INSERT INTO subscribers (id, partner_id, msisdn, created_at) VALUES ($1, $2, $3, 0)",
+        )
+        .bind(&subscriber)
+        .bind(self.partner_id)
+        .bind(&number)
+        .execute(store.pool())
+        .await
+        .unwrap();
+        let (id,): (i64,) = sqlx::query_as(
+            "INSERT INTO subscriptions (partner_id, service_id, subscriber_id, msisdn, status, source, fee_type, price_fen, requested_at, activated_at)
+             VALUES ($1, $2, $3, $4, 'active', 'api', 'free', 0, 0, 0) RETURNING id",
+        )
+        .bind(self.partner_id)
+        .bind(self.service_id)
+        .bind(&subscriber)
+        .bind(&number)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        id
+    }
+
+    /// A push of `text` to `number`, under its subscription.
+    pub async fn mt(
+        &self,
+        store: &Store,
+        number: impl AsRef<str>,
+        text: String,
+    ) -> tongdao::relay::NewMessage {
+        let number = number.as_ref();
+        let subscription = self.subscribe(store, number).await;
+        tongdao::relay::NewMessage {
+            partner_id: Some(self.partner_id),
+            service: Some("RT".into()),
+            service_id: Some(self.service_id),
+            recipient: number.to_string(),
+            text,
+            charge_plan: tongdao::relay::ChargePlan::Free,
+            price_fen: 0,
+            basis: tongdao::relay::Basis::Subscription(subscription),
+            sender: None,
+            module_version_id: None,
+            operator: None,
+        }
+    }
+}

@@ -1,0 +1,504 @@
+//! Services, subscriptions, violations and suspensions.
+//!
+//! Partners declare services and revisions, submit them, manage subscriptions
+//! made on their users' behalf, and see their violations; the admin approves or
+//! rejects, suspends and resumes, and records complaints. A partner reaches only
+//! its own services (another partner's id answers 404, R-7.1).
+
+use std::collections::BTreeMap;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::{Admin, Caller, PartnerContext};
+use super::{ApiError, AppState};
+use crate::compliance::detectors;
+use crate::relay::NewMessage;
+use crate::services::{self, ServiceStatus, ServiceTerms};
+use crate::store::now_ms;
+use crate::subscriptions::{self, Requested, Source, price_text};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/services", post(create).get(list))
+        .route("/v1/services/{id}", get(detail))
+        .route("/v1/services/{id}/terms", put(revise))
+        .route("/v1/services/{id}/submit", post(submit))
+        .route("/v1/services/{id}/audit", get(audit))
+        .route(
+            "/v1/services/{id}/subscriptions",
+            post(subscribe).get(subscriptions_list),
+        )
+        .route("/v1/subscriptions/{id}", delete(unsubscribe))
+        .route("/v1/violations", get(violations))
+        .route("/v1/admin/services/{id}/{action}", post(admin_service))
+        .route("/v1/admin/partners/{name}/{action}", post(admin_partner))
+        .route("/v1/admin/complaints", post(complaint))
+        .route("/v1/admin/detectors/run", post(run_detectors))
+}
+
+fn parse_id(raw: &str, what: &str) -> Result<i64, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::bad_request("invalid-id", format!("`{raw}` is not a {what} id")))
+}
+
+/// The partner a caller is limited to (None: the admin sees all).
+fn own(caller: &Caller) -> Option<i64> {
+    match caller {
+        Caller::Admin => None,
+        Caller::Partner(p) => Some(p.id),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewService {
+    code: String,
+    /// The partner's module that drives the service.
+    module: Option<String>,
+    #[serde(flatten)]
+    terms: ServiceTerms,
+}
+
+async fn create(
+    ctx: PartnerContext,
+    State(state): State<AppState>,
+    body: Result<Json<NewService>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(body) = body?;
+    if let Some(module) = &body.module {
+        // The module must be the partner's own.
+        state.registry.get(&ctx.partner, module).await?;
+    }
+    let view = services::create(
+        &state.store,
+        ctx.partner.id,
+        &ctx.caller.actor(),
+        &body.code,
+        body.module.as_deref(),
+        &body.terms,
+        &state.relay.routes().operators(),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(json!(view))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    status: Option<String>,
+}
+
+async fn list(
+    caller: Caller,
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query?;
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(s) => Some(ServiceStatus::parse(s).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid-query",
+                "status is one of draft, submitted, approved, rejected, suspended",
+            )
+        })?),
+    };
+    let views = services::list(&state.store, own(&caller), status).await?;
+    Ok(Json(json!({ "services": views })))
+}
+
+async fn detail(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id, "service")?;
+    Ok(Json(json!(
+        services::get(&state.store, own(&caller), id).await?
+    )))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Revise {
+    module: Option<String>,
+    #[serde(flatten)]
+    terms: ServiceTerms,
+}
+
+async fn revise(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<Revise>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id, "service")?;
+    let Json(body) = body?;
+    let current = services::get(&state.store, own(&caller), id).await?;
+    if let Some(module) = &body.module {
+        let partner = crate::partners::by_id(&state.store, current.partner_id).await?;
+        state.registry.get(&partner, module).await?;
+    }
+    let view = services::revise(
+        &state.store,
+        current.partner_id,
+        id,
+        &caller.actor(),
+        body.module.as_deref(),
+        &body.terms,
+        &state.relay.routes().operators(),
+    )
+    .await?;
+    Ok(Json(json!(view)))
+}
+
+async fn submit(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id, "service")?;
+    let current = services::get(&state.store, own(&caller), id).await?;
+    let view = services::submit(&state.store, current.partner_id, id, &caller.actor()).await?;
+    Ok(Json(json!(view)))
+}
+
+async fn audit(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id, "service")?;
+    let entries = services::audit(&state.store, own(&caller), id).await?;
+    Ok(Json(json!({ "audit": entries })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Reason {
+    reason: String,
+}
+
+fn reason(body: Result<Json<Reason>, JsonRejection>) -> Result<String, ApiError> {
+    let Json(body) = body?;
+    let reason = body.reason.trim().to_string();
+    if reason.is_empty() || reason.chars().count() > 500 {
+        return Err(ApiError::bad_request(
+            "invalid-reason",
+            "a reason of 1-500 characters is required",
+        ));
+    }
+    Ok(reason)
+}
+
+/// `approve`, `reject`, `suspend` or `resume` a service.
+async fn admin_service(
+    _: Admin,
+    State(state): State<AppState>,
+    Path((id, action)): Path<(String, String)>,
+    body: Result<Json<Reason>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id, "service")?;
+    let reason = reason(body)?;
+    let compliance = state.relay.compliance();
+    match action.as_str() {
+        "approve" | "reject" => {
+            let view =
+                services::decide(&state.store, id, action == "approve", "admin", &reason).await?;
+            Ok(Json(json!(view)))
+        }
+        "suspend" => {
+            let held = compliance.suspend_service(id, "admin", &reason).await?;
+            Ok(Json(
+                json!({ "service": id, "status": "suspended", "held_messages": held }),
+            ))
+        }
+        "resume" => {
+            let released = compliance.resume_service(id, "admin", &reason).await?;
+            state.relay.wake();
+            Ok(Json(
+                json!({ "service": id, "status": "approved", "released_messages": released }),
+            ))
+        }
+        other => Err(ApiError::not_found(format!(
+            "no service action `{other}` (approve, reject, suspend, resume)"
+        ))),
+    }
+}
+
+/// `suspend` or `resume` a partner.
+async fn admin_partner(
+    _: Admin,
+    State(state): State<AppState>,
+    Path((name, action)): Path<(String, String)>,
+    body: Result<Json<Reason>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let reason = reason(body)?;
+    let partner = crate::partners::get(&state.store, &name).await?;
+    let compliance = state.relay.compliance();
+    match action.as_str() {
+        "suspend" => {
+            let held = compliance
+                .suspend_partner(partner.id, "admin", &reason)
+                .await?;
+            Ok(Json(
+                json!({ "partner": name, "status": "suspended", "held_messages": held }),
+            ))
+        }
+        "resume" => {
+            let released = compliance
+                .resume_partner(partner.id, "admin", &reason)
+                .await?;
+            state.relay.wake();
+            Ok(Json(
+                json!({ "partner": name, "status": "active", "released_messages": released }),
+            ))
+        }
+        other => Err(ApiError::not_found(format!(
+            "no partner action `{other}` (suspend, resume)"
+        ))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewSubscription {
+    msisdn: String,
+    /// `api` (default) or `web`.
+    #[serde(default)]
+    source: Option<Source>,
+    /// Subscriber attributes for the modules (e.g. `{"sign": "aries"}`).
+    #[serde(default)]
+    attributes: BTreeMap<String, String>,
+}
+
+/// Subscribe a user on their behalf. Paid services still need the user's own
+/// confirming reply: the platform texts the confirmation request itself.
+async fn subscribe(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<NewSubscription>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let id = parse_id(&id, "service")?;
+    let Json(body) = body?;
+    let view = services::get(&state.store, own(&caller), id).await?;
+    let service = services::live(&state.store, view.id)
+        .await?
+        .filter(|s| s.status == ServiceStatus::Approved)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "service-not-approved",
+                "only approved services take subscriptions",
+            )
+        })?;
+    state
+        .relay
+        .compliance()
+        .may_send(service.partner_id, service.id)
+        .await?;
+    let source = body.source.unwrap_or(Source::Api);
+    if source == Source::Mo {
+        return Err(ApiError::bad_request(
+            "invalid-source",
+            "source is `api` or `web`; MO subscriptions come from the user's own message",
+        ));
+    }
+    if body.attributes.len() > 20
+        || body
+            .attributes
+            .iter()
+            .any(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 256)
+    {
+        return Err(ApiError::bad_request(
+            "invalid-attributes",
+            "at most 20 attributes; names 1-64 bytes, values up to 256 bytes",
+        ));
+    }
+    let (msisdn, _) = state
+        .relay
+        .routes()
+        .route(&body.msisdn)
+        .map_err(|e| ApiError::bad_request("invalid-msisdn", e.to_string()))?;
+    let window =
+        i64::try_from(state.dialogue.confirm_window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let requested = subscriptions::request(&state.store, &service, &msisdn, source, window).await?;
+    let (status, sub) = match requested {
+        Requested::Active(s) => (StatusCode::CREATED, s),
+        Requested::Pending(s) => (StatusCode::ACCEPTED, s),
+        Requested::AlreadyActive(s) => (StatusCode::OK, s),
+    };
+    if !body.attributes.is_empty() {
+        let now = now_ms();
+        for (name, value) in &body.attributes {
+            sqlx::query(
+                "INSERT INTO subscriber_attributes (partner_id, subscriber_id, name, value, updated_at)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (partner_id, subscriber_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            )
+            .bind(sub.partner_id)
+            .bind(&sub.subscriber_id)
+            .bind(name)
+            .bind(value)
+            .bind(now)
+            .execute(state.store.pool())
+            .await
+            .map_err(crate::store::StoreError::from)?;
+        }
+    }
+    if sub.status == "pending" {
+        let r = &service.revision;
+        let text = format!(
+            "【通道】您将订购“{}”，资费{}，由运营商代收。回复Y确认订购（{}小时内有效），不回复不订购、不收费。退订回复TD{}。",
+            r.name,
+            price_text(r.fee_type, r.price_fen),
+            state.dialogue.confirm_window_secs / 3600,
+            service.code
+        );
+        let sender = service.sender(&state.dialogue.short_code);
+        state
+            .relay
+            .enqueue(NewMessage::notice(
+                &msisdn,
+                text,
+                Some(sender),
+                None,
+                Some(sub.id),
+            ))
+            .await?;
+    }
+    Ok((status, Json(json!({ "subscription": sub }))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubscriptionQuery {
+    status: Option<String>,
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn subscriptions_list(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<SubscriptionQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id, "service")?;
+    let Query(query) = query?;
+    services::get(&state.store, own(&caller), id).await?;
+    let items = subscriptions::list(
+        &state.store,
+        id,
+        query.status.as_deref(),
+        query.after.unwrap_or(0),
+        query.limit.unwrap_or(100),
+    )
+    .await?;
+    Ok(Json(json!({ "subscriptions": items })))
+}
+
+/// End a subscription on the user's behalf (e.g. they asked the partner's hotline).
+async fn unsubscribe(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id, "subscription")?;
+    subscriptions::get(&state.store, own(&caller), id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no subscription {id}")))?;
+    let reason = format!("cancelled through the API by {}", caller.actor());
+    let cancelled = subscriptions::cancel(&state.store, &[id], &reason).await?;
+    match cancelled.into_iter().next() {
+        Some(sub) => Ok(Json(json!({ "subscription": sub }))),
+        None => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "wrong-state",
+            "the subscription has already ended",
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ViolationQuery {
+    limit: Option<i64>,
+}
+
+async fn violations(
+    caller: Caller,
+    State(state): State<AppState>,
+    query: Result<Query<ViolationQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query?;
+    let items = state
+        .relay
+        .compliance()
+        .violations(own(&caller), query.limit.unwrap_or(100))
+        .await?;
+    Ok(Json(json!({ "violations": items })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewComplaint {
+    partner: String,
+    service_id: Option<i64>,
+    msisdn: Option<String>,
+    message_id: Option<i64>,
+    /// `content`, `channel` or `billing` (R-6.2).
+    cause: String,
+    #[serde(default)]
+    note: String,
+}
+
+async fn complaint(
+    _: Admin,
+    State(state): State<AppState>,
+    body: Result<Json<NewComplaint>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(body) = body?;
+    if !["content", "channel", "billing"].contains(&body.cause.as_str()) {
+        return Err(ApiError::bad_request(
+            "invalid-cause",
+            "cause is one of content, channel, billing",
+        ));
+    }
+    let partner = crate::partners::get(&state.store, &body.partner).await?;
+    if let Some(service_id) = body.service_id {
+        services::get(&state.store, Some(partner.id), service_id).await?;
+    }
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO complaints (partner_id, service_id, msisdn, message_id, cause, note, at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+    )
+    .bind(partner.id)
+    .bind(body.service_id)
+    .bind(&body.msisdn)
+    .bind(body.message_id)
+    .bind(&body.cause)
+    .bind(&body.note)
+    .bind(now_ms())
+    .fetch_one(state.store.pool())
+    .await
+    .map_err(crate::store::StoreError::from)?;
+    Ok((StatusCode::CREATED, Json(json!({ "id": id }))))
+}
+
+/// Run the R-3.4 detectors now (they also run on their own every interval).
+async fn run_detectors(_: Admin, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let findings = detectors::run_once(state.relay.compliance()).await?;
+    let findings: Vec<Value> = findings
+        .into_iter()
+        .map(|f| json!({ "rule": f.rule, "partner_id": f.partner_id, "service_id": f.service_id, "detail": f.detail }))
+        .collect();
+    Ok(Json(json!({ "findings": findings })))
+}

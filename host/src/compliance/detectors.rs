@@ -1,0 +1,153 @@
+//! R-3.4 detectors: bulk sending outside subscriptions (群发), fee-only traffic
+//! (纯代收费), monthly services sent over their count, and complaint spikes.
+//!
+//! Each looks back over `detectors.window_secs`; a finding is a violation (at most
+//! one per rule and service or partner per window), and rules listed in
+//! `detectors.auto_suspend` also suspend the service, or the partner for bulk
+//! sending, at once.
+
+use super::{Compliance, NewViolation};
+use crate::store::{StoreError, now_ms};
+
+/// One detector finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub rule: &'static str,
+    pub partner_id: i64,
+    pub service_id: Option<i64>,
+    pub detail: String,
+}
+
+/// Run every detector once; returns the new findings (already recorded, and acted
+/// on where a rule auto-suspends).
+pub async fn run_once(compliance: &Compliance) -> Result<Vec<Finding>, StoreError> {
+    let config = &compliance.config().detectors;
+    let now = now_ms();
+    let since = now - i64::try_from(config.window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let pool = compliance.store().pool();
+    let mut findings = Vec::new();
+
+    let bulk: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT partner_id, COUNT(*) FROM violations WHERE kind = 'opt-in' AND at >= $1
+         GROUP BY partner_id HAVING COUNT(*) >= $2",
+    )
+    .bind(since)
+    .bind(config.opt_in_refusals)
+    .fetch_all(pool)
+    .await?;
+    for (partner_id, n) in bulk {
+        findings.push(Finding {
+            rule: "bulk-outside-subscription",
+            partner_id,
+            service_id: None,
+            detail: format!(
+                "{n} MTs to numbers without a subscription were refused within the window"
+            ),
+        });
+    }
+
+    let fee_only: Vec<(i64, i64, String, i64)> = sqlx::query_as(
+        "SELECT partner_id, service_id, recipient, COUNT(*) FROM messages
+         WHERE created_at >= $1 AND price_fen > 0 AND service_id IS NOT NULL AND partner_id IS NOT NULL
+         GROUP BY partner_id, service_id, recipient, COALESCE(content_key, content_sha256)
+         HAVING COUNT(*) >= $2",
+    )
+    .bind(since)
+    .bind(config.fee_only_repeats)
+    .fetch_all(pool)
+    .await?;
+    for (partner_id, service_id, recipient, n) in fee_only {
+        let masked: String = recipient.chars().take(7).collect();
+        findings.push(Finding {
+            rule: "fee-only",
+            partner_id,
+            service_id: Some(service_id),
+            detail: format!("{n} paid MTs with the same content to {masked}…… within the window"),
+        });
+    }
+
+    let over_count: Vec<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT partner_id, service_id, COUNT(*) FROM violations
+         WHERE rule = 'monthly-over-count' AND kind = 'cap' AND service_id IS NOT NULL AND at >= $1
+         GROUP BY partner_id, service_id HAVING COUNT(*) >= $2",
+    )
+    .bind(since)
+    .bind(config.over_count_attempts)
+    .fetch_all(pool)
+    .await?;
+    for (partner_id, service_id, n) in over_count {
+        findings.push(Finding {
+            rule: "monthly-over-count",
+            partner_id,
+            service_id: Some(service_id),
+            detail: format!("{n} pushes over the monthly count were attempted within the window"),
+        });
+    }
+
+    let complaints: Vec<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT partner_id, service_id, COUNT(*) FROM complaints
+         WHERE at >= $1 AND service_id IS NOT NULL
+         GROUP BY partner_id, service_id HAVING COUNT(*) >= $2",
+    )
+    .bind(since)
+    .bind(config.complaints)
+    .fetch_all(pool)
+    .await?;
+    for (partner_id, service_id, n) in complaints {
+        findings.push(Finding {
+            rule: "complaint-spike",
+            partner_id,
+            service_id: Some(service_id),
+            detail: format!("{n} complaints within the window"),
+        });
+    }
+
+    let mut new = Vec::new();
+    for finding in findings {
+        let (seen,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM violations WHERE kind = 'detector' AND rule = $1 AND partner_id = $2
+             AND (($3 IS NULL AND service_id IS NULL) OR service_id = $3) AND at >= $4",
+        )
+        .bind(finding.rule)
+        .bind(finding.partner_id)
+        .bind(finding.service_id)
+        .bind(since)
+        .fetch_one(pool)
+        .await?;
+        if seen > 0 {
+            continue;
+        }
+        compliance
+            .record_violation(NewViolation {
+                partner_id: finding.partner_id,
+                service_id: finding.service_id,
+                module_version_id: None,
+                kind: "detector",
+                rule: finding.rule,
+                detail: &finding.detail,
+                excerpt: None,
+            })
+            .await?;
+        if config.auto_suspend.iter().any(|r| r == finding.rule) {
+            let actor = format!("rule:{}", finding.rule);
+            let result = match finding.service_id {
+                Some(service) => {
+                    compliance
+                        .suspend_service(service, &actor, &finding.detail)
+                        .await
+                }
+                None => {
+                    compliance
+                        .suspend_partner(finding.partner_id, &actor, &finding.detail)
+                        .await
+                }
+            };
+            if let Err(e) = result {
+                // Already suspended is fine; anything else is logged and retried next round.
+                tracing::warn!(rule = finding.rule, error = %e, "auto-suspension not applied");
+            }
+        }
+        new.push(finding);
+    }
+    Ok(new)
+}

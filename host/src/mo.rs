@@ -1,0 +1,12 @@
+//! Inbound user messages (MOs) after the relay stored them: the host's commands,
+//! subscription dialogues, and the hand-over to modules.
+//!
+//! - [`commands`]: the reserved words (`TD`, `0000`, `00000`, `HELP`, `Y`…).
+//! - [`router`]: claims each stored MO once and answers it.
+//! - [`settings`]: the `[dialogue]` section.
+
+pub mod commands;
+pub mod router;
+pub mod settings;
+
+pub use settings::DialogueConfig;
