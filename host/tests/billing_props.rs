@@ -96,6 +96,22 @@ proptest! {
     ) {
         let s = terms.split(d);
         prop_assert_eq!(s.platform_fen + s.partner_fen, d);
+        // The partner's share is its exact share rounded to the nearest fen (an
+        // independent computation in i128): never more than half a fen off.
+        if d > 0 {
+            let (d, t1, t2) = (i128::from(d), i128::from(terms.t1_fen), i128::from(terms.t2_fen));
+            let q = |i: usize| i128::from(terms.tiers[i].partner_bp);
+            let exact_x10000 = match terms.tier_mode {
+                TierMode::Whole => d * q(usize::from(s.tier) - 1),
+                TierMode::Marginal => {
+                    d.min(t1) * q(0) + (d.min(t2) - t1).max(0) * q(1) + (d - t2).max(0) * q(2)
+                }
+            };
+            let off = (i128::from(s.partner_fen) * 10_000 - exact_x10000).abs();
+            prop_assert!(off <= 5_000, "partner {} is {} / 10000 fen off", s.partner_fen, off);
+            let expected_tier = if d < t1 { 1 } else if d < t2 { 2 } else { 3 };
+            prop_assert_eq!(s.tier, expected_tier);
+        }
         if d > 0 {
             prop_assert!((0..=d).contains(&s.partner_fen));
         } else {

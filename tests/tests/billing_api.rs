@@ -881,6 +881,18 @@ async fn statements_reconciliation_and_tenant_isolation_over_http_r_4_2_r_7_1() 
         );
         expect_error!(
             s.post(
+                "/v1/statements/2026-08/figures",
+                &alpha,
+                upload(
+                    json!([{"service": "XZ", "operator": "telecom", "count": 1, "amount_fen": 1}])
+                )
+            )
+            .await,
+            StatusCode::BAD_REQUEST,
+            "invalid-input"
+        );
+        expect_error!(
+            s.post(
                 "/v1/statements/2026-13/figures",
                 &alpha,
                 upload(

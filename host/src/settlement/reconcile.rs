@@ -316,6 +316,26 @@ pub async fn upload(
             format!("no agreement terms are in force for {month}"),
         )
     })?;
+    // A line on an operator without terms for the month could never be settled.
+    let with_terms: BTreeSet<String> =
+        crate::billing::terms::operator_terms_for(store, partner_id, month)
+            .await?
+            .into_iter()
+            .map(|t| t.operator)
+            .collect();
+    if let Some(l) = input
+        .lines
+        .iter()
+        .find(|l| !with_terms.contains(&l.operator))
+    {
+        return Err(BillingError::invalid(
+            "lines",
+            format!(
+                "operator `{}` has no terms with this partner for {month}",
+                l.operator
+            ),
+        ));
+    }
     let platform = platform_lines(store, partner_id, month).await?;
     let operators: BTreeSet<&str> = platform
         .iter()
