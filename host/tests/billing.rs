@@ -1161,9 +1161,38 @@ async fn breach_notice_termination_stops_sending_but_settles_r_5_2_r_5_3() {
             lapsed.iter().any(|a| a.kind == "remedy-lapsed"),
             "{lapsed:?}"
         );
+        // An MT of the partner still waiting in the outbox (queued by issue 4's gate).
+        let xz_id: (i64,) = sqlx::query_as("SELECT id FROM services WHERE code = 'XZ'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        let waiting = mt(
+            store,
+            p,
+            (xz_id.0, "XZ"),
+            None,
+            "13800000010",
+            "mobile",
+            "per-message",
+            200,
+            "queued",
+            at("2026-09-12", 8),
+        )
+        .await;
         let a = obligations::terminate(store, p, &terminate("2026-09-12"))
             .await
             .unwrap();
+        let (status, reason): (String, Option<String>) =
+            sqlx::query_as("SELECT status, failure_reason FROM messages WHERE id = $1")
+                .bind(waiting)
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(status, "failed", "nothing of a terminated partner leaves");
+        assert_eq!(
+            reason.as_deref(),
+            Some("the agreement was terminated on 2026-09-12")
+        );
         assert_eq!(a.status, agreement::AgreementStatus::Terminated);
         assert_eq!(a.terminated_on.as_deref(), Some("2026-09-12"));
         let partner = tongdao::partners::get(store, "alpha").await.unwrap();

@@ -2,8 +2,9 @@
 //! the schedule and the N-working-day terms, breach notices and their remedy
 //! periods, termination with notice or for an unremedied breach. Whatever comes due
 //! unmet is raised once as an alert. Termination stops the partner's sending
-//! (`partners.status = 'terminated'`; services and pushes refuse non-active
-//! partners) but never its billing: the remaining months still settle.
+//! (`partners.status = 'terminated'`: the outbox gate refuses non-active partners,
+//! and its MTs still waiting end failed with the reason) but never its billing: the
+//! remaining months still settle.
 
 use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
@@ -291,6 +292,27 @@ async fn end_agreement(
         .bind(partner_id)
         .execute(&mut *tx)
         .await?;
+    // What was still waiting to leave never will: it ends failed, with the reason
+    // visible per message (R-1.3), not silently dropped.
+    let reason = format!("the agreement was terminated on {day}");
+    sqlx::query(
+        "INSERT INTO message_events (message_id, status, detail, at)
+         SELECT id, 'failed', $2, $3 FROM messages WHERE partner_id = $1 AND status IN ('queued', 'held')",
+    )
+    .bind(partner_id)
+    .bind(&reason)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE messages SET status = 'failed', failure_reason = $2, done_at = $3, updated_at = $3
+         WHERE partner_id = $1 AND status IN ('queued', 'held')",
+    )
+    .bind(partner_id)
+    .bind(&reason)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(())
 }
