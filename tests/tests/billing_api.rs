@@ -793,7 +793,7 @@ async fn statements_reconciliation_and_tenant_isolation_over_http_r_4_2_r_7_1() 
             (
                 "csv",
                 "text/csv; charset=utf-8",
-                "Tongdao monthly statement\r\n",
+                "\u{feff}Tongdao monthly statement\r\n",
             ),
             ("html", "text/html; charset=utf-8", "<!DOCTYPE html>"),
         ] {

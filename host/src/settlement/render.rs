@@ -59,7 +59,8 @@ pub fn json(statement: &Statement) -> String {
 }
 
 /// The steps of one operator's computation: (label, rule, fen).
-fn steps(o: &super::statement::OperatorStatement, tax_bp: i64) -> Vec<(String, String, i64)> {
+fn steps(o: &super::statement::OperatorStatement, s: &Statement) -> Vec<(String, String, i64)> {
+    let tax_bp = s.terms.tax_bp;
     vec![
         (
             "gross information fee".into(),
@@ -109,7 +110,12 @@ fn steps(o: &super::statement::OperatorStatement, tax_bp: i64) -> Vec<(String, S
         ),
         (
             "partner share".into(),
-            "month's partner share in proportion to distributable income".into(),
+            format!(
+                "{} x {} / {} (month's share by distributable income, largest remainder)",
+                yuan(s.split.partner_fen),
+                yuan(o.distributable_fen.max(0)),
+                yuan(s.operators.iter().map(|x| x.distributable_fen.max(0)).sum())
+            ),
             o.partner_fen,
         ),
         (
@@ -154,8 +160,10 @@ fn opt(v: Option<i64>) -> String {
     v.map(|v| v.to_string()).unwrap_or_default()
 }
 
+/// CSV with a UTF-8 byte-order mark, so spreadsheet programs read Chinese service
+/// names right; lines end in CRLF (RFC 4180).
 pub fn csv(s: &Statement) -> String {
-    let mut out = String::new();
+    let mut out = String::from("\u{feff}");
     let r = |out: &mut String, f: &[&str]| {
         csv_row(out, &f.iter().map(|x| (*x).to_string()).collect::<Vec<_>>())
     };
@@ -227,7 +235,7 @@ pub fn csv(s: &Statement) -> String {
     out.push_str("\r\n");
     r(&mut out, &["operator", "step", "rule", "fen", "yuan"]);
     for o in &s.operators {
-        for (label, rule, fen) in steps(o, s.terms.tax_bp) {
+        for (label, rule, fen) in steps(o, s) {
             csv_row(
                 &mut out,
                 &[o.operator.clone(), label, rule, fen.to_string(), yuan(fen)],
@@ -376,17 +384,22 @@ pub fn html(s: &Statement) -> String {
             esc(&o.operator),
             o.terms_from
         );
-        h.push_str("<table>\n<tr><th>service</th><th>fee type</th><th>platform count</th><th>platform</th><th>partner count</th><th>partner</th><th>settled on</th><th>settled</th></tr>\n");
+        h.push_str("<table>\n<tr><th>service</th><th>fee type</th><th>platform count</th><th>platform</th><th>partner count</th><th>partner</th><th>difference</th><th>settled on</th><th>settled</th></tr>\n");
         for l in &o.lines {
             let _ = writeln!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
                 esc(&l.service),
                 esc(&l.fee_type),
                 l.platform_count,
                 yuan(l.platform_fen),
                 opt(l.partner_count),
                 l.partner_fen.map(yuan).unwrap_or_default(),
+                match (l.partner_fen, l.amount_difference_bp) {
+                    (Some(_), Some(bp)) => percent(bp),
+                    (Some(_), None) => "n/a".into(),
+                    _ => String::new(),
+                },
                 if l.on_mean {
                     "mean of both"
                 } else {
@@ -396,7 +409,7 @@ pub fn html(s: &Statement) -> String {
             );
         }
         h.push_str("</table>\n<table>\n<tr><th>step</th><th>rule</th><th>yuan</th></tr>\n");
-        for (label, rule, fen) in steps(o, s.terms.tax_bp) {
+        for (label, rule, fen) in steps(o, s) {
             let _ = writeln!(
                 h,
                 "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
