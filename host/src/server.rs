@@ -188,53 +188,62 @@ impl Platform {
     /// The demo's three services, declared and approved like any partner's.
     async fn install_demo_services(&self, partner: &partners::Partner) -> anyhow::Result<()> {
         let operators = self.relay.routes().operators();
-        let demo: [(&str, &str, &str, FeeType, i64, Option<i64>, &str, [&str; 2]); 3] = [
+        let existing = services::list(&self.store, Some(partner.id), None).await?;
+        let terms =
+            |name: &str, fee_type, price_fen, monthly_max, ext: &str, keywords: [&str; 2]| {
+                ServiceTerms {
+                    name: name.into(),
+                    description: format!("{name}（示例业务）"),
+                    keywords: keywords.map(String::from).to_vec(),
+                    fee_type,
+                    price_fen,
+                    operators: operators.clone(),
+                    monthly_max_messages: monthly_max,
+                    number_ext: ext.into(),
+                }
+            };
+        let demo = [
             (
                 "XZ",
                 "horoscope",
-                "每日星座运势",
-                FeeType::Monthly,
-                200,
-                Some(31),
-                "01",
-                ["星座", "XINGZUO"],
+                terms(
+                    "每日星座运势",
+                    FeeType::Monthly,
+                    200,
+                    Some(31),
+                    "01",
+                    ["星座", "XINGZUO"],
+                ),
             ),
             (
                 "DT",
                 "quiz",
-                "每日答题",
-                FeeType::PerMessage,
-                10,
-                None,
-                "02",
-                ["答题", "DATI"],
+                terms(
+                    "每日答题",
+                    FeeType::PerMessage,
+                    10,
+                    None,
+                    "02",
+                    ["答题", "DATI"],
+                ),
             ),
             (
                 "XH",
                 "jokes",
-                "每日笑话",
-                FeeType::Free,
-                0,
-                None,
-                "03",
-                ["笑话", "XIAOHUA"],
+                terms(
+                    "每日笑话",
+                    FeeType::Free,
+                    0,
+                    None,
+                    "03",
+                    ["笑话", "XIAOHUA"],
+                ),
             ),
         ];
-        let existing = services::list(&self.store, Some(partner.id), None).await?;
-        for (code, module, name, fee_type, price_fen, monthly_max, ext, keywords) in demo {
+        for (code, module, terms) in demo {
             if existing.iter().any(|s| s.code == code) {
                 continue;
             }
-            let terms = ServiceTerms {
-                name: name.into(),
-                description: format!("{name}（示例业务）"),
-                keywords: keywords.map(String::from).to_vec(),
-                fee_type,
-                price_fen,
-                operators: operators.clone(),
-                monthly_max_messages: monthly_max,
-                number_ext: ext.into(),
-            };
             let view = services::create(
                 &self.store,
                 partner.id,
