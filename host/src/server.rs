@@ -120,6 +120,7 @@ impl Platform {
             config: config.dialogue.clone(),
         })));
         background.push(tokio::spawn(run_detectors(compliance.clone())));
+        background.push(crate::billing::spawn(store.clone(), relay.clone()));
         Ok(Self {
             store,
             registry,
