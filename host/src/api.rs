@@ -8,6 +8,7 @@ mod error;
 mod messages;
 mod modules;
 mod partners;
+mod schedules;
 mod services;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ pub use error::ApiError;
 
 use crate::modules::Registry;
 use crate::relay::Relay;
+use crate::schedule::Scheduler;
 use crate::store::Store;
 
 /// What every handler can reach.
@@ -31,6 +33,7 @@ pub struct AppState {
     pub store: Store,
     pub registry: Arc<Registry>,
     pub relay: Arc<Relay>,
+    pub scheduler: Arc<Scheduler>,
     /// SHA-256 (hex) of the admin key.
     pub admin_key_hash: String,
     pub max_module_bytes: usize,
@@ -52,6 +55,7 @@ pub fn router(state: AppState, max_json_bytes: usize) -> Router {
         .merge(partners::router())
         .merge(content::router())
         .merge(messages::router())
+        .merge(schedules::router())
         .merge(services::router())
         .merge(billing::router())
         .layer(DefaultBodyLimit::max(max_json_bytes))

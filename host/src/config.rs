@@ -18,6 +18,7 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     pub admin: AdminConfig,
     pub relay: RelayConfig,
+    pub schedule: ScheduleConfig,
     /// The host's replies to users: short code, confirmation window, help text.
     pub dialogue: crate::mo::DialogueConfig,
     /// Content policy, quiet hours, caps and detectors.
@@ -101,6 +102,49 @@ impl Default for RelayConfig {
             batch: 256,
             lease_secs: 60,
             test_numbers: Vec::new(),
+        }
+    }
+}
+
+/// The push scheduler: firing schedules and fanning runs out.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleConfig {
+    /// Run the scheduler in this process (every replica may; firings and runs are
+    /// claimed, so none is done twice).
+    pub enabled: bool,
+    /// How often due schedules and claimable runs are looked for.
+    pub tick_ms: u64,
+    /// Subscriptions fanned out per transaction.
+    pub batch: u32,
+    /// How long a run's claim holds without progress before another replica resumes it.
+    pub lease_secs: u64,
+    /// A firing noticed later than this after its time counts as missed (downtime),
+    /// and the schedule's missed-run policy applies.
+    pub grace_secs: u64,
+    /// A paused run (partner or service suspended) resumes from its cursor only this
+    /// long after its firing; later it ends as `expired` (yesterday's bulletin stays unsent).
+    pub resume_within_secs: u64,
+    /// How often a paused run checks whether it may go on.
+    pub paused_recheck_secs: u64,
+    /// Runs one process fans out at once.
+    pub concurrent_runs: u32,
+    /// Time zone of cron expressions and push dates (the platform time zone, R-4.5).
+    pub time_zone: String,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            tick_ms: 1000,
+            batch: 2000,
+            lease_secs: 30,
+            grace_secs: 300,
+            resume_within_secs: 6 * 3600,
+            paused_recheck_secs: 30,
+            concurrent_runs: 2,
+            time_zone: "Asia/Shanghai".into(),
         }
     }
 }
@@ -321,6 +365,26 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "relay",
                 reason: "batch, lease_secs and validity_secs must be greater than 0".into(),
+            });
+        }
+        let s = &self.schedule;
+        if s.tick_ms == 0 || s.batch == 0 || s.lease_secs == 0 || s.concurrent_runs == 0 {
+            return Err(ConfigError::Invalid {
+                key: "schedule",
+                reason: "tick_ms, batch, lease_secs and concurrent_runs must be greater than 0"
+                    .into(),
+            });
+        }
+        if s.batch > 50_000 {
+            return Err(ConfigError::Invalid {
+                key: "schedule.batch",
+                reason: "at most 50000 subscriptions per transaction".into(),
+            });
+        }
+        if crate::schedule::cron::time_zone(&s.time_zone).is_err() {
+            return Err(ConfigError::Invalid {
+                key: "schedule.time_zone",
+                reason: format!("`{}` is not a known time zone", s.time_zone),
             });
         }
         if let Some(key) = &self.admin.key

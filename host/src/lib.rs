@@ -17,6 +17,7 @@
 //! - [`content`]: the partners' content libraries that modules read.
 //! - [`billing`]: agreements, money terms, calendars, charge events.
 //! - [`settlement`]: monthly statements, reconciliation, obligations.
+//! - [`schedule`]: push schedules, runs claimed once, fan-out to subscribers.
 //! - [`api`]: the HTTP API (axum): auth, routes, JSON errors.
 //! - [`server`]: start-up: configuration to a running platform.
 //! - [`guests`]: the example modules built with the SDK, bundled for `serve --demo`.
@@ -34,6 +35,7 @@ pub mod partners;
 pub mod relay;
 pub mod runner;
 pub mod runtime;
+pub mod schedule;
 pub mod server;
 pub mod services;
 pub mod settlement;

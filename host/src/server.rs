@@ -16,6 +16,7 @@ use crate::modules::Registry;
 use crate::partners::{self, PartnerError};
 use crate::relay::Relay;
 use crate::runtime::Runtime;
+use crate::schedule::Scheduler;
 use crate::services::{self, FeeType, ServiceTerms};
 use crate::store::Store;
 use crate::{content, guests};
@@ -60,6 +61,8 @@ pub struct Platform {
     pub store: Store,
     pub registry: Arc<Registry>,
     pub relay: Arc<Relay>,
+    /// Fires schedules and fans push runs out.
+    pub scheduler: Arc<Scheduler>,
     pub compliance: Compliance,
     pub dialogue: DialogueConfig,
     pub background: Arc<Background>,
@@ -112,6 +115,16 @@ impl Platform {
             &config.operators,
             compliance.clone(),
         ));
+        let scheduler = Arc::new(
+            Scheduler::start(
+                store.clone(),
+                registry.clone(),
+                relay.clone(),
+                config.schedule.clone(),
+                config.dialogue.short_code.clone(),
+            )
+            .context("starting the push scheduler")?,
+        );
         let background = Arc::new(Background::default());
         background.push(router::start(Arc::new(RouterContext {
             store: store.clone(),
@@ -125,6 +138,7 @@ impl Platform {
             store,
             registry,
             relay,
+            scheduler,
             compliance,
             dialogue: config.dialogue.clone(),
             background,
@@ -140,6 +154,7 @@ impl Platform {
                 store: self.store.clone(),
                 registry: self.registry.clone(),
                 relay: self.relay.clone(),
+                scheduler: self.scheduler.clone(),
                 admin_key_hash: self.admin_key_hash.clone(),
                 max_module_bytes: config.http.max_module_bytes,
                 dialogue: self.dialogue.clone(),
@@ -401,6 +416,7 @@ pub async fn serve_until(
     axum::serve(listener, platform.app(config))
         .with_graceful_shutdown(shutdown)
         .await?;
+    platform.scheduler.stop().await;
     platform.background.stop();
     platform.relay.stop();
     platform.store.close().await;

@@ -1,0 +1,534 @@
+//! Scheduled pushes: schedules fire runs, a run calls the module's
+//! `bulletin` once and fans it out to the service's active subscriptions, once per
+//! subscription, on one machine or many.
+//!
+//! - [`cron`]: when a schedule fires (cron in a time zone, one-off, missed runs).
+//! - [`schedules`]: schedule rows, and firing the due ones into runs.
+//! - [`runs`]: run rows: claim with a lease, status, counters, pause, finish.
+//! - [`fanout`]: one batch of a run into the outbox, in one transaction.
+//!
+//! [`Scheduler`] is the background task every `tongdao serve` runs: each tick it
+//! fires due schedules and claims runs (PostgreSQL: `FOR UPDATE SKIP LOCKED`), so
+//! with N replicas a firing becomes one run and a run is fanned out by one replica
+//! at a time; the outbox rows it writes are then sent by every replica's binds.
+
+pub mod cron;
+pub mod fanout;
+mod hooks;
+pub mod runs;
+pub mod schedules;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::config::ScheduleConfig;
+use crate::modules::{Registry, RegistryError};
+use crate::partners::Partner;
+use crate::relay::Relay;
+use crate::runtime::{BulletinContent, BulletinRequest};
+use crate::store::{Store, StoreError, now_ms};
+pub use cron::{MissedPolicy, TimingError};
+use fanout::{BatchTime, Plan, Step};
+use runs::{NewRun, Run};
+
+/// Why a schedule or run operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error(transparent)]
+    Timing(#[from] TimingError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the time is in the past")]
+    InPast,
+    #[error("no schedule {0}")]
+    NotFound(i64),
+    #[error("no push run {0}")]
+    RunNotFound(i64),
+    #[error("push run {id} is already {status}")]
+    RunFinished { id: i64, status: String },
+    #[error("the service may not send now: {0}")]
+    Blocked(String),
+    #[error("stored bulletin of a run is unreadable: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for ScheduleError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Store(e.into())
+    }
+}
+
+/// What the scheduler's tasks share.
+struct Inner {
+    store: Store,
+    registry: Arc<Registry>,
+    relay: Arc<Relay>,
+    config: ScheduleConfig,
+    tz: jiff::tz::TimeZone,
+    /// The platform short code; a service's sender is it plus the extension.
+    short_code: String,
+    /// This process's name on the runs it claims.
+    owner: String,
+    wake: Notify,
+    stopping: AtomicBool,
+    runs: Mutex<JoinSet<()>>,
+}
+
+/// The push scheduler of one process.
+pub struct Scheduler {
+    inner: Arc<Inner>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("owner", &self.inner.owner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Scheduler {
+    /// Start the tick loop (unless `[schedule] enabled = false`, which leaves the
+    /// API working and the firing to other replicas). Compliance is the relay's.
+    pub fn start(
+        store: Store,
+        registry: Arc<Registry>,
+        relay: Arc<Relay>,
+        config: ScheduleConfig,
+        short_code: String,
+    ) -> Result<Self, ScheduleError> {
+        let tz = cron::time_zone(&config.time_zone)?;
+        let owner = format!("{}-{:08x}", std::process::id(), rand::random::<u32>());
+        let enabled = config.enabled;
+        let inner = Arc::new(Inner {
+            store,
+            registry,
+            relay,
+            config,
+            tz,
+            short_code,
+            owner,
+            wake: Notify::new(),
+            stopping: AtomicBool::new(false),
+            runs: Mutex::new(JoinSet::new()),
+        });
+        let task = enabled.then(|| tokio::spawn(tick_loop(inner.clone())));
+        Ok(Self {
+            inner,
+            task: Mutex::new(task),
+        })
+    }
+
+    /// The name this process claims runs under.
+    pub fn owner(&self) -> &str {
+        &self.inner.owner
+    }
+
+    /// The platform time zone schedules default to.
+    pub fn default_time_zone(&self) -> &str {
+        &self.inner.config.time_zone
+    }
+
+    /// Look for due schedules and runs now rather than at the next tick.
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// "Push now": a run of the service's bulletin for `date` (default: today in
+    /// the platform time zone), refused at once if the service may not send.
+    pub async fn push_now(
+        &self,
+        partner_id: i64,
+        service_id: i64,
+        date: Option<String>,
+        actor: &str,
+    ) -> Result<Run, ScheduleError> {
+        let now = now_ms();
+        let push_date = match date {
+            Some(d) => {
+                let parsed: jiff::civil::Date = d.parse().map_err(|_| {
+                    ScheduleError::Invalid(format!("`{d}` is not a date (YYYY-MM-DD)"))
+                })?;
+                parsed.to_string()
+            }
+            None => cron::local_date(now, &self.inner.tz),
+        };
+        if let Err(reason) = hooks::may_send(&self.inner, partner_id, service_id).await? {
+            return Err(ScheduleError::Blocked(reason));
+        }
+        let mut tx = self.inner.store.begin_write().await?;
+        let id = runs::insert(
+            &mut tx,
+            &NewRun {
+                schedule_id: None,
+                partner_id,
+                service_id,
+                origin: "now".into(),
+                fire_at: now,
+                push_date,
+                status: "pending",
+                late_ms: 0,
+                reason: None,
+                actor: actor.to_string(),
+            },
+            now,
+        )
+        .await?
+        .ok_or_else(|| ScheduleError::Invalid("the run was not created".into()))?;
+        tx.commit().await?;
+        self.wake();
+        runs::get(&self.inner.store, id).await
+    }
+
+    /// Stop firing and fanning out; give this process's claims back so a restart
+    /// or another replica resumes them at once.
+    pub async fn stop(&self) {
+        self.abort();
+        match runs::release_all(&self.inner.store, &self.inner.owner).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(runs = n, "push runs released for another replica"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not release push runs; their leases will run out")
+            }
+        }
+    }
+
+    fn abort(&self) {
+        self.inner.stopping.store(true, Ordering::Relaxed);
+        self.inner.wake.notify_one();
+        if let Some(task) = self
+            .task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
+        self.inner
+            .runs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .abort_all();
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.abort();
+    }
+}
+
+async fn tick_loop(inner: Arc<Inner>) {
+    let tick = Duration::from_millis(inner.config.tick_ms);
+    let grace_ms = i64::try_from(inner.config.grace_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let lease_ms = lease_ms(&inner.config);
+    loop {
+        if inner.stopping.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Err(e) = schedules::fire_due(&inner.store, now_ms(), grace_ms).await {
+            tracing::error!(error = %e, "firing schedules failed");
+        }
+        loop {
+            let active = {
+                let mut set = inner
+                    .runs
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                while set.try_join_next().is_some() {}
+                set.len()
+            };
+            if active >= inner.config.concurrent_runs as usize {
+                break;
+            }
+            match runs::claim(&inner.store, &inner.owner, lease_ms, now_ms()).await {
+                Ok(Some(run)) => {
+                    let task_inner = inner.clone();
+                    inner
+                        .runs
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .spawn(async move {
+                            let id = run.id;
+                            if let Err(e) = drive(&task_inner, run).await {
+                                tracing::error!(run = id, error = %e, "push run stopped; it resumes when its claim runs out");
+                            }
+                            // A slot is free: look for more work at once.
+                            task_inner.wake.notify_one();
+                        });
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming push runs failed");
+                    break;
+                }
+            }
+        }
+        tokio::select! {
+            () = inner.wake.notified() => {}
+            () = tokio::time::sleep(tick) => {}
+        }
+    }
+}
+
+fn lease_ms(config: &ScheduleConfig) -> i64 {
+    i64::try_from(config.lease_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+/// Take a claimed run as far as it can go: bulletin (once), then batches until
+/// done, paused, or no longer ours.
+async fn drive(inner: &Inner, run: Run) -> Result<(), ScheduleError> {
+    let store = &inner.store;
+    let owner = inner.owner.as_str();
+    let config = &inner.config;
+    let now = now_ms();
+    let resume_ms =
+        i64::try_from(config.resume_within_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    if now.saturating_sub(run.fire_at.max(run.created_at)) > resume_ms {
+        runs::finish(
+            store,
+            run.id,
+            owner,
+            "expired",
+            Some(&format!(
+                "not finished within {} s of its firing ([schedule] resume_within_secs); the rest was not sent",
+                config.resume_within_secs
+            )),
+        )
+        .await?;
+        return Ok(());
+    }
+    let recheck_ms =
+        i64::try_from(config.paused_recheck_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    if let Err(reason) = hooks::may_send(inner, run.partner_id, run.service_id).await? {
+        runs::pause(store, run.id, owner, &reason, recheck_ms).await?;
+        tracing::info!(run = run.id, %reason, "push run paused");
+        return Ok(());
+    }
+    let Some(service) = hooks::service(inner, run.service_id).await? else {
+        runs::finish(
+            store,
+            run.id,
+            owner,
+            "failed",
+            Some("the service has no approved terms"),
+        )
+        .await?;
+        return Ok(());
+    };
+
+    let (content, blocked, high_water) = match (&run.content, run.high_water) {
+        (Some(json), Some(high_water)) => {
+            let content: BulletinContent =
+                serde_json::from_str(json).map_err(|e| ScheduleError::Corrupt(e.to_string()))?;
+            let mut blocked: Vec<String> = run
+                .blocked_variants
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| ScheduleError::Corrupt(e.to_string()))?
+                .unwrap_or_default();
+            // Resumed: the policy may have changed meanwhile (a suspension is often
+            // about content), so the variants still allowed are checked again.
+            let before = blocked.len();
+            for (key, text) in variant_texts(&content) {
+                if !blocked.contains(&key)
+                    && let Err(reason) =
+                        hooks::check_content(inner, &service, run.module_version_id, text).await?
+                {
+                    tracing::warn!(run = run.id, variant = %key, %reason, "bulletin variant refused by policy on resume");
+                    blocked.push(key);
+                }
+            }
+            if blocked.len() != before {
+                let json = serde_json::to_string(&blocked).unwrap_or_default();
+                runs::store_blocked(store, run.id, owner, &json).await?;
+            }
+            (content, blocked, high_water)
+        }
+        _ => match prepare(inner, &run, &service).await? {
+            Some(prepared) => prepared,
+            None => return Ok(()),
+        },
+    };
+
+    let plan = Plan::new(
+        run.id,
+        owner.to_string(),
+        service.terms.clone(),
+        &content,
+        &blocked,
+        high_water,
+        config.batch,
+        lease_ms(config),
+        i64::try_from(inner.relay.config().validity_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+    );
+    loop {
+        if inner.stopping.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let now = now_ms();
+        let time = BatchTime {
+            now,
+            release_at: hooks::release_at(inner, now),
+            month: hooks::month_key(now),
+            day: hooks::day_key(now),
+        };
+        let compliance = inner.relay.compliance();
+        match fanout::step(store, inner.relay.routes(), compliance, &plan, &time).await? {
+            Step::Lost => return Ok(()),
+            Step::Blocked(reason) => {
+                runs::pause(store, run.id, owner, &reason, recheck_ms).await?;
+                tracing::info!(run = run.id, %reason, "push run paused mid-fan-out; its cursor is kept");
+                return Ok(());
+            }
+            Step::More(_) => hooks::wake_relay(inner),
+            Step::Done(_) => {
+                hooks::wake_relay(inner);
+                runs::finish(store, run.id, owner, "completed", None).await?;
+                tracing::info!(run = run.id, "push run completed");
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Every text of a bulletin with the key it has in `blocked_variants`.
+fn variant_texts(content: &BulletinContent) -> Vec<(String, &str)> {
+    match content {
+        BulletinContent::Single { text } => vec![(fanout::SINGLE_KEY.to_string(), text.as_str())],
+        BulletinContent::Keyed {
+            variants, fallback, ..
+        } => variants
+            .iter()
+            .map(|(k, t)| (k.clone(), t.as_str()))
+            .chain(
+                fallback
+                    .as_deref()
+                    .map(|t| (fanout::FALLBACK_KEY.to_string(), t)),
+            )
+            .collect(),
+    }
+}
+
+/// The bulletin with the texts of `signed` (by variant key) in place.
+fn with_texts(content: BulletinContent, signed: &HashMap<String, String>) -> BulletinContent {
+    let pick = |key: &str, text: String| signed.get(key).cloned().unwrap_or(text);
+    match content {
+        BulletinContent::Single { text } => BulletinContent::Single {
+            text: pick(fanout::SINGLE_KEY, text),
+        },
+        BulletinContent::Keyed {
+            attribute,
+            variants,
+            fallback,
+        } => BulletinContent::Keyed {
+            attribute,
+            variants: variants
+                .into_iter()
+                .map(|(k, t)| {
+                    let t = pick(&k, t);
+                    (k, t)
+                })
+                .collect(),
+            fallback: fallback.map(|t| pick(fanout::FALLBACK_KEY, t)),
+        },
+    }
+}
+
+/// Call the module's `bulletin` (once per run), check every variant against the
+/// content policy, and store both with the run. None: the run ended or is not ours.
+async fn prepare(
+    inner: &Inner,
+    run: &Run,
+    service: &hooks::Service,
+) -> Result<Option<(BulletinContent, Vec<String>, i64)>, ScheduleError> {
+    let store = &inner.store;
+    let owner = inner.owner.as_str();
+    let fail = |reason: String| async move {
+        tracing::warn!(run = run.id, %reason, "push run failed");
+        runs::finish(store, run.id, owner, "failed", Some(&reason)).await
+    };
+    let Some(module) = service.module() else {
+        fail("the service has no module to write its bulletin".into()).await?;
+        return Ok(None);
+    };
+    let partner: Option<Partner> = sqlx::query_as(
+        "SELECT id, name, display_name, status, created_at FROM partners WHERE id = $1",
+    )
+    .bind(run.partner_id)
+    .fetch_optional(store.pool())
+    .await?;
+    let Some(partner) = partner else {
+        fail(format!("no partner {}", run.partner_id)).await?;
+        return Ok(None);
+    };
+    let version: Option<(Option<i64>,)> =
+        sqlx::query_as("SELECT active_version_id FROM modules WHERE partner_id = $1 AND name = $2")
+            .bind(partner.id)
+            .bind(module)
+            .fetch_optional(store.pool())
+            .await?;
+    let module_version_id = version.and_then(|(v,)| v);
+    let request = BulletinRequest {
+        service: service.code().to_string(),
+        push_id: format!("run-{}", run.id),
+        date: run.push_date.clone(),
+    };
+    let outcome = match inner.registry.bulletin(&partner, module, &request).await {
+        Ok(outcome) => outcome,
+        Err(RegistryError::Store(e)) => return Err(e.into()),
+        Err(e) => {
+            fail(format!("module `{module}`: {e}")).await?;
+            return Ok(None);
+        }
+    };
+    let content = match outcome.result {
+        Ok(content) => content,
+        Err(e) if e.is_module_fault() => {
+            fail(format!("module `{module}` failed its bulletin: {e}")).await?;
+            return Ok(None);
+        }
+        // Not the module's fault (no free instance slot…): try again later.
+        Err(e) => return Err(ScheduleError::Invalid(format!("bulletin call: {e}"))),
+    };
+    // Each variant is checked and kept as it will be sent (signed).
+    let mut blocked = Vec::new();
+    let mut signed = HashMap::new();
+    for (key, text) in variant_texts(&content) {
+        match hooks::check_content(inner, service, module_version_id, text).await? {
+            Ok(text) => {
+                signed.insert(key, text);
+            }
+            Err(reason) => {
+                tracing::warn!(run = run.id, variant = %key, %reason, "bulletin variant refused by policy");
+                blocked.push(key);
+            }
+        }
+    }
+    let content = with_texts(content, &signed);
+    let variants = match &content {
+        BulletinContent::Single { .. } => 1,
+        BulletinContent::Keyed { variants, .. } => variants.len(),
+    };
+    let prepared = runs::Prepared {
+        content_json: serde_json::to_string(&content)
+            .map_err(|e| ScheduleError::Corrupt(e.to_string()))?,
+        blocked_json: serde_json::to_string(&blocked)
+            .map_err(|e| ScheduleError::Corrupt(e.to_string()))?,
+        module_version_id,
+        variants: i64::try_from(variants).unwrap_or(i64::MAX),
+    };
+    match runs::store_prepared(store, run, owner, &prepared).await? {
+        Some(high_water) => Ok(Some((content, blocked, high_water))),
+        None => Ok(None),
+    }
+}

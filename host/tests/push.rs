@@ -1,0 +1,778 @@
+//! Scheduled pushes end to end (R-8.3, R-8.4, R-3.2, R-1.3): a real compiled module
+//! writes the bulletin, the scheduler fans it out to the active subscriptions, the
+//! relay sends it over SMPP to the SMSC simulator, receipts come back; schedules and
+//! runs through the HTTP API with partners kept apart (R-7.1). SQLite and PostgreSQL.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "common/bulk.rs"]
+mod bulk;
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tongdao::api::{self, AppState};
+use tongdao::compliance::Compliance;
+use tongdao::config::{ConcatMode, OperatorConfig, RelayConfig, ScheduleConfig};
+use tongdao::mo::DialogueConfig;
+use tongdao::modules::Registry;
+use tongdao::partners::{self, Partner};
+use tongdao::relay::Relay;
+use tongdao::runtime::BulletinRequest;
+use tongdao::schedule::{Scheduler, runs, schedules};
+use tongdao::store::{Store, now_ms};
+use tongdao_smpp::sim::{Sim, SimConfig, SimHandle};
+
+const ADMIN_KEY: &str = "push-test-admin-key-0123";
+const FIRST_NUMBER: i64 = 13_800_000_000;
+
+fn operator(sim: &SimHandle) -> OperatorConfig {
+    OperatorConfig {
+        name: "mobile".into(),
+        address: sim.local_addr().to_string(),
+        system_id: "td".into(),
+        password: "pw".into(),
+        system_type: String::new(),
+        binds: 2,
+        window: 50,
+        tps: 0,
+        prefixes: vec!["13".into()],
+        source_addr: "10661234".into(),
+        concat: ConcatMode::Udh,
+    }
+}
+
+fn schedule_config() -> ScheduleConfig {
+    ScheduleConfig {
+        tick_ms: 100,
+        batch: 500,
+        lease_secs: 5,
+        ..ScheduleConfig::default()
+    }
+}
+
+/// The platform pieces a push goes through, with the HTTP API on loopback.
+struct Rig {
+    store: Store,
+    registry: Arc<Registry>,
+    scheduler: Arc<Scheduler>,
+    relay: Arc<Relay>,
+    base: String,
+    http: reqwest::Client,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Rig {
+    async fn start(store: &Store, sim: Option<&SimHandle>, schedule: ScheduleConfig) -> Self {
+        Self::start_with(store, sim, schedule, common::relay_compliance(store)).await
+    }
+
+    async fn start_with(
+        store: &Store,
+        sim: Option<&SimHandle>,
+        schedule: ScheduleConfig,
+        compliance: Compliance,
+    ) -> Self {
+        let registry = Arc::new(common::registry(store));
+        let operators: Vec<OperatorConfig> = sim.map(operator).into_iter().collect();
+        let relay = Arc::new(Relay::start(
+            store.clone(),
+            RelayConfig {
+                retry_initial_ms: 50,
+                retry_max_ms: 500,
+                lease_secs: 5,
+                ..RelayConfig::default()
+            },
+            &operators,
+            compliance,
+        ));
+        let dialogue = DialogueConfig::default();
+        let scheduler = Arc::new(
+            Scheduler::start(
+                store.clone(),
+                registry.clone(),
+                relay.clone(),
+                schedule,
+                dialogue.short_code.clone(),
+            )
+            .unwrap(),
+        );
+        let app = api::router(
+            AppState {
+                store: store.clone(),
+                registry: registry.clone(),
+                relay: relay.clone(),
+                scheduler: scheduler.clone(),
+                admin_key_hash: partners::hash_key(ADMIN_KEY),
+                max_module_bytes: 4 << 20,
+                dialogue,
+            },
+            1 << 20,
+        );
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            store: store.clone(),
+            registry,
+            scheduler,
+            relay,
+            base,
+            http: reqwest::Client::new(),
+            server,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let url = format!("{}{path}", self.base);
+        let req = match method {
+            "GET" => self.http.get(url),
+            "POST" => self.http.post(url),
+            "PATCH" => self.http.patch(url),
+            "DELETE" => self.http.delete(url),
+            other => panic!("method {other}"),
+        }
+        .bearer_auth(key);
+        let req = match body {
+            Some(b) => req.json(&b),
+            None => req,
+        };
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn stop(self) {
+        self.scheduler.stop().await;
+        self.relay.stop();
+        self.server.abort();
+    }
+}
+
+/// A partner with the horoscope module uploaded through the registry, and its key.
+async fn horoscope_partner(rig: &Rig, name: &str) -> (Partner, String) {
+    let (partner, key) = partners::create(&rig.store, name, name).await.unwrap();
+    rig.registry
+        .upload(&partner, &common::guest("horoscope"), "test")
+        .await
+        .unwrap();
+    (partner, key.key)
+}
+
+/// Wait until the run is final and every MT it queued is final; returns the run view.
+async fn wait_run_done(rig: &Rig, key: &str, run_id: i64, timeout: Duration) -> Value {
+    let started = Instant::now();
+    loop {
+        let (status, view) = rig
+            .call("GET", &format!("/v1/runs/{run_id}"), key, None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{view}");
+        let finished = runs::FINAL.contains(&view["status"].as_str().unwrap_or(""));
+        let d = &view["delivery"];
+        if finished && d["pending"] == 0 {
+            return view;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "run {run_id} not done after {timeout:?}: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The horoscope's text per sign for `date`, asked of the module directly.
+async fn expected_texts(rig: &Rig, partner: &Partner, date: &str) -> HashMap<String, String> {
+    let outcome = rig
+        .registry
+        .bulletin(
+            partner,
+            "horoscope",
+            &BulletinRequest {
+                service: "XZ".into(),
+                push_id: "expected".into(),
+                date: date.into(),
+            },
+        )
+        .await
+        .unwrap();
+    let content = outcome.result.unwrap();
+    bulk::SIGNS
+        .iter()
+        .map(|s| {
+            (
+                s.to_string(),
+                content.text_for(Some(s)).unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_now_to_10000_subscribers_each_gets_its_own_variant_once() {
+    for db in common::stores().await {
+        let sim = Sim::start(SimConfig {
+            dlr_delay: Duration::from_millis(5),
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let rig = Rig::start(&db.store, Some(&sim), schedule_config()).await;
+        let (partner, key) = horoscope_partner(&rig, "stars").await;
+        let service = bulk::approved_service(&db.store, partner.id, "XZ", "horoscope").await;
+        let n = 10_000;
+        bulk::subscribers(&db.store, partner.id, service, FIRST_NUMBER, n).await;
+
+        // R-8.4: "push now" through the API; the run is queued and answered at once.
+        let (status, run) = rig
+            .call("POST", &format!("/v1/services/{service}/push"), &key, None)
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+        let run_id = run["id"].as_i64().unwrap();
+        let view = wait_run_done(&rig, &key, run_id, Duration::from_secs(240)).await;
+        assert_eq!(view["status"], "completed", "{} {view}", db.name);
+        for (counter, value) in [
+            ("subscribers", n),
+            ("variants", 12),
+            ("queued", n),
+            ("blocked", 0),
+            ("held", 0),
+            ("skipped", 0),
+        ] {
+            assert_eq!(view[counter], value, "{} {counter}: {view}", db.name);
+        }
+        assert_eq!(view["delivery"]["sent"], n, "{view}");
+        assert_eq!(view["delivery"]["delivered"], n, "{view}");
+        assert_eq!(view["delivery"]["failed"], 0, "{view}");
+
+        // Each subscriber received exactly its sign's text, once, at the SMSC.
+        let date = view["push_date"].as_str().unwrap().to_string();
+        let expected = expected_texts(&rig, &partner, &date).await;
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for message in sim.messages() {
+            let i = message.destination_addr.parse::<i64>().unwrap() - FIRST_NUMBER;
+            assert_eq!(
+                message.text,
+                expected[bulk::sign(i)],
+                "{}: subscriber {i} got another sign's text",
+                db.name
+            );
+            *seen.entry(message.destination_addr).or_default() += 1;
+        }
+        assert_eq!(
+            seen.len(),
+            n as usize,
+            "{}: every subscriber got it",
+            db.name
+        );
+        assert!(
+            seen.values().all(|&c| c == 1),
+            "{}: someone got it twice",
+            db.name
+        );
+
+        // The outbox rows carry their basis and run (R-3.2): one per subscription.
+        let (rows, distinct, basis_ok): (i64, i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COUNT(DISTINCT subscription_id),
+                SUM(CASE WHEN basis = 'subscription' AND service_id = $2 AND partner_id = $3 THEN 1 ELSE 0 END)
+             FROM messages WHERE push_run_id = $1",
+        )
+        .bind(run_id)
+        .bind(service)
+        .bind(partner.id)
+        .fetch_one(db.store.pool())
+        .await
+        .unwrap();
+        assert_eq!((rows, distinct, basis_ok), (n, n, n), "{}", db.name);
+        // Counted for the caps: one MT per subscription this month, n for the partner today.
+        let (usage,): (i64,) =
+            sqlx::query_as("SELECT CAST(SUM(messages) AS BIGINT) FROM subscription_usage")
+                .fetch_one(db.store.pool())
+                .await
+                .unwrap();
+        assert_eq!(usage, n, "{}", db.name);
+        eprintln!("{}: push to {n} subscribers delivered, each once", db.name);
+        rig.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_api_validates_input_and_keeps_partners_apart() {
+    for db in common::stores().await {
+        let rig = Rig::start(&db.store, None, schedule_config()).await;
+        let (alice, alice_key) = horoscope_partner(&rig, "alice").await;
+        let (bob, bob_key) = horoscope_partner(&rig, "bob").await;
+        let service = bulk::approved_service(&db.store, alice.id, "XZ", "horoscope").await;
+        let bobs = bulk::approved_service(&db.store, bob.id, "BB", "horoscope").await;
+        let path = format!("/v1/services/{service}/schedules");
+
+        // Create, list, read, change, delete.
+        let (status, created) = rig
+            .call(
+                "POST",
+                &path,
+                &alice_key,
+                Some(json!({"cron": "0 8 * * *", "missed": "skip"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{}: {created}", db.name);
+        assert_eq!(created["kind"], "cron");
+        assert_eq!(created["time_zone"], "Asia/Shanghai");
+        assert_eq!(created["missed"], "skip");
+        assert!(created["next_fire_at"].as_i64().unwrap() > now_ms());
+        let id = created["id"].as_i64().unwrap();
+        let (status, list) = rig.call("GET", &path, &alice_key, None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(list["schedules"].as_array().unwrap().len(), 1);
+        let (status, changed) = rig
+            .call(
+                "PATCH",
+                &format!("/v1/schedules/{id}"),
+                &alice_key,
+                Some(json!({"cron": "30 7 * * MON-FRI", "missed": "run-once", "enabled": false})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{changed}");
+        assert_eq!(changed["cron"], "30 7 * * MON-FRI");
+        assert_eq!(changed["enabled"], false);
+        let at = "2099-01-01T08:00:00+08:00";
+        let (status, once) = rig
+            .call("POST", &path, &alice_key, Some(json!({"at": at})))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{once}");
+        assert_eq!(once["kind"], "once");
+        assert_eq!(once["next_fire_at"], 4_070_908_800_000_i64);
+
+        // Bad input: each with its code.
+        for (body, code) in [
+            (json!({"cron": "61 * * * *"}), "invalid-cron"),
+            (json!({"cron": "every morning"}), "invalid-cron"),
+            (json!({"cron": "0 0 30 2 *"}), "invalid-cron"),
+            (json!({}), "invalid-schedule"),
+            (json!({"cron": "0 8 * * *", "at": at}), "invalid-schedule"),
+            (json!({"at": "2001-01-01T08:00"}), "invalid-time"),
+            (json!({"at": "soon"}), "invalid-time"),
+            (
+                json!({"cron": "0 8 * * *", "time_zone": "Mars/Base"}),
+                "invalid-time-zone",
+            ),
+            (
+                json!({"cron": "0 8 * * *", "missed": "maybe"}),
+                "invalid-missed-policy",
+            ),
+        ] {
+            let (status, error) = rig
+                .call("POST", &path, &alice_key, Some(body.clone()))
+                .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {error}");
+            assert_eq!(error["error"]["code"], code, "{body}: {error}");
+        }
+        let (status, error) = rig
+            .call(
+                "POST",
+                &path,
+                &alice_key,
+                Some(json!({"cron": "0 8 * * *", "colour": "red"})),
+            )
+            .await;
+        assert!(status.is_client_error(), "{error}");
+
+        // R-7.1: another partner's service, schedule and run are not there at all.
+        let (status, error) = rig
+            .call(
+                "GET",
+                &format!("/v1/services/{service}/schedules"),
+                &bob_key,
+                None,
+            )
+            .await;
+        assert_eq!(
+            (status, &error["error"]["code"]),
+            (StatusCode::NOT_FOUND, &json!("not-found"))
+        );
+        for (method, path) in [
+            ("POST", format!("/v1/services/{service}/schedules")),
+            ("POST", format!("/v1/services/{service}/push")),
+            ("GET", format!("/v1/services/{service}/runs")),
+            ("GET", format!("/v1/schedules/{id}")),
+            ("PATCH", format!("/v1/schedules/{id}")),
+            ("DELETE", format!("/v1/schedules/{id}")),
+            ("GET", "/v1/services/999999/schedules".to_string()),
+            ("POST", "/v1/services/999999/push".to_string()),
+        ] {
+            let body =
+                (method != "GET" && method != "DELETE").then(|| json!({"cron": "0 9 * * *"}));
+            let (status, error) = rig.call(method, &path, &bob_key, body).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {error}");
+        }
+        let (status, error) = rig
+            .call("GET", "/v1/services/xyz/runs", &bob_key, None)
+            .await;
+        assert_eq!(
+            (status, &error["error"]["code"]),
+            (StatusCode::BAD_REQUEST, &json!("invalid-id"))
+        );
+        // Bob's own service works for Bob; a run of Alice's is not his to see.
+        let (status, _) = rig
+            .call(
+                "GET",
+                &format!("/v1/services/{bobs}/schedules"),
+                &bob_key,
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, run) = rig
+            .call(
+                "POST",
+                &format!("/v1/services/{service}/push"),
+                &alice_key,
+                Some(json!({"date": "2026-05-01"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+        let run_id = run["id"].as_i64().unwrap();
+        assert_eq!(run["push_date"], "2026-05-01");
+        for path in [
+            format!("/v1/runs/{run_id}"),
+            format!("/v1/runs/{run_id}/cancel"),
+        ] {
+            let method = if path.ends_with("cancel") {
+                "POST"
+            } else {
+                "GET"
+            };
+            let (status, _) = rig.call(method, &path, &bob_key, None).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        }
+        let (status, error) = rig
+            .call(
+                "POST",
+                &format!("/v1/services/{service}/push"),
+                &alice_key,
+                Some(json!({"date": "May 1st"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+        // The admin reaches everyone's.
+        let (status, runs_list) = rig
+            .call(
+                "GET",
+                &format!("/v1/services/{service}/runs"),
+                ADMIN_KEY,
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(!runs_list["runs"].as_array().unwrap().is_empty());
+
+        let (status, _) = rig
+            .call("DELETE", &format!("/v1/schedules/{id}"), &alice_key, None)
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let (status, _) = rig
+            .call("GET", &format!("/v1/schedules/{id}"), &alice_key, None)
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        rig.stop().await;
+    }
+}
+
+/// Downtime (R-8.4): a schedule whose firing is found long past its time runs once
+/// late under `run-once` (earlier missed firings collapse into it) and is recorded
+/// as skipped under `skip`; either way the next firing is in the future. Also: a
+/// firing is turned into a run once, however often it is looked at.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missed_firings_run_once_late_or_are_skipped() {
+    for db in common::stores().await {
+        let store = &db.store;
+        let partner = common::partner(store, "late").await;
+        let service = bulk::approved_service(store, partner.id, "LT", "horoscope").await;
+        let mut ids = HashMap::new();
+        for policy in [schedules_policy("run-once"), schedules_policy("skip")] {
+            let schedule = schedules::create(
+                store,
+                partner.id,
+                service,
+                schedules::ScheduleInput {
+                    cron: Some("0 8 * * *".into()),
+                    missed: Some(policy),
+                    ..Default::default()
+                },
+                "Asia/Shanghai",
+                "test",
+            )
+            .await
+            .unwrap();
+            ids.insert(policy.as_str(), schedule.id);
+        }
+        // The platform was down for three days: the stored next firing is old.
+        let day = 86_400_000;
+        let now = now_ms();
+        let due = schedules::get(store, ids["skip"])
+            .await
+            .unwrap()
+            .next_fire_at
+            .unwrap()
+            - 4 * day;
+        sqlx::query("UPDATE push_schedules SET next_fire_at = $1")
+            .bind(due)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let created = schedules::fire_due(store, now, 300_000).await.unwrap();
+        assert_eq!(created.len(), 1, "{}: one late run (run-once)", db.name);
+        // Looking again changes nothing: each firing is one run.
+        assert!(
+            schedules::fire_due(store, now, 300_000)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let late = runs::get(store, created[0]).await.unwrap();
+        assert_eq!(late.schedule_id, Some(ids["run-once"]));
+        assert_eq!(late.status, "pending");
+        assert!(
+            late.fire_at > due + 2 * day,
+            "the latest missed firing, not the first"
+        );
+        assert!(late.late_ms > 0);
+        let skipped: Vec<runs::Run> = runs::list(store, service, None, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.schedule_id == Some(ids["skip"]))
+            .collect();
+        assert_eq!(skipped.len(), 1, "{}", db.name);
+        assert_eq!(skipped[0].status, "skipped");
+        assert!(skipped[0].reason.as_deref().unwrap().contains("skip"));
+        for id in ids.values() {
+            let s = schedules::get(store, *id).await.unwrap();
+            assert!(
+                s.next_fire_at.unwrap() > now,
+                "{}: next firing in the future",
+                db.name
+            );
+        }
+    }
+}
+
+fn schedules_policy(s: &str) -> tongdao::schedule::MissedPolicy {
+    tongdao::schedule::MissedPolicy::parse(s).unwrap()
+}
+
+/// Wait until the run reaches `status`.
+async fn wait_status(store: &Store, run_id: i64, status: &str) -> runs::Run {
+    let started = Instant::now();
+    loop {
+        let run = runs::get(store, run_id).await.unwrap();
+        if run.status == status {
+            return run;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "run never became {status}: {run:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// R-8.4: a push fanned out during quiet hours is queued at once but may leave
+/// only when the window ends: every MT's next attempt is the window's end, its
+/// validity counts from there, and the SMSC sees nothing meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_hours_hold_a_pushed_bulletin_until_the_window_ends() {
+    for db in common::stores().await {
+        let sim = Sim::start(SimConfig::default()).await.unwrap();
+        // A window from an hour ago to two hours ahead, local time.
+        let local = tongdao::clock::local_seconds_of_day(now_ms());
+        let hhmm = |s: i64| {
+            let s = s.rem_euclid(86_400);
+            format!("{:02}:{:02}", s / 3600, s / 60 % 60)
+        };
+        let compliance = Compliance::new(
+            db.store.clone(),
+            tongdao::compliance::ComplianceConfig {
+                quiet_hours: format!("{}-{}", hhmm(local - 3600), hhmm(local + 7200)),
+                signature: tongdao::compliance::settings::SignatureMode::Off,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let release = compliance.push_release_at(now_ms());
+        assert!(release > now_ms() + 3_600_000, "the window is open now");
+        let rig = Rig::start_with(&db.store, Some(&sim), schedule_config(), compliance).await;
+        let (partner, key) = horoscope_partner(&rig, "night").await;
+        let service = bulk::approved_service(&db.store, partner.id, "XZ", "horoscope").await;
+        let n = 600;
+        bulk::subscribers(&db.store, partner.id, service, FIRST_NUMBER, n).await;
+
+        let (status, run) = rig
+            .call("POST", &format!("/v1/services/{service}/push"), &key, None)
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+        let run_id = run["id"].as_i64().unwrap();
+        let run = wait_status(&db.store, run_id, "completed").await;
+        assert_eq!((run.queued, run.release_at), (n, Some(release)), "{run:?}");
+
+        let validity = 36_000_000; // [relay] validity_secs default, in ms
+        let (rows, held_to_release, valid_after): (i64, i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*),
+                SUM(CASE WHEN status = 'queued' AND next_attempt_at = $2 THEN 1 ELSE 0 END),
+                SUM(CASE WHEN expires_at = $3 THEN 1 ELSE 0 END)
+             FROM messages WHERE push_run_id = $1",
+        )
+        .bind(run_id)
+        .bind(release)
+        .bind(release + validity)
+        .fetch_one(db.store.pool())
+        .await
+        .unwrap();
+        assert_eq!(
+            (rows, held_to_release, valid_after),
+            (n, n, n),
+            "{}",
+            db.name
+        );
+        let (quiet_events,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM message_events e JOIN messages m ON m.id = e.message_id
+             WHERE m.push_run_id = $1 AND e.detail LIKE '%quiet hours%'",
+        )
+        .bind(run_id)
+        .fetch_one(db.store.pool())
+        .await
+        .unwrap();
+        assert_eq!(quiet_events, n, "the history says why they wait");
+        // The binds poll and find nothing due.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            sim.stats().accepted,
+            0,
+            "{}: sent during quiet hours",
+            db.name
+        );
+        let (_, view) = rig
+            .call("GET", &format!("/v1/runs/{run_id}"), &key, None)
+            .await;
+        assert_eq!(view["delivery"]["pending"], n, "{view}");
+        assert_eq!(view["delivery"]["sent"], 0, "{view}");
+        rig.stop().await;
+    }
+}
+
+/// R-3.5: suspending the partner in the middle of a fan-out stops it at a batch
+/// boundary: the run pauses with its cursor, what it had queued is held, "push
+/// now" is refused. On resume the held MTs are released and the run goes on from
+/// its cursor: every subscriber gets the bulletin exactly once in the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspension_pauses_a_run_mid_fan_out_and_resume_completes_it_once() {
+    for db in common::stores().await {
+        let sim = Sim::start(SimConfig {
+            dlr_delay: Duration::from_millis(5),
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let compliance = common::relay_compliance(&db.store);
+        let schedule = ScheduleConfig {
+            batch: 25,
+            paused_recheck_secs: 1,
+            ..schedule_config()
+        };
+        let rig = Rig::start_with(&db.store, Some(&sim), schedule, compliance.clone()).await;
+        let (partner, key) = horoscope_partner(&rig, "pause").await;
+        let service = bulk::approved_service(&db.store, partner.id, "XZ", "horoscope").await;
+        let n = 5_000;
+        bulk::subscribers(&db.store, partner.id, service, FIRST_NUMBER, n).await;
+
+        let (status, run) = rig
+            .call("POST", &format!("/v1/services/{service}/push"), &key, None)
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+        let run_id = run["id"].as_i64().unwrap();
+        let started = Instant::now();
+        while runs::get(&db.store, run_id).await.unwrap().queued < 100 {
+            assert!(started.elapsed() < Duration::from_secs(60), "no fan-out");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        compliance
+            .suspend_partner(partner.id, "admin", "test: content complaint")
+            .await
+            .unwrap();
+        let paused = wait_status(&db.store, run_id, "paused").await;
+        assert!(
+            paused.queued < n,
+            "{}: the suspension came too late to test anything",
+            db.name
+        );
+        assert!(
+            paused.reason.as_deref().unwrap().contains("suspended"),
+            "{paused:?}"
+        );
+        // Nothing of the partner stays queued: the run's MTs are held or were sent.
+        let (queued,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM messages WHERE push_run_id = $1 AND status = 'queued'",
+        )
+        .bind(run_id)
+        .fetch_one(db.store.pool())
+        .await
+        .unwrap();
+        assert_eq!(queued, 0, "{}", db.name);
+        let (status, error) = rig
+            .call("POST", &format!("/v1/services/{service}/push"), &key, None)
+            .await;
+        assert_eq!(
+            (status, &error["error"]["code"]),
+            (StatusCode::CONFLICT, &json!("not-sendable")),
+            "{error}"
+        );
+        // Re-checked while suspended: still paused, cursor unchanged.
+        let started = Instant::now();
+        loop {
+            let run = runs::get(&db.store, run_id).await.unwrap();
+            assert_eq!(run.cursor_id, paused.cursor_id, "{run:?}");
+            if run.attempts > paused.attempts && run.status == "paused" {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "{run:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        compliance
+            .resume_partner(partner.id, "admin", "test: resolved")
+            .await
+            .unwrap();
+        let view = wait_run_done(&rig, &key, run_id, Duration::from_secs(180)).await;
+        assert_eq!(view["status"], "completed", "{view}");
+        assert_eq!(view["queued"], n, "{view}");
+        assert_eq!(view["delivery"]["delivered"], n, "{view}");
+        let per_destination = sim.per_destination();
+        assert_eq!(per_destination.len(), n as usize, "{}", db.name);
+        assert!(
+            per_destination.values().all(|&c| c == 1),
+            "{}: twice",
+            db.name
+        );
+        eprintln!(
+            "{}: paused at {} of {n} queued; resumed from the cursor; {n} delivered once each",
+            db.name, paused.queued
+        );
+        rig.stop().await;
+    }
+}
