@@ -255,6 +255,13 @@ impl Platform {
                 ),
             ),
         ];
+        // Jokes every minute and horoscopes every ten, so pushes flow while you
+        // watch; the paid quiz once a day, as a real one would.
+        let crons = [
+            ("XZ", "*/10 * * * *"),
+            ("DT", "0 9 * * *"),
+            ("XH", "* * * * *"),
+        ];
         for (code, module, terms) in demo {
             if existing.iter().any(|s| s.code == code) {
                 continue;
@@ -278,7 +285,23 @@ impl Platform {
                 "example service of serve --demo",
             )
             .await?;
-            tracing::info!(service = code, "demo service approved");
+            let cron = crons
+                .iter()
+                .find(|(c, _)| *c == code)
+                .map(|(_, cron)| cron.to_string());
+            crate::schedule::schedules::create(
+                &self.store,
+                partner.id,
+                view.id,
+                crate::schedule::schedules::ScheduleInput {
+                    cron,
+                    ..Default::default()
+                },
+                self.scheduler.default_time_zone(),
+                "demo",
+            )
+            .await?;
+            tracing::info!(service = code, "demo service approved and scheduled");
         }
         Ok(())
     }
@@ -350,31 +373,29 @@ async fn demo_operators(config: &mut Config) -> anyhow::Result<tongdao_smpp::sim
 
 /// Simulated handsets that subscribe to the demo services the way users do: by
 /// texting a keyword to the service's number (and `Y` for the paid one).
-fn demo_users(sim: &tongdao_smpp::sim::SimHandle, short_code: &str) {
-    let mut sent = 0;
+fn demo_users(sim: Arc<tongdao_smpp::sim::SimHandle>, short_code: &str) {
+    let jokes = format!("{short_code}03");
+    let horoscope = format!("{short_code}01");
     for i in 1..=5 {
-        sent += usize::from(
-            sim.send_mo(
-                &format!("1380013800{i}"),
-                &format!("{short_code}03"),
-                "笑话",
-            )
-            .is_ok(),
-        );
+        let _ = sim.send_mo(&format!("1380013800{i}"), &jokes, "笑话");
     }
     for i in 1..=3 {
-        let user = format!("1300013000{i}");
-        let number = format!("{short_code}01");
-        sent += usize::from(sim.send_mo(&user, &number, "星座").is_ok());
-        sent += usize::from(sim.send_mo(&user, &number, "Y").is_ok());
+        let _ = sim.send_mo(&format!("1300013000{i}"), &horoscope, "星座");
     }
-    println!("demo: {sent} MOs from simulated handsets (subscribing to XH and XZ)");
+    // A user answers the confirmation request after reading it, not before.
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        for i in 1..=3 {
+            let _ = sim.send_mo(&format!("1300013000{i}"), &horoscope, "Y");
+        }
+    });
+    println!("demo: simulated handsets subscribe to XH (笑话) and XZ (星座, then Y)");
 }
 
 /// Run the platform until Ctrl-C or SIGTERM.
 pub async fn serve(mut config: Config, demo: bool) -> anyhow::Result<()> {
     let simulator = if demo && config.operators.is_empty() {
-        Some(demo_operators(&mut config).await?)
+        Some(Arc::new(demo_operators(&mut config).await?))
     } else {
         None
     };
@@ -394,7 +415,7 @@ pub async fn serve(mut config: Config, demo: bool) -> anyhow::Result<()> {
     if demo {
         platform.install_demo().await?;
         if let Some(sim) = &simulator {
-            demo_users(sim, &config.dialogue.short_code);
+            demo_users(sim.clone(), &config.dialogue.short_code);
         }
     }
     let listener = TcpListener::bind(config.http.listen)
