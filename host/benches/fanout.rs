@@ -5,7 +5,8 @@
 //! process's peak RSS (VmHWM). Ends with one summary line for scripts:
 //! `fanout: subscribers=… queued_s=… delivered_s=… peak_rss_mb=…`.
 //!
-//! `cargo bench -p tongdao --bench fanout [-- N]`
+//! `cargo bench -p tongdao --bench fanout [-- N] [--queue-only]` (`--queue-only`:
+//! no operator binds, so only the fan-out is measured).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -29,11 +30,12 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(1_000_000);
+    let queue_only = std::env::args().any(|a| a == "--queue-only");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(run(n));
+    rt.block_on(run(n, queue_only));
 }
 
 /// Peak resident set size of this process, in MiB.
@@ -46,7 +48,7 @@ fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-async fn run(n: i64) {
+async fn run(n: i64, queue_only: bool) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::connect(
         &format!("sqlite://{}", dir.path().join("bench.db").display()),
@@ -88,7 +90,8 @@ async fn run(n: i64) {
         system_id: "bench".into(),
         password: "pw".into(),
         system_type: String::new(),
-        binds: 2,
+        // Routes stay; with no binds nothing is sent.
+        binds: if queue_only { 0 } else { 2 },
         window: 50,
         tps: 0,
         prefixes: vec!["13".into()],
@@ -142,6 +145,15 @@ async fn run(n: i64) {
         "all {n} MTs queued {queued_s:.2} s after the firing (peak RSS so far {:.0} MiB)",
         peak_rss_mb()
     );
+    if queue_only {
+        scheduler.stop().await;
+        relay.stop();
+        println!(
+            "fanout: subscribers={n} queued_s={queued_s:.2} delivered_s=- peak_rss_mb={:.0}",
+            peak_rss_mb()
+        );
+        return;
+    }
     // Receipts are acknowledged to the SMSC only once stored and matched.
     let mut last_report = Instant::now();
     let delivered_s = loop {

@@ -480,6 +480,31 @@ mod tests {
     }
 
     #[test]
+    fn schedule_settings_are_checked() {
+        Jail::expect_with(|jail| {
+            let config = load_in(jail, "[schedule]\nbatch = 500\nlease_secs = 10\n")
+                .map_err(|e| e.to_string())?;
+            assert_eq!(
+                (config.schedule.batch, config.schedule.lease_secs),
+                (500, 10)
+            );
+            assert_eq!(config.schedule.time_zone, "Asia/Shanghai");
+            for (toml, key) in [
+                ("[schedule]\nbatch = 0\n", "schedule"),
+                (
+                    "[schedule]\ntime_zone = \"Mars/Olympus\"\n",
+                    "schedule.time_zone",
+                ),
+                ("[schedule]\ntick = 5\n", "tick"),
+            ] {
+                let error = load_in(jail, toml).unwrap_err().to_string();
+                assert!(error.contains(key), "{toml}: {error}");
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
     fn a_missing_config_file_is_an_error() {
         Jail::expect_with(|_jail| {
             assert!(matches!(
