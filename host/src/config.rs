@@ -115,7 +115,9 @@ pub struct ScheduleConfig {
     pub enabled: bool,
     /// How often due schedules and claimable runs are looked for.
     pub tick_ms: u64,
-    /// Subscriptions fanned out per transaction.
+    /// Subscriptions fanned out per transaction. Large on purpose: on SQLite every
+    /// transaction queues for the one write lock behind the relay's, and SQLite's
+    /// busy handler waits in growing sleeps, so fewer, larger batches go faster.
     pub batch: u32,
     /// How long a run's claim holds without progress before another replica resumes it.
     pub lease_secs: u64,
@@ -138,7 +140,7 @@ impl Default for ScheduleConfig {
         Self {
             enabled: true,
             tick_ms: 1000,
-            batch: 2000,
+            batch: 10_000,
             lease_secs: 30,
             grace_secs: 300,
             resume_within_secs: 6 * 3600,
