@@ -2,6 +2,7 @@
 //! <key>`; errors are `{"error":{"code","message"}}` with the right status.
 
 mod auth;
+mod billing;
 mod content;
 mod error;
 mod messages;
@@ -56,6 +57,7 @@ pub fn router(state: AppState, max_json_bytes: usize) -> Router {
         .merge(messages::router())
         .merge(schedules::router())
         .merge(services::router())
+        .merge(billing::router())
         .layer(DefaultBodyLimit::max(max_json_bytes))
         // Module uploads are bigger than JSON bodies; their routes get their own limit.
         .merge(modules::router().layer(DefaultBodyLimit::max(upload_limit)))

@@ -15,12 +15,15 @@
 //! - [`relay`]: the durable outbox, SMPP links, receipts, MO intake.
 //! - [`clock`] and [`text`]: the platform calendar; text folding for matching.
 //! - [`content`]: the partners' content libraries that modules read.
+//! - [`billing`]: agreements, money terms, calendars, charge events.
+//! - [`settlement`]: monthly statements, reconciliation, obligations.
 //! - [`schedule`]: push schedules, runs claimed once, fan-out to subscribers.
 //! - [`api`]: the HTTP API (axum): auth, routes, JSON errors.
 //! - [`server`]: start-up: configuration to a running platform.
 //! - [`guests`]: the example modules built with the SDK, bundled for `serve --demo`.
 
 pub mod api;
+pub mod billing;
 pub mod clock;
 pub mod compliance;
 pub mod config;
@@ -35,6 +38,7 @@ pub mod runtime;
 pub mod schedule;
 pub mod server;
 pub mod services;
+pub mod settlement;
 pub mod store;
 pub mod subscriptions;
 pub mod text;

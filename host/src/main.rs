@@ -54,6 +54,20 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         timeout: u64,
     },
+    /// Print a partner's monthly statement from the store's records.
+    Statement {
+        /// Partner name.
+        #[arg(long)]
+        partner: String,
+        /// Billing month, YYYY-MM (Asia/Shanghai).
+        #[arg(long)]
+        month: String,
+        /// json, csv or html.
+        #[arg(long, default_value = "json")]
+        format: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Run the SMSC simulator: a real SMPP 3.4 server on loopback for demos and tests.
     SmscSim {
         #[arg(long, default_value = "127.0.0.1:2775")]
@@ -201,6 +215,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             });
         }
+        Command::Statement {
+            partner,
+            month,
+            format,
+            config,
+        } => {
+            let config = Config::load(config.as_deref())?;
+            print!("{}", statement(&config, &partner, &month, &format).await?);
+        }
         Command::SmscSim {
             listen,
             http,
@@ -274,4 +297,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A statement rendered from the configured store.
+async fn statement(
+    config: &Config,
+    partner: &str,
+    month: &str,
+    format: &str,
+) -> anyhow::Result<String> {
+    use tongdao::settlement::{render, statement};
+    let format = render::Format::parse(format)
+        .with_context(|| format!("`{format}` is not json, csv or html"))?;
+    let month: tongdao::billing::calendar::Month = month.parse()?;
+    let store = tongdao::store::Store::connect(&config.store.database_url(), 1).await?;
+    store.migrate().await?;
+    let partner = tongdao::partners::get(&store, partner).await?;
+    let s = statement::generate(&store, partner.id, &partner.name, month).await?;
+    store.close().await;
+    Ok(render::render(&s, format))
 }

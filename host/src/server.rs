@@ -17,6 +17,7 @@ use crate::partners::{self, PartnerError};
 use crate::relay::Relay;
 use crate::runtime::Runtime;
 use crate::schedule::Scheduler;
+use crate::services::{self, FeeType, ServiceTerms};
 use crate::store::Store;
 use crate::{content, guests};
 
@@ -132,6 +133,7 @@ impl Platform {
             config: config.dialogue.clone(),
         })));
         background.push(tokio::spawn(run_detectors(compliance.clone())));
+        background.push(crate::billing::spawn(store.clone(), relay.clone()));
         Ok(Self {
             store,
             registry,
@@ -194,6 +196,112 @@ impl Platform {
                 })
                 .collect();
             content::add(&self.store, partner.id, "jokes", items).await?;
+        }
+        self.install_demo_services(&partner).await
+    }
+
+    /// The demo's three services, declared and approved like any partner's.
+    async fn install_demo_services(&self, partner: &partners::Partner) -> anyhow::Result<()> {
+        let operators = self.relay.routes().operators();
+        let existing = services::list(&self.store, Some(partner.id), None).await?;
+        let terms =
+            |name: &str, fee_type, price_fen, monthly_max, ext: &str, keywords: [&str; 2]| {
+                ServiceTerms {
+                    name: name.into(),
+                    description: format!("{name}（示例业务）"),
+                    keywords: keywords.map(String::from).to_vec(),
+                    fee_type,
+                    price_fen,
+                    operators: operators.clone(),
+                    monthly_max_messages: monthly_max,
+                    number_ext: ext.into(),
+                }
+            };
+        let demo = [
+            (
+                "XZ",
+                "horoscope",
+                terms(
+                    "每日星座运势",
+                    FeeType::Monthly,
+                    200,
+                    Some(31),
+                    "01",
+                    ["星座", "XINGZUO"],
+                ),
+            ),
+            (
+                "DT",
+                "quiz",
+                terms(
+                    "每日答题",
+                    FeeType::PerMessage,
+                    10,
+                    None,
+                    "02",
+                    ["答题", "DATI"],
+                ),
+            ),
+            (
+                "XH",
+                "jokes",
+                terms(
+                    "每日笑话",
+                    FeeType::Free,
+                    0,
+                    None,
+                    "03",
+                    ["笑话", "XIAOHUA"],
+                ),
+            ),
+        ];
+        // Jokes every minute and horoscopes every ten, so pushes flow while you
+        // watch; the paid quiz once a day, as a real one would.
+        let crons = [
+            ("XZ", "*/10 * * * *"),
+            ("DT", "0 9 * * *"),
+            ("XH", "* * * * *"),
+        ];
+        for (code, module, terms) in demo {
+            if existing.iter().any(|s| s.code == code) {
+                continue;
+            }
+            let view = services::create(
+                &self.store,
+                partner.id,
+                "demo",
+                code,
+                Some(module),
+                &terms,
+                &operators,
+            )
+            .await?;
+            services::submit(&self.store, partner.id, view.id, "demo").await?;
+            services::decide(
+                &self.store,
+                view.id,
+                true,
+                "demo",
+                "example service of serve --demo",
+            )
+            .await?;
+            let cron = crons
+                .iter()
+                .find(|(c, _)| *c == code)
+                .map(|(_, cron)| cron.to_string());
+            crate::schedule::schedules::create(
+                &self.store,
+                partner.id,
+                view.id,
+                crate::schedule::schedules::ScheduleInput {
+                    cron,
+                    ..Default::default()
+                },
+                self.scheduler.default_time_zone(),
+                "demo",
+            )
+            .await?;
+            tracing::info!(service = code, "demo service approved and scheduled");
         }
         Ok(())
     }
@@ -263,13 +371,42 @@ async fn demo_operators(config: &mut Config) -> anyhow::Result<tongdao_smpp::sim
     Ok(sim)
 }
 
+/// Simulated handsets that subscribe to the demo services the way users do: by
+/// texting a keyword to the service's number (and `Y` for the paid one).
+fn demo_users(sim: Arc<tongdao_smpp::sim::SimHandle>, short_code: &str) {
+    let jokes = format!("{short_code}03");
+    let horoscope = format!("{short_code}01");
+    for i in 1..=5 {
+        let _ = sim.send_mo(&format!("1380013800{i}"), &jokes, "笑话");
+    }
+    for i in 1..=3 {
+        let _ = sim.send_mo(&format!("1300013000{i}"), &horoscope, "星座");
+    }
+    // A user answers the confirmation request after reading it, not before.
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        for i in 1..=3 {
+            let _ = sim.send_mo(&format!("1300013000{i}"), &horoscope, "Y");
+        }
+    });
+    println!("demo: simulated handsets subscribe to XH (笑话) and XZ (星座, then Y)");
+}
+
 /// Run the platform until Ctrl-C or SIGTERM.
 pub async fn serve(mut config: Config, demo: bool) -> anyhow::Result<()> {
-    let _simulator = if demo && config.operators.is_empty() {
-        Some(demo_operators(&mut config).await?)
+    let simulator = if demo && config.operators.is_empty() {
+        Some(Arc::new(demo_operators(&mut config).await?))
     } else {
         None
     };
+    if demo
+        && config.compliance.quiet_hours
+            == crate::compliance::ComplianceConfig::default().quiet_hours
+    {
+        // The demo shows pushes at any hour; a configured window is kept.
+        config.compliance.quiet_hours.clear();
+        println!("demo: quiet hours off (set [compliance] quiet_hours to try them)");
+    }
     let platform = Platform::open(&config).await?;
     if let Some(key) = &platform.generated_admin_key {
         println!("admin key generated on first start (shown once, stored hashed): {key}");
@@ -277,6 +414,9 @@ pub async fn serve(mut config: Config, demo: bool) -> anyhow::Result<()> {
     }
     if demo {
         platform.install_demo().await?;
+        if let Some(sim) = &simulator {
+            demo_users(sim.clone(), &config.dialogue.short_code);
+        }
     }
     let listener = TcpListener::bind(config.http.listen)
         .await

@@ -253,6 +253,23 @@ pub async fn active_for_msisdn(
     Ok(out)
 }
 
+/// Ids of a number's pending or active subscriptions (of one service, or all).
+pub async fn open_ids(
+    store: &Store,
+    msisdn: &str,
+    service_id: Option<i64>,
+) -> Result<Vec<i64>, StoreError> {
+    let rows: Vec<(i64,)> = sqlx::query_as(
+        "SELECT id FROM subscriptions WHERE msisdn = $1 AND ($2 IS NULL OR service_id = $2)
+         AND status IN ('pending', 'active') ORDER BY id",
+    )
+    .bind(msisdn)
+    .bind(service_id)
+    .fetch_all(store.pool())
+    .await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
 /// The user's active subscription to a service.
 pub async fn active(
     store: &Store,

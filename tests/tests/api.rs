@@ -411,8 +411,16 @@ async fn test_sends_and_message_routes() {
         assert_eq!(status, StatusCode::NOT_FOUND);
         let (_, body) = server.get("/v1/messages", &acme).await;
         assert_eq!(body["messages"].as_array().unwrap().len(), 0);
-        let (_, body) = server.get("/v1/messages?status=delivered", ADMIN_KEY).await;
+        let (status, body) = server
+            .get("/v1/messages?status=delivered&limit=30", ADMIN_KEY)
+            .await;
+        assert_eq!(status, StatusCode::OK, "numbers in the query parse: {body}");
         assert_eq!(body["messages"][0]["id"], id);
+        let (status, body) = server.get("/v1/messages?limit=many", ADMIN_KEY).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::BAD_REQUEST, "invalid-query")
+        );
         let (status, body) = server.get("/v1/messages/abc", ADMIN_KEY).await;
         assert_eq!(
             (status, error_code(&body)),

@@ -86,6 +86,17 @@ impl Env {
         id
     }
 
+    /// The partner subscribes `msisdn` to `service` through the API.
+    async fn subscribe(&self, service: i64, msisdn: &str) -> (StatusCode, Value) {
+        self.server
+            .post(
+                &format!("/v1/services/{service}/subscriptions"),
+                &self.acme,
+                json!({ "msisdn": msisdn }),
+            )
+            .await
+    }
+
     /// A user sends `text` to `to` (a service number or the short code).
     fn mo(&self, from: &str, to: &str, text: &str) {
         self.sim.send_mo(from, to, text).unwrap();
@@ -113,6 +124,31 @@ impl Env {
                 started.elapsed() < Duration::from_secs(20),
                 "{user} received {} of {n}: {inbox:?}",
                 inbox.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Wait until the MO `text` from `source` is stored and routed; returns its id.
+    async fn wait_mo(&self, source: &str, text: &str) -> i64 {
+        let started = Instant::now();
+        loop {
+            let found: Option<(i64, String)> = sqlx::query_as(
+                "SELECT id, status FROM mo_messages WHERE source = $1 AND text = $2",
+            )
+            .bind(source)
+            .bind(text)
+            .fetch_optional(self.server.platform.store.pool())
+            .await
+            .unwrap();
+            if let Some((id, status)) = found
+                && status == "routed"
+            {
+                return id;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "MO {text} not routed"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -163,7 +199,7 @@ fn monthly(price: i64, keyword: &str, ext: &str) -> Value {
 
 fn free(keyword: &str, ext: &str) -> Value {
     json!({
-        "name": "每日笑话", "keywords": [keyword], "fee_type": "free", "price_fen": 0,
+        "name": format!("每日{keyword}"), "keywords": [keyword], "fee_type": "free", "price_fen": 0,
         "operators": ["mobile"], "number_ext": ext
     })
 }
@@ -278,14 +314,7 @@ async fn td_stops_everything_of_that_service_within_one_message() {
             .await;
         let number = format!("{SHORT_CODE}02");
         let user = "13800000003";
-        let (status, body) = env
-            .server
-            .post(
-                &format!("/v1/services/{xh}/subscriptions"),
-                &env.acme,
-                json!({"msisdn": user}),
-            )
-            .await;
+        let (status, body) = env.subscribe(xh, user).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let sub = body["subscription"]["id"].as_i64().unwrap();
         let acme_id = partner_id(&env, "acme").await;
@@ -340,13 +369,7 @@ async fn replies_to_non_subscribers_who_did_not_write_are_refused() {
         env.mo(writer, &number, "Y");
         env.wait_inbox(writer, 2).await;
         env.mo(writer, &number, "A");
-        env.wait_routed().await;
-        let (mo_id,): (i64,) =
-            sqlx::query_as("SELECT id FROM mo_messages WHERE source = $1 AND text = 'A'")
-                .bind(writer)
-                .fetch_one(env.server.platform.store.pool())
-                .await
-                .unwrap();
+        let mo_id = env.wait_mo(writer, "A").await;
         let acme_id = partner_id(&env, "acme").await;
         let forged = NewMessage {
             partner_id: Some(acme_id),
@@ -399,14 +422,7 @@ async fn policy_evasions_are_caught_and_only_clean_text_is_sent() {
         .approved_service(&env.acme, "XH", "jokes", free("笑话", "02"))
         .await;
     let user = "13800000006";
-    let (_, body) = env
-        .server
-        .post(
-            &format!("/v1/services/{xh}/subscriptions"),
-            &env.acme,
-            json!({"msisdn": user}),
-        )
-        .await;
+    let (_, body) = env.subscribe(xh, user).await;
     let sub = body["subscription"]["id"].as_i64().unwrap();
     let acme_id = partner_id(&env, "acme").await;
     let evasions = [
@@ -531,14 +547,7 @@ async fn quiet_hours_hold_a_push_and_release_it_at_the_end() {
         .approved_service(&env.acme, "XH", "jokes", free("笑话", "02"))
         .await;
     let user = "13800000008";
-    let (_, body) = env
-        .server
-        .post(
-            &format!("/v1/services/{xh}/subscriptions"),
-            &env.acme,
-            json!({"msisdn": user}),
-        )
-        .await;
+    let (_, body) = env.subscribe(xh, user).await;
     let sub = body["subscription"]["id"].as_i64().unwrap();
     let acme_id = partner_id(&env, "acme").await;
     let mut message = push(&env, xh, "XH", sub, user, "早安笑话");
@@ -593,14 +602,7 @@ async fn suspension_holds_queued_mts_and_resume_releases_them() {
         let mut subs = Vec::new();
         for i in 0..20 {
             let user = format!("1390000{i:04}");
-            let (status, body) = env
-                .server
-                .post(
-                    &format!("/v1/services/{xh}/subscriptions"),
-                    &env.acme,
-                    json!({"msisdn": user}),
-                )
-                .await;
+            let (status, body) = env.subscribe(xh, &user).await;
             assert_eq!(status, StatusCode::CREATED, "{body}");
             subs.push((user, body["subscription"]["id"].as_i64().unwrap()));
         }
@@ -689,14 +691,7 @@ async fn menu_cancel_all_help_and_unknown() {
         .await;
     let user = "13800000009";
     for service in [xh, dt] {
-        let (status, _) = env
-            .server
-            .post(
-                &format!("/v1/services/{service}/subscriptions"),
-                &env.acme,
-                json!({"msisdn": user}),
-            )
-            .await;
+        let (status, _) = env.subscribe(service, user).await;
         assert_eq!(status, StatusCode::CREATED);
     }
     env.mo(user, SHORT_CODE, "0000");
@@ -717,10 +712,20 @@ async fn menu_cancel_all_help_and_unknown() {
         inbox[2].contains("免费") && inbox[2].contains("TDXH"),
         "{inbox:?}"
     );
+    // With one subscription left, free text goes to that service's module.
     env.mo(user, SHORT_CODE, "你好吗在吗");
     let inbox = env.wait_inbox(user, 4).await;
-    assert!(inbox[3].contains("未能识别"), "{inbox:?}");
+    assert!(
+        inbox[3].contains("回复 A、B、C 或 D"),
+        "the quiz module answered: {inbox:?}"
+    );
     env.mo(user, SHORT_CODE, "00000");
+    let inbox = env.wait_inbox(user, 5).await;
+    assert!(inbox[4].contains("退订全部1项"), "{inbox:?}");
+    // With none, it gets the configured help reply.
+    env.mo(user, SHORT_CODE, "你好吗在吗");
+    let inbox = env.wait_inbox(user, 6).await;
+    assert!(inbox[5].contains("未能识别"), "{inbox:?}");
     env.wait_routed().await;
     assert_eq!(env.subscriptions(dt).await[0]["status"], "cancelled");
     env.stop().await;
@@ -875,5 +880,32 @@ async fn fee_only_detector_suspends_the_service() {
         .post("/v1/admin/detectors/run", ADMIN_KEY, json!({}))
         .await;
     assert_eq!(body["findings"].as_array().unwrap().len(), 0);
+    env.stop().await;
+}
+
+/// The per-partner daily volume cap: the partner's MTs stop at the cap for the day.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partner_daily_cap_stops_the_partners_mts() {
+    let env = Env::start(None, |c| c.compliance.partner_daily_cap = 3).await;
+    let xh = env
+        .approved_service(&env.acme, "XH", "jokes", free("笑话", "02"))
+        .await;
+    let acme_id = partner_id(&env, "acme").await;
+    let mut results = Vec::new();
+    for i in 0..4 {
+        let user = format!("1370000{i:04}");
+        let (_, body) = env.subscribe(xh, &user).await;
+        let sub = body["subscription"]["id"].as_i64().unwrap();
+        let mut message = push(&env, xh, "XH", sub, &user, "今日笑话");
+        message.partner_id = Some(acme_id);
+        message.charge_plan = ChargePlan::Free;
+        results.push(env.server.platform.relay.enqueue(message).await);
+    }
+    assert!(results[..3].iter().all(Result::is_ok), "{results:?}");
+    assert!(
+        matches!(results[3], Err(OutboxError::Blocked(Blocked::DailyCap(3)))),
+        "{:?}",
+        results[3]
+    );
     env.stop().await;
 }

@@ -39,11 +39,16 @@ async fn scope(
     }
 }
 
+/// The query string. Not `#[serde(flatten)]`: flattened fields lose their types
+/// in query strings (`limit=30` would not parse as a number).
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ListQuery {
     partner: Option<String>,
-    #[serde(flatten)]
-    filter: MessageFilter,
+    status: Option<String>,
+    recipient: Option<String>,
+    before: Option<i64>,
+    limit: Option<i64>,
 }
 
 async fn list(
@@ -53,7 +58,13 @@ async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query?;
     let partner = scope(&state, &caller, query.partner.as_deref()).await?;
-    let items = messages::list(&state.store, partner, &query.filter).await?;
+    let filter = MessageFilter {
+        status: query.status,
+        recipient: query.recipient,
+        before: query.before,
+        limit: query.limit,
+    };
+    let items = messages::list(&state.store, partner, &filter).await?;
     Ok(Json(json!({ "messages": items })))
 }
 

@@ -251,16 +251,8 @@ impl Dialogue<'_> {
                 .await;
         };
         self.set_service(service).await?;
-        let open: Vec<i64> = sqlx::query_as::<_, (i64,)>(
-            "SELECT id FROM subscriptions WHERE service_id = $1 AND msisdn = $2 AND status IN ('pending', 'active')",
-        )
-        .bind(service.id)
-        .bind(&self.mo.source)
-        .fetch_all(self.ctx.store.pool())
-        .await?
-        .into_iter()
-        .map(|(id,)| id)
-        .collect();
+        let open =
+            subscriptions::open_ids(&self.ctx.store, &self.mo.source, Some(service.id)).await?;
         let cancelled =
             subscriptions::cancel(&self.ctx.store, &open, "user sent a stop command").await?;
         if cancelled.is_empty() {
@@ -283,15 +275,7 @@ impl Dialogue<'_> {
     }
 
     async fn stop_all(&self) -> Result<String, RouteError> {
-        let open: Vec<i64> = sqlx::query_as::<_, (i64,)>(
-            "SELECT id FROM subscriptions WHERE msisdn = $1 AND status IN ('pending', 'active') ORDER BY id",
-        )
-        .bind(&self.mo.source)
-        .fetch_all(self.ctx.store.pool())
-        .await?
-        .into_iter()
-        .map(|(id,)| id)
-        .collect();
+        let open = subscriptions::open_ids(&self.ctx.store, &self.mo.source, None).await?;
         let cancelled =
             subscriptions::cancel(&self.ctx.store, &open, "user cancelled everything").await?;
         if cancelled.is_empty() {

@@ -1,0 +1,424 @@
+//! A partner's monthly statement (R-4.3 – R-4.6), computed only from stored records
+//! (R-4.9), so generating it again gives the same document to the byte.
+//!
+//! Per operator, in this order:
+//! 1. gross information fee = Σ settled lines (platform figures; the mean of both
+//!    sides on lines more than X% apart, R-4.2)
+//! 2. − collection fee = gross × collection %
+//! 3. − imbalance fee = max(0, MT − ⌊MO × balance_mt ÷ balance_mo⌋) × rate
+//! 4. − bad debt = gross × the operator's reported ratio for the month
+//! 5. = actual received fee; − tax = max(received, 0) × tax %; = distributable income
+//!
+//! Then the month's distributable income (Σ operators) picks the tier and is split
+//! (R-4.4); the partner's share is divided over the operators in proportion to their
+//! distributable income (largest remainder), and each part is due on that
+//! operator's schedule (R-4.6). Every percentage is applied with one rounding, half
+//! away from zero.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::civil::Date;
+use serde::Serialize;
+
+use super::reconcile::{self, Figures, Line, PartnerLine, PlatformLine};
+use crate::billing::BillingError;
+use crate::billing::calendar::{Calendar, Month};
+use crate::billing::money::{allocate, apply_bp};
+use crate::billing::terms::{
+    self, AgreementTerms, DEFAULT_CALENDAR, OperatorTerms, Schedule, TierMode,
+};
+use crate::store::Store;
+
+/// One operator's records for the month.
+#[derive(Debug, Clone)]
+pub struct OperatorInput {
+    pub terms: OperatorTerms,
+    pub lines: Vec<PlatformLine>,
+    /// The partner's delivered MTs and its MOs on this operator (imbalance, R-4.3 b).
+    pub mt_count: i64,
+    pub mo_count: i64,
+    /// `None`: not reported yet (the statement is provisional).
+    pub bad_debt_bp: Option<i64>,
+    pub calendar_name: String,
+    pub calendar: Calendar,
+    pub operator_paid_on: Option<Date>,
+    /// (amount, paid on, reference) of what was paid to the partner.
+    pub payments: Vec<(i64, String, String)>,
+}
+
+/// Everything a statement is computed from.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    pub partner: String,
+    pub month: Month,
+    pub terms: AgreementTerms,
+    pub operators: Vec<OperatorInput>,
+    pub figures: Option<Figures>,
+    /// (id, status) of the discrepancy case opened for `figures`.
+    pub case: Option<(i64, String)>,
+}
+
+/// The month of a statement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Period {
+    pub from: String,
+    pub until: String,
+    pub time_zone: &'static str,
+}
+
+/// One operator's part of the statement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OperatorStatement {
+    pub operator: String,
+    pub terms_from: Month,
+    pub lines: Vec<Line>,
+    pub gross_fen: i64,
+    pub collection_bp: i64,
+    pub collection_fen: i64,
+    pub mt_count: i64,
+    pub mo_count: i64,
+    pub balance: String,
+    pub balanced_mt: i64,
+    pub imbalanced_mt: i64,
+    pub imbalance_rate_fen: i64,
+    pub imbalance_fen: i64,
+    pub bad_debt_bp: Option<i64>,
+    pub bad_debt_fen: i64,
+    pub received_fen: i64,
+    pub tax_fen: i64,
+    pub distributable_fen: i64,
+    pub partner_fen: i64,
+    pub platform_fen: i64,
+}
+
+/// Sums over the operators.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub gross_fen: i64,
+    pub collection_fen: i64,
+    pub imbalance_fen: i64,
+    pub bad_debt_fen: i64,
+    pub received_fen: i64,
+    pub tax_fen: i64,
+    pub distributable_fen: i64,
+}
+
+/// The tiered split of the month's distributable income (R-4.4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SplitView {
+    pub tier: u8,
+    pub tier_mode: TierMode,
+    pub t1_fen: i64,
+    pub t2_fen: i64,
+    /// The tier's rates (whole mode: applied to the whole amount).
+    pub platform_bp: i64,
+    pub partner_bp: i64,
+    pub platform_fen: i64,
+    pub partner_fen: i64,
+}
+
+/// What is due to the partner for one operator's traffic, and by when (R-4.6).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Due {
+    pub operator: String,
+    pub amount_fen: i64,
+    pub schedule: Schedule,
+    pub calendar: String,
+    /// The schedule's day, moved to the next working day if it is not one.
+    pub due_on: String,
+    /// The last day of the N working days' grace after `due_on`; unpaid after it, the
+    /// settlement is in breach (agreement 3.5).
+    pub breach_after: String,
+    pub operator_paid_on: Option<String>,
+    /// N working days after the operator's money arrived (agreement 3.4).
+    pub pay_by: Option<String>,
+    pub paid_fen: i64,
+    pub outstanding_fen: i64,
+    pub payments: Vec<(i64, String, String)>,
+}
+
+/// The partner's upload behind the statement, if any (R-4.1, R-4.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reconciliation {
+    pub figures_id: i64,
+    pub objection: Option<String>,
+    pub lines_on_mean: i64,
+    pub case_id: Option<i64>,
+    pub case_status: Option<String>,
+}
+
+/// A partner's monthly statement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Statement {
+    pub partner: String,
+    pub month: Month,
+    pub period: Period,
+    /// Some operator has not reported its bad-debt ratio yet: figures may change.
+    pub provisional: bool,
+    pub terms: AgreementTerms,
+    pub operators: Vec<OperatorStatement>,
+    pub totals: Totals,
+    pub split: SplitView,
+    pub due: Vec<Due>,
+    pub reconciliation: Option<Reconciliation>,
+}
+
+fn period(month: Month) -> Period {
+    Period {
+        from: format!("{} 00:00", month.first_day()),
+        until: format!("{} 00:00", month.plus(1).first_day()),
+        time_zone: crate::server::PLATFORM_TIME_ZONE,
+    }
+}
+
+/// Compute a statement from its inputs (no clock, no database).
+pub fn compute(inputs: &Inputs) -> Statement {
+    let terms = &inputs.terms;
+    let partner_lines: Vec<PartnerLine> = inputs
+        .figures
+        .as_ref()
+        .map(|f| f.lines.clone())
+        .unwrap_or_default();
+    let objection = inputs
+        .figures
+        .as_ref()
+        .is_some_and(|f| f.objection.is_some());
+    let mut operators = Vec::new();
+    let mut totals = Totals::default();
+    let mut lines_on_mean = 0;
+    for op in &inputs.operators {
+        let name = &op.terms.operator;
+        let theirs: Vec<PartnerLine> = partner_lines
+            .iter()
+            .filter(|l| &l.operator == name)
+            .cloned()
+            .collect();
+        let lines = if inputs.figures.is_some() {
+            reconcile::compare(&op.lines, &theirs, terms.discrepancy_bp, objection)
+        } else {
+            reconcile::compare(&op.lines, &[], terms.discrepancy_bp, false)
+        };
+        lines_on_mean += lines.iter().filter(|l| l.on_mean).count() as i64;
+        let gross = lines.iter().map(|l| l.settled_fen).sum::<i64>();
+        let collection = apply_bp(gross, op.terms.collection_bp);
+        let (balanced, imbalanced) = op.terms.imbalanced(op.mt_count, op.mo_count);
+        let imbalance = imbalanced.saturating_mul(op.terms.imbalance_rate_fen);
+        let bad_debt = apply_bp(gross, op.bad_debt_bp.unwrap_or(0));
+        let received = gross - collection - imbalance - bad_debt;
+        let tax = apply_bp(received.max(0), terms.tax_bp);
+        let distributable = received - tax;
+        totals.gross_fen += gross;
+        totals.collection_fen += collection;
+        totals.imbalance_fen += imbalance;
+        totals.bad_debt_fen += bad_debt;
+        totals.received_fen += received;
+        totals.tax_fen += tax;
+        totals.distributable_fen += distributable;
+        operators.push(OperatorStatement {
+            operator: name.clone(),
+            terms_from: op.terms.effective_from,
+            lines,
+            gross_fen: gross,
+            collection_bp: op.terms.collection_bp,
+            collection_fen: collection,
+            mt_count: op.mt_count,
+            mo_count: op.mo_count,
+            balance: format!("{}:{}", op.terms.balance_mt, op.terms.balance_mo),
+            balanced_mt: balanced,
+            imbalanced_mt: imbalanced,
+            imbalance_rate_fen: op.terms.imbalance_rate_fen,
+            imbalance_fen: imbalance,
+            bad_debt_bp: op.bad_debt_bp,
+            bad_debt_fen: bad_debt,
+            received_fen: received,
+            tax_fen: tax,
+            distributable_fen: distributable,
+            partner_fen: 0,
+            platform_fen: 0,
+        });
+    }
+    let split = terms.split(totals.distributable_fen);
+    let weights: Vec<i64> = operators
+        .iter()
+        .map(|o| o.distributable_fen.max(0))
+        .collect();
+    let parts = allocate(split.partner_fen, &weights);
+    for (o, part) in operators.iter_mut().zip(&parts) {
+        o.partner_fen = *part;
+        o.platform_fen = o.distributable_fen - part;
+    }
+    let rates = terms.tiers[usize::from(split.tier - 1)];
+    let due = inputs
+        .operators
+        .iter()
+        .zip(&operators)
+        .map(|(input, o)| {
+            let days = u32::try_from(terms.payment_days).unwrap_or(0);
+            let cal = &input.calendar;
+            let due_on = cal.on_or_after(input.terms.schedule.date_for(inputs.month));
+            let paid: i64 = input.payments.iter().map(|p| p.0).sum();
+            Due {
+                operator: o.operator.clone(),
+                amount_fen: o.partner_fen,
+                schedule: input.terms.schedule,
+                calendar: input.calendar_name.clone(),
+                due_on: due_on.to_string(),
+                breach_after: cal.add_working_days(due_on, days).to_string(),
+                operator_paid_on: input.operator_paid_on.map(|d| d.to_string()),
+                pay_by: input
+                    .operator_paid_on
+                    .map(|d| cal.add_working_days(d, days).to_string()),
+                paid_fen: paid,
+                outstanding_fen: (o.partner_fen - paid).max(0),
+                payments: input.payments.clone(),
+            }
+        })
+        .collect();
+    Statement {
+        partner: inputs.partner.clone(),
+        month: inputs.month,
+        period: period(inputs.month),
+        provisional: inputs.operators.iter().any(|o| o.bad_debt_bp.is_none()),
+        terms: terms.clone(),
+        operators,
+        totals,
+        split: SplitView {
+            tier: split.tier,
+            tier_mode: terms.tier_mode,
+            t1_fen: terms.t1_fen,
+            t2_fen: terms.t2_fen,
+            platform_bp: rates.platform_bp,
+            partner_bp: rates.partner_bp,
+            platform_fen: split.platform_fen,
+            partner_fen: split.partner_fen,
+        },
+        due,
+        reconciliation: inputs.figures.as_ref().map(|f| Reconciliation {
+            figures_id: f.id,
+            objection: f.objection.clone(),
+            lines_on_mean,
+            case_id: inputs.case.as_ref().map(|c| c.0),
+            case_status: inputs.case.as_ref().map(|c| c.1.clone()),
+        }),
+    }
+}
+
+/// Gather a statement's inputs from the store.
+pub async fn load(
+    store: &Store,
+    partner_id: i64,
+    partner_name: &str,
+    month: Month,
+) -> Result<Inputs, BillingError> {
+    let terms = terms::terms_for(store, partner_id, month)
+        .await?
+        .ok_or_else(|| {
+            BillingError::conflict(
+                "no-terms",
+                format!("no agreement terms are in force for {month}"),
+            )
+        })?;
+    let op_terms = terms::operator_terms_for(store, partner_id, month).await?;
+    let lines = reconcile::platform_lines(store, partner_id, month).await?;
+    let (start, end) = (month.start_ms(), month.end_ms());
+    let mt: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT operator, COUNT(*) FROM messages
+         WHERE partner_id = $1 AND status = 'delivered' AND is_test = 0 AND done_at >= $2 AND done_at < $3
+         GROUP BY operator",
+    )
+    .bind(partner_id)
+    .bind(start)
+    .bind(end)
+    .fetch_all(store.pool())
+    .await?;
+    let mo: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT mo.operator, COUNT(*) FROM mo_messages mo JOIN services s ON s.id = mo.service_id
+         WHERE s.partner_id = $1 AND mo.received_at >= $2 AND mo.received_at < $3
+         GROUP BY mo.operator",
+    )
+    .bind(partner_id)
+    .bind(start)
+    .bind(end)
+    .fetch_all(store.pool())
+    .await?;
+    let mt: BTreeMap<String, i64> = mt.into_iter().collect();
+    let mo: BTreeMap<String, i64> = mo.into_iter().collect();
+    // Every operator with terms, traffic or charges is on the statement.
+    let names: BTreeSet<String> = op_terms
+        .iter()
+        .map(|t| t.operator.clone())
+        .chain(lines.iter().map(|l| l.operator.clone()))
+        .chain(mt.keys().cloned())
+        .collect();
+    let figures = reconcile::latest_figures(store, partner_id, month).await?;
+    let mut operators = Vec::new();
+    for name in names {
+        let Some(t) = op_terms.iter().find(|t| t.operator == name) else {
+            return Err(BillingError::conflict(
+                "no-operator-terms",
+                format!(
+                    "operator `{name}` carried this partner's traffic in {month} but has no terms in force for it"
+                ),
+            ));
+        };
+        let calendar_name = terms::operator_billing(store, &name)
+            .await?
+            .map_or_else(|| DEFAULT_CALENDAR.to_string(), |b| b.calendar);
+        let calendar = Calendar::load(store, &calendar_name).await?;
+        let paid_on: Option<(String,)> = sqlx::query_as(
+            "SELECT received_on FROM operator_payments WHERE operator = $1 AND month = $2",
+        )
+        .bind(&name)
+        .bind(month.to_string())
+        .fetch_optional(store.pool())
+        .await?;
+        let payments: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT amount_fen, paid_on, reference FROM partner_payments
+             WHERE partner_id = $1 AND month = $2 AND operator = $3 ORDER BY paid_on, id",
+        )
+        .bind(partner_id)
+        .bind(month.to_string())
+        .bind(&name)
+        .fetch_all(store.pool())
+        .await?;
+        operators.push(OperatorInput {
+            terms: t.clone(),
+            lines: lines
+                .iter()
+                .filter(|l| l.operator == name)
+                .cloned()
+                .collect(),
+            mt_count: mt.get(&name).copied().unwrap_or(0),
+            mo_count: mo.get(&name).copied().unwrap_or(0),
+            bad_debt_bp: terms::bad_debt(store, &name, month).await?,
+            calendar_name,
+            calendar,
+            operator_paid_on: paid_on.and_then(|(d,)| d.parse().ok()),
+            payments,
+        });
+    }
+    let case = match &figures {
+        Some(f) => reconcile::case_of_figures(store, f.id).await?,
+        None => None,
+    };
+    Ok(Inputs {
+        partner: partner_name.to_string(),
+        month,
+        terms,
+        operators,
+        figures,
+        case,
+    })
+}
+
+/// Load and compute.
+pub async fn generate(
+    store: &Store,
+    partner_id: i64,
+    partner_name: &str,
+    month: Month,
+) -> Result<Statement, BillingError> {
+    Ok(compute(
+        &load(store, partner_id, partner_name, month).await?,
+    ))
+}
