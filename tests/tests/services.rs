@@ -212,15 +212,7 @@ fn per_message(price: i64, keyword: &str, ext: &str) -> Value {
 }
 
 /// A push under `subscription` of `service`, as the scheduler queues it.
-fn push(
-    env: &Env,
-    service: i64,
-    code: &str,
-    subscription: i64,
-    to: &str,
-    text: &str,
-) -> NewMessage {
-    let _ = env;
+fn push(service: i64, code: &str, subscription: i64, to: &str, text: &str) -> NewMessage {
     NewMessage {
         partner_id: None,
         service: Some(code.into()),
@@ -319,7 +311,7 @@ async fn td_stops_everything_of_that_service_within_one_message() {
         let sub = body["subscription"]["id"].as_i64().unwrap();
         let acme_id = partner_id(&env, "acme").await;
         for i in 0..5 {
-            let mut message = push(&env, xh, "XH", sub, user, &format!("第{i}条笑话"));
+            let mut message = push(xh, "XH", sub, user, &format!("第{i}条笑话"));
             message.partner_id = Some(acme_id);
             message.charge_plan = ChargePlan::Free;
             env.server.platform.relay.enqueue(message).await.unwrap();
@@ -341,7 +333,7 @@ async fn td_stops_everything_of_that_service_within_one_message() {
         assert_eq!(cancelled, 5);
         assert_eq!(env.subscriptions(xh).await[0]["status"], "cancelled");
         // After TD nothing of the service can reach the user.
-        let mut message = push(&env, xh, "XH", sub, user, "再来一条");
+        let mut message = push(xh, "XH", sub, user, "再来一条");
         message.partner_id = Some(acme_id);
         let refused = env.server.platform.relay.enqueue(message).await;
         assert!(
@@ -437,7 +429,7 @@ async fn policy_evasions_are_caught_and_only_clean_text_is_sent() {
         "详见 www . x . com",
     ];
     for text in evasions {
-        let mut message = push(&env, xh, "XH", sub, user, text);
+        let mut message = push(xh, "XH", sub, user, text);
         message.partner_id = Some(acme_id);
         let result = env.server.platform.relay.enqueue(message).await;
         assert!(
@@ -445,7 +437,7 @@ async fn policy_evasions_are_caught_and_only_clean_text_is_sent() {
             "{text}: {result:?}"
         );
     }
-    let mut clean = push(&env, xh, "XH", sub, user, "今天天气不错");
+    let mut clean = push(xh, "XH", sub, user, "今天天气不错");
     clean.partner_id = Some(acme_id);
     env.server.platform.relay.enqueue(clean).await.unwrap();
     let inbox = env.wait_inbox(user, 1).await;
@@ -498,7 +490,7 @@ async fn monthly_cap_stops_sends_and_resets_with_the_month() {
         let acme_id = partner_id(&env, "acme").await;
         let mut results = Vec::new();
         for i in 0..3 {
-            let mut message = push(&env, xz, "XZ", sub, user, &format!("第{i}期运势"));
+            let mut message = push(xz, "XZ", sub, user, &format!("第{i}期运势"));
             message.partner_id = Some(acme_id);
             results.push(env.server.platform.relay.enqueue(message).await);
         }
@@ -550,7 +542,7 @@ async fn quiet_hours_hold_a_push_and_release_it_at_the_end() {
     let (_, body) = env.subscribe(xh, user).await;
     let sub = body["subscription"]["id"].as_i64().unwrap();
     let acme_id = partner_id(&env, "acme").await;
-    let mut message = push(&env, xh, "XH", sub, user, "早安笑话");
+    let mut message = push(xh, "XH", sub, user, "早安笑话");
     message.partner_id = Some(acme_id);
     let id = env.server.platform.relay.enqueue(message).await.unwrap();
     let (release,): (i64,) = sqlx::query_as("SELECT next_attempt_at FROM messages WHERE id = $1")
@@ -607,7 +599,7 @@ async fn suspension_holds_queued_mts_and_resume_releases_them() {
             subs.push((user, body["subscription"]["id"].as_i64().unwrap()));
         }
         for (user, sub) in &subs {
-            let mut message = push(&env, xh, "XH", *sub, user, "今日笑话");
+            let mut message = push(xh, "XH", *sub, user, "今日笑话");
             message.partner_id = Some(acme_id);
             env.server.platform.relay.enqueue(message).await.unwrap();
         }
@@ -622,7 +614,7 @@ async fn suspension_holds_queued_mts_and_resume_releases_them() {
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["held_messages"], 20);
         let (user, sub) = &subs[0];
-        let mut message = push(&env, xh, "XH", *sub, user, "又一条");
+        let mut message = push(xh, "XH", *sub, user, "又一条");
         message.partner_id = Some(acme_id);
         let refused = env.server.platform.relay.enqueue(message).await;
         assert!(
@@ -851,7 +843,7 @@ async fn fee_only_detector_suspends_the_service() {
     let acme_id = partner_id(&env, "acme").await;
     for i in 0..3 {
         // Near-identical: only the digits differ.
-        let mut message = push(&env, dt, "DT", sub, user, &format!("谢谢支持{i}"));
+        let mut message = push(dt, "DT", sub, user, &format!("谢谢支持{i}"));
         message.partner_id = Some(acme_id);
         message.charge_plan = ChargePlan::PerMessage;
         message.price_fen = 100;
@@ -896,7 +888,7 @@ async fn partner_daily_cap_stops_the_partners_mts() {
         let user = format!("1370000{i:04}");
         let (_, body) = env.subscribe(xh, &user).await;
         let sub = body["subscription"]["id"].as_i64().unwrap();
-        let mut message = push(&env, xh, "XH", sub, &user, "今日笑话");
+        let mut message = push(xh, "XH", sub, &user, "今日笑话");
         message.partner_id = Some(acme_id);
         message.charge_plan = ChargePlan::Free;
         results.push(env.server.platform.relay.enqueue(message).await);
