@@ -897,17 +897,37 @@ pub async fn live(store: &Store, service_id: i64) -> Result<Option<LiveService>,
     }))
 }
 
-/// Every service with terms in force (what the keyword router matches against).
+/// Every service with terms in force (what the keyword router matches against, on
+/// each MO): two queries however many services there are.
 pub async fn all_live(store: &Store) -> Result<Vec<LiveService>, ServiceError> {
-    let ids: Vec<(i64,)> =
-        sqlx::query_as("SELECT id FROM services WHERE live_revision_id IS NOT NULL ORDER BY id")
-            .fetch_all(store.pool())
-            .await?;
-    let mut services = Vec::with_capacity(ids.len());
-    for (id,) in ids {
-        if let Some(service) = live(store, id).await? {
-            services.push(service);
-        }
+    let rows: Vec<ServiceRow> = sqlx::query_as(&format!(
+        "SELECT {SERVICE_COLUMNS} FROM services WHERE live_revision_id IS NOT NULL ORDER BY id"
+    ))
+    .fetch_all(store.pool())
+    .await?;
+    let revisions: Vec<RevisionRow> = sqlx::query_as(&format!(
+        "SELECT {REVISION_COLUMNS} FROM service_revisions
+         WHERE id IN (SELECT live_revision_id FROM services WHERE live_revision_id IS NOT NULL)"
+    ))
+    .fetch_all(store.pool())
+    .await?;
+    let mut revisions: std::collections::HashMap<i64, Revision> = revisions
+        .into_iter()
+        .map(|r| Revision::try_from(r).map(|r| (r.id, r)))
+        .collect::<Result<_, _>>()?;
+    let mut services = Vec::with_capacity(rows.len());
+    for row in rows {
+        let Some(revision) = row.live_revision_id.and_then(|id| revisions.remove(&id)) else {
+            continue;
+        };
+        services.push(LiveService {
+            status: status_of(&row)?,
+            id: row.id,
+            partner_id: row.partner_id,
+            code: row.code,
+            module: row.module,
+            revision,
+        });
     }
     Ok(services)
 }

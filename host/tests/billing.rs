@@ -933,6 +933,23 @@ async fn statement_regenerated_is_byte_identical_json_csv_html_r_4_9() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a month"));
 }
 
+/// The (kind, subject) of each alert the obligations check raises on `date`.
+async fn alert_kinds(store: &Store, date: &str) -> Vec<(String, String)> {
+    obligations::check(store, day(date))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.kind, a.subject))
+        .collect()
+}
+
+fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(a, b)| ((*a).to_string(), (*b).to_string()))
+        .collect()
+}
+
 async fn count_events(store: &Store) -> i64 {
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM charge_events")
         .fetch_one(store.pool())
@@ -1064,26 +1081,14 @@ async fn overdue_settlements_and_payment_deadlines_raise_alerts_once_r_4_6() {
         // 13 October: mobile may still be paid (pay by 13 Oct, due 15 Oct): nothing.
         // July was charged (subscriptions since July) but has no terms in force: its
         // statement cannot be made, and that is raised too.
-        let alerts = obligations::check(store, day("2026-10-13")).await.unwrap();
-        let kinds: Vec<(&str, &str)> = alerts
-            .iter()
-            .map(|a| (a.kind.as_str(), a.subject.as_str()))
-            .collect();
-        assert_eq!(kinds, vec![("statement-blocked", "2026-07")]);
+        let kinds = alert_kinds(store, "2026-10-13").await;
+        assert_eq!(kinds, owned(&[("statement-blocked", "2026-07")]));
         // 14 October: mobile is late after the operator's money (pay by 13 Oct).
-        let alerts = obligations::check(store, day("2026-10-14")).await.unwrap();
-        let kinds: Vec<(&str, &str)> = alerts
-            .iter()
-            .map(|a| (a.kind.as_str(), a.subject.as_str()))
-            .collect();
-        assert_eq!(kinds, vec![("payment-late", "2026-08/mobile")]);
+        let kinds = alert_kinds(store, "2026-10-14").await;
+        assert_eq!(kinds, owned(&[("payment-late", "2026-08/mobile")]));
         // 16 October: overdue (due 15 Oct); the late alert is not raised again.
-        let alerts = obligations::check(store, day("2026-10-16")).await.unwrap();
-        let kinds: Vec<(&str, &str)> = alerts
-            .iter()
-            .map(|a| (a.kind.as_str(), a.subject.as_str()))
-            .collect();
-        assert_eq!(kinds, vec![("settlement-overdue", "2026-08/mobile")]);
+        let kinds = alert_kinds(store, "2026-10-16").await;
+        assert_eq!(kinds, owned(&[("settlement-overdue", "2026-08/mobile")]));
         // Mobile is paid in full on 20 October: no breach on 23 October.
         obligations::record_partner_payment(
             store,
@@ -1101,18 +1106,14 @@ async fn overdue_settlements_and_payment_deadlines_raise_alerts_once_r_4_6() {
         let alerts = obligations::check(store, day("2026-10-23")).await.unwrap();
         assert!(alerts.is_empty(), "{alerts:?}");
         // Unicom (due 2 Nov, grace to 9 Nov) is never paid.
-        let alerts = obligations::check(store, day("2026-11-10")).await.unwrap();
-        let mut kinds: Vec<(&str, &str)> = alerts
-            .iter()
-            .map(|a| (a.kind.as_str(), a.subject.as_str()))
-            .collect();
+        let mut kinds = alert_kinds(store, "2026-11-10").await;
         kinds.sort_unstable();
         assert_eq!(
             kinds,
-            vec![
+            owned(&[
                 ("settlement-breach", "2026-08/unicom"),
                 ("settlement-overdue", "2026-08/unicom")
-            ]
+            ])
         );
         let s = statement::generate(store, p, "alpha", aug).await.unwrap();
         assert_eq!((s.due[0].paid_fen, s.due[0].outstanding_fen), (3_263, 0));
