@@ -92,11 +92,14 @@ fn json_routes() -> Routes {
         .merge(schedules::router())
         .merge(services::router())
         .merge(billing::router())
+        // The module upload reads its body itself, up to `max_module_bytes`; its
+        // other routes take JSON like every route.
+        .merge(modules::router())
 }
 
 /// Every path template the API serves (`/v1/services/{id}`, …), each once.
 pub fn paths() -> Vec<&'static str> {
-    let mut paths = json_routes().merge(modules::router()).paths;
+    let mut paths = json_routes().paths;
     paths.sort_unstable();
     paths.dedup();
     paths
@@ -104,12 +107,8 @@ pub fn paths() -> Vec<&'static str> {
 
 /// The whole API.
 pub fn router(state: AppState, max_json_bytes: usize) -> Router {
-    let upload_limit = state.max_module_bytes;
-    let routes = json_routes()
+    json_routes()
         .layer_body_limit(max_json_bytes)
-        // Module uploads are bigger than JSON bodies; their routes get their own limit.
-        .merge(modules::router().layer_body_limit(upload_limit));
-    routes
         .router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

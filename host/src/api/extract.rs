@@ -16,7 +16,7 @@
 //! Values that are well-formed but refused by a rule (an unknown operator, a month
 //! that has not ended) are the route's own precise 4xx.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -38,11 +38,51 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(rejection.into()),
+        if !is_json(req.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "send the body as `Content-Type: application/json`",
+            ));
         }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|r| body_error(r.status(), r.body_text()))?;
+        parse(&bytes).map(Self)
     }
+}
+
+/// `application/json` or `application/<anything>+json`, any parameters.
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let mime = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+/// One rule, whatever serde's own categories say: a body that is not JSON at all
+/// is 400 `malformed-json`; JSON that does not fit the shape is 422 `invalid-json`.
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice::<T>(bytes).map_err(|e| {
+        if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-json",
+                format!("the JSON body does not fit this route: {e}"),
+            )
+        } else {
+            ApiError::bad_request("malformed-json", format!("the body is not JSON: {e}"))
+        }
+    })
 }
 
 impl<T: Serialize> IntoResponse for Json<T> {
@@ -65,18 +105,21 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let (parts, body) = req.into_parts();
-        let bytes =
-            axum::body::Bytes::from_request(Request::from_parts(parts.clone(), body), state)
-                .await
-                .map_err(|r| body_error(r.status(), r.body_text()))?;
+        let json = is_json(req.headers());
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|r| body_error(r.status(), r.body_text()))?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self(None));
         }
-        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
-        Json::<T>::from_request(req, state)
-            .await
-            .map(|Json(v)| Self(Some(v)))
+        if !json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "send the body as `Content-Type: application/json`",
+            ));
+        }
+        parse(&bytes).map(|v| Self(Some(v)))
     }
 }
 
@@ -141,17 +184,6 @@ fn body_error(status: StatusCode, message: String) -> ApiError {
         _ => "malformed-json",
     };
     ApiError::new(status, code, message)
-}
-
-impl From<JsonRejection> for ApiError {
-    fn from(r: JsonRejection) -> Self {
-        let status = match &r {
-            JsonRejection::JsonDataError(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            JsonRejection::JsonSyntaxError(_) => StatusCode::BAD_REQUEST,
-            _ => r.status(),
-        };
-        body_error(status, r.body_text())
-    }
 }
 
 impl From<QueryRejection> for ApiError {
