@@ -537,6 +537,9 @@ const ROUTES: &[(&str, &str, Who)] = &[
     ("/v1/modules/{name}/bulletin", "POST?", Who::Partner),
 ];
 
+/// A body sent to a JSON route: content type, bytes, expected status and code.
+type BodyCase = (Option<&'static str>, Vec<u8>, (StatusCode, &'static str));
+
 /// A well-formed value for each path parameter, so a request gets past the path.
 fn fill(path: &str, broken: Option<usize>) -> String {
     let mut out = String::new();
@@ -667,7 +670,7 @@ async fn item7_every_route_answers_malformed_input_with_the_json_error() {
                 let json = Some("application/json");
                 match body {
                     Some('*' | '?') => {
-                        let cases: [(Option<&str>, Vec<u8>, (StatusCode, &str)); 4] = [
+                        let cases: [BodyCase; 4] = [
                             (
                                 json,
                                 b"{,}".to_vec(),
