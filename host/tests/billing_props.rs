@@ -84,6 +84,23 @@ prop_compose! {
     }
 }
 
+/// One partner line per service on unicom (as an upload must be).
+fn unicom_lines(theirs: Vec<(usize, i64, i64)>) -> Vec<PartnerLine> {
+    theirs
+        .into_iter()
+        .map(|(i, count, amount_fen)| (i, (count, amount_fen)))
+        .collect::<std::collections::BTreeMap<_, _>>()
+        .into_iter()
+        .map(|(i, (count, amount_fen))| PartnerLine {
+            service: format!("S{i}"),
+            operator: "unicom".into(),
+            count,
+            amount_fen,
+            message_ids: None,
+        })
+        .collect()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2_000))]
 
@@ -158,19 +175,7 @@ proptest! {
         theirs in prop::collection::vec((0usize..4, 0i64..100_000, 0i64..100_000_000), 0..4),
     ) {
         // One partner line per service (as an upload must be).
-        let lines: Vec<PartnerLine> = theirs
-            .into_iter()
-            .map(|(i, count, amount_fen)| (i, (count, amount_fen)))
-            .collect::<std::collections::BTreeMap<_, _>>()
-            .into_iter()
-            .map(|(i, (count, amount_fen))| PartnerLine {
-                service: format!("S{i}"),
-                operator: "unicom".into(),
-                count,
-                amount_fen,
-                message_ids: None,
-            })
-            .collect();
+        let lines = unicom_lines(theirs);
         let inputs = Inputs {
             partner: "p".into(),
             month: "2026-03".parse::<Month>().unwrap(),
@@ -221,19 +226,7 @@ proptest! {
         unicom in operator_input("unicom"),
         theirs in prop::collection::vec((0usize..4, 0i64..=i64::MAX, 0i64..=i64::MAX), 1..4),
     ) {
-        let lines: Vec<PartnerLine> = theirs
-            .into_iter()
-            .map(|(i, count, amount_fen)| (i, (count, amount_fen)))
-            .collect::<std::collections::BTreeMap<_, _>>()
-            .into_iter()
-            .map(|(i, (count, amount_fen))| PartnerLine {
-                service: format!("S{i}"),
-                operator: "unicom".into(),
-                count,
-                amount_fen,
-                message_ids: None,
-            })
-            .collect();
+        let lines = unicom_lines(theirs);
         let inputs = Inputs {
             partner: "p".into(),
             month: "2026-03".parse::<Month>().unwrap(),

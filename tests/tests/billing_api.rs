@@ -720,48 +720,11 @@ async fn statements_reconciliation_and_tenant_isolation_over_http_r_4_2_r_7_1() 
         let s = Server::start(db).await;
         let alpha = s.new_partner("alpha").await;
         let beta = s.new_partner("beta").await;
-        for (op, min, max) in [("mobile", 3, 8), ("unicom", 1, 5)] {
-            let (st, _) = s
-                .put(
-                    &format!("/v1/admin/operators/{op}/billing"),
-                    ADMIN,
-                    json!({"imbalance_min_fen": min, "imbalance_max_fen": max}),
-                )
-                .await;
-            assert_eq!(st, StatusCode::OK);
-        }
-        for name in ["alpha", "beta"] {
-            let (st, _) = s
-                .put(&format!("/v1/admin/partners/{name}/agreement"), ADMIN, json!({"start_date": "2026-07-01", "term_months": 24, "notice_months": 3, "remedy_days": 10}))
-                .await;
-            assert_eq!(st, StatusCode::OK);
-        }
-        assert_eq!(
-            s.post("/v1/admin/partners/alpha/terms", ADMIN, terms("2026-08"))
-                .await
-                .0,
-            StatusCode::CREATED
-        );
-        for (op, c, rate, mt, schedule) in [
-            ("mobile", 1500, 5, 2, "M+2 day 15"),
-            ("unicom", 1200, 3, 1, "end of M+2"),
-        ] {
-            let (st, body) = s
-                .post("/v1/admin/partners/alpha/operator-terms", ADMIN, json!({"operator": op, "effective_from": "2026-08", "collection_bp": c,
-                      "imbalance_rate_fen": rate, "balance_mt": mt, "balance_mo": 1, "schedule": schedule}))
-                .await;
-            assert_eq!(st, StatusCode::CREATED, "{body}");
-        }
-        for (op, bp) in [("mobile", 250), ("unicom", 175)] {
-            let (st, _) = s
-                .put(
-                    &format!("/v1/admin/operators/{op}/bad-debt/2026-08"),
-                    ADMIN,
-                    json!({"ratio_bp": bp}),
-                )
-                .await;
-            assert_eq!(st, StatusCode::OK);
-        }
+        agreed(&s, "alpha").await;
+        let (st, _) = s
+            .put("/v1/admin/partners/beta/agreement", ADMIN, json!({"start_date": "2026-07-01", "term_months": 24, "notice_months": 3, "remedy_days": 10}))
+            .await;
+        assert_eq!(st, StatusCode::OK);
 
         let store = Store::connect(&s.database_url, 2).await.unwrap();
         let (unicom_ids, failed) = seed(&store, "alpha").await;
@@ -1124,13 +1087,13 @@ async fn agreed(s: &Server, partner: &str) {
         )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{body}");
-    for (op, c, rate, schedule) in [
-        ("mobile", 1500, 5, "M+2 day 15"),
-        ("unicom", 1200, 3, "end of M+2"),
+    for (op, c, rate, mt, schedule) in [
+        ("mobile", 1500, 5, 2, "M+2 day 15"),
+        ("unicom", 1200, 3, 1, "end of M+2"),
     ] {
         let (st, body) = s
             .post(&format!("/v1/admin/partners/{partner}/operator-terms"), ADMIN, json!({"operator": op, "effective_from": "2026-08", "collection_bp": c,
-                  "imbalance_rate_fen": rate, "balance_mt": 2, "balance_mo": 1, "schedule": schedule}))
+                  "imbalance_rate_fen": rate, "balance_mt": mt, "balance_mo": 1, "schedule": schedule}))
             .await;
         assert_eq!(st, StatusCode::CREATED, "{body}");
     }
