@@ -5,6 +5,7 @@ mod auth;
 mod billing;
 mod content;
 mod error;
+mod extract;
 mod messages;
 mod modules;
 mod partners;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{MethodRouter, get};
 use serde_json::json;
 
 pub use auth::Caller;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub max_module_bytes: usize,
     /// Short code and confirmation window for subscriptions made through the API.
     pub dialogue: crate::mo::DialogueConfig,
+    /// How far partner figures are trusted (the hold bound).
+    pub settlement: crate::settlement::SettlementConfig,
 }
 
 impl std::fmt::Debug for AppState {
@@ -47,10 +50,41 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// The whole API.
-pub fn router(state: AppState, max_json_bytes: usize) -> Router {
-    let upload_limit = state.max_module_bytes;
-    Router::new()
+/// Routes with the paths they were registered under, so the API can say which
+/// routes it has (`paths`; the route test walks every one with malformed input).
+pub(crate) struct Routes {
+    router: Router<AppState>,
+    paths: Vec<&'static str>,
+}
+
+impl Routes {
+    pub(crate) fn new() -> Self {
+        Self {
+            router: Router::new(),
+            paths: Vec::new(),
+        }
+    }
+
+    pub(crate) fn route(mut self, path: &'static str, method: MethodRouter<AppState>) -> Self {
+        self.router = self.router.route(path, method);
+        self.paths.push(path);
+        self
+    }
+
+    fn merge(mut self, other: Routes) -> Self {
+        self.router = self.router.merge(other.router);
+        self.paths.extend(other.paths);
+        self
+    }
+
+    fn layer_body_limit(mut self, bytes: usize) -> Self {
+        self.router = self.router.layer(DefaultBodyLimit::max(bytes));
+        self
+    }
+}
+
+fn json_routes() -> Routes {
+    Routes::new()
         .route("/healthz", get(healthz))
         .merge(partners::router())
         .merge(content::router())
@@ -58,17 +92,34 @@ pub fn router(state: AppState, max_json_bytes: usize) -> Router {
         .merge(schedules::router())
         .merge(services::router())
         .merge(billing::router())
-        .layer(DefaultBodyLimit::max(max_json_bytes))
-        // Module uploads are bigger than JSON bodies; their routes get their own limit.
-        .merge(modules::router().layer(DefaultBodyLimit::max(upload_limit)))
+        // The module upload reads its body itself, up to `max_module_bytes`; its
+        // other routes take JSON like every route.
+        .merge(modules::router())
+}
+
+/// Every path template the API serves (`/v1/services/{id}`, …), each once.
+pub fn paths() -> Vec<&'static str> {
+    let mut paths = json_routes().paths;
+    paths.sort_unstable();
+    paths.dedup();
+    paths
+}
+
+/// The whole API.
+pub fn router(state: AppState, max_json_bytes: usize) -> Router {
+    json_routes()
+        .layer_body_limit(max_json_bytes)
+        .router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::map_response(extract::json_errors))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
 
 async fn healthz(
     axum::extract::State(state): axum::extract::State<AppState>,
+    _: extract::Query<extract::NoParams>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     sqlx::query("SELECT 1")
         .execute(state.store.pool())

@@ -33,6 +33,9 @@ pub enum BillingError {
     /// The records do not allow it (terms exist, none in force, case resolved…).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// A figure would not fit in `i64` fen (never wrapped, never saturated).
+    #[error(transparent)]
+    Overflow(#[from] money::Overflow),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

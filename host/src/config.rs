@@ -23,6 +23,8 @@ pub struct Config {
     pub dialogue: crate::mo::DialogueConfig,
     /// Content policy, quiet hours, caps and detectors.
     pub compliance: crate::compliance::ComplianceConfig,
+    /// How far the partner's own figures are trusted.
+    pub settlement: crate::settlement::SettlementConfig,
     /// The operator links (SMPP 3.4 SMSCs). Empty: nothing is sent (with `serve
     /// --demo`, two operators on the built-in simulator).
     pub operators: Vec<OperatorConfig>,
@@ -331,6 +333,12 @@ impl Config {
                 reason: format!("`{url}` is neither sqlite:// nor postgres://"),
             });
         }
+        self.settlement
+            .validate()
+            .map_err(|reason| ConfigError::Invalid {
+                key: "settlement.hold_above_bp",
+                reason,
+            })?;
         let mut names = std::collections::HashSet::new();
         for op in &self.operators {
             if op.name.is_empty() || !names.insert(op.name.as_str()) {

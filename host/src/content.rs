@@ -49,6 +49,21 @@ impl From<sqlx::Error> for ContentError {
 const MAX_ITEMS_PER_REQUEST: usize = 1000;
 const MAX_TEXT_BYTES: usize = 4096;
 
+/// An item id or tag: 1 to `max` bytes of visible characters (no whitespace, no
+/// control characters), so `"   "`, `" a"` or `"a\u{0}"` are refused, not stored.
+fn valid_key(key: &str, max: usize) -> bool {
+    !key.is_empty()
+        && key.len() <= max
+        && !key
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || is_format_char(c))
+}
+
+/// Zero-width and bidirectional formatting characters (they render as nothing).
+fn is_format_char(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
 fn valid_collection(name: &str) -> bool {
     crate::runtime::host::valid_attribute_name(name)
 }
@@ -71,14 +86,15 @@ pub async fn add(
             Some("text is empty".to_string())
         } else if item.text.len() > MAX_TEXT_BYTES {
             Some(format!("text is over {MAX_TEXT_BYTES} bytes"))
-        } else if item
-            .id
-            .as_ref()
-            .is_some_and(|id| id.is_empty() || id.len() > 64)
+        } else if item.id.as_ref().is_some_and(|id| !valid_key(id, 64)) {
+            Some("id must be 1-64 bytes of visible characters (no spaces)".to_string())
+        } else if item.tags.len() > 16 || item.tags.iter().any(|t| !valid_key(t, 32)) {
+            Some("at most 16 tags of 1-32 bytes of visible characters (no spaces)".to_string())
+        } else if items[..index]
+            .iter()
+            .any(|other| other.id.is_some() && other.id == item.id)
         {
-            Some("id must be 1-64 bytes".to_string())
-        } else if item.tags.len() > 16 || item.tags.iter().any(|t| t.len() > 32) {
-            Some("at most 16 tags of up to 32 bytes".to_string())
+            Some("the same id appears twice in this request".to_string())
         } else {
             None
         };

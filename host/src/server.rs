@@ -158,6 +158,7 @@ impl Platform {
                 admin_key_hash: self.admin_key_hash.clone(),
                 max_module_bytes: config.http.max_module_bytes,
                 dialogue: self.dialogue.clone(),
+                settlement: config.settlement,
             },
             config.http.max_json_bytes,
         )

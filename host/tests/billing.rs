@@ -21,6 +21,8 @@ use tongdao::billing::terms::{
 use tongdao::config::{OperatorConfig, RelayConfig};
 use tongdao::relay::{Basis, ChargePlan, NewMessage, Relay, Routes};
 use tongdao::services::{self, FeeType, ServiceTerms};
+use tongdao::settlement::SettlementConfig;
+use tongdao::settlement::cases;
 use tongdao::settlement::obligations::{self, BreachInput, PaymentInput, TerminationInput};
 use tongdao::settlement::reconcile::{self, FiguresInput, PartnerLine};
 use tongdao::settlement::render::{self, Format};
@@ -94,14 +96,32 @@ enum Arg<'a> {
 }
 use Arg::{I, O, S};
 
-async fn service(store: &Store, partner: i64, code: &str) -> i64 {
-    exec(
+/// A service approved with its terms (one revision in force since the epoch), as
+/// issue 4's approval leaves it.
+async fn service(store: &Store, partner: i64, code: &str, fee_type: &str, price: i64) -> i64 {
+    let id = exec(
         store,
         "INSERT INTO services (partner_id, code, status, created_at, updated_at)
          VALUES ($1, $2, 'approved', 0, 0) RETURNING id",
         &[I(partner), S(code)],
     )
-    .await
+    .await;
+    let revision = exec(
+        store,
+        "INSERT INTO service_revisions (service_id, seq, name, description, keywords, fee_type, price_fen,
+            operators, monthly_max_messages, number_ext, status, created_at, decided_at)
+         VALUES ($1, 1, $2, '', '[]', $3, $4, '[\"mobile\",\"unicom\"]', 31, $5, 'approved', 0, 0)
+         RETURNING id",
+        &[I(id), S(code), S(fee_type), I(price), S(&id.to_string())],
+    )
+    .await;
+    exec(
+        store,
+        "UPDATE services SET live_revision_id = $1 WHERE id = $2 RETURNING id",
+        &[I(revision), I(id)],
+    )
+    .await;
+    id
 }
 
 /// One MT row; `done_at` is when its final receipt arrived.
@@ -215,9 +235,9 @@ async fn seed_august(store: &Store, partner: i64, suffix: &str) -> Seeded {
     let xz = format!("XZ{suffix}");
     let joke = format!("JOKE{suffix}");
     let free = format!("FREE{suffix}");
-    let xz_id = service(store, partner, &xz).await;
-    let joke_id = service(store, partner, &joke).await;
-    let free_id = service(store, partner, &free).await;
+    let xz_id = service(store, partner, &xz, "per-message", 200).await;
+    let joke_id = service(store, partner, &joke, "monthly", 500).await;
+    let free_id = service(store, partner, &free, "free", 0).await;
     let sub = |n: u32| format!("138{n:08}");
     let s1 = subscription(
         store,
@@ -487,6 +507,7 @@ async fn platform_settings(store: &Store) {
     for (op, min, max) in [("mobile", 3, 8), ("unicom", 1, 5)] {
         terms::set_operator_billing(
             store,
+            &routes(),
             &OperatorBilling {
                 operator: op.into(),
                 imbalance_min_fen: min,
@@ -511,12 +532,11 @@ async fn platform_settings(store: &Store) {
     calendar::set_day(store, "cn", "2026-10-10", DayKind::Workday, "国庆节调休")
         .await
         .unwrap();
-    terms::set_bad_debt(store, "mobile", month("2026-08"), 250)
-        .await
-        .unwrap();
-    terms::set_bad_debt(store, "unicom", month("2026-08"), 175)
-        .await
-        .unwrap();
+    for (op, bp) in [("mobile", 250), ("unicom", 175)] {
+        terms::record_bad_debt(store, &routes(), op, month("2026-08"), bp, None, "admin")
+            .await
+            .unwrap();
+    }
 }
 
 fn example_terms(t1: i64, t2: i64, mode: TierMode) -> AgreementTerms {
@@ -702,7 +722,7 @@ async fn worked_example_two_operators_every_figure_to_the_fen_r_4_3_r_4_4_r_4_6(
         assert_eq!((s.due[0].amount_fen, s.due[1].amount_fen), (3_263, 1_398));
         // Mobile's money arrives Wednesday 30 September: 5 working days skip the
         // holiday (1–7 Oct) and count the make-up Saturday: 8, 9, 10, 12, 13 Oct.
-        obligations::record_operator_payment(store, "mobile", aug, "2026-09-30")
+        obligations::record_operator_payment(store, &routes(), "mobile", aug, "2026-09-30")
             .await
             .unwrap();
         let s = statement::generate(store, p, "alpha", aug).await.unwrap();
@@ -710,21 +730,27 @@ async fn worked_example_two_operators_every_figure_to_the_fen_r_4_3_r_4_4_r_4_6(
         assert_eq!(s.due[1].pay_by, None);
 
         // The same split in marginal mode: 5,000 × 50 % + 2,769 × 60 % = 4,161.4 → 4,161.
-        let marginal = example_terms(5_000, 10_000, TierMode::Marginal).split(7_769);
+        let marginal = example_terms(5_000, 10_000, TierMode::Marginal)
+            .split(7_769)
+            .unwrap();
         assert_eq!(
             (marginal.partner_fen, marginal.platform_fen),
             (4_161, 3_608)
         );
 
-        // R-4.2: the partner's figures. Mobile XZ 6,119 is 1.98 % over ours: within
-        // X = 2 %, ours stands. Unicom XZ 2,449 is 2.04 % over: beyond X, the line
-        // settles on the mean (2,400 + 2,449) / 2 = 2,424.5 → 2,425, and a case opens
-        // with the message ids they list that we did not charge.
+        // R-4.2: the partner's figures. Mobile XZ agrees with ours: ours stands.
+        // Unicom XZ 13 messages × 200 = 2,600 is 8.33 % over 2,400: beyond X = 2 %
+        // (and within the 50 % hard bound), the line settles on the mean (2,400 +
+        // 2,600) / 2 = 2,500, and a case opens with the message ids they list that
+        // we did not charge. (Each line is count × price: a per-message amount that
+        // is not is refused, issue 10 item 1.)
         let mut their_ids = seeded.unicom_xz_ids.clone();
         their_ids.push(seeded.unicom_failed_id);
         their_ids.push(999_999_999);
         let outcome = reconcile::upload(
             store,
+            &routes(),
+            SettlementConfig::default(),
             p,
             aug,
             FiguresInput {
@@ -733,14 +759,14 @@ async fn worked_example_two_operators_every_figure_to_the_fen_r_4_3_r_4_4_r_4_6(
                         service: seeded.xz.clone(),
                         operator: "mobile".into(),
                         count: 30,
-                        amount_fen: 6_119,
+                        amount_fen: 6_000,
                         message_ids: None,
                     },
                     PartnerLine {
                         service: seeded.xz.clone(),
                         operator: "unicom".into(),
-                        count: 12,
-                        amount_fen: 2_449,
+                        count: 13,
+                        amount_fen: 2_600,
                         message_ids: Some(their_ids),
                     },
                 ],
@@ -760,13 +786,10 @@ async fn worked_example_two_operators_every_figure_to_the_fen_r_4_3_r_4_4_r_4_6(
             "{flags:?}"
         );
         assert!(
-            flags.contains(&(format!("unicom/{}", seeded.xz), true, 2_425)),
+            flags.contains(&(format!("unicom/{}", seeded.xz), true, 2_500)),
             "{flags:?}"
         );
-        let (_, case) = reconcile::case(store, case_id, Some(p))
-            .await
-            .unwrap()
-            .unwrap();
+        let (_, case) = cases::case(store, case_id, Some(p)).await.unwrap().unwrap();
         assert_eq!(case.status, "open");
         let diffs = &case.detail["message_differences"][0];
         assert_eq!(diffs["operator"], "unicom");
@@ -776,10 +799,10 @@ async fn worked_example_two_operators_every_figure_to_the_fen_r_4_3_r_4_4_r_4_6(
         assert_eq!(partner_only[0][1], "not delivered: failed");
         assert_eq!(partner_only[1][1], "no such message of this partner");
 
-        // Unicom again with the mean line: gross 2,425 + 500 = 2,925; collection
-        // 351; imbalance 21; bad debt 51.19 → 51; received 2,502; tax 150.12 → 150;
-        // distributable 2,352. Month 5,438 + 2,352 = 7,790, tier 2: partner 4,674,
-        // platform 3,116; mobile 3,262.8 → 3,263, unicom 1,411.2 → 1,411.
+        // Unicom again with the mean line: gross 2,500 + 500 = 3,000; collection
+        // 360; imbalance 21; bad debt 52.5 → 53; received 2,566; tax 153.96 → 154;
+        // distributable 2,412. Month 5,438 + 2,412 = 7,850, tier 2: partner 4,710,
+        // platform 3,140; mobile 3,262.8 → 3,263, unicom 1,447.2 → 1,447.
         let s = statement::generate(store, p, "alpha", aug).await.unwrap();
         let u = &s.operators[1];
         assert_eq!(
@@ -791,36 +814,36 @@ async fn worked_example_two_operators_every_figure_to_the_fen_r_4_3_r_4_4_r_4_6(
                 u.tax_fen,
                 u.distributable_fen
             ),
-            (2_925, 351, 51, 2_502, 150, 2_352)
+            (3_000, 360, 53, 2_566, 154, 2_412)
         );
         assert_eq!(
             s.operators[0].distributable_fen, 5_438,
             "mobile stays on our figures"
         );
-        assert_eq!((s.split.partner_fen, s.split.platform_fen), (4_674, 3_116));
-        assert_eq!((s.due[0].amount_fen, s.due[1].amount_fen), (3_263, 1_411));
+        assert_eq!((s.split.partner_fen, s.split.platform_fen), (4_710, 3_140));
+        assert_eq!((s.due[0].amount_fen, s.due[1].amount_fen), (3_263, 1_447));
         let rec = s.reconciliation.as_ref().unwrap();
         assert_eq!((rec.lines_on_mean, rec.case_id), (1, Some(case_id)));
 
         // The readable documents carry the same figures.
         let csv = render::render(&s, Format::Csv);
         assert!(
-            csv.contains("unicom,= distributable income,received - tax,2352,23.52\r\n"),
+            csv.contains("unicom,= distributable income,received - tax,2412,24.12\r\n"),
             "{csv}"
         );
         assert!(csv.contains("mobile,3263,32.63,M+2 day 15,2026-10-15,2026-10-22,2026-09-30,2026-10-13,0,3263\r\n"), "{csv}");
         let html = render::render(&s, Format::Html);
         assert!(html.contains(
-            "<td>= distributable income</td><td>received - tax</td><td class=\"n\">23.52</td>"
+            "<td>= distributable income</td><td>received - tax</td><td class=\"n\">24.12</td>"
         ));
 
         // The case is resolved later; the settlement on the mean stands.
-        let resolved = reconcile::resolve(store, case_id, "partner counted a failed MT", "admin")
+        let resolved = cases::resolve(store, case_id, "partner counted a failed MT", "admin")
             .await
             .unwrap();
         assert_eq!(resolved.status, "resolved");
         assert!(matches!(
-            reconcile::resolve(store, case_id, "again", "admin").await,
+            cases::resolve(store, case_id, "again", "admin").await,
             Err(tongdao::billing::BillingError::Conflict {
                 code: "case-resolved",
                 ..
@@ -1019,7 +1042,7 @@ async fn activation_month_rule_full_pro_rata_free_first_month_r_4_5() {
             let mut t = example_terms(5_000, 10_000, TierMode::Whole);
             t.activation_rule = rule;
             terms::add_terms(store, p, &t).await.unwrap();
-            let s = service(store, p, &format!("M{i}")).await;
+            let s = service(store, p, &format!("M{i}"), "monthly", 1_000).await;
             subscription(
                 store,
                 p,
@@ -1074,7 +1097,7 @@ async fn overdue_settlements_and_payment_deadlines_raise_alerts_once_r_4_6() {
             .await
             .unwrap();
         let aug = month("2026-08");
-        obligations::record_operator_payment(store, "mobile", aug, "2026-09-30")
+        obligations::record_operator_payment(store, &routes(), "mobile", aug, "2026-09-30")
             .await
             .unwrap();
 
@@ -1092,6 +1115,7 @@ async fn overdue_settlements_and_payment_deadlines_raise_alerts_once_r_4_6() {
         // Mobile is paid in full on 20 October: no breach on 23 October.
         obligations::record_partner_payment(
             store,
+            &routes(),
             p,
             &PaymentInput {
                 month: aug,

@@ -84,6 +84,23 @@ prop_compose! {
     }
 }
 
+/// One partner line per service on unicom (as an upload must be).
+fn unicom_lines(theirs: Vec<(usize, i64, i64)>) -> Vec<PartnerLine> {
+    theirs
+        .into_iter()
+        .map(|(i, count, amount_fen)| (i, (count, amount_fen)))
+        .collect::<std::collections::BTreeMap<_, _>>()
+        .into_iter()
+        .map(|(i, (count, amount_fen))| PartnerLine {
+            service: format!("S{i}"),
+            operator: "unicom".into(),
+            count,
+            amount_fen,
+            message_ids: None,
+        })
+        .collect()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2_000))]
 
@@ -94,7 +111,7 @@ proptest! {
         terms in agreement_terms(),
         d in -1_000_000_000_000i64..1_000_000_000_000,
     ) {
-        let s = terms.split(d);
+        let s = terms.split(d).unwrap();
         prop_assert_eq!(s.platform_fen + s.partner_fen, d);
         // The partner's share is its exact share rounded to the nearest fen (an
         // independent computation in i128): never more than half a fen off.
@@ -142,8 +159,8 @@ proptest! {
     /// Rounding is half away from zero and symmetric.
     #[test]
     fn rounding_is_symmetric(amount in -1_000_000_000_000i64..1_000_000_000_000, bp in 0i64..=10_000) {
-        prop_assert_eq!(apply_bp(-amount, bp), -apply_bp(amount, bp));
-        prop_assert!(mean(amount, amount) == amount);
+        prop_assert_eq!(apply_bp("x", -amount, bp).unwrap(), -apply_bp("x", amount, bp).unwrap());
+        prop_assert!(mean("x", amount, amount).unwrap() == amount);
     }
 
     /// in any statement every fen is accounted for: lines sum
@@ -158,28 +175,17 @@ proptest! {
         theirs in prop::collection::vec((0usize..4, 0i64..100_000, 0i64..100_000_000), 0..4),
     ) {
         // One partner line per service (as an upload must be).
-        let lines: Vec<PartnerLine> = theirs
-            .into_iter()
-            .map(|(i, count, amount_fen)| (i, (count, amount_fen)))
-            .collect::<std::collections::BTreeMap<_, _>>()
-            .into_iter()
-            .map(|(i, (count, amount_fen))| PartnerLine {
-                service: format!("S{i}"),
-                operator: "unicom".into(),
-                count,
-                amount_fen,
-                message_ids: None,
-            })
-            .collect();
+        let lines = unicom_lines(theirs);
         let inputs = Inputs {
             partner: "p".into(),
             month: "2026-03".parse::<Month>().unwrap(),
             terms,
             operators: vec![mobile, unicom],
-            figures: Some(Figures { id: 1, lines, objection: None }),
+            figures: Some(Figures { id: 1, lines, objection: None, hold_bp: Some(5_000) }),
             case: None,
+            decisions: std::collections::BTreeMap::new(),
         };
-        let s = compute(&inputs);
+        let s = compute(&inputs).unwrap();
         let mut totals = (0i64, 0i64, 0i64, 0i64, 0i64, 0i64, 0i64);
         let mut partner_parts = 0i64;
         for o in &s.operators {
@@ -208,5 +214,50 @@ proptest! {
         prop_assert_eq!(s.split.partner_fen + s.split.platform_fen, t.distributable_fen);
         prop_assert_eq!(partner_parts, s.split.partner_fen);
         prop_assert_eq!(s.due.iter().map(|d| d.amount_fen).sum::<i64>(), s.split.partner_fen);
+    }
+
+    /// Issue 10 item 2: whatever the figures (up to i64::MAX on every line), a
+    /// statement is either exact — every sum checked again in i128 — or a clear
+    /// overflow error; never a wrapped or saturated figure.
+    #[test]
+    fn item2_no_statement_figure_wraps(
+        terms in agreement_terms(),
+        mobile in operator_input("mobile"),
+        unicom in operator_input("unicom"),
+        theirs in prop::collection::vec((0usize..4, 0i64..=i64::MAX, 0i64..=i64::MAX), 1..4),
+    ) {
+        let lines = unicom_lines(theirs);
+        let inputs = Inputs {
+            partner: "p".into(),
+            month: "2026-03".parse::<Month>().unwrap(),
+            terms,
+            operators: vec![mobile, unicom],
+            // No hold bound (uploads from before it): every line goes to the mean.
+            figures: Some(Figures { id: 1, lines, objection: Some("x".into()), hold_bp: None }),
+            case: None,
+            decisions: std::collections::BTreeMap::new(),
+        };
+        match compute(&inputs) {
+            Err(tongdao::billing::BillingError::Overflow(o)) => {
+                prop_assert!(!o.what.is_empty());
+            }
+            Err(e) => prop_assert!(false, "unexpected error {e}"),
+            Ok(s) => {
+                let wide = |v: &[i64]| v.iter().map(|x| i128::from(*x)).sum::<i128>();
+                for o in &s.operators {
+                    let settled: Vec<i64> = o.lines.iter().map(|l| l.settled_fen).collect();
+                    prop_assert_eq!(wide(&settled), i128::from(o.gross_fen));
+                    prop_assert!(o.lines.iter().all(|l| l.settled_fen >= 0));
+                    prop_assert_eq!(
+                        i128::from(o.gross_fen) - i128::from(o.collection_fen)
+                            - i128::from(o.imbalance_fen) - i128::from(o.bad_debt_fen),
+                        i128::from(o.received_fen)
+                    );
+                }
+                let gross: Vec<i64> = s.operators.iter().map(|o| o.gross_fen).collect();
+                prop_assert_eq!(wide(&gross), i128::from(s.totals.gross_fen));
+                prop_assert!(s.totals.gross_fen >= 0, "gross {} wrapped", s.totals.gross_fen);
+            }
+        }
     }
 }

@@ -111,6 +111,7 @@ impl Rig {
                 admin_key_hash: partners::hash_key(ADMIN_KEY),
                 max_module_bytes: 4 << 20,
                 dialogue,
+                settlement: Default::default(),
             },
             1 << 20,
         );

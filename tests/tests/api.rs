@@ -429,3 +429,356 @@ async fn test_sends_and_message_routes() {
         server.stop().await;
     }
 }
+
+/// Who a route is called as in the walk.
+#[derive(Clone, Copy, PartialEq)]
+enum Who {
+    Nobody,
+    Admin,
+    Partner,
+}
+
+/// Every route of the API: path, methods (`*` takes a JSON body, `?` an optional
+/// JSON body, `!` a wasm body) and who calls it. The walk below fails when a route
+/// is added without a line here.
+const ROUTES: &[(&str, &str, Who)] = &[
+    ("/healthz", "GET", Who::Nobody),
+    ("/v1/partners", "POST* GET", Who::Admin),
+    ("/v1/partners/{name}/keys", "POST?", Who::Admin),
+    ("/v1/content/{collection}", "POST* GET", Who::Partner),
+    ("/v1/messages", "GET", Who::Partner),
+    ("/v1/messages/{id}", "GET", Who::Partner),
+    ("/v1/admin/test-messages", "POST*", Who::Admin),
+    ("/v1/services/{id}/schedules", "GET POST*", Who::Partner),
+    ("/v1/schedules/{id}", "GET PATCH* DELETE", Who::Partner),
+    ("/v1/services/{id}/push", "POST?", Who::Partner),
+    ("/v1/services/{id}/runs", "GET", Who::Partner),
+    ("/v1/runs/{id}", "GET", Who::Partner),
+    ("/v1/runs/{id}/cancel", "POST", Who::Partner),
+    ("/v1/services", "POST* GET", Who::Partner),
+    ("/v1/services/{id}", "GET", Who::Partner),
+    ("/v1/services/{id}/terms", "PUT*", Who::Partner),
+    ("/v1/services/{id}/submit", "POST", Who::Partner),
+    ("/v1/services/{id}/audit", "GET", Who::Partner),
+    ("/v1/services/{id}/subscriptions", "POST* GET", Who::Partner),
+    ("/v1/subscriptions/{id}", "DELETE", Who::Partner),
+    ("/v1/violations", "GET", Who::Partner),
+    ("/v1/admin/services/{id}/{action}", "POST*", Who::Admin),
+    ("/v1/admin/partners/{name}/{action}", "POST*", Who::Admin),
+    ("/v1/admin/complaints", "POST*", Who::Admin),
+    ("/v1/admin/detectors/run", "POST", Who::Admin),
+    ("/v1/agreement", "GET", Who::Partner),
+    ("/v1/charges", "GET", Who::Partner),
+    ("/v1/statements/{month}", "GET", Who::Partner),
+    ("/v1/statements/{month}/figures", "POST*", Who::Partner),
+    ("/v1/discrepancies", "GET", Who::Partner),
+    ("/v1/discrepancies/{id}", "GET", Who::Partner),
+    ("/v1/billing/alerts", "GET", Who::Partner),
+    ("/v1/admin/partners/{name}/agreement", "PUT*", Who::Admin),
+    (
+        "/v1/admin/partners/{name}/agreement/status",
+        "POST*",
+        Who::Admin,
+    ),
+    ("/v1/admin/partners/{name}/terms", "POST*", Who::Admin),
+    (
+        "/v1/admin/partners/{name}/operator-terms",
+        "POST*",
+        Who::Admin,
+    ),
+    ("/v1/admin/partners/{name}/payments", "POST*", Who::Admin),
+    (
+        "/v1/admin/partners/{name}/breach-notices",
+        "POST*",
+        Who::Admin,
+    ),
+    (
+        "/v1/admin/partners/{name}/breach-notices/{id}/remedy",
+        "POST*",
+        Who::Admin,
+    ),
+    ("/v1/admin/partners/{name}/termination", "POST*", Who::Admin),
+    (
+        "/v1/admin/partners/{name}/statements/{month}/issue",
+        "POST",
+        Who::Admin,
+    ),
+    ("/v1/admin/operators/{operator}/billing", "PUT*", Who::Admin),
+    (
+        "/v1/admin/operators/{operator}/bad-debt/{month}",
+        "PUT* GET",
+        Who::Admin,
+    ),
+    (
+        "/v1/admin/operators/{operator}/payments",
+        "POST*",
+        Who::Admin,
+    ),
+    ("/v1/admin/calendars/{calendar}", "GET", Who::Admin),
+    (
+        "/v1/admin/calendars/{calendar}/days/{day}",
+        "PUT* DELETE",
+        Who::Admin,
+    ),
+    ("/v1/admin/discrepancies", "GET", Who::Admin),
+    ("/v1/admin/discrepancies/{id}/decision", "POST*", Who::Admin),
+    (
+        "/v1/admin/discrepancies/{id}/resolution",
+        "POST*",
+        Who::Admin,
+    ),
+    ("/v1/admin/billing/alerts", "GET", Who::Admin),
+    ("/v1/admin/billing/charge-pass", "POST", Who::Admin),
+    ("/v1/modules", "POST! GET", Who::Partner),
+    ("/v1/modules/{name}", "GET", Who::Partner),
+    ("/v1/modules/{name}/activate", "POST*", Who::Partner),
+    ("/v1/modules/{name}/rollback", "POST", Who::Partner),
+    ("/v1/modules/{name}/faults", "GET", Who::Partner),
+    ("/v1/modules/{name}/bulletin", "POST?", Who::Partner),
+];
+
+/// A body sent to a JSON route: content type, bytes, expected status and code.
+type BodyCase = (Option<&'static str>, Vec<u8>, (StatusCode, &'static str));
+
+/// A well-formed value for each path parameter, so a request gets past the path.
+fn fill(path: &str, broken: Option<usize>) -> String {
+    let mut out = String::new();
+    for (i, segment) in path.split('/').enumerate().skip(1) {
+        out.push('/');
+        let value = match segment {
+            _ if !segment.starts_with('{') => segment,
+            _ if broken.is_some_and(|b| b == i) => "%ff",
+            "{id}" => "1",
+            "{name}" => "acme",
+            "{action}" => "suspend",
+            "{month}" => "2026-08",
+            "{operator}" => "mobile",
+            "{calendar}" => "cn",
+            "{day}" => "2026-10-01",
+            "{collection}" => "jokes",
+            other => panic!("no value for {other}"),
+        };
+        out.push_str(value);
+    }
+    out
+}
+
+/// The error must be the documented shape and nothing else.
+fn assert_json_error(what: &str, status: StatusCode, ct: &str, text: &str) -> String {
+    assert!(
+        ct.starts_with("application/json"),
+        "{what}: {status} answered `{ct}`: {text}"
+    );
+    let body: Value =
+        serde_json::from_str(text).unwrap_or_else(|_| panic!("{what}: not JSON: {text}"));
+    let object = body.as_object().unwrap();
+    assert_eq!(object.len(), 1, "{what}: {body}");
+    let error = body["error"].as_object().unwrap();
+    assert_eq!(error.len(), 2, "{what}: {body}");
+    assert!(
+        !body["error"]["message"].as_str().unwrap().is_empty(),
+        "{what}: {body}"
+    );
+    body["error"]["code"].as_str().unwrap().to_string()
+}
+
+/// Issue 10 item 7: every route answers every kind of malformed input with one
+/// JSON error and one status per kind: a path segment that is not UTF-8 (400
+/// `invalid-path`), JSON that does not parse (400 `malformed-json`), JSON of the
+/// wrong shape (422 `invalid-json`), a body without its content type (415), a body
+/// over the limit (413), an unknown query parameter on any GET (400
+/// `invalid-query`), a method the route does not have (405), a path it does not
+/// have (404).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item7_every_route_answers_malformed_input_with_the_json_error() {
+    // The table covers exactly the routes the API serves.
+    let mut listed: Vec<&str> = ROUTES.iter().map(|r| r.0).collect();
+    listed.sort_unstable();
+    assert_eq!(
+        listed,
+        tongdao::api::paths(),
+        "a route without a case here, or a case without a route"
+    );
+    for db in databases().await {
+        let server = Server::start(db).await;
+        let acme = server.new_partner("acme").await;
+        let call = async |method: &str,
+                          url: String,
+                          who: Who,
+                          content_type: Option<&str>,
+                          body: Option<Vec<u8>>|
+               -> (StatusCode, String, String) {
+            let mut req = server
+                .http
+                .request(method.parse().unwrap(), server.url(&url));
+            req = match who {
+                Who::Admin => req.bearer_auth(ADMIN_KEY),
+                Who::Partner => req.bearer_auth(&acme),
+                Who::Nobody => req,
+            };
+            if let Some(ct) = content_type {
+                req = req.header("content-type", ct);
+            }
+            if let Some(b) = body {
+                req = req.body(b);
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status();
+            let ct = resp
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default();
+            (status, ct, resp.text().await.unwrap())
+        };
+        let mut checked = 0;
+        for &(path, methods, who) in ROUTES {
+            let methods: Vec<(&str, Option<char>)> = methods
+                .split(' ')
+                .map(|m| match m.strip_suffix(['*', '?', '!']) {
+                    Some(name) => (name, m.chars().last()),
+                    None => (m, None),
+                })
+                .collect();
+            let params: Vec<usize> = path
+                .split('/')
+                .enumerate()
+                .filter(|(_, s)| s.starts_with('{'))
+                .map(|(i, _)| i)
+                .collect();
+            let mut expect = |what: String,
+                              (status, ct, text): (StatusCode, String, String),
+                              want: (StatusCode, &str)| {
+                let code = assert_json_error(&what, status, &ct, &text);
+                assert_eq!((status, code.as_str()), want, "{what}: {text}");
+                checked += 1;
+            };
+            for &(method, body) in &methods {
+                // Every path parameter that is not UTF-8.
+                for &i in &params {
+                    let url = fill(path, Some(i));
+                    let what = format!("{method} {url}");
+                    let answer = call(method, url, who, None, None).await;
+                    expect(what, answer, (StatusCode::BAD_REQUEST, "invalid-path"));
+                }
+                let url = fill(path, None);
+                if method == "GET" {
+                    let what = format!("GET {url}?bogus=1");
+                    let answer = call("GET", format!("{url}?bogus=1"), who, None, None).await;
+                    expect(what, answer, (StatusCode::BAD_REQUEST, "invalid-query"));
+                }
+                let json = Some("application/json");
+                match body {
+                    Some('*' | '?') => {
+                        let cases: [BodyCase; 4] = [
+                            (
+                                json,
+                                b"{,}".to_vec(),
+                                (StatusCode::BAD_REQUEST, "malformed-json"),
+                            ),
+                            (
+                                json,
+                                b"[1, 2]".to_vec(),
+                                (StatusCode::UNPROCESSABLE_ENTITY, "invalid-json"),
+                            ),
+                            (
+                                None,
+                                b"{}".to_vec(),
+                                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type"),
+                            ),
+                            (
+                                json,
+                                vec![b' '; 70 * 1024],
+                                (StatusCode::PAYLOAD_TOO_LARGE, "body-too-large"),
+                            ),
+                        ];
+                        for (ct, bytes, want) in cases {
+                            let what =
+                                format!("{method} {url} with {} bytes ({ct:?})", bytes.len());
+                            let answer = call(method, url.clone(), who, ct, Some(bytes)).await;
+                            expect(what, answer, want);
+                        }
+                    }
+                    Some('!') => {
+                        let what = format!("{method} {url} with JSON");
+                        let answer =
+                            call(method, url.clone(), who, json, Some(b"{}".to_vec())).await;
+                        expect(
+                            what,
+                            answer,
+                            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type"),
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            // Methods the route does not have.
+            for other in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+                if methods.iter().any(|(m, _)| *m == other) {
+                    continue;
+                }
+                let url = fill(path, None);
+                let what = format!("{other} {url}");
+                let answer = call(other, url, who, None, None).await;
+                expect(
+                    what,
+                    answer,
+                    (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
+                );
+            }
+        }
+        let answer = call("GET", "/v1/nothing-here".into(), Who::Partner, None, None).await;
+        let code = assert_json_error("GET /v1/nothing-here", answer.0, &answer.1, &answer.2);
+        assert_eq!(
+            (answer.0, code.as_str()),
+            (StatusCode::NOT_FOUND, "not-found")
+        );
+        assert!(checked > 300, "only {checked} checks");
+        server.stop().await;
+    }
+}
+
+/// Issue 10 item 7: the admin's `?partner=` works on every admin list; a partner
+/// naming another partner is refused (403), not ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item7_admin_lists_take_partner() {
+    let server = Server::start(None).await;
+    let acme = server.new_partner("acme").await;
+    server.new_partner("rival").await;
+    for list in [
+        "/v1/services",
+        "/v1/violations",
+        "/v1/messages",
+        "/v1/modules",
+        "/v1/discrepancies",
+        "/v1/billing/alerts",
+        "/v1/admin/billing/alerts",
+        "/v1/admin/discrepancies",
+        "/v1/content/jokes",
+    ] {
+        let sep = if list.contains('?') { '&' } else { '?' };
+        let (status, body) = server
+            .get(&format!("{list}{sep}partner=acme"), ADMIN_KEY)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{list}: {body}");
+        let (status, body) = server
+            .get(&format!("{list}{sep}partner=nobody"), ADMIN_KEY)
+            .await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::NOT_FOUND, "not-found"),
+            "{list}"
+        );
+        if !list.starts_with("/v1/admin") {
+            let (status, body) = server
+                .get(&format!("{list}{sep}partner=rival"), &acme)
+                .await;
+            assert_eq!(
+                (status, error_code(&body)),
+                (StatusCode::FORBIDDEN, "forbidden"),
+                "{list}"
+            );
+        }
+    }
+    server.stop().await;
+}

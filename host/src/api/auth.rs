@@ -128,3 +128,22 @@ impl FromRequestParts<AppState> for PartnerContext {
         Ok(Self { partner, caller })
     }
 }
+
+/// The partner a request is limited to: a partner key its own (naming another
+/// partner with `?partner=` is refused, not ignored); the admin the partner named
+/// by `?partner=`, or everyone (`None`).
+pub async fn scope(
+    state: &AppState,
+    caller: &Caller,
+    partner: Option<&str>,
+) -> Result<Option<i64>, ApiError> {
+    match (caller, partner) {
+        (Caller::Partner(p), None) => Ok(Some(p.id)),
+        (Caller::Partner(p), Some(name)) if name == p.name => Ok(Some(p.id)),
+        (Caller::Partner(_), Some(_)) => Err(ApiError::forbidden(
+            "a partner key reaches only its own partner",
+        )),
+        (Caller::Admin, Some(name)) => Ok(Some(partners::get(&state.store, name).await?.id)),
+        (Caller::Admin, None) => Ok(None),
+    }
+}

@@ -4,17 +4,16 @@
 //! HTML), uploads its own figures and reads its discrepancy cases. The admin reaches
 //! a partner's side with `?partner=NAME`.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::{Admin, PartnerContext};
-use super::{ApiError, AppState};
+use super::extract::{Json, NoParams, PartnerParam, Path, Query};
+use super::{ApiError, AppState, Routes};
 use crate::billing::agreement::{self, AgreementInput, AgreementStatus};
 use crate::billing::calendar::{self, DayKind, Month};
 use crate::billing::terms::{
@@ -22,13 +21,15 @@ use crate::billing::terms::{
 };
 use crate::billing::{BillingError, charges};
 use crate::partners;
+use crate::settlement::cases::{self, DecisionInput};
+use crate::settlement::issue;
 use crate::settlement::obligations::{self, BreachInput, PaymentInput, TerminationInput};
 use crate::settlement::reconcile::{self, FiguresInput};
 use crate::settlement::render::{self, Format};
 use crate::settlement::statement;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
+pub(super) fn router() -> Routes {
+    Routes::new()
         .route("/v1/agreement", get(my_agreement))
         .route("/v1/charges", get(my_charges))
         .route("/v1/statements/{month}", get(my_statement))
@@ -62,7 +63,7 @@ pub(super) fn router() -> Router<AppState> {
         )
         .route(
             "/v1/admin/operators/{operator}/bad-debt/{month}",
-            put(bad_debt),
+            put(bad_debt).get(bad_debt_history),
         )
         .route(
             "/v1/admin/operators/{operator}/payments",
@@ -73,7 +74,13 @@ pub(super) fn router() -> Router<AppState> {
             "/v1/admin/calendars/{calendar}/days/{day}",
             put(set_day).delete(remove_day),
         )
+        .route("/v1/admin/discrepancies", get(all_cases))
+        .route("/v1/admin/discrepancies/{id}/decision", post(decide))
         .route("/v1/admin/discrepancies/{id}/resolution", post(resolve))
+        .route(
+            "/v1/admin/partners/{name}/statements/{month}/issue",
+            post(issue_statement),
+        )
         .route("/v1/admin/billing/alerts", get(all_alerts))
         .route("/v1/admin/billing/charge-pass", post(charge_pass))
 }
@@ -87,6 +94,11 @@ impl From<BillingError> for ApiError {
             BillingError::Conflict { code, .. } => {
                 ApiError::new(StatusCode::CONFLICT, code, message)
             }
+            BillingError::Overflow(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "amount-out-of-range",
+                message,
+            ),
             BillingError::Store(e) => e.into(),
         }
     }
@@ -114,6 +126,7 @@ async fn partner_id(state: &AppState, name: &str) -> Result<i64, ApiError> {
 async fn my_agreement(
     ctx: PartnerContext,
     State(state): State<AppState>,
+    _: Query<PartnerParam>,
 ) -> Result<Json<Value>, ApiError> {
     let id = ctx.partner.id;
     let agreement = agreement::get(&state.store, id).await?;
@@ -138,9 +151,9 @@ struct MonthQuery {
 async fn my_charges(
     ctx: PartnerContext,
     State(state): State<AppState>,
-    query: Result<Query<MonthQuery>, QueryRejection>,
+    query: Query<MonthQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(q) = query?;
+    let Query(q) = query;
     let m = month(&q.month)?;
     let events = charges::list(&state.store, ctx.partner.id, m).await?;
     Ok(Json(json!({ "month": m, "charges": events })))
@@ -159,9 +172,9 @@ async fn my_statement(
     ctx: PartnerContext,
     State(state): State<AppState>,
     Path(m): Path<String>,
-    query: Result<Query<StatementQuery>, QueryRejection>,
+    query: Query<StatementQuery>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = query?;
+    let Query(q) = query;
     let m = month(&m)?;
     let format = match q.format.as_deref() {
         None => Format::Json,
@@ -190,19 +203,28 @@ async fn upload_figures(
     ctx: PartnerContext,
     State(state): State<AppState>,
     Path(m): Path<String>,
-    body: Result<Json<FiguresInput>, JsonRejection>,
+    body: Json<FiguresInput>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let m = month(&m)?;
-    let Json(input) = body?;
-    let outcome = reconcile::upload(&state.store, ctx.partner.id, m, input).await?;
+    let Json(input) = body;
+    let outcome = reconcile::upload(
+        &state.store,
+        state.relay.routes(),
+        state.settlement,
+        ctx.partner.id,
+        m,
+        input,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(json!(outcome))))
 }
 
 async fn my_cases(
     ctx: PartnerContext,
     State(state): State<AppState>,
+    _: Query<PartnerParam>,
 ) -> Result<Json<Value>, ApiError> {
-    let cases = reconcile::cases(&state.store, ctx.partner.id).await?;
+    let cases = cases::cases(&state.store, ctx.partner.id).await?;
     Ok(Json(json!({ "cases": cases })))
 }
 
@@ -210,11 +232,12 @@ async fn my_case(
     ctx: PartnerContext,
     State(state): State<AppState>,
     Path(case): Path<String>,
+    _: Query<PartnerParam>,
 ) -> Result<Json<Value>, ApiError> {
     let case = id(&case)?;
     // Another partner's case is "not found", never "forbidden": its existence is
     // not the caller's business.
-    match reconcile::case(&state.store, case, Some(ctx.partner.id)).await? {
+    match cases::case(&state.store, case, Some(ctx.partner.id)).await? {
         Some((_, c)) => Ok(Json(json!(c))),
         None => Err(ApiError::not_found(format!("no discrepancy case {case}"))),
     }
@@ -223,6 +246,7 @@ async fn my_case(
 async fn my_alerts(
     ctx: PartnerContext,
     State(state): State<AppState>,
+    _: Query<PartnerParam>,
 ) -> Result<Json<Value>, ApiError> {
     let alerts = obligations::alerts(&state.store, Some(ctx.partner.id)).await?;
     Ok(Json(json!({ "alerts": alerts })))
@@ -234,9 +258,9 @@ async fn set_agreement(
     _: Admin,
     State(state): State<AppState>,
     Path(name): Path<String>,
-    body: Result<Json<AgreementInput>, JsonRejection>,
+    body: Json<AgreementInput>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(input) = body?;
+    let Json(input) = body;
     let pid = partner_id(&state, &name).await?;
     let a = agreement::set(&state.store, pid, &input).await?;
     Ok(Json(json!(a)))
@@ -252,9 +276,9 @@ async fn set_status(
     _: Admin,
     State(state): State<AppState>,
     Path(name): Path<String>,
-    body: Result<Json<StatusInput>, JsonRejection>,
+    body: Json<StatusInput>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(input) = body?;
+    let Json(input) = body;
     let pid = partner_id(&state, &name).await?;
     Ok(Json(json!(
         agreement::set_status(&state.store, pid, input.status).await?
@@ -265,9 +289,9 @@ async fn add_terms(
     _: Admin,
     State(state): State<AppState>,
     Path(name): Path<String>,
-    body: Result<Json<AgreementTerms>, JsonRejection>,
+    body: Json<AgreementTerms>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(t) = body?;
+    let Json(t) = body;
     let pid = partner_id(&state, &name).await?;
     agreement::require(&state.store, pid).await?;
     terms::add_terms(&state.store, pid, &t).await?;
@@ -278,9 +302,9 @@ async fn add_operator_terms(
     _: Admin,
     State(state): State<AppState>,
     Path(name): Path<String>,
-    body: Result<Json<OperatorTerms>, JsonRejection>,
+    body: Json<OperatorTerms>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(t) = body?;
+    let Json(t) = body;
     let pid = partner_id(&state, &name).await?;
     agreement::require(&state.store, pid).await?;
     terms::add_operator_terms(&state.store, pid, &t).await?;
@@ -299,16 +323,16 @@ async fn operator_billing(
     _: Admin,
     State(state): State<AppState>,
     Path(operator): Path<String>,
-    body: Result<Json<OperatorBillingInput>, JsonRejection>,
+    body: Json<OperatorBillingInput>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(input) = body?;
+    let Json(input) = body;
     let o = OperatorBilling {
         operator,
         imbalance_min_fen: input.imbalance_min_fen,
         imbalance_max_fen: input.imbalance_max_fen,
         calendar: input.calendar.unwrap_or_else(|| DEFAULT_CALENDAR.into()),
     };
-    terms::set_operator_billing(&state.store, &o).await?;
+    terms::set_operator_billing(&state.store, state.relay.routes(), &o).await?;
     Ok(Json(json!(o)))
 }
 
@@ -316,19 +340,47 @@ async fn operator_billing(
 #[serde(deny_unknown_fields)]
 struct BadDebtInput {
     ratio_bp: i64,
+    /// Required to change a ratio already reported.
+    #[serde(default)]
+    reason: Option<String>,
 }
 
+/// Report (or correct, with a reason) a month's bad-debt ratio; issued statements
+/// of the month get adjustments instead of being rewritten.
 async fn bad_debt(
+    caller: Admin,
+    State(state): State<AppState>,
+    Path((operator, m)): Path<(String, String)>,
+    body: Json<BadDebtInput>,
+) -> Result<Json<Value>, ApiError> {
+    let _ = caller;
+    let m = month(&m)?;
+    let Json(input) = body;
+    let outcome = issue::report_bad_debt(
+        &state.store,
+        state.relay.routes(),
+        &operator,
+        m,
+        input.ratio_bp,
+        input.reason.as_deref(),
+        "admin",
+    )
+    .await?;
+    Ok(Json(json!(outcome)))
+}
+
+/// Every report of a month's bad-debt ratio, oldest first (the last is in force).
+async fn bad_debt_history(
     _: Admin,
     State(state): State<AppState>,
     Path((operator, m)): Path<(String, String)>,
-    body: Result<Json<BadDebtInput>, JsonRejection>,
+    _: Query<NoParams>,
 ) -> Result<Json<Value>, ApiError> {
     let m = month(&m)?;
-    let Json(input) = body?;
-    terms::set_bad_debt(&state.store, &operator, m, input.ratio_bp).await?;
+    terms::require_operator(&state.store, state.relay.routes(), &operator).await?;
+    let history = terms::bad_debt_history(&state.store, &operator, m).await?;
     Ok(Json(
-        json!({ "operator": operator, "month": m, "ratio_bp": input.ratio_bp }),
+        json!({ "operator": operator, "month": m, "reports": history }),
     ))
 }
 
@@ -343,11 +395,18 @@ async fn operator_payment(
     _: Admin,
     State(state): State<AppState>,
     Path(operator): Path<String>,
-    body: Result<Json<OperatorPaymentInput>, JsonRejection>,
+    body: Json<OperatorPaymentInput>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(input) = body?;
+    let Json(input) = body;
     let m = month(&input.month)?;
-    obligations::record_operator_payment(&state.store, &operator, m, &input.received_on).await?;
+    obligations::record_operator_payment(
+        &state.store,
+        state.relay.routes(),
+        &operator,
+        m,
+        &input.received_on,
+    )
+    .await?;
     Ok(Json(
         json!({ "operator": operator, "month": m, "received_on": input.received_on }),
     ))
@@ -357,6 +416,7 @@ async fn calendar_days(
     _: Admin,
     State(state): State<AppState>,
     Path(name): Path<String>,
+    _: Query<NoParams>,
 ) -> Result<Json<Value>, ApiError> {
     let days = calendar::list_days(&state.store, &name).await?;
     Ok(Json(json!({ "calendar": name, "days": days })))
@@ -374,9 +434,9 @@ async fn set_day(
     _: Admin,
     State(state): State<AppState>,
     Path((name, day)): Path<(String, String)>,
-    body: Result<Json<DayInput>, JsonRejection>,
+    body: Json<DayInput>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(input) = body?;
+    let Json(input) = body;
     calendar::set_day(&state.store, &name, &day, input.kind, &input.note).await?;
     Ok(Json(
         json!({ "calendar": name, "day": day, "kind": input.kind, "note": input.note }),
@@ -401,11 +461,12 @@ async fn partner_payment(
     _: Admin,
     State(state): State<AppState>,
     Path(name): Path<String>,
-    body: Result<Json<PaymentInput>, JsonRejection>,
+    body: Json<PaymentInput>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(input) = body?;
+    let Json(input) = body;
     let pid = partner_id(&state, &name).await?;
-    let id = obligations::record_partner_payment(&state.store, pid, &input).await?;
+    let id = obligations::record_partner_payment(&state.store, state.relay.routes(), pid, &input)
+        .await?;
     Ok((StatusCode::CREATED, Json(json!({ "id": id }))))
 }
 
@@ -413,9 +474,9 @@ async fn breach_notice(
     _: Admin,
     State(state): State<AppState>,
     Path(name): Path<String>,
-    body: Result<Json<BreachInput>, JsonRejection>,
+    body: Json<BreachInput>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(input) = body?;
+    let Json(input) = body;
     let pid = partner_id(&state, &name).await?;
     let n = obligations::issue_breach_notice(&state.store, pid, &input).await?;
     Ok((StatusCode::CREATED, Json(json!(n))))
@@ -431,10 +492,10 @@ async fn remedy(
     _: Admin,
     State(state): State<AppState>,
     Path((name, notice)): Path<(String, String)>,
-    body: Result<Json<RemedyInput>, JsonRejection>,
+    body: Json<RemedyInput>,
 ) -> Result<Json<Value>, ApiError> {
     let notice = id(&notice)?;
-    let Json(input) = body?;
+    let Json(input) = body;
     let pid = partner_id(&state, &name).await?;
     Ok(Json(json!(
         obligations::remedy(&state.store, pid, notice, &input.remedied_on).await?
@@ -445,9 +506,9 @@ async fn terminate(
     _: Admin,
     State(state): State<AppState>,
     Path(name): Path<String>,
-    body: Result<Json<TerminationInput>, JsonRejection>,
+    body: Json<TerminationInput>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(input) = body?;
+    let Json(input) = body;
     let pid = partner_id(&state, &name).await?;
     Ok(Json(json!(
         obligations::terminate(&state.store, pid, &input).await?
@@ -464,14 +525,69 @@ async fn resolve(
     caller: Admin,
     State(state): State<AppState>,
     Path(case): Path<String>,
-    body: Result<Json<ResolutionInput>, JsonRejection>,
+    body: Json<ResolutionInput>,
 ) -> Result<Json<Value>, ApiError> {
     let _ = caller;
     let case = id(&case)?;
-    let Json(input) = body?;
+    let Json(input) = body;
     Ok(Json(json!(
-        reconcile::resolve(&state.store, case, &input.resolution, "admin").await?
+        cases::resolve(&state.store, case, &input.resolution, "admin").await?
     )))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseQuery {
+    partner: Option<String>,
+    status: Option<String>,
+}
+
+/// Every discrepancy case (`?partner=`, `?status=held|open|resolved`): the held
+/// ones wait for the admin's decision.
+async fn all_cases(
+    _: Admin,
+    State(state): State<AppState>,
+    Query(q): Query<CaseQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let pid = match q.partner {
+        Some(name) => Some(partner_id(&state, &name).await?),
+        None => None,
+    };
+    if let Some(s) = q.status.as_deref()
+        && !matches!(s, "held" | "open" | "resolved")
+    {
+        return Err(ApiError::bad_request(
+            "invalid-query",
+            format!("status `{s}` is not held, open or resolved"),
+        ));
+    }
+    let cases = cases::all_cases(&state.store, pid, q.status.as_deref()).await?;
+    Ok(Json(json!({ "cases": cases })))
+}
+
+/// Decide the held lines of a case: the platform's figure or the mean.
+async fn decide(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(case): Path<String>,
+    Json(input): Json<DecisionInput>,
+) -> Result<Json<Value>, ApiError> {
+    let case = id(&case)?;
+    Ok(Json(json!(
+        cases::decide(&state.store, case, &input, "admin").await?
+    )))
+}
+
+/// Issue a partner's statement for a closed month: its figures are frozen.
+async fn issue_statement(
+    _: Admin,
+    State(state): State<AppState>,
+    Path((name, m)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let m = month(&m)?;
+    let partner = partners::get(&state.store, &name).await?;
+    let s = issue::issue(&state.store, partner.id, &partner.name, m, "admin").await?;
+    Ok((StatusCode::CREATED, Json(json!(s))))
 }
 
 #[derive(Deserialize)]
@@ -483,9 +599,9 @@ struct AlertQuery {
 async fn all_alerts(
     _: Admin,
     State(state): State<AppState>,
-    query: Result<Query<AlertQuery>, QueryRejection>,
+    query: Query<AlertQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(q) = query?;
+    let Query(q) = query;
     let pid = match q.partner {
         Some(name) => Some(partner_id(&state, &name).await?),
         None => None,
@@ -506,9 +622,9 @@ struct PassQuery {
 async fn charge_pass(
     _: Admin,
     State(state): State<AppState>,
-    query: Result<Query<PassQuery>, QueryRejection>,
+    query: Query<PassQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(q) = query?;
+    let Query(q) = query;
     let scan = match q.scan.as_deref() {
         None | Some("incremental") => charges::Scan::Incremental,
         Some("full") => charges::Scan::Full,

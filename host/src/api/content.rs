@@ -1,19 +1,18 @@
 //! `/v1/content/{collection}`: a partner's content library, which its modules read.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::PartnerContext;
-use super::{ApiError, AppState};
+use super::extract::{Json, Path, Query};
+use super::{ApiError, AppState, Routes};
 use crate::content::{self, NewItem};
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new().route("/v1/content/{collection}", post(add).get(list))
+pub(super) fn router() -> Routes {
+    Routes::new().route("/v1/content/{collection}", post(add).get(list))
 }
 
 #[derive(Deserialize)]
@@ -26,9 +25,9 @@ async fn add(
     ctx: PartnerContext,
     State(state): State<AppState>,
     Path(collection): Path<String>,
-    body: Result<Json<AddItems>, JsonRejection>,
+    body: Json<AddItems>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(body) = body?;
+    let Json(body) = body;
     let items = content::add(&state.store, ctx.partner.id, &collection, body.items).await?;
     Ok((
         StatusCode::CREATED,
@@ -37,7 +36,10 @@ async fn add(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Page {
+    #[serde(rename = "partner")]
+    _partner: Option<String>,
     #[serde(default)]
     offset: i64,
     #[serde(default = "default_limit")]
@@ -52,9 +54,9 @@ async fn list(
     ctx: PartnerContext,
     State(state): State<AppState>,
     Path(collection): Path<String>,
-    page: Result<Query<Page>, QueryRejection>,
+    page: Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(page) = page?;
+    let Query(page) = page;
     let items = content::list(
         &state.store,
         ctx.partner.id,

@@ -2,7 +2,6 @@
 //! Server faults are logged in full and answered without internals.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -43,7 +42,7 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 
-    fn internal(error: &dyn std::fmt::Display) -> Self {
+    pub(super) fn internal(error: &dyn std::fmt::Display) -> Self {
         tracing::error!(%error, "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -163,22 +162,5 @@ impl From<ComplianceError> for ApiError {
             ComplianceError::Store(e) => e.into(),
             ComplianceError::Policy(_) | ComplianceError::QuietHours(_) => Self::internal(&message),
         }
-    }
-}
-
-impl From<JsonRejection> for ApiError {
-    fn from(r: JsonRejection) -> Self {
-        let code = match r.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => "body-too-large",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
-            _ => "invalid-json",
-        };
-        Self::new(r.status(), code, r.body_text())
-    }
-}
-
-impl From<QueryRejection> for ApiError {
-    fn from(r: QueryRejection) -> Self {
-        Self::bad_request("invalid-query", r.body_text())
     }
 }

@@ -1,42 +1,23 @@
 //! `/v1/messages`: MTs with their segments and status history (partner-scoped),
 //! and `/v1/admin/test-messages`: test sends through the same outbox (agreement 7.3).
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::auth::{Admin, Caller};
-use super::{ApiError, AppState};
+use super::auth::{Admin, Caller, scope};
+use super::extract::{Json, PartnerParam, Path, Query};
+use super::{ApiError, AppState, Routes};
 use crate::relay::OutboxError;
 use crate::relay::messages::{self, MessageFilter};
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
+pub(super) fn router() -> Routes {
+    Routes::new()
         .route("/v1/messages", get(list))
         .route("/v1/messages/{id}", get(detail))
         .route("/v1/admin/test-messages", post(test_send))
-}
-
-/// The partner a message query is limited to: the caller's own, or for the admin
-/// `?partner=` (or everything).
-async fn scope(
-    state: &AppState,
-    caller: &Caller,
-    partner: Option<&str>,
-) -> Result<Option<i64>, ApiError> {
-    match (caller, partner) {
-        (Caller::Partner(p), None) => Ok(Some(p.id)),
-        (Caller::Partner(p), Some(name)) if name == p.name => Ok(Some(p.id)),
-        (Caller::Partner(_), Some(_)) => Err(ApiError::forbidden(
-            "a partner key reaches only its own partner",
-        )),
-        (Caller::Admin, Some(name)) => Ok(Some(crate::partners::get(&state.store, name).await?.id)),
-        (Caller::Admin, None) => Ok(None),
-    }
 }
 
 /// The query string. Not `#[serde(flatten)]`: flattened fields lose their types
@@ -54,9 +35,9 @@ struct ListQuery {
 async fn list(
     caller: Caller,
     State(state): State<AppState>,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    query: Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(query) = query?;
+    let Query(query) = query;
     let partner = scope(&state, &caller, query.partner.as_deref()).await?;
     let filter = MessageFilter {
         status: query.status,
@@ -72,11 +53,12 @@ async fn detail(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Query(query): Query<PartnerParam>,
 ) -> Result<Json<Value>, ApiError> {
-    let id: i64 = id
-        .parse()
-        .map_err(|_| ApiError::bad_request("invalid-id", format!("`{id}` is not a message id")))?;
-    let partner = scope(&state, &caller, None).await?;
+    let id: i64 = id.parse().ok().filter(|id: &i64| *id > 0).ok_or_else(|| {
+        ApiError::bad_request("invalid-id", format!("`{id}` is not a message id"))
+    })?;
+    let partner = scope(&state, &caller, query.partner.as_deref()).await?;
     match messages::get(&state.store, id, partner).await? {
         Some(message) => Ok(Json(json!(message))),
         None => Err(ApiError::not_found(format!("no message {id}"))),
@@ -95,9 +77,9 @@ struct TestSend {
 async fn test_send(
     _: Admin,
     State(state): State<AppState>,
-    body: Result<Json<TestSend>, JsonRejection>,
+    body: Json<TestSend>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(body) = body?;
+    let Json(body) = body;
     let id = state
         .relay
         .enqueue_test(&body.to, &body.text, body.operator)

@@ -2,21 +2,20 @@
 //! faults, and a bulletin preview that runs the active version in the sandbox.
 
 use axum::body::Body;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::PartnerContext;
-use super::{ApiError, AppState};
+use super::extract::{Json, OptionalJson, PartnerParam, Path, Query};
+use super::{ApiError, AppState, Routes};
 use crate::modules::RegistryError;
 use crate::runtime::BulletinRequest;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
+pub(super) fn router() -> Routes {
+    Routes::new()
         .route("/v1/modules", post(upload).get(list))
         .route("/v1/modules/{name}", get(detail))
         .route("/v1/modules/{name}/activate", post(activate))
@@ -80,7 +79,11 @@ async fn upload(
     Ok((status, Json(json!(uploaded))))
 }
 
-async fn list(ctx: PartnerContext, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn list(
+    ctx: PartnerContext,
+    State(state): State<AppState>,
+    _: Query<PartnerParam>,
+) -> Result<Json<Value>, ApiError> {
     Ok(Json(
         json!({ "modules": state.registry.list(&ctx.partner).await? }),
     ))
@@ -90,6 +93,7 @@ async fn detail(
     ctx: PartnerContext,
     State(state): State<AppState>,
     Path(name): Path<String>,
+    _: Query<PartnerParam>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!(state.registry.get(&ctx.partner, &name).await?)))
 }
@@ -104,9 +108,9 @@ async fn activate(
     ctx: PartnerContext,
     State(state): State<AppState>,
     Path(name): Path<String>,
-    body: Result<Json<Activate>, JsonRejection>,
+    body: Json<Activate>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(body) = body?;
+    let Json(body) = body;
     let info = state
         .registry
         .activate(&ctx.partner, &name, body.version, &ctx.caller.actor())
@@ -127,7 +131,10 @@ async fn rollback(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FaultQuery {
+    #[serde(rename = "partner")]
+    _partner: Option<String>,
     limit: Option<i64>,
 }
 
@@ -135,9 +142,9 @@ async fn faults(
     ctx: PartnerContext,
     State(state): State<AppState>,
     Path(name): Path<String>,
-    query: Result<Query<FaultQuery>, QueryRejection>,
+    query: Query<FaultQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(query) = query?;
+    let Query(query) = query;
     let faults = state
         .registry
         .faults(&ctx.partner, &name, query.limit.unwrap_or(50))
@@ -158,9 +165,9 @@ async fn bulletin(
     ctx: PartnerContext,
     State(state): State<AppState>,
     Path(name): Path<String>,
-    body: Option<Json<Preview>>,
+    OptionalJson(body): OptionalJson<Preview>,
 ) -> Result<Json<Value>, ApiError> {
-    let preview = body.map(|Json(p)| p).unwrap_or_default();
+    let preview = body.unwrap_or_default();
     let date = match preview.date {
         Some(d) if is_iso_date(&d) => d,
         Some(d) => {

@@ -1,18 +1,18 @@
 //! `/v1/partners`: the admin creates partners and issues their keys.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::Admin;
-use super::{ApiError, AppState};
+use super::extract::{Json, NoParams, OptionalJson, Path, Query};
+use super::{ApiError, AppState, Routes};
 use crate::partners;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
+pub(super) fn router() -> Routes {
+    Routes::new()
         .route("/v1/partners", post(create).get(list))
         .route("/v1/partners/{name}/keys", post(issue_key))
 }
@@ -27,9 +27,9 @@ struct NewPartner {
 async fn create(
     _: Admin,
     State(state): State<AppState>,
-    body: Result<Json<NewPartner>, axum::extract::rejection::JsonRejection>,
+    body: Json<NewPartner>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(body) = body?;
+    let Json(body) = body;
     let (partner, key) = partners::create(&state.store, &body.name, &body.display_name).await?;
     Ok((
         StatusCode::CREATED,
@@ -39,7 +39,11 @@ async fn create(
     ))
 }
 
-async fn list(_: Admin, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn list(
+    _: Admin,
+    State(state): State<AppState>,
+    _: Query<NoParams>,
+) -> Result<Json<Value>, ApiError> {
     Ok(Json(
         json!({ "partners": partners::list(&state.store).await? }),
     ))
@@ -56,9 +60,9 @@ async fn issue_key(
     _: Admin,
     State(state): State<AppState>,
     Path(name): Path<String>,
-    body: Option<Json<KeyRequest>>,
+    OptionalJson(body): OptionalJson<KeyRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let request = body.map(|Json(b)| b).unwrap_or_default();
+    let request = body.unwrap_or_default();
     let key = partners::issue_key(&state.store, &name, request.revoke_others).await?;
     Ok((
         StatusCode::CREATED,

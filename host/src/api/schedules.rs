@@ -2,22 +2,20 @@
 //! with their counters. A partner reaches only its own services: another
 //! partner's service, schedule or run answers 404, as if it did not exist.
 
-use axum::body::Bytes;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::auth::Caller;
-use super::{ApiError, AppState};
+use super::auth::{Caller, scope};
+use super::extract::{Json, OptionalJson, PartnerParam, Path, Query};
+use super::{ApiError, AppState, Routes};
 use crate::schedule::schedules::{self, ScheduleInput};
 use crate::schedule::{MissedPolicy, ScheduleError, TimingError, runs};
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
+pub(super) fn router() -> Routes {
+    Routes::new()
         .route(
             "/v1/services/{id}/schedules",
             get(list_schedules).post(create_schedule),
@@ -36,7 +34,9 @@ pub(super) fn router() -> Router<AppState> {
 
 fn parse_id(raw: &str, what: &str) -> Result<i64, ApiError> {
     raw.parse()
-        .map_err(|_| ApiError::bad_request("invalid-id", format!("`{raw}` is not a {what} id")))
+        .ok()
+        .filter(|id: &i64| *id > 0)
+        .ok_or_else(|| ApiError::bad_request("invalid-id", format!("`{raw}` is not a {what} id")))
 }
 
 /// The caller may reach data of `partner_id`.
@@ -44,6 +44,21 @@ fn reaches(caller: &Caller, partner_id: i64) -> bool {
     match caller {
         Caller::Admin => true,
         Caller::Partner(p) => p.id == partner_id,
+    }
+}
+
+/// A list or detail read with the admin's `?partner=NAME`: what belongs to another
+/// partner is not found, as for a partner key.
+async fn named_partner(
+    state: &AppState,
+    caller: &Caller,
+    partner: Option<&str>,
+    owner: i64,
+    what: String,
+) -> Result<(), ApiError> {
+    match scope(state, caller, partner).await? {
+        Some(p) if p != owner => Err(ApiError::not_found(what)),
+        _ => Ok(()),
     }
 }
 
@@ -100,8 +115,11 @@ async fn list_schedules(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Query(query): Query<PartnerParam>,
 ) -> Result<Json<Value>, ApiError> {
-    let (service_id, _) = service_of(&state, &caller, &id).await?;
+    let (service_id, owner) = service_of(&state, &caller, &id).await?;
+    let what = format!("no service {service_id}");
+    named_partner(&state, &caller, query.partner.as_deref(), owner, what).await?;
     let list = schedules::list(&state.store, service_id).await?;
     Ok(Json(json!({ "schedules": list })))
 }
@@ -110,10 +128,10 @@ async fn create_schedule(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    body: Result<Json<ScheduleBody>, JsonRejection>,
+    body: Json<ScheduleBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let (service_id, partner_id) = service_of(&state, &caller, &id).await?;
-    let Json(body) = body?;
+    let Json(body) = body;
     let schedule = schedules::create(
         &state.store,
         partner_id,
@@ -147,18 +165,29 @@ async fn get_schedule(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Query(query): Query<PartnerParam>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(schedule_of(&state, &caller, &id).await?)))
+    let schedule = schedule_of(&state, &caller, &id).await?;
+    let what = format!("no schedule {}", schedule.id);
+    named_partner(
+        &state,
+        &caller,
+        query.partner.as_deref(),
+        schedule.partner_id,
+        what,
+    )
+    .await?;
+    Ok(Json(json!(schedule)))
 }
 
 async fn update_schedule(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    body: Result<Json<ScheduleBody>, JsonRejection>,
+    body: Json<ScheduleBody>,
 ) -> Result<Json<Value>, ApiError> {
     let schedule = schedule_of(&state, &caller, &id).await?;
-    let Json(body) = body?;
+    let Json(body) = body;
     let updated = schedules::update(&state.store, schedule.id, body.try_into()?).await?;
     state.scheduler.wake();
     Ok(Json(json!(updated)))
@@ -187,15 +216,10 @@ async fn push_now(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    body: Bytes,
+    OptionalJson(body): OptionalJson<PushBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let (service_id, partner_id) = service_of(&state, &caller, &id).await?;
-    let body: PushBody = if body.iter().all(u8::is_ascii_whitespace) {
-        PushBody::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request("invalid-json", e.to_string()))?
-    };
+    let body = body.unwrap_or_default();
     let run = state
         .scheduler
         .push_now(partner_id, service_id, body.date, &caller.actor())
@@ -205,7 +229,9 @@ async fn push_now(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RunsQuery {
+    partner: Option<String>,
     before: Option<i64>,
     limit: Option<i64>,
 }
@@ -214,10 +240,12 @@ async fn list_runs(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    query: Result<Query<RunsQuery>, QueryRejection>,
+    query: Query<RunsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(query) = query?;
-    let (service_id, _) = service_of(&state, &caller, &id).await?;
+    let Query(query) = query;
+    let (service_id, owner) = service_of(&state, &caller, &id).await?;
+    let what = format!("no service {service_id}");
+    named_partner(&state, &caller, query.partner.as_deref(), owner, what).await?;
     let list = runs::list(
         &state.store,
         service_id,
@@ -248,8 +276,18 @@ async fn get_run(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Query(query): Query<PartnerParam>,
 ) -> Result<Json<Value>, ApiError> {
     let run = run_of(&state, &caller, &id).await?;
+    let what = format!("no push run {}", run.id);
+    named_partner(
+        &state,
+        &caller,
+        query.partner.as_deref(),
+        run.partner_id,
+        what,
+    )
+    .await?;
     Ok(Json(json!(runs::view(&state.store, run).await?)))
 }
 

@@ -7,24 +7,23 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::auth::{Admin, Caller, PartnerContext};
-use super::{ApiError, AppState};
+use super::auth::{Admin, Caller, PartnerContext, scope};
+use super::extract::{Json, PartnerParam, Path, Query};
+use super::{ApiError, AppState, Routes};
 use crate::compliance::detectors;
 use crate::relay::NewMessage;
 use crate::services::{self, ServiceStatus, ServiceTerms};
 use crate::store::now_ms;
 use crate::subscriptions::{self, Requested, Source, price_text};
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
+pub(super) fn router() -> Routes {
+    Routes::new()
         .route("/v1/services", post(create).get(list))
         .route("/v1/services/{id}", get(detail))
         .route("/v1/services/{id}/terms", put(revise))
@@ -44,7 +43,21 @@ pub(super) fn router() -> Router<AppState> {
 
 fn parse_id(raw: &str, what: &str) -> Result<i64, ApiError> {
     raw.parse()
-        .map_err(|_| ApiError::bad_request("invalid-id", format!("`{raw}` is not a {what} id")))
+        .ok()
+        .filter(|id: &i64| *id > 0)
+        .ok_or_else(|| ApiError::bad_request("invalid-id", format!("`{raw}` is not a {what} id")))
+}
+
+/// An id given in a body: positive, or a 400 naming the field.
+fn positive_id(id: i64, field: &str) -> Result<i64, ApiError> {
+    if id > 0 {
+        Ok(id)
+    } else {
+        Err(ApiError::bad_request(
+            "invalid-id",
+            format!("{field} {id} is not an id"),
+        ))
+    }
 }
 
 /// The partner a caller is limited to (None: the admin sees all).
@@ -68,9 +81,9 @@ struct NewService {
 async fn create(
     ctx: PartnerContext,
     State(state): State<AppState>,
-    body: Result<Json<NewService>, JsonRejection>,
+    body: Json<NewService>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(body) = body?;
+    let Json(body) = body;
     if let Some(module) = &body.module {
         // The module must be the partner's own.
         state.registry.get(&ctx.partner, module).await?;
@@ -91,15 +104,16 @@ async fn create(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    partner: Option<String>,
     status: Option<String>,
 }
 
 async fn list(
     caller: Caller,
     State(state): State<AppState>,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    query: Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(query) = query?;
+    let Query(query) = query;
     let status = match query.status.as_deref() {
         None => None,
         Some(s) => Some(ServiceStatus::parse(s).ok_or_else(|| {
@@ -109,7 +123,8 @@ async fn list(
             )
         })?),
     };
-    let views = services::list(&state.store, own(&caller), status).await?;
+    let partner = scope(&state, &caller, query.partner.as_deref()).await?;
+    let views = services::list(&state.store, partner, status).await?;
     Ok(Json(json!({ "services": views })))
 }
 
@@ -117,11 +132,11 @@ async fn detail(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Query(query): Query<PartnerParam>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id, "service")?;
-    Ok(Json(json!(
-        services::get(&state.store, own(&caller), id).await?
-    )))
+    let partner = scope(&state, &caller, query.partner.as_deref()).await?;
+    Ok(Json(json!(services::get(&state.store, partner, id).await?)))
 }
 
 #[derive(Deserialize)]
@@ -136,10 +151,10 @@ async fn revise(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    body: Result<Json<Revise>, JsonRejection>,
+    body: Json<Revise>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id, "service")?;
-    let Json(body) = body?;
+    let Json(body) = body;
     let current = services::get(&state.store, own(&caller), id).await?;
     if let Some(module) = &body.module {
         let partner = crate::partners::by_id(&state.store, current.partner_id).await?;
@@ -173,9 +188,11 @@ async fn audit(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Query(query): Query<PartnerParam>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id, "service")?;
-    let entries = services::audit(&state.store, own(&caller), id).await?;
+    let partner = scope(&state, &caller, query.partner.as_deref()).await?;
+    let entries = services::audit(&state.store, partner, id).await?;
     Ok(Json(json!({ "audit": entries })))
 }
 
@@ -185,8 +202,8 @@ struct Reason {
     reason: String,
 }
 
-fn reason(body: Result<Json<Reason>, JsonRejection>) -> Result<String, ApiError> {
-    let Json(body) = body?;
+fn reason(body: Json<Reason>) -> Result<String, ApiError> {
+    let Json(body) = body;
     let reason = body.reason.trim().to_string();
     if reason.is_empty() || reason.chars().count() > 500 {
         return Err(ApiError::bad_request(
@@ -202,7 +219,7 @@ async fn admin_service(
     _: Admin,
     State(state): State<AppState>,
     Path((id, action)): Path<(String, String)>,
-    body: Result<Json<Reason>, JsonRejection>,
+    body: Json<Reason>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id, "service")?;
     let reason = reason(body)?;
@@ -237,7 +254,7 @@ async fn admin_partner(
     _: Admin,
     State(state): State<AppState>,
     Path((name, action)): Path<(String, String)>,
-    body: Result<Json<Reason>, JsonRejection>,
+    body: Json<Reason>,
 ) -> Result<Json<Value>, ApiError> {
     let reason = reason(body)?;
     let partner = crate::partners::get(&state.store, &name).await?;
@@ -284,10 +301,10 @@ async fn subscribe(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    body: Result<Json<NewSubscription>, JsonRejection>,
+    body: Json<NewSubscription>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let id = parse_id(&id, "service")?;
-    let Json(body) = body?;
+    let Json(body) = body;
     let view = services::get(&state.store, own(&caller), id).await?;
     let service = services::live(&state.store, view.id)
         .await?
@@ -380,6 +397,7 @@ async fn subscribe(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SubscriptionQuery {
+    partner: Option<String>,
     status: Option<String>,
     after: Option<i64>,
     limit: Option<i64>,
@@ -389,11 +407,12 @@ async fn subscriptions_list(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    query: Result<Query<SubscriptionQuery>, QueryRejection>,
+    query: Query<SubscriptionQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id, "service")?;
-    let Query(query) = query?;
-    services::get(&state.store, own(&caller), id).await?;
+    let Query(query) = query;
+    let partner = scope(&state, &caller, query.partner.as_deref()).await?;
+    services::get(&state.store, partner, id).await?;
     let items = subscriptions::list(
         &state.store,
         id,
@@ -430,19 +449,21 @@ async fn unsubscribe(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ViolationQuery {
+    partner: Option<String>,
     limit: Option<i64>,
 }
 
 async fn violations(
     caller: Caller,
     State(state): State<AppState>,
-    query: Result<Query<ViolationQuery>, QueryRejection>,
+    query: Query<ViolationQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(query) = query?;
+    let Query(query) = query;
+    let partner = scope(&state, &caller, query.partner.as_deref()).await?;
     let items = state
         .relay
         .compliance()
-        .violations(own(&caller), query.limit.unwrap_or(100))
+        .violations(partner, query.limit.unwrap_or(100))
         .await?;
     Ok(Json(json!({ "violations": items })))
 }
@@ -463,18 +484,45 @@ struct NewComplaint {
 async fn complaint(
     _: Admin,
     State(state): State<AppState>,
-    body: Result<Json<NewComplaint>, JsonRejection>,
+    body: Json<NewComplaint>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(body) = body?;
+    let Json(body) = body;
     if !["content", "channel", "billing"].contains(&body.cause.as_str()) {
         return Err(ApiError::bad_request(
             "invalid-cause",
             "cause is one of content, channel, billing",
         ));
     }
+    if body.note.chars().count() > 2000 {
+        return Err(ApiError::bad_request(
+            "invalid-note",
+            "a note is at most 2000 characters",
+        ));
+    }
+    let msisdn = match &body.msisdn {
+        None => None,
+        Some(raw) => Some(crate::relay::routing::normalize_msisdn(raw).map_err(|_| {
+            ApiError::bad_request(
+                "invalid-msisdn",
+                "msisdn is a mainland mobile number: 11 digits starting with 1, optionally +86",
+            )
+        })?),
+    };
     let partner = crate::partners::get(&state.store, &body.partner).await?;
     if let Some(service_id) = body.service_id {
+        let service_id = positive_id(service_id, "service_id")?;
         services::get(&state.store, Some(partner.id), service_id).await?;
+    }
+    if let Some(message_id) = body.message_id {
+        let message_id = positive_id(message_id, "message_id")?;
+        crate::relay::messages::get(&state.store, message_id, Some(partner.id))
+            .await?
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "no message {message_id} of partner {}",
+                    partner.name
+                ))
+            })?;
     }
     let (id,): (i64,) = sqlx::query_as(
         "INSERT INTO complaints (partner_id, service_id, msisdn, message_id, cause, note, at)
@@ -482,7 +530,7 @@ async fn complaint(
     )
     .bind(partner.id)
     .bind(body.service_id)
-    .bind(&body.msisdn)
+    .bind(&msisdn)
     .bind(body.message_id)
     .bind(&body.cause)
     .bind(&body.note)

@@ -121,14 +121,16 @@ pub async fn set(
     if !(1..=600).contains(&a.term_months) {
         return Err(BillingError::invalid("term_months", "months from 1 to 600"));
     }
-    if !(0..=60).contains(&a.notice_months) {
+    // A notice or a remedy period of nothing is no period at all: written
+    // notice takes at least a month, a breach notice gives at least a day.
+    if !(1..=60).contains(&a.notice_months) {
         return Err(BillingError::invalid(
             "notice_months",
-            "months from 0 to 60",
+            "months from 1 to 60",
         ));
     }
-    if !(0..=365).contains(&a.remedy_days) {
-        return Err(BillingError::invalid("remedy_days", "days from 0 to 365"));
+    if !(1..=365).contains(&a.remedy_days) {
+        return Err(BillingError::invalid("remedy_days", "days from 1 to 365"));
     }
     let now = now_ms();
     sqlx::query(

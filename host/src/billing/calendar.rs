@@ -248,7 +248,41 @@ pub struct CalendarDay {
     pub note: String,
 }
 
-/// Put a day on a calendar (or change what it is).
+/// Whether the platform keeps a calendar of that name: the default (`cn`), or one
+/// with listed days or named by an operator. A calendar comes into being with its
+/// first listed day.
+pub async fn exists(store: &Store, name: &str) -> Result<bool, BillingError> {
+    if name == super::terms::DEFAULT_CALENDAR {
+        return Ok(true);
+    }
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM calendar_days WHERE calendar = $1)
+              + (SELECT COUNT(*) FROM billing_operators WHERE calendar = $1)",
+    )
+    .bind(name)
+    .fetch_one(store.pool())
+    .await
+    .map_err(crate::store::StoreError::from)?;
+    Ok(n > 0)
+}
+
+/// A calendar the platform keeps, or a 404 naming it.
+///
+/// # Errors
+/// `Invalid` for a malformed name, `NotFound` for an unknown calendar.
+pub async fn require(store: &Store, name: &str) -> Result<(), BillingError> {
+    valid_calendar_name(name)?;
+    if exists(store, name).await? {
+        Ok(())
+    } else {
+        Err(BillingError::NotFound(format!(
+            "no calendar `{name}`; a calendar starts with its first listed day"
+        )))
+    }
+}
+
+/// Put a day on a calendar (or change what it is); the first day of a new name
+/// creates the calendar. `note` is up to 200 characters.
 pub async fn set_day(
     store: &Store,
     calendar: &str,
@@ -258,6 +292,9 @@ pub async fn set_day(
 ) -> Result<(), BillingError> {
     valid_calendar_name(calendar)?;
     let date = parse_day("day", day)?;
+    if note.chars().count() > 200 {
+        return Err(BillingError::invalid("note", "at most 200 characters"));
+    }
     sqlx::query(
         "INSERT INTO calendar_days (calendar, day, kind, note) VALUES ($1, $2, $3, $4)
          ON CONFLICT (calendar, day) DO UPDATE SET kind = EXCLUDED.kind, note = EXCLUDED.note",
@@ -274,6 +311,7 @@ pub async fn set_day(
 
 /// Take a day off a calendar; returns whether it was listed.
 pub async fn remove_day(store: &Store, calendar: &str, day: &str) -> Result<bool, BillingError> {
+    require(store, calendar).await?;
     let date = parse_day("day", day)?;
     let done = sqlx::query("DELETE FROM calendar_days WHERE calendar = $1 AND day = $2")
         .bind(calendar)
@@ -286,6 +324,7 @@ pub async fn remove_day(store: &Store, calendar: &str, day: &str) -> Result<bool
 
 /// The listed days of a calendar, in order.
 pub async fn list_days(store: &Store, calendar: &str) -> Result<Vec<CalendarDay>, BillingError> {
+    require(store, calendar).await?;
     Ok(
         sqlx::query_as(
             "SELECT day, kind, note FROM calendar_days WHERE calendar = $1 ORDER BY day",

@@ -162,10 +162,11 @@ pub fn monthly_amount(
             let first = i64::from(day_of_ms(activated_at).day());
             let days = month.days();
             let remaining = days - first + 1;
-            (
-                mul_div_round(price_fen, remaining, days),
-                format!("pro-rata {remaining}/{days} days"),
-            )
+            // remaining <= days, so the result is at most the price: it cannot
+            // overflow, and if it could the full price would be the bound.
+            let amount =
+                mul_div_round("pro-rata price", price_fen, remaining, days).unwrap_or(price_fen);
+            (amount, format!("pro-rata {remaining}/{days} days"))
         }
     }
 }

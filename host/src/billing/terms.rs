@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::BillingError;
 use super::calendar::Month;
-use super::money::{BP, mul_div_round};
+use super::money::{BP, Overflow, mul_div_round, sub};
+use crate::relay::Routes;
 use crate::store::{Store, StoreError, now_ms};
 
 /// How a tier's rates apply (R-4.4).
@@ -98,6 +99,12 @@ impl AgreementTerms {
         if self.t2_fen <= self.t1_fen {
             return Err(BillingError::invalid("t2_fen", "must be more than t1_fen"));
         }
+        if self.t2_fen > MAX_TIER_FEN {
+            return Err(BillingError::invalid(
+                "t2_fen",
+                format!("at most {MAX_TIER_FEN} fen"),
+            ));
+        }
         for (i, t) in self.tiers.iter().enumerate() {
             if !(0..=BP).contains(&t.platform_bp) || !(0..=BP).contains(&t.partner_bp) {
                 return Err(BillingError::invalid(
@@ -147,21 +154,25 @@ impl AgreementTerms {
     /// Split the month's distributable income (R-4.4). The partner's share is rounded
     /// half away from zero once; the platform gets the rest, so the two add up to
     /// the income exactly. Nothing to split (zero or less): the partner gets nothing.
-    pub fn split(&self, distributable_fen: i64) -> Split {
+    ///
+    /// # Errors
+    /// [`Overflow`] if a share would not fit in `i64` fen.
+    pub fn split(&self, distributable_fen: i64) -> Result<Split, Overflow> {
         let tier = self.tier_of(distributable_fen);
         if distributable_fen <= 0 {
-            return Split {
+            return Ok(Split {
                 tier,
                 platform_fen: distributable_fen,
                 partner_fen: 0,
-            };
+            });
         }
         let partner_fen = match self.tier_mode {
             TierMode::Whole => mul_div_round(
+                "partner share",
                 distributable_fen,
                 self.tiers[usize::from(tier - 1)].partner_bp,
                 BP,
-            ),
+            )?,
             TierMode::Marginal => {
                 let d = i128::from(distributable_fen);
                 let (t1, t2) = (i128::from(self.t1_fen), i128::from(self.t2_fen));
@@ -174,14 +185,16 @@ impl AgreementTerms {
                 // One rounding for the whole sum of bands.
                 let (q, r) = (weighted / i128::from(BP), weighted % i128::from(BP));
                 let rounded = if 2 * r >= i128::from(BP) { q + 1 } else { q };
-                i64::try_from(rounded).unwrap_or(i64::MAX)
+                i64::try_from(rounded).map_err(|_| Overflow {
+                    what: "partner share",
+                })?
             }
         };
-        Split {
+        Ok(Split {
             tier,
-            platform_fen: distributable_fen - partner_fen,
+            platform_fen: sub("platform share", distributable_fen, partner_fen)?,
             partner_fen,
-        }
+        })
     }
 }
 
@@ -304,10 +317,10 @@ impl OperatorTerms {
                 "basis points from 0 to 10000",
             ));
         }
-        if self.balance_mt < 0 || self.balance_mo < 1 {
+        if !(0..=1000).contains(&self.balance_mt) || !(1..=1000).contains(&self.balance_mo) {
             return Err(BillingError::invalid(
                 "balance_mt",
-                "the balanced ratio needs balance_mt >= 0 and balance_mo >= 1",
+                "the balanced ratio needs 0 <= balance_mt <= 1000 and 1 <= balance_mo <= 1000",
             ));
         }
         let Some(range) = range else {
@@ -335,12 +348,17 @@ impl OperatorTerms {
     }
 
     /// Balanced MTs for `mo` MOs, and the imbalanced rest of `mt` MTs.
-    pub fn imbalanced(&self, mt: i64, mo: i64) -> (i64, i64) {
+    ///
+    /// # Errors
+    /// [`Overflow`] if the balanced count would not fit in `i64`.
+    pub fn imbalanced(&self, mt: i64, mo: i64) -> Result<(i64, i64), Overflow> {
         let balanced = i64::try_from(
             i128::from(mo) * i128::from(self.balance_mt) / i128::from(self.balance_mo.max(1)),
         )
-        .unwrap_or(i64::MAX);
-        (balanced, (mt - balanced).max(0))
+        .map_err(|_| Overflow {
+            what: "balanced MT count",
+        })?;
+        Ok((balanced, sub("imbalanced MT count", mt, balanced)?.max(0)))
     }
 }
 
@@ -354,6 +372,14 @@ pub struct OperatorBilling {
     pub calendar: String,
 }
 
+/// Highest imbalance fee per MT an operator range may reach: 10 元, far above any
+/// real channel fee (a few fen).
+pub const MAX_IMBALANCE_RATE_FEN: i64 = 1000;
+
+/// Highest tier boundary: 10^12 fen (10 billion yuan of distributable income a
+/// month), so no product with a rate can overflow.
+pub const MAX_TIER_FEN: i64 = 1_000_000_000_000;
+
 /// The default working-day calendar when an operator names none.
 pub const DEFAULT_CALENDAR: &str = "cn";
 
@@ -361,14 +387,78 @@ fn store_err(e: sqlx::Error) -> BillingError {
     BillingError::Store(StoreError::from(e))
 }
 
-/// Set an operator's billing settings.
-pub async fn set_operator_billing(store: &Store, o: &OperatorBilling) -> Result<(), BillingError> {
+/// Whether `name` is an operator of the platform: configured in `[[operators]]`
+/// now, or given billing settings while it was (so old months stay reachable after
+/// an operator leaves the configuration).
+pub async fn known_operator(
+    store: &Store,
+    routes: &Routes,
+    name: &str,
+) -> Result<bool, BillingError> {
+    if routes.has_operator(name) {
+        return Ok(true);
+    }
+    Ok(operator_billing(store, name).await?.is_some())
+}
+
+/// A known operator, or a 404 naming it (admin routes with `{operator}` in the path).
+///
+/// # Errors
+/// `Invalid` for a malformed name, `NotFound` for an unknown one.
+pub async fn require_operator(
+    store: &Store,
+    routes: &Routes,
+    name: &str,
+) -> Result<(), BillingError> {
+    valid_operator(name)?;
+    if known_operator(store, routes, name).await? {
+        Ok(())
+    } else {
+        Err(BillingError::NotFound(format!(
+            "no operator `{name}`: operators are {}",
+            routes.operators().join(", ")
+        )))
+    }
+}
+
+/// Set an operator's billing settings (R-4.3 b, R-4.6). The operator must be
+/// configured now, and the calendar one the platform keeps.
+///
+/// # Errors
+/// `NotFound` for an operator that is not configured; `Invalid` for a bad range or
+/// an unknown calendar.
+pub async fn set_operator_billing(
+    store: &Store,
+    routes: &Routes,
+    o: &OperatorBilling,
+) -> Result<(), BillingError> {
     valid_operator(&o.operator)?;
+    if !routes.has_operator(&o.operator) {
+        return Err(BillingError::NotFound(format!(
+            "no operator `{}` is configured: operators are {}",
+            o.operator,
+            routes.operators().join(", ")
+        )));
+    }
     super::calendar::valid_calendar_name(&o.calendar)?;
-    if o.imbalance_min_fen < 0 || o.imbalance_max_fen < o.imbalance_min_fen {
+    if !super::calendar::exists(store, &o.calendar).await? {
+        return Err(BillingError::invalid(
+            "calendar",
+            format!(
+                "no calendar `{}`; list its holidays first (PUT /v1/admin/calendars/{}/days/{{day}})",
+                o.calendar, o.calendar
+            ),
+        ));
+    }
+    if o.imbalance_min_fen < 0
+        || o.imbalance_max_fen < o.imbalance_min_fen
+        || o.imbalance_max_fen > MAX_IMBALANCE_RATE_FEN
+    {
         return Err(BillingError::invalid(
             "imbalance_max_fen",
-            "the range needs 0 <= imbalance_min_fen <= imbalance_max_fen",
+            format!(
+                "the range needs 0 <= imbalance_min_fen <= imbalance_max_fen <= {MAX_IMBALANCE_RATE_FEN}"
+            ),
         ));
     }
     sqlx::query(
@@ -417,20 +507,101 @@ pub(crate) fn valid_operator(name: &str) -> Result<(), BillingError> {
     }
 }
 
-/// Record the bad-debt ratio an operator reported for a month (R-4.3 c).
-pub async fn set_bad_debt(
+/// What a bad-debt report changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BadDebtChange {
+    /// The ratio in force before (`None`: first report).
+    pub previous_bp: Option<i64>,
+    pub ratio_bp: i64,
+    /// Whether anything was recorded (reporting the same ratio again is not a change).
+    pub changed: bool,
+}
+
+/// One report in a month's bad-debt history.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct BadDebtReport {
+    pub id: i64,
+    pub ratio_bp: i64,
+    pub reason: Option<String>,
+    pub recorded_by: String,
+    pub recorded_at: i64,
+}
+
+/// Record the bad-debt ratio an operator reported for a month (R-4.3 c). Every
+/// report is kept in order (`bad_debt_reports`); the latest is in force. The first
+/// report of a month may come without a reason; a change needs one (1–500
+/// characters), so the history says why a partner's share moved. Callers that
+/// must not rewrite an issued statement go through
+/// [`crate::settlement::issue::report_bad_debt`].
+///
+/// # Errors
+/// `NotFound` for an unknown operator; `Invalid` for a ratio outside 0–10000 bp, a
+/// missing or oversized reason; `Conflict` `month-open` for a month not ended.
+pub async fn record_bad_debt(
     store: &Store,
+    routes: &Routes,
     operator: &str,
     month: Month,
     ratio_bp: i64,
-) -> Result<(), BillingError> {
-    valid_operator(operator)?;
+    reason: Option<&str>,
+    actor: &str,
+) -> Result<BadDebtChange, BillingError> {
+    require_operator(store, routes, operator).await?;
     if !(0..=BP).contains(&ratio_bp) {
         return Err(BillingError::invalid(
             "ratio_bp",
             "basis points from 0 to 10000",
         ));
     }
+    let now = now_ms();
+    if month.end_ms() > now {
+        return Err(BillingError::conflict(
+            "month-open",
+            format!("{month} has not ended; its bad-debt ratio is reported after it"),
+        ));
+    }
+    let reason = reason.map(str::trim);
+    if reason.is_some_and(|r| r.is_empty() || r.chars().count() > 500) {
+        return Err(BillingError::invalid("reason", "1-500 characters"));
+    }
+    let mut tx = store.begin_write().await?;
+    let previous: Option<(i64,)> =
+        sqlx::query_as("SELECT ratio_bp FROM bad_debt_ratios WHERE operator = $1 AND month = $2")
+            .bind(operator)
+            .bind(month.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(store_err)?;
+    let previous_bp = previous.map(|(r,)| r);
+    if previous_bp == Some(ratio_bp) {
+        return Ok(BadDebtChange {
+            previous_bp,
+            ratio_bp,
+            changed: false,
+        });
+    }
+    if previous_bp.is_some() && reason.is_none() {
+        return Err(BillingError::invalid(
+            "reason",
+            format!(
+                "{operator} reported {} bp for {month} already; a change needs a reason",
+                previous_bp.unwrap_or_default()
+            ),
+        ));
+    }
+    sqlx::query(
+        "INSERT INTO bad_debt_reports (operator, month, ratio_bp, reason, recorded_by, recorded_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(operator)
+    .bind(month.to_string())
+    .bind(ratio_bp)
+    .bind(reason)
+    .bind(actor)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(store_err)?;
     sqlx::query(
         "INSERT INTO bad_debt_ratios (operator, month, ratio_bp, recorded_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (operator, month) DO UPDATE SET ratio_bp = EXCLUDED.ratio_bp, recorded_at = EXCLUDED.recorded_at",
@@ -438,11 +609,33 @@ pub async fn set_bad_debt(
     .bind(operator)
     .bind(month.to_string())
     .bind(ratio_bp)
-    .bind(now_ms())
-    .execute(store.pool())
+    .bind(now)
+    .execute(&mut *tx)
     .await
     .map_err(store_err)?;
-    Ok(())
+    tx.commit().await?;
+    Ok(BadDebtChange {
+        previous_bp,
+        ratio_bp,
+        changed: true,
+    })
+}
+
+/// Every bad-debt report of an operator's month, oldest first.
+pub async fn bad_debt_history(
+    store: &Store,
+    operator: &str,
+    month: Month,
+) -> Result<Vec<BadDebtReport>, BillingError> {
+    sqlx::query_as(
+        "SELECT id, ratio_bp, reason, recorded_by, recorded_at FROM bad_debt_reports
+         WHERE operator = $1 AND month = $2 ORDER BY id",
+    )
+    .bind(operator)
+    .bind(month.to_string())
+    .fetch_all(store.pool())
+    .await
+    .map_err(store_err)
 }
 
 /// The reported bad-debt ratio of an operator's month, if reported yet.

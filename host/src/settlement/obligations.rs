@@ -13,17 +13,22 @@ use super::statement;
 use crate::billing::BillingError;
 use crate::billing::agreement::{self, AgreementStatus};
 use crate::billing::calendar::{Month, day_start_ms, parse_day};
-use crate::billing::terms::valid_operator;
+use crate::billing::terms::require_operator;
+use crate::relay::Routes;
 use crate::store::{Store, now_ms};
+
+/// Most one payment may carry: 10^12 fen (10 billion yuan), far above any month.
+pub const MAX_PAYMENT_FEN: i64 = 1_000_000_000_000;
 
 /// Record the day an operator's money for a month arrived.
 pub async fn record_operator_payment(
     store: &Store,
+    routes: &Routes,
     operator: &str,
     month: Month,
     received_on: &str,
 ) -> Result<(), BillingError> {
-    valid_operator(operator)?;
+    require_operator(store, routes, operator).await?;
     let day = parse_day("received_on", received_on)?;
     if day < month.plus(1).first_day() {
         return Err(BillingError::invalid(
@@ -56,15 +61,34 @@ pub struct PaymentInput {
     pub reference: String,
 }
 
+/// Record a payment to the partner for a month's traffic of one operator.
+///
+/// # Errors
+/// `Invalid` for an operator that is not the platform's (the body names it, so it
+/// is a 400, not a 404), an amount outside 1–[`MAX_PAYMENT_FEN`], a day before the
+/// month ended, or an empty reference.
 pub async fn record_partner_payment(
     store: &Store,
+    routes: &Routes,
     partner_id: i64,
     p: &PaymentInput,
 ) -> Result<i64, BillingError> {
-    valid_operator(&p.operator)?;
+    match require_operator(store, routes, &p.operator).await {
+        Err(BillingError::NotFound(m)) => return Err(BillingError::invalid("operator", m)),
+        other => other?,
+    }
     let day = parse_day("paid_on", &p.paid_on)?;
-    if p.amount_fen <= 0 {
-        return Err(BillingError::invalid("amount_fen", "must be more than 0"));
+    if !(1..=MAX_PAYMENT_FEN).contains(&p.amount_fen) {
+        return Err(BillingError::invalid(
+            "amount_fen",
+            format!("fen from 1 to {MAX_PAYMENT_FEN}"),
+        ));
+    }
+    if day < p.month.plus(1).first_day() {
+        return Err(BillingError::invalid(
+            "paid_on",
+            format!("{} is paid after the month is over", p.month),
+        ));
     }
     if p.reference.trim().is_empty() || p.reference.chars().count() > 200 {
         return Err(BillingError::invalid("reference", "1-200 characters"));

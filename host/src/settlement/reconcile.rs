@@ -4,6 +4,16 @@
 //! that line settles on the mean of both, and a discrepancy case records both
 //! figures and the message-level differences the platform can show, until someone
 //! records how it was resolved.
+//!
+//! Clause 3.2 (the mean) is read with 3.1 (the platform's statistics are the
+//! basis): the mean is for two honest counts that differ, not for a claim. A line
+//! where the partner's count or amount is above the platform's by more than the
+//! hard bound (`[settlement] hold_above_bp`, 50 % by default, stored with the
+//! upload), or where the platform has nothing, is **held**: it settles on the
+//! platform's figure and the case waits for the admin's decision (`platform` or
+//! `mean`, per line, with a reason), and the month's statement cannot be issued
+//! until then. Otherwise a partner claiming 100,000,000 fen on a line where the
+//! platform counted nothing would be paid half of it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,8 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::billing::BillingError;
 use crate::billing::calendar::Month;
-use crate::billing::money::{difference_bp, differs_beyond, mean};
+use crate::billing::money::{Overflow, add, difference_bp, differs_beyond, mean};
 use crate::billing::terms::terms_for;
+use crate::relay::Routes;
 use crate::store::{Store, now_ms};
 
 /// One line of the platform's own figures: charge events of a service on an operator.
@@ -52,8 +63,45 @@ pub struct FiguresInput {
     pub objection: Option<String>,
 }
 
+/// The admin's decision on a held line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SettleOn {
+    /// The platform's figure stands (clause 3.1).
+    Platform,
+    /// The mean of both after all (clause 3.2).
+    Mean,
+}
+
+impl SettleOn {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Platform => "platform",
+            Self::Mean => "mean",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        match s {
+            "platform" => Some(Self::Platform),
+            "mean" => Some(Self::Mean),
+            _ => None,
+        }
+    }
+}
+
+/// The rules a comparison applies, as stored with the upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// X% of R-4.2, in basis points.
+    pub threshold_bp: i64,
+    /// The hard bound above which a line is held (`None`: uploads from before it).
+    pub hold_bp: Option<i64>,
+    pub objection: bool,
+}
+
 /// How a statement line was settled, with both sides' figures (R-4.2).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Line {
     pub service: String,
     pub fee_type: String,
@@ -64,19 +112,36 @@ pub struct Line {
     /// Partner − platform, in basis points of the platform's figure.
     pub count_difference_bp: Option<i64>,
     pub amount_difference_bp: Option<i64>,
-    /// More than X% apart (count or amount), or differing under an objection.
+    /// More than X% apart (count or amount), or differing under an objection, and
+    /// not held (or held and decided `mean`).
     pub on_mean: bool,
+    /// Beyond the hard bound or where the platform has nothing: held for the
+    /// admin's decision; the platform's figure stands until it is made.
+    #[serde(default)]
+    pub held: bool,
+    /// The admin's decision on a held line.
+    #[serde(default)]
+    pub decision: Option<SettleOn>,
     pub settled_count: i64,
     pub settled_fen: i64,
 }
 
-/// Compare one operator's lines. Lines come out sorted by service.
+/// `other` is above `base` by more than `bound_bp` of it (any amount above 0).
+fn above_bound(base: i64, other: i64, bound_bp: i64) -> bool {
+    other > base && differs_beyond(base, other, bound_bp)
+}
+
+/// Compare one operator's lines; `decisions` are the admin's on held lines, by
+/// service. Lines come out sorted by service.
+///
+/// # Errors
+/// [`Overflow`] if a mean would not fit in `i64` fen.
 pub fn compare(
     platform: &[PlatformLine],
     partner: &[PartnerLine],
-    threshold_bp: i64,
-    objection: bool,
-) -> Vec<Line> {
+    rules: Rules,
+    decisions: &BTreeMap<String, SettleOn>,
+) -> Result<Vec<Line>, Overflow> {
     let mut keys: BTreeMap<&str, (Option<&PlatformLine>, Option<&PartnerLine>)> = BTreeMap::new();
     for p in platform {
         keys.entry(p.service.as_str()).or_default().0 = Some(p);
@@ -90,7 +155,7 @@ pub fn compare(
                 (l.count, l.amount_fen, l.fee_type.clone())
             });
             let Some(theirs) = theirs else {
-                return Line {
+                return Ok(Line {
                     service: service.to_string(),
                     fee_type,
                     platform_count: pc,
@@ -100,31 +165,52 @@ pub fn compare(
                     count_difference_bp: None,
                     amount_difference_bp: None,
                     on_mean: false,
+                    held: false,
+                    decision: None,
                     settled_count: pc,
                     settled_fen: pf,
-                };
+                });
             };
-            let beyond = differs_beyond(pc, theirs.count, threshold_bp)
-                || differs_beyond(pf, theirs.amount_fen, threshold_bp);
-            let differs = pc != theirs.count || pf != theirs.amount_fen;
-            let on_mean = beyond || (objection && differs);
-            Line {
+            let (tc, tf) = (theirs.count, theirs.amount_fen);
+            let held = rules
+                .hold_bp
+                .is_some_and(|h| above_bound(pc, tc, h) || above_bound(pf, tf, h));
+            let decision = if held {
+                decisions.get(service).copied()
+            } else {
+                None
+            };
+            let beyond = differs_beyond(pc, tc, rules.threshold_bp)
+                || differs_beyond(pf, tf, rules.threshold_bp);
+            let differs = pc != tc || pf != tf;
+            let on_mean = if held {
+                decision == Some(SettleOn::Mean)
+            } else {
+                beyond || (rules.objection && differs)
+            };
+            let (settled_count, settled_fen) = if on_mean {
+                (
+                    mean("settled count", pc, tc)?,
+                    mean("settled amount", pf, tf)?,
+                )
+            } else {
+                (pc, pf)
+            };
+            Ok(Line {
                 service: service.to_string(),
                 fee_type,
                 platform_count: pc,
                 platform_fen: pf,
-                partner_count: Some(theirs.count),
-                partner_fen: Some(theirs.amount_fen),
-                count_difference_bp: difference_bp(pc, theirs.count),
-                amount_difference_bp: difference_bp(pf, theirs.amount_fen),
+                partner_count: Some(tc),
+                partner_fen: Some(tf),
+                count_difference_bp: difference_bp(pc, tc),
+                amount_difference_bp: difference_bp(pf, tf),
                 on_mean,
-                settled_count: if on_mean { mean(pc, theirs.count) } else { pc },
-                settled_fen: if on_mean {
-                    mean(pf, theirs.amount_fen)
-                } else {
-                    pf
-                },
-            }
+                held,
+                decision,
+                settled_count,
+                settled_fen,
+            })
         })
         .collect()
 }
@@ -150,8 +236,8 @@ pub async fn platform_lines(
         match lines.last_mut() {
             Some(l) if l.operator == operator && l.service == service => {
                 l.fee_type = format!("{}+{kind}", l.fee_type);
-                l.count += count;
-                l.amount_fen += amount;
+                l.count = add("platform count", l.count, count)?;
+                l.amount_fen = add("platform amount", l.amount_fen, amount)?;
             }
             _ => lines.push(PlatformLine {
                 operator,
@@ -171,6 +257,8 @@ pub struct Figures {
     pub id: i64,
     pub lines: Vec<PartnerLine>,
     pub objection: Option<String>,
+    /// The hard bound in force at upload (`None`: uploaded before there was one).
+    pub hold_bp: Option<i64>,
 }
 
 pub async fn latest_figures(
@@ -178,8 +266,8 @@ pub async fn latest_figures(
     partner_id: i64,
     month: Month,
 ) -> Result<Option<Figures>, BillingError> {
-    let row: Option<(i64, String, Option<String>)> = sqlx::query_as(
-        "SELECT id, lines, objection FROM partner_figures WHERE partner_id = $1 AND month = $2
+    let row: Option<(i64, String, Option<String>, Option<i64>)> = sqlx::query_as(
+        "SELECT id, lines, objection, hold_bp FROM partner_figures WHERE partner_id = $1 AND month = $2
          ORDER BY id DESC LIMIT 1",
     )
     .bind(partner_id)
@@ -188,12 +276,13 @@ pub async fn latest_figures(
     .await?;
     match row {
         None => Ok(None),
-        Some((id, lines, objection)) => Ok(Some(Figures {
+        Some((id, lines, objection, hold_bp)) => Ok(Some(Figures {
             id,
             lines: serde_json::from_str(&lines).map_err(|e| {
                 BillingError::conflict("corrupt-figures", format!("stored figures {id}: {e}"))
             })?,
             objection,
+            hold_bp,
         })),
     }
 }
@@ -214,24 +303,13 @@ pub struct MessageDifferences {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CaseDetail {
     pub threshold_bp: i64,
+    /// The hard bound of the upload (held lines are above it).
+    #[serde(default)]
+    pub hold_bp: Option<i64>,
     pub objection: Option<String>,
     /// Every compared line, operator first: both figures and the outcome.
     pub lines: Vec<(String, serde_json::Value)>,
     pub message_differences: Vec<MessageDifferences>,
-}
-
-/// A discrepancy case (R-4.2).
-#[derive(Debug, Clone, Serialize)]
-pub struct Case {
-    pub id: i64,
-    pub month: String,
-    pub figures_id: i64,
-    pub status: String,
-    pub detail: serde_json::Value,
-    pub opened_at: i64,
-    pub resolution: Option<String>,
-    pub resolved_by: Option<String>,
-    pub resolved_at: Option<i64>,
 }
 
 /// What an upload found.
@@ -240,76 +318,38 @@ pub struct UploadOutcome {
     pub figures_id: i64,
     pub month: Month,
     pub threshold_bp: i64,
+    pub hold_bp: i64,
     pub lines: Vec<(String, Line)>,
     pub case_id: Option<i64>,
 }
 
-/// Most lines and message ids one upload may carry.
-const MAX_LINES: usize = 1000;
-const MAX_IDS: usize = 200_000;
-
-fn validate(input: &FiguresInput) -> Result<(), BillingError> {
-    if input.lines.is_empty() {
-        return Err(BillingError::invalid("lines", "at least one line"));
-    }
-    if input.lines.len() > MAX_LINES {
-        return Err(BillingError::invalid(
-            "lines",
-            format!("at most {MAX_LINES} lines"),
-        ));
-    }
-    let mut seen = BTreeSet::new();
-    let mut ids = 0usize;
-    for (i, l) in input.lines.iter().enumerate() {
-        if l.service.trim().is_empty() || l.service.len() > 64 {
-            return Err(BillingError::invalid(
-                "lines",
-                format!("line {}: service must be 1-64 characters", i + 1),
-            ));
-        }
-        crate::billing::terms::valid_operator(&l.operator)?;
-        if l.count < 0 || l.amount_fen < 0 {
-            return Err(BillingError::invalid(
-                "lines",
-                format!("line {}: count and amount_fen cannot be negative", i + 1),
-            ));
-        }
-        if !seen.insert((l.service.as_str(), l.operator.as_str())) {
-            return Err(BillingError::invalid(
-                "lines",
-                format!(
-                    "line {}: service `{}` on `{}` appears twice",
-                    i + 1,
-                    l.service,
-                    l.operator
-                ),
-            ));
-        }
-        ids += l.message_ids.as_ref().map_or(0, Vec::len);
-    }
-    if ids > MAX_IDS {
-        return Err(BillingError::invalid(
-            "message_ids",
-            format!("at most {MAX_IDS} message ids per upload"),
-        ));
-    }
-    if let Some(o) = &input.objection
-        && (o.trim().is_empty() || o.chars().count() > 2000)
-    {
-        return Err(BillingError::invalid("objection", "1-2000 characters"));
-    }
-    Ok(())
-}
-
 /// Store the partner's figures for a month, compare them with the platform's now,
-/// and open a case when a line is beyond X% or the partner objects.
+/// and open a case when a line is beyond X%, held, or the partner objects.
+///
+/// # Errors
+/// What [`super::figures::admit`] refuses (400, `month-open`); `no-terms` (409);
+/// `statement-issued` (409) once the month's statement is issued.
 pub async fn upload(
     store: &Store,
+    routes: &Routes,
+    settings: crate::settlement::SettlementConfig,
     partner_id: i64,
     month: Month,
-    input: FiguresInput,
+    mut input: FiguresInput,
 ) -> Result<UploadOutcome, BillingError> {
-    validate(&input)?;
+    super::figures::admit(store, routes, partner_id, month, &mut input, now_ms()).await?;
+    if super::issue::issued(store, partner_id, month)
+        .await?
+        .is_some()
+    {
+        return Err(BillingError::conflict(
+            "statement-issued",
+            format!(
+                "the statement for {month} is issued; raise a difference with the platform as an objection to the adjustment"
+            ),
+        ));
+    }
+    let hold_bp = settings.hold_above_bp;
     let terms = terms_for(store, partner_id, month).await?.ok_or_else(|| {
         BillingError::conflict(
             "no-terms",
@@ -342,7 +382,11 @@ pub async fn upload(
         .map(|l| l.operator.as_str())
         .chain(input.lines.iter().map(|l| l.operator.as_str()))
         .collect();
-    let objection = input.objection.is_some();
+    let rules = Rules {
+        threshold_bp: terms.discrepancy_bp,
+        hold_bp: Some(hold_bp),
+        objection: input.objection.is_some(),
+    };
     let mut lines = Vec::new();
     for op in operators {
         let ours: Vec<PlatformLine> = platform
@@ -356,11 +400,12 @@ pub async fn upload(
             .filter(|l| l.operator == op)
             .cloned()
             .collect();
-        for line in compare(&ours, &theirs, terms.discrepancy_bp, objection) {
+        for line in compare(&ours, &theirs, rules, &BTreeMap::new())? {
             lines.push((op.to_string(), line));
         }
     }
-    let open_case = objection || lines.iter().any(|(_, l)| l.on_mean);
+    let any_held = lines.iter().any(|(_, l)| l.held);
+    let open_case = rules.objection || any_held || lines.iter().any(|(_, l)| l.on_mean);
     let differences = if open_case {
         message_differences(store, partner_id, month, &input.lines).await?
     } else {
@@ -371,20 +416,22 @@ pub async fn upload(
     let stored = serde_json::to_string(&input.lines)
         .map_err(|e| BillingError::invalid("lines", e.to_string()))?;
     let (figures_id,): (i64,) = sqlx::query_as(
-        "INSERT INTO partner_figures (partner_id, month, lines, objection, uploaded_at)
-         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        "INSERT INTO partner_figures (partner_id, month, lines, objection, uploaded_at, hold_bp)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
     )
     .bind(partner_id)
     .bind(month.to_string())
     .bind(&stored)
     .bind(&input.objection)
     .bind(now)
+    .bind(hold_bp)
     .fetch_one(&mut *tx)
     .await?;
     let mut case_id = None;
     if open_case {
         let detail = CaseDetail {
             threshold_bp: terms.discrepancy_bp,
+            hold_bp: Some(hold_bp),
             objection: input.objection.clone(),
             lines: lines
                 .iter()
@@ -394,11 +441,12 @@ pub async fn upload(
         };
         let (id,): (i64,) = sqlx::query_as(
             "INSERT INTO discrepancy_cases (partner_id, month, figures_id, status, detail, opened_at)
-             VALUES ($1, $2, $3, 'open', $4, $5) RETURNING id",
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         )
         .bind(partner_id)
         .bind(month.to_string())
         .bind(figures_id)
+        .bind(if any_held { "held" } else { "open" })
         .bind(serde_json::to_string(&detail).unwrap_or_default())
         .bind(now)
         .fetch_one(&mut *tx)
@@ -410,6 +458,7 @@ pub async fn upload(
         figures_id,
         month,
         threshold_bp: terms.discrepancy_bp,
+        hold_bp,
         lines,
         case_id,
     })
@@ -478,114 +527,4 @@ async fn what_we_know(store: &Store, partner_id: i64, id: i64) -> Result<String,
         }
         Some((status, _, None)) => format!("not delivered: {status}"),
     })
-}
-
-type CaseRow = (
-    i64,
-    String,
-    i64,
-    String,
-    String,
-    i64,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-);
-
-fn case_from_row(r: CaseRow) -> Case {
-    Case {
-        id: r.0,
-        month: r.1,
-        figures_id: r.2,
-        status: r.3,
-        detail: serde_json::from_str(&r.4).unwrap_or_default(),
-        opened_at: r.5,
-        resolution: r.6,
-        resolved_by: r.7,
-        resolved_at: r.8,
-    }
-}
-
-const CASE_COLUMNS: &str =
-    "id, month, figures_id, status, detail, opened_at, resolution, resolved_by, resolved_at";
-
-/// A partner's cases, newest first.
-pub async fn cases(store: &Store, partner_id: i64) -> Result<Vec<Case>, BillingError> {
-    let rows: Vec<CaseRow> = sqlx::query_as(&format!(
-        "SELECT {CASE_COLUMNS} FROM discrepancy_cases WHERE partner_id = $1 ORDER BY id DESC"
-    ))
-    .bind(partner_id)
-    .fetch_all(store.pool())
-    .await?;
-    Ok(rows.into_iter().map(case_from_row).collect())
-}
-
-/// One case; `partner_id` walls off other partners' cases (R-7.1).
-pub async fn case(
-    store: &Store,
-    id: i64,
-    partner_id: Option<i64>,
-) -> Result<Option<(i64, Case)>, BillingError> {
-    let row: Option<(i64,)> =
-        sqlx::query_as("SELECT partner_id FROM discrepancy_cases WHERE id = $1")
-            .bind(id)
-            .fetch_optional(store.pool())
-            .await?;
-    let Some((owner,)) = row else {
-        return Ok(None);
-    };
-    if partner_id.is_some_and(|p| p != owner) {
-        return Ok(None);
-    }
-    let row: CaseRow = sqlx::query_as(&format!(
-        "SELECT {CASE_COLUMNS} FROM discrepancy_cases WHERE id = $1"
-    ))
-    .bind(id)
-    .fetch_one(store.pool())
-    .await?;
-    Ok(Some((owner, case_from_row(row))))
-}
-
-/// The case of a month's latest upload, if one was opened.
-pub async fn case_of_figures(
-    store: &Store,
-    figures_id: i64,
-) -> Result<Option<(i64, String)>, BillingError> {
-    Ok(
-        sqlx::query_as("SELECT id, status FROM discrepancy_cases WHERE figures_id = $1")
-            .bind(figures_id)
-            .fetch_optional(store.pool())
-            .await?,
-    )
-}
-
-/// Record how a case was resolved (once).
-pub async fn resolve(
-    store: &Store,
-    id: i64,
-    resolution: &str,
-    actor: &str,
-) -> Result<Case, BillingError> {
-    if resolution.trim().is_empty() || resolution.chars().count() > 4000 {
-        return Err(BillingError::invalid("resolution", "1-4000 characters"));
-    }
-    let done = sqlx::query(
-        "UPDATE discrepancy_cases SET status = 'resolved', resolution = $2, resolved_by = $3, resolved_at = $4
-         WHERE id = $1 AND status = 'open'",
-    )
-    .bind(id)
-    .bind(resolution)
-    .bind(actor)
-    .bind(now_ms())
-    .execute(store.pool())
-    .await?;
-    let found = case(store, id, None).await?;
-    match (found, done.rows_affected()) {
-        (None, _) => Err(BillingError::NotFound(format!("no discrepancy case {id}"))),
-        (Some(_), 0) => Err(BillingError::conflict(
-            "case-resolved",
-            format!("case {id} is resolved already"),
-        )),
-        (Some((_, c)), _) => Ok(c),
-    }
 }

@@ -18,12 +18,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::civil::Date;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::reconcile::{self, Figures, Line, PartnerLine, PlatformLine};
+use super::reconcile::{self, Figures, Line, PartnerLine, PlatformLine, Rules, SettleOn};
 use crate::billing::BillingError;
 use crate::billing::calendar::{Calendar, Month};
-use crate::billing::money::{allocate, apply_bp};
+use crate::billing::money::{add, allocate, apply_bp, mul, sub, sum};
 use crate::billing::terms::{
     self, AgreementTerms, DEFAULT_CALENDAR, OperatorTerms, Schedule, TierMode,
 };
@@ -56,18 +56,20 @@ pub struct Inputs {
     pub figures: Option<Figures>,
     /// (id, status) of the discrepancy case opened for `figures`.
     pub case: Option<(i64, String)>,
+    /// The admin's decisions on the case's held lines, by (operator, service).
+    pub decisions: BTreeMap<(String, String), SettleOn>,
 }
 
 /// The month of a statement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Period {
     pub from: String,
     pub until: String,
-    pub time_zone: &'static str,
+    pub time_zone: String,
 }
 
 /// One operator's part of the statement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperatorStatement {
     pub operator: String,
     pub terms_from: Month,
@@ -92,7 +94,7 @@ pub struct OperatorStatement {
 }
 
 /// Sums over the operators.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Totals {
     pub gross_fen: i64,
     pub collection_fen: i64,
@@ -104,7 +106,7 @@ pub struct Totals {
 }
 
 /// The tiered split of the month's distributable income (R-4.4).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SplitView {
     pub tier: u8,
     pub tier_mode: TierMode,
@@ -118,7 +120,7 @@ pub struct SplitView {
 }
 
 /// What is due to the partner for one operator's traffic, and by when (R-4.6).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Due {
     pub operator: String,
     pub amount_fen: i64,
@@ -133,59 +135,108 @@ pub struct Due {
     /// N working days after the operator's money arrived (agreement 3.4).
     pub pay_by: Option<String>,
     pub paid_fen: i64,
+    /// Σ adjustments opened after the statement was issued (negative: less due).
+    #[serde(default)]
+    pub adjustment_fen: i64,
+    /// amount + adjustments − paid, never below 0.
     pub outstanding_fen: i64,
     pub payments: Vec<(i64, String, String)>,
 }
 
+/// A change to an issued month's money inputs: what it does to the partner's
+/// share on one operator, settled beside the issued statement (R-4.9).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct Adjustment {
+    pub id: i64,
+    pub operator: String,
+    /// What changed (`bad-debt 250 → 600 bp`).
+    pub cause: String,
+    pub reason: String,
+    /// The partner's share on this operator before and after the change.
+    pub issued_partner_fen: i64,
+    pub revised_partner_fen: i64,
+    pub delta_fen: i64,
+    pub opened_by: String,
+    pub opened_at: i64,
+}
+
+/// When and by whom a statement was issued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Issued {
+    pub issued_at: i64,
+    pub issued_by: String,
+}
+
 /// The partner's upload behind the statement, if any (R-4.1, R-4.2).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reconciliation {
     pub figures_id: i64,
     pub objection: Option<String>,
     pub lines_on_mean: i64,
+    /// Lines held for the admin's decision (beyond the hard bound), and how many of
+    /// them are still undecided (the statement is provisional until none are).
+    #[serde(default)]
+    pub lines_held: i64,
+    #[serde(default)]
+    pub lines_undecided: i64,
     pub case_id: Option<i64>,
     pub case_status: Option<String>,
 }
 
 /// A partner's monthly statement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Statement {
     pub partner: String,
     pub month: Month,
     pub period: Period,
-    /// Some operator has not reported its bad-debt ratio yet: figures may change.
+    /// Some operator has not reported its bad-debt ratio yet, or a held line waits
+    /// for the admin's decision: figures may change, it cannot be issued.
     pub provisional: bool,
+    /// Set once the statement is issued: its figures are then frozen.
+    #[serde(default)]
+    pub issued: Option<Issued>,
     pub terms: AgreementTerms,
     pub operators: Vec<OperatorStatement>,
     pub totals: Totals,
     pub split: SplitView,
     pub due: Vec<Due>,
     pub reconciliation: Option<Reconciliation>,
+    /// Changes to the month's money inputs after it was issued.
+    #[serde(default)]
+    pub adjustments: Vec<Adjustment>,
 }
 
 fn period(month: Month) -> Period {
     Period {
         from: format!("{} 00:00", month.first_day()),
         until: format!("{} 00:00", month.plus(1).first_day()),
-        time_zone: crate::server::PLATFORM_TIME_ZONE,
+        time_zone: crate::server::PLATFORM_TIME_ZONE.to_string(),
     }
 }
 
 /// Compute a statement from its inputs (no clock, no database).
-pub fn compute(inputs: &Inputs) -> Statement {
+///
+/// # Errors
+/// `Overflow` (→ `amount-out-of-range`) when a figure would not fit in `i64` fen:
+/// never a wrapped or saturated figure.
+pub fn compute(inputs: &Inputs) -> Result<Statement, BillingError> {
     let terms = &inputs.terms;
     let partner_lines: Vec<PartnerLine> = inputs
         .figures
         .as_ref()
         .map(|f| f.lines.clone())
         .unwrap_or_default();
-    let objection = inputs
-        .figures
-        .as_ref()
-        .is_some_and(|f| f.objection.is_some());
+    let rules = Rules {
+        threshold_bp: terms.discrepancy_bp,
+        hold_bp: inputs.figures.as_ref().and_then(|f| f.hold_bp),
+        objection: inputs
+            .figures
+            .as_ref()
+            .is_some_and(|f| f.objection.is_some()),
+    };
     let mut operators = Vec::new();
     let mut totals = Totals::default();
-    let mut lines_on_mean = 0;
+    let (mut lines_on_mean, mut lines_held, mut lines_undecided) = (0i64, 0i64, 0i64);
     for op in &inputs.operators {
         let name = &op.terms.operator;
         let theirs: Vec<PartnerLine> = partner_lines
@@ -193,27 +244,42 @@ pub fn compute(inputs: &Inputs) -> Statement {
             .filter(|l| &l.operator == name)
             .cloned()
             .collect();
-        let lines = if inputs.figures.is_some() {
-            reconcile::compare(&op.lines, &theirs, terms.discrepancy_bp, objection)
-        } else {
-            reconcile::compare(&op.lines, &[], terms.discrepancy_bp, false)
+        let decisions: BTreeMap<String, SettleOn> = inputs
+            .decisions
+            .iter()
+            .filter(|((o, _), _)| o == name)
+            .map(|((_, service), on)| (service.clone(), *on))
+            .collect();
+        let lines = reconcile::compare(&op.lines, &theirs, rules, &decisions)?;
+        for l in &lines {
+            lines_on_mean += i64::from(l.on_mean);
+            lines_held += i64::from(l.held);
+            lines_undecided += i64::from(l.held && l.decision.is_none());
+        }
+        let gross = sum("gross information fee", lines.iter().map(|l| l.settled_fen))?;
+        let collection = apply_bp("collection fee", gross, op.terms.collection_bp)?;
+        let (balanced, imbalanced) = op.terms.imbalanced(op.mt_count, op.mo_count)?;
+        let imbalance = mul("imbalance fee", imbalanced, op.terms.imbalance_rate_fen)?;
+        let bad_debt = apply_bp("bad debt", gross, op.bad_debt_bp.unwrap_or(0))?;
+        let received = sum(
+            "actual received fee",
+            [gross, -collection, -imbalance, -bad_debt],
+        )?;
+        let tax = apply_bp("tax", received.max(0), terms.tax_bp)?;
+        let distributable = sub("distributable income", received, tax)?;
+        totals = Totals {
+            gross_fen: add("total gross", totals.gross_fen, gross)?,
+            collection_fen: add("total collection fee", totals.collection_fen, collection)?,
+            imbalance_fen: add("total imbalance fee", totals.imbalance_fen, imbalance)?,
+            bad_debt_fen: add("total bad debt", totals.bad_debt_fen, bad_debt)?,
+            received_fen: add("total received", totals.received_fen, received)?,
+            tax_fen: add("total tax", totals.tax_fen, tax)?,
+            distributable_fen: add(
+                "total distributable income",
+                totals.distributable_fen,
+                distributable,
+            )?,
         };
-        lines_on_mean += lines.iter().filter(|l| l.on_mean).count() as i64;
-        let gross = lines.iter().map(|l| l.settled_fen).sum::<i64>();
-        let collection = apply_bp(gross, op.terms.collection_bp);
-        let (balanced, imbalanced) = op.terms.imbalanced(op.mt_count, op.mo_count);
-        let imbalance = imbalanced.saturating_mul(op.terms.imbalance_rate_fen);
-        let bad_debt = apply_bp(gross, op.bad_debt_bp.unwrap_or(0));
-        let received = gross - collection - imbalance - bad_debt;
-        let tax = apply_bp(received.max(0), terms.tax_bp);
-        let distributable = received - tax;
-        totals.gross_fen += gross;
-        totals.collection_fen += collection;
-        totals.imbalance_fen += imbalance;
-        totals.bad_debt_fen += bad_debt;
-        totals.received_fen += received;
-        totals.tax_fen += tax;
-        totals.distributable_fen += distributable;
         operators.push(OperatorStatement {
             operator: name.clone(),
             terms_from: op.terms.effective_from,
@@ -237,7 +303,7 @@ pub fn compute(inputs: &Inputs) -> Statement {
             platform_fen: 0,
         });
     }
-    let split = terms.split(totals.distributable_fen);
+    let split = terms.split(totals.distributable_fen)?;
     let weights: Vec<i64> = operators
         .iter()
         .map(|o| o.distributable_fen.max(0))
@@ -245,40 +311,39 @@ pub fn compute(inputs: &Inputs) -> Statement {
     let parts = allocate(split.partner_fen, &weights);
     for (o, part) in operators.iter_mut().zip(&parts) {
         o.partner_fen = *part;
-        o.platform_fen = o.distributable_fen - part;
+        o.platform_fen = sub("platform share", o.distributable_fen, *part)?;
     }
     let rates = terms.tiers[usize::from(split.tier - 1)];
-    let due = inputs
-        .operators
-        .iter()
-        .zip(&operators)
-        .map(|(input, o)| {
-            let days = u32::try_from(terms.payment_days).unwrap_or(0);
-            let cal = &input.calendar;
-            let due_on = cal.on_or_after(input.terms.schedule.date_for(inputs.month));
-            let paid: i64 = input.payments.iter().map(|p| p.0).sum();
-            Due {
-                operator: o.operator.clone(),
-                amount_fen: o.partner_fen,
-                schedule: input.terms.schedule,
-                calendar: input.calendar_name.clone(),
-                due_on: due_on.to_string(),
-                breach_after: cal.add_working_days(due_on, days).to_string(),
-                operator_paid_on: input.operator_paid_on.map(|d| d.to_string()),
-                pay_by: input
-                    .operator_paid_on
-                    .map(|d| cal.add_working_days(d, days).to_string()),
-                paid_fen: paid,
-                outstanding_fen: (o.partner_fen - paid).max(0),
-                payments: input.payments.clone(),
-            }
-        })
-        .collect();
-    Statement {
+    let mut due = Vec::with_capacity(operators.len());
+    for (input, o) in inputs.operators.iter().zip(&operators) {
+        let days = u32::try_from(terms.payment_days).unwrap_or(0);
+        let cal = &input.calendar;
+        let due_on = cal.on_or_after(input.terms.schedule.date_for(inputs.month));
+        due.push(Due {
+            operator: o.operator.clone(),
+            amount_fen: o.partner_fen,
+            schedule: input.terms.schedule,
+            calendar: input.calendar_name.clone(),
+            due_on: due_on.to_string(),
+            breach_after: cal.add_working_days(due_on, days).to_string(),
+            operator_paid_on: input.operator_paid_on.map(|d| d.to_string()),
+            pay_by: input
+                .operator_paid_on
+                .map(|d| cal.add_working_days(d, days).to_string()),
+            paid_fen: 0,
+            adjustment_fen: 0,
+            outstanding_fen: 0,
+            payments: input.payments.clone(),
+        });
+    }
+    settle_payments(&mut due, &[])?;
+    Ok(Statement {
         partner: inputs.partner.clone(),
         month: inputs.month,
         period: period(inputs.month),
-        provisional: inputs.operators.iter().any(|o| o.bad_debt_bp.is_none()),
+        provisional: inputs.operators.iter().any(|o| o.bad_debt_bp.is_none())
+            || lines_undecided > 0,
+        issued: None,
         terms: terms.clone(),
         operators,
         totals,
@@ -297,10 +362,34 @@ pub fn compute(inputs: &Inputs) -> Statement {
             figures_id: f.id,
             objection: f.objection.clone(),
             lines_on_mean,
+            lines_held,
+            lines_undecided,
             case_id: inputs.case.as_ref().map(|c| c.0),
             case_status: inputs.case.as_ref().map(|c| c.1.clone()),
         }),
+        adjustments: Vec::new(),
+    })
+}
+
+/// Paid, adjusted and outstanding amounts of each operator's part, from its
+/// payments and the adjustments opened on it.
+///
+/// # Errors
+/// `Overflow` if a sum would not fit in `i64` fen.
+pub fn settle_payments(due: &mut [Due], adjustments: &[Adjustment]) -> Result<(), BillingError> {
+    for d in due {
+        d.paid_fen = sum("paid to the partner", d.payments.iter().map(|p| p.0))?;
+        d.adjustment_fen = sum(
+            "adjustments",
+            adjustments
+                .iter()
+                .filter(|a| a.operator == d.operator)
+                .map(|a| a.delta_fen),
+        )?;
+        let owed = add("amount due", d.amount_fen, d.adjustment_fen)?;
+        d.outstanding_fen = sub("outstanding amount", owed, d.paid_fen)?.max(0);
     }
+    Ok(())
 }
 
 /// Gather a statement's inputs from the store.
@@ -372,15 +461,7 @@ pub async fn load(
         .bind(month.to_string())
         .fetch_optional(store.pool())
         .await?;
-        let payments: Vec<(i64, String, String)> = sqlx::query_as(
-            "SELECT amount_fen, paid_on, reference FROM partner_payments
-             WHERE partner_id = $1 AND month = $2 AND operator = $3 ORDER BY paid_on, id",
-        )
-        .bind(partner_id)
-        .bind(month.to_string())
-        .bind(&name)
-        .fetch_all(store.pool())
-        .await?;
+        let payments = payments(store, partner_id, month, &name).await?;
         operators.push(OperatorInput {
             terms: t.clone(),
             lines: lines
@@ -398,8 +479,12 @@ pub async fn load(
         });
     }
     let case = match &figures {
-        Some(f) => reconcile::case_of_figures(store, f.id).await?,
+        Some(f) => super::cases::case_of_figures(store, f.id).await?,
         None => None,
+    };
+    let decisions = match &case {
+        Some((id, _)) => super::cases::decisions(store, *id).await?,
+        None => BTreeMap::new(),
     };
     Ok(Inputs {
         partner: partner_name.to_string(),
@@ -408,17 +493,58 @@ pub async fn load(
         operators,
         figures,
         case,
+        decisions,
     })
 }
 
-/// Load and compute.
+/// The statement as the stored records give it now (what issuing freezes).
+pub async fn current(
+    store: &Store,
+    partner_id: i64,
+    partner_name: &str,
+    month: Month,
+) -> Result<Statement, BillingError> {
+    compute(&load(store, partner_id, partner_name, month).await?)
+}
+
+/// The month's statement as the partner gets it: once issued, the document as it
+/// was issued (its figures never change), with the payments made against it and
+/// the adjustments opened since; before, [`current`].
 pub async fn generate(
     store: &Store,
     partner_id: i64,
     partner_name: &str,
     month: Month,
 ) -> Result<Statement, BillingError> {
-    Ok(compute(
-        &load(store, partner_id, partner_name, month).await?,
-    ))
+    match super::issue::issued(store, partner_id, month).await? {
+        Some(mut s) => {
+            let adjustments = super::issue::adjustments(store, partner_id, month).await?;
+            for d in &mut s.due {
+                d.payments = payments(store, partner_id, month, &d.operator).await?;
+            }
+            settle_payments(&mut s.due, &adjustments)?;
+            s.adjustments = adjustments;
+            Ok(s)
+        }
+        None => current(store, partner_id, partner_name, month).await,
+    }
+}
+
+/// (amount, paid on, reference) of what was paid to the partner for a month's
+/// traffic on one operator.
+async fn payments(
+    store: &Store,
+    partner_id: i64,
+    month: Month,
+    operator: &str,
+) -> Result<Vec<(i64, String, String)>, BillingError> {
+    Ok(sqlx::query_as(
+        "SELECT amount_fen, paid_on, reference FROM partner_payments
+         WHERE partner_id = $1 AND month = $2 AND operator = $3 ORDER BY paid_on, id",
+    )
+    .bind(partner_id)
+    .bind(month.to_string())
+    .bind(operator)
+    .fetch_all(store.pool())
+    .await?)
 }
