@@ -5,6 +5,7 @@ mod auth;
 mod billing;
 mod content;
 mod error;
+mod idempotency;
 mod messages;
 mod modules;
 mod partners;
