@@ -251,7 +251,6 @@ mod tests {
             "【星座】今日赌博运势",
             "【星座】今日赌 博运势",
             "【星座】今日赌.博运势",
-            "【星座】今日赌\u{200b}博运势",
             "【星座】buy ＶＩＡＧＲＡ now",
             "【星座】buy v i a g r a now",
             "【星座】buy viаgra now", // Cyrillic а
@@ -259,6 +258,24 @@ mod tests {
         ] {
             assert_eq!(rule(text, &[]), Some("prohibited-word"), "{text}");
         }
+        // A zero-width space is refused for itself; stripped, the word is caught.
+        assert_eq!(
+            rule("【星座】今日赌\u{200b}博运势", &[]),
+            Some("control-character")
+        );
+        let strip = Policy::compile(&ComplianceConfig {
+            control_characters: ControlMode::Strip,
+            prohibited_words: vec!["赌博".into()],
+            ..ComplianceConfig::default()
+        })
+        .unwrap();
+        assert_eq!(
+            strip
+                .check("【星座】今日赌\u{200b}博运势", "星座", &[])
+                .unwrap_err()
+                .rule,
+            "prohibited-word"
+        );
         assert_eq!(
             rule("【星座】送5 0 0元现金", &[]),
             Some("prohibited-pattern")

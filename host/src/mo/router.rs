@@ -19,7 +19,7 @@ use super::settings::DialogueConfig;
 use crate::modules::Registry;
 use crate::partners;
 use crate::relay::{MoRecord, Relay};
-use crate::services;
+use crate::services::{self, LiveService};
 use crate::store::{Backend, Store, StoreError, now_ms};
 use crate::subscriptions;
 use crate::text;
@@ -192,11 +192,30 @@ async fn route_one(ctx: &RouterContext, mo: &MoRecord) -> Result<String, RouteEr
         }
         None => {}
     }
-    if let Some(service) = by_code(&key) {
-        return dialogue.help(Some(service)).await;
+    match by_word(&key, &live) {
+        Some(ByWord::Help(service)) => dialogue.help(Some(service)).await,
+        Some(ByWord::Subscribe(service)) => dialogue.subscribe(service).await,
+        None => dialogue.to_module(&live).await,
     }
-    if let Some(service) = live.iter().find(|s| s.revision.keywords.contains(&key)) {
-        return dialogue.subscribe(service).await;
+}
+
+/// What a message that is no host command does with a service.
+#[derive(Debug, Clone, Copy)]
+pub enum ByWord<'a> {
+    /// It is the service's code: its help.
+    Help(&'a LiveService),
+    /// It is one of the service's subscribe keywords.
+    Subscribe(&'a LiveService),
+}
+
+/// After the host commands, the router reads a message key as a service code, then
+/// as a subscribe keyword (the first live service that has it); `None` goes on to
+/// the user's module.
+pub fn by_word<'a>(key: &str, live: &'a [LiveService]) -> Option<ByWord<'a>> {
+    if let Some(service) = live.iter().find(|s| s.code == key) {
+        return Some(ByWord::Help(service));
     }
-    dialogue.to_module(&live).await
+    live.iter()
+        .find(|s| s.revision.keywords.iter().any(|k| k == key))
+        .map(ByWord::Subscribe)
 }
