@@ -81,7 +81,8 @@ async fn item3_no_partner_can_make_the_platform_text_anyone_repeatedly() {
         let env = Env::start(db, |c| {
             c.compliance.notice_daily_cap = 3;
             c.schedule.push_now_daily_limit = 2;
-            c.schedule.tick_ms = 50;
+            // Runs stay pending (no scheduler here), so the race is only between requests.
+            c.schedule.enabled = false;
         })
         .await;
         let dt = env
@@ -174,10 +175,16 @@ async fn item3_no_partner_can_make_the_platform_text_anyone_repeatedly() {
                 || (*s == StatusCode::CONFLICT && error_code(b) == "run-in-progress")),
             "{answers:?}"
         );
-        wait_run_final(&env, started[0]["id"].as_i64().unwrap()).await;
+        let env_ref = &env;
+        let cancel = |id: i64| async move {
+            let path = format!("/v1/runs/{id}/cancel");
+            let (status, body) = env_ref.server.post(&path, &env_ref.acme, json!({})).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        };
+        cancel(started[0]["id"].as_i64().unwrap()).await;
         let (status, body) = env.server.post(&push, &env.acme, json!({})).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-        wait_run_final(&env, body["id"].as_i64().unwrap()).await;
+        cancel(body["id"].as_i64().unwrap()).await;
         let (status, body) = env.server.post(&push, &env.acme, json!({})).await;
         assert_eq!(
             (status, error_code(&body)),
@@ -263,6 +270,7 @@ async fn item6_contract_promises_hold_through_the_router() {
         let number = format!("{SHORT_CODE}02");
         let user = "13800003001";
         env.mo(user, &number, "笑话");
+        env.wait_inbox(user, 1).await;
         let inbox = settled_inbox(&env, user).await;
         assert_eq!(inbox.len(), 1, "no welcome before the confirmation: {inbox:?}");
         env.mo(user, &number, "Y");
@@ -396,16 +404,19 @@ async fn item8_invisible_characters_are_refused_before_the_outbox() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item10_unreachable_keywords_are_refused_with_the_reason() {
     for db in databases().await {
-        let server = Server::start(db).await;
-        let acme = server.new_partner("acme").await;
+        let env = Env::start(db, |_| {}).await;
+        let (server, acme) = (&env.server, &env.acme);
         // The reported input: keyword `YB` for service `YB`.
-        let (status, body) = declare(&server, &acme, "YB", "yb", "01").await;
+        let (status, body) = declare(server, acme, "YB", "yb", "01").await;
         assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid-service"));
-        assert!(body["error"]["message"].as_str().unwrap().contains("this service's code"));
-        let (status, body) = declare(&server, &acme, "YB", "TDYB", "01").await;
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("this service's code"),
+            "{body}"
+        );
+        let (status, body) = declare(server, acme, "YB", "TDYB", "01").await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 
-        let (status, _) = declare_and_approve(&server, &acme, "XZ", "星座", "02").await;
+        let (status, _) = declare_and_approve(server, acme, "XZ", "星座", "02").await;
         assert_eq!(status, StatusCode::OK);
         for (code, keyword, ext, why) in [
             ("YB", "xz", "03", "code of service XZ"),
@@ -413,7 +424,7 @@ async fn item10_unreachable_keywords_are_refused_with_the_reason() {
             ("YD", "星座", "05", "used by service XZ"),
             ("TDXZ", "运势", "06", "code `TDXZ`"),
         ] {
-            let (status, body) = declare_and_approve(&server, &acme, code, keyword, ext).await;
+            let (status, body) = declare_and_approve(server, acme, code, keyword, ext).await;
             assert_eq!(
                 (status, error_code(&body)),
                 (StatusCode::CONFLICT, "unreachable-keyword"),
@@ -421,7 +432,7 @@ async fn item10_unreachable_keywords_are_refused_with_the_reason() {
             );
             assert!(body["error"]["message"].as_str().unwrap().contains(why), "{body}");
         }
-        server.stop().await;
+        env.stop().await;
     }
 }
 
