@@ -89,8 +89,10 @@ pub async fn subscriber_id_in(
         return Ok(id);
     }
     let id = format!("sub_{}", &crate::partners::generate_secret("x")[5..25]);
+    // A racing request may have created it meanwhile (PostgreSQL): then its id holds.
     sqlx::query(
-        "INSERT INTO subscribers (id, partner_id, msisdn, created_at) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO subscribers (id, partner_id, msisdn, created_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT DO NOTHING",
     )
     .bind(&id)
     .bind(partner_id)
@@ -98,6 +100,12 @@ pub async fn subscriber_id_in(
     .bind(now)
     .execute(&mut **tx)
     .await?;
+    let (id,): (String,) =
+        sqlx::query_as("SELECT id FROM subscribers WHERE partner_id = $1 AND msisdn = $2")
+            .bind(partner_id)
+            .bind(msisdn)
+            .fetch_one(&mut **tx)
+            .await?;
     Ok(id)
 }
 
