@@ -43,9 +43,13 @@ pub fn today() -> String {
 pub fn parse_date(s: &str) -> Result<String, String> {
     let b = s.as_bytes();
     let shape = b.len() == 10
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() });
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
     if !shape {
         return Err(format!("`{s}` is not a YYYY-MM-DD date"));
     }
@@ -69,7 +73,18 @@ mod tests {
     fn item5_dates_are_checked_against_the_calendar() {
         assert_eq!(parse_date("2026-02-28"), Ok("2026-02-28".into()));
         assert_eq!(parse_date("2028-02-29"), Ok("2028-02-29".into()));
-        for bad in ["2026-02-30", "2026-02-29", "2026-13-01", "2026-04-31", "2026-00-10", "2026-2-3", "26-02-03", "2026/02/03", "", "2026-02-03T00:00"] {
+        for bad in [
+            "2026-02-30",
+            "2026-02-29",
+            "2026-13-01",
+            "2026-04-31",
+            "2026-00-10",
+            "2026-2-3",
+            "26-02-03",
+            "2026/02/03",
+            "",
+            "2026-02-03T00:00",
+        ] {
             assert!(parse_date(bad).is_err(), "{bad}");
         }
     }

@@ -57,7 +57,9 @@ pub enum ScheduleError {
     Blocked(String),
     #[error("push run {id} of this service is still {status}; push again once it has finished")]
     RunInProgress { id: i64, status: String },
-    #[error("the service was pushed now {0} times today, the daily limit ([schedule] push_now_daily_limit)")]
+    #[error(
+        "the service was pushed now {0} times today, the daily limit ([schedule] push_now_daily_limit)"
+    )]
     PushLimit(u32),
     #[error("stored bulletin of a run is unreadable: {0}")]
     Corrupt(String),

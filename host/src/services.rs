@@ -808,4 +808,3 @@ pub async fn all_live(store: &Store) -> Result<Vec<LiveService>, ServiceError> {
     }
     Ok(services)
 }
-

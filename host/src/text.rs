@@ -41,9 +41,8 @@ pub fn trim_punctuation(text: &str) -> &str {
 
 /// Unicode punctuation or symbol (general categories P* and S*), ASCII and full-width.
 pub fn is_punctuation(c: char) -> bool {
-    static CLASS: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"^[\p{P}\p{S}]$").expect("a valid character class")
-    });
+    static CLASS: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^[\p{P}\p{S}]$").expect("a valid character class"));
     c.is_ascii_punctuation() || (!c.is_ascii() && CLASS.is_match(c.encode_utf8(&mut [0; 4])))
 }
 
@@ -210,7 +209,9 @@ mod tests {
         let text = "a\0b\u{1b}[31mc\u{202e}d\u{200b}e\u{feff}f\u{85}g\u{7f}h\u{2066}i";
         assert_eq!(
             invisible_chars(text, true),
-            ['\0', '\u{1b}', '\u{202e}', '\u{200b}', '\u{feff}', '\u{85}', '\u{7f}', '\u{2066}']
+            [
+                '\0', '\u{1b}', '\u{202e}', '\u{200b}', '\u{feff}', '\u{85}', '\u{7f}', '\u{2066}'
+            ]
         );
         assert_eq!(strip_invisible(text, true), "ab[31mcdefghi");
         assert!(invisible_chars("第一行\n第二行\r\n", true).is_empty());

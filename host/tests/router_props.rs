@@ -167,26 +167,27 @@ fn instructions(text: &str) -> Vec<(Named, String)> {
         };
         let following = &after[token.len()..];
         // `不回复不订购` ("no reply, no subscription") tells what not to do.
-        let named = if token.starts_with("序号") || token.starts_with("业务代码") || before.ends_with('不')
-        {
-            Named::Placeholder
-        } else if before.ends_with("退订") {
-            Named::Stop
-        } else if before.ends_with("订购") {
-            Named::Subscribe
-        } else if following.starts_with("确认") {
-            Named::Confirm
-        } else if following.starts_with("查询") {
-            Named::Menu
-        } else if following.starts_with("退订全部") {
-            Named::StopAll
-        } else if following.starts_with("获取帮助") {
-            Named::Help
-        } else if following.starts_with('到') {
-            Named::Choice
-        } else {
-            panic!("an instruction the platform should not send: `回复{token}` in {text}");
-        };
+        let named =
+            if token.starts_with("序号") || token.starts_with("业务代码") || before.ends_with('不')
+            {
+                Named::Placeholder
+            } else if before.ends_with("退订") {
+                Named::Stop
+            } else if before.ends_with("订购") {
+                Named::Subscribe
+            } else if following.starts_with("确认") {
+                Named::Confirm
+            } else if following.starts_with("查询") {
+                Named::Menu
+            } else if following.starts_with("退订全部") {
+                Named::StopAll
+            } else if following.starts_with("获取帮助") {
+                Named::Help
+            } else if following.starts_with('到') {
+                Named::Choice
+            } else {
+                panic!("an instruction the platform should not send: `回复{token}` in {text}");
+            };
         out.push((named, token.clone()));
         before.push_str("回复");
         before.push_str(&token);

@@ -62,11 +62,15 @@ async fn wait_run_final(env: &Env, run: i64) -> Value {
     let started = Instant::now();
     loop {
         let (_, body) = env.server.get(&format!("/v1/runs/{run}"), &env.acme).await;
-        if ["completed", "failed", "cancelled", "expired"].contains(&body["status"].as_str().unwrap())
+        if ["completed", "failed", "cancelled", "expired"]
+            .contains(&body["status"].as_str().unwrap())
         {
             return body;
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "run {run}: {body}");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "run {run}: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -94,11 +98,23 @@ async fn item3_no_partner_can_make_the_platform_text_anyone_repeatedly() {
         let user = "13800001001";
         let calls = (0..20).map(|_| env.subscribe(dt, user));
         let answers = futures_join(calls).await;
-        assert!(answers.iter().all(|(s, _)| *s == StatusCode::ACCEPTED), "{answers:?}");
-        let sent = answers.iter().filter(|(_, b)| b["confirmation_sent"] == true).count();
+        assert!(
+            answers.iter().all(|(s, _)| *s == StatusCode::ACCEPTED),
+            "{answers:?}"
+        );
+        let sent = answers
+            .iter()
+            .filter(|(_, b)| b["confirmation_sent"] == true)
+            .count();
         assert_eq!(sent, 1, "{answers:?}");
-        let ids: Vec<&Value> = answers.iter().map(|(_, b)| &b["subscription"]["id"]).collect();
-        assert!(ids.iter().all(|id| *id == ids[0]), "one subscription: {ids:?}");
+        let ids: Vec<&Value> = answers
+            .iter()
+            .map(|(_, b)| &b["subscription"]["id"])
+            .collect();
+        assert!(
+            ids.iter().all(|id| *id == ids[0]),
+            "one subscription: {ids:?}"
+        );
         assert_eq!(env.subscriptions(dt).await.len(), 1);
         let inbox = settled_inbox(&env, user).await;
         assert_eq!(inbox.len(), 1, "{inbox:?}");
@@ -195,6 +211,15 @@ async fn item3_no_partner_can_make_the_platform_text_anyone_repeatedly() {
     }
 }
 
+/// Put a joke into acme's content library (the `jokes` module reads it).
+async fn add_joke(env: &Env, text: &str) {
+    let (status, body) = env
+        .server
+        .post("/v1/content/jokes", &env.acme, json!({"items": [{"text": text}]}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
 /// Every request in flight at once, answers in order.
 async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
     futures_util::future::join_all(futures).await
@@ -229,19 +254,21 @@ async fn item4_typed_stop_instructions_stop_the_service() {
         }
         let subs = env.subscriptions(xh).await;
         assert!(subs.iter().all(|s| s["status"] == "cancelled"), "{subs:?}");
-        let (outcomes,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM mo_messages WHERE outcome = 'stop'",
-        )
-        .fetch_one(env.server.platform.store.pool())
-        .await
-        .unwrap();
+        let (outcomes,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM mo_messages WHERE outcome = 'stop'")
+                .fetch_one(env.server.platform.store.pool())
+                .await
+                .unwrap();
         assert_eq!(outcomes, 6);
         // A stop word inside a sentence goes to the module, and stops nothing.
         let user = "13800002010";
         env.subscribe(xh, user).await;
         env.mo(user, &number, "我不想退订。");
         let inbox = env.wait_inbox(user, 1).await;
-        assert!(inbox[0].contains("再来"), "the jokes module answered: {inbox:?}");
+        assert!(
+            inbox[0].contains("再来"),
+            "the jokes module answered: {inbox:?}"
+        );
         let subs = env.subscriptions(xh).await;
         let active = subs.iter().find(|s| s["msisdn"] == user).unwrap();
         assert_eq!(active["status"], "active");
@@ -258,13 +285,7 @@ async fn item4_typed_stop_instructions_stop_the_service() {
 async fn item6_contract_promises_hold_through_the_router() {
     for db in databases().await {
         let env = Env::start(db, |_| {}).await;
-        env.server
-            .post(
-                "/v1/content/jokes",
-                &env.acme,
-                json!({"items": [{"text": "一个笑话"}]}),
-            )
-            .await;
+        add_joke(&env, "一个笑话").await;
         env.approved_service(&env.acme, "XH", "jokes", per_message(10, "笑话", "02"))
             .await;
         let number = format!("{SHORT_CODE}02");
@@ -272,7 +293,11 @@ async fn item6_contract_promises_hold_through_the_router() {
         env.mo(user, &number, "笑话");
         env.wait_inbox(user, 1).await;
         let inbox = settled_inbox(&env, user).await;
-        assert_eq!(inbox.len(), 1, "no welcome before the confirmation: {inbox:?}");
+        assert_eq!(
+            inbox.len(),
+            1,
+            "no welcome before the confirmation: {inbox:?}"
+        );
         env.mo(user, &number, "Y");
         let inbox = env.wait_inbox(user, 3).await;
         assert!(inbox[1].contains("成功订购"), "{inbox:?}");
@@ -281,7 +306,11 @@ async fn item6_contract_promises_hold_through_the_router() {
             "the host appends how to unsubscribe: {inbox:?}"
         );
         let rows = outbox(&env, user).await;
-        assert_eq!((rows[2].1.as_str(), rows[2].2), ("free", 0), "welcome is free");
+        assert_eq!(
+            (rows[2].1.as_str(), rows[2].2),
+            ("free", 0),
+            "welcome is free"
+        );
 
         env.mo(user, &number, "再来");
         let inbox = env.wait_inbox(user, 4).await;
@@ -336,14 +365,25 @@ async fn item5_host_inputs_are_checked_before_any_module_call() {
             (json!({"service": "NOSUCH"}), "invalid-service"),
         ] {
             let (status, resp) = server.post(bulletin, &acme, body.clone()).await;
-            assert_eq!((status, error_code(&resp)), (StatusCode::BAD_REQUEST, code), "{body}");
+            assert_eq!(
+                (status, error_code(&resp)),
+                (StatusCode::BAD_REQUEST, code),
+                "{body}"
+            );
         }
         let (status, body) = server
-            .post(bulletin, &acme, json!({"date": "2028-02-29", "service": "xz"}))
+            .post(
+                bulletin,
+                &acme,
+                json!({"date": "2028-02-29", "service": "xz"}),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         let (_, module) = server.get("/v1/modules/horoscope", &acme).await;
-        assert_eq!(module["fault_count"], 0, "no fault for the host's own input");
+        assert_eq!(
+            module["fault_count"], 0,
+            "no fault for the host's own input"
+        );
         server.stop().await;
     }
 }
@@ -358,29 +398,35 @@ async fn item8_invisible_characters_are_refused_before_the_outbox() {
         for name in ["acme\u{202e}moc", "a\u{0}b", "a\u{200b}b", "【x】"] {
             let (status, body) = env
                 .server
-                .post("/v1/partners", ADMIN_KEY, json!({"name": "evil", "display_name": name}))
+                .post(
+                    "/v1/partners",
+                    ADMIN_KEY,
+                    json!({"name": "evil", "display_name": name}),
+                )
                 .await;
-            assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid-partner"), "{name:?}");
+            assert_eq!(
+                (status, error_code(&body)),
+                (StatusCode::BAD_REQUEST, "invalid-partner"),
+                "{name:?}"
+            );
         }
         let mut terms = free("笑话", "02");
         terms["name"] = json!("每日\u{1b}[2J笑话");
         terms["code"] = json!("XH");
         terms["module"] = json!("jokes");
         let (status, body) = env.server.post("/v1/services", &env.acme, terms).await;
-        assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid-service"), "{body}");
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::BAD_REQUEST, "invalid-service"),
+            "{body}"
+        );
 
         let xh = env
             .approved_service(&env.acme, "XH", "jokes", free("笑话", "02"))
             .await;
         let user = "13800004001";
         env.subscribe(xh, user).await;
-        env.server
-            .post(
-                "/v1/content/jokes",
-                &env.acme,
-                json!({"items": [{"text": "今天\u{1b}[31m的笑话\u{202e}好笑"}]}),
-            )
-            .await;
+        add_joke(&env, "今天\u{1b}[31m的笑话\u{202e}好笑").await;
         let (status, run) = env
             .server
             .post(&format!("/v1/services/{xh}/push"), &env.acme, json!({}))
@@ -408,9 +454,15 @@ async fn item10_unreachable_keywords_are_refused_with_the_reason() {
         let (server, acme) = (&env.server, &env.acme);
         // The reported input: keyword `YB` for service `YB`.
         let (status, body) = declare(server, acme, "YB", "yb", "01").await;
-        assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid-service"));
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::BAD_REQUEST, "invalid-service")
+        );
         assert!(
-            body["error"]["message"].as_str().unwrap().contains("this service's code"),
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("this service's code"),
             "{body}"
         );
         let (status, body) = declare(server, acme, "YB", "TDYB", "01").await;
@@ -430,7 +482,10 @@ async fn item10_unreachable_keywords_are_refused_with_the_reason() {
                 (StatusCode::CONFLICT, "unreachable-keyword"),
                 "{code}/{keyword}: {body}"
             );
-            assert!(body["error"]["message"].as_str().unwrap().contains(why), "{body}");
+            assert!(
+                body["error"]["message"].as_str().unwrap().contains(why),
+                "{body}"
+            );
         }
         env.stop().await;
     }

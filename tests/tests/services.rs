@@ -497,31 +497,33 @@ async fn menu_cancel_all_help_and_unknown() {
         "{inbox:?}"
     );
     env.mo(user, SHORT_CODE, "2");
-    let inbox = env.wait_inbox(user, 2).await;
+    // The platform's confirmation, then the jokes module's farewell (free, once).
+    let inbox = env.wait_inbox(user, 3).await;
     assert!(inbox[1].contains("退订1项"), "{inbox:?}");
+    assert!(inbox[2].starts_with("感谢您一直以来的陪伴"), "{inbox:?}");
     assert_eq!(env.subscriptions(xh).await[0]["status"], "cancelled");
     assert_eq!(env.subscriptions(dt).await[0]["status"], "active");
 
     env.mo(user, SHORT_CODE, "xh");
-    let inbox = env.wait_inbox(user, 3).await;
+    let inbox = env.wait_inbox(user, 4).await;
     assert!(
-        inbox[2].contains("免费") && inbox[2].contains("TDXH"),
+        inbox[3].contains("免费") && inbox[3].contains("TDXH"),
         "{inbox:?}"
     );
     // With one subscription left, free text goes to that service's module.
     env.mo(user, SHORT_CODE, "你好吗在吗");
-    let inbox = env.wait_inbox(user, 4).await;
+    let inbox = env.wait_inbox(user, 5).await;
     assert!(
-        inbox[3].contains("回复 A、B、C 或 D"),
+        inbox[4].contains("回复 A、B、C 或 D"),
         "the quiz module answered: {inbox:?}"
     );
     env.mo(user, SHORT_CODE, "00000");
-    let inbox = env.wait_inbox(user, 5).await;
-    assert!(inbox[4].contains("退订全部1项"), "{inbox:?}");
+    let inbox = env.wait_inbox(user, 6).await;
+    assert!(inbox[5].contains("退订全部1项"), "{inbox:?}");
     // With none, it gets the configured help reply.
     env.mo(user, SHORT_CODE, "你好吗在吗");
-    let inbox = env.wait_inbox(user, 6).await;
-    assert!(inbox[5].contains("未能识别"), "{inbox:?}");
+    let inbox = env.wait_inbox(user, 7).await;
+    assert!(inbox[6].contains("未能识别"), "{inbox:?}");
     env.wait_routed().await;
     assert_eq!(env.subscriptions(dt).await[0]["status"], "cancelled");
     env.stop().await;

@@ -73,7 +73,9 @@ where
     Fut: Future<Output = Result<(StatusCode, Value), ApiError>>,
 {
     let Some(key) = &key.0 else {
-        return work().await.map(|(status, body)| (status, Json(body)).into_response());
+        return work()
+            .await
+            .map(|(status, body)| (status, Json(body)).into_response());
     };
     let scope = caller.actor();
     let body = serde_json::to_string(request).unwrap_or_default();
@@ -84,9 +86,10 @@ where
     let result = work().await;
     let keep = match &result {
         Ok((status, body)) => Some((*status, body.clone())),
-        Err(e) if e.status.is_client_error()
-            && e.status != StatusCode::CONFLICT
-            && e.status != StatusCode::TOO_MANY_REQUESTS =>
+        Err(e)
+            if e.status.is_client_error()
+                && e.status != StatusCode::CONFLICT
+                && e.status != StatusCode::TOO_MANY_REQUESTS =>
         {
             Some((e.status, error_body(e)))
         }
@@ -144,16 +147,15 @@ async fn claim(
     if claimed.is_some() {
         return Ok(None);
     }
-    let (stored, status, response): (String, Option<i64>, Option<String>) =
-        sqlx::query_as(
-            "SELECT fingerprint, status_code, response FROM idempotency_keys
+    let (stored, status, response): (String, Option<i64>, Option<String>) = sqlx::query_as(
+        "SELECT fingerprint, status_code, response FROM idempotency_keys
              WHERE scope = $1 AND key = $2",
-        )
-        .bind(scope)
-        .bind(key)
-        .fetch_one(pool)
-        .await
-        .map_err(StoreError::from)?;
+    )
+    .bind(scope)
+    .bind(key)
+    .fetch_one(pool)
+    .await
+    .map_err(StoreError::from)?;
     if stored != fingerprint {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -351,7 +351,8 @@ async fn subscribe_once(
         .route(&body.msisdn)
         .map_err(|e| ApiError::bad_request("invalid-msisdn", e.to_string()))?;
     let dialogue = &state.dialogue;
-    let window = i64::try_from(dialogue.confirm_window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let window =
+        i64::try_from(dialogue.confirm_window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     let resend =
         i64::try_from(dialogue.confirm_resend_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     let requested =

@@ -159,7 +159,11 @@ mod tests {
     #[test]
     fn item4_punctuation_and_glued_codes() {
         for text in ["Td。", "TD.", "退订！", "退订。", "td!", "【TD】", "“退订”"] {
-            assert_eq!(parse_text(text), Some(Command::Stop { code: None }), "{text}");
+            assert_eq!(
+                parse_text(text),
+                Some(Command::Stop { code: None }),
+                "{text}"
+            );
         }
         for text in [
             "TDXH", "tdxh", "TDXH。", "退订XH", "QXXH", "取消xh", "TD XH", "td，xh", "TD-XH",

@@ -49,6 +49,15 @@ impl Dialogue<'_> {
         }
     }
 
+    /// The module version that wrote a text (violations name it).
+    async fn version_of(&self, partner: &partners::Partner, module: &str) -> Option<i64> {
+        self.ctx
+            .registry
+            .active_version_id(partner, module)
+            .await
+            .ok()
+    }
+
     async fn set_service(&self, service: &LiveService) -> Result<(), RouteError> {
         sqlx::query("UPDATE mo_messages SET service_id = $1 WHERE id = $2")
             .bind(service.id)
@@ -58,7 +67,11 @@ impl Dialogue<'_> {
         Ok(())
     }
 
-    pub async fn stop(&self, service: Option<&LiveService>, code: &str) -> Result<String, RouteError> {
+    pub async fn stop(
+        &self,
+        service: Option<&LiveService>,
+        code: &str,
+    ) -> Result<String, RouteError> {
         let Some(service) = service else {
             return self
                 .notice(notices::no_such_service(code), "stop-unknown-service")
@@ -136,12 +149,7 @@ impl Dialogue<'_> {
                     continue;
                 }
             };
-            let version = self
-                .ctx
-                .registry
-                .active_version_id(&partner, module)
-                .await
-                .ok();
+            let version = self.version_of(&partner, module).await;
             let message = NewMessage {
                 partner_id: Some(service.partner_id),
                 service: Some(service.code.clone()),
@@ -164,9 +172,7 @@ impl Dialogue<'_> {
     pub async fn menu(&self) -> Result<String, RouteError> {
         let active = subscriptions::active_for_msisdn(&self.ctx.store, &self.mo.source).await?;
         if active.is_empty() {
-            return self
-                .notice(notices::no_subscriptions(), "menu-empty")
-                .await;
+            return self.notice(notices::no_subscriptions(), "menu-empty").await;
         }
         let ids: Vec<i64> = active.iter().map(|(s, _, _)| s.id).collect();
         let items: Vec<(String, String, FeeType, i64)> = active
@@ -342,12 +348,7 @@ impl Dialogue<'_> {
         if let Ok(outcome_call) = call
             && let Ok(Some(text)) = outcome_call.result
         {
-            let version = self
-                .ctx
-                .registry
-                .active_version_id(&partner, module)
-                .await
-                .ok();
+            let version = self.version_of(&partner, module).await;
             // The welcome answers the user's own message and is never charged.
             let text = notices::with_stop_instruction(&text, &service.code);
             let message = self.module_message(service, text, ChargePlan::Free, 0, version);
@@ -436,12 +437,7 @@ impl Dialogue<'_> {
             FeeType::Monthly => (ChargePlan::Monthly, 0),
             FeeType::Free => (ChargePlan::Free, 0),
         };
-        let version = self
-            .ctx
-            .registry
-            .active_version_id(&partner, module)
-            .await
-            .ok();
+        let version = self.version_of(&partner, module).await;
         let message = self.module_message(service, text, plan, price, version);
         match self.ctx.relay.enqueue(message).await {
             Ok(_) => Ok("module-reply".into()),

@@ -31,7 +31,6 @@ pub struct ServiceTerms {
     pub number_ext: String,
 }
 
-
 fn invalid(field: &'static str, reason: impl Into<String>) -> ServiceError {
     ServiceError::Invalid {
         field,
@@ -157,7 +156,6 @@ pub fn validate_terms(
         number_ext: ext.to_string(),
     })
 }
-
 
 /// No control or invisible characters (issue 10 item 8): they would hide or reorder
 /// what users read in the platform's texts.
@@ -290,15 +288,51 @@ mod tests {
     /// Issue 10 item 10: every keyword the router would never deliver is refused.
     #[test]
     fn item10_unreachable_keywords_are_named() {
-        assert!(reach("YB", &["YB"], &[]).unwrap_err().contains("this service's code"));
-        assert!(reach("YB", &["TDYB"], &[]).unwrap_err().contains("stop command for service YB"));
-        assert!(reach("YB", &["帮助YB"], &[]).unwrap_err().contains("help request"));
-        assert!(reach("YB", &["XZ"], &[("XZ", &["星座"])]).unwrap_err().contains("code of service XZ"));
-        assert!(reach("YB", &["星座"], &[("XZ", &["星座"])]).unwrap_err().contains("used by service XZ"));
-        assert!(reach("YB", &["QXXZ"], &[("XZ", &["星座"])]).unwrap_err().contains("stop command for service XZ"));
-        assert!(reach("TDXZ", &["运势"], &[("XZ", &["星座"])]).unwrap_err().contains("code `TDXZ`"));
-        assert!(reach("YB", &["运势"], &[("XZ", &["TDYB"])]).unwrap_err().contains("would make the keyword `TDYB`"));
-        assert!(reach("XZ", &["运势"], &[("DT", &["XZ"])]).unwrap_err().contains("keyword of service DT"));
+        assert!(
+            reach("YB", &["YB"], &[])
+                .unwrap_err()
+                .contains("this service's code")
+        );
+        assert!(
+            reach("YB", &["TDYB"], &[])
+                .unwrap_err()
+                .contains("stop command for service YB")
+        );
+        assert!(
+            reach("YB", &["帮助YB"], &[])
+                .unwrap_err()
+                .contains("help request")
+        );
+        assert!(
+            reach("YB", &["XZ"], &[("XZ", &["星座"])])
+                .unwrap_err()
+                .contains("code of service XZ")
+        );
+        assert!(
+            reach("YB", &["星座"], &[("XZ", &["星座"])])
+                .unwrap_err()
+                .contains("used by service XZ")
+        );
+        assert!(
+            reach("YB", &["QXXZ"], &[("XZ", &["星座"])])
+                .unwrap_err()
+                .contains("stop command for service XZ")
+        );
+        assert!(
+            reach("TDXZ", &["运势"], &[("XZ", &["星座"])])
+                .unwrap_err()
+                .contains("code `TDXZ`")
+        );
+        assert!(
+            reach("YB", &["运势"], &[("XZ", &["TDYB"])])
+                .unwrap_err()
+                .contains("would make the keyword `TDYB`")
+        );
+        assert!(
+            reach("XZ", &["运势"], &[("DT", &["XZ"])])
+                .unwrap_err()
+                .contains("keyword of service DT")
+        );
         assert_eq!(reach("YB", &["游戏", "TDK"], &[("XZ", &["星座"])]), Ok(()));
     }
 

@@ -206,4 +206,3 @@ pub fn per_message(price: i64, keyword: &str, ext: &str) -> Value {
         "operators": ["mobile"], "number_ext": ext
     })
 }
-
