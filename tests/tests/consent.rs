@@ -215,7 +215,11 @@ async fn item3_no_partner_can_make_the_platform_text_anyone_repeatedly() {
 async fn add_joke(env: &Env, text: &str) {
     let (status, body) = env
         .server
-        .post("/v1/content/jokes", &env.acme, json!({"items": [{"text": text}]}))
+        .post(
+            "/v1/content/jokes",
+            &env.acme,
+            json!({"items": [{"text": text}]}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 }
