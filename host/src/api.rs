@@ -6,6 +6,7 @@ mod billing;
 mod content;
 mod error;
 mod extract;
+mod idempotency;
 mod messages;
 mod modules;
 mod partners;

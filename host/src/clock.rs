@@ -36,6 +36,29 @@ pub fn today() -> String {
     day_key(Timestamp::now().as_millisecond())
 }
 
+/// A calendar date as the host passes it to modules (`bulletin-request.date`):
+/// exactly `YYYY-MM-DD` and a day that exists (`2026-02-30` does not). The error
+/// says why, for a 400 `invalid-date` (issue 10 item 5: the host checks its own
+/// inputs before any module call, so a module is never blamed for them).
+pub fn parse_date(s: &str) -> Result<String, String> {
+    let b = s.as_bytes();
+    let shape = b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
+    if !shape {
+        return Err(format!("`{s}` is not a YYYY-MM-DD date"));
+    }
+    let date: jiff::civil::Date = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a day of the calendar"))?;
+    Ok(date.to_string())
+}
+
 /// Seconds since local midnight of a moment.
 pub fn local_seconds_of_day(ms: i64) -> i64 {
     let t = zoned(ms).time();
@@ -45,6 +68,26 @@ pub fn local_seconds_of_day(ms: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn item5_dates_are_checked_against_the_calendar() {
+        assert_eq!(parse_date("2026-02-28"), Ok("2026-02-28".into()));
+        assert_eq!(parse_date("2028-02-29"), Ok("2028-02-29".into()));
+        for bad in [
+            "2026-02-30",
+            "2026-02-29",
+            "2026-13-01",
+            "2026-04-31",
+            "2026-00-10",
+            "2026-2-3",
+            "26-02-03",
+            "2026/02/03",
+            "",
+            "2026-02-03T00:00",
+        ] {
+            assert!(parse_date(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn months_turn_at_midnight_in_shanghai_not_utc() {

@@ -42,6 +42,8 @@ pub enum Blocked {
     MonthlyCap(i64),
     #[error("the partner reached today's cap of {0} messages")]
     DailyCap(i64),
+    #[error("the number received today's cap of {0} platform notices it did not ask for")]
+    NoticeCap(i64),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -73,6 +75,7 @@ impl Blocked {
             Self::NoOptIn(_) => "no-opt-in",
             Self::MonthlyCap(_) => "monthly-cap",
             Self::DailyCap(_) => "daily-cap",
+            Self::NoticeCap(_) => "notice-cap",
             Self::Store(_) => "store",
         }
     }
@@ -253,6 +256,19 @@ impl Compliance {
         })
     }
 
+    /// The platform's own texts (notices, test sends) at the last gate: control and
+    /// invisible characters refused or stripped as configured (issue 10 item 8).
+    /// Partner texts get the same check inside [`Self::check_content`].
+    pub fn check_invisible(&self, text: &str) -> Result<String, Blocked> {
+        self.inner
+            .policy
+            .invisible(text)
+            .map_err(|v| Blocked::Policy {
+                rule: v.rule,
+                detail: v.detail,
+            })
+    }
+
     /// R-8.4: when a push queued at `now_ms` may leave (the end of quiet hours).
     pub fn push_release_at(&self, now_ms: i64) -> i64 {
         self.inner
@@ -330,6 +346,36 @@ impl Compliance {
             .bind(&day)
             .execute(&mut **tx)
             .await?;
+        }
+        Ok(())
+    }
+
+    /// Count one platform notice the recipient did not ask for by a message of their
+    /// own (a confirmation request started through the API) against the number's
+    /// `notice_daily_cap`, inside the transaction that queues it (issue 10 item 3).
+    pub(crate) async fn take_notice_cap_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        msisdn: &str,
+        now: i64,
+    ) -> Result<(), Blocked> {
+        let cap = self.inner.config.notice_daily_cap;
+        if cap <= 0 {
+            return Ok(());
+        }
+        let day = day_key(now);
+        // Count first, then compare: the row's write lock orders racing notices.
+        let (used,): (i64,) = sqlx::query_as(
+            "INSERT INTO notice_daily_usage (msisdn, day, notices) VALUES ($1, $2, 1)
+             ON CONFLICT (msisdn, day) DO UPDATE SET notices = notice_daily_usage.notices + 1
+             RETURNING notices",
+        )
+        .bind(msisdn)
+        .bind(&day)
+        .fetch_one(&mut **tx)
+        .await?;
+        if used > cap {
+            return Err(Blocked::NoticeCap(cap));
         }
         Ok(())
     }

@@ -135,6 +135,9 @@ pub struct ScheduleConfig {
     pub concurrent_runs: u32,
     /// Time zone of cron expressions and push dates (the platform time zone, R-4.5).
     pub time_zone: String,
+    /// Most "push now" runs per service per platform day (issue 10 item 3); 0 = no
+    /// limit. Scheduled firings do not count.
+    pub push_now_daily_limit: u32,
 }
 
 impl Default for ScheduleConfig {
@@ -149,6 +152,7 @@ impl Default for ScheduleConfig {
             paused_recheck_secs: 30,
             concurrent_runs: 2,
             time_zone: "Asia/Shanghai".into(),
+            push_now_daily_limit: 10,
         }
     }
 }

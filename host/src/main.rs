@@ -258,7 +258,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let export = if args.bulletin {
                 Export::Bulletin {
                     service: args.service,
-                    date: args.date,
+                    // The host's own input: checked before the module is called.
+                    date: args
+                        .date
+                        .map(|d| tongdao::clock::parse_date(&d))
+                        .transpose()
+                        .map_err(anyhow::Error::msg)?,
                 }
             } else if let Some(text) = args.mo {
                 Export::Mo {

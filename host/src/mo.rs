@@ -2,10 +2,14 @@
 //! subscription dialogues, and the hand-over to modules.
 //!
 //! - [`commands`]: the reserved words (`TD`, `0000`, `00000`, `HELP`, `Y`…).
-//! - [`router`]: claims each stored MO once and answers it.
+//! - [`router`]: claims each stored MO once and hands it to its dialogue.
+//! - `dialogue`: the answers to one MO (commands, subscribe, confirm, modules).
+//! - [`notices`]: every text the platform itself sends users.
 //! - [`settings`]: the `[dialogue]` section.
 
 pub mod commands;
+mod dialogue;
+pub mod notices;
 pub mod router;
 pub mod settings;
 

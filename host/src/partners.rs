@@ -22,8 +22,8 @@ pub struct Partner {
 pub enum PartnerError {
     #[error("partner name must be 2-32 characters of a-z, 0-9 and '-', starting with a letter")]
     InvalidName,
-    #[error("display name must be 1-100 characters")]
-    InvalidDisplayName,
+    #[error("display name: {0}")]
+    InvalidDisplayName(String),
     #[error("a partner named `{0}` already exists")]
     Exists(String),
     #[error("no partner `{0}`")]
@@ -65,6 +65,28 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
+/// The display name is the SMS signature (`【display name】`) on every MT of the
+/// partner: 1-100 characters, no control or invisible characters (issue 10 item 8:
+/// a bidi override or zero-width character in the signature would disguise who
+/// sent a message), and no `【` `】`, which delimit it.
+pub fn validate_display_name(display_name: &str) -> Result<(), PartnerError> {
+    let invalid = |reason: String| Err(PartnerError::InvalidDisplayName(reason));
+    if display_name.is_empty() || display_name.chars().count() > 100 {
+        return invalid("1-100 characters".into());
+    }
+    let hidden = crate::text::invisible_chars(display_name, false);
+    if !hidden.is_empty() {
+        return invalid(format!(
+            "it is the SMS signature and may not contain control or invisible characters ({})",
+            crate::text::describe_chars(&hidden)
+        ));
+    }
+    if display_name.contains(['【', '】']) {
+        return invalid("it is the SMS signature `【…】` and may not contain `【` or `】`".into());
+    }
+    Ok(())
+}
+
 /// Create a partner and its first API key.
 pub async fn create(
     store: &Store,
@@ -75,9 +97,7 @@ pub async fn create(
         return Err(PartnerError::InvalidName);
     }
     let display_name = display_name.trim();
-    if display_name.is_empty() || display_name.chars().count() > 100 {
-        return Err(PartnerError::InvalidDisplayName);
-    }
+    validate_display_name(display_name)?;
     let mut tx = store.begin_write().await?;
     let inserted: Option<Partner> = sqlx::query_as(
         "INSERT INTO partners (name, display_name, status, created_at) VALUES ($1, $2, 'active', $3)

@@ -43,6 +43,8 @@ pub enum ScheduleError {
     Timing(#[from] TimingError),
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    InvalidDate(String),
     #[error("the time is in the past")]
     InPast,
     #[error("no schedule {0}")]
@@ -53,6 +55,12 @@ pub enum ScheduleError {
     RunFinished { id: i64, status: String },
     #[error("the service may not send now: {0}")]
     Blocked(String),
+    #[error("push run {id} of this service is still {status}; push again once it has finished")]
+    RunInProgress { id: i64, status: String },
+    #[error(
+        "the service was pushed now {0} times today, the daily limit ([schedule] push_now_daily_limit)"
+    )]
+    PushLimit(u32),
     #[error("stored bulletin of a run is unreadable: {0}")]
     Corrupt(String),
     #[error(transparent)]
@@ -153,18 +161,14 @@ impl Scheduler {
     ) -> Result<Run, ScheduleError> {
         let now = now_ms();
         let push_date = match date {
-            Some(d) => {
-                let parsed: jiff::civil::Date = d.parse().map_err(|_| {
-                    ScheduleError::Invalid(format!("`{d}` is not a date (YYYY-MM-DD)"))
-                })?;
-                parsed.to_string()
-            }
+            Some(d) => crate::clock::parse_date(&d).map_err(ScheduleError::InvalidDate)?,
             None => cron::local_date(now, &self.inner.tz),
         };
         if let Err(reason) = hooks::may_send(&self.inner, partner_id, service_id).await? {
             return Err(ScheduleError::Blocked(reason));
         }
         let mut tx = self.inner.store.begin_write().await?;
+        self.may_push_now_in(&mut tx, service_id, now).await?;
         let id = runs::insert(
             &mut tx,
             &NewRun {
@@ -186,6 +190,57 @@ impl Scheduler {
         tx.commit().await?;
         self.wake();
         runs::get(&self.inner.store, id).await
+    }
+
+    /// Issue 10 item 3: a push now waits for the service's unfinished run (any
+    /// origin: pending, running or paused), and a service is pushed now at most
+    /// `push_now_daily_limit` times per platform day. Checked in the transaction
+    /// that inserts the run, with the service row locked on PostgreSQL (SQLite's
+    /// write lock does the same), so racing requests queue one run at most.
+    async fn may_push_now_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        service_id: i64,
+        now: i64,
+    ) -> Result<(), ScheduleError> {
+        if self.inner.store.backend() == crate::store::Backend::Postgres {
+            sqlx::query("SELECT id FROM services WHERE id = $1 FOR UPDATE")
+                .bind(service_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        let open: Option<(i64, String)> = sqlx::query_as(
+            "SELECT id, status FROM push_runs WHERE service_id = $1
+             AND status IN ('pending', 'running', 'paused') ORDER BY id LIMIT 1",
+        )
+        .bind(service_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if let Some((id, status)) = open {
+            return Err(ScheduleError::RunInProgress { id, status });
+        }
+        let limit = self.inner.config.push_now_daily_limit;
+        if limit == 0 {
+            return Ok(());
+        }
+        let day_start = jiff::Timestamp::from_millisecond(now)
+            .map_err(|e| ScheduleError::Invalid(e.to_string()))?
+            .to_zoned(self.inner.tz.clone())
+            .start_of_day()
+            .map_err(|e| ScheduleError::Invalid(e.to_string()))?
+            .timestamp()
+            .as_millisecond();
+        let (today,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM push_runs WHERE service_id = $1 AND origin = 'now' AND created_at >= $2",
+        )
+        .bind(service_id)
+        .bind(day_start)
+        .fetch_one(&mut **tx)
+        .await?;
+        if today >= i64::from(limit) {
+            return Err(ScheduleError::PushLimit(limit));
+        }
+        Ok(())
     }
 
     /// Stop firing and fanning out; give this process's claims back so a restart

@@ -6,10 +6,12 @@
 //! change waits, so a new price is never used before it is approved. Every
 //! transition is written to `service_audit` with who, when and why.
 
+mod terms;
+
 use serde::{Deserialize, Serialize};
 
 use crate::store::{Store, StoreError, now_ms};
-use crate::text;
+pub use terms::{Routable, ServiceTerms, check_reachable, normalize_code, validate_terms};
 
 /// How a service charges the user (agreement 3.3, operator `FeeType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,27 +78,6 @@ impl ServiceStatus {
             _ => None,
         }
     }
-}
-
-/// The terms a partner declares for a service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceTerms {
-    pub name: String,
-    #[serde(default)]
-    pub description: String,
-    /// Words a user sends to subscribe (matched exactly after folding).
-    pub keywords: Vec<String>,
-    pub fee_type: FeeType,
-    /// Per message for `per-message`, per month for `monthly`, 0 for `free`.
-    pub price_fen: i64,
-    /// Operators the service is registered with (R-2.2).
-    pub operators: Vec<String>,
-    /// Most pushes per subscriber per month (required for `monthly`).
-    #[serde(default)]
-    pub monthly_max_messages: Option<i64>,
-    /// Digits after the platform short code: the service's own number.
-    pub number_ext: String,
 }
 
 /// One revision of a service's terms.
@@ -180,6 +161,10 @@ pub enum ServiceError {
     Conflict(String),
     #[error("{0}")]
     WrongState(String),
+    /// The router would never deliver a keyword or code to the service (issue 10
+    /// item 10); the reason names it.
+    #[error("{0}")]
+    Unreachable(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -188,128 +173,6 @@ impl From<sqlx::Error> for ServiceError {
     fn from(e: sqlx::Error) -> Self {
         Self::Store(e.into())
     }
-}
-
-fn invalid(field: &'static str, reason: impl Into<String>) -> ServiceError {
-    ServiceError::Invalid {
-        field,
-        reason: reason.into(),
-    }
-}
-
-/// Highest prices the platform accepts (fen): 10 元 per message, 30 元 per month.
-const MAX_PER_MESSAGE_FEN: i64 = 1000;
-const MAX_MONTHLY_FEN: i64 = 3000;
-
-/// Fold and check a service code: 2-12 ASCII letters or digits, not all digits (a
-/// number is a `0000` menu reply) and not a host command.
-pub fn normalize_code(code: &str) -> Result<String, ServiceError> {
-    let folded = text::command(code);
-    let ok = (2..=12).contains(&folded.len())
-        && folded.chars().all(|c| c.is_ascii_alphanumeric())
-        && !folded.chars().all(|c| c.is_ascii_digit());
-    if !ok {
-        return Err(invalid(
-            "code",
-            "2-12 letters or digits (not only digits), e.g. `XZ`",
-        ));
-    }
-    if crate::mo::commands::is_host_command(&folded) {
-        return Err(invalid("code", format!("`{folded}` is a platform command")));
-    }
-    Ok(folded)
-}
-
-/// Check and fold declared terms against the configured operators.
-pub fn validate_terms(
-    terms: &ServiceTerms,
-    known_operators: &[String],
-) -> Result<ServiceTerms, ServiceError> {
-    let name = terms.name.trim().to_string();
-    if name.is_empty() || name.chars().count() > 40 {
-        return Err(invalid("name", "1-40 characters"));
-    }
-    if terms.description.chars().count() > 500 {
-        return Err(invalid("description", "at most 500 characters"));
-    }
-    if terms.keywords.is_empty() || terms.keywords.len() > 10 {
-        return Err(invalid("keywords", "1-10 subscribe keywords"));
-    }
-    let mut keywords = Vec::new();
-    for keyword in &terms.keywords {
-        let folded = text::command(keyword);
-        if folded.is_empty() || folded.chars().count() > 20 || folded.contains(' ') {
-            return Err(invalid(
-                "keywords",
-                format!("`{keyword}` must be one word of 1-20 characters"),
-            ));
-        }
-        if folded.chars().all(|c| c.is_ascii_digit()) {
-            return Err(invalid(
-                "keywords",
-                format!("`{keyword}` is only digits, which are menu replies"),
-            ));
-        }
-        if crate::mo::commands::is_host_command(&folded) {
-            return Err(invalid(
-                "keywords",
-                format!("`{keyword}` is a platform command and cannot subscribe"),
-            ));
-        }
-        if !keywords.contains(&folded) {
-            keywords.push(folded);
-        }
-    }
-    let price_ok = match terms.fee_type {
-        FeeType::Free => terms.price_fen == 0,
-        FeeType::PerMessage => (1..=MAX_PER_MESSAGE_FEN).contains(&terms.price_fen),
-        FeeType::Monthly => (1..=MAX_MONTHLY_FEN).contains(&terms.price_fen),
-    };
-    if !price_ok {
-        return Err(invalid(
-            "price_fen",
-            format!(
-                "free services cost 0; per-message 1-{MAX_PER_MESSAGE_FEN} fen; monthly 1-{MAX_MONTHLY_FEN} fen"
-            ),
-        ));
-    }
-    match (terms.fee_type, terms.monthly_max_messages) {
-        (FeeType::Monthly, None) => {
-            return Err(invalid(
-                "monthly_max_messages",
-                "required for monthly services",
-            ));
-        }
-        (_, Some(n)) if !(1..=1000).contains(&n) => {
-            return Err(invalid("monthly_max_messages", "1-1000"));
-        }
-        _ => {}
-    }
-    if terms.operators.is_empty() {
-        return Err(invalid("operators", "at least one operator"));
-    }
-    for operator in &terms.operators {
-        if !known_operators.contains(operator) {
-            return Err(invalid(
-                "operators",
-                format!("no operator named `{operator}`"),
-            ));
-        }
-    }
-    let ext = terms.number_ext.trim();
-    if !(1..=6).contains(&ext.len()) || !ext.chars().all(|c| c.is_ascii_digit()) {
-        return Err(invalid("number_ext", "1-6 digits"));
-    }
-    Ok(ServiceTerms {
-        name,
-        description: terms.description.trim().to_string(),
-        keywords,
-        fee_type: terms.fee_type,
-        price_fen: terms.price_fen,
-        operators: terms.operators.clone(),
-        monthly_max_messages: terms.monthly_max_messages,
-        number_ext: ext.to_string(),
-    })
 }
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
@@ -516,6 +379,7 @@ pub async fn create(
 ) -> Result<ServiceView, ServiceError> {
     let code = normalize_code(code)?;
     let terms = validate_terms(terms, known_operators)?;
+    reachable_alone(&code, &terms)?;
     let now = now_ms();
     let mut tx = store.begin_write().await?;
     let taken: Option<(i64,)> = sqlx::query_as("SELECT id FROM services WHERE code = $1")
@@ -572,7 +436,8 @@ pub async fn revise(
 ) -> Result<ServiceView, ServiceError> {
     let terms = validate_terms(terms, known_operators)?;
     let now = now_ms();
-    row(store, Some(partner_id), id).await?;
+    let current = row(store, Some(partner_id), id).await?;
+    reachable_alone(&current.code, &terms)?;
     let mut tx = store.begin_write().await?;
     let service = row_in(&mut tx, id).await?;
     if let Some(old) = service.pending_revision_id {
@@ -746,42 +611,54 @@ pub async fn decide(
     get(store, None, id).await
 }
 
+/// What a declaration can be refused for on its own, before any approval: a keyword
+/// equal to its own code, or one that reads as a host command with it.
+fn reachable_alone(code: &str, terms: &ServiceTerms) -> Result<(), ServiceError> {
+    let own = Routable {
+        code,
+        keywords: &terms.keywords,
+    };
+    check_reachable(own, &[]).map_err(|reason| ServiceError::Invalid {
+        field: "keywords",
+        reason,
+    })
+}
+
 /// Keywords, codes and numbers are how MOs find a service: no two live services
-/// may share one.
+/// may share one, and every keyword and the code must reach this service through
+/// the router ([`check_reachable`], issue 10 item 10).
 async fn check_clashes(
     tx: &mut Tx,
     service: &ServiceRow,
     pending: &Revision,
 ) -> Result<(), ServiceError> {
-    let others: Vec<(String, String, String)> = sqlx::query_as(
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
         "SELECT s.code, r.keywords, r.number_ext FROM services s
          JOIN service_revisions r ON r.id = s.live_revision_id WHERE s.id <> $1",
     )
     .bind(service.id)
     .fetch_all(&mut **tx)
     .await?;
-    for (code, keywords, number_ext) in others {
-        let keywords: Vec<String> = serde_json::from_str(&keywords).unwrap_or_default();
+    let mut others = Vec::with_capacity(rows.len());
+    for (code, keywords, number_ext) in rows {
         if number_ext == pending.number_ext {
             return Err(ServiceError::Conflict(format!(
                 "number extension {} is used by service {code}",
                 pending.number_ext
             )));
         }
-        for keyword in &pending.keywords {
-            if keywords.contains(keyword) || *keyword == code {
-                return Err(ServiceError::Conflict(format!(
-                    "keyword `{keyword}` is used by service {code}"
-                )));
-            }
-        }
-        if keywords.contains(&service.code) {
-            return Err(ServiceError::Conflict(format!(
-                "this service's code is a keyword of service {code}"
-            )));
-        }
+        let keywords: Vec<String> = serde_json::from_str(&keywords).unwrap_or_default();
+        others.push((code, keywords));
     }
-    Ok(())
+    let others: Vec<Routable<'_>> = others
+        .iter()
+        .map(|(code, keywords)| Routable { code, keywords })
+        .collect();
+    let own = Routable {
+        code: &service.code,
+        keywords: &pending.keywords,
+    };
+    check_reachable(own, &others).map_err(ServiceError::Unreachable)
 }
 
 /// Suspend or resume a service in an open transaction (used by compliance, which
@@ -930,69 +807,4 @@ pub async fn all_live(store: &Store) -> Result<Vec<LiveService>, ServiceError> {
         });
     }
     Ok(services)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn terms() -> ServiceTerms {
-        ServiceTerms {
-            name: "星座运势".into(),
-            description: "每日星座".into(),
-            keywords: vec!["ｘｚ".into(), " 星座 ".into()],
-            fee_type: FeeType::Monthly,
-            price_fen: 200,
-            operators: vec!["mobile".into()],
-            monthly_max_messages: Some(31),
-            number_ext: "01".into(),
-        }
-    }
-
-    #[test]
-    fn terms_are_folded_and_checked() {
-        let ops = vec!["mobile".to_string()];
-        let t = validate_terms(&terms(), &ops).unwrap();
-        assert_eq!(t.keywords, vec!["XZ", "星座"]);
-        let bad = [
-            ServiceTerms {
-                keywords: vec!["TD".into()],
-                ..terms()
-            },
-            ServiceTerms {
-                keywords: vec!["0000".into()],
-                ..terms()
-            },
-            ServiceTerms {
-                keywords: vec!["a b".into()],
-                ..terms()
-            },
-            ServiceTerms {
-                price_fen: 0,
-                ..terms()
-            },
-            ServiceTerms {
-                monthly_max_messages: None,
-                ..terms()
-            },
-            ServiceTerms {
-                fee_type: FeeType::Free,
-                ..terms()
-            },
-            ServiceTerms {
-                operators: vec!["nope".into()],
-                ..terms()
-            },
-            ServiceTerms {
-                number_ext: "1x".into(),
-                ..terms()
-            },
-        ];
-        for t in bad {
-            assert!(validate_terms(&t, &ops).is_err(), "{t:?}");
-        }
-        assert_eq!(normalize_code(" xz ").unwrap(), "XZ");
-        assert!(normalize_code("STOP").is_err());
-        assert!(normalize_code("123").is_err());
-    }
 }

@@ -60,8 +60,13 @@ const COLUMNS: &str = "id, partner_id, service_id, subscriber_id, msisdn, status
 pub enum Requested {
     /// A free service: active now.
     Active(Subscription),
-    /// A paid service: waits for the confirming reply.
-    Pending(Subscription),
+    /// A paid service: waits for the confirming reply. `confirmation_due`: the
+    /// confirmation request is to be sent now (new, or the last one is older than
+    /// the resend interval); otherwise one was sent recently and is not repeated.
+    Pending {
+        subscription: Subscription,
+        confirmation_due: bool,
+    },
     /// The user already holds this service.
     AlreadyActive(Subscription),
 }
@@ -84,8 +89,10 @@ pub async fn subscriber_id_in(
         return Ok(id);
     }
     let id = format!("sub_{}", &crate::partners::generate_secret("x")[5..25]);
+    // A racing request may have created it meanwhile (PostgreSQL): then its id holds.
     sqlx::query(
-        "INSERT INTO subscribers (id, partner_id, msisdn, created_at) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO subscribers (id, partner_id, msisdn, created_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT DO NOTHING",
     )
     .bind(&id)
     .bind(partner_id)
@@ -93,67 +100,122 @@ pub async fn subscriber_id_in(
     .bind(now)
     .execute(&mut **tx)
     .await?;
+    let (id,): (String,) =
+        sqlx::query_as("SELECT id FROM subscribers WHERE partner_id = $1 AND msisdn = $2")
+            .bind(partner_id)
+            .bind(msisdn)
+            .fetch_one(&mut **tx)
+            .await?;
     Ok(id)
 }
 
 /// Ask for a subscription of `msisdn` (already normalised) to `service`.
+///
+/// One open (pending or active) subscription per number and service, however many
+/// requests race (a unique index; the loser reads the winner's row). A pending one
+/// asked for again gets a fresh window and a new confirmation request only when the
+/// last request is at least `resend_after_ms` old (issue 10 item 3): a partner
+/// calling the API in a loop cannot make the platform text anyone repeatedly.
 pub async fn request(
     store: &Store,
     service: &LiveService,
     msisdn: &str,
     source: Source,
     confirm_window_ms: i64,
+    resend_after_ms: i64,
 ) -> Result<Requested, StoreError> {
     let now = now_ms();
     let mut tx = store.begin_write().await?;
-    let open: Option<Subscription> = sqlx::query_as(&format!(
+    let paid = service.revision.fee_type.is_paid();
+    let mut created: Option<Subscription> = None;
+    if open_in(&mut tx, service.id, msisdn).await?.is_none() {
+        let subscriber = subscriber_id_in(&mut tx, service.partner_id, msisdn, now).await?;
+        created = sqlx::query_as(&format!(
+            "INSERT INTO subscriptions (partner_id, service_id, subscriber_id, msisdn, status, source, fee_type,
+                price_fen, requested_at, confirm_by, activated_at, confirm_sent_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             ON CONFLICT DO NOTHING RETURNING {COLUMNS}"
+        ))
+        .bind(service.partner_id)
+        .bind(service.id)
+        .bind(&subscriber)
+        .bind(msisdn)
+        .bind(if paid { "pending" } else { "active" })
+        .bind(source.as_str())
+        .bind(service.revision.fee_type.as_str())
+        .bind(service.revision.price_fen)
+        .bind(now)
+        .bind(paid.then_some(now + confirm_window_ms))
+        .bind((!paid).then_some(now))
+        .bind(paid.then_some(now))
+        .fetch_optional(&mut *tx)
+        .await?;
+    }
+    let requested = match created {
+        Some(sub) if paid => Requested::Pending {
+            subscription: sub,
+            confirmation_due: true,
+        },
+        Some(sub) => Requested::Active(sub),
+        // Open already (or created by a racing request meanwhile).
+        None => {
+            let open = open_in(&mut tx, service.id, msisdn)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt("an open subscription vanished".into()))?;
+            if open.status == "active" {
+                Requested::AlreadyActive(open)
+            } else {
+                let refreshed: Option<Subscription> = sqlx::query_as(&format!(
+                    "UPDATE subscriptions SET confirm_by = $1, confirm_sent_at = $2
+                     WHERE id = $3 AND status = 'pending'
+                       AND (confirm_sent_at IS NULL OR confirm_sent_at <= $4) RETURNING {COLUMNS}"
+                ))
+                .bind(now + confirm_window_ms)
+                .bind(now)
+                .bind(open.id)
+                .bind(now - resend_after_ms)
+                .fetch_optional(&mut *tx)
+                .await?;
+                match refreshed {
+                    Some(sub) => Requested::Pending {
+                        subscription: sub,
+                        confirmation_due: true,
+                    },
+                    None => Requested::Pending {
+                        subscription: open,
+                        confirmation_due: false,
+                    },
+                }
+            }
+        }
+    };
+    tx.commit().await?;
+    Ok(requested)
+}
+
+/// The open (pending or active) subscription of a number to a service.
+async fn open_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    service_id: i64,
+    msisdn: &str,
+) -> Result<Option<Subscription>, StoreError> {
+    Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM subscriptions WHERE service_id = $1 AND msisdn = $2 AND status IN ('pending', 'active')"
     ))
-    .bind(service.id)
+    .bind(service_id)
     .bind(msisdn)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if let Some(open) = open {
-        if open.status == "active" {
-            return Ok(Requested::AlreadyActive(open));
-        }
-        // Asked again while pending: a fresh window and a fresh confirmation request.
-        let refreshed: Subscription = sqlx::query_as(&format!(
-            "UPDATE subscriptions SET confirm_by = $1 WHERE id = $2 RETURNING {COLUMNS}"
-        ))
-        .bind(now + confirm_window_ms)
-        .bind(open.id)
-        .fetch_one(&mut *tx)
+    .fetch_optional(&mut **tx)
+    .await?)
+}
+
+/// The confirmation request for a pending subscription could not be queued (e.g.
+/// the number's daily notice cap): the next request may send it.
+pub async fn confirmation_not_sent(store: &Store, subscription_id: i64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE subscriptions SET confirm_sent_at = NULL WHERE id = $1")
+        .bind(subscription_id)
+        .execute(store.pool())
         .await?;
-        tx.commit().await?;
-        return Ok(Requested::Pending(refreshed));
-    }
-    let subscriber = subscriber_id_in(&mut tx, service.partner_id, msisdn, now).await?;
-    let paid = service.revision.fee_type.is_paid();
-    let created: Subscription = sqlx::query_as(&format!(
-        "INSERT INTO subscriptions (partner_id, service_id, subscriber_id, msisdn, status, source, fee_type,
-            price_fen, requested_at, confirm_by, activated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {COLUMNS}"
-    ))
-    .bind(service.partner_id)
-    .bind(service.id)
-    .bind(&subscriber)
-    .bind(msisdn)
-    .bind(if paid { "pending" } else { "active" })
-    .bind(source.as_str())
-    .bind(service.revision.fee_type.as_str())
-    .bind(service.revision.price_fen)
-    .bind(now)
-    .bind(paid.then_some(now + confirm_window_ms))
-    .bind((!paid).then_some(now))
-    .fetch_one(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(if paid {
-        Requested::Pending(created)
-    } else {
-        Requested::Active(created)
-    })
+    Ok(())
 }
 
 /// Pending subscriptions of a number still within their window, newest first.

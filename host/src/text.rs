@@ -5,6 +5,9 @@
 //! letters or look-alike letters from other scripts. Both problems are solved by
 //! folding text to one canonical form before matching, never by fuzzy matching.
 
+use std::sync::LazyLock;
+
+use regex::Regex;
 use unicode_normalization::UnicodeNormalization;
 
 /// A command as typed, folded for exact matching: NFKC (full-width → ASCII), upper
@@ -13,6 +16,112 @@ use unicode_normalization::UnicodeNormalization;
 pub fn command(text: &str) -> String {
     let folded: String = text.nfkc().flat_map(char::to_uppercase).collect();
     folded.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A user's message as the keyword router matches it (and as subscribe keywords and
+/// service codes are stored): [`command`], invisible format characters (zero-width
+/// space, bidi marks) dropped, and punctuation or symbols at either end trimmed, ASCII
+/// or full-width, so `"Td。"`, `" TD. "`, `"退订！"` and `"【TD】"` all read `"TD"`.
+/// Text made of nothing but punctuation is kept as it is (`"?"` asks for help).
+/// Punctuation inside the text stays: `"退订了吗？"` is `"退订了吗"`, not a command.
+pub fn route_key(text: &str) -> String {
+    let folded: String = command(text).chars().filter(|c| !is_format(*c)).collect();
+    let trimmed = trim_punctuation(&folded);
+    if trimmed.is_empty() {
+        folded.split_whitespace().collect()
+    } else {
+        trimmed.to_string()
+    }
+}
+
+/// `text` without punctuation, symbols or spaces at either end.
+pub fn trim_punctuation(text: &str) -> &str {
+    text.trim_matches(|c: char| c.is_whitespace() || is_punctuation(c))
+}
+
+/// Unicode punctuation or symbol (general categories P* and S*), ASCII and full-width.
+pub fn is_punctuation(c: char) -> bool {
+    static CLASS: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^[\p{P}\p{S}]$").expect("a valid character class"));
+    c.is_ascii_punctuation() || (!c.is_ascii() && CLASS.is_match(c.encode_utf8(&mut [0; 4])))
+}
+
+/// A format character (general category Cf): zero-width space and joiners, bidi
+/// marks and overrides, the byte-order mark, soft hyphen, tag characters.
+pub fn is_format(c: char) -> bool {
+    static CLASS: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^\p{Cf}$").expect("a valid character class"));
+    !c.is_ascii() && CLASS.is_match(c.encode_utf8(&mut [0; 4]))
+}
+
+/// Control and invisible characters of `text`, in order: general categories Cc
+/// (C0 controls such as NUL and ESC, DEL, C1 controls) and Cf (zero-width space,
+/// non-joiner and joiner, bidi marks, embeddings, overrides such as U+202E and
+/// isolates, the byte-order mark, soft hyphen, tag characters). A phone shows none
+/// of them as what they are; they hide or reorder what a user reads. Kept: line
+/// breaks (`\n`, `\r`) when `line_breaks`, and a zero-width joiner between two
+/// pictographs (an emoji sequence such as 👨‍👩‍👧).
+pub fn invisible_chars(text: &str, line_breaks: bool) -> Vec<char> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut found = Vec::new();
+    for (i, &c) in chars.iter().enumerate() {
+        let invisible = c.is_control() || is_format(c);
+        if !invisible || (line_breaks && (c == '\n' || c == '\r')) {
+            continue;
+        }
+        if c == '\u{200d}' && joins_emoji(&chars, i) {
+            continue;
+        }
+        found.push(c);
+    }
+    found
+}
+
+/// `text` without the characters [`invisible_chars`] finds.
+pub fn strip_invisible(text: &str, line_breaks: bool) -> String {
+    let found = invisible_chars(text, line_breaks);
+    if found.is_empty() {
+        return text.to_string();
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    for (i, &c) in chars.iter().enumerate() {
+        let invisible = c.is_control() || is_format(c);
+        let kept = !invisible
+            || (line_breaks && (c == '\n' || c == '\r'))
+            || (c == '\u{200d}' && joins_emoji(&chars, i));
+        if kept {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// How a list of invisible characters reads in an error: `U+0000, U+202E`.
+pub fn describe_chars(chars: &[char]) -> String {
+    let mut seen: Vec<char> = Vec::new();
+    for c in chars {
+        if !seen.contains(c) {
+            seen.push(*c);
+        }
+    }
+    seen.iter()
+        .map(|c| format!("U+{:04X}", u32::from(*c)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A zero-width joiner at `i` with a pictograph before it (variation selector or
+/// skin tone between allowed) and one after it.
+fn joins_emoji(chars: &[char], i: usize) -> bool {
+    static PICTO: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^\p{Extended_Pictographic}$").expect("a valid character class")
+    });
+    let picto = |c: char| PICTO.is_match(c.encode_utf8(&mut [0; 4]));
+    let modifier = |c: char| c == '\u{fe0f}' || ('\u{1f3fb}'..='\u{1f3ff}').contains(&c);
+    let before = chars[..i].iter().rev().find(|c| !modifier(**c));
+    let after = chars.get(i + 1);
+    before.is_some_and(|c| picto(*c)) && after.is_some_and(|c| picto(*c))
 }
 
 /// Text squashed for policy matching: NFKC, lower case, look-alike letters of other
@@ -73,6 +182,43 @@ mod tests {
         assert_eq!(command("退订"), "退订");
         assert_eq!(command("０００００"), "00000");
         assert_eq!(command("   "), "");
+    }
+
+    #[test]
+    fn route_keys_trim_punctuation_at_the_ends_only() {
+        for (typed, key) in [
+            ("Td。", "TD"),
+            ("TD.", "TD"),
+            ("退订！", "退订"),
+            ("退订。", "退订"),
+            (" 【td】 ", "TD"),
+            ("T\u{200b}D", "TD"),
+            ("\u{202e}TD", "TD"),
+            ("td xz!!", "TD XZ"),
+            ("?", "?"),
+            ("？", "?"),
+            ("退订了吗？", "退订了吗"),
+            ("A.B", "A.B"),
+        ] {
+            assert_eq!(route_key(typed), key, "{typed:?}");
+        }
+    }
+
+    #[test]
+    fn invisible_characters_are_found_but_line_breaks_and_emoji_joins_kept() {
+        let text = "a\0b\u{1b}[31mc\u{202e}d\u{200b}e\u{feff}f\u{85}g\u{7f}h\u{2066}i";
+        assert_eq!(
+            invisible_chars(text, true),
+            [
+                '\0', '\u{1b}', '\u{202e}', '\u{200b}', '\u{feff}', '\u{85}', '\u{7f}', '\u{2066}'
+            ]
+        );
+        assert_eq!(strip_invisible(text, true), "ab[31mcdefghi");
+        assert!(invisible_chars("第一行\n第二行\r\n", true).is_empty());
+        assert_eq!(invisible_chars("a\nb", false), ['\n']);
+        assert!(invisible_chars("家庭👨\u{200d}👩\u{200d}👧", true).is_empty());
+        assert_eq!(invisible_chars("T\u{200d}D", true), ['\u{200d}']);
+        assert_eq!(describe_chars(&['\0', '\u{202e}', '\0']), "U+0000, U+202E");
     }
 
     #[test]

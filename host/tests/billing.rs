@@ -1361,7 +1361,7 @@ async fn per_message_charge_follows_a_real_dlr_and_a_replayed_dlr_charges_nothin
         let service_terms = ServiceTerms {
             name: "horoscope on demand".into(),
             description: String::new(),
-            keywords: vec!["XZ".into()],
+            keywords: vec!["星座".into()],
             fee_type: FeeType::PerMessage,
             price_fen: 300,
             operators: vec!["mobile".into()],

@@ -10,7 +10,7 @@
 //! | [`Module::describe`] | at upload | the module's name, version and services |
 //! | [`Module::bulletin`] | for each scheduled push | the text (or one text per attribute value) |
 //! | [`Module::on_mo`] | a user wrote to the service | a reply, or nothing |
-//! | [`Module::on_subscribe`] / [`Module::on_unsubscribe`] | a user joined / left | a welcome / farewell text, or nothing |
+//! | [`Module::on_subscribe`] / [`Module::on_unsubscribe`] | a user joined / left | a welcome / farewell text (sent free, after the platform's own confirmation), or nothing |
 //!
 //! Every call runs in a fresh sandboxed instance: statics and globals do not survive
 //! from one call to the next. What must be remembered goes to the partner's
@@ -181,8 +181,13 @@ pub trait Module {
         Ok(None)
     }
 
-    /// A user subscribed. Return a welcome text, or `None`; the platform appends
-    /// how to unsubscribe.
+    /// A user subscribed by their own message (the keyword of a free service, or
+    /// the confirming reply of a paid one). Return a welcome text, or `None`.
+    ///
+    /// The platform first sends its own confirmation (service, price, how to
+    /// stop); your welcome follows it, free of charge, checked by the content
+    /// policy, and the platform appends how to unsubscribe (`退订回复TD<code>`)
+    /// unless the text already ends with exactly that.
     ///
     /// The default sends nothing.
     fn on_subscribe(event: SubscriptionEvent) -> Result<Option<String>, ModuleError> {
@@ -190,8 +195,13 @@ pub trait Module {
         Ok(None)
     }
 
-    /// A user unsubscribed. Return a farewell text, or `None`; it is sent once,
-    /// free of charge.
+    /// A user who was subscribed left (a stop command, the `0000` menu or
+    /// `00000`); not called for a subscription that was never confirmed. Return a
+    /// farewell text, or `None`.
+    ///
+    /// The platform first sends its own confirmation that the service is stopped
+    /// and no longer charged; your farewell follows it once, free of charge, to
+    /// that user only, checked by the content policy.
     ///
     /// The default sends nothing.
     fn on_unsubscribe(event: SubscriptionEvent) -> Result<Option<String>, ModuleError> {

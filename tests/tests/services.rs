@@ -6,210 +6,14 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{ADMIN_KEY, Server, databases, error_code, guest};
+use common::env::{Env, SHORT_CODE, free, monthly, per_message};
+use common::{ADMIN_KEY, databases, error_code, guest};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use tongdao::compliance::Blocked;
-use tongdao::config::{Config, OperatorConfig};
 use tongdao::relay::{Basis, ChargePlan, NewMessage, OutboxError};
-use tongdao_smpp::sim::{Sim, SimConfig, SimHandle};
-
-const SHORT_CODE: &str = "10661234";
-
-/// A platform wired to a simulator, with partner `acme` and its modules uploaded.
-struct Env {
-    server: Server,
-    sim: SimHandle,
-    acme: String,
-}
-
-impl Env {
-    async fn start(db: Option<String>, adjust: impl FnOnce(&mut Config)) -> Self {
-        let sim = Sim::start(SimConfig {
-            dlr_delay: Duration::from_millis(5),
-            ..SimConfig::default()
-        })
-        .await
-        .unwrap();
-        let address = sim.local_addr().to_string();
-        let server = Server::start_with(db, |config| {
-            config.compliance.quiet_hours = String::new();
-            config.dialogue.poll_ms = 50;
-            config.operators = vec![OperatorConfig {
-                name: "mobile".into(),
-                address,
-                system_id: "td".into(),
-                password: "pw".into(),
-                system_type: String::new(),
-                binds: 1,
-                window: 20,
-                tps: 0,
-                prefixes: vec!["13".into(), "15".into(), "18".into()],
-                source_addr: SHORT_CODE.into(),
-                concat: tongdao::config::ConcatMode::Udh,
-            }];
-            adjust(config);
-        })
-        .await;
-        let acme = server.new_partner("acme").await;
-        for name in ["horoscope", "quiz", "jokes"] {
-            let (status, body) = server.upload(&acme, guest(name)).await;
-            assert_eq!(status, StatusCode::CREATED, "{body}");
-        }
-        Self { server, sim, acme }
-    }
-
-    /// Declare, submit and approve a service; returns its id.
-    async fn approved_service(&self, key: &str, code: &str, module: &str, terms: Value) -> i64 {
-        let mut body = terms;
-        body["code"] = json!(code);
-        body["module"] = json!(module);
-        let (status, created) = self.server.post("/v1/services", key, body).await;
-        assert_eq!(status, StatusCode::CREATED, "{created}");
-        let id = created["id"].as_i64().unwrap();
-        let (status, body) = self
-            .server
-            .post(&format!("/v1/services/{id}/submit"), key, json!({}))
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        let (status, body) = self
-            .server
-            .post(
-                &format!("/v1/admin/services/{id}/approve"),
-                ADMIN_KEY,
-                json!({"reason": "tested on the test numbers"}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        id
-    }
-
-    /// The partner subscribes `msisdn` to `service` through the API.
-    async fn subscribe(&self, service: i64, msisdn: &str) -> (StatusCode, Value) {
-        self.server
-            .post(
-                &format!("/v1/services/{service}/subscriptions"),
-                &self.acme,
-                json!({ "msisdn": msisdn }),
-            )
-            .await
-    }
-
-    /// A user sends `text` to `to` (a service number or the short code).
-    fn mo(&self, from: &str, to: &str, text: &str) {
-        self.sim.send_mo(from, to, text).unwrap();
-    }
-
-    /// Texts that reached `user` so far, in order.
-    fn inbox(&self, user: &str) -> Vec<String> {
-        self.sim
-            .messages()
-            .into_iter()
-            .filter(|m| m.destination_addr == user)
-            .map(|m| m.text)
-            .collect()
-    }
-
-    /// Wait until `user` has received `n` messages; returns them.
-    async fn wait_inbox(&self, user: &str, n: usize) -> Vec<String> {
-        let started = Instant::now();
-        loop {
-            let inbox = self.inbox(user);
-            if inbox.len() >= n {
-                return inbox;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "{user} received {} of {n}: {inbox:?}",
-                inbox.len()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Wait until the MO `text` from `source` is stored and routed; returns its id.
-    async fn wait_mo(&self, source: &str, text: &str) -> i64 {
-        let started = Instant::now();
-        loop {
-            let found: Option<(i64, String)> = sqlx::query_as(
-                "SELECT id, status FROM mo_messages WHERE source = $1 AND text = $2",
-            )
-            .bind(source)
-            .bind(text)
-            .fetch_optional(self.server.platform.store.pool())
-            .await
-            .unwrap();
-            if let Some((id, status)) = found
-                && status == "routed"
-            {
-                return id;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "MO {text} not routed"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Wait until every stored MO has been routed.
-    async fn wait_routed(&self) {
-        let started = Instant::now();
-        loop {
-            let (open,): (i64,) =
-                sqlx::query_as("SELECT COUNT(*) FROM mo_messages WHERE status <> 'routed'")
-                    .fetch_one(self.server.platform.store.pool())
-                    .await
-                    .unwrap();
-            if open == 0 {
-                return;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "{open} MOs not routed"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn subscriptions(&self, service: i64) -> Vec<Value> {
-        let (status, body) = self
-            .server
-            .get(&format!("/v1/services/{service}/subscriptions"), &self.acme)
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body["subscriptions"].as_array().unwrap().clone()
-    }
-
-    async fn stop(self) {
-        self.server.stop().await;
-        self.sim.shutdown();
-    }
-}
-
-fn monthly(price: i64, keyword: &str, ext: &str) -> Value {
-    json!({
-        "name": "星座运势", "description": "每日星座运势", "keywords": [keyword],
-        "fee_type": "monthly", "price_fen": price, "operators": ["mobile"],
-        "monthly_max_messages": 31, "number_ext": ext
-    })
-}
-
-fn free(keyword: &str, ext: &str) -> Value {
-    json!({
-        "name": format!("每日{keyword}"), "keywords": [keyword], "fee_type": "free", "price_fen": 0,
-        "operators": ["mobile"], "number_ext": ext
-    })
-}
-
-fn per_message(price: i64, keyword: &str, ext: &str) -> Value {
-    json!({
-        "name": "每日答题", "keywords": [keyword], "fee_type": "per-message", "price_fen": price,
-        "operators": ["mobile"], "number_ext": ext
-    })
-}
 
 /// A push under `subscription` of `service`, as the scheduler queues it.
 fn push(service: i64, code: &str, subscription: i64, to: &str, text: &str) -> NewMessage {
@@ -693,31 +497,33 @@ async fn menu_cancel_all_help_and_unknown() {
         "{inbox:?}"
     );
     env.mo(user, SHORT_CODE, "2");
-    let inbox = env.wait_inbox(user, 2).await;
+    // The platform's confirmation, then the jokes module's farewell (free, once).
+    let inbox = env.wait_inbox(user, 3).await;
     assert!(inbox[1].contains("退订1项"), "{inbox:?}");
+    assert!(inbox[2].starts_with("感谢您一直以来的陪伴"), "{inbox:?}");
     assert_eq!(env.subscriptions(xh).await[0]["status"], "cancelled");
     assert_eq!(env.subscriptions(dt).await[0]["status"], "active");
 
     env.mo(user, SHORT_CODE, "xh");
-    let inbox = env.wait_inbox(user, 3).await;
+    let inbox = env.wait_inbox(user, 4).await;
     assert!(
-        inbox[2].contains("免费") && inbox[2].contains("TDXH"),
+        inbox[3].contains("免费") && inbox[3].contains("TDXH"),
         "{inbox:?}"
     );
     // With one subscription left, free text goes to that service's module.
     env.mo(user, SHORT_CODE, "你好吗在吗");
-    let inbox = env.wait_inbox(user, 4).await;
+    let inbox = env.wait_inbox(user, 5).await;
     assert!(
-        inbox[3].contains("回复 A、B、C 或 D"),
+        inbox[4].contains("回复 A、B、C 或 D"),
         "the quiz module answered: {inbox:?}"
     );
     env.mo(user, SHORT_CODE, "00000");
-    let inbox = env.wait_inbox(user, 5).await;
-    assert!(inbox[4].contains("退订全部1项"), "{inbox:?}");
+    let inbox = env.wait_inbox(user, 6).await;
+    assert!(inbox[5].contains("退订全部1项"), "{inbox:?}");
     // With none, it gets the configured help reply.
     env.mo(user, SHORT_CODE, "你好吗在吗");
-    let inbox = env.wait_inbox(user, 6).await;
-    assert!(inbox[5].contains("未能识别"), "{inbox:?}");
+    let inbox = env.wait_inbox(user, 7).await;
+    assert!(inbox[6].contains("未能识别"), "{inbox:?}");
     env.wait_routed().await;
     assert_eq!(env.subscriptions(dt).await[0]["status"], "cancelled");
     env.stop().await;

@@ -68,7 +68,7 @@ impl From<StoreError> for ApiError {
 impl From<PartnerError> for ApiError {
     fn from(e: PartnerError) -> Self {
         match e {
-            PartnerError::InvalidName | PartnerError::InvalidDisplayName => {
+            PartnerError::InvalidName | PartnerError::InvalidDisplayName(_) => {
                 Self::bad_request("invalid-partner", e.to_string())
             }
             PartnerError::Exists(_) => {
@@ -133,6 +133,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::NotFound => Self::not_found(message),
             ServiceError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", message),
             ServiceError::WrongState(_) => Self::new(StatusCode::CONFLICT, "wrong-state", message),
+            ServiceError::Unreachable(_) => {
+                Self::new(StatusCode::CONFLICT, "unreachable-keyword", message)
+            }
             ServiceError::Store(e) => e.into(),
         }
     }
@@ -142,6 +145,9 @@ impl From<Blocked> for ApiError {
     fn from(b: Blocked) -> Self {
         match b {
             Blocked::Store(e) => e.into(),
+            Blocked::NoticeCap(_) => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, b.code(), b.to_string())
+            }
             other => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 other.code(),

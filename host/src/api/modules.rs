@@ -161,6 +161,12 @@ struct Preview {
 
 /// Run `bulletin` of the active version, as a push would, and show the content.
 /// Nothing is sent; a failure is recorded as a fault like any other call.
+///
+/// The host checks its own inputs first (issue 10 item 5), so a module is never
+/// blamed for them: `date` must be a real `YYYY-MM-DD` day (400 `invalid-date`),
+/// and `service` one the module serves: a service of the partner bound to it or a
+/// code its description names (400 `invalid-service`); without one, the first of
+/// those.
 async fn bulletin(
     ctx: PartnerContext,
     State(state): State<AppState>,
@@ -169,17 +175,14 @@ async fn bulletin(
 ) -> Result<Json<Value>, ApiError> {
     let preview = body.unwrap_or_default();
     let date = match preview.date {
-        Some(d) if is_iso_date(&d) => d,
-        Some(d) => {
-            return Err(ApiError::bad_request(
-                "invalid-date",
-                format!("`{d}` is not a YYYY-MM-DD date"),
-            ));
-        }
+        Some(d) => crate::clock::parse_date(&d)
+            .map_err(|reason| ApiError::bad_request("invalid-date", reason))?,
         None => crate::server::platform_today(),
     };
+    let module = state.registry.get(&ctx.partner, &name).await?;
+    let service = preview_service(&state, &ctx, &module, preview.service).await?;
     let request = BulletinRequest {
-        service: preview.service.unwrap_or_default(),
+        service,
         push_id: format!("preview-{}", crate::store::now_ms()),
         date,
     };
@@ -194,12 +197,51 @@ async fn bulletin(
     }
 }
 
-fn is_iso_date(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 10
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+/// The service code a preview passes to the module (see [`bulletin`]).
+async fn preview_service(
+    state: &AppState,
+    ctx: &PartnerContext,
+    module: &crate::modules::ModuleInfo,
+    asked: Option<String>,
+) -> Result<String, ApiError> {
+    let bound: Vec<(String,)> = sqlx::query_as(
+        "SELECT code FROM services WHERE partner_id = $1 AND module = $2 ORDER BY id",
+    )
+    .bind(ctx.partner.id)
+    .bind(&module.name)
+    .fetch_all(state.store.pool())
+    .await
+    .map_err(crate::store::StoreError::from)?;
+    let declared = module
+        .versions
+        .iter()
+        .find(|v| Some(v.number) == module.active_version)
+        .map(|v| v.services.clone())
+        .unwrap_or_default();
+    let served: Vec<String> = bound
+        .into_iter()
+        .map(|(code,)| code)
+        .chain(declared)
+        .collect();
+    let chosen = match asked {
+        Some(code) => {
+            let code = crate::text::route_key(&code);
+            served.iter().find(|s| **s == code).cloned()
+        }
+        None => served.first().cloned(),
+    };
+    chosen.ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid-service",
+            format!(
+                "name a service module `{}` serves: {}",
+                module.name,
+                if served.is_empty() {
+                    "it declares none and no service is bound to it".to_string()
+                } else {
+                    served.join(", ")
+                }
+            ),
+        )
+    })
 }

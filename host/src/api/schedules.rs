@@ -4,12 +4,14 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{get, post};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::auth::{Caller, scope};
 use super::extract::{Json, OptionalJson, PartnerParam, Path, Query};
+use super::idempotency::{self, IdempotencyKey};
 use super::{ApiError, AppState, Routes};
 use crate::schedule::schedules::{self, ScheduleInput};
 use crate::schedule::{MissedPolicy, ScheduleError, TimingError, runs};
@@ -203,7 +205,7 @@ async fn delete_schedule(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
 struct PushBody {
     /// The date the bulletin is for (`YYYY-MM-DD`); default today.
@@ -211,21 +213,28 @@ struct PushBody {
 }
 
 /// Push the service's bulletin now: a run is queued and answered at once (202);
-/// follow it at `/v1/runs/{id}`.
+/// follow it at `/v1/runs/{id}`. 409 `run-in-progress` while a run of the service
+/// has not finished, 429 `push-limit` past the daily limit; honours
+/// `Idempotency-Key` (issue 10 item 3).
 async fn push_now(
     caller: Caller,
+    key: IdempotencyKey,
     State(state): State<AppState>,
     Path(id): Path<String>,
     OptionalJson(body): OptionalJson<PushBody>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Response, ApiError> {
     let (service_id, partner_id) = service_of(&state, &caller, &id).await?;
     let body = body.unwrap_or_default();
-    let run = state
-        .scheduler
-        .push_now(partner_id, service_id, body.date, &caller.actor())
-        .await?;
-    let view = runs::view(&state.store, run).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!(view))))
+    let route = format!("POST /v1/services/{service_id}/push");
+    idempotency::once(&state, &caller, &key, &route, &body, || async {
+        let run = state
+            .scheduler
+            .push_now(partner_id, service_id, body.date.clone(), &caller.actor())
+            .await?;
+        let view = runs::view(&state.store, run).await?;
+        Ok((StatusCode::ACCEPTED, json!(view)))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -316,6 +325,7 @@ impl From<ScheduleError> for ApiError {
                 ApiError::bad_request("invalid-time", message)
             }
             ScheduleError::Invalid(_) => ApiError::bad_request("invalid-schedule", message),
+            ScheduleError::InvalidDate(_) => ApiError::bad_request("invalid-date", message),
             ScheduleError::NotFound(_) | ScheduleError::RunNotFound(_) => {
                 ApiError::not_found(message)
             }
@@ -324,6 +334,12 @@ impl From<ScheduleError> for ApiError {
             }
             ScheduleError::Blocked(_) => {
                 ApiError::new(StatusCode::CONFLICT, "not-sendable", message)
+            }
+            ScheduleError::RunInProgress { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "run-in-progress", message)
+            }
+            ScheduleError::PushLimit(_) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "push-limit", message)
             }
             ScheduleError::Corrupt(_) => {
                 tracing::error!(error = %message, "internal error");

@@ -9,18 +9,22 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{delete, get, post, put};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::auth::{Admin, Caller, PartnerContext, scope};
 use super::extract::{Json, PartnerParam, Path, Query};
+use super::idempotency::{self, IdempotencyKey};
 use super::{ApiError, AppState, Routes};
 use crate::compliance::detectors;
+use crate::mo::notices;
 use crate::relay::NewMessage;
+use crate::runtime::host::valid_attribute_name;
 use crate::services::{self, ServiceStatus, ServiceTerms};
 use crate::store::now_ms;
-use crate::subscriptions::{self, Requested, Source, price_text};
+use crate::subscriptions::{self, Requested, Source};
 
 pub(super) fn router() -> Routes {
     Routes::new()
@@ -283,7 +287,7 @@ async fn admin_partner(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct NewSubscription {
     msisdn: String,
@@ -296,16 +300,32 @@ struct NewSubscription {
 }
 
 /// Subscribe a user on their behalf. Paid services still need the user's own
-/// confirming reply: the platform texts the confirmation request itself.
+/// confirming reply: the platform texts the confirmation request itself, at most
+/// once per `[dialogue] confirm_resend_secs` per number and service, and the number
+/// receives at most `[compliance] notice_daily_cap` such requests a day. Honours
+/// `Idempotency-Key` (issue 10 item 3).
 async fn subscribe(
     caller: Caller,
+    key: IdempotencyKey,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    body: Json<NewSubscription>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+    Json(body): Json<NewSubscription>,
+) -> Result<Response, ApiError> {
     let id = parse_id(&id, "service")?;
-    let Json(body) = body;
-    let view = services::get(&state.store, own(&caller), id).await?;
+    let route = format!("POST /v1/services/{id}/subscriptions");
+    idempotency::once(&state, &caller, &key, &route, &body, || {
+        subscribe_once(&state, &caller, id, &body)
+    })
+    .await
+}
+
+async fn subscribe_once(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+    body: &NewSubscription,
+) -> Result<(StatusCode, Value), ApiError> {
+    let view = services::get(&state.store, own(caller), id).await?;
     let service = services::live(&state.store, view.id)
         .await?
         .filter(|s| s.status == ServiceStatus::Approved)
@@ -328,15 +348,17 @@ async fn subscribe(
             "source is `api` or `web`; MO subscriptions come from the user's own message",
         ));
     }
+    // Attributes are what modules read (`subscribers.get-attribute`): the WIT's
+    // name rule holds here too, so a module never sees a name it could not write.
     if body.attributes.len() > 20
         || body
             .attributes
             .iter()
-            .any(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 256)
+            .any(|(k, v)| !valid_attribute_name(k) || v.len() > 256)
     {
         return Err(ApiError::bad_request(
             "invalid-attributes",
-            "at most 20 attributes; names 1-64 bytes, values up to 256 bytes",
+            "at most 20 attributes; names 1-64 bytes of a-z, 0-9, `_` and `-`; values up to 256 bytes",
         ));
     }
     let (msisdn, _) = state
@@ -344,13 +366,20 @@ async fn subscribe(
         .routes()
         .route(&body.msisdn)
         .map_err(|e| ApiError::bad_request("invalid-msisdn", e.to_string()))?;
+    let dialogue = &state.dialogue;
     let window =
-        i64::try_from(state.dialogue.confirm_window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-    let requested = subscriptions::request(&state.store, &service, &msisdn, source, window).await?;
-    let (status, sub) = match requested {
-        Requested::Active(s) => (StatusCode::CREATED, s),
-        Requested::Pending(s) => (StatusCode::ACCEPTED, s),
-        Requested::AlreadyActive(s) => (StatusCode::OK, s),
+        i64::try_from(dialogue.confirm_window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let resend =
+        i64::try_from(dialogue.confirm_resend_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let requested =
+        subscriptions::request(&state.store, &service, &msisdn, source, window, resend).await?;
+    let (status, sub, confirmation_due) = match requested {
+        Requested::Active(s) => (StatusCode::CREATED, s, false),
+        Requested::Pending {
+            subscription,
+            confirmation_due,
+        } => (StatusCode::ACCEPTED, subscription, confirmation_due),
+        Requested::AlreadyActive(s) => (StatusCode::OK, s, false),
     };
     if !body.attributes.is_empty() {
         let now = now_ms();
@@ -370,17 +399,15 @@ async fn subscribe(
             .map_err(crate::store::StoreError::from)?;
         }
     }
-    if sub.status == "pending" {
-        let r = &service.revision;
-        let text = format!(
-            "【通道】您将订购“{}”，资费{}，由运营商代收。回复Y确认订购（{}小时内有效），不回复不订购、不收费。退订回复TD{}。",
-            r.name,
-            price_text(r.fee_type, r.price_fen),
-            state.dialogue.confirm_window_secs / 3600,
-            service.code
+    if confirmation_due {
+        let partner = crate::partners::by_id(&state.store, service.partner_id).await?;
+        let text = notices::confirm_request(
+            &service,
+            &partner.display_name,
+            dialogue.confirm_window_secs / 3600,
         );
-        let sender = service.sender(&state.dialogue.short_code);
-        state
+        let sender = service.sender(&dialogue.short_code);
+        let queued = state
             .relay
             .enqueue(NewMessage::notice(
                 &msisdn,
@@ -389,9 +416,16 @@ async fn subscribe(
                 None,
                 Some(sub.id),
             ))
-            .await?;
+            .await;
+        if let Err(e) = queued {
+            subscriptions::confirmation_not_sent(&state.store, sub.id).await?;
+            return Err(e.into());
+        }
     }
-    Ok((status, Json(json!({ "subscription": sub }))))
+    Ok((
+        status,
+        json!({ "subscription": sub, "confirmation_sent": confirmation_due }),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -9,15 +9,15 @@ use std::collections::BTreeMap;
 use aho_corasick::AhoCorasick;
 use regex::Regex;
 
-use super::settings::{ComplianceConfig, SignatureMode};
+use super::settings::{ComplianceConfig, ControlMode, SignatureMode};
 use crate::text::squash;
 
 /// Why a text may not leave.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{rule}: {detail}")]
 pub struct PolicyViolation {
-    /// `prohibited-word`, `prohibited-pattern`, `signature`, `too-long`, `link`,
-    /// `empty-content`.
+    /// `control-character`, `prohibited-word`, `prohibited-pattern`, `signature`,
+    /// `too-long`, `link`, `empty-content`.
     pub rule: &'static str,
     pub detail: String,
 }
@@ -95,6 +95,7 @@ pub struct Policy {
     signature: SignatureMode,
     max_segments: u32,
     allow_links: bool,
+    control: ControlMode,
 }
 
 impl Policy {
@@ -124,11 +125,33 @@ impl Policy {
             signature: config.signature,
             max_segments: config.max_segments,
             allow_links: config.allow_links,
+            control: config.control_characters,
         })
     }
 
+    /// Control and invisible characters (issue 10 item 8): the text refused with
+    /// the rule `control-character` naming them, or (`strip`) the text without them.
+    /// Every text that is queued passes here, the platform's own notices too.
+    pub fn invisible(&self, text: &str) -> Result<String, PolicyViolation> {
+        let found = crate::text::invisible_chars(text, true);
+        if found.is_empty() {
+            return Ok(text.to_string());
+        }
+        match self.control {
+            ControlMode::Strip => Ok(crate::text::strip_invisible(text, true)),
+            ControlMode::Refuse => Err(PolicyViolation {
+                rule: "control-character",
+                detail: format!(
+                    "the text contains control or invisible characters ({}); a phone would hide or reorder what they surround",
+                    crate::text::describe_chars(&found)
+                ),
+            }),
+        }
+    }
+
     /// Check one MT text of a partner whose signature is `signature`, bound for
-    /// `operators` (the lists of each apply). Returns the text to send: with the
+    /// `operators` (the lists of each apply). Returns the text to send: without
+    /// invisible characters (or refused for them, [`Self::invisible`]), with the
     /// signature appended when the mode is `append` and it was missing.
     pub fn check(
         &self,
@@ -136,6 +159,7 @@ impl Policy {
         signature: &str,
         operators: &[String],
     ) -> Result<String, PolicyViolation> {
+        let text = &self.invisible(text)?;
         let squashed = squash(text);
         self.common.check(&squashed)?;
         for operator in operators {
@@ -190,7 +214,8 @@ impl Policy {
                 });
             }
         }
-        Ok(text.to_string())
+        // Again on what is sent: the appended signature is text too.
+        self.invisible(text)
     }
 }
 
@@ -226,7 +251,6 @@ mod tests {
             "【星座】今日赌博运势",
             "【星座】今日赌 博运势",
             "【星座】今日赌.博运势",
-            "【星座】今日赌\u{200b}博运势",
             "【星座】buy ＶＩＡＧＲＡ now",
             "【星座】buy v i a g r a now",
             "【星座】buy viаgra now", // Cyrillic а
@@ -234,6 +258,24 @@ mod tests {
         ] {
             assert_eq!(rule(text, &[]), Some("prohibited-word"), "{text}");
         }
+        // A zero-width space is refused for itself; stripped, the word is caught.
+        assert_eq!(
+            rule("【星座】今日赌\u{200b}博运势", &[]),
+            Some("control-character")
+        );
+        let strip = Policy::compile(&ComplianceConfig {
+            control_characters: ControlMode::Strip,
+            prohibited_words: vec!["赌博".into()],
+            ..ComplianceConfig::default()
+        })
+        .unwrap();
+        assert_eq!(
+            strip
+                .check("【星座】今日赌\u{200b}博运势", "星座", &[])
+                .unwrap_err()
+                .rule,
+            "prohibited-word"
+        );
         assert_eq!(
             rule("【星座】送5 0 0元现金", &[]),
             Some("prohibited-pattern")
@@ -260,6 +302,29 @@ mod tests {
         assert_eq!(
             policy.check("【星座】今日晴", "星座", &[]).unwrap(),
             "【星座】今日晴"
+        );
+    }
+
+    #[test]
+    fn item8_control_characters_refused_or_stripped() {
+        for text in [
+            "【星座】今日\0晴",
+            "【星座】\u{1b}[2J今日晴",
+            "【星座】今日\u{202e}晴",
+            "【星座】今日\u{200b}晴",
+            "【星座】今日\u{9b}晴",
+        ] {
+            assert_eq!(rule(text, &[]), Some("control-character"), "{text:?}");
+        }
+        assert_eq!(rule("【星座】第一行\n第二行", &[]), None);
+        let config = ComplianceConfig {
+            control_characters: ControlMode::Strip,
+            ..ComplianceConfig::default()
+        };
+        let policy = Policy::compile(&config).unwrap();
+        assert_eq!(
+            policy.check("今日\u{202e}\0晴", "星座", &[]).unwrap(),
+            "今日晴【星座】"
         );
     }
 

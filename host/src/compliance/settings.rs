@@ -31,6 +31,15 @@ pub struct ComplianceConfig {
     pub quiet_hours: String,
     /// Most MTs one partner may queue per platform day; 0 = no cap.
     pub partner_daily_cap: i64,
+    /// Most platform notices one number may receive per platform day that do not
+    /// answer a message of its own (confirmation requests started through the
+    /// API); 0 = no cap. Answers to the user's own messages are never capped.
+    pub notice_daily_cap: i64,
+    /// Control and invisible characters (C0/C1 controls but line breaks, ESC
+    /// sequences, bidi overrides such as U+202E, zero-width characters: Unicode
+    /// categories Cc and Cf) in a text about to be queued: `refuse` it with the
+    /// rule `control-character` (default), or `strip` them and send the rest.
+    pub control_characters: ControlMode,
     /// The highest imbalance fee per MT any operator may charge, in fen (the top of
     /// its configured range). A monthly service's per-subscriber cap is derived from
     /// it so imbalance fees never exceed the monthly price.
@@ -51,6 +60,8 @@ impl Default for ComplianceConfig {
             allow_links: false,
             quiet_hours: "21:00-08:00".into(),
             partner_daily_cap: 0,
+            notice_daily_cap: 5,
+            control_characters: ControlMode::Refuse,
             max_imbalance_fee_fen: 5,
             detectors: DetectorConfig::default(),
         }
@@ -64,6 +75,14 @@ pub enum SignatureMode {
     Append,
     Require,
     Off,
+}
+
+/// What the last gate does with control and invisible characters.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ControlMode {
+    Refuse,
+    Strip,
 }
 
 /// Lists that apply to one operator's traffic only.

@@ -10,6 +10,9 @@ pub struct DialogueConfig {
     pub short_code: String,
     /// How long a paid subscription waits for the user's confirming reply.
     pub confirm_window_secs: u64,
+    /// A confirmation request asked for again through the API (the same number
+    /// and service, still pending) is re-sent at most this often (issue 10 item 3).
+    pub confirm_resend_secs: u64,
     /// How long a `0000` menu accepts a numbered reply.
     pub menu_window_secs: u64,
     /// Answer to anything that is neither a command, a keyword, nor a message
@@ -25,10 +28,9 @@ impl Default for DialogueConfig {
         Self {
             short_code: "10661234".into(),
             confirm_window_secs: 24 * 3600,
+            confirm_resend_secs: 3600,
             menu_window_secs: 24 * 3600,
-            unknown_reply:
-                "【通道】未能识别您的指令。回复0000查询或退订业务，回复HELP获取帮助。本消息免费。"
-                    .into(),
+            unknown_reply: super::notices::unknown(),
             poll_ms: 500,
             lease_secs: 60,
         }

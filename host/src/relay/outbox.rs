@@ -65,6 +65,9 @@ pub enum Basis {
     },
     /// A test send to a number in `[relay] test_numbers` (agreement 7.3).
     Test,
+    /// A module's farewell (`on-unsubscribe`) to the user who just left this
+    /// subscription (subscription id): free, within a day of the end, and once.
+    Farewell(i64),
 }
 
 impl Basis {
@@ -74,6 +77,7 @@ impl Basis {
             Self::Reply(_) => "reply",
             Self::Notice { .. } => "notice",
             Self::Test => "test",
+            Self::Farewell(_) => "farewell",
         }
     }
 }
@@ -237,7 +241,10 @@ pub async fn enqueue(
     if segments > 255 {
         return Err(OutboxError::TooLong(segments));
     }
-    let partner_content = matches!(message.basis, Basis::Subscription(_) | Basis::Reply(_));
+    let partner_content = matches!(
+        message.basis,
+        Basis::Subscription(_) | Basis::Reply(_) | Basis::Farewell(_)
+    );
     let service = match (partner_content, message.service_id) {
         (false, _) => None,
         (true, None) => {
@@ -251,6 +258,9 @@ pub async fn enqueue(
         ),
     };
     let mut message = message;
+    if service.is_none() {
+        message.text = gate.compliance.check_invisible(&message.text)?;
+    }
     if let Some(service) = &service {
         if Some(service.partner_id) != message.partner_id {
             return Err(Blocked::NoOptIn("the service belongs to another partner".into()).into());
@@ -317,7 +327,7 @@ pub async fn enqueue(
     .bind(now)
     .bind(message.service_id)
     .bind(match message.basis {
-        Basis::Subscription(id) => Some(id),
+        Basis::Subscription(id) | Basis::Farewell(id) => Some(id),
         Basis::Notice { subscription_id, .. } => subscription_id,
         _ => None,
     })
@@ -438,13 +448,55 @@ async fn check_basis(
                 }
                 None => false,
             };
-            if from_mo || about_subscription {
+            if from_mo {
                 Ok(())
+            } else if about_subscription {
+                // Not asked for by the recipient's own message: capped per number
+                // and day, so no partner can make the platform text anyone at will.
+                gate.compliance.take_notice_cap_in(tx, number, now).await
             } else {
                 Err(Blocked::NoOptIn(format!(
                     "a notice must answer a message or subscription of {number}"
                 )))
             }
+        }
+        Basis::Farewell(subscription_id) => {
+            let service = service.ok_or(Blocked::UnknownService)?;
+            if message.charge_plan != ChargePlan::Free || message.price_fen != 0 {
+                return Err(Blocked::NoOptIn("a farewell is always free".into()));
+            }
+            let row: Option<(String, i64, String, Option<i64>)> = sqlx::query_as(
+                "SELECT msisdn, service_id, status, ended_at FROM subscriptions WHERE id = $1",
+            )
+            .bind(subscription_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+            let just_left = matches!(
+                row,
+                Some((msisdn, service_id, status, Some(ended_at)))
+                    if msisdn == number && service_id == service.id && status == "cancelled"
+                        && now - ended_at <= REPLY_WINDOW_MS
+            );
+            if !just_left {
+                return Err(Blocked::NoOptIn(format!(
+                    "{number} did not just leave service {}",
+                    service.code
+                )));
+            }
+            let (sent,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM messages WHERE subscription_id = $1 AND basis = 'farewell'",
+            )
+            .bind(subscription_id)
+            .fetch_one(&mut **tx)
+            .await?;
+            if sent > 0 {
+                return Err(Blocked::NoOptIn(
+                    "the farewell of this subscription was already sent".into(),
+                ));
+            }
+            gate.compliance
+                .take_caps_in(tx, service.partner_id, None, now)
+                .await
         }
         Basis::Test => {
             let listed = gate

@@ -50,7 +50,8 @@ pub async fn approved_service_with(
     let terms = ServiceTerms {
         name: format!("{code} service"),
         description: String::new(),
-        keywords: vec![code.to_string()],
+        // A keyword is never the code itself: that would get the help (issue 10 item 10).
+        keywords: vec![format!("订{code}")],
         fee_type,
         price_fen,
         operators: vec!["mobile".into()],

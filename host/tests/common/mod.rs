@@ -155,7 +155,7 @@ impl Audience {
         let terms = ServiceTerms {
             name: "relay test".into(),
             description: String::new(),
-            keywords: vec!["RT".into()],
+            keywords: vec!["测试".into()],
             fee_type: FeeType::Free,
             price_fen: 0,
             operators: operators.iter().map(|s| (*s).to_string()).collect(),

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod env;
+
 use std::io::Write;
 use std::net::SocketAddr;
 
