@@ -7,6 +7,7 @@ mod content;
 mod error;
 mod messages;
 mod modules;
+mod notices;
 mod partners;
 mod schedules;
 mod services;
@@ -58,6 +59,7 @@ pub fn router(state: AppState, max_json_bytes: usize) -> Router {
         .merge(schedules::router())
         .merge(services::router())
         .merge(billing::router())
+        .merge(notices::router())
         .layer(DefaultBodyLimit::max(max_json_bytes))
         // Module uploads are bigger than JSON bodies; their routes get their own limit.
         .merge(modules::router().layer(DefaultBodyLimit::max(upload_limit)))

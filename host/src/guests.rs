@@ -18,6 +18,11 @@
 //! | `hostile-oversize` | answers `bulletin` and `on-mo` with 1 MiB texts |
 //! | `hostile-kv-flood` | writes new keys forever in `bulletin` |
 //! | `hostile-imports` | implements the world but also imports `evil:net/socket@0.1.0` |
+//! | `hostile-sleep` | sleeps 1 s through WASI in `bulletin`; writes the key `held` in `on-mo` |
+//! | `hostile-burn` | burns CPU for 80 ms of its call clock in `bulletin` |
+//! | `hostile-log-flood` | logs three 30 MB lines in `bulletin`; a 40 MB reply in `on-mo` |
+//! | `hostile-flaky` | `bulletin` runs past the deadline twice (counted in KV), then answers |
+//! | `contract-v2-0-0`, `contract-v0-9-0`, `contract-v1-1-0` | complete modules built against `tongdao:partner@2.0.0`, `@0.9.0`, `@1.1.0` (`guests/fixtures/wit/`) |
 //! | `wrong-world` | a valid component exporting only `other:thing/greeter@0.1.0` |
 //! | `core-module` | a valid core module (not a component) exporting a function `f` |
 //! | `random` | 1 KiB of random bytes, not WebAssembly |
@@ -93,6 +98,13 @@ mod tests {
             "hostile-oversize",
             "hostile-kv-flood",
             "hostile-imports",
+            "hostile-sleep",
+            "hostile-burn",
+            "hostile-log-flood",
+            "hostile-flaky",
+            "contract-v2-0-0",
+            "contract-v0-9-0",
+            "contract-v1-1-0",
             "wrong-world",
         ];
         for name in names {
