@@ -43,7 +43,9 @@ pub enum RegistryError {
     NothingToRollBack(String),
     #[error("version {version} of `{module}` is already active")]
     AlreadyActive { module: String, version: i64 },
-    #[error("version {version} of `{module}` was pruned by the retention rule; upload it again to use it")]
+    #[error(
+        "version {version} of `{module}` was pruned by the retention rule; upload it again to use it"
+    )]
     VersionPruned { module: String, version: i64 },
     #[error("at most {limit} uploads per hour; try again in {retry_after_secs} s")]
     UploadRate { limit: u32, retry_after_secs: i64 },

@@ -73,9 +73,9 @@ pub async fn list(
         ),
     };
     Ok(sqlx::query_as(&query)
-    .bind(partner_id.unwrap_or(0))
-    .bind(before.unwrap_or(i64::MAX))
-    .bind(limit.clamp(1, 500))
-    .fetch_all(store.pool())
-    .await?)
+        .bind(partner_id.unwrap_or(0))
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit.clamp(1, 500))
+        .fetch_all(store.pool())
+        .await?)
 }

@@ -191,7 +191,10 @@ async fn upload_and_call(
                 push_id: format!("local-{}", now_ms()),
                 date: date.unwrap_or_else(crate::server::platform_today),
             };
-            report("bulletin", registry.bulletin(partner, &name, &request).await?)
+            report(
+                "bulletin",
+                registry.bulletin(partner, &name, &request).await?,
+            )
         }
         Export::Mo { text, service } => {
             let message = MoMessage {

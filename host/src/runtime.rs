@@ -19,9 +19,9 @@ use std::time::Duration;
 use wasmtime::component::Linker;
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
+pub use admission::Lane;
 use bindings::latest::tongdao::partner::types as wit;
 use bindings::latest::{ContentModule, ContentModulePre};
-pub use admission::Lane;
 pub use host::{CallState, LogLine, PartnerScope};
 pub use limits::CallError;
 pub use output::{
@@ -254,7 +254,11 @@ impl Runtime {
     }
 
     /// Call `describe`. It gets no data capabilities.
-    pub async fn describe(&self, module: &LoadedModule, lane: Lane) -> CallOutcome<ModuleDescription> {
+    pub async fn describe(
+        &self,
+        module: &LoadedModule,
+        lane: Lane,
+    ) -> CallOutcome<ModuleDescription> {
         self.call(module, lane, None, async |m, store| {
             let info = m.tongdao_partner_module().call_describe(store).await?;
             Ok(Ok(ModuleDescription::from(info)))
@@ -271,15 +275,20 @@ impl Runtime {
     ) -> CallOutcome<BulletinContent> {
         let request = wit::BulletinRequest::from(request);
         let limits = &self.limits;
-        self.call(module, Lane::Partner(scope.partner_id), Some(scope), async move |m, store| {
-            let result = m
-                .tongdao_partner_module()
-                .call_bulletin(store, &request)
-                .await?;
-            Ok(result
-                .map_err(module_error)
-                .and_then(|b| BulletinContent::checked(b, limits)))
-        })
+        self.call(
+            module,
+            Lane::Partner(scope.partner_id),
+            Some(scope),
+            async move |m, store| {
+                let result = m
+                    .tongdao_partner_module()
+                    .call_bulletin(store, &request)
+                    .await?;
+                Ok(result
+                    .map_err(module_error)
+                    .and_then(|b| BulletinContent::checked(b, limits)))
+            },
+        )
         .await
     }
 
@@ -292,15 +301,20 @@ impl Runtime {
     ) -> CallOutcome<Option<String>> {
         let message = wit::Mo::from(message);
         let limits = &self.limits;
-        self.call(module, Lane::Partner(scope.partner_id), Some(scope), async move |m, store| {
-            let result = m
-                .tongdao_partner_module()
-                .call_on_mo(store, &message)
-                .await?;
-            Ok(result
-                .map_err(module_error)
-                .and_then(|r| output::checked_reply(r, limits)))
-        })
+        self.call(
+            module,
+            Lane::Partner(scope.partner_id),
+            Some(scope),
+            async move |m, store| {
+                let result = m
+                    .tongdao_partner_module()
+                    .call_on_mo(store, &message)
+                    .await?;
+                Ok(result
+                    .map_err(module_error)
+                    .and_then(|r| output::checked_reply(r, limits)))
+            },
+        )
         .await
     }
 
@@ -314,17 +328,22 @@ impl Runtime {
         let event = wit::SubscriptionEvent::from(change);
         let joined = change.joined;
         let limits = &self.limits;
-        self.call(module, Lane::Partner(scope.partner_id), Some(scope), async move |m, store| {
-            let api = m.tongdao_partner_module();
-            let result = if joined {
-                api.call_on_subscribe(store, &event).await?
-            } else {
-                api.call_on_unsubscribe(store, &event).await?
-            };
-            Ok(result
-                .map_err(module_error)
-                .and_then(|r| output::checked_reply(r, limits)))
-        })
+        self.call(
+            module,
+            Lane::Partner(scope.partner_id),
+            Some(scope),
+            async move |m, store| {
+                let api = m.tongdao_partner_module();
+                let result = if joined {
+                    api.call_on_subscribe(store, &event).await?
+                } else {
+                    api.call_on_unsubscribe(store, &event).await?
+                };
+                Ok(result
+                    .map_err(module_error)
+                    .and_then(|r| output::checked_reply(r, limits)))
+            },
+        )
         .await
     }
 

@@ -461,7 +461,8 @@ async fn prepare(
         runs::finish(store, run.id, owner, "failed", Some(&reason)).await
     };
     let Some(module) = service.module() else {
-        let failure = retry::Failure::Setup("the service has no module to write its bulletin".into());
+        let failure =
+            retry::Failure::Setup("the service has no module to write its bulletin".into());
         retry::bulletin_failed(inner, run, "", failure).await?;
         return Ok(None);
     };

@@ -27,7 +27,10 @@ async fn item_2_wall_clock_time_cannot_escape_the_limits() {
             wall_timeout_ms: WALL_MS,
             ..common::limits()
         };
-        let registry = Registry::new(db.store.clone(), Arc::new(Runtime::new(limits, None).unwrap()));
+        let registry = Registry::new(
+            db.store.clone(),
+            Arc::new(Runtime::new(limits, None).unwrap()),
+        );
         let partner = common::partner(&db.store, "sleepy").await;
         registry
             .upload(&partner, &common::guest("hostile-sleep"), "test")
@@ -57,7 +60,10 @@ async fn item_2_wall_clock_time_cannot_escape_the_limits() {
                     .unwrap();
                 assert!(slept >= 1000, "{}: the module saw {slept} ms", db.name);
             }
-            other => panic!("{}: expected the sleep to end at once, got {other:?}", db.name),
+            other => panic!(
+                "{}: expected the sleep to end at once, got {other:?}",
+                db.name
+            ),
         }
         assert!(
             took.as_millis() < u128::from(WALL_MS),
@@ -94,7 +100,12 @@ async fn item_2_wall_clock_time_cannot_escape_the_limits() {
         let outcome = runtime.on_mo(&loaded, scope, &message).await;
         blocker.rollback().await.unwrap();
         let error = outcome.result.unwrap_err();
-        assert_eq!(error, CallError::Timeout { limit_ms: WALL_MS }, "{}", db.name);
+        assert_eq!(
+            error,
+            CallError::Timeout { limit_ms: WALL_MS },
+            "{}",
+            db.name
+        );
         assert_eq!(error.kind(), "timeout");
         assert!(error.to_string().contains("wall-clock"), "{error}");
         assert!(error.is_module_fault() && error.is_transient());

@@ -39,7 +39,15 @@ fn runner_verdict(fixture: &str, service: &str) -> (String, Value) {
         }
     }
     let out = cmd
-        .args(["module", "run", "--bulletin", "--date", "2026-11-28", "--service", service])
+        .args([
+            "module",
+            "run",
+            "--bulletin",
+            "--date",
+            "2026-11-28",
+            "--service",
+            service,
+        ])
         .arg(tongdao::guests::artifact(fixture))
         .output()
         .unwrap();
@@ -123,7 +131,10 @@ async fn item_5_local_runner_and_server_agree_on_every_hostile_fixture() {
         eprintln!("{fixture} ({service}): server {server}, runner {runner}");
         assert_eq!(server, runner, "{fixture} ({service}): server {body}");
         if server == "ok" {
-            assert_eq!(body["logs"], runner_logs, "{fixture} ({service}): the same log lines");
+            assert_eq!(
+                body["logs"], runner_logs,
+                "{fixture} ({service}): the same log lines"
+            );
         }
     }
     let _ = stop.send(());

@@ -10,8 +10,8 @@ use serde_json::json;
 use crate::compliance::{Blocked, ComplianceError};
 use crate::content::ContentError;
 use crate::modules::RegistryError;
-use crate::runtime::CallError;
 use crate::partners::PartnerError;
+use crate::runtime::CallError;
 use crate::services::ServiceError;
 use crate::store::StoreError;
 

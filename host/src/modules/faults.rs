@@ -93,9 +93,8 @@ pub(super) async fn record(
     }
     if count == 1 {
         // A new window: the module's windows and samples past retention go.
-        let retention_ms =
-            i64::try_from(config.fault_retention_days.saturating_mul(86_400_000))
-                .unwrap_or(i64::MAX);
+        let retention_ms = i64::try_from(config.fault_retention_days.saturating_mul(86_400_000))
+            .unwrap_or(i64::MAX);
         let cutoff = fault.at.saturating_sub(retention_ms);
         sqlx::query("DELETE FROM module_fault_windows WHERE module_id = $1 AND last_at < $2")
             .bind(fault.module_id)

@@ -96,12 +96,13 @@ impl Admission {
                         self.per_lane, self.queue, self.per_lane, self.queue
                     )));
                 }
-                match tokio::time::timeout_at(deadline, partner.slots.clone().acquire_owned())
-                    .await
+                match tokio::time::timeout_at(deadline, partner.slots.clone().acquire_owned()).await
                 {
                     Ok(Ok(permit)) => permit,
                     Ok(Err(_closed)) => {
-                        return Err(CallError::Unavailable("the runtime is shutting down".into()));
+                        return Err(CallError::Unavailable(
+                            "the runtime is shutting down".into(),
+                        ));
                     }
                     Err(_elapsed) => {
                         return Err(CallError::ConcurrencyLimit(format!(
@@ -114,22 +115,26 @@ impl Admission {
                 }
             }
         };
-        let engine_permit =
-            match tokio::time::timeout_at(deadline, self.engine_slots.clone().acquire_owned())
-                .await
-            {
-                Ok(Ok(permit)) => permit,
-                Ok(Err(_closed)) => {
-                    return Err(CallError::Unavailable("the runtime is shutting down".into()));
-                }
-                Err(_elapsed) => {
-                    return Err(CallError::Unavailable(format!(
-                        "all {} instance slots stayed busy for {} ms",
-                        self.engine_total,
-                        self.wait.as_millis()
-                    )));
-                }
-            };
+        let engine_permit = match tokio::time::timeout_at(
+            deadline,
+            self.engine_slots.clone().acquire_owned(),
+        )
+        .await
+        {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_closed)) => {
+                return Err(CallError::Unavailable(
+                    "the runtime is shutting down".into(),
+                ));
+            }
+            Err(_elapsed) => {
+                return Err(CallError::Unavailable(format!(
+                    "all {} instance slots stayed busy for {} ms",
+                    self.engine_total,
+                    self.wait.as_millis()
+                )));
+            }
+        };
         Ok(Admitted {
             _lane: lane_permit,
             _engine: engine_permit,

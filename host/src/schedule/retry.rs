@@ -41,7 +41,9 @@ impl Failure {
 /// The pause before attempt `attempt + 1`, after `attempt` failed ones.
 fn back_off_ms(inner: &Inner, attempt: i64) -> i64 {
     let initial = inner.config.bulletin_retry_initial_ms;
-    let shift = u32::try_from(attempt.saturating_sub(1)).unwrap_or(u32::MAX).min(20);
+    let shift = u32::try_from(attempt.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(20);
     let ms = initial
         .saturating_mul(1u64 << shift)
         .min(inner.config.bulletin_retry_max_ms.max(initial));

@@ -391,10 +391,11 @@ pub async fn record_fault(
     retry_at: Option<i64>,
 ) -> Result<i64, ScheduleError> {
     let mut tx = store.begin_write().await?;
-    let (previous,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM push_run_faults WHERE run_id = $1")
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
+    let (previous,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM push_run_faults WHERE run_id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
     let attempt = previous + 1;
     sqlx::query(
         "INSERT INTO push_run_faults (run_id, attempt, kind, message, retry_at, at)
