@@ -69,6 +69,35 @@ pub fn artifact(name: &str) -> PathBuf {
     dir().join(file)
 }
 
+/// A byte-different copy of a component: `wasm` with a custom section `pad`
+/// appended, holding `mark` and `pad_bytes` more bytes. It validates, compiles and
+/// runs exactly as `wasm` does, but has its own SHA-256 (and size), so the
+/// registry stores it as a new version. For quota tests and benchmarks.
+pub fn byte_different_copy(wasm: &[u8], mark: u32, pad_bytes: usize) -> Vec<u8> {
+    fn leb128(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    const NAME: &[u8] = b"pad";
+    let mut payload = mark.to_le_bytes().to_vec();
+    payload.resize(4 + pad_bytes, 0x5a);
+    let mut out = Vec::with_capacity(wasm.len() + payload.len() + 16);
+    out.extend_from_slice(wasm);
+    out.push(0); // custom section
+    leb128(1 + NAME.len() + payload.len(), &mut out);
+    leb128(NAME.len(), &mut out);
+    out.extend_from_slice(NAME);
+    out.extend_from_slice(&payload);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

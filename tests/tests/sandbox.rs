@@ -14,34 +14,9 @@ use std::time::{Duration, Instant};
 use common::{ADMIN_KEY, Server, databases, error_code, guest};
 use reqwest::StatusCode;
 use serde_json::json;
+use tongdao::guests::byte_different_copy;
 use tongdao::modules::RegistryConfig;
 use tongdao_smpp::sim::{Sim, SimConfig};
-
-/// `wasm` with a custom section `pad` of `extra` bytes appended, marked with
-/// `mark`: a byte-different copy of the same component.
-fn padded(wasm: &[u8], mark: u32, extra: usize) -> Vec<u8> {
-    fn leb(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    let name = b"pad";
-    let mut payload = mark.to_le_bytes().to_vec();
-    payload.resize(4 + extra, 0);
-    let mut out = wasm.to_vec();
-    out.push(0); // custom section
-    leb(1 + name.len() + payload.len(), &mut out);
-    leb(name.len(), &mut out);
-    out.extend_from_slice(name);
-    out.extend_from_slice(&payload);
-    out
-}
 
 fn p50(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
@@ -207,11 +182,15 @@ async fn item_3_uploads_cannot_grow_the_server_without_bound() {
         // Partner a: eight byte-different copies, then the hourly rate is spent.
         let a = server.new_partner("partner-a").await;
         for i in 1..=8 {
-            let (status, body) = server.upload(&a, padded(&horoscope, i, 0)).await;
+            let (status, body) = server
+                .upload(&a, byte_different_copy(&horoscope, i, 0))
+                .await;
             assert_eq!(status, StatusCode::CREATED, "upload {i}: {body}");
         }
         assert_eq!(registry.loaded_count(), 0, "uploads keep nothing loaded");
-        let (status, body) = server.upload(&a, padded(&horoscope, 9, 0)).await;
+        let (status, body) = server
+            .upload(&a, byte_different_copy(&horoscope, 9, 0))
+            .await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
         assert_eq!(error_code(&body), "upload-rate-limit");
         assert!(
@@ -253,7 +232,9 @@ async fn item_3_uploads_cannot_grow_the_server_without_bound() {
 
         // Partner b: a version a push run used is kept however old.
         let b = server.new_partner("partner-b").await;
-        let (status, body) = server.upload(&b, padded(&horoscope, 1, 0)).await;
+        let (status, body) = server
+            .upload(&b, byte_different_copy(&horoscope, 1, 0))
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let (status, service) = server
             .post(
@@ -293,14 +274,18 @@ async fn item_3_uploads_cannot_grow_the_server_without_bound() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         for i in 2..=5 {
-            let (status, body) = server.upload(&b, padded(&horoscope, i, 0)).await;
+            let (status, body) = server
+                .upload(&b, byte_different_copy(&horoscope, i, 0))
+                .await;
             assert_eq!(status, StatusCode::CREATED, "{body}");
         }
         let (status, body) = server
             .post("/v1/modules/horoscope/activate", &b, json!({"version": 5}))
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        let (status, body) = server.upload(&b, padded(&horoscope, 6, 0)).await;
+        let (status, body) = server
+            .upload(&b, byte_different_copy(&horoscope, 6, 0))
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let (_, info) = server.get("/v1/modules/horoscope", &b).await;
         let kept: Vec<i64> = info["versions"]
@@ -316,7 +301,7 @@ async fn item_3_uploads_cannot_grow_the_server_without_bound() {
         // Partner c: stored bytes and stored versions are bounded.
         let c = server.new_partner("partner-c").await;
         let (status, body) = server
-            .upload(&c, padded(&horoscope, 1, 3 * 1024 * 1024))
+            .upload(&c, byte_different_copy(&horoscope, 1, 3 * 1024 * 1024))
             .await;
         assert_eq!(status, StatusCode::CONFLICT, "{body}");
         assert_eq!(error_code(&body), "storage-quota");
