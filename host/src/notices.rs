@@ -31,11 +31,15 @@ pub struct NewNotice<'a> {
     pub run_id: Option<i64>,
 }
 
-/// Record a notice for a partner.
+/// Record a notice for a partner, on a connection or inside the transaction that
+/// records what it is about (`&mut *tx`).
 ///
 /// # Errors
 /// [`StoreError`] when the store fails.
-pub async fn raise(store: &Store, notice: &NewNotice<'_>) -> Result<i64, StoreError> {
+pub async fn raise(
+    conn: &mut sqlx::AnyConnection,
+    notice: &NewNotice<'_>,
+) -> Result<i64, StoreError> {
     let (id,): (i64,) = sqlx::query_as(
         "INSERT INTO partner_notices (partner_id, kind, subject, message, run_id, at)
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
@@ -46,7 +50,7 @@ pub async fn raise(store: &Store, notice: &NewNotice<'_>) -> Result<i64, StoreEr
     .bind(notice.message)
     .bind(notice.run_id)
     .bind(now_ms())
-    .fetch_one(store.pool())
+    .fetch_one(&mut *conn)
     .await?;
     Ok(id)
 }

@@ -8,7 +8,6 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use tongdao::config::RuntimeConfig;
 use tongdao::modules::Registry;
@@ -43,13 +42,12 @@ async fn item_2_wall_clock_time_cannot_escape_the_limits() {
         };
 
         // `std::thread::sleep(1 s)`: the module's clock shows the second pass, the
-        // host's does not: the call is done long before its wall-clock limit.
-        let started = Instant::now();
+        // host's does not: the call answers inside its 300 ms wall-clock limit (a
+        // sleep that blocked would end as `timeout`).
         let outcome = registry
             .bulletin(&partner, "hostile-sleep", &request)
             .await
             .unwrap();
-        let took = started.elapsed();
         match outcome.result {
             Ok(BulletinContent::Single { text }) => {
                 let slept: u64 = text
@@ -65,11 +63,6 @@ async fn item_2_wall_clock_time_cannot_escape_the_limits() {
                 db.name
             ),
         }
-        assert!(
-            took.as_millis() < u128::from(WALL_MS),
-            "{}: a 1 s sleep held the call for {took:?}",
-            db.name
-        );
 
         // A host call that blocks (the key the module writes is locked by another
         // transaction) is stopped by the wall clock, as `timeout`. Called on the

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{ADMIN_KEY, Server, databases, error_code, guest};
+use common::{Server, databases, error_code, guest};
 use reqwest::StatusCode;
 use serde_json::json;
 use tongdao::guests::byte_different_copy;
@@ -161,19 +161,7 @@ async fn item_3_uploads_cannot_grow_the_server_without_bound() {
                 ..RegistryConfig::default()
             };
             config.schedule.tick_ms = 50;
-            config.operators = vec![tongdao::config::OperatorConfig {
-                name: "mobile".into(),
-                address,
-                system_id: "td".into(),
-                password: "pw".into(),
-                system_type: String::new(),
-                binds: 1,
-                window: 10,
-                tps: 0,
-                prefixes: vec!["13".into()],
-                source_addr: "10661234".into(),
-                concat: tongdao::config::ConcatMode::Udh,
-            }];
+            config.operators = vec![common::sim_operator(address)];
         })
         .await;
         let horoscope = guest("horoscope");
@@ -236,28 +224,13 @@ async fn item_3_uploads_cannot_grow_the_server_without_bound() {
             .upload(&b, byte_different_copy(&horoscope, 1, 0))
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
-        let (status, service) = server
-            .post(
-                "/v1/services",
+        let service = server
+            .approved_service(
                 &b,
                 json!({"code": "XB", "module": "horoscope", "name": "b", "keywords": ["XB"],
                        "fee_type": "free", "price_fen": 0, "operators": ["mobile"], "number_ext": "77"}),
             )
             .await;
-        assert_eq!(status, StatusCode::CREATED, "{service}");
-        let service = service["id"].as_i64().unwrap();
-        let (status, body) = server
-            .post(&format!("/v1/services/{service}/submit"), &b, json!({}))
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        let (status, body) = server
-            .post(
-                &format!("/v1/admin/services/{service}/approve"),
-                ADMIN_KEY,
-                json!({"reason": "ok"}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
         let (status, run) = server
             .post(&format!("/v1/services/{service}/push"), &b, json!({}))
             .await;

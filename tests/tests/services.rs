@@ -66,24 +66,7 @@ impl Env {
         let mut body = terms;
         body["code"] = json!(code);
         body["module"] = json!(module);
-        let (status, created) = self.server.post("/v1/services", key, body).await;
-        assert_eq!(status, StatusCode::CREATED, "{created}");
-        let id = created["id"].as_i64().unwrap();
-        let (status, body) = self
-            .server
-            .post(&format!("/v1/services/{id}/submit"), key, json!({}))
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        let (status, body) = self
-            .server
-            .post(
-                &format!("/v1/admin/services/{id}/approve"),
-                ADMIN_KEY,
-                json!({"reason": "tested on the test numbers"}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        id
+        self.server.approved_service(key, body).await
     }
 
     /// The partner subscribes `msisdn` to `service` through the API.

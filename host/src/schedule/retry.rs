@@ -90,13 +90,16 @@ pub(super) async fn bulletin_failed(
         "module `{module}` failed its bulletin after {attempt} attempt(s), last: {kind}: {message}; gave up: {why}"
     );
     tracing::warn!(run = run.id, %reason, "push run failed");
-    if runs::finish(store, run.id, owner, "failed", Some(&reason)).await? {
+    // The run fails and the partner is told in one transaction: whoever sees
+    // the run failed can read the notice.
+    let mut tx = store.begin_write().await?;
+    if runs::finish_on(&mut tx, run.id, owner, "failed", Some(&reason)).await? {
         let subject = format!(
             "push run {} for {} was not sent: its bulletin failed",
             run.id, run.push_date
         );
         notices::raise(
-            store,
+            &mut tx,
             &NewNotice {
                 partner_id: run.partner_id,
                 kind: "push-run-failed",
@@ -107,5 +110,6 @@ pub(super) async fn bulletin_failed(
         )
         .await?;
     }
+    tx.commit().await?;
     Ok(())
 }

@@ -331,6 +331,19 @@ pub async fn finish(
     status: &str,
     reason: Option<&str>,
 ) -> Result<bool, ScheduleError> {
+    let mut conn = store.pool().acquire().await?;
+    finish_on(&mut conn, id, owner, status, reason).await
+}
+
+/// [`finish`] on a connection or inside a transaction (`&mut *tx`), so what else
+/// records the end (a notice) commits with it.
+pub async fn finish_on(
+    conn: &mut sqlx::AnyConnection,
+    id: i64,
+    owner: &str,
+    status: &str,
+    reason: Option<&str>,
+) -> Result<bool, ScheduleError> {
     let now = now_ms();
     let done = sqlx::query(
         "UPDATE push_runs SET status = $3, reason = COALESCE($4, reason), owner = NULL, lease_until = NULL,
@@ -342,7 +355,7 @@ pub async fn finish(
     .bind(status)
     .bind(reason)
     .bind(now)
-    .execute(store.pool())
+    .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -356,16 +369,31 @@ pub async fn pause(
     reason: &str,
     recheck_ms: i64,
 ) -> Result<bool, ScheduleError> {
-    let now = now_ms();
+    let until = now_ms().saturating_add(recheck_ms);
+    set_aside(store, id, owner, "paused", reason, until).await
+}
+
+/// Hand a run this owner holds back as `status` (`paused`, `retrying`) with its
+/// reason; any replica claims it again after `until`. False when it is no longer
+/// this owner's.
+async fn set_aside(
+    store: &Store,
+    id: i64,
+    owner: &str,
+    status: &str,
+    reason: &str,
+    until: i64,
+) -> Result<bool, ScheduleError> {
     let done = sqlx::query(
-        "UPDATE push_runs SET status = 'paused', reason = $3, owner = NULL, lease_until = $4, updated_at = $5
+        "UPDATE push_runs SET status = $3, reason = $4, owner = NULL, lease_until = $5, updated_at = $6
          WHERE id = $1 AND owner = $2 AND status = 'running'",
     )
     .bind(id)
     .bind(owner)
+    .bind(status)
     .bind(reason)
-    .bind(now.saturating_add(recheck_ms))
-    .bind(now)
+    .bind(until)
+    .bind(now_ms())
     .execute(store.pool())
     .await?;
     Ok(done.rows_affected() == 1)
@@ -441,18 +469,7 @@ pub async fn retry_later(
     reason: &str,
     retry_at: i64,
 ) -> Result<bool, ScheduleError> {
-    let done = sqlx::query(
-        "UPDATE push_runs SET status = 'retrying', reason = $3, owner = NULL, lease_until = $4, updated_at = $5
-         WHERE id = $1 AND owner = $2 AND status = 'running'",
-    )
-    .bind(id)
-    .bind(owner)
-    .bind(reason)
-    .bind(retry_at)
-    .bind(now_ms())
-    .execute(store.pool())
-    .await?;
-    Ok(done.rows_affected() == 1)
+    set_aside(store, id, owner, "retrying", reason, retry_at).await
 }
 
 /// Give up this owner's claims at once (graceful stop), so a restart or another
