@@ -9,6 +9,7 @@ mod extract;
 mod idempotency;
 mod messages;
 mod modules;
+mod notices;
 mod partners;
 mod schedules;
 mod services;
@@ -96,6 +97,7 @@ fn json_routes() -> Routes {
         // The module upload reads its body itself, up to `max_module_bytes`; its
         // other routes take JSON like every route.
         .merge(modules::router())
+        .merge(notices::router())
 }
 
 /// Every path template the API serves (`/v1/services/{id}`, …), each once.

@@ -16,6 +16,8 @@ pub struct Config {
     pub http: HttpConfig,
     pub store: StoreConfig,
     pub runtime: RuntimeConfig,
+    /// Registry quotas, version retention and fault aggregation (`[modules]`).
+    pub modules: crate::modules::RegistryConfig,
     pub admin: AdminConfig,
     pub relay: RelayConfig,
     pub schedule: ScheduleConfig,
@@ -138,6 +140,12 @@ pub struct ScheduleConfig {
     /// Most "push now" runs per service per platform day (issue 10 item 3); 0 = no
     /// limit. Scheduled firings do not count.
     pub push_now_daily_limit: u32,
+    /// Bulletin calls a run makes before it gives up on a transient fault
+    /// (`cpu-limit`, `timeout`, `unavailable`, `concurrency-limit`).
+    pub bulletin_attempts: u32,
+    /// Pause before the second attempt; it doubles up to `bulletin_retry_max_ms`.
+    pub bulletin_retry_initial_ms: u64,
+    pub bulletin_retry_max_ms: u64,
 }
 
 impl Default for ScheduleConfig {
@@ -153,6 +161,9 @@ impl Default for ScheduleConfig {
             concurrent_runs: 2,
             time_zone: "Asia/Shanghai".into(),
             push_now_daily_limit: 10,
+            bulletin_attempts: 5,
+            bulletin_retry_initial_ms: 1000,
+            bulletin_retry_max_ms: 60_000,
         }
     }
 }
@@ -219,8 +230,12 @@ impl StoreConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RuntimeConfig {
-    /// Wall-clock CPU budget of one call, in milliseconds (epoch deadline).
+    /// CPU budget of one call, in milliseconds: time its code and its host calls
+    /// run, measured at 2 ms epoch ticks; past it the call ends as `cpu-limit`.
     pub call_timeout_ms: u64,
+    /// Wall-clock backstop of one call, in milliseconds: past it the call ends as
+    /// `timeout`, whatever it was doing (at least `call_timeout_ms`).
+    pub wall_timeout_ms: u64,
     /// Largest linear memory one call may grow to, in bytes.
     pub max_memory_bytes: usize,
     /// Largest total output of one call (all texts), in bytes.
@@ -239,12 +254,20 @@ pub struct RuntimeConfig {
     pub max_log_lines: u32,
     /// Calls that may run at once (pooling allocator slots).
     pub max_concurrent_calls: u32,
+    /// Calls of one partner that may run at once (its share of the slots).
+    pub partner_concurrent_calls: u32,
+    /// Calls of one partner that may wait for one of its slots; more are refused
+    /// at once with `concurrency-limit`.
+    pub partner_queue: u32,
+    /// How long a call waits for a slot before `concurrency-limit`, in milliseconds.
+    pub queue_wait_ms: u64,
 }
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
             call_timeout_ms: 100,
+            wall_timeout_ms: 1000,
             max_memory_bytes: 64 * 1024 * 1024,
             max_output_bytes: 64 * 1024,
             max_variants: 64,
@@ -254,6 +277,9 @@ impl Default for RuntimeConfig {
             max_data_ops: 200,
             max_log_lines: 50,
             max_concurrent_calls: 256,
+            partner_concurrent_calls: 4,
+            partner_queue: 64,
+            queue_wait_ms: 1000,
         }
     }
 }
@@ -298,8 +324,13 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let r = &self.runtime;
-        let positive: [(&'static str, u64); 7] = [
+        let positive: [(&'static str, u64); 9] = [
             ("runtime.call_timeout_ms", r.call_timeout_ms),
+            ("runtime.wall_timeout_ms", r.wall_timeout_ms),
+            (
+                "runtime.partner_concurrent_calls",
+                u64::from(r.partner_concurrent_calls),
+            ),
             ("runtime.max_memory_bytes", r.max_memory_bytes as u64),
             ("runtime.max_output_bytes", r.max_output_bytes as u64),
             ("runtime.max_variants", r.max_variants as u64),
@@ -321,10 +352,22 @@ impl Config {
                 });
             }
         }
+        if r.wall_timeout_ms < r.call_timeout_ms {
+            return Err(ConfigError::Invalid {
+                key: "runtime.wall_timeout_ms",
+                reason: "must be at least runtime.call_timeout_ms".into(),
+            });
+        }
         if r.max_memory_bytes < 1024 * 1024 {
             return Err(ConfigError::Invalid {
                 key: "runtime.max_memory_bytes",
                 reason: "must be at least 1 MiB".into(),
+            });
+        }
+        if let Some((key, reason)) = self.modules.invalid() {
+            return Err(ConfigError::Invalid {
+                key,
+                reason: reason.into(),
             });
         }
         let url = self.store.database_url();
@@ -382,10 +425,15 @@ impl Config {
             });
         }
         let s = &self.schedule;
-        if s.tick_ms == 0 || s.batch == 0 || s.lease_secs == 0 || s.concurrent_runs == 0 {
+        if s.tick_ms == 0
+            || s.batch == 0
+            || s.lease_secs == 0
+            || s.concurrent_runs == 0
+            || s.bulletin_attempts == 0
+        {
             return Err(ConfigError::Invalid {
                 key: "schedule",
-                reason: "tick_ms, batch, lease_secs and concurrent_runs must be greater than 0"
+                reason: "tick_ms, batch, lease_secs, concurrent_runs and bulletin_attempts must be greater than 0"
                     .into(),
             });
         }

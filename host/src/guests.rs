@@ -18,6 +18,11 @@
 //! | `hostile-oversize` | answers `bulletin` and `on-mo` with 1 MiB texts |
 //! | `hostile-kv-flood` | writes new keys forever in `bulletin` |
 //! | `hostile-imports` | implements the world but also imports `evil:net/socket@0.1.0` |
+//! | `hostile-sleep` | sleeps 1 s through WASI in `bulletin`; writes the key `held` in `on-mo` |
+//! | `hostile-burn` | burns CPU for 80 ms of its call clock in `bulletin` |
+//! | `hostile-log-flood` | logs three 30 MB lines in `bulletin`; a 40 MB reply in `on-mo` |
+//! | `hostile-flaky` | `bulletin` runs past the deadline twice (counted in KV), then answers |
+//! | `contract-v2-0-0`, `contract-v0-9-0`, `contract-v1-1-0` | complete modules built against `tongdao:partner@2.0.0`, `@0.9.0`, `@1.1.0` (`guests/fixtures/wit/`) |
 //! | `wrong-world` | a valid component exporting only `other:thing/greeter@0.1.0` |
 //! | `core-module` | a valid core module (not a component) exporting a function `f` |
 //! | `random` | 1 KiB of random bytes, not WebAssembly |
@@ -64,6 +69,35 @@ pub fn artifact(name: &str) -> PathBuf {
     dir().join(file)
 }
 
+/// A byte-different copy of a component: `wasm` with a custom section `pad`
+/// appended, holding `mark` and `pad_bytes` more bytes. It validates, compiles and
+/// runs exactly as `wasm` does, but has its own SHA-256 (and size), so the
+/// registry stores it as a new version. For quota tests and benchmarks.
+pub fn byte_different_copy(wasm: &[u8], mark: u32, pad_bytes: usize) -> Vec<u8> {
+    fn leb128(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    const NAME: &[u8] = b"pad";
+    let mut payload = mark.to_le_bytes().to_vec();
+    payload.resize(4 + pad_bytes, 0x5a);
+    let mut out = Vec::with_capacity(wasm.len() + payload.len() + 16);
+    out.extend_from_slice(wasm);
+    out.push(0); // custom section
+    leb128(1 + NAME.len() + payload.len(), &mut out);
+    leb128(NAME.len(), &mut out);
+    out.extend_from_slice(NAME);
+    out.extend_from_slice(&payload);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +127,13 @@ mod tests {
             "hostile-oversize",
             "hostile-kv-flood",
             "hostile-imports",
+            "hostile-sleep",
+            "hostile-burn",
+            "hostile-log-flood",
+            "hostile-flaky",
+            "contract-v2-0-0",
+            "contract-v0-9-0",
+            "contract-v1-1-0",
             "wrong-world",
         ];
         for name in names {

@@ -31,6 +31,7 @@ pub mod content;
 pub mod guests;
 pub mod mo;
 pub mod modules;
+pub mod notices;
 pub mod partners;
 pub mod relay;
 pub mod runner;

@@ -4,17 +4,27 @@
 //!
 //! The first version of a module is activated on upload; later versions wait for an
 //! explicit activation, so an upload never changes what is live.
+//!
+//! - [`quota`]: upload rate, stored versions and bytes per partner, retention.
+//! - [`faults`]: faults counted per window, a few kept as samples.
+//! - `loaded`: compiled versions in memory, least recently called evicted.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+mod faults;
+mod loaded;
+pub mod quota;
+
+use std::sync::Arc;
 
 use serde::Serialize;
+
+pub use faults::{Fault, FaultWindow};
+pub use quota::RegistryConfig;
 
 use crate::partners::Partner;
 use crate::runtime::limits::CallErrorBody;
 use crate::runtime::{
-    BulletinContent, BulletinRequest, CallError, CallOutcome, LoadedModule, MoMessage,
-    ModuleDescription, PartnerScope, Runtime, SubscriptionChange, ValidationError, bindings,
+    BulletinContent, BulletinRequest, CallError, CallOutcome, Lane, LoadedModule, MoMessage,
+    ModuleDescription, PartnerScope, Runtime, SubscriptionChange, ValidationError,
 };
 use crate::store::{Store, StoreError, now_ms};
 
@@ -33,6 +43,20 @@ pub enum RegistryError {
     NothingToRollBack(String),
     #[error("version {version} of `{module}` is already active")]
     AlreadyActive { module: String, version: i64 },
+    #[error(
+        "version {version} of `{module}` was pruned by the retention rule; upload it again to use it"
+    )]
+    VersionPruned { module: String, version: i64 },
+    #[error("at most {limit} uploads per hour; try again in {retry_after_secs} s")]
+    UploadRate { limit: u32, retry_after_secs: i64 },
+    #[error(
+        "at most {limit} stored versions per partner, counting every module; versions beyond the newest [modules] keep_versions of a module are pruned unless active or used by a push"
+    )]
+    VersionQuota { limit: u32 },
+    #[error(
+        "at most {limit} bytes of stored versions per partner; with this upload it would be {would_be}"
+    )]
+    StorageQuota { limit: u64, would_be: u64 },
     #[error("the call failed: {0}")]
     Call(CallError),
     #[error(transparent)]
@@ -57,6 +81,8 @@ pub struct VersionInfo {
     pub size_bytes: i64,
     pub uploaded_at: i64,
     pub active: bool,
+    /// Pruned by the retention rule: listed, but its bytes are gone.
+    pub pruned: bool,
     pub fault_count: i64,
 }
 
@@ -72,17 +98,6 @@ pub struct ModuleInfo {
     pub created_at: i64,
 }
 
-/// A fault recorded against a module version.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub struct Fault {
-    pub id: i64,
-    pub version: i64,
-    pub export: String,
-    pub kind: String,
-    pub message: String,
-    pub at: i64,
-}
-
 /// What an upload did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Uploaded {
@@ -92,6 +107,8 @@ pub struct Uploaded {
     pub created: bool,
     pub activated: bool,
     pub sha256: String,
+    /// The version of `tongdao:partner` the component was built against.
+    pub wit_version: String,
     pub description: ModuleDescription,
 }
 
@@ -114,16 +131,17 @@ struct VersionRow {
     sha256: String,
     size_bytes: i64,
     uploaded_at: i64,
+    pruned_at: Option<i64>,
 }
 
-const VERSION_COLUMNS: &str =
-    "id, seq, label, description, services, wit_version, sha256, size_bytes, uploaded_at";
+const VERSION_COLUMNS: &str = "id, seq, label, description, services, wit_version, sha256, size_bytes, uploaded_at, pruned_at";
 
 /// The registry: stored modules plus the loaded (compiled, linked) versions.
 pub struct Registry {
     store: Store,
     runtime: Arc<Runtime>,
-    loaded: Mutex<HashMap<i64, Arc<LoadedModule>>>,
+    config: RegistryConfig,
+    loaded: loaded::LoadedVersions,
 }
 
 impl std::fmt::Debug for Registry {
@@ -133,12 +151,23 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
+    /// A registry with the default `[modules]` settings.
     pub fn new(store: Store, runtime: Arc<Runtime>) -> Self {
+        Self::with_config(store, runtime, RegistryConfig::default())
+    }
+
+    pub fn with_config(store: Store, runtime: Arc<Runtime>, config: RegistryConfig) -> Self {
         Self {
             store,
+            loaded: loaded::LoadedVersions::new(config.loaded_versions),
             runtime,
-            loaded: Mutex::new(HashMap::new()),
+            config,
         }
+    }
+
+    /// Compiled versions held in memory now (at most `[modules] loaded_versions`).
+    pub fn loaded_count(&self) -> usize {
+        self.loaded.len()
     }
 
     /// The runtime calls run on.
@@ -146,14 +175,22 @@ impl Registry {
         &self.runtime
     }
 
-    /// Validate and store an uploaded component for `partner`.
+    /// Validate and store an uploaded component for `partner`, within its quotas;
+    /// older versions the retention rule lets go are pruned.
+    ///
+    /// # Errors
+    /// [`RegistryError::UploadRate`], [`RegistryError::VersionQuota`],
+    /// [`RegistryError::StorageQuota`] over a quota; [`RegistryError::Invalid`]
+    /// for a component the platform refuses.
     pub async fn upload(
         &self,
         partner: &Partner,
         wasm: &[u8],
         actor: &str,
     ) -> Result<Uploaded, RegistryError> {
-        let (loaded, description) = self.runtime.validate(wasm).await?;
+        quota::count_upload(&self.store, &self.config, partner.id, wasm.len(), now_ms()).await?;
+        let (loaded, description) =
+            validate(&self.runtime, wasm.to_vec(), Lane::Partner(partner.id)).await?;
         let mut tx = self.store.begin_write().await?;
         let now = now_ms();
         sqlx::query(
@@ -176,20 +213,33 @@ impl Registry {
         .bind(now)
         .fetch_one(&mut *tx)
         .await?;
-        let existing: Option<(i64,)> =
-            sqlx::query_as("SELECT seq FROM module_versions WHERE module_id = $1 AND sha256 = $2")
-                .bind(module.id)
-                .bind(&loaded.sha256)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if let Some((seq,)) = existing {
-            tx.rollback().await?;
+        let existing: Option<(i64, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT id, seq, pruned_at FROM module_versions WHERE module_id = $1 AND sha256 = $2",
+        )
+        .bind(module.id)
+        .bind(&loaded.sha256)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((id, seq, pruned_at)) = existing {
+            if pruned_at.is_some() {
+                // The same bytes again bring a pruned version back.
+                sqlx::query("UPDATE module_versions SET wasm = $2, pruned_at = NULL WHERE id = $1")
+                    .bind(id)
+                    .bind(wasm)
+                    .execute(&mut *tx)
+                    .await?;
+                quota::check_stored(&mut tx, &self.config, partner.id).await?;
+                tx.commit().await?;
+            } else {
+                tx.rollback().await?;
+            }
             return Ok(Uploaded {
                 module: module.name,
                 version: seq,
                 created: false,
                 activated: false,
                 sha256: loaded.sha256.clone(),
+                wit_version: loaded.wit_version.clone(),
                 description,
             });
         }
@@ -210,7 +260,7 @@ impl Registry {
         .bind(&description.version)
         .bind(&description.description)
         .bind(services)
-        .bind(bindings::LATEST_WIT_VERSION)
+        .bind(&loaded.wit_version)
         .bind(&loaded.sha256)
         .bind(i64::try_from(wasm.len()).unwrap_or(i64::MAX))
         .bind(wasm)
@@ -221,16 +271,29 @@ impl Registry {
         if activated {
             set_active(&mut tx, module.id, version_id, None, "activate", actor).await?;
         }
+        let pruned = quota::prune(&mut tx, &self.config, module.id, now).await?;
+        quota::check_stored(&mut tx, &self.config, partner.id).await?;
         tx.commit().await?;
-        self.remember(version_id, loaded.clone());
+        self.forget_compiled(pruned).await?;
         Ok(Uploaded {
             module: module.name,
             version: next,
             created: true,
             activated,
             sha256: loaded.sha256.clone(),
+            wit_version: loaded.wit_version.clone(),
             description,
         })
+    }
+
+    /// Drop the compiled code of pruned versions whose bytes no version keeps.
+    async fn forget_compiled(&self, pruned: Vec<String>) -> Result<(), RegistryError> {
+        for sha in pruned {
+            if !quota::bytes_still_stored(&self.store, &sha).await? {
+                self.runtime.forget_compiled(&sha);
+            }
+        }
+        Ok(())
     }
 
     /// Every module of `partner`.
@@ -265,16 +328,23 @@ impl Registry {
         let row = self.module_row(partner, name).await?;
         let mut tx = self.store.begin_write().await?;
         let current = lock_module(&mut tx, row.id).await?;
-        let version: Option<(i64,)> =
-            sqlx::query_as("SELECT id FROM module_versions WHERE module_id = $1 AND seq = $2")
-                .bind(row.id)
-                .bind(number)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let (version_id,) = version.ok_or_else(|| RegistryError::NoSuchVersion {
+        let version: Option<(i64, Option<i64>)> = sqlx::query_as(
+            "SELECT id, pruned_at FROM module_versions WHERE module_id = $1 AND seq = $2",
+        )
+        .bind(row.id)
+        .bind(number)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (version_id, pruned_at) = version.ok_or_else(|| RegistryError::NoSuchVersion {
             module: name.to_string(),
             version: number,
         })?;
+        if pruned_at.is_some() {
+            return Err(RegistryError::VersionPruned {
+                module: name.to_string(),
+                version: number,
+            });
+        }
         if current == Some(version_id) {
             return Err(RegistryError::AlreadyActive {
                 module: name.to_string(),
@@ -317,13 +387,25 @@ impl Registry {
         .fetch_optional(&mut *tx)
         .await?;
         let previous = before_target.and_then(|(p,)| p);
+        let (target_seq, target_pruned): (i64, Option<i64>) =
+            sqlx::query_as("SELECT seq, pruned_at FROM module_versions WHERE id = $1")
+                .bind(target)
+                .fetch_one(&mut *tx)
+                .await?;
+        if target_pruned.is_some() {
+            return Err(RegistryError::VersionPruned {
+                module: name.to_string(),
+                version: target_seq,
+            });
+        }
         set_active(&mut tx, row.id, target, previous, "rollback", actor).await?;
         debug_assert_ne!(current, Some(target));
         tx.commit().await?;
         self.get(partner, name).await
     }
 
-    /// The most recent faults of a module, newest first.
+    /// The most recent fault samples of a module, newest first (the first
+    /// `[modules] fault_samples` of each kind per window).
     pub async fn faults(
         &self,
         partner: &Partner,
@@ -331,15 +413,19 @@ impl Registry {
         limit: i64,
     ) -> Result<Vec<Fault>, RegistryError> {
         let row = self.module_row(partner, name).await?;
-        Ok(sqlx::query_as(
-            "SELECT f.id, v.seq AS version, f.export, f.kind, f.message, f.at
-             FROM module_faults f JOIN module_versions v ON v.id = f.version_id
-             WHERE f.module_id = $1 ORDER BY f.id DESC LIMIT $2",
-        )
-        .bind(row.id)
-        .bind(limit.clamp(1, 1000))
-        .fetch_all(self.store.pool())
-        .await?)
+        faults::samples(&self.store, row.id, limit).await
+    }
+
+    /// Every fault of a module counted per version, export, kind and window,
+    /// newest window first.
+    pub async fn fault_windows(
+        &self,
+        partner: &Partner,
+        name: &str,
+        limit: i64,
+    ) -> Result<Vec<FaultWindow>, RegistryError> {
+        let row = self.module_row(partner, name).await?;
+        faults::windows(&self.store, row.id, limit).await
     }
 
     /// Call `bulletin` on the active version of `name`, recording a fault on failure.
@@ -436,20 +522,20 @@ impl Registry {
         }
         let body = CallErrorBody::from(error);
         tracing::warn!(partner = %partner.name, module_version = active.version_id, export, kind = body.kind, "module fault: {}", body.message);
-        sqlx::query(
-            "INSERT INTO module_faults (partner_id, module_id, version_id, export, kind, message, at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        faults::record(
+            &self.store,
+            &self.config,
+            &faults::NewFault {
+                partner_id: partner.id,
+                module_id: active.module_id,
+                version_id: active.version_id,
+                export,
+                kind: body.kind,
+                message: &body.message,
+                at: now_ms(),
+            },
         )
-        .bind(partner.id)
-        .bind(active.module_id)
-        .bind(active.version_id)
-        .bind(export)
-        .bind(body.kind)
-        .bind(&body.message)
-        .bind(now_ms())
-        .execute(self.store.pool())
-        .await?;
-        Ok(())
+        .await
     }
 
     /// The active version of `name`, compiled and linked (cached by version id).
@@ -458,7 +544,7 @@ impl Registry {
         let version_id = row
             .active_version_id
             .ok_or_else(|| RegistryError::NoActiveVersion(name.to_string()))?;
-        if let Some(loaded) = self.cached(version_id) {
+        if let Some(loaded) = self.loaded.get(version_id) {
             return Ok(ActiveVersion {
                 module_id: row.id,
                 version_id,
@@ -474,27 +560,12 @@ impl Registry {
         let loaded = tokio::task::spawn_blocking(move || runtime.load(&wasm))
             .await
             .map_err(|e| RegistryError::Call(CallError::Unavailable(e.to_string())))??;
-        self.remember(version_id, loaded.clone());
+        self.loaded.insert(version_id, loaded.clone());
         Ok(ActiveVersion {
             module_id: row.id,
             version_id,
             loaded,
         })
-    }
-
-    fn cached(&self, version_id: i64) -> Option<Arc<LoadedModule>> {
-        self.loaded
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&version_id)
-            .cloned()
-    }
-
-    fn remember(&self, version_id: i64, loaded: Arc<LoadedModule>) {
-        self.loaded
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(version_id, loaded);
     }
 
     async fn module_row(&self, partner: &Partner, name: &str) -> Result<ModuleRow, RegistryError> {
@@ -513,20 +584,8 @@ impl Registry {
         .bind(row.id)
         .fetch_all(self.store.pool())
         .await?;
-        let counts: Vec<(i64, i64)> =
-            sqlx::query_as("SELECT version_id, COUNT(*) FROM module_faults WHERE module_id = $1 GROUP BY version_id")
-                .bind(row.id)
-                .fetch_all(self.store.pool())
-                .await?;
-        let counts: HashMap<i64, i64> = counts.into_iter().collect();
-        let last_fault: Option<Fault> = sqlx::query_as(
-            "SELECT f.id, v.seq AS version, f.export, f.kind, f.message, f.at
-             FROM module_faults f JOIN module_versions v ON v.id = f.version_id
-             WHERE f.module_id = $1 ORDER BY f.id DESC LIMIT 1",
-        )
-        .bind(row.id)
-        .fetch_optional(self.store.pool())
-        .await?;
+        let counts = faults::counts(&self.store, row.id).await?;
+        let last_fault = faults::last(&self.store, row.id).await?;
         let active_version = versions
             .iter()
             .find(|v| Some(v.id) == row.active_version_id)
@@ -536,6 +595,7 @@ impl Registry {
             .map(|v| VersionInfo {
                 number: v.seq,
                 active: Some(v.id) == row.active_version_id,
+                pruned: v.pruned_at.is_some(),
                 fault_count: counts.get(&v.id).copied().unwrap_or(0),
                 label: v.label,
                 description: v.description,
@@ -605,4 +665,23 @@ async fn set_active(
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// Compile and link `wasm` off the async workers, then call `describe` in `lane`
+/// and check the answer: what an upload and `tongdao module check` both do.
+///
+/// # Errors
+/// The [`ValidationError`] naming why the component is refused.
+pub async fn validate(
+    runtime: &Arc<Runtime>,
+    wasm: Vec<u8>,
+    lane: Lane,
+) -> Result<(Arc<LoadedModule>, ModuleDescription), ValidationError> {
+    let compiling = runtime.clone();
+    // Compiling takes milliseconds (Rust) to seconds (Python, JavaScript).
+    let loaded = tokio::task::spawn_blocking(move || compiling.load(&wasm))
+        .await
+        .map_err(|e| ValidationError::Invalid(format!("compilation did not finish: {e}")))??;
+    let description = runtime.checked_description(&loaded, lane).await?;
+    Ok((loaded, description))
 }

@@ -1,18 +1,22 @@
 //! The partner's local runner: `tongdao module check` and `tongdao module
-//! run` load a component under the same sandbox and limits as the platform, with a
-//! local SQLite store standing in for the partner's data, so a module can be tried
-//! without a platform.
+//! run` go through the platform's own code path: `check` validates as an upload
+//! does ([`modules::validate`]); `run` uploads the component to a registry over a
+//! local SQLite store (the partner `local`), activates it, and calls it through
+//! [`Registry`], exactly as the server's API does, with the same limits, verdicts
+//! and fault records. Only the upload rate is off (one person on a laptop).
 
 use anyhow::{Context, bail};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use crate::config::RuntimeConfig;
 use crate::content::{self, NewItem};
-use crate::partners;
+use crate::modules::{self, Registry, RegistryConfig, RegistryError};
+use crate::partners::{self, Partner};
 use crate::runtime::{
-    BulletinRequest, CallOutcome, LoadedModule, MoMessage, ModuleDescription, PartnerScope,
-    Runtime, SubscriptionChange,
+    BulletinRequest, CallOutcome, Lane, MoMessage, ModuleDescription, Runtime, SubscriptionChange,
 };
 use crate::store::{Store, now_ms};
 
@@ -53,7 +57,7 @@ pub struct RunOptions {
 pub struct CheckReport {
     pub sha256: String,
     pub size_bytes: usize,
-    pub wit_version: &'static str,
+    pub wit_version: String,
     pub description: ModuleDescription,
 }
 
@@ -76,12 +80,13 @@ fn read_module(path: &Path) -> anyhow::Result<Vec<u8>> {
 /// Validate a component as an upload would, and describe it.
 pub async fn check(path: &Path, limits: RuntimeConfig) -> anyhow::Result<CheckReport> {
     let wasm = read_module(path)?;
-    let runtime = Runtime::new(limits, user_cache_dir())?;
-    let (module, description) = runtime.validate(&wasm).await?;
+    let size_bytes = wasm.len();
+    let runtime = Arc::new(Runtime::new(limits, user_cache_dir())?);
+    let (module, description) = modules::validate(&runtime, wasm, Lane::Local).await?;
     Ok(CheckReport {
         sha256: module.sha256.clone(),
-        size_bytes: wasm.len(),
-        wit_version: crate::runtime::bindings::LATEST_WIT_VERSION,
+        size_bytes,
+        wit_version: module.wit_version.clone(),
         description,
     })
 }
@@ -147,78 +152,82 @@ pub async fn run(path: &Path, export: Export, options: RunOptions) -> anyhow::Re
         content::add(&store, partner.id, collection, items).await?;
     }
 
-    let runtime = Runtime::new(options.limits, user_cache_dir())?;
-    let (module, description) = runtime.validate(&wasm).await?;
-    let scope = PartnerScope {
-        store: store.clone(),
-        partner_id: partner.id,
-    };
-    let default_service = || description.services.first().cloned().unwrap_or_default();
-    let report = call(
-        &runtime,
-        &module,
-        scope,
-        &options.subscriber,
-        export,
-        default_service,
-    )
-    .await;
+    let runtime = Arc::new(Runtime::new(options.limits, user_cache_dir())?);
+    let registry = Registry::with_config(store.clone(), runtime, RegistryConfig::local());
+    let report = upload_and_call(&registry, &partner, &wasm, &options.subscriber, export).await;
     store.close().await;
-    Ok(RunReport {
-        module: description.name,
-        ..report
-    })
+    report
 }
 
-async fn call(
-    runtime: &Runtime,
-    module: &LoadedModule,
-    scope: PartnerScope,
+/// Upload `wasm` as the local partner, make it the live version, and call it.
+async fn upload_and_call(
+    registry: &Registry,
+    partner: &Partner,
+    wasm: &[u8],
     subscriber: &str,
     export: Export,
-    default_service: impl Fn() -> String,
-) -> RunReport {
-    match export {
+) -> anyhow::Result<RunReport> {
+    let uploaded = registry.upload(partner, wasm, "local").await?;
+    let name = uploaded.module.clone();
+    match registry
+        .activate(partner, &name, uploaded.version, "local")
+        .await
+    {
+        Ok(_) | Err(RegistryError::AlreadyActive { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let default_service = || {
+        uploaded
+            .description
+            .services
+            .first()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let report = match export {
         Export::Bulletin { service, date } => {
             let request = BulletinRequest {
-                service: service.unwrap_or_else(&default_service),
+                service: service.unwrap_or_else(default_service),
                 push_id: format!("local-{}", now_ms()),
                 date: date.unwrap_or_else(crate::server::platform_today),
             };
-            report("bulletin", runtime.bulletin(module, scope, &request).await)
+            report(
+                "bulletin",
+                registry.bulletin(partner, &name, &request).await?,
+            )
         }
         Export::Mo { text, service } => {
             let message = MoMessage {
                 subscriber: subscriber.to_string(),
-                service: service.unwrap_or_else(&default_service),
+                service: service.unwrap_or_else(default_service),
                 text,
                 received_at_ms: now_ms(),
             };
-            report("on-mo", runtime.on_mo(module, scope, &message).await)
+            report("on-mo", registry.on_mo(partner, &name, &message).await?)
         }
         Export::Subscribe { service } => {
             let change = SubscriptionChange {
                 subscriber: subscriber.to_string(),
-                service: service.unwrap_or_else(&default_service),
+                service: service.unwrap_or_else(default_service),
                 joined: true,
             };
-            report(
-                "on-subscribe",
-                runtime.on_subscription(module, scope, &change).await,
-            )
+            let outcome = registry.on_subscription(partner, &name, &change).await?;
+            report("on-subscribe", outcome)
         }
         Export::Unsubscribe { service } => {
             let change = SubscriptionChange {
                 subscriber: subscriber.to_string(),
-                service: service.unwrap_or_else(&default_service),
+                service: service.unwrap_or_else(default_service),
                 joined: false,
             };
-            report(
-                "on-unsubscribe",
-                runtime.on_subscription(module, scope, &change).await,
-            )
+            let outcome = registry.on_subscription(partner, &name, &change).await?;
+            report("on-unsubscribe", outcome)
         }
-    }
+    };
+    Ok(RunReport {
+        module: name,
+        ..report
+    })
 }
 
 fn report<T: Serialize>(export: &'static str, outcome: CallOutcome<T>) -> RunReport {

@@ -3,8 +3,10 @@
 //! compatibility, one `InstancePre` per loaded module, and a fresh instance per call
 //! so nothing leaks between calls.
 
+mod admission;
 pub mod bindings;
 mod cache;
+pub mod clock;
 pub mod host;
 pub mod limits;
 mod output;
@@ -17,6 +19,7 @@ use std::time::Duration;
 use wasmtime::component::Linker;
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
+pub use admission::Lane;
 use bindings::latest::tongdao::partner::types as wit;
 use bindings::latest::{ContentModule, ContentModulePre};
 pub use host::{CallState, LogLine, PartnerScope};
@@ -27,7 +30,8 @@ pub use output::{
 
 use crate::config::RuntimeConfig;
 
-/// How often the epoch ticks; deadlines are counted in ticks.
+/// How often the epoch ticks. At each tick a running call's CPU time is counted
+/// and a call that ran a whole tick yields to the executor.
 const EPOCH_TICK: Duration = Duration::from_millis(2);
 /// The platform's offset from UTC (Asia/Shanghai has no daylight saving).
 pub const PLATFORM_UTC_OFFSET_SECONDS: i32 = 8 * 3600;
@@ -46,6 +50,14 @@ pub enum ValidationError {
     Invalid(String),
     #[error("imports something the platform does not offer: {0}")]
     UnsupportedImport(String),
+    #[error(
+        "built against tongdao:partner@{found}; this platform supports tongdao:partner@{}",
+        supported.join(", @")
+    )]
+    UnsupportedVersion {
+        found: String,
+        supported: Vec<&'static str>,
+    },
     #[error("does not implement the world tongdao:partner/content-module@1.0.0: {0}")]
     WrongWorld(String),
     #[error("`describe` failed: {0}")]
@@ -68,12 +80,15 @@ pub struct LoadedModule {
     pre: ContentModulePre<CallState>,
     /// SHA-256 of the component bytes (hex).
     pub sha256: String,
+    /// The version of `tongdao:partner` the component was built against.
+    pub wit_version: String,
 }
 
 impl std::fmt::Debug for LoadedModule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoadedModule")
             .field("sha256", &self.sha256)
+            .field("wit_version", &self.wit_version)
             .finish()
     }
 }
@@ -92,8 +107,8 @@ pub struct Runtime {
     linker: Linker<CallState>,
     limits: RuntimeConfig,
     cache: cache::ComponentCache,
+    admission: admission::Admission,
     ticker_stop: Arc<AtomicBool>,
-    deadline_ticks: u64,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -147,6 +162,15 @@ impl Runtime {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_err)?;
+        // WASI's monotonic clock again, over the one above: its sleeps advance the
+        // call clock instead of blocking (see `clock`).
+        linker.allow_shadowing(true);
+        wasmtime_wasi::p2::bindings::clocks::monotonic_clock::add_to_linker::<
+            CallState,
+            wasmtime::component::HasSelf<CallState>,
+        >(&mut linker, |s| s)
+        .map_err(engine_err)?;
+        linker.allow_shadowing(false);
         ContentModule::add_to_linker::<CallState, wasmtime::component::HasSelf<CallState>>(
             &mut linker,
             |s| s,
@@ -155,18 +179,15 @@ impl Runtime {
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), ticker_stop.clone());
-        let tick_ms = u64::try_from(EPOCH_TICK.as_millis()).unwrap_or(1).max(1);
-        // +1: the first tick may come at once, so a deadline of n ticks lasts
-        // between n-1 and n tick periods.
-        let deadline_ticks = limits.call_timeout_ms.div_ceil(tick_ms) + 1;
         let cache = cache::ComponentCache::new(&engine, cache_dir)?;
+        let admission = admission::Admission::new(&limits);
         Ok(Self {
             engine,
             linker,
             limits,
             cache,
+            admission,
             ticker_stop,
-            deadline_ticks,
         })
     }
 
@@ -175,41 +196,70 @@ impl Runtime {
         &self.limits
     }
 
+    /// Delete the compiled code cached for the component with this SHA-256.
+    pub fn forget_compiled(&self, sha256: &str) {
+        self.cache.remove(sha256);
+    }
+
     /// Check that `wasm` is a component implementing the content-module world and
     /// importing only what the platform offers, compile it (cached), and link it.
     pub fn load(&self, wasm: &[u8]) -> Result<Arc<LoadedModule>, ValidationError> {
         check_header(wasm)?;
         let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(wasm));
         let component = self.cache.compile(&self.engine, &sha256, wasm)?;
+        let wit_version = contract_version(&self.engine, &component)?;
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(|e| ValidationError::UnsupportedImport(root_message(&e)))?;
         let pre = ContentModulePre::new(instance_pre)
             .map_err(|e| ValidationError::WrongWorld(root_message(&e)))?;
-        Ok(Arc::new(LoadedModule { pre, sha256 }))
+        Ok(Arc::new(LoadedModule {
+            pre,
+            sha256,
+            wit_version,
+        }))
     }
 
     /// Load `wasm` and call `describe`, validating the answer: what an upload does.
     pub async fn validate(
         &self,
         wasm: &[u8],
+        lane: Lane,
     ) -> Result<(Arc<LoadedModule>, ModuleDescription), ValidationError> {
         let module = self.load(wasm)?;
+        let description = self.checked_description(&module, lane).await?;
+        Ok((module, description))
+    }
+
+    /// Call `describe` on a loaded module and check the answer.
+    ///
+    /// # Errors
+    /// [`ValidationError::Describe`] when the call fails,
+    /// [`ValidationError::BadDescription`] when the answer breaks the WIT's rules.
+    pub async fn checked_description(
+        &self,
+        module: &LoadedModule,
+        lane: Lane,
+    ) -> Result<ModuleDescription, ValidationError> {
         let description = self
-            .describe(&module)
+            .describe(module, lane)
             .await
             .result
             .map_err(ValidationError::Describe)?;
         description
             .check()
             .map_err(ValidationError::BadDescription)?;
-        Ok((module, description))
+        Ok(description)
     }
 
     /// Call `describe`. It gets no data capabilities.
-    pub async fn describe(&self, module: &LoadedModule) -> CallOutcome<ModuleDescription> {
-        self.call(module, None, async |m, store| {
+    pub async fn describe(
+        &self,
+        module: &LoadedModule,
+        lane: Lane,
+    ) -> CallOutcome<ModuleDescription> {
+        self.call(module, lane, None, async |m, store| {
             let info = m.tongdao_partner_module().call_describe(store).await?;
             Ok(Ok(ModuleDescription::from(info)))
         })
@@ -225,15 +275,20 @@ impl Runtime {
     ) -> CallOutcome<BulletinContent> {
         let request = wit::BulletinRequest::from(request);
         let limits = &self.limits;
-        self.call(module, Some(scope), async move |m, store| {
-            let result = m
-                .tongdao_partner_module()
-                .call_bulletin(store, &request)
-                .await?;
-            Ok(result
-                .map_err(module_error)
-                .and_then(|b| BulletinContent::checked(b, limits)))
-        })
+        self.call(
+            module,
+            Lane::Partner(scope.partner_id),
+            Some(scope),
+            async move |m, store| {
+                let result = m
+                    .tongdao_partner_module()
+                    .call_bulletin(store, &request)
+                    .await?;
+                Ok(result
+                    .map_err(module_error)
+                    .and_then(|b| BulletinContent::checked(b, limits)))
+            },
+        )
         .await
     }
 
@@ -246,15 +301,20 @@ impl Runtime {
     ) -> CallOutcome<Option<String>> {
         let message = wit::Mo::from(message);
         let limits = &self.limits;
-        self.call(module, Some(scope), async move |m, store| {
-            let result = m
-                .tongdao_partner_module()
-                .call_on_mo(store, &message)
-                .await?;
-            Ok(result
-                .map_err(module_error)
-                .and_then(|r| output::checked_reply(r, limits)))
-        })
+        self.call(
+            module,
+            Lane::Partner(scope.partner_id),
+            Some(scope),
+            async move |m, store| {
+                let result = m
+                    .tongdao_partner_module()
+                    .call_on_mo(store, &message)
+                    .await?;
+                Ok(result
+                    .map_err(module_error)
+                    .and_then(|r| output::checked_reply(r, limits)))
+            },
+        )
         .await
     }
 
@@ -268,24 +328,33 @@ impl Runtime {
         let event = wit::SubscriptionEvent::from(change);
         let joined = change.joined;
         let limits = &self.limits;
-        self.call(module, Some(scope), async move |m, store| {
-            let api = m.tongdao_partner_module();
-            let result = if joined {
-                api.call_on_subscribe(store, &event).await?
-            } else {
-                api.call_on_unsubscribe(store, &event).await?
-            };
-            Ok(result
-                .map_err(module_error)
-                .and_then(|r| output::checked_reply(r, limits)))
-        })
+        self.call(
+            module,
+            Lane::Partner(scope.partner_id),
+            Some(scope),
+            async move |m, store| {
+                let api = m.tongdao_partner_module();
+                let result = if joined {
+                    api.call_on_subscribe(store, &event).await?
+                } else {
+                    api.call_on_unsubscribe(store, &event).await?
+                };
+                Ok(result
+                    .map_err(module_error)
+                    .and_then(|r| output::checked_reply(r, limits)))
+            },
+        )
         .await
     }
 
-    /// Instantiate `module` in a fresh store and run `f` under the call's limits.
+    /// Admit the call in its lane, instantiate `module` in a fresh store and run
+    /// `f` under the call's limits: the CPU budget (counted at each epoch tick,
+    /// yielding every tick so other calls run between slices), the wall-clock
+    /// backstop, memory, output and host-call quotas.
     async fn call<T, F>(
         &self,
         module: &LoadedModule,
+        lane: Lane,
         scope: Option<PartnerScope>,
         f: F,
     ) -> CallOutcome<T>
@@ -295,26 +364,34 @@ impl Runtime {
             &mut Store<CallState>,
         ) -> wasmtime::Result<Result<T, CallError>>,
     {
+        let _admitted = match self.admission.admit(lane).await {
+            Ok(admitted) => admitted,
+            Err(error) => {
+                return CallOutcome {
+                    result: Err(error),
+                    logs: Vec::new(),
+                    logs_dropped: 0,
+                };
+            }
+        };
         let state = CallState::new(&self.limits, scope, PLATFORM_UTC_OFFSET_SECONDS);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(self.deadline_ticks);
-        store.epoch_deadline_trap();
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().cpu.on_tick(EPOCH_TICK)));
 
-        // A host import awaiting the database does not advance the epoch check, so a
-        // wall-clock timeout backs the epoch deadline up.
-        let backstop =
-            Duration::from_millis(self.limits.call_timeout_ms.saturating_mul(4).max(1000));
+        // A host import awaiting the database does not reach an epoch check, and a
+        // loaded machine may not run the call at all: the wall clock backs the CPU
+        // budget up.
+        let wall_ms = self.wall_timeout_ms();
         let run = async {
             let instance = module.pre.instantiate_async(&mut store).await?;
             f(&instance, &mut store).await
         };
-        let result = match tokio::time::timeout(backstop, run).await {
+        let result = match tokio::time::timeout(Duration::from_millis(wall_ms), run).await {
             Ok(Ok(result)) => result,
             Ok(Err(error)) => Err(self.classify(&error, store.data_mut())),
-            Err(_elapsed) => Err(CallError::CpuLimit {
-                limit_ms: self.limits.call_timeout_ms,
-            }),
+            Err(_elapsed) => Err(CallError::Timeout { limit_ms: wall_ms }),
         };
         let state = store.into_data();
         CallOutcome {
@@ -324,10 +401,21 @@ impl Runtime {
         }
     }
 
+    /// The wall-clock backstop of one call: `wall_timeout_ms`, and never shorter
+    /// than the CPU budget.
+    pub fn wall_timeout_ms(&self) -> u64 {
+        self.limits.wall_timeout_ms.max(self.limits.call_timeout_ms)
+    }
+
     /// Name the reason a call failed, from what the store saw and the trap code.
     fn classify(&self, error: &wasmtime::Error, state: &mut CallState) -> CallError {
         if let Some(exceeded) = state.quota.exceeded.take() {
             return exceeded;
+        }
+        if state.cpu.exceeded {
+            return CallError::CpuLimit {
+                limit_ms: self.limits.call_timeout_ms,
+            };
         }
         if let Some(requested) = state.limiter.memory_refused {
             return CallError::MemoryLimit {
@@ -383,6 +471,47 @@ fn root_message(error: &wasmtime::Error) -> String {
     host::truncate_utf8(full, 1024)
 }
 
+/// The version of the contract package (`tongdao:partner@X`) a component imports
+/// and exports, read from its type.
+///
+/// # Errors
+/// [`ValidationError::UnsupportedVersion`] when it names a version this host does
+/// not serve (or mixes versions), with the version found and those supported. A
+/// component that names no version of the package at all is left to the world
+/// check (`wrong-world`).
+fn contract_version(
+    engine: &Engine,
+    component: &wasmtime::component::Component,
+) -> Result<String, ValidationError> {
+    const PACKAGE: &str = "tongdao:partner/";
+    let ty = component.component_type();
+    let names = ty
+        .imports(engine)
+        .map(|(name, _)| name)
+        .chain(ty.exports(engine).map(|(name, _)| name));
+    let mut found: Vec<String> = Vec::new();
+    for name in names {
+        let Some(rest) = name.strip_prefix(PACKAGE) else {
+            continue;
+        };
+        let version = rest
+            .split_once('@')
+            .map_or_else(|| "(none)".to_string(), |(_, v)| v.to_string());
+        if !found.contains(&version) {
+            found.push(version);
+        }
+    }
+    let supported = bindings::SUPPORTED_WIT_VERSIONS.to_vec();
+    match found.as_slice() {
+        [] => Ok(bindings::LATEST_WIT_VERSION.to_string()),
+        [one] if supported.contains(&one.as_str()) => Ok(one.clone()),
+        _ => Err(ValidationError::UnsupportedVersion {
+            found: found.join(" and @"),
+            supported,
+        }),
+    }
+}
+
 /// Tell random bytes and core modules from components before compiling.
 fn check_header(wasm: &[u8]) -> Result<(), ValidationError> {
     const MAGIC: &[u8] = b"\0asm";
@@ -426,6 +555,7 @@ impl ValidationError {
             Self::CoreModule => "core-module",
             Self::Invalid(_) => "invalid-component",
             Self::UnsupportedImport(_) => "unsupported-import",
+            Self::UnsupportedVersion { .. } => "unsupported-version",
             Self::WrongWorld(_) => "wrong-world",
             Self::Describe(_) => "describe-failed",
             Self::BadDescription(_) => "bad-description",

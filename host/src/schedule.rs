@@ -6,6 +6,8 @@
 //! - [`schedules`]: schedule rows, and firing the due ones into runs.
 //! - [`runs`]: run rows: claim with a lease, status, counters, pause, finish.
 //! - [`fanout`]: one batch of a run into the outbox, in one transaction.
+//! - `retry`: a failed bulletin retried with back-off, or the run given up with a
+//!   notice to the partner.
 //!
 //! [`Scheduler`] is the background task every `tongdao serve` runs: each tick it
 //! fires due schedules and claims runs (PostgreSQL: `FOR UPDATE SKIP LOCKED`), so
@@ -15,6 +17,7 @@
 pub mod cron;
 pub mod fanout;
 mod hooks;
+mod retry;
 pub mod runs;
 pub mod schedules;
 
@@ -513,7 +516,9 @@ async fn prepare(
         runs::finish(store, run.id, owner, "failed", Some(&reason)).await
     };
     let Some(module) = service.module() else {
-        fail("the service has no module to write its bulletin".into()).await?;
+        let failure =
+            retry::Failure::Setup("the service has no module to write its bulletin".into());
+        retry::bulletin_failed(inner, run, "", failure).await?;
         return Ok(None);
     };
     let partner: Option<Partner> = sqlx::query_as(
@@ -541,19 +546,22 @@ async fn prepare(
     let outcome = match inner.registry.bulletin(&partner, module, &request).await {
         Ok(outcome) => outcome,
         Err(RegistryError::Store(e)) => return Err(e.into()),
+        Err(RegistryError::Call(e)) => {
+            retry::bulletin_failed(inner, run, module, retry::Failure::Call(e)).await?;
+            return Ok(None);
+        }
         Err(e) => {
-            fail(format!("module `{module}`: {e}")).await?;
+            let failure = retry::Failure::Setup(e.to_string());
+            retry::bulletin_failed(inner, run, module, failure).await?;
             return Ok(None);
         }
     };
     let content = match outcome.result {
         Ok(content) => content,
-        Err(e) if e.is_module_fault() => {
-            fail(format!("module `{module}` failed its bulletin: {e}")).await?;
+        Err(e) => {
+            retry::bulletin_failed(inner, run, module, retry::Failure::Call(e)).await?;
             return Ok(None);
         }
-        // Not the module's fault (no free instance slot…): try again later.
-        Err(e) => return Err(ScheduleError::Invalid(format!("bulletin call: {e}"))),
     };
     // Each variant is checked and kept as it will be sent (signed).
     let mut blocked = Vec::new();

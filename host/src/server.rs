@@ -106,7 +106,11 @@ impl Platform {
         let cache_dir = config.store.cache_dir();
         let runtime = Runtime::new(config.runtime.clone(), Some(cache_dir))
             .context("starting the module runtime")?;
-        let registry = Arc::new(Registry::new(store.clone(), Arc::new(runtime)));
+        let registry = Arc::new(Registry::with_config(
+            store.clone(),
+            Arc::new(runtime),
+            config.modules.clone(),
+        ));
         let compliance = Compliance::new(store.clone(), config.compliance.clone())
             .context("compiling the content policy")?;
         let relay = Arc::new(Relay::start(

@@ -777,3 +777,133 @@ async fn suspension_pauses_a_run_mid_fan_out_and_resume_completes_it_once() {
         rig.stop().await;
     }
 }
+
+/// Issue 11 item 7: a bulletin lost to a transient fault. `hostile-flaky` runs past
+/// its CPU budget on its first two bulletins and answers on the third: the run
+/// retries with back-off, records both faults, and sends the third answer once.
+/// `hostile-loop` never answers: the run gives up after `bulletin_attempts`, fails
+/// with the reason, and the partner reads a notice over the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_7_a_push_run_retries_transient_faults_and_tells_the_partner_when_it_gives_up() {
+    for db in common::stores().await {
+        let sim = Sim::start(SimConfig {
+            dlr_delay: Duration::from_millis(5),
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let schedule = ScheduleConfig {
+            bulletin_attempts: 3,
+            bulletin_retry_initial_ms: 50,
+            bulletin_retry_max_ms: 200,
+            ..schedule_config()
+        };
+        let rig = Rig::start(&db.store, Some(&sim), schedule).await;
+        let mut keys = Vec::new();
+        let mut services = Vec::new();
+        for (name, fixture, code) in [
+            ("flaky", "hostile-flaky", "FL"),
+            ("looping", "hostile-loop", "LP"),
+        ] {
+            let (partner, key) = partners::create(&rig.store, name, name).await.unwrap();
+            rig.registry
+                .upload(&partner, &common::guest(fixture), "test")
+                .await
+                .unwrap();
+            let service = bulk::approved_service(&db.store, partner.id, code, fixture).await;
+            bulk::subscribers(
+                &db.store,
+                partner.id,
+                service,
+                FIRST_NUMBER + 10 * services.len() as i64,
+                3,
+            )
+            .await;
+            keys.push(key.key);
+            services.push(service);
+        }
+        let (key, flaky) = (keys[0].clone(), services[0]);
+        let (loop_key, looping) = (keys[1].clone(), services[1]);
+
+        // Transient twice, then it answers: the run completes with both faults kept.
+        let (status, run) = rig
+            .call("POST", &format!("/v1/services/{flaky}/push"), &key, None)
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+        let view = wait_run_done(
+            &rig,
+            &key,
+            run["id"].as_i64().unwrap(),
+            Duration::from_secs(60),
+        )
+        .await;
+        assert_eq!(
+            view["status"],
+            "completed",
+            "{db_name}: {view}",
+            db_name = db.name
+        );
+        assert_eq!(
+            (
+                view["queued"].as_i64(),
+                view["delivery"]["delivered"].as_i64()
+            ),
+            (Some(3), Some(3))
+        );
+        let faults = view["faults"].as_array().unwrap();
+        assert_eq!(faults.len(), 2, "{view}");
+        for (i, fault) in faults.iter().enumerate() {
+            assert_eq!(fault["attempt"], i as i64 + 1);
+            assert_eq!(fault["kind"], "cpu-limit");
+            assert!(fault["retry_at"].as_i64().unwrap() >= fault["at"].as_i64().unwrap());
+        }
+        let first = bulk::number(FIRST_NUMBER, 0);
+        let texts: Vec<String> = sim
+            .messages()
+            .into_iter()
+            .filter(|m| m.destination_addr.ends_with(&first))
+            .map(|m| m.text)
+            .collect();
+        assert_eq!(texts.len(), 1, "{texts:?}");
+        assert!(texts[0].contains("第 3 次尝试成功"), "{texts:?}");
+
+        // Never answers: three attempts, then the run fails and the partner is told.
+        let (status, run) = rig
+            .call(
+                "POST",
+                &format!("/v1/services/{looping}/push"),
+                &loop_key,
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+        let run_id = run["id"].as_i64().unwrap();
+        let view = wait_run_done(&rig, &loop_key, run_id, Duration::from_secs(60)).await;
+        assert_eq!(view["status"], "failed", "{view}");
+        assert_eq!(view["queued"], 0);
+        let faults = view["faults"].as_array().unwrap();
+        assert_eq!(faults.len(), 3, "{view}");
+        assert!(faults[..2].iter().all(|f| f["retry_at"].is_i64()));
+        assert!(
+            faults[2]["retry_at"].is_null(),
+            "the last attempt is not retried"
+        );
+        let reason = view["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("after 3 attempt(s)") && reason.contains("cpu-limit"),
+            "{reason}"
+        );
+        let (status, notices) = rig.call("GET", "/v1/notices", &loop_key, None).await;
+        assert_eq!(status, StatusCode::OK, "{notices}");
+        let notices = notices["notices"].as_array().unwrap();
+        assert_eq!(notices.len(), 1, "{notices:?}");
+        assert_eq!(notices[0]["kind"], "push-run-failed");
+        assert_eq!(notices[0]["run_id"], run_id);
+        assert_eq!(notices[0]["message"], reason);
+        // The other partner reads none of it.
+        let (status, theirs) = rig.call("GET", "/v1/notices", &key, None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(theirs["notices"].as_array().unwrap().len(), 0, "{theirs}");
+        rig.stop().await;
+    }
+}

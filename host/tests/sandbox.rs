@@ -32,6 +32,7 @@ async fn hostile_bulletin(fixture: &str, call_timeout_ms: u64) -> CallError {
     let db = common::sqlite().await;
     let limits = RuntimeConfig {
         call_timeout_ms,
+        wall_timeout_ms: GENEROUS_MS,
         ..common::limits()
     };
     let registry = Registry::new(

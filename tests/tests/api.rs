@@ -318,19 +318,7 @@ async fn test_sends_and_message_routes() {
         let address = sim.local_addr().to_string();
         let server = Server::start_with(db.clone(), |config| {
             config.relay.test_numbers = vec!["13800138000".into()];
-            config.operators = vec![tongdao::config::OperatorConfig {
-                name: "mobile".into(),
-                address,
-                system_id: "td".into(),
-                password: "pw".into(),
-                system_type: String::new(),
-                binds: 1,
-                window: 10,
-                tps: 0,
-                prefixes: vec!["13".into()],
-                source_addr: "10661234".into(),
-                concat: tongdao::config::ConcatMode::Udh,
-            }];
+            config.operators = vec![common::sim_operator(address)];
         })
         .await;
         let label = if db.is_some() { "postgres" } else { "sqlite" };

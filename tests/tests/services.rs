@@ -80,7 +80,7 @@ async fn double_confirmation_happy_path_and_timeout() {
         // Timeout: a second user confirms too late.
         env.mo("13800000002", &service_number, "星座");
         env.wait_inbox("13800000002", 1).await;
-        tokio::time::sleep(Duration::from_millis(3500)).await;
+        env.wait_confirm_window_over("13800000002", xz).await;
         env.mo("13800000002", &service_number, "Y");
         let inbox = env.wait_inbox("13800000002", 2).await;
         assert!(
@@ -123,7 +123,7 @@ async fn td_stops_everything_of_that_service_within_one_message() {
         env.mo(user, &number, "td");
         let inbox = env.wait_inbox(user, 1).await;
         env.wait_routed().await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        env.wait_outbox_settled(user).await;
         let inbox_after = env.inbox(user);
         assert_eq!(inbox_after.len(), 1, "{inbox_after:?}");
         assert!(inbox[0].contains("已退订"), "{inbox:?}");
@@ -370,6 +370,8 @@ async fn quiet_hours_hold_a_push_and_release_it_at_the_end() {
     );
     let inbox = env.wait_inbox(user, 2).await;
     assert!(inbox[1].starts_with("早安笑话"));
+    // The phone may have the text before the relay stored the submit's answer.
+    env.wait_outbox_settled(user).await;
     let (submitted,): (i64,) =
         sqlx::query_as("SELECT MIN(submitted_at) FROM message_segments WHERE message_id = $1")
             .bind(id)

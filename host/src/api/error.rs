@@ -10,6 +10,7 @@ use crate::compliance::{Blocked, ComplianceError};
 use crate::content::ContentError;
 use crate::modules::RegistryError;
 use crate::partners::PartnerError;
+use crate::runtime::CallError;
 use crate::services::ServiceError;
 use crate::store::StoreError;
 
@@ -98,6 +99,21 @@ impl From<RegistryError> for ApiError {
             }
             RegistryError::AlreadyActive { .. } => {
                 Self::new(StatusCode::CONFLICT, "already-active", message)
+            }
+            RegistryError::VersionPruned { .. } => {
+                Self::new(StatusCode::CONFLICT, "version-pruned", message)
+            }
+            RegistryError::UploadRate { .. } => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "upload-rate-limit", message)
+            }
+            RegistryError::VersionQuota { .. } => {
+                Self::new(StatusCode::CONFLICT, "version-quota", message)
+            }
+            RegistryError::StorageQuota { .. } => {
+                Self::new(StatusCode::CONFLICT, "storage-quota", message)
+            }
+            RegistryError::Call(CallError::ConcurrencyLimit(_)) => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "concurrency-limit", message)
             }
             RegistryError::Call(c) if !c.is_module_fault() => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)

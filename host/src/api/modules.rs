@@ -145,11 +145,15 @@ async fn faults(
     query: Query<FaultQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query;
-    let faults = state
+    let limit = query.limit.unwrap_or(50);
+    let faults = state.registry.faults(&ctx.partner, &name, limit).await?;
+    let windows = state
         .registry
-        .faults(&ctx.partner, &name, query.limit.unwrap_or(50))
+        .fault_windows(&ctx.partner, &name, limit)
         .await?;
-    Ok(Json(json!({ "module": name, "faults": faults })))
+    Ok(Json(
+        json!({ "module": name, "faults": faults, "windows": windows }),
+    ))
 }
 
 #[derive(Deserialize, Default)]

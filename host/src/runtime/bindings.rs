@@ -16,3 +16,8 @@ pub use since_v1_0_0 as latest;
 
 /// The WIT version modules built against [`latest`] declare.
 pub const LATEST_WIT_VERSION: &str = "1.0.0";
+
+/// Every version of `tongdao:partner` this host serves, oldest first. A component
+/// built against another one (an older or newer major, or a newer minor whose
+/// additions this host does not have) is refused at upload, naming both.
+pub const SUPPORTED_WIT_VERSIONS: &[&str] = &[LATEST_WIT_VERSION];

@@ -30,6 +30,18 @@ impl ComponentCache {
         })
     }
 
+    /// Delete the compiled code of `sha256` (its version was pruned).
+    pub(super) fn remove(&self, sha256: &str) {
+        if let Some(dir) = &self.dir {
+            let path = dir.join(format!("{sha256}-{}.cwasm", self.engine_key));
+            if let Err(e) = std::fs::remove_file(&path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %path.display(), error = %e, "cannot delete a pruned version's compiled code");
+            }
+        }
+    }
+
     /// The compiled component for `wasm`, from the cache or freshly compiled.
     pub(super) fn compile(
         &self,

@@ -13,7 +13,8 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::latest::tongdao::partner::{clock, log, random, types};
-use super::limits::{CallError, CallLimiter, Quota};
+use super::clock::CallClock;
+use super::limits::{CallError, CallLimiter, CpuMeter, Quota};
 use crate::config::RuntimeConfig;
 use crate::store::{Store, now_ms};
 
@@ -39,6 +40,10 @@ pub struct CallState {
     pub(crate) limiter: CallLimiter,
     pub(crate) quota: Quota,
     pub(crate) logs: Vec<LogLine>,
+    /// The only time the module sees (its `clock` import and WASI's clocks).
+    pub(crate) clock: CallClock,
+    /// CPU time of the call, checked at each epoch tick.
+    pub(crate) cpu: CpuMeter,
     scope: Option<PartnerScope>,
     max_kv_value_bytes: usize,
     max_kv_keys: u64,
@@ -53,11 +58,15 @@ impl CallState {
         scope: Option<PartnerScope>,
         utc_offset_seconds: i32,
     ) -> Self {
+        let clock = CallClock::new(now_ms());
         Self {
             // An empty WASI context: no preopened files, no environment, no network.
             // Guests built by standard toolchains import these interfaces even when
-            // they never use them.
-            wasi: WasiCtx::builder().build(),
+            // they never use them. Its clocks are the call clock.
+            wasi: WasiCtx::builder()
+                .wall_clock(clock.clone())
+                .monotonic_clock(clock.clone())
+                .build(),
             table: ResourceTable::new(),
             limiter: CallLimiter::new(limits.max_memory_bytes),
             quota: Quota {
@@ -70,6 +79,8 @@ impl CallState {
                 exceeded: None,
             },
             logs: Vec::new(),
+            clock,
+            cpu: CpuMeter::new(limits.call_timeout_ms),
             scope,
             max_kv_value_bytes: limits.max_kv_value_bytes,
             max_kv_keys: limits.max_kv_keys,
@@ -150,7 +161,7 @@ impl log::Host for CallState {
 
 impl clock::Host for CallState {
     async fn now_ms(&mut self) -> wasmtime::Result<i64> {
-        Ok(now_ms())
+        Ok(self.clock.now_ms())
     }
 
     async fn utc_offset_seconds(&mut self) -> wasmtime::Result<i32> {

@@ -7,9 +7,16 @@ use wasmtime::ResourceLimiter;
 /// Why a call into a module did not produce a result.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
-    /// The call ran past its deadline (an endless loop, or simply too slow).
-    #[error("ran past its {limit_ms} ms deadline")]
+    /// The call used more than its CPU budget (an endless loop, or simply too slow):
+    /// time the module's code ran, plus its host calls, not time it waited for a
+    /// worker thread.
+    #[error("used more than its {limit_ms} ms CPU budget")]
     CpuLimit { limit_ms: u64 },
+    /// The call was still not done when its wall-clock backstop ran out (a host
+    /// call that blocked, or a machine too loaded to run it). Distinct from
+    /// [`CallError::CpuLimit`]: the module may have used no CPU at all.
+    #[error("still running after its {limit_ms} ms wall-clock limit")]
+    Timeout { limit_ms: u64 },
     /// The module tried to grow its memory past the limit.
     #[error("tried to grow memory to {requested} bytes, over the {limit} byte limit")]
     MemoryLimit { limit: usize, requested: usize },
@@ -36,6 +43,11 @@ pub enum CallError {
     /// module's fault, so it is not recorded against it.
     #[error("host unavailable: {0}")]
     Unavailable(String),
+    /// The partner already runs as many calls as its share allows and this one
+    /// could not wait for a slot (R-8.2: one partner never takes another's). Not
+    /// recorded against the module.
+    #[error("partner call limit: {0}")]
+    ConcurrencyLimit(String),
 }
 
 impl CallError {
@@ -43,6 +55,7 @@ impl CallError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::CpuLimit { .. } => "cpu-limit",
+            Self::Timeout { .. } => "timeout",
             Self::MemoryLimit { .. } => "memory-limit",
             Self::OutputLimit { .. } => "output-limit",
             Self::HostCallQuota { .. } => "host-call-quota",
@@ -50,12 +63,26 @@ impl CallError {
             Self::InvalidOutput(_) => "invalid-output",
             Self::Module { .. } => "module-error",
             Self::Unavailable(_) => "unavailable",
+            Self::ConcurrencyLimit(_) => "concurrency-limit",
         }
     }
 
     /// Whether the fault belongs to the module (and is recorded against it).
     pub fn is_module_fault(&self) -> bool {
-        !matches!(self, Self::Unavailable(_))
+        !matches!(self, Self::Unavailable(_) | Self::ConcurrencyLimit(_))
+    }
+
+    /// Whether the same call may well succeed when tried again later: deadlines
+    /// and a busy host are; a trap, a broken output limit or a `module-error` are
+    /// not (the module would answer the same).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::CpuLimit { .. }
+                | Self::Timeout { .. }
+                | Self::Unavailable(_)
+                | Self::ConcurrencyLimit(_)
+        )
     }
 }
 
@@ -134,4 +161,102 @@ pub struct Quota {
     pub logs_dropped: u32,
     /// Set when a quota was exceeded: the call then traps and this names why.
     pub exceeded: Option<CallError>,
+}
+
+/// CPU time of one call, measured at each epoch tick. A long call yields
+/// to the async executor once per tick, so other partners' calls run between its
+/// slices on the same worker threads. What counts is the time its own code runs:
+/// not the time it waits to be resumed, and not the time its data calls wait on
+/// the store (the wall-clock backstop bounds those, as `timeout`).
+#[derive(Debug)]
+pub struct CpuMeter {
+    limit: std::time::Duration,
+    used: std::time::Duration,
+    base: std::time::Instant,
+    /// Nanoseconds after `base` when the call last started running (its start, or
+    /// its resumption after a yield; the yield's future writes it).
+    mark: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Time run since the last yield.
+    since_yield: std::time::Duration,
+    /// Nanoseconds spent in data calls since the last tick, not yet discounted.
+    host_ns: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    pub(crate) exceeded: bool,
+}
+
+impl CpuMeter {
+    pub fn new(limit_ms: u64) -> Self {
+        Self {
+            limit: std::time::Duration::from_millis(limit_ms),
+            used: std::time::Duration::ZERO,
+            base: std::time::Instant::now(),
+            mark: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            since_yield: std::time::Duration::ZERO,
+            host_ns: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            exceeded: false,
+        }
+    }
+
+    /// Mark a data call (the store): its time is not the module's CPU time. The
+    /// guard holds no borrow of the call state, so it can live across awaits.
+    pub fn host_call(&self) -> HostCall {
+        HostCall {
+            started: std::time::Instant::now(),
+            host_ns: self.host_ns.clone(),
+        }
+    }
+
+    /// CPU time used so far.
+    pub fn used(&self) -> std::time::Duration {
+        self.used
+    }
+
+    fn nanos_now(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Called at each epoch tick the call's code sees: count the slice since the
+    /// last mark, stop the call past its budget, otherwise yield once a tick's
+    /// worth of time has run.
+    pub fn on_tick(&mut self, tick: std::time::Duration) -> wasmtime::UpdateDeadline {
+        use std::sync::atomic::Ordering;
+        let now = self.nanos_now();
+        let slice = std::time::Duration::from_nanos(
+            now.saturating_sub(self.mark.swap(now, Ordering::Relaxed))
+                .saturating_sub(self.host_ns.swap(0, Ordering::Relaxed)),
+        );
+        self.used += slice;
+        self.since_yield += slice;
+        if self.used > self.limit {
+            self.exceeded = true;
+            return wasmtime::UpdateDeadline::Interrupt;
+        }
+        if self.since_yield < tick {
+            return wasmtime::UpdateDeadline::Continue(1);
+        }
+        self.since_yield = std::time::Duration::ZERO;
+        let (mark, base) = (self.mark.clone(), self.base);
+        wasmtime::UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                let resumed = u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                mark.store(resumed, Ordering::Relaxed);
+            }),
+        )
+    }
+}
+
+/// A data call in progress; see [`CpuMeter::host_call`].
+#[derive(Debug)]
+pub struct HostCall {
+    started: std::time::Instant,
+    host_ns: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Drop for HostCall {
+    fn drop(&mut self) {
+        let ns = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.host_ns
+            .fetch_add(ns, std::sync::atomic::Ordering::Relaxed);
+    }
 }

@@ -4,8 +4,10 @@
 //!
 //! Statuses: `pending` → `running` (claimed) → `completed` | `failed` | `expired` |
 //! `cancelled`; `running` ⇄ `paused` while the partner or service may not send
-//! (R-3.5); `skipped` for a firing missed under the `skip` policy. A `running` run
-//! whose lease ran out (its replica died) is claimed again and resumes at its cursor.
+//! (R-3.5); `running` → `retrying` when the bulletin failed transiently (a deadline,
+//! a busy host), claimed again when its back-off ends; `skipped` for a firing
+//! missed under the `skip` policy. A `running` run whose lease ran out (its replica
+//! died) is claimed again and resumes at its cursor.
 
 use serde::Serialize;
 
@@ -96,12 +98,14 @@ pub struct Delivery {
     pub pending: i64,
 }
 
-/// A run with its delivery counters, as the API shows it.
+/// A run with its delivery counters and failed bulletin attempts, as the API
+/// shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunView {
     #[serde(flatten)]
     pub run: Run,
     pub delivery: Delivery,
+    pub faults: Vec<RunFault>,
 }
 
 /// Insert a run unless the firing already has one; returns its id when inserted.
@@ -196,7 +200,12 @@ pub async fn delivery(store: &Store, run_id: i64) -> Result<Delivery, ScheduleEr
 /// A run with its delivery counters.
 pub async fn view(store: &Store, run: Run) -> Result<RunView, ScheduleError> {
     let delivery = delivery(store, run.id).await?;
-    Ok(RunView { run, delivery })
+    let faults = faults(store, run.id).await?;
+    Ok(RunView {
+        run,
+        delivery,
+        faults,
+    })
 }
 
 /// Claim the oldest run that is pending, or whose lease ran out (its replica died
@@ -217,7 +226,8 @@ pub async fn claim(
         "UPDATE push_runs SET status = 'running', owner = $1, lease_until = $2, attempts = attempts + 1,
             started_at = COALESCE(started_at, $3), updated_at = $3
          WHERE id = (SELECT id FROM push_runs
-                     WHERE status = 'pending' OR (status IN ('running', 'paused') AND lease_until < $3)
+                     WHERE status = 'pending'
+                        OR (status IN ('running', 'paused', 'retrying') AND lease_until < $3)
                      ORDER BY id LIMIT 1 {lock})
          RETURNING {COLUMNS}"
     ))
@@ -321,6 +331,19 @@ pub async fn finish(
     status: &str,
     reason: Option<&str>,
 ) -> Result<bool, ScheduleError> {
+    let mut conn = store.pool().acquire().await?;
+    finish_on(&mut conn, id, owner, status, reason).await
+}
+
+/// [`finish`] on a connection or inside a transaction (`&mut *tx`), so what else
+/// records the end (a notice) commits with it.
+pub async fn finish_on(
+    conn: &mut sqlx::AnyConnection,
+    id: i64,
+    owner: &str,
+    status: &str,
+    reason: Option<&str>,
+) -> Result<bool, ScheduleError> {
     let now = now_ms();
     let done = sqlx::query(
         "UPDATE push_runs SET status = $3, reason = COALESCE($4, reason), owner = NULL, lease_until = NULL,
@@ -332,7 +355,7 @@ pub async fn finish(
     .bind(status)
     .bind(reason)
     .bind(now)
-    .execute(store.pool())
+    .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -346,19 +369,107 @@ pub async fn pause(
     reason: &str,
     recheck_ms: i64,
 ) -> Result<bool, ScheduleError> {
-    let now = now_ms();
+    let until = now_ms().saturating_add(recheck_ms);
+    set_aside(store, id, owner, "paused", reason, until).await
+}
+
+/// Hand a run this owner holds back as `status` (`paused`, `retrying`) with its
+/// reason; any replica claims it again after `until`. False when it is no longer
+/// this owner's.
+async fn set_aside(
+    store: &Store,
+    id: i64,
+    owner: &str,
+    status: &str,
+    reason: &str,
+    until: i64,
+) -> Result<bool, ScheduleError> {
     let done = sqlx::query(
-        "UPDATE push_runs SET status = 'paused', reason = $3, owner = NULL, lease_until = $4, updated_at = $5
+        "UPDATE push_runs SET status = $3, reason = $4, owner = NULL, lease_until = $5, updated_at = $6
          WHERE id = $1 AND owner = $2 AND status = 'running'",
     )
     .bind(id)
     .bind(owner)
+    .bind(status)
     .bind(reason)
-    .bind(now.saturating_add(recheck_ms))
-    .bind(now)
+    .bind(until)
+    .bind(now_ms())
     .execute(store.pool())
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// One failed bulletin attempt of a run.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct RunFault {
+    pub attempt: i64,
+    pub kind: String,
+    pub message: String,
+    /// When the run tries again; None when it gave up.
+    pub retry_at: Option<i64>,
+    pub at: i64,
+}
+
+/// Record a failed bulletin attempt; returns its number (1 for the first).
+pub async fn record_fault(
+    store: &Store,
+    id: i64,
+    kind: &str,
+    message: &str,
+    retry_at: Option<i64>,
+) -> Result<i64, ScheduleError> {
+    let mut tx = store.begin_write().await?;
+    let (previous,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM push_run_faults WHERE run_id = $1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+    let attempt = previous + 1;
+    sqlx::query(
+        "INSERT INTO push_run_faults (run_id, attempt, kind, message, retry_at, at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id)
+    .bind(attempt)
+    .bind(kind)
+    .bind(message)
+    .bind(retry_at)
+    .bind(now_ms())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(attempt)
+}
+
+/// How many bulletin attempts of a run failed so far.
+pub async fn fault_count(store: &Store, id: i64) -> Result<i64, ScheduleError> {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM push_run_faults WHERE run_id = $1")
+        .bind(id)
+        .fetch_one(store.pool())
+        .await?;
+    Ok(n)
+}
+
+/// A run's failed bulletin attempts, in order.
+pub async fn faults(store: &Store, id: i64) -> Result<Vec<RunFault>, ScheduleError> {
+    Ok(sqlx::query_as(
+        "SELECT attempt, kind, message, retry_at, at FROM push_run_faults WHERE run_id = $1 ORDER BY id",
+    )
+    .bind(id)
+    .fetch_all(store.pool())
+    .await?)
+}
+
+/// Put a run this owner holds aside until `retry_at` (its bulletin failed
+/// transiently); any replica claims it again then.
+pub async fn retry_later(
+    store: &Store,
+    id: i64,
+    owner: &str,
+    reason: &str,
+    retry_at: i64,
+) -> Result<bool, ScheduleError> {
+    set_aside(store, id, owner, "retrying", reason, retry_at).await
 }
 
 /// Give up this owner's claims at once (graceful stop), so a restart or another
@@ -380,7 +491,7 @@ pub async fn cancel(store: &Store, id: i64, actor: &str) -> Result<Run, Schedule
     let done = sqlx::query(
         "UPDATE push_runs SET status = 'cancelled', reason = $2, owner = NULL, lease_until = NULL,
             finished_at = $3, updated_at = $3
-         WHERE id = $1 AND status IN ('pending', 'running', 'paused')",
+         WHERE id = $1 AND status IN ('pending', 'running', 'paused', 'retrying')",
     )
     .bind(id)
     .bind(format!("cancelled by {actor}"))

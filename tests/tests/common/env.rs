@@ -45,6 +45,7 @@ impl Env {
                 prefixes: vec!["13".into(), "15".into(), "18".into()],
                 source_addr: SHORT_CODE.into(),
                 concat: tongdao::config::ConcatMode::Udh,
+                ..Default::default()
             }];
             adjust(config);
         })
@@ -145,6 +146,55 @@ impl Env {
             assert!(
                 started.elapsed() < Duration::from_secs(20),
                 "MO {text} not routed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Wait until the pending confirmation of `msisdn` to `service` is past its
+    /// stored deadline (`confirm_by`): the moment a `Y` no longer confirms.
+    pub async fn wait_confirm_window_over(&self, msisdn: &str, service: i64) {
+        let (confirm_by,): (i64,) = sqlx::query_as(
+            "SELECT confirm_by FROM subscriptions WHERE msisdn = $1 AND service_id = $2",
+        )
+        .bind(msisdn)
+        .bind(service)
+        .fetch_one(self.server.platform.store.pool())
+        .await
+        .unwrap();
+        let started = Instant::now();
+        while tongdao::store::now_ms() <= confirm_by {
+            assert!(started.elapsed() < Duration::from_secs(20), "no deadline");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Wait until no MT to `user` is queued or being submitted and every submitted
+    /// one has its answer stored: what reached the phone is all it will get.
+    pub async fn wait_outbox_settled(&self, user: &str) {
+        let started = Instant::now();
+        loop {
+            let (open,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM messages WHERE recipient = $1
+                   AND status NOT IN ('submitted', 'delivered', 'failed', 'expired', 'cancelled')",
+            )
+            .bind(user)
+            .fetch_one(self.server.platform.store.pool())
+            .await
+            .unwrap();
+            let (sent,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM messages WHERE recipient = $1 AND status IN ('submitted', 'delivered')",
+            )
+            .bind(user)
+            .fetch_one(self.server.platform.store.pool())
+            .await
+            .unwrap();
+            if open == 0 && usize::try_from(sent).unwrap() == self.inbox(user).len() {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{open} MTs to {user} still open"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

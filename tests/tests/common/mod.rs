@@ -169,6 +169,27 @@ impl Server {
         )
     }
 
+    /// Declare a service for the partner of `key` (`terms`: the body of `POST
+    /// /v1/services`), submit it and have the admin approve it; returns its id.
+    pub async fn approved_service(&self, key: &str, terms: Value) -> i64 {
+        let (status, created) = self.post("/v1/services", key, terms).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let id = created["id"].as_i64().unwrap();
+        let (status, body) = self
+            .post(&format!("/v1/services/{id}/submit"), key, json!({}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, body) = self
+            .post(
+                &format!("/v1/admin/services/{id}/approve"),
+                ADMIN_KEY,
+                json!({"reason": "tested on the test numbers"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        id
+    }
+
     pub async fn new_partner(&self, name: &str) -> String {
         let (status, body) = self
             .post(
@@ -179,6 +200,24 @@ impl Server {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["api_key"].as_str().unwrap().to_string()
+    }
+}
+
+/// The operator `mobile` on an SMSC simulator at `address`: numbers `13…`, one
+/// bind, short code `10661234`.
+pub fn sim_operator(address: String) -> tongdao::config::OperatorConfig {
+    tongdao::config::OperatorConfig {
+        name: "mobile".into(),
+        address,
+        system_id: "td".into(),
+        password: "pw".into(),
+        system_type: String::new(),
+        binds: 1,
+        window: 10,
+        tps: 0,
+        prefixes: vec!["13".into()],
+        source_addr: "10661234".into(),
+        concat: tongdao::config::ConcatMode::Udh,
     }
 }
 

@@ -189,6 +189,7 @@ impl KvScope {
 impl Host for CallState {
     async fn get(&mut self, key: String) -> KvResult<Option<Vec<u8>>> {
         self.spend_kv_op()?;
+        let _host = self.cpu.host_call();
         let scope = self.kv_scope();
         Ok(match (check_key(&key), scope) {
             (Err(e), _) | (_, Err(e)) => Err(e),
@@ -198,6 +199,7 @@ impl Host for CallState {
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> KvResult<()> {
         self.spend_kv_op()?;
+        let _host = self.cpu.host_call();
         if value.len() > self.max_kv_value_bytes {
             let limit = u32::try_from(self.max_kv_value_bytes).unwrap_or(u32::MAX);
             return Ok(Err(KvError::ValueTooLarge(limit)));
@@ -211,6 +213,7 @@ impl Host for CallState {
 
     async fn delete(&mut self, key: String) -> KvResult<bool> {
         self.spend_kv_op()?;
+        let _host = self.cpu.host_call();
         let scope = self.kv_scope();
         Ok(match (check_key(&key), scope) {
             (Err(e), _) | (_, Err(e)) => Err(e),
@@ -220,6 +223,7 @@ impl Host for CallState {
 
     async fn incr(&mut self, key: String, delta: i64) -> KvResult<i64> {
         self.spend_kv_op()?;
+        let _host = self.cpu.host_call();
         let scope = self.kv_scope();
         Ok(match (check_key(&key), scope) {
             (Err(e), _) | (_, Err(e)) => Err(e),
@@ -234,6 +238,7 @@ impl Host for CallState {
         limit: u32,
     ) -> KvResult<Vec<String>> {
         self.spend_kv_op()?;
+        let _host = self.cpu.host_call();
         let scope = self.kv_scope();
         Ok(match scope {
             Err(e) => Err(e),

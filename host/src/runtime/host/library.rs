@@ -50,6 +50,7 @@ async fn own_subscriber(
 impl content::Host for CallState {
     async fn count(&mut self, collection: String) -> wasmtime::Result<u32> {
         self.spend_data_op()?;
+        let _host = self.cpu.host_call();
         let Some((pool, partner)) = self.data_scope() else {
             return Ok(0);
         };
@@ -73,6 +74,7 @@ impl content::Host for CallState {
 
     async fn get(&mut self, collection: String, index: u32) -> wasmtime::Result<Option<Item>> {
         self.spend_data_op()?;
+        let _host = self.cpu.host_call();
         let Some((pool, partner)) = self.data_scope() else {
             return Ok(None);
         };
@@ -107,6 +109,7 @@ impl subscribers::Host for CallState {
         name: String,
     ) -> wasmtime::Result<Result<Option<String>, AttributeError>> {
         self.spend_data_op()?;
+        let _host = self.cpu.host_call();
         if !valid_attribute_name(&name) {
             return Ok(Err(AttributeError::InvalidName));
         }
@@ -138,6 +141,7 @@ impl subscribers::Host for CallState {
         value: String,
     ) -> wasmtime::Result<Result<(), AttributeError>> {
         self.spend_data_op()?;
+        let _host = self.cpu.host_call();
         if !valid_attribute_name(&name) {
             return Ok(Err(AttributeError::InvalidName));
         }
