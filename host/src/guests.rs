@@ -18,6 +18,7 @@
 //! | `hostile-oversize` | answers `bulletin` and `on-mo` with 1 MiB texts |
 //! | `hostile-kv-flood` | writes new keys forever in `bulletin` |
 //! | `hostile-imports` | implements the world but also imports `evil:net/socket@0.1.0` |
+//! | `stateful-counter` | answers `call N`, N counted in its linear memory: `call 1` on every fresh instance |
 //! | `wrong-world` | a valid component exporting only `other:thing/greeter@0.1.0` |
 //! | `core-module` | a valid core module (not a component) exporting a function `f` |
 //! | `random` | 1 KiB of random bytes, not WebAssembly |
@@ -94,6 +95,7 @@ mod tests {
             "hostile-kv-flood",
             "hostile-imports",
             "wrong-world",
+            "stateful-counter",
         ];
         for name in names {
             let bytes = std::fs::read(artifact(name)).unwrap_or_default();

@@ -55,6 +55,7 @@ fn operator(name: &str, address: &str, prefixes: &[&str]) -> OperatorConfig {
         prefixes: prefixes.iter().map(|p| (*p).to_string()).collect(),
         source_addr: "10661234".into(),
         concat: tongdao::config::ConcatMode::Udh,
+        ..Default::default()
     }
 }
 
@@ -1451,7 +1452,12 @@ async fn per_message_charge_follows_a_real_dlr_and_a_replayed_dlr_charges_nothin
             destination_addr: "10661234".into(),
             raw: format!("id:{operator_id} sub:001 dlvrd:001 stat:DELIVRD err:000"),
         };
-        let matched = tongdao::relay::inbound::receipts(store, "mobile", &[replay])
+        let matched = tongdao::relay::inbound::receipts(
+            store,
+            "mobile",
+            tongdao::config::ReceiptIds::Auto,
+            &[replay],
+        )
             .await
             .unwrap();
         assert_eq!(matched, 1, "the replayed receipt matches its MT");

@@ -44,6 +44,7 @@ fn operator(sim: &SimHandle) -> OperatorConfig {
         prefixes: vec!["13".into()],
         source_addr: "10661234".into(),
         concat: ConcatMode::Udh,
+        ..Default::default()
     }
 }
 

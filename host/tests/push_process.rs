@@ -227,7 +227,7 @@ async fn kill_9_mid_fan_out_and_restart_totals_exact_no_duplicates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_on_postgres_fire_a_schedule_once() {
     let Ok(base_url) = std::env::var("TONGDAO_TEST_DATABASE_URL") else {
-        eprintln!("NOTE: three-replica test SKIPPED: TONGDAO_TEST_DATABASE_URL is not set");
+        common::skip("the three-replica test: TONGDAO_TEST_DATABASE_URL is not set");
         return;
     };
     // A database of its own.

@@ -27,6 +27,7 @@ fn operator(name: &str, sim: &SimHandle, prefixes: &[&str]) -> OperatorConfig {
         prefixes: prefixes.iter().map(|p| (*p).to_string()).collect(),
         source_addr: "10661234".into(),
         concat: tongdao::config::ConcatMode::Udh,
+        ..Default::default()
     }
 }
 

@@ -55,6 +55,7 @@ async fn kill_9_mid_send_and_restart_loses_nothing() {
         prefixes: vec!["13".into()],
         source_addr: "10661234".into(),
         concat: tongdao::config::ConcatMode::Udh,
+        ..Default::default()
     };
     let relay = RelayConfig {
         lease_secs: 2,

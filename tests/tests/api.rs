@@ -330,6 +330,7 @@ async fn test_sends_and_message_routes() {
                 prefixes: vec!["13".into()],
                 source_addr: "10661234".into(),
                 concat: tongdao::config::ConcatMode::Udh,
+                ..Default::default()
             }];
         })
         .await;

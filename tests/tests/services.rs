@@ -49,6 +49,7 @@ impl Env {
                 prefixes: vec!["13".into(), "15".into(), "18".into()],
                 source_addr: SHORT_CODE.into(),
                 concat: tongdao::config::ConcatMode::Udh,
+                ..Default::default()
             }];
             adjust(config);
         })

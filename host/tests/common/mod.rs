@@ -35,11 +35,7 @@ pub async fn sqlite() -> TestStore {
 /// A fresh PostgreSQL database (one per call), if `TONGDAO_TEST_DATABASE_URL` is set.
 pub async fn postgres() -> Option<TestStore> {
     let Ok(base) = std::env::var("TONGDAO_TEST_DATABASE_URL") else {
-        // Written straight to stderr so it shows even when the harness captures output.
-        let _ = writeln!(
-            std::io::stderr(),
-            "NOTE: PostgreSQL half of this test SKIPPED: TONGDAO_TEST_DATABASE_URL is not set (.ci/run sets it)"
-        );
+        skip("the PostgreSQL half of this test: TONGDAO_TEST_DATABASE_URL is not set (.ci/run sets it)");
         return None;
     };
     let name = format!("tongdao_test_{:016x}", rand_u64());
@@ -63,6 +59,17 @@ pub async fn postgres() -> Option<TestStore> {
         store,
         _dir: None,
     })
+}
+
+/// Say that part of a test is skipped because an outside service (PostgreSQL, a
+/// Python toolchain) is missing. Under `CI` a skip is a failure: CI provides them all.
+pub fn skip(what: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must provide what this test needs, but it is missing: {what}"
+    );
+    // Written straight to stderr so it shows even when the harness captures output.
+    let _ = writeln!(std::io::stderr(), "NOTE: SKIPPED {what}");
 }
 
 /// SQLite, plus PostgreSQL when configured: every store test runs on both.
