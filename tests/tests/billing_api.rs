@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::net::SocketAddr;
 
 use reqwest::StatusCode;

@@ -18,6 +18,9 @@ use tongdao_smpp::sim::{Sim, SimConfig, SimHandle};
 
 const SHORT_CODE: &str = "10661234";
 
+/// How often a wait looks again at the state it waits for.
+const POLL: Duration = Duration::from_millis(20);
+
 /// A platform wired to a simulator, with partner `acme` and its modules uploaded.
 struct Env {
     server: Server,
@@ -155,6 +158,55 @@ impl Env {
         }
     }
 
+    /// Wait until the pending confirmation of `msisdn` to `service` is past its
+    /// stored deadline (`confirm_by`): the moment a `Y` no longer confirms.
+    async fn wait_confirm_window_over(&self, msisdn: &str, service: i64) {
+        let (confirm_by,): (i64,) = sqlx::query_as(
+            "SELECT confirm_by FROM subscriptions WHERE msisdn = $1 AND service_id = $2",
+        )
+        .bind(msisdn)
+        .bind(service)
+        .fetch_one(self.server.platform.store.pool())
+        .await
+        .unwrap();
+        let started = Instant::now();
+        while tongdao::store::now_ms() <= confirm_by {
+            assert!(started.elapsed() < Duration::from_secs(20), "no deadline");
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Wait until no MT to `user` is queued or being submitted and every submitted
+    /// one has its answer stored: what reached the phone is all it will get.
+    async fn wait_outbox_settled(&self, user: &str) {
+        let started = Instant::now();
+        loop {
+            let (open,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM messages WHERE recipient = $1
+                   AND status NOT IN ('submitted', 'delivered', 'failed', 'expired', 'cancelled')",
+            )
+            .bind(user)
+            .fetch_one(self.server.platform.store.pool())
+            .await
+            .unwrap();
+            let (sent,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM messages WHERE recipient = $1 AND status IN ('submitted', 'delivered')",
+            )
+            .bind(user)
+            .fetch_one(self.server.platform.store.pool())
+            .await
+            .unwrap();
+            if open == 0 && usize::try_from(sent).unwrap() == self.inbox(user).len() {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{open} MTs to {user} still open"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// Wait until every stored MO has been routed.
     async fn wait_routed(&self) {
         let started = Instant::now();
@@ -277,7 +329,7 @@ async fn double_confirmation_happy_path_and_timeout() {
         // Timeout: a second user confirms too late.
         env.mo("13800000002", &service_number, "星座");
         env.wait_inbox("13800000002", 1).await;
-        tokio::time::sleep(Duration::from_millis(3500)).await;
+        env.wait_confirm_window_over("13800000002", xz).await;
         env.mo("13800000002", &service_number, "Y");
         let inbox = env.wait_inbox("13800000002", 2).await;
         assert!(
@@ -320,7 +372,7 @@ async fn td_stops_everything_of_that_service_within_one_message() {
         env.mo(user, &number, "td");
         let inbox = env.wait_inbox(user, 1).await;
         env.wait_routed().await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        env.wait_outbox_settled(user).await;
         let inbox_after = env.inbox(user);
         assert_eq!(inbox_after.len(), 1, "{inbox_after:?}");
         assert!(inbox[0].contains("已退订"), "{inbox:?}");
@@ -567,6 +619,8 @@ async fn quiet_hours_hold_a_push_and_release_it_at_the_end() {
     );
     let inbox = env.wait_inbox(user, 2).await;
     assert!(inbox[1].starts_with("早安笑话"));
+    // The phone may have the text before the relay stored the submit's answer.
+    env.wait_outbox_settled(user).await;
     let (submitted,): (i64,) =
         sqlx::query_as("SELECT MIN(submitted_at) FROM message_segments WHERE message_id = $1")
             .bind(id)
