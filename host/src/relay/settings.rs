@@ -210,7 +210,7 @@ impl Default for RelayConfig {
             test_numbers: Vec::new(),
             shutdown_grace_ms: 10_000,
             mo_dedup_window_secs: 120,
-            mo_part_window_secs: 300,
+            mo_part_window_secs: 120,
             incomplete_mo: IncompleteMo::Route,
         }
     }
