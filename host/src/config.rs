@@ -28,7 +28,9 @@ pub struct Config {
     pub operators: Vec<OperatorConfig>,
 }
 
-pub use crate::relay::settings::{ConcatMode, IncompleteMo, OperatorConfig, ReceiptIds, RelayConfig};
+pub use crate::relay::settings::{
+    ConcatMode, IncompleteMo, OperatorConfig, ReceiptIds, RelayConfig,
+};
 
 /// The push scheduler: firing schedules and fanning runs out.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -1458,8 +1458,8 @@ async fn per_message_charge_follows_a_real_dlr_and_a_replayed_dlr_charges_nothin
             tongdao::config::ReceiptIds::Auto,
             &[replay],
         )
-            .await
-            .unwrap();
+        .await
+        .unwrap();
         assert_eq!(matched, 1, "the replayed receipt matches its MT");
         for scan in [Scan::Incremental, Scan::Full] {
             let again = charges::charge(store, &routes, tongdao::store::now_ms(), scan)

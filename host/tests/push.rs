@@ -664,9 +664,13 @@ async fn quiet_hours_hold_a_pushed_bulletin_until_the_window_ends() {
         // nothing due.
         let looked = rig.relay.binds().iter().map(|b| b.claims).sum::<u64>();
         let binds = rig.relay.binds().len() as u64;
-        common::wait_until("the binds looked at the queue", Duration::from_secs(20), || async {
-            rig.relay.binds().iter().map(|b| b.claims).sum::<u64>() >= looked + 2 * binds
-        })
+        common::wait_until(
+            "the binds looked at the queue",
+            Duration::from_secs(20),
+            || async {
+                rig.relay.binds().iter().map(|b| b.claims).sum::<u64>() >= looked + 2 * binds
+            },
+        )
         .await;
         assert_eq!(
             sim.stats().accepted,

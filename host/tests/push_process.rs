@@ -111,12 +111,13 @@ async fn check_smsc(store: &Store, sim: &SimHandle, run_id: i64, n: i64) -> usiz
         n as usize,
         "every subscriber reached"
     );
-    let (other_runs,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM messages WHERE push_run_id IS NULL OR push_run_id <> $1")
-            .bind(run_id)
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
+    let (other_runs,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM messages WHERE push_run_id IS NULL OR push_run_id <> $1",
+    )
+    .bind(run_id)
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
     assert_eq!(other_runs, 0, "only this run's MTs are in the outbox");
     let duplicates = common::assert_duplicates_are_marked(store, &per_destination).await;
     duplicates

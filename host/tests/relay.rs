@@ -471,7 +471,12 @@ async fn item4_every_receipt_lands_on_its_own_mt_faster_than_responses_and_throt
         assert!(throttling.stats().throttled > 0, "throttling happened");
         for (operator, sim) in [("mobile", &fast), ("unicom", &throttling)] {
             let submits = sim.received();
-            assert_eq!(submits.len(), 300, "{}: each MT once at {operator}", db.name);
+            assert_eq!(
+                submits.len(),
+                300,
+                "{}: each MT once at {operator}",
+                db.name
+            );
             for submit in submits {
                 let mt = ids[&submit.destination_addr];
                 let (stored_id,): (String,) = sqlx::query_as(
@@ -491,7 +496,12 @@ async fn item4_every_receipt_lands_on_its_own_mt_faster_than_responses_and_throt
                 .fetch_all(db.store.pool())
                 .await
                 .unwrap();
-                assert!(!applied.is_empty(), "{}: no receipt {}", db.name, submit.receipt_id);
+                assert!(
+                    !applied.is_empty(),
+                    "{}: no receipt {}",
+                    db.name,
+                    submit.receipt_id
+                );
                 assert!(
                     applied.iter().all(|(m,)| *m == Some(mt)),
                     "{}: receipt {} of MT {mt} applied to {applied:?}",
@@ -500,12 +510,11 @@ async fn item4_every_receipt_lands_on_its_own_mt_faster_than_responses_and_throt
                 );
             }
         }
-        let (learned,): (String,) = sqlx::query_as(
-            "SELECT format FROM operator_receipt_ids WHERE operator = 'mobile'",
-        )
-        .fetch_one(db.store.pool())
-        .await
-        .unwrap();
+        let (learned,): (String,) =
+            sqlx::query_as("SELECT format FROM operator_receipt_ids WHERE operator = 'mobile'")
+                .fetch_one(db.store.pool())
+                .await
+                .unwrap();
         assert_eq!(learned, "same", "{}", db.name);
         relay.stop();
     }
@@ -554,7 +563,12 @@ async fn item2_long_mo_parts_redelivered_reused_or_lost_make_the_right_messages(
         part(9, 2, 1, "new9-p1 ");
         // In order (two binds could swap them: within the window a second part
         // arriving first would still join the orphan; that case is the window's).
-        common::wait_until("the new first part answered", Duration::from_secs(20), acked(7)).await;
+        common::wait_until(
+            "the new first part answered",
+            Duration::from_secs(20),
+            acked(7),
+        )
+        .await;
         part(9, 2, 2, "new9-p2");
         // ref 10: one part of three, and nothing more.
         part(10, 3, 1, "alone ");
@@ -583,7 +597,11 @@ async fn item2_long_mo_parts_redelivered_reused_or_lost_make_the_right_messages(
         .unwrap();
         stored.sort();
         let received = |text: &str, missing: Option<&str>| {
-            (text.to_string(), missing.map(String::from), "received".to_string())
+            (
+                text.to_string(),
+                missing.map(String::from),
+                "received".to_string(),
+            )
         };
         let mut expected = vec![
             received("a1 b2", None),
@@ -632,9 +650,12 @@ async fn item5_a_redelivered_mo_is_answered_and_not_routed_again() {
         assert!(sim.stats().mos_redelivered >= 1, "{:?}", sim.stats());
         // Two binds get the same part at once.
         sim.lose_next_mo_acks(0);
-        sim.send_mo_part("13800138003", "10661234", 42, 2, 1, "twice ").unwrap();
-        sim.send_mo_part("13800138003", "10661234", 42, 2, 1, "twice ").unwrap();
-        sim.send_mo_part("13800138003", "10661234", 42, 2, 2, "at once").unwrap();
+        sim.send_mo_part("13800138003", "10661234", 42, 2, 1, "twice ")
+            .unwrap();
+        sim.send_mo_part("13800138003", "10661234", 42, 2, 1, "twice ")
+            .unwrap();
+        sim.send_mo_part("13800138003", "10661234", 42, 2, 2, "at once")
+            .unwrap();
         common::wait_until("the copies answered", Duration::from_secs(30), || async {
             sim.stats().mos_acked >= 4 + parts
         })
@@ -661,7 +682,11 @@ async fn item5_a_redelivered_mo_is_answered_and_not_routed_again() {
         events.sort();
         let mut expected = vec!["TD".to_string(), long, "twice at once".to_string()];
         expected.sort();
-        assert_eq!(events, expected, "{}: each MO handed to the router once", db.name);
+        assert_eq!(
+            events, expected,
+            "{}: each MO handed to the router once",
+            db.name
+        );
         relay.stop();
     }
 }
@@ -736,4 +761,99 @@ async fn item3_a_flapping_smsc_gets_exponential_backoff_reset_only_by_a_stable_l
         dropped.elapsed()
     );
     relay.stop();
+}
+
+/// Issue 12 item 1, the mechanism: a shutdown in the middle of a claimed batch waits
+/// for the answers of what was sent, records them, and hands the claimed MTs it did
+/// not send back to the queue unmarked; a second relay then sends exactly those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item1_shutdown_mid_batch_releases_unsent_claims_unmarked() {
+    for db in common::stores().await {
+        let sim = Sim::start(SimConfig {
+            dlr_delay: Duration::from_millis(5),
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let mut op = operator("mobile", &sim, &["13"]);
+        op.binds = 1;
+        op.tps = 100; // a claimed batch of 256 takes seconds to send
+        // Queued before the relay starts, so its first claim is a full batch.
+        let audience = common::Audience::new(&db.store, &["mobile"]).await;
+        let routes = tongdao::relay::Routes::new(std::slice::from_ref(&op));
+        let compliance = common::relay_compliance(&db.store);
+        let config = relay_config();
+        let gate = tongdao::relay::outbox::Gate {
+            routes: &routes,
+            relay: &config,
+            compliance: &compliance,
+        };
+        let n = 300;
+        for i in 0..n {
+            let mt = audience
+                .mt(&db.store, format!("1380000{i:04}"), format!("m{i}"))
+                .await;
+            tongdao::relay::outbox::enqueue(&db.store, gate, mt)
+                .await
+                .unwrap();
+        }
+        let relay = Relay::start(
+            db.store.clone(),
+            relay_config(),
+            std::slice::from_ref(&op),
+            common::relay_compliance(&db.store),
+        );
+        common::wait_until("a batch under way", Duration::from_secs(30), || async {
+            sim.stats().accepted >= 20
+        })
+        .await;
+        relay.shutdown().await;
+        let sent = sim.stats().accepted as i64;
+        assert!(sent < n, "{}: the shutdown came mid-batch", db.name);
+        assert_eq!(
+            common::count_where(&db.store, "status = 'submitting'").await,
+            0
+        );
+        assert_eq!(
+            common::count_where(&db.store, "resent_unknown = 1").await,
+            0
+        );
+        // Everything the SMSC accepted is recorded as submitted; the rest is queued.
+        let recorded = common::count_where(&db.store, "status IN ('submitted', 'delivered')").await;
+        assert_eq!(recorded, sent, "{}", db.name);
+        let released = common::count_where(
+            &db.store,
+            "id IN (SELECT message_id FROM message_events WHERE status = 'released')",
+        )
+        .await;
+        assert!(released > 0, "{}: claimed MTs were released", db.name);
+        assert_eq!(
+            common::count_where(&db.store, "status = 'queued' AND attempts = 0").await,
+            n - sent,
+            "{}: released claims do not count as attempts",
+            db.name
+        );
+        assert!(
+            relay.binds().iter().all(|b| b.state == "stopped"),
+            "{:?}",
+            relay.binds()
+        );
+        // A new start sends exactly the rest, each once.
+        op.tps = 0;
+        let relay = Relay::start(
+            db.store.clone(),
+            relay_config(),
+            &[op],
+            common::relay_compliance(&db.store),
+        );
+        wait_final(&db.store, n, Duration::from_secs(60)).await;
+        let per_destination = sim.per_destination();
+        assert_eq!(per_destination.len(), n as usize);
+        assert!(
+            per_destination.values().all(|&c| c == 1),
+            "{}: no duplicates",
+            db.name
+        );
+        relay.stop();
+    }
 }

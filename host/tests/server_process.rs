@@ -114,9 +114,11 @@ async fn kill_9_mid_send_and_restart_loses_nothing() {
     );
 
     let mut server = start_server(dir.path());
-    common::wait_until("all delivered after the restart", Duration::from_secs(120), || async {
-        common::count_messages(&store, "delivered").await == n
-    })
+    common::wait_until(
+        "all delivered after the restart",
+        Duration::from_secs(120),
+        || async { common::count_messages(&store, "delivered").await == n },
+    )
     .await;
     server.kill().unwrap();
     server.wait().unwrap();
@@ -179,14 +181,20 @@ async fn item1_sigterm_mid_send_drains_and_restart_sends_each_mt_once() {
     .await;
 
     let mut server = start_server(dir.path());
-    common::wait_until("all delivered after the restart", Duration::from_secs(120), || async {
-        common::count_messages(&store, "delivered").await == n
-    })
+    common::wait_until(
+        "all delivered after the restart",
+        Duration::from_secs(120),
+        || async { common::count_messages(&store, "delivered").await == n },
+    )
     .await;
     server.kill().unwrap();
     server.wait().unwrap();
     let per_destination = sim.per_destination();
-    assert_eq!(per_destination.len(), n as usize, "every MT reached the SMSC");
+    assert_eq!(
+        per_destination.len(),
+        n as usize,
+        "every MT reached the SMSC"
+    );
     assert!(
         per_destination.values().all(|&c| c == 1),
         "a number got its MT twice"

@@ -65,7 +65,7 @@ pub use client::{
     Ack, Client, ClientConfig, ConnectError, Inbound, MoPdu, SubmitError, SubmitOutcome,
     SubmitRequest,
 };
-pub use reconnect::{Backoff, LinkState, LinkStatus, run_with_reconnect};
 pub use encode::{Concat, ConcatInfo, Segment};
 pub use receipt::{Receipt, ReceiptState, canonical_message_id, normalize_message_id};
+pub use reconnect::{Backoff, LinkState, LinkStatus, run_with_reconnect};
 pub use status::{StatusClass, classify};

@@ -378,7 +378,13 @@ impl SimHandle {
             .map_err(|e| SimError::InvalidMo(e.to_string()))?;
         let mut pdus = Vec::with_capacity(segments.len());
         for seg in &segments {
-            pdus.push(mo_pdu(from, to, seg.esm_class, seg.data_coding, seg.short_message.clone())?);
+            pdus.push(mo_pdu(
+                from,
+                to,
+                seg.esm_class,
+                seg.data_coding,
+                seg.short_message.clone(),
+            )?);
         }
         for bytes in pdus {
             self.enqueue_mo(bytes)?;

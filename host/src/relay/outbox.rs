@@ -30,9 +30,7 @@ use crate::config::RelayConfig;
 use crate::services::LiveService;
 use crate::store::{Store, StoreError, now_ms};
 
-pub use sending::{
-    accepted_segments, apply_receipt, claim, record_submits, release_unsent, sweep,
-};
+pub use sending::{accepted_segments, apply_receipt, claim, record_submits, release_unsent, sweep};
 
 /// Who pays for an MT; decided by the service (billing reads it later).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -38,7 +38,9 @@ pub async fn sqlite() -> TestStore {
 /// A fresh PostgreSQL database (one per call), if `TONGDAO_TEST_DATABASE_URL` is set.
 pub async fn postgres() -> Option<TestStore> {
     let Ok(base) = std::env::var("TONGDAO_TEST_DATABASE_URL") else {
-        skip("the PostgreSQL half of this test: TONGDAO_TEST_DATABASE_URL is not set (.ci/run sets it)");
+        skip(
+            "the PostgreSQL half of this test: TONGDAO_TEST_DATABASE_URL is not set (.ci/run sets it)",
+        );
         return None;
     };
     let name = format!("tongdao_test_{:016x}", rand_u64());
@@ -280,7 +282,10 @@ where
 {
     let started = Instant::now();
     while !check().await {
-        assert!(started.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(POLL).await;
     }
 }

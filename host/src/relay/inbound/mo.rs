@@ -147,10 +147,7 @@ pub async fn mo(
     }
     let first = parts.iter().map(|p| p.first_received_at).min();
     let stale = first.is_some_and(|f| f < now - part_window_ms(relay));
-    let reused = same_part.is_some()
-        || parts
-            .iter()
-            .any(|p| p.destination != pdu.destination_addr);
+    let reused = same_part.is_some() || parts.iter().any(|p| p.destination != pdu.destination_addr);
     let parts = if !parts.is_empty() && (stale || reused) {
         intake
             .stored
@@ -313,7 +310,10 @@ impl GroupKey<'_> {
         .await?)
     }
 
-    async fn clear(&self, tx: &mut sqlx::Transaction<'static, sqlx::Any>) -> Result<(), OutboxError> {
+    async fn clear(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    ) -> Result<(), OutboxError> {
         sqlx::query(
             "DELETE FROM mo_parts WHERE operator = $1 AND source = $2 AND ref = $3 AND total = $4",
         )

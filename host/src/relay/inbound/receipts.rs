@@ -432,7 +432,10 @@ mod tests {
 
     #[test]
     fn each_format_reads_an_id_one_way() {
-        assert_eq!(submit_id_for("0000000136", ReceiptIds::Same).unwrap(), "136");
+        assert_eq!(
+            submit_id_for("0000000136", ReceiptIds::Same).unwrap(),
+            "136"
+        );
         assert_eq!(
             submit_id_for("0000000136", ReceiptIds::HexToDecimal).unwrap(),
             "88"
