@@ -88,6 +88,19 @@ async fn queue_mts(dir: &std::path::Path, sim: &SimHandle, n: i64) -> (Store, i6
     (store, n)
 }
 
+/// Start the server again and wait until all `n` MTs are delivered; then stop it.
+async fn restart_until_delivered(dir: &std::path::Path, store: &Store, n: i64) {
+    let mut server = start_server(dir);
+    common::wait_until(
+        "all delivered after the restart",
+        Duration::from_secs(120),
+        || async { common::count_messages(store, "delivered").await == n },
+    )
+    .await;
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_send_and_restart_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -113,15 +126,7 @@ async fn kill_9_mid_send_and_restart_loses_nothing() {
         "the kill came too late to test anything ({at_kill} delivered)"
     );
 
-    let mut server = start_server(dir.path());
-    common::wait_until(
-        "all delivered after the restart",
-        Duration::from_secs(120),
-        || async { common::count_messages(&store, "delivered").await == n },
-    )
-    .await;
-    server.kill().unwrap();
-    server.wait().unwrap();
+    restart_until_delivered(dir.path(), &store, n).await;
 
     let per_destination = sim.per_destination();
     assert_eq!(
@@ -180,15 +185,7 @@ async fn item1_sigterm_mid_send_drains_and_restart_sends_each_mt_once() {
     )
     .await;
 
-    let mut server = start_server(dir.path());
-    common::wait_until(
-        "all delivered after the restart",
-        Duration::from_secs(120),
-        || async { common::count_messages(&store, "delivered").await == n },
-    )
-    .await;
-    server.kill().unwrap();
-    server.wait().unwrap();
+    restart_until_delivered(dir.path(), &store, n).await;
     let per_destination = sim.per_destination();
     assert_eq!(
         per_destination.len(),

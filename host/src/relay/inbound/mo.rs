@@ -47,7 +47,31 @@ pub struct MoRecord {
     pub received_at: i64,
 }
 
-const RETURNING: &str = "RETURNING id, operator, source, destination, text, status, received_at";
+/// Store one MO with its status and, for an incomplete one, the parts it misses.
+async fn insert(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    operator: &str,
+    source: &str,
+    destination: &str,
+    text: &str,
+    (status, missing_parts): (&str, Option<&str>),
+    received_at: i64,
+) -> Result<MoRecord, OutboxError> {
+    Ok(sqlx::query_as(
+        "INSERT INTO mo_messages (operator, source, destination, text, status, received_at, missing_parts)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         RETURNING id, operator, source, destination, text, status, received_at",
+    )
+    .bind(operator)
+    .bind(source)
+    .bind(destination)
+    .bind(text)
+    .bind(status)
+    .bind(received_at)
+    .bind(missing_parts)
+    .fetch_one(&mut **tx)
+    .await?)
+}
 
 /// What became of one `deliver_sm` MO.
 #[derive(Debug, Clone, Default)]
@@ -112,16 +136,15 @@ pub async fn mo(
         });
     }
     let Some(concat) = concat else {
-        let record = sqlx::query_as(&format!(
-            "INSERT INTO mo_messages (operator, source, destination, text, status, received_at)
-             VALUES ($1, $2, $3, $4, 'received', $5) {RETURNING}"
-        ))
-        .bind(operator)
-        .bind(&source)
-        .bind(&pdu.destination_addr)
-        .bind(&pdu.text)
-        .bind(now)
-        .fetch_one(&mut *tx)
+        let record = insert(
+            &mut tx,
+            operator,
+            &source,
+            &pdu.destination_addr,
+            &pdu.text,
+            ("received", None),
+            now,
+        )
         .await?;
         tx.commit().await?;
         return Ok(MoIntake {
@@ -182,16 +205,15 @@ pub async fn mo(
         all.sort_by_key(|p| p.seq);
         let text: String = all.iter().map(|p| p.text.as_str()).collect();
         key.clear(&mut tx).await?;
-        let record = sqlx::query_as(&format!(
-            "INSERT INTO mo_messages (operator, source, destination, text, status, received_at)
-             VALUES ($1, $2, $3, $4, 'received', $5) {RETURNING}"
-        ))
-        .bind(operator)
-        .bind(&source)
-        .bind(&pdu.destination_addr)
-        .bind(&text)
-        .bind(now)
-        .fetch_one(&mut *tx)
+        let record = insert(
+            &mut tx,
+            operator,
+            &source,
+            &pdu.destination_addr,
+            &text,
+            ("received", None),
+            now,
+        )
         .await?;
         intake.stored.push(record);
     }
@@ -346,18 +368,15 @@ impl GroupKey<'_> {
         let destination = parts.first().map_or("", |p| p.destination.as_str());
         let first = parts.iter().map(|p| p.first_received_at).min().unwrap_or(0);
         self.clear(tx).await?;
-        let record: MoRecord = sqlx::query_as(&format!(
-            "INSERT INTO mo_messages (operator, source, destination, text, status, received_at, missing_parts)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) {RETURNING}"
-        ))
-        .bind(self.operator)
-        .bind(self.source)
-        .bind(destination)
-        .bind(&text)
-        .bind(status)
-        .bind(first)
-        .bind(&missing)
-        .fetch_one(&mut **tx)
+        let record = insert(
+            tx,
+            self.operator,
+            self.source,
+            destination,
+            &text,
+            (status, Some(&missing)),
+            first,
+        )
         .await?;
         tracing::warn!(
             operator = self.operator,
