@@ -17,6 +17,7 @@ pub mod outbox;
 pub mod routing;
 pub mod settings;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,11 +48,40 @@ pub struct RelayShared {
     pub mo_events: broadcast::Sender<MoRecord>,
     /// `true` once the relay is shutting down.
     stop: watch::Sender<bool>,
+    /// Names this process's SMPP sessions (`<nonce>:<operator>:<bind>:<n>`).
+    nonce: String,
+    /// This process's SMPP sessions, by name, while their session task runs.
+    sessions: Mutex<HashMap<String, tongdao_smpp::Client>>,
 }
 
 impl RelayShared {
     pub fn stopping(&self) -> bool {
         *self.stop.borrow()
+    }
+
+    /// A new session's name, registered as up.
+    fn open_session(&self, view: &BindView, client: &tongdao_smpp::Client) -> String {
+        let n = view.sessions.fetch_add(1, Ordering::Relaxed) + 1;
+        let name = format!("{}:{}:{}:{n}", self.nonce, view.operator, view.bind);
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.insert(name.clone(), client.clone());
+        }
+        name
+    }
+
+    fn close_session(&self, name: &str) {
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.remove(name);
+        }
+    }
+
+    /// Is the SMPP session `name` still up? Another process's sessions count as gone.
+    pub fn session_alive(&self, name: &str) -> bool {
+        self.sessions
+            .lock()
+            .ok()
+            .and_then(|s| s.get(name).map(|client| !client.is_closed()))
+            .unwrap_or(false)
     }
 }
 
@@ -63,6 +93,8 @@ pub struct BindView {
     status: watch::Receiver<LinkStatus>,
     /// Times this bind looked at the queue (claimed, or found nothing due).
     claims: AtomicU64,
+    /// Sessions this bind has had.
+    sessions: AtomicU64,
 }
 
 /// The state of one operator bind (`GET /v1/admin/relay/binds`).
@@ -119,6 +151,8 @@ impl Relay {
             wake: Notify::new(),
             mo_events,
             stop,
+            nonce: format!("{:016x}", rand::random::<u64>()),
+            sessions: Mutex::new(HashMap::new()),
         });
         let mut binds = Vec::new();
         let mut bind_tasks = Vec::new();
@@ -130,6 +164,7 @@ impl Relay {
                     bind,
                     status: status_rx,
                     claims: AtomicU64::new(0),
+                    sessions: AtomicU64::new(0),
                 });
                 binds.push(view.clone());
                 bind_tasks.push(tokio::spawn(connector::run_bind(

@@ -618,7 +618,7 @@ async fn item2_long_mo_parts_redelivered_reused_or_lost_make_the_right_messages(
 
 /// Issue 12 item 5: an MO delivered again after a link drop between our answer and
 /// the SMSC (and a part delivered twice at once on two binds) is answered and stored
-/// and routed once.
+/// and routed once; the same text sent again by the user is a new MO.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item5_a_redelivered_mo_is_answered_and_not_routed_again() {
     for db in common::stores().await {
@@ -660,8 +660,20 @@ async fn item5_a_redelivered_mo_is_answered_and_not_routed_again() {
             sim.stats().mos_acked >= 4 + parts
         })
         .await;
+        // The same text again while the link that answered the first is up is the
+        // user writing again (an "A" to two quiz questions): a new MO.
+        sim.send_mo("13800138004", "10661234", "A").unwrap();
+        common::wait_until("the first A answered", Duration::from_secs(30), || async {
+            sim.stats().mos_acked >= 5 + parts
+        })
+        .await;
+        sim.send_mo("13800138004", "10661234", "A").unwrap();
+        common::wait_until("the second A answered", Duration::from_secs(30), || async {
+            sim.stats().mos_acked >= 6 + parts
+        })
+        .await;
         let stored: Vec<(String, String)> =
-            sqlx::query_as("SELECT source, text FROM mo_messages ORDER BY source")
+            sqlx::query_as("SELECT source, text FROM mo_messages ORDER BY source, id")
                 .fetch_all(db.store.pool())
                 .await
                 .unwrap();
@@ -671,6 +683,8 @@ async fn item5_a_redelivered_mo_is_answered_and_not_routed_again() {
                 ("13800138001".to_string(), "TD".to_string()),
                 ("13800138002".to_string(), long.clone()),
                 ("13800138003".to_string(), "twice at once".to_string()),
+                ("13800138004".to_string(), "A".to_string()),
+                ("13800138004".to_string(), "A".to_string()),
             ],
             "{}",
             db.name
@@ -680,7 +694,13 @@ async fn item5_a_redelivered_mo_is_answered_and_not_routed_again() {
             events.push(mo.text);
         }
         events.sort();
-        let mut expected = vec!["TD".to_string(), long, "twice at once".to_string()];
+        let mut expected = vec![
+            "TD".to_string(),
+            long,
+            "twice at once".to_string(),
+            "A".to_string(),
+            "A".to_string(),
+        ];
         expected.sort();
         assert_eq!(
             events, expected,

@@ -14,12 +14,14 @@ CREATE TABLE operator_receipt_ids (
 );
 
 -- Every MO deliver_sm (or part) seen recently, by a fingerprint of operator, sender,
--- number, coding and bytes (UDH and concatenation reference included): a redelivery
--- within the window finds its row and is answered without being stored again.
+-- number, coding and bytes (UDH and concatenation reference included), with the SMPP
+-- session it came on: a redelivery within the window finds its row and is answered
+-- without being stored again.
 CREATE TABLE mo_seen (
     operator    TEXT   NOT NULL,
     fingerprint TEXT   NOT NULL,
     received_at BIGINT NOT NULL,
+    session     TEXT   NOT NULL,
     PRIMARY KEY (operator, fingerprint)
 );
 CREATE INDEX mo_seen_received ON mo_seen(received_at);

@@ -54,12 +54,19 @@ pub(super) async fn run_bind(
         let operator = operator.clone();
         let view = view.clone();
         async move {
-            tracing::info!(operator = %operator.name, bind = view.bind, "smpp bind up");
-            let inbound = tokio::spawn(handle_inbound(shared.clone(), operator.clone(), events));
+            let session = shared.open_session(&view, &client);
+            tracing::info!(operator = %operator.name, bind = view.bind, %session, "smpp bind up");
+            let inbound = tokio::spawn(handle_inbound(
+                shared.clone(),
+                operator.clone(),
+                session.clone(),
+                events,
+            ));
             send_loop(&shared, &operator, &client, &view).await;
             // Every submit is recorded; receipts and MOs still flow until the unbind.
             client.close_within(shared.relay.shutdown_grace()).await;
             let _ = inbound.await;
+            shared.close_session(&session);
             if shared.stopping() {
                 tracing::info!(operator = %operator.name, bind = view.bind, "smpp bind closed for shutdown");
                 ControlFlow::Break(())
@@ -258,6 +265,7 @@ fn classify(error: &SubmitError) -> Failure {
 async fn handle_inbound(
     shared: Arc<RelayShared>,
     operator: OperatorConfig,
+    session: String,
     mut events: tokio::sync::mpsc::Receiver<Inbound>,
 ) {
     const BURST: usize = 512;
@@ -282,7 +290,7 @@ async fn handle_inbound(
                     receipts.push(receipt);
                     acks.push(ack);
                 }
-                Inbound::Mo(pdu, ack) => handle_mo(&shared, name, &pdu, ack).await,
+                Inbound::Mo(pdu, ack) => handle_mo(&shared, (name, &session), &pdu, ack).await,
                 Inbound::Closed(reason) => {
                     tracing::warn!(operator = %name, %reason, "smpp link closed");
                     closed = true;
@@ -304,11 +312,20 @@ async fn handle_inbound(
 
 async fn handle_mo(
     shared: &RelayShared,
-    operator: &str,
+    (operator, session): (&str, &str),
     pdu: &tongdao_smpp::MoPdu,
     ack: tongdao_smpp::Ack,
 ) {
-    match inbound::mo::mo(&shared.store, &shared.relay, operator, pdu).await {
+    let alive = |name: &str| shared.session_alive(name);
+    match inbound::mo::mo(
+        &shared.store,
+        &shared.relay,
+        (operator, session),
+        &alive,
+        pdu,
+    )
+    .await
+    {
         Ok(intake) => {
             ack.ack();
             if intake.duplicate {

@@ -6,10 +6,19 @@
 //! `deliver_sm_resp`) delivers the MO again, maybe on another bind while the first copy
 //! is still being stored. Each `deliver_sm` has a fingerprint: operator, sender, service
 //! number, data coding, `esm_class` and the exact bytes (the UDH with its concatenation
-//! reference included, or the `sar_*` values). Its row in `mo_seen` is written in the
-//! transaction that stores the MO; a second copy within `mo_dedup_window_secs` (for a
-//! part of a long MO: at least `mo_part_window_secs`) finds it and is answered without
-//! being stored or routed again. The unique key makes two concurrent copies one.
+//! reference included, or the `sar_*` values). Its row in `mo_seen` (with the SMPP
+//! session it came on) is written in the transaction that stores the MO. A copy within
+//! `mo_dedup_window_secs` is a redelivery, answered without being stored or routed
+//! again, when
+//! * it is a part of a long MO (the same reference and bytes are the same message;
+//!   for parts the window is at least `mo_part_window_secs`), or
+//! * the session that brought the first copy is gone (closed, or another process's):
+//!   our answer may never have reached the SMSC. While that session is still up, our
+//!   answer went out on it, so the same text again is the user writing again ("A" to
+//!   two quiz questions) and is a new MO.
+//!
+//! Copies are looked at one at a time (the write lock on SQLite, an advisory lock per
+//! fingerprint on PostgreSQL), so two concurrent copies are one.
 //!
 //! # Re-assembly
 //! Parts of one message share (operator, sender, reference, total). A part joins the
@@ -95,10 +104,14 @@ impl MoIntake {
 /// # Errors
 /// A store failure: nothing is stored and the caller must not acknowledge the MO (the
 /// SMSC delivers it again).
+///
+/// `session` names the SMPP session it came on; `alive` tells whether a session
+/// (of a first copy) is still up.
 pub async fn mo(
     store: &Store,
     relay: &RelayConfig,
-    operator: &str,
+    (operator, session): (&str, &str),
+    alive: &(dyn Fn(&str) -> bool + Sync),
     pdu: &MoPdu,
 ) -> Result<MoIntake, OutboxError> {
     let now = now_ms();
@@ -106,35 +119,48 @@ pub async fn mo(
         .unwrap_or_else(|_| pdu.source_addr.clone());
     let concat = pdu.concat.filter(|c| c.total > 1);
     let window_ms = dedup_window_ms(relay, concat.is_some());
+    let fingerprint = fingerprint(&source, pdu);
     let mut tx = store.begin_write().await?;
-    if let Some(concat) = concat
-        && store.backend() == Backend::Postgres
-    {
-        // Parts of one message on two binds at once: one after the other.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-            .bind(format!("mo:{operator}:{source}:{}", concat.reference))
-            .execute(&mut *tx)
-            .await?;
+    if store.backend() == Backend::Postgres {
+        // Copies of one MO, and parts of one message, on two binds at once: one after
+        // the other.
+        let reference = concat.map_or(0, |c| c.reference);
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(hashtext($1)), pg_advisory_xact_lock(hashtext($2))",
+        )
+        .bind(format!("mo:{operator}:{source}:{reference}"))
+        .bind(format!("mo-seen:{operator}:{fingerprint}"))
+        .execute(&mut *tx)
+        .await?;
     }
-    let fresh: Option<(i64,)> = sqlx::query_as(
-        "INSERT INTO mo_seen (operator, fingerprint, received_at) VALUES ($1, $2, $3)
-         ON CONFLICT (operator, fingerprint) DO UPDATE SET received_at = excluded.received_at
-            WHERE mo_seen.received_at < $4
-         RETURNING received_at",
+    let seen: Option<(String, i64)> = sqlx::query_as(
+        "SELECT session, received_at FROM mo_seen WHERE operator = $1 AND fingerprint = $2",
     )
     .bind(operator)
-    .bind(fingerprint(&source, pdu))
-    .bind(now)
-    .bind(now - window_ms)
+    .bind(&fingerprint)
     .fetch_optional(&mut *tx)
     .await?;
-    if fresh.is_none() {
+    let redelivery = seen.is_some_and(|(first_session, at)| {
+        at >= now - window_ms && (concat.is_some() || !alive(&first_session))
+    });
+    if redelivery {
         tx.rollback().await?;
         return Ok(MoIntake {
             duplicate: true,
             stored: Vec::new(),
         });
     }
+    sqlx::query(
+        "INSERT INTO mo_seen (operator, fingerprint, received_at, session) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (operator, fingerprint) DO UPDATE
+            SET received_at = excluded.received_at, session = excluded.session",
+    )
+    .bind(operator)
+    .bind(&fingerprint)
+    .bind(now)
+    .bind(session)
+    .execute(&mut *tx)
+    .await?;
     let Some(concat) = concat else {
         let record = insert(
             &mut tx,
