@@ -97,6 +97,7 @@ async fn run(n: i64, queue_only: bool) {
         prefixes: vec!["13".into()],
         source_addr: "10661234".into(),
         concat: ConcatMode::Udh,
+        ..Default::default()
     }];
     let relay = Arc::new(Relay::start(
         store.clone(),

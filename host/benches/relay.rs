@@ -66,6 +66,7 @@ async fn run(n: i64) {
             prefixes: vec![(*prefix).into()],
             source_addr: "10661234".into(),
             concat: tongdao::config::ConcatMode::Udh,
+            ..Default::default()
         })
         .collect();
     let relay_config = RelayConfig {

@@ -32,83 +32,9 @@ pub struct Config {
     pub operators: Vec<OperatorConfig>,
 }
 
-/// One operator: an SMSC reached over SMPP 3.4, and the number prefixes it serves.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct OperatorConfig {
-    /// Used in routing, billing and settlement.
-    pub name: String,
-    /// `host:port` of the SMSC.
-    pub address: String,
-    pub system_id: String,
-    pub password: String,
-    #[serde(default)]
-    pub system_type: String,
-    /// Transceiver binds kept open.
-    #[serde(default = "default_binds")]
-    pub binds: u32,
-    /// Outstanding submits per bind.
-    #[serde(default = "default_window")]
-    pub window: u32,
-    /// Submits per second per bind (0: unlimited).
-    #[serde(default)]
-    pub tps: u32,
-    /// National number prefixes this operator serves (longest match wins).
-    pub prefixes: Vec<String>,
-    /// The service number MTs come from.
-    pub source_addr: String,
-    /// How long texts are concatenated: `udh` (user data header, the usual) or
-    /// `sar` (`sar_*` TLVs, for SMSCs that want them).
-    #[serde(default)]
-    pub concat: ConcatMode,
-}
-
-/// Concatenation of long MTs.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum ConcatMode {
-    #[default]
-    Udh,
-    Sar,
-}
-
-fn default_binds() -> u32 {
-    1
-}
-
-fn default_window() -> u32 {
-    10
-}
-
-/// The outbox and its retry policy.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct RelayConfig {
-    /// How long an MT may wait for a successful submit before it expires.
-    pub validity_secs: u64,
-    /// First retry pause after a temporary failure; doubles up to `retry_max_ms`.
-    pub retry_initial_ms: u64,
-    pub retry_max_ms: u64,
-    /// MTs one worker claims at a time.
-    pub batch: u32,
-    /// How long a claim holds before another worker may take the MT over.
-    pub lease_secs: u64,
-    /// Numbers test sends may go to (agreement 7.3).
-    pub test_numbers: Vec<String>,
-}
-
-impl Default for RelayConfig {
-    fn default() -> Self {
-        Self {
-            validity_secs: 10 * 3600,
-            retry_initial_ms: 1000,
-            retry_max_ms: 5 * 60 * 1000,
-            batch: 256,
-            lease_secs: 60,
-            test_numbers: Vec::new(),
-        }
-    }
-}
+pub use crate::relay::settings::{
+    ConcatMode, IncompleteMo, OperatorConfig, ReceiptIds, RelayConfig,
+};
 
 /// The push scheduler: firing schedules and fanning runs out.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

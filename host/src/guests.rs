@@ -23,6 +23,7 @@
 //! | `hostile-log-flood` | logs three 30 MB lines in `bulletin`; a 40 MB reply in `on-mo` |
 //! | `hostile-flaky` | `bulletin` runs past the deadline twice (counted in KV), then answers |
 //! | `contract-v2-0-0`, `contract-v0-9-0`, `contract-v1-1-0` | complete modules built against `tongdao:partner@2.0.0`, `@0.9.0`, `@1.1.0` (`guests/fixtures/wit/`) |
+//! | `stateful-counter` | answers `call N`, N counted in its linear memory: `call 1` on every fresh instance |
 //! | `wrong-world` | a valid component exporting only `other:thing/greeter@0.1.0` |
 //! | `core-module` | a valid core module (not a component) exporting a function `f` |
 //! | `random` | 1 KiB of random bytes, not WebAssembly |
@@ -135,6 +136,7 @@ mod tests {
             "contract-v0-9-0",
             "contract-v1-1-0",
             "wrong-world",
+            "stateful-counter",
         ];
         for name in names {
             let bytes = std::fs::read(artifact(name)).unwrap_or_default();

@@ -93,6 +93,9 @@ enum Command {
         /// Share of submits on which the connection is dropped.
         #[arg(long, default_value_t = 0.0)]
         disconnect: f64,
+        /// Accept every bind and drop the link this many ms later (a flapping SMSC); 0: off.
+        #[arg(long, default_value_t = 0)]
+        drop_after_bind_ms: u64,
     },
 }
 
@@ -233,6 +236,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             reject,
             throttle,
             disconnect,
+            drop_after_bind_ms,
         } => {
             tongdao::tools::smsc_sim(tongdao::tools::SimOptions {
                 listen,
@@ -244,6 +248,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     reject,
                     throttle,
                     disconnect,
+                    drop_after_bind: (drop_after_bind_ms > 0)
+                        .then(|| std::time::Duration::from_millis(drop_after_bind_ms)),
                 },
             })
             .await?;

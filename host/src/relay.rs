@@ -3,31 +3,39 @@
 //!
 //! - [`routing`]: number normalisation and longest-prefix routing to an operator.
 //! - [`outbox`]: MT rows, claims, submit outcomes, retries, expiry, receipts applied.
-//! - [`connector`]: one task per operator bind: submit loop and inbound handling.
-//! - [`inbound`]: receipts (matched or kept) and MOs (long ones re-assembled).
+//! - [`connector`]: one task per operator bind: submit loop, inbound handling, the
+//!   drain at shutdown.
+//! - [`inbound`]: receipts (matched by the operator's id format, or kept) and MOs
+//!   (each once; long ones re-assembled within a window).
 //! - [`messages`]: what the API shows of an MT and its history.
+//! - [`settings`]: `[relay]` and `[[operators]]`.
 
 pub mod connector;
 pub mod inbound;
 pub mod messages;
 pub mod outbox;
 pub mod routing;
+pub mod settings;
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Notify, broadcast};
+use serde::Serialize;
+use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinHandle;
+use tongdao_smpp::LinkStatus;
 
 use crate::compliance::Compliance;
-use crate::config::{OperatorConfig, RelayConfig};
+use crate::config::{OperatorConfig, ReceiptIds, RelayConfig};
 use crate::store::Store;
 pub use inbound::MoRecord;
 pub use outbox::{Basis, ChargePlan, NewMessage, OutboxError};
 pub use routing::{RouteError, Routes};
 
-/// How often leases, expiry and unmatched receipts are looked at.
+/// How often leases, expiry, unmatched receipts and open long MOs are looked at.
 const SWEEP_EVERY: Duration = Duration::from_millis(500);
 
 /// State every relay task shares.
@@ -38,13 +46,75 @@ pub struct RelayShared {
     pub wake: Notify,
     /// Every complete MO, for the keyword router.
     pub mo_events: broadcast::Sender<MoRecord>,
-    stopping: AtomicBool,
+    /// `true` once the relay is shutting down.
+    stop: watch::Sender<bool>,
+    /// Names this process's SMPP sessions (`<nonce>:<operator>:<bind>:<n>`).
+    nonce: String,
+    /// This process's SMPP sessions, by name, while their session task runs.
+    sessions: Mutex<HashMap<String, tongdao_smpp::Client>>,
 }
 
 impl RelayShared {
     pub fn stopping(&self) -> bool {
-        self.stopping.load(Ordering::Relaxed)
+        *self.stop.borrow()
     }
+
+    /// A new session's name, registered as up.
+    fn open_session(&self, view: &BindView, client: &tongdao_smpp::Client) -> String {
+        let n = view.sessions.fetch_add(1, Ordering::Relaxed) + 1;
+        let name = format!("{}:{}:{}:{n}", self.nonce, view.operator, view.bind);
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.insert(name.clone(), client.clone());
+        }
+        name
+    }
+
+    fn close_session(&self, name: &str) {
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.remove(name);
+        }
+    }
+
+    /// Is the SMPP session `name` still up? Another process's sessions count as gone.
+    pub fn session_alive(&self, name: &str) -> bool {
+        self.sessions
+            .lock()
+            .ok()
+            .and_then(|s| s.get(name).map(|client| !client.is_closed()))
+            .unwrap_or(false)
+    }
+}
+
+/// What one bind shows of itself (log and API).
+pub struct BindView {
+    pub operator: String,
+    /// 1-based bind number within its operator.
+    pub bind: u32,
+    status: watch::Receiver<LinkStatus>,
+    /// Times this bind looked at the queue (claimed, or found nothing due).
+    claims: AtomicU64,
+    /// Sessions this bind has had.
+    sessions: AtomicU64,
+}
+
+/// The state of one operator bind (`GET /v1/admin/relay/binds`).
+#[derive(Debug, Clone, Serialize)]
+pub struct BindStatus {
+    pub operator: String,
+    pub bind: u32,
+    /// `connecting`, `bound`, `backing-off` or `stopped`.
+    pub state: &'static str,
+    /// Failed binds and flaps since the link was last stable (0 once it is).
+    pub attempts: u32,
+    /// Successful binds since start.
+    pub binds: u64,
+    /// Unix ms: bound since (while bound).
+    pub bound_since: Option<i64>,
+    /// Unix ms: next bind attempt (while backing off).
+    pub next_attempt_at: Option<i64>,
+    pub last_error: Option<String>,
+    /// Times the bind looked at the queue.
+    pub claims: u64,
 }
 
 /// The running relay: one task per operator bind plus the sweeper.
@@ -52,7 +122,9 @@ pub struct Relay {
     shared: Arc<RelayShared>,
     routes: Routes,
     compliance: Compliance,
-    tasks: Vec<JoinHandle<()>>,
+    binds: Vec<Arc<BindView>>,
+    bind_tasks: Mutex<Vec<JoinHandle<()>>>,
+    sweeper: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -72,28 +144,49 @@ impl Relay {
         compliance: Compliance,
     ) -> Self {
         let (mo_events, _) = broadcast::channel(1024);
+        let (stop, _) = watch::channel(false);
         let shared = Arc::new(RelayShared {
             store,
             relay,
             wake: Notify::new(),
             mo_events,
-            stopping: AtomicBool::new(false),
+            stop,
+            nonce: format!("{:016x}", rand::random::<u64>()),
+            sessions: Mutex::new(HashMap::new()),
         });
-        let mut tasks = Vec::new();
+        let mut binds = Vec::new();
+        let mut bind_tasks = Vec::new();
         for operator in operators {
-            for _ in 0..operator.binds {
-                tasks.push(tokio::spawn(connector::run_bind(
+            for bind in 1..=operator.binds {
+                let (status, status_rx) = watch::channel(LinkStatus::default());
+                let view = Arc::new(BindView {
+                    operator: operator.name.clone(),
+                    bind,
+                    status: status_rx,
+                    claims: AtomicU64::new(0),
+                    sessions: AtomicU64::new(0),
+                });
+                binds.push(view.clone());
+                bind_tasks.push(tokio::spawn(connector::run_bind(
                     shared.clone(),
                     operator.clone(),
+                    view,
+                    status,
                 )));
             }
         }
-        tasks.push(tokio::spawn(sweeper(shared.clone())));
+        let receipt_ids: Vec<(String, ReceiptIds)> = operators
+            .iter()
+            .map(|o| (o.name.clone(), o.receipt_ids))
+            .collect();
+        let sweeper = tokio::spawn(sweeper(shared.clone(), receipt_ids));
         Self {
             shared,
             routes: Routes::new(operators),
             compliance,
-            tasks,
+            binds,
+            bind_tasks: Mutex::new(bind_tasks),
+            sweeper,
         }
     }
 
@@ -150,14 +243,65 @@ impl Relay {
         self.shared.mo_events.subscribe()
     }
 
-    /// Stop every task (binds are closed; claimed rows are re-queued by the next
-    /// start's sweep under the unknown-outcome rule).
-    pub fn stop(&self) {
-        self.shared.stopping.store(true, Ordering::Relaxed);
+    /// The state of every bind: link state, attempts since the link was last stable,
+    /// binds so far, timestamps, last error.
+    pub fn binds(&self) -> Vec<BindStatus> {
+        self.binds
+            .iter()
+            .map(|view| {
+                let status = view.status.borrow().clone();
+                BindStatus {
+                    operator: view.operator.clone(),
+                    bind: view.bind,
+                    state: status.state.as_str(),
+                    attempts: status.attempts,
+                    binds: status.binds,
+                    bound_since: status.bound_since_ms,
+                    next_attempt_at: status.next_attempt_ms,
+                    last_error: status.last_error,
+                    claims: view.claims.load(Ordering::Relaxed),
+                }
+            })
+            .collect()
+    }
+
+    /// Clean shutdown: claim nothing more, write no new submit, wait up to `[relay]
+    /// shutdown_grace_ms` for the `submit_sm_resp`s of submits already written, record
+    /// every outcome (claimed MTs not sent go back to the queue unmarked), unbind.
+    /// Nothing is left for the next start's sweep to mark `resent_unknown` unless a
+    /// response did not come within the grace period.
+    pub async fn shutdown(&self) {
+        self.shared.stop.send_replace(true);
         self.shared.wake.notify_waiters();
-        for task in &self.tasks {
-            task.abort();
+        let tasks: Vec<JoinHandle<()>> = match self.bind_tasks.lock() {
+            Ok(mut tasks) => tasks.drain(..).collect(),
+            Err(_) => Vec::new(),
+        };
+        // The grace covers the answers; recording them and the unbind need a moment more.
+        let bound = self.shared.relay.shutdown_grace() + Duration::from_secs(15);
+        let deadline = tokio::time::Instant::now() + bound;
+        for mut task in tasks {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                tracing::error!("a bind did not stop within the shutdown bound; aborted");
+                task.abort();
+            }
         }
+        self.sweeper.abort();
+        tracing::info!("relay stopped");
+    }
+
+    /// Stop every task at once, without draining (a drop, or a crash-like stop):
+    /// claimed rows are re-queued by the next start's sweep under the unknown-outcome
+    /// rule. Prefer [`Relay::shutdown`].
+    pub fn stop(&self) {
+        self.shared.stop.send_replace(true);
+        self.shared.wake.notify_waiters();
+        if let Ok(tasks) = self.bind_tasks.lock() {
+            for task in tasks.iter() {
+                task.abort();
+            }
+        }
+        self.sweeper.abort();
     }
 }
 
@@ -167,7 +311,13 @@ impl Drop for Relay {
     }
 }
 
-async fn sweeper(shared: Arc<RelayShared>) {
+async fn sweeper(shared: Arc<RelayShared>, receipt_ids: Vec<(String, ReceiptIds)>) {
+    let configured = |operator: &str| {
+        receipt_ids
+            .iter()
+            .find(|(name, _)| name == operator)
+            .map_or(ReceiptIds::Auto, |(_, ids)| *ids)
+    };
     loop {
         tokio::time::sleep(SWEEP_EVERY).await;
         match outbox::sweep(&shared.store).await {
@@ -185,8 +335,16 @@ async fn sweeper(shared: Arc<RelayShared>) {
             }
             Err(e) => tracing::error!(error = %e, "outbox sweep failed"),
         }
-        if let Err(e) = inbound::rematch(&shared.store).await {
+        if let Err(e) = inbound::receipts::rematch(&shared.store, &configured).await {
             tracing::error!(error = %e, "receipt re-matching failed");
+        }
+        match inbound::mo::sweep(&shared.store, &shared.relay).await {
+            Ok(stored) => {
+                for record in stored.into_iter().filter(|m| m.status == "received") {
+                    let _ = shared.mo_events.send(record);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "closing expired long MOs failed"),
         }
     }
 }

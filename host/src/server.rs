@@ -369,6 +369,7 @@ async fn demo_operators(config: &mut Config) -> anyhow::Result<tongdao_smpp::sim
             prefixes: prefixes.iter().map(|p| (*p).to_string()).collect(),
             source_addr: config.dialogue.short_code.clone(),
             concat: crate::config::ConcatMode::Udh,
+            ..Default::default()
         });
     }
     tracing::info!(%address, "built-in SMSC simulator listening (SMPP 3.4)");
@@ -444,7 +445,8 @@ pub async fn serve_until(
         .await?;
     platform.scheduler.stop().await;
     platform.background.stop();
-    platform.relay.stop();
+    // Drains: in-flight submits answered and recorded, unsent claims released.
+    platform.relay.shutdown().await;
     platform.store.close().await;
     Ok(())
 }

@@ -57,6 +57,7 @@ fn operator(name: &str, address: &str, prefixes: &[&str]) -> OperatorConfig {
         prefixes: prefixes.iter().map(|p| (*p).to_string()).collect(),
         source_addr: "10661234".into(),
         concat: tongdao::config::ConcatMode::Udh,
+        ..Default::default()
     }
 }
 
@@ -1475,9 +1476,14 @@ async fn per_message_charge_follows_a_real_dlr_and_a_replayed_dlr_charges_nothin
             destination_addr: "10661234".into(),
             raw: format!("id:{operator_id} sub:001 dlvrd:001 stat:DELIVRD err:000"),
         };
-        let matched = tongdao::relay::inbound::receipts(store, "mobile", &[replay])
-            .await
-            .unwrap();
+        let matched = tongdao::relay::inbound::receipts(
+            store,
+            "mobile",
+            tongdao::config::ReceiptIds::Auto,
+            &[replay],
+        )
+        .await
+        .unwrap();
         assert_eq!(matched, 1, "the replayed receipt matches its MT");
         for scan in [Scan::Incremental, Scan::Full] {
             let again = charges::charge(store, &routes, tongdao::store::now_ms(), scan)

@@ -44,6 +44,7 @@ fn operator(sim: &SimHandle) -> OperatorConfig {
         prefixes: vec!["13".into()],
         source_addr: "10661234".into(),
         concat: ConcatMode::Udh,
+        ..Default::default()
     }
 }
 
@@ -660,8 +661,18 @@ async fn quiet_hours_hold_a_pushed_bulletin_until_the_window_ends() {
         .await
         .unwrap();
         assert_eq!(quiet_events, n, "the history says why they wait");
-        // The binds poll and find nothing due.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The binds look at the queue (twice, after the run completed) and find
+        // nothing due.
+        let looked = rig.relay.binds().iter().map(|b| b.claims).sum::<u64>();
+        let binds = rig.relay.binds().len() as u64;
+        common::wait_until(
+            "the binds looked at the queue",
+            Duration::from_secs(20),
+            || async {
+                rig.relay.binds().iter().map(|b| b.claims).sum::<u64>() >= looked + 2 * binds
+            },
+        )
+        .await;
         assert_eq!(
             sim.stats().accepted,
             0,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use tongdao::config::RuntimeConfig;
 use tongdao::modules::Registry;
-use tongdao::runtime::{BulletinRequest, CallError, Runtime};
+use tongdao::runtime::{BulletinContent, BulletinRequest, CallError, Runtime};
 
 /// A deadline long enough that only the limit under test can end the call, even
 /// on a loaded 2-core CI machine (host calls count against the deadline).
@@ -154,29 +154,55 @@ async fn kv_flood_hits_the_host_call_quota() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_call_gets_a_fresh_instance() {
-    // Calls do not share memory: the same bulletin twice gives the same content,
-    // and a trap in one call leaves the next call of the same module intact.
+    // `stateful-counter` counts its calls in its own linear memory: a fresh instance
+    // answers `call 1`, a reused one would answer `call 2`, `call 3`…
     let db = common::sqlite().await;
     let registry = common::registry(&db.store);
     let partner = common::partner(&db.store, "acme").await;
     registry
-        .upload(&partner, &common::guest("horoscope"), "t")
+        .upload(&partner, &common::guest("stateful-counter"), "t")
         .await
         .unwrap();
-    let a = registry
-        .bulletin(&partner, "horoscope", &request())
-        .await
-        .unwrap()
-        .result
-        .unwrap();
-    let b = registry
-        .bulletin(&partner, "horoscope", &request())
-        .await
-        .unwrap()
-        .result
-        .unwrap();
-    assert_eq!(a, b);
+    for _ in 0..5 {
+        let content = registry
+            .bulletin(&partner, "stateful-counter", &request())
+            .await
+            .unwrap()
+            .result
+            .unwrap();
+        assert_eq!(
+            content,
+            BulletinContent::Single {
+                text: "call 1".into()
+            },
+            "a call saw the state of an earlier one"
+        );
+    }
+    // Concurrent calls do not share an instance either.
+    let registry = Arc::new(registry);
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let (registry, partner) = (registry.clone(), partner.clone());
+            tokio::spawn(async move {
+                registry
+                    .bulletin(&partner, "stateful-counter", &request())
+                    .await
+                    .unwrap()
+                    .result
+                    .unwrap()
+            })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(
+            call.await.unwrap(),
+            BulletinContent::Single {
+                text: "call 1".into()
+            }
+        );
+    }
 
+    // A trap in one call leaves the next call of the same module intact.
     registry
         .upload(&partner, &common::guest("hostile_trap"), "t")
         .await

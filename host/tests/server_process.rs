@@ -7,12 +7,12 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tongdao::config::{OperatorConfig, RelayConfig};
 use tongdao::relay::{Routes, outbox};
 use tongdao::store::Store;
-use tongdao_smpp::sim::{Sim, SimConfig};
+use tongdao_smpp::sim::{Sim, SimConfig, SimHandle};
 
 fn start_server(dir: &std::path::Path) -> Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tongdao"))
@@ -34,27 +34,19 @@ fn start_server(dir: &std::path::Path) -> Child {
     child
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_mid_send_and_restart_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(SimConfig {
-        dlr_delay: Duration::from_millis(5),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+/// Write the server's configuration (two binds of window 20 to `sim`) and queue `n`
+/// MTs to distinct numbers in its store before it starts.
+async fn queue_mts(dir: &std::path::Path, sim: &SimHandle, n: i64) -> (Store, i64) {
     let operator = OperatorConfig {
         name: "mobile".into(),
         address: sim.local_addr().to_string(),
         system_id: "td".into(),
         password: "pw".into(),
-        system_type: String::new(),
         binds: 2,
         window: 20,
-        tps: 0,
         prefixes: vec!["13".into()],
         source_addr: "10661234".into(),
-        concat: tongdao::config::ConcatMode::Udh,
+        ..Default::default()
     };
     let relay = RelayConfig {
         lease_secs: 2,
@@ -63,7 +55,7 @@ async fn kill_9_mid_send_and_restart_loses_nothing() {
         ..RelayConfig::default()
     };
     std::fs::write(
-        dir.path().join("tongdao.toml"),
+        dir.join("tongdao.toml"),
         format!(
             "[http]\nlisten = \"127.0.0.1:0\"\n[admin]\nkey = \"crash-test-admin-key\"\n\
              [relay]\nlease_secs = {}\nretry_initial_ms = {}\nretry_max_ms = {}\n\
@@ -76,12 +68,7 @@ async fn kill_9_mid_send_and_restart_loses_nothing() {
         ),
     )
     .unwrap();
-
-    // Queue 5,000 MTs in the server's store before it starts.
-    let url = format!(
-        "sqlite://{}",
-        dir.path().join("tongdao-data/tongdao.db").display()
-    );
+    let url = format!("sqlite://{}", dir.join("tongdao-data/tongdao.db").display());
     let store = Store::connect(&url, 2).await.unwrap();
     store.migrate().await.unwrap();
     let routes = Routes::new(std::slice::from_ref(&operator));
@@ -92,24 +79,45 @@ async fn kill_9_mid_send_and_restart_loses_nothing() {
         compliance: &compliance,
     };
     let audience = common::Audience::new(&store, &["mobile"]).await;
-    let n = 5_000;
     for i in 0..n {
         let message = audience
             .mt(&store, format!("1390000{i:04}"), format!("bulletin {i}"))
             .await;
         outbox::enqueue(&store, gate, message).await.unwrap();
     }
+    (store, n)
+}
+
+/// Start the server again and wait until all `n` MTs are delivered; then stop it.
+async fn restart_until_delivered(dir: &std::path::Path, store: &Store, n: i64) {
+    let mut server = start_server(dir);
+    common::wait_until(
+        "all delivered after the restart",
+        Duration::from_secs(120),
+        || async { common::count_messages(store, "delivered").await == n },
+    )
+    .await;
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_send_and_restart_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(SimConfig {
+        dlr_delay: Duration::from_millis(5),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let (store, n) = queue_mts(dir.path(), &sim, 5_000).await;
 
     let mut server = start_server(dir.path());
     // Kill it hard once part of the batch is through.
-    let started = Instant::now();
-    while common::count_messages(&store, "delivered").await < 500 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the server sent nothing"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::wait_until("500 delivered", Duration::from_secs(60), || async {
+        common::count_messages(&store, "delivered").await >= 500
+    })
+    .await;
     server.kill().unwrap(); // SIGKILL
     server.wait().unwrap();
     let at_kill = common::count_messages(&store, "delivered").await;
@@ -118,21 +126,7 @@ async fn kill_9_mid_send_and_restart_loses_nothing() {
         "the kill came too late to test anything ({at_kill} delivered)"
     );
 
-    let mut server = start_server(dir.path());
-    let started = Instant::now();
-    loop {
-        let delivered = common::count_messages(&store, "delivered").await;
-        if delivered == n {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "after restart only {delivered} of {n} delivered"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    server.kill().unwrap();
-    server.wait().unwrap();
+    restart_until_delivered(dir.path(), &store, n).await;
 
     let per_destination = sim.per_destination();
     assert_eq!(
@@ -140,18 +134,72 @@ async fn kill_9_mid_send_and_restart_loses_nothing() {
         n as usize,
         "every MT reached the SMSC"
     );
-    let duplicates: usize = per_destination.values().map(|&c| c - 1).sum();
-    let (resent,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM messages WHERE resent_unknown = 1")
-            .fetch_one(store.pool())
-            .await
-            .unwrap();
-    assert!(
-        duplicates as i64 <= resent,
-        "{duplicates} duplicates but only {resent} resent under the unknown-outcome rule"
-    );
+    let duplicates = common::assert_duplicates_are_marked(&store, &per_destination).await;
+    let resent = common::count_where(&store, "resent_unknown = 1").await;
     eprintln!(
         "kill -9 at {at_kill} delivered; duplicates at the SMSC: {duplicates}; resent after unknown outcome: {resent}"
+    );
+}
+
+/// Issue 12 item 1: SIGTERM in the middle of a 5,000-MT send is a clean shutdown,
+/// not a crash: the process stops claiming, waits for the answers of what it sent,
+/// releases what it claimed but did not send, unbinds and exits; nothing is left
+/// `submitting` or marked `resent_unknown`, and after a restart every number got its
+/// MT exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item1_sigterm_mid_send_drains_and_restart_sends_each_mt_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(SimConfig {
+        dlr_delay: Duration::from_millis(5),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let (store, n) = queue_mts(dir.path(), &sim, 5_000).await;
+
+    let mut server = start_server(dir.path());
+    common::wait_until("500 delivered", Duration::from_secs(60), || async {
+        common::count_messages(&store, "delivered").await >= 500
+    })
+    .await;
+    let signalled = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(signalled.success());
+    let exit = tokio::task::spawn_blocking(move || server.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "a clean shutdown exits 0: {exit:?}");
+    let at_stop = common::count_messages(&store, "delivered").await;
+    assert!(at_stop < n, "the signal came too late to test anything");
+    assert_eq!(
+        common::count_where(&store, "status = 'submitting'").await,
+        0,
+        "every claim was recorded or released"
+    );
+    assert_eq!(common::count_where(&store, "resent_unknown = 1").await, 0);
+    let released = common::count_where(
+        &store,
+        "id IN (SELECT message_id FROM message_events WHERE status = 'released')",
+    )
+    .await;
+
+    restart_until_delivered(dir.path(), &store, n).await;
+    let per_destination = sim.per_destination();
+    assert_eq!(
+        per_destination.len(),
+        n as usize,
+        "every MT reached the SMSC"
+    );
+    assert!(
+        per_destination.values().all(|&c| c == 1),
+        "a number got its MT twice"
+    );
+    assert_eq!(common::count_where(&store, "resent_unknown = 1").await, 0);
+    eprintln!(
+        "SIGTERM at {at_stop} of {n} delivered; {released} claimed MTs released unsent; \
+         0 duplicates, 0 marked resent_unknown"
     );
 }
 

@@ -19,12 +19,17 @@
 //! # Reconnecting
 //! A `Client` is one connection; when it closes (peer, network, `enquire_link` timeout) the
 //! receiver yields [`Inbound::Closed`] and every pending submit fails with
-//! [`SubmitError::ConnectionLost`]. [`run_with_reconnect`] is the loop that binds again with
-//! exponential back-off and hands each new session to the owner.
+//! [`SubmitError::ConnectionLost`]. [`crate::run_with_reconnect`] is the loop that binds
+//! again with back-off and hands each new session to the owner.
+//!
+//! # Closing cleanly
+//! [`Client::stop_submitting`] makes every submit not yet written fail with
+//! [`SubmitError::NotConnected`] (nothing sent, safe to send later) while those already
+//! written keep waiting for their `submit_sm_resp`; [`Client::close_within`] then waits a
+//! bounded time for them, unbinds and closes. A shutdown that does both loses no answer
+//! it could have had, and sends nothing it cannot account for.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -380,50 +385,6 @@ impl Drop for Ack {
     }
 }
 
-/// Exponential back-off for [`run_with_reconnect`].
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    /// First pause.
-    pub initial: Duration,
-    /// Largest pause.
-    pub max: Duration,
-}
-
-impl Default for Backoff {
-    /// 500 ms doubling to 30 s.
-    fn default() -> Self {
-        Self {
-            initial: Duration::from_millis(500),
-            max: Duration::from_secs(30),
-        }
-    }
-}
-
-/// Keeps one bind alive: connects, hands each bound session to `session` and awaits it;
-/// when it returns `Continue` (typically after [`Inbound::Closed`]), or when connecting
-/// fails, waits with exponential back-off (reset after each successful bind) and binds
-/// again. Returns when `session` returns `Break`.
-pub async fn run_with_reconnect<F, Fut>(config: ClientConfig, backoff: Backoff, mut session: F)
-where
-    F: FnMut(Client, mpsc::Receiver<Inbound>) -> Fut,
-    Fut: Future<Output = ControlFlow<()>>,
-{
-    let mut delay = backoff.initial;
-    loop {
-        match Client::connect(config.clone()).await {
-            Ok((client, inbound)) => {
-                delay = backoff.initial;
-                if session(client, inbound).await.is_break() {
-                    return;
-                }
-            }
-            Err(e) => warn!(address = %config.address, error = %e, "smpp bind failed"),
-        }
-        sleep(delay).await;
-        delay = (delay * 2).min(backoff.max);
-    }
-}
-
 /// Handle to one bound transceiver session. Clones share it; when the last clone is
 /// dropped the session unbinds and closes.
 #[derive(Debug, Clone)]
@@ -474,6 +435,8 @@ struct Inner {
     window: Semaphore,
     bucket: Option<Mutex<Bucket>>,
     throttle: Mutex<Throttle>,
+    /// Set by `stop_submitting`: no new submit is written.
+    draining: AtomicBool,
     closing: AtomicBool,
     cancel: CancellationToken,
 }
@@ -702,6 +665,7 @@ impl Client {
             seq: AtomicU32::new(2),
             pending: Mutex::new(Some(HashMap::new())),
             bucket,
+            draining: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             cancel,
         });
@@ -722,7 +686,7 @@ impl Client {
         let inner = &self.inner;
         let mut attempts = 0;
         loop {
-            if inner.closing.load(Ordering::SeqCst) {
+            if inner.draining.load(Ordering::SeqCst) || inner.closing.load(Ordering::SeqCst) {
                 return Err(SubmitError::NotConnected);
             }
             let _permit = inner
@@ -731,6 +695,10 @@ impl Client {
                 .await
                 .map_err(|_| SubmitError::NotConnected)?;
             inner.pace().await;
+            // Checked again after every wait: a drain that began meanwhile sends nothing new.
+            if inner.draining.load(Ordering::SeqCst) || inner.closing.load(Ordering::SeqCst) {
+                return Err(SubmitError::NotConnected);
+            }
             attempts += 1;
             let resp = inner.request(pdu.clone()).await?;
             match classify(resp.status) {
@@ -760,20 +728,32 @@ impl Client {
         }
     }
 
+    /// Stops new submits: from now on [`Client::submit`] fails with
+    /// [`SubmitError::NotConnected`] before writing anything, while submits already written
+    /// keep waiting for their responses. Inbound receipts and MOs still flow.
+    pub fn stop_submitting(&self) {
+        self.inner.draining.store(true, Ordering::SeqCst);
+    }
+
     /// Graceful close: stops new submits, waits (up to the response timeout) for those in
     /// flight, sends `unbind`, waits for `unbind_resp`, closes the socket.
     pub async fn close(&self) {
+        self.close_within(self.inner.config.response_timeout).await;
+    }
+
+    /// Graceful close with a bound: stops new submits, waits up to `grace` for the
+    /// responses of those in flight (any still unanswered then fail with
+    /// [`SubmitError::ConnectionLost`]: outcome unknown), sends `unbind`, waits for
+    /// `unbind_resp` (at most the response timeout), closes the socket.
+    pub async fn close_within(&self, grace: Duration) {
         let inner = &self.inner;
+        inner.draining.store(true, Ordering::SeqCst);
         if inner.closing.swap(true, Ordering::SeqCst) {
             inner.cancel.cancelled().await;
             return;
         }
         let window = u32::try_from(inner.config.window).unwrap_or(u32::MAX);
-        let _drained = timeout(
-            inner.config.response_timeout,
-            inner.window.acquire_many(window),
-        )
-        .await;
+        let _drained = timeout(grace, inner.window.acquire_many(window)).await;
         let _ = inner.request(Pdu::Unbind).await;
         let _ = inner.out.send(Out::Close);
         // Give the writer a moment to flush; the peer closes after unbind_resp anyway.

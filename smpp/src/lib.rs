@@ -8,7 +8,9 @@
 //!   (answered with `generic_nack`, link kept).
 //! * [`client`] — [`Client`]: bind_transceiver, window, TPS pacing, throttling back-off,
 //!   enquire_link, `submit` with outcome classes, inbound receipts/MOs with durable-ack
-//!   handles, [`run_with_reconnect`].
+//!   handles.
+//! * [`reconnect`] — [`run_with_reconnect`]: binds again after failures and flaps with an
+//!   exponential, jittered back-off that resets only once a link stayed up; [`LinkStatus`].
 //! * [`status`] — `command_status` classification ([`StatusClass`], table in the module
 //!   docs) and names.
 //! * [`encode`] — GSM 7-bit / UCS-2 choice, UDH (or SAR) segmentation, MO decoding,
@@ -51,16 +53,19 @@
 
 pub mod client;
 pub mod codec;
+mod dice;
 pub mod encode;
 mod link;
 pub mod receipt;
+pub mod reconnect;
 pub mod sim;
 pub mod status;
 
 pub use client::{
-    Ack, Backoff, Client, ClientConfig, ConnectError, Inbound, MoPdu, SubmitError, SubmitOutcome,
-    SubmitRequest, run_with_reconnect,
+    Ack, Client, ClientConfig, ConnectError, Inbound, MoPdu, SubmitError, SubmitOutcome,
+    SubmitRequest,
 };
 pub use encode::{Concat, ConcatInfo, Segment};
-pub use receipt::{Receipt, ReceiptState, normalize_message_id};
+pub use receipt::{Receipt, ReceiptState, canonical_message_id, normalize_message_id};
+pub use reconnect::{Backoff, LinkState, LinkStatus, run_with_reconnect};
 pub use status::{StatusClass, classify};

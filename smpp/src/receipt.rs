@@ -250,6 +250,23 @@ pub fn build_receipt(
     })
 }
 
+/// The canonical form of an SMSC message id: trimmed (also of trailing NULs), lowercased,
+/// and — for ids made only of hex digits — without leading zeros (`0000000136` → `136`,
+/// `00AB` → `ab`). Store submitted ids and compare receipt ids in this form.
+pub fn canonical_message_id(id: &str) -> String {
+    let lower = id.trim().trim_end_matches('\0').to_ascii_lowercase();
+    let is_hex = !lower.is_empty() && lower.bytes().all(|b| b.is_ascii_hexdigit());
+    if !is_hex {
+        return lower;
+    }
+    let stripped = lower.trim_start_matches('0');
+    if stripped.is_empty() {
+        "0".to_string()
+    } else {
+        stripped.to_string()
+    }
+}
+
 /// Candidate spellings of an SMSC message id, most specific first, so an id written in hex
 /// in `submit_sm_resp` and in decimal in the receipt (or the other way round) still match.
 ///
@@ -257,20 +274,19 @@ pub fn build_receipt(
 /// of hex digits — without leading zeros. Then: a decimal-looking id read as decimal and
 /// written in hex; a hex-looking id read as hex and written in decimal.
 ///
-/// Recommended matching: index submitted ids by `normalize_message_id(id)[0]`; look a
-/// receipt id up by each of its candidates in order and take the first hit. Exact matches
-/// therefore win over cross-base ones (which can, rarely, collide).
+/// The candidates are readings, not a matching rule: trying them all against every
+/// submitted id is ambiguous (receipt `136` read as hex is `310`, and `136` written in
+/// hex is `88` — both may be ids of other messages). Match with one reading per SMSC,
+/// known or learned from receipts that can only be read one way, and never take a
+/// cross-base hit while the exact id may still be stored.
 ///
 /// `"1A2B"` → `["1a2b", "6699"]`; `"6699"` → `["6699", "1a2b", "26265"]`.
 pub fn normalize_message_id(id: &str) -> Vec<String> {
-    let trimmed = id.trim().trim_end_matches('\0');
-    let lower = trimmed.to_ascii_lowercase();
-    let is_hex = !lower.is_empty() && lower.bytes().all(|b| b.is_ascii_hexdigit());
-    if !is_hex {
-        return vec![lower];
+    let canonical = canonical_message_id(id);
+    if !canonical.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return vec![canonical];
     }
-    let stripped = lower.trim_start_matches('0');
-    let canonical = if stripped.is_empty() { "0" } else { stripped };
+    let canonical = canonical.as_str();
     let mut out = vec![canonical.to_string()];
     let mut add = |s: String| {
         if !out.contains(&s) {

@@ -3,7 +3,8 @@
 //! * Accepts any number of binds (transceiver, transmitter, receiver); checks
 //!   `system_id`/`password` when [`SimConfig::credentials`] is set.
 //! * Answers `submit_sm` with unique message ids — optionally hex in `submit_sm_resp` and
-//!   decimal in the receipt ([`SimConfig::hex_ids`]), the quirk some SMSCs have.
+//!   decimal in the receipt ([`SimConfig::hex_ids`]), the quirk some SMSCs have; ids count
+//!   up from [`SimConfig::first_id`], zero-padded to [`SimConfig::id_width`] if asked.
 //! * Sends a receipt `deliver_sm` (classic text + `receipted_message_id` + `message_state`)
 //!   [`SimConfig::dlr_delay`] after each accepted submit that asked for one, to any bound
 //!   receiving session of the same `system_id` (so receipts survive reconnects). A
@@ -13,8 +14,12 @@
 //!   (receipt `UNDELIV`), submit rejection (`ESME_RINVDSTADR`), throttling
 //!   (`ESME_RTHROTTLED`), and disconnects (the connection is dropped on a submit without
 //!   answering it; half of those submits were accepted first, so the client's "outcome
-//!   unknown" really is unknown).
-//! * Sends MOs on demand ([`SimHandle::send_mo`]), long ones as UDH-concatenated parts.
+//!   unknown" really is unknown), a flapping SMSC ([`Faults::drop_after_bind`]: every bind
+//!   accepted, the link dropped a moment later), and lost MO answers
+//!   ([`SimHandle::lose_next_mo_acks`]: the link dies as the `deliver_sm_resp` arrives,
+//!   so the MO is redelivered on the next bind).
+//! * Sends MOs on demand ([`SimHandle::send_mo`]), long ones as UDH-concatenated parts,
+//!   or single parts exactly as given ([`SimHandle::send_mo_part`]).
 //! * Records every submit ([`SimHandle::received`]), reassembles concatenated ones
 //!   ([`SimHandle::messages`]) and counts everything ([`SimHandle::stats`]).
 //!
@@ -47,6 +52,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::codec::{Frame, SmppCodec, encode_command};
+use crate::dice::Dice;
 use crate::encode::{self, Concat, Reassembler};
 use crate::link::{self, Out, OutTx};
 use crate::receipt::ReceiptState;
@@ -66,6 +72,8 @@ pub struct Faults {
     pub throttle: f64,
     /// Connection dropped without an answer (half of these after accepting the submit).
     pub disconnect: f64,
+    /// Accept every bind, then drop the link this long after it (a flapping SMSC).
+    pub drop_after_bind: Option<Duration>,
 }
 
 /// Simulator settings.
@@ -79,6 +87,11 @@ pub struct SimConfig {
     pub dlr_delay: Duration,
     /// Message ids in hex in `submit_sm_resp` and in decimal in receipts.
     pub hex_ids: bool,
+    /// The first message id handed out (ids count up from it).
+    pub first_id: u64,
+    /// Decimal ids are zero-padded to this many digits (`0000000136`), as some SMSCs
+    /// write them; 0 for no padding.
+    pub id_width: usize,
     /// Receipts carry a vendor TLV (0x1401) and a `receipted_message_id` without its NUL.
     pub quirky_receipts: bool,
     /// `deliver_sm`s outstanding (unanswered) per session.
@@ -96,7 +109,8 @@ pub struct SimConfig {
 }
 
 impl Default for SimConfig {
-    /// `127.0.0.1:0`, any credentials, 100 ms receipts, decimal ids, no quirks, window 100,
+    /// `127.0.0.1:0`, any credentials, 100 ms receipts, decimal ids from 1,000,000
+    /// unpadded, no quirks, window 100,
     /// 500 ms redelivery, no faults, the last 100,000 submits kept.
     fn default() -> Self {
         Self {
@@ -104,6 +118,8 @@ impl Default for SimConfig {
             credentials: None,
             dlr_delay: Duration::from_millis(100),
             hex_ids: false,
+            first_id: 1_000_000,
+            id_width: 0,
             quirky_receipts: false,
             dlr_window: 100,
             redelivery_delay: Duration::from_millis(500),
@@ -119,6 +135,8 @@ impl Default for SimConfig {
 pub struct ReceivedSubmit {
     /// Id returned in `submit_sm_resp` (hex when `hex_ids`).
     pub message_id: String,
+    /// Id its receipt carries (decimal; differs from `message_id` when `hex_ids`).
+    pub receipt_id: String,
     /// `system_id` of the bind it came on.
     pub system_id: String,
     /// `source_addr`.
@@ -175,6 +193,10 @@ pub struct SimStats {
     pub mos_sent: u64,
     /// MO parts answered `ESME_ROK`.
     pub mos_acked: u64,
+    /// MO parts sent again after a refusal, a lost session or a lost answer.
+    pub mos_redelivered: u64,
+    /// `enquire_link`s the simulator answered.
+    pub enquire_links: u64,
     /// `generic_nack`s the simulator sent.
     pub generic_nacks_sent: u64,
     /// `generic_nack`s the simulator received.
@@ -196,6 +218,8 @@ struct Counters {
     receipts_redelivered: AtomicU64,
     mos_sent: AtomicU64,
     mos_acked: AtomicU64,
+    mos_redelivered: AtomicU64,
+    enquire_links: AtomicU64,
     generic_nacks_sent: AtomicU64,
     generic_nacks_received: AtomicU64,
 }
@@ -243,11 +267,12 @@ impl Sim {
         })?;
         let cancel = CancellationToken::new();
         let (ctl, ctl_rx) = mpsc::unbounded_channel();
+        let first_id = config.first_id;
         let state = Arc::new(State {
             faults: RwLock::new(config.faults),
             config,
             counters: Counters::default(),
-            next_id: AtomicU64::new(1_000_000),
+            next_id: AtomicU64::new(first_id),
             mo_ref: AtomicU32::new(0),
             received: Mutex::new(VecDeque::new()),
             reassembler: Mutex::new(Reassembler::new()),
@@ -255,6 +280,8 @@ impl Sim {
             ctl,
             cancel: cancel.clone(),
             kill: Mutex::new(CancellationToken::new()),
+            lose_mo_acks: AtomicU32::new(0),
+            bind_log: Mutex::new(Vec::new()),
         });
         tokio::spawn(dispatcher(state.clone(), ctl_rx));
         tokio::spawn(accept_loop(state.clone(), listener));
@@ -293,6 +320,8 @@ impl SimHandle {
             receipts_redelivered: g(&c.receipts_redelivered),
             mos_sent: g(&c.mos_sent),
             mos_acked: g(&c.mos_acked),
+            mos_redelivered: g(&c.mos_redelivered),
+            enquire_links: g(&c.enquire_links),
             generic_nacks_sent: g(&c.generic_nacks_sent),
             generic_nacks_received: g(&c.generic_nacks_received),
         }
@@ -349,39 +378,70 @@ impl SimHandle {
             .map_err(|e| SimError::InvalidMo(e.to_string()))?;
         let mut pdus = Vec::with_capacity(segments.len());
         for seg in &segments {
-            let d = DeliverSm::builder()
-                .service_type(ServiceType::null())
-                .source_addr_ton(Ton::from(1))
-                .source_addr_npi(Npi::from(1))
-                .source_addr(c_str(from).map_err(SimError::InvalidMo)?)
-                .dest_addr_ton(Ton::from(0))
-                .dest_addr_npi(Npi::from(1))
-                .destination_addr(c_str(to).map_err(SimError::InvalidMo)?)
-                .esm_class(EsmClass::from(seg.esm_class))
-                .data_coding(DataCoding::from(seg.data_coding))
-                .short_message(
-                    OctetString::from_vec(seg.short_message.clone())
-                        .map_err(|e| SimError::InvalidMo(e.to_string()))?,
-                )
-                .build();
-            pdus.push(encode_command(&Command::new(
-                CommandStatus::EsmeRok,
-                0,
-                Pdu::DeliverSm(d),
-            )));
+            pdus.push(mo_pdu(
+                from,
+                to,
+                seg.esm_class,
+                seg.data_coding,
+                seg.short_message.clone(),
+            )?);
         }
         for bytes in pdus {
-            self.state
-                .ctl
-                .send(Ctl::Enqueue(Pending {
-                    system_id: None,
-                    kind: Kind::Mo,
-                    bytes: bytes.freeze(),
-                    due: Instant::now(),
-                }))
-                .map_err(|_| SimError::Stopped)?;
+            self.enqueue_mo(bytes)?;
         }
         Ok(segments.len())
+    }
+
+    /// Queues one part of a long MO exactly as given: an 8-bit-reference UDH
+    /// (`reference`, `total`, `seq`) and `text` in UCS-2. Sending the same arguments
+    /// twice sends the same bytes twice, as an SMSC does when it redelivers a part.
+    pub fn send_mo_part(
+        &self,
+        from: &str,
+        to: &str,
+        reference: u8,
+        total: u8,
+        seq: u8,
+        text: &str,
+    ) -> Result<(), SimError> {
+        let mut short_message = vec![0x05, 0x00, 0x03, reference, total, seq];
+        short_message.extend(text.encode_utf16().flat_map(u16::to_be_bytes));
+        if short_message.len() > 140 {
+            return Err(SimError::InvalidMo(format!(
+                "part of {} octets; at most 140 fit",
+                short_message.len()
+            )));
+        }
+        self.enqueue_mo(mo_pdu(from, to, 0x40, 0x08, short_message)?)
+    }
+
+    fn enqueue_mo(&self, bytes: BytesMut) -> Result<(), SimError> {
+        self.state
+            .ctl
+            .send(Ctl::Enqueue(Pending {
+                system_id: None,
+                kind: Kind::Mo,
+                bytes: bytes.freeze(),
+                due: Instant::now(),
+            }))
+            .map_err(|_| SimError::Stopped)
+    }
+
+    /// The next `n` answers to MO `deliver_sm`s are lost together with their link: the
+    /// simulator drops the connection as the answer arrives and redelivers the MO on the
+    /// next bind, as an SMSC does when a link dies between its `deliver_sm` and our
+    /// `deliver_sm_resp` (the ESME stored it; the SMSC does not know).
+    pub fn lose_next_mo_acks(&self, n: u32) {
+        self.state.lose_mo_acks.store(n, Ordering::SeqCst);
+    }
+
+    /// When each successful bind happened, in order.
+    pub fn bind_times(&self) -> Vec<Instant> {
+        self.state
+            .bind_log
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
     }
 
     /// Drops every open connection at once (unanswered submits stay unanswered).
@@ -418,6 +478,10 @@ struct State {
     cancel: CancellationToken,
     /// Replaced by `disconnect_all`; every connection watches the one current at its start.
     kill: Mutex<CancellationToken>,
+    /// MO answers still to be lost (with their link) by `lose_next_mo_acks`.
+    lose_mo_acks: AtomicU32,
+    /// When each successful bind happened.
+    bind_log: Mutex<Vec<Instant>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -443,6 +507,8 @@ enum Ctl {
         system_id: String,
         out: OutTx,
         seq: Arc<AtomicU32>,
+        /// Ends the connection (a lost answer takes its link with it).
+        kill: CancellationToken,
     },
     Down {
         session: u64,
@@ -459,6 +525,7 @@ struct Session {
     system_id: String,
     out: OutTx,
     seq: Arc<AtomicU32>,
+    kill: CancellationToken,
     outstanding: HashMap<u32, u64>,
 }
 
@@ -540,6 +607,7 @@ async fn dispatcher(state: Arc<State>, mut rx: mpsc::UnboundedReceiver<Ctl>) {
                     system_id,
                     out,
                     seq,
+                    kill,
                 } => {
                     sessions.insert(
                         session,
@@ -547,6 +615,7 @@ async fn dispatcher(state: Arc<State>, mut rx: mpsc::UnboundedReceiver<Ctl>) {
                             system_id,
                             out,
                             seq,
+                            kill,
                             outstanding: HashMap::new(),
                         },
                     );
@@ -557,11 +626,7 @@ async fn dispatcher(state: Arc<State>, mut rx: mpsc::UnboundedReceiver<Ctl>) {
                     if let Some(s) = sessions.remove(&session) {
                         let at = Instant::now() + redelivery;
                         for (_, id) in s.outstanding {
-                            if let Some(item) = items.get(&id)
-                                && item.kind == Kind::Receipt
-                            {
-                                inc(&c.receipts_redelivered);
-                            }
+                            count_redelivery(c, items.get(&id));
                             queue.push(Reverse((at, id)));
                         }
                     }
@@ -577,10 +642,27 @@ async fn dispatcher(state: Arc<State>, mut rx: mpsc::UnboundedReceiver<Ctl>) {
                     seq,
                     status,
                 } => {
-                    let id = sessions
+                    let is_mo = sessions
+                        .get(&session)
+                        .and_then(|s| s.outstanding.get(&seq))
+                        .and_then(|id| items.get(id))
+                        .is_some_and(|item| item.kind == Kind::Mo);
+                    if is_mo
+                        && state
+                            .lose_mo_acks
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                            .is_ok()
+                    {
+                        // The answer is lost with its link: the item stays outstanding,
+                        // and the session's end queues it for redelivery.
+                        if let Some(s) = sessions.get(&session) {
+                            inc(&c.disconnects);
+                            s.kill.cancel();
+                        }
+                    } else if let Some(id) = sessions
                         .get_mut(&session)
-                        .and_then(|s| s.outstanding.remove(&seq));
-                    if let Some(id) = id {
+                        .and_then(|s| s.outstanding.remove(&seq))
+                    {
                         if status == ESME_ROK {
                             if let Some(item) = items.remove(&id) {
                                 inc(match item.kind {
@@ -589,9 +671,7 @@ async fn dispatcher(state: Arc<State>, mut rx: mpsc::UnboundedReceiver<Ctl>) {
                                 });
                             }
                         } else {
-                            if items.get(&id).is_some_and(|i| i.kind == Kind::Receipt) {
-                                inc(&c.receipts_redelivered);
-                            }
+                            count_redelivery(c, items.get(&id));
                             queue.push(Reverse((Instant::now() + redelivery, id)));
                         }
                     }
@@ -607,6 +687,14 @@ async fn dispatcher(state: Arc<State>, mut rx: mpsc::UnboundedReceiver<Ctl>) {
                 Err(_) => break,
             }
         }
+    }
+}
+
+fn count_redelivery(c: &Counters, item: Option<&Pending>) {
+    match item.map(|i| i.kind) {
+        Some(Kind::Receipt) => inc(&c.receipts_redelivered),
+        Some(Kind::Mo) => inc(&c.mos_redelivered),
+        None => {}
     }
 }
 
@@ -636,20 +724,6 @@ async fn accept_loop(state: Arc<State>, listener: TcpListener) {
     }
 }
 
-/// splitmix64: enough randomness for fault dice, no dependency.
-struct Dice(u64);
-
-impl Dice {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 async fn serve(state: Arc<State>, stream: TcpStream, session: u64) {
     let _ = stream.set_nodelay(true);
     let (read, write) = stream.into_split();
@@ -658,17 +732,29 @@ async fn serve(state: Arc<State>, stream: TcpStream, session: u64) {
     let conn_cancel = state.cancel.child_token();
     let writer = tokio::spawn(link::writer(write, out_rx, conn_cancel.clone()));
     let kill = state.kill.lock().map(|k| k.clone()).unwrap_or_default();
-    let mut dice = Dice(state.config.seed ^ session.wrapping_mul(0x2545_F491_4F6C_DD1D));
+    let mut dice = Dice::new(state.config.seed ^ session.wrapping_mul(0x2545_F491_4F6C_DD1D));
     let mut bound: Option<String> = None;
     // Set by a successful bind: (receives deliveries?).
     let mut just_bound: Option<bool> = None;
     let seq = Arc::new(AtomicU32::new(1));
     let c = &state.counters;
 
+    // Set by a bind when the faults say to drop the link some time after it.
+    let mut drop_at: Option<Instant> = None;
     loop {
         let frame = tokio::select! {
             _ = conn_cancel.cancelled() => break,
             _ = kill.cancelled() => {
+                inc(&c.disconnects);
+                conn_cancel.cancel();
+                break;
+            }
+            () = async {
+                match drop_at {
+                    Some(at) => sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {
                 inc(&c.disconnects);
                 conn_cancel.cancel();
                 break;
@@ -764,6 +850,7 @@ async fn serve(state: Arc<State>, stream: TcpStream, session: u64) {
                 });
             }
             Some(Pdu::EnquireLink) => {
+                inc(&c.enquire_links);
                 let _ = out.send(link::cmd(ESME_ROK, s, Pdu::EnquireLinkResp));
             }
             Some(Pdu::Unbind) => {
@@ -797,6 +884,11 @@ async fn serve(state: Arc<State>, stream: TcpStream, session: u64) {
         if let Some(receiving) = just_bound.take() {
             inc(&c.binds);
             c.bound_sessions.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut log) = state.bind_log.lock() {
+                log.push(Instant::now());
+            }
+            let faults = state.faults.read().map(|f| *f).unwrap_or_default();
+            drop_at = faults.drop_after_bind.map(|d| Instant::now() + d);
             if !receiving {
                 continue;
             }
@@ -805,6 +897,7 @@ async fn serve(state: Arc<State>, stream: TcpStream, session: u64) {
                 system_id: bound.clone().unwrap_or_default(),
                 out: out.clone(),
                 seq: seq.clone(),
+                kill: conn_cancel.clone(),
             });
         }
     }
@@ -823,6 +916,35 @@ fn sim_id() -> COctetString<1, 16> {
 
 fn c_str<const MIN: usize, const MAX: usize>(s: &str) -> Result<COctetString<MIN, MAX>, String> {
     link::c_string("address", s)
+}
+
+/// Encodes an MO `deliver_sm` (sequence 0, patched when sent).
+fn mo_pdu(
+    from: &str,
+    to: &str,
+    esm_class: u8,
+    data_coding: u8,
+    short_message: Vec<u8>,
+) -> Result<BytesMut, SimError> {
+    let d = DeliverSm::builder()
+        .service_type(ServiceType::null())
+        .source_addr_ton(Ton::from(1))
+        .source_addr_npi(Npi::from(1))
+        .source_addr(c_str(from).map_err(SimError::InvalidMo)?)
+        .dest_addr_ton(Ton::from(0))
+        .dest_addr_npi(Npi::from(1))
+        .destination_addr(c_str(to).map_err(SimError::InvalidMo)?)
+        .esm_class(EsmClass::from(esm_class))
+        .data_coding(DataCoding::from(data_coding))
+        .short_message(
+            OctetString::from_vec(short_message).map_err(|e| SimError::InvalidMo(e.to_string()))?,
+        )
+        .build();
+    Ok(encode_command(&Command::new(
+        CommandStatus::EsmeRok,
+        0,
+        Pdu::DeliverSm(d),
+    )))
 }
 
 /// Returns (bound?, status for the bind response).
@@ -852,10 +974,12 @@ fn accept(
     let c = &state.counters;
     inc(&c.accepted);
     let n = state.next_id.fetch_add(1, Ordering::Relaxed);
+    let width = state.config.id_width;
+    let receipt_id = format!("{n:0width$}");
     let resp_id = if state.config.hex_ids {
         format!("{n:X}")
     } else {
-        n.to_string()
+        receipt_id.clone()
     };
     let source = sm.source_addr.as_str().to_string();
     let dest = sm.destination_addr.as_str().to_string();
@@ -901,7 +1025,7 @@ fn accept(
         } else {
             ReceiptState::Delivered
         };
-        let bytes = receipt_pdu(&state.config, &n.to_string(), &dest, &source, state_, &text);
+        let bytes = receipt_pdu(&state.config, &receipt_id, &dest, &source, state_, &text);
         let _ = state.ctl.send(Ctl::Enqueue(Pending {
             system_id: Some(system_id.to_string()),
             kind: Kind::Receipt,
@@ -915,6 +1039,7 @@ fn accept(
             state.config.max_records,
             ReceivedSubmit {
                 message_id: resp_id.clone(),
+                receipt_id,
                 system_id: system_id.to_string(),
                 source_addr: source,
                 destination_addr: dest,

@@ -158,8 +158,16 @@ async fn ten_thousand_submits_window_50_every_receipt_once() {
         got.lock().expect("lock").receipts.len() >= N && sim.stats().receipts_acked as usize >= N
     })
     .await;
-    // Nothing more arrives: each receipt exactly once.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Nothing more can arrive: the simulator made one receipt per submit, sent each
+    // once and had each acknowledged, so it has nothing left to redeliver.
+    wait_for("every receipt sent acknowledged", 20, || {
+        let stats = sim.stats();
+        stats.receipts_acked == stats.receipts_sent
+    })
+    .await;
+    let stats = sim.stats();
+    assert_eq!(stats.receipts_sent as usize, N, "{stats:?}");
+    assert_eq!(stats.receipts_redelivered, 0, "{stats:?}");
     let c = got.lock().expect("lock");
     assert_eq!(c.receipts.len(), N);
     let mut seen = HashMap::new();
@@ -347,7 +355,8 @@ async fn disconnect_fails_pending_as_unknown_and_reconnect_works() {
         let client = client.clone();
         tasks.spawn(async move { client.submit(&request(&format!("8615{i:09}"), "x")).await });
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Some submits are through (and more in flight) before the fault is switched on.
+    wait_for("submits under way", 20, || sim.stats().accepted >= 100).await;
     // The next submit makes the SMSC drop the link without answering it: that one (and any
     // other in flight) has an unknown outcome.
     sim.set_faults(Faults {
@@ -388,7 +397,10 @@ async fn disconnect_fails_pending_as_unknown_and_reconnect_works() {
         Backoff {
             initial: Duration::from_millis(10),
             max: Duration::from_millis(100),
+            stable_after: Duration::from_secs(1),
         },
+        tokio::sync::watch::channel(tongdao_smpp::LinkStatus::default()).0,
+        std::future::pending(),
         move |client, rx| {
             let tx = tx.clone();
             async move {
@@ -553,8 +565,12 @@ async fn tps_limit_paces_submits_and_enquire_link_keeps_idle_link() {
     let elapsed = started.elapsed();
     assert!(elapsed >= Duration::from_millis(480), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
-    // Idle for several enquire_link intervals: the link stays up.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Idle for several enquire_link intervals (each answered): the link stays up.
+    let answered = sim.stats().enquire_links;
+    wait_for("three enquire_links answered", 20, || {
+        sim.stats().enquire_links >= answered + 3
+    })
+    .await;
     assert!(!client.is_closed());
     assert!(got.lock().expect("lock").closed.is_empty());
     client

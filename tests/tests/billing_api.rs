@@ -7,7 +7,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
+mod common;
+
 use std::net::SocketAddr;
 
 use reqwest::StatusCode;
@@ -194,12 +195,9 @@ async fn databases() -> Vec<Option<String>> {
             let (prefix, _) = base.rsplit_once('/').unwrap();
             out.push(Some(format!("{prefix}/{name}")));
         }
-        Err(_) => {
-            let _ = writeln!(
-                std::io::stderr(),
-                "NOTE: PostgreSQL half of the billing API test SKIPPED: TONGDAO_TEST_DATABASE_URL is not set"
-            );
-        }
+        Err(_) => common::skip(
+            "the PostgreSQL half of the billing API test: TONGDAO_TEST_DATABASE_URL is not set",
+        ),
     }
     out
 }

@@ -1,5 +1,6 @@
 //! `/v1/messages`: MTs with their segments and status history (partner-scoped),
-//! and `/v1/admin/test-messages`: test sends through the same outbox (agreement 7.3).
+//! `/v1/admin/test-messages`: test sends through the same outbox (agreement 7.3), and
+//! `/v1/admin/relay/binds`: the state of every operator bind.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -18,6 +19,12 @@ pub(super) fn router() -> Routes {
         .route("/v1/messages", get(list))
         .route("/v1/messages/{id}", get(detail))
         .route("/v1/admin/test-messages", post(test_send))
+        .route("/v1/admin/relay/binds", get(binds))
+}
+
+/// Every operator bind: link state, attempts since it was last stable, binds so far.
+async fn binds(_admin: Admin, State(state): State<AppState>) -> Json<Value> {
+    Json(json!({ "binds": state.relay.binds() }))
 }
 
 /// The query string. Not `#[serde(flatten)]`: flattened fields lose their types

@@ -1,19 +1,27 @@
-//! One operator bind: keeps an SMPP transceiver session up (reconnecting with
-//! back-off), claims queued MTs for its operator, submits them within the window,
-//! stores the outcomes, and stores receipts and MOs before acknowledging them.
+//! One operator bind: keeps an SMPP transceiver session up (reconnecting with the
+//! back-off of `tongdao_smpp::reconnect`), claims queued MTs for its operator, submits
+//! them within the window, stores the outcomes, and stores receipts and MOs before
+//! acknowledging them.
+//!
+//! On shutdown a bind claims nothing more, writes no new submit, waits up to
+//! `[relay] shutdown_grace_ms` for the responses of those already written, records
+//! every outcome (claimed MTs it did not send go back to the queue unmarked), unbinds
+//! and ends.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tongdao_smpp::client::{Backoff, ClientConfig, SubmitError, SubmitRequest, run_with_reconnect};
+use tongdao_smpp::client::{ClientConfig, SubmitError, SubmitRequest};
 use tongdao_smpp::encode::{self, Concat};
-use tongdao_smpp::{Client, Inbound, StatusClass};
+use tongdao_smpp::{Client, Inbound, LinkStatus, StatusClass, run_with_reconnect};
 
-use super::RelayShared;
 use super::inbound;
 use super::outbox::{self, Claimed, Failure, SubmitResult};
+use super::{BindView, RelayShared};
 use crate::config::{ConcatMode, OperatorConfig};
 
 /// How long an idle worker waits before looking at the queue again (a new MT
@@ -21,29 +29,49 @@ use crate::config::{ConcatMode, OperatorConfig};
 const IDLE_POLL: Duration = Duration::from_millis(100);
 
 /// Run one bind of `operator` until the relay stops.
-pub(super) async fn run_bind(shared: Arc<RelayShared>, operator: OperatorConfig) {
+pub(super) async fn run_bind(
+    shared: Arc<RelayShared>,
+    operator: OperatorConfig,
+    view: Arc<BindView>,
+    status: watch::Sender<LinkStatus>,
+) {
     let mut config = ClientConfig::new(&operator.address, &operator.system_id, &operator.password);
     config.system_type = operator.system_type.clone();
     config.window = usize::try_from(operator.window).unwrap_or(1).max(1);
     config.tps = operator.tps;
-    let backoff = Backoff::default();
-    run_with_reconnect(config, backoff, |client, events| {
+    let backoff = operator.backoff();
+    // Connecting or backing off ends at once on shutdown; a bound session drains first.
+    let mut stop = shared.stop.subscribe();
+    let stopped = async move {
+        while !*stop.borrow_and_update() {
+            if stop.changed().await.is_err() {
+                break;
+            }
+        }
+    };
+    run_with_reconnect(config, backoff, status, stopped, |client, events| {
         let shared = shared.clone();
         let operator = operator.clone();
+        let view = view.clone();
         async move {
-            tracing::info!(operator = %operator.name, "smpp bind up");
+            let session = shared.open_session(&view, &client);
+            tracing::info!(operator = %operator.name, bind = view.bind, %session, "smpp bind up");
             let inbound = tokio::spawn(handle_inbound(
                 shared.clone(),
-                operator.name.clone(),
+                operator.clone(),
+                session.clone(),
                 events,
             ));
-            send_loop(&shared, &operator, &client).await;
-            client.close().await;
+            send_loop(&shared, &operator, &client, &view).await;
+            // Every submit is recorded; receipts and MOs still flow until the unbind.
+            client.close_within(shared.relay.shutdown_grace()).await;
             let _ = inbound.await;
-            tracing::warn!(operator = %operator.name, "smpp bind down; reconnecting");
+            shared.close_session(&session);
             if shared.stopping() {
+                tracing::info!(operator = %operator.name, bind = view.bind, "smpp bind closed for shutdown");
                 ControlFlow::Break(())
             } else {
+                tracing::warn!(operator = %operator.name, bind = view.bind, "smpp bind down; reconnecting");
                 ControlFlow::Continue(())
             }
         }
@@ -51,16 +79,26 @@ pub(super) async fn run_bind(shared: Arc<RelayShared>, operator: OperatorConfig)
     .await;
 }
 
-async fn send_loop(shared: &Arc<RelayShared>, operator: &OperatorConfig, client: &Client) {
+async fn send_loop(
+    shared: &Arc<RelayShared>,
+    operator: &OperatorConfig,
+    client: &Client,
+    view: &BindView,
+) {
     let lease = Duration::from_secs(shared.relay.lease_secs);
+    let mut stop = shared.stop.subscribe();
     while !client.is_closed() && !shared.stopping() {
+        view.claims.fetch_add(1, Ordering::Relaxed);
         let batch = match outbox::claim(&shared.store, &operator.name, shared.relay.batch, lease)
             .await
         {
             Ok(batch) => batch,
             Err(e) => {
                 tracing::error!(operator = %operator.name, error = %e, "cannot claim from the outbox");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => {}
+                }
                 continue;
             }
         };
@@ -69,37 +107,82 @@ async fn send_loop(shared: &Arc<RelayShared>, operator: &OperatorConfig, client:
                 () = shared.wake.notified() => {}
                 () = tokio::time::sleep(IDLE_POLL) => {}
                 () = client.closed() => {}
+                _ = stop.changed() => {}
             }
             continue;
         }
-        let mut submits = JoinSet::new();
-        for message in batch {
-            let client = client.clone();
-            let shared = shared.clone();
-            // A service's MTs come from its own number, so a bare `TD` reaches it.
-            let source = message
-                .sender
-                .clone()
-                .unwrap_or_else(|| operator.source_addr.clone());
-            let concat = operator.concat;
-            submits.spawn(async move {
-                let result = submit_message(&shared, &client, &source, concat, &message).await;
-                (message, result)
-            });
-        }
-        let mut results = Vec::with_capacity(submits.len());
-        while let Some(done) = submits.join_next().await {
-            match done {
-                Ok(r) => results.push(r),
-                // A panicked submit task leaves its row leased: the sweep resends it
-                // under the unknown-outcome rule.
-                Err(e) => tracing::error!(error = %e, "submit task failed"),
+        if shared.stopping() {
+            // Claimed just as the shutdown began: hand the rows back unsent.
+            if let Err(e) =
+                outbox::release_unsent(&shared.store, &batch, "released unsent at shutdown").await
+            {
+                tracing::error!(operator = %operator.name, error = %e, "cannot release claimed MTs");
             }
+            break;
         }
+        let results = submit_batch(shared, operator, client, batch, &mut stop).await;
         if let Err(e) = outbox::record_submits(&shared.store, &shared.relay, &results).await {
             // Not stored: the leases run out and the sweep re-queues these rows under
             // the unknown-outcome rule, so nothing is lost.
             tracing::error!(operator = %operator.name, error = %e, "cannot store submit outcomes");
+        }
+    }
+}
+
+/// Submit one claimed batch, one task per MT, and collect every outcome. When the
+/// relay stops meanwhile, nothing new is written and the answers of what was written
+/// are awaited for at most the shutdown grace; the link is then closed, so anything
+/// still unanswered ends as an unknown outcome.
+async fn submit_batch(
+    shared: &Arc<RelayShared>,
+    operator: &OperatorConfig,
+    client: &Client,
+    batch: Vec<Claimed>,
+    stop: &mut watch::Receiver<bool>,
+) -> Vec<(Claimed, SubmitResult)> {
+    let mut submits = JoinSet::new();
+    for message in batch {
+        let client = client.clone();
+        let shared = shared.clone();
+        // A service's MTs come from its own number, so a bare `TD` reaches it.
+        let source = message
+            .sender
+            .clone()
+            .unwrap_or_else(|| operator.source_addr.clone());
+        let concat = operator.concat;
+        submits.spawn(async move {
+            let result = submit_message(&shared, &client, &source, concat, &message).await;
+            (message, result)
+        });
+    }
+    let mut results = Vec::with_capacity(submits.len());
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        if deadline.is_none() && shared.stopping() {
+            client.stop_submitting();
+            deadline = Some(tokio::time::Instant::now() + shared.relay.shutdown_grace());
+        }
+        let next = tokio::select! {
+            next = submits.join_next() => next,
+            _ = stop.changed(), if deadline.is_none() => continue,
+            () = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                tracing::warn!(operator = %operator.name, "shutdown grace over with submits unanswered; closing the link");
+                client.close_within(Duration::ZERO).await;
+                deadline = Some(tokio::time::Instant::now() + Duration::from_secs(3600));
+                continue;
+            }
+        };
+        match next {
+            Some(Ok(r)) => results.push(r),
+            // A panicked submit task leaves its row leased: the sweep resends it
+            // under the unknown-outcome rule.
+            Some(Err(e)) => tracing::error!(error = %e, "submit task failed"),
+            None => return results,
         }
     }
 }
@@ -165,6 +248,9 @@ fn classify(error: &SubmitError) -> Failure {
     if error.outcome_unknown() {
         return Failure::Unknown(reason);
     }
+    if matches!(error, SubmitError::NotConnected) {
+        return Failure::NotSent(reason);
+    }
     match error.class() {
         StatusClass::Permanent => Failure::Permanent(reason),
         StatusClass::Ok | StatusClass::Throttled | StatusClass::Temporary => {
@@ -178,10 +264,12 @@ fn classify(error: &SubmitError) -> Failure {
 /// together are stored in one transaction.
 async fn handle_inbound(
     shared: Arc<RelayShared>,
-    operator: String,
+    operator: OperatorConfig,
+    session: String,
     mut events: tokio::sync::mpsc::Receiver<Inbound>,
 ) {
     const BURST: usize = 512;
+    let name = operator.name.as_str();
     let mut closed = false;
     while !closed {
         let Some(first) = events.recv().await else {
@@ -202,9 +290,9 @@ async fn handle_inbound(
                     receipts.push(receipt);
                     acks.push(ack);
                 }
-                Inbound::Mo(pdu, ack) => handle_mo(&shared, &operator, &pdu, ack).await,
+                Inbound::Mo(pdu, ack) => handle_mo(&shared, (name, &session), &pdu, ack).await,
                 Inbound::Closed(reason) => {
-                    tracing::warn!(%operator, %reason, "smpp link closed");
+                    tracing::warn!(operator = %name, %reason, "smpp link closed");
                     closed = true;
                 }
             }
@@ -212,11 +300,11 @@ async fn handle_inbound(
         if receipts.is_empty() {
             continue;
         }
-        match inbound::receipts(&shared.store, &operator, &receipts).await {
+        match inbound::receipts(&shared.store, name, operator.receipt_ids, &receipts).await {
             Ok(_) => acks.into_iter().for_each(tongdao_smpp::Ack::ack),
             // Dropping the acks answers "temporary error": the SMSC resends them.
             Err(e) => {
-                tracing::error!(%operator, error = %e, "cannot store receipts; the SMSC will resend them")
+                tracing::error!(operator = %name, error = %e, "cannot store receipts; the SMSC will resend them")
             }
         }
     }
@@ -224,16 +312,28 @@ async fn handle_inbound(
 
 async fn handle_mo(
     shared: &RelayShared,
-    operator: &str,
+    (operator, session): (&str, &str),
     pdu: &tongdao_smpp::MoPdu,
     ack: tongdao_smpp::Ack,
 ) {
-    match inbound::mo(&shared.store, operator, pdu).await {
-        Ok(record) => {
+    let alive = |name: &str| shared.session_alive(name);
+    match inbound::mo::mo(
+        &shared.store,
+        &shared.relay,
+        (operator, session),
+        &alive,
+        pdu,
+    )
+    .await
+    {
+        Ok(intake) => {
             ack.ack();
-            if let Some(record) = record {
+            if intake.duplicate {
+                tracing::info!(%operator, source = %pdu.source_addr, "MO delivered again; answered, not stored again");
+            }
+            for record in intake.to_route() {
                 tracing::info!(%operator, mo = record.id, "MO received");
-                let _ = shared.mo_events.send(record);
+                let _ = shared.mo_events.send(record.clone());
             }
         }
         Err(e) => {

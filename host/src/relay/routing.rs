@@ -87,6 +87,7 @@ mod tests {
             prefixes: prefixes.iter().map(|p| (*p).to_string()).collect(),
             source_addr: "10661234".into(),
             concat: crate::config::ConcatMode::Udh,
+            ..Default::default()
         }
     }
 

@@ -3,8 +3,11 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::io::Write;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tongdao::config::RuntimeConfig;
 use tongdao::modules::Registry;
@@ -35,10 +38,8 @@ pub async fn sqlite() -> TestStore {
 /// A fresh PostgreSQL database (one per call), if `TONGDAO_TEST_DATABASE_URL` is set.
 pub async fn postgres() -> Option<TestStore> {
     let Ok(base) = std::env::var("TONGDAO_TEST_DATABASE_URL") else {
-        // Written straight to stderr so it shows even when the harness captures output.
-        let _ = writeln!(
-            std::io::stderr(),
-            "NOTE: PostgreSQL half of this test SKIPPED: TONGDAO_TEST_DATABASE_URL is not set (.ci/run sets it)"
+        skip(
+            "the PostgreSQL half of this test: TONGDAO_TEST_DATABASE_URL is not set (.ci/run sets it)",
         );
         return None;
     };
@@ -63,6 +64,17 @@ pub async fn postgres() -> Option<TestStore> {
         store,
         _dir: None,
     })
+}
+
+/// Say that part of a test is skipped because an outside service (PostgreSQL, a
+/// Python toolchain) is missing. Under `CI` a skip is a failure: CI provides them all.
+pub fn skip(what: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must provide what this test needs, but it is missing: {what}"
+    );
+    // Written straight to stderr so it shows even when the harness captures output.
+    let _ = writeln!(std::io::stderr(), "NOTE: SKIPPED {what}");
 }
 
 /// SQLite, plus PostgreSQL when configured: every store test runs on both.
@@ -118,6 +130,15 @@ pub async fn subscriber(store: &Store, partner: &Partner, id: &str) {
 pub async fn count_messages(store: &Store, status: &str) -> i64 {
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM messages WHERE status = $1")
         .bind(status)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    n
+}
+
+/// How many MTs match an SQL condition on `messages`.
+pub async fn count_where(store: &Store, condition: &str) -> i64 {
+    let (n,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM messages WHERE {condition}"))
         .fetch_one(store.pool())
         .await
         .unwrap();
@@ -247,4 +268,53 @@ impl Audience {
             operator: None,
         }
     }
+}
+
+/// How often [`wait_until`] looks again.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Wait until `check` holds, looking every [`POLL`]; panics naming `what` after
+/// `timeout`. For states only: a test never waits for time itself.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The duplicate check of, per number: every number the SMSC got more than
+/// once is the recipient of an MT the relay marked `resent_unknown` (its
+/// unknown-outcome rule), and the duplicates are no more than those MTs. Returns the
+/// duplicates seen.
+pub async fn assert_duplicates_are_marked(
+    store: &Store,
+    per_destination: &HashMap<String, usize>,
+) -> usize {
+    let marked: Vec<(String,)> =
+        sqlx::query_as("SELECT recipient FROM messages WHERE resent_unknown = 1")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    let marked_numbers: HashSet<String> = marked.iter().map(|(r,)| r.clone()).collect();
+    for (number, count) in per_destination {
+        assert!(
+            *count == 1 || marked_numbers.contains(number),
+            "{number} got {count} MTs at the SMSC but none of its MTs is marked resent_unknown"
+        );
+    }
+    let duplicates: usize = per_destination.values().map(|&c| c - 1).sum();
+    assert!(
+        duplicates <= marked.len(),
+        "{duplicates} duplicates at the SMSC but only {} MTs resent after an unknown outcome",
+        marked.len()
+    );
+    duplicates
 }
