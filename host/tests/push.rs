@@ -417,8 +417,13 @@ async fn schedules_api_validates_input_and_keeps_partners_apart() {
             ("GET", "/v1/services/999999/schedules".to_string()),
             ("POST", "/v1/services/999999/push".to_string()),
         ] {
-            let body =
-                (method != "GET" && method != "DELETE").then(|| json!({"cron": "0 9 * * *"}));
+            // A body of the route's own shape: a malformed one is refused before
+            // anything is looked up (422), which says nothing of whose service it is.
+            let body = match (method, path.ends_with("/push")) {
+                ("GET" | "DELETE", _) => None,
+                (_, true) => Some(json!({})),
+                _ => Some(json!({"cron": "0 9 * * *"})),
+            };
             let (status, error) = rig.call(method, &path, &bob_key, body).await;
             assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {error}");
         }

@@ -144,9 +144,10 @@ pub fn allocate(total: i64, weights: &[i64]) -> Vec<i64> {
 }
 
 /// Fen as yuan with two decimals (`-1234.05`), for documents a person reads.
-pub fn yuan(fen: i64) -> String {
+pub fn yuan(fen: impl Into<i128>) -> String {
+    let fen: i128 = fen.into();
     let sign = if fen < 0 { "-" } else { "" };
-    let abs = i128::from(fen).abs();
+    let abs = fen.abs();
     format!("{sign}{}.{:02}", abs / 100, abs % 100)
 }
 

@@ -114,7 +114,13 @@ fn steps(o: &super::statement::OperatorStatement, s: &Statement) -> Vec<(String,
                 "{} x {} / {} (month's share by distributable income, largest remainder)",
                 yuan(s.split.partner_fen),
                 yuan(o.distributable_fen.max(0)),
-                yuan(s.operators.iter().map(|x| x.distributable_fen.max(0)).sum())
+                // The weights' sum, in i128: positive parts can add up past i64.
+                yuan(
+                    s.operators
+                        .iter()
+                        .map(|x| i128::from(x.distributable_fen.max(0)))
+                        .sum::<i128>()
+                )
             ),
             o.partner_fen,
         ),
