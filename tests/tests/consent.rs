@@ -258,6 +258,8 @@ async fn item4_typed_stop_instructions_stop_the_service() {
         }
         let subs = env.subscriptions(xh).await;
         assert!(subs.iter().all(|s| s["status"] == "cancelled"), "{subs:?}");
+        // The outcome is written once the router has finished with the MO.
+        env.wait_routed().await;
         let (outcomes,): (i64,) =
             sqlx::query_as("SELECT COUNT(*) FROM mo_messages WHERE outcome = 'stop'")
                 .fetch_one(env.server.platform.store.pool())
@@ -332,6 +334,7 @@ async fn item6_contract_promises_hold_through_the_router() {
             ("free", 0, "farewell"),
             "the farewell is free"
         );
+        env.wait_routed().await;
         let (module_calls,): (i64,) = sqlx::query_as(
             "SELECT COUNT(*) FROM mo_messages WHERE text = 'TDXH' AND outcome LIKE 'module%'",
         )
