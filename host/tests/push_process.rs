@@ -119,8 +119,7 @@ async fn check_smsc(store: &Store, sim: &SimHandle, run_id: i64, n: i64) -> usiz
     .await
     .unwrap();
     assert_eq!(other_runs, 0, "only this run's MTs are in the outbox");
-    let duplicates = common::assert_duplicates_are_marked(store, &per_destination).await;
-    duplicates
+    common::assert_duplicates_are_marked(store, &per_destination).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -644,7 +644,7 @@ async fn item5_a_redelivered_mo_is_answered_and_not_routed_again() {
         common::wait_until(
             "every MO answered after the redelivery",
             Duration::from_secs(30),
-            || async { sim.stats().mos_acked >= 1 + parts },
+            || async { sim.stats().mos_acked > parts },
         )
         .await;
         assert!(sim.stats().mos_redelivered >= 1, "{:?}", sim.stats());
