@@ -29,8 +29,13 @@ const CASES: [(&str, &str); 11] = [
     ("horoscope", "XZ"),
 ];
 
+/// The `[runtime]` both sides run under: a CPU budget well above what the
+/// 90 MB log flood needs (so neither side's verdict rests on a loaded machine's
+/// noise), the other limits at their defaults.
+const RUNTIME_TOML: &str = "[runtime]\ncall_timeout_ms = 1000\nwall_timeout_ms = 5000\n";
+
 /// What the local runner says: "ok" or the fault kind, and the log lines.
-fn runner_verdict(fixture: &str, service: &str) -> (String, Value) {
+fn runner_verdict(config: &std::path::Path, fixture: &str, service: &str) -> (String, Value) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tongdao"));
     cmd.env("RUST_LOG", "warn");
     for (key, _) in std::env::vars() {
@@ -47,7 +52,9 @@ fn runner_verdict(fixture: &str, service: &str) -> (String, Value) {
             "2026-11-28",
             "--service",
             service,
+            "--config",
         ])
+        .arg(config)
         .arg(tongdao::guests::artifact(fixture))
         .output()
         .unwrap();
@@ -67,9 +74,11 @@ fn runner_verdict(fixture: &str, service: &str) -> (String, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item_5_local_runner_and_server_agree_on_every_hostile_fixture() {
-    // The server with the same (default) limits as the runner.
+    // The server with the same limits as the runner, read from the same file.
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
+    let toml = dir.path().join("tongdao.toml");
+    std::fs::write(&toml, RUNTIME_TOML).unwrap();
+    let mut config = Config::load(Some(&toml)).unwrap();
     config.store.data_dir = dir.path().to_path_buf();
     config.admin.key = Some(ADMIN_KEY.into());
     config.http.max_module_bytes = 4 << 20;
@@ -127,7 +136,7 @@ async fn item_5_local_runner_and_server_agree_on_every_hostile_fixture() {
         } else {
             body["error"]["code"].as_str().unwrap().to_string()
         };
-        let (runner, runner_logs) = runner_verdict(fixture, service);
+        let (runner, runner_logs) = runner_verdict(&toml, fixture, service);
         eprintln!("{fixture} ({service}): server {server}, runner {runner}");
         assert_eq!(server, runner, "{fixture} ({service}): server {body}");
         if server == "ok" {

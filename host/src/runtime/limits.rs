@@ -163,84 +163,143 @@ pub struct Quota {
     pub exceeded: Option<CallError>,
 }
 
-/// CPU time of one call, measured at each epoch tick. A long call yields
-/// to the async executor once per tick, so other partners' calls run between its
-/// slices on the same worker threads. What counts is the time its own code runs:
-/// not the time it waits to be resumed, and not the time its data calls wait on
-/// the store (the wall-clock backstop bounds those, as `timeout`).
+/// CPU time of one call: the thread CPU time its own code used, read at
+/// each epoch tick. A long call yields to the async executor once per tick, so
+/// other partners' calls run between its slices on the same worker threads. What
+/// counts is only the CPU its code and its lifting of values used: not the time it
+/// waits to be resumed, not time the OS gave other processes, and not its data
+/// calls waiting on the store (the wall-clock backstop bounds those, `timeout`).
 #[derive(Debug)]
 pub struct CpuMeter {
-    limit: std::time::Duration,
-    used: std::time::Duration,
-    base: std::time::Instant,
-    /// Nanoseconds after `base` when the call last started running (its start, or
-    /// its resumption after a yield; the yield's future writes it).
-    mark: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    /// Time run since the last yield.
-    since_yield: std::time::Duration,
-    /// Nanoseconds spent in data calls since the last tick, not yet discounted.
-    host_ns: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    limit_ns: u64,
+    shared: std::sync::Arc<MeterState>,
+    /// Wall time of the last yield.
+    last_yield: std::time::Instant,
     pub(crate) exceeded: bool,
+}
+
+#[derive(Debug)]
+struct MeterState {
+    used_ns: std::sync::atomic::AtomicU64,
+    /// Where counting last (re)started: the thread and its CPU clock then.
+    mark: std::sync::Mutex<Mark>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    thread: std::thread::ThreadId,
+    cpu_ns: u64,
+    wall: std::time::Instant,
+}
+
+impl Mark {
+    fn now() -> Self {
+        Self {
+            thread: std::thread::current().id(),
+            cpu_ns: thread_cpu_ns(),
+            wall: std::time::Instant::now(),
+        }
+    }
+}
+
+/// This thread's CPU time, in nanoseconds.
+#[allow(unsafe_code)]
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `clock_gettime` writes one `timespec` through a valid pointer to a
+    // local; CLOCK_THREAD_CPUTIME_ID is supported on every Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    u64::try_from(ts.tv_sec)
+        .unwrap_or(0)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::try_from(ts.tv_nsec).unwrap_or(0))
+}
+
+impl MeterState {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Mark> {
+        self.mark
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Count the CPU used since the mark and move the mark to now. A slice that
+    /// moved threads without passing a mark is counted by the wall clock.
+    fn checkpoint(&self) {
+        let now = Mark::now();
+        let mut mark = self.lock();
+        let ns = if mark.thread == now.thread {
+            now.cpu_ns.saturating_sub(mark.cpu_ns)
+        } else {
+            u64::try_from(now.wall.duration_since(mark.wall).as_nanos()).unwrap_or(u64::MAX)
+        };
+        *mark = now;
+        drop(mark);
+        self.used_ns
+            .fetch_add(ns, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Start counting again from now (after a yield or a data call).
+    fn restart(&self) {
+        *self.lock() = Mark::now();
+    }
 }
 
 impl CpuMeter {
     pub fn new(limit_ms: u64) -> Self {
         Self {
-            limit: std::time::Duration::from_millis(limit_ms),
-            used: std::time::Duration::ZERO,
-            base: std::time::Instant::now(),
-            mark: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
-            since_yield: std::time::Duration::ZERO,
-            host_ns: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            limit_ns: limit_ms.saturating_mul(1_000_000),
+            shared: std::sync::Arc::new(MeterState {
+                used_ns: std::sync::atomic::AtomicU64::new(0),
+                mark: std::sync::Mutex::new(Mark::now()),
+            }),
+            last_yield: std::time::Instant::now(),
             exceeded: false,
-        }
-    }
-
-    /// Mark a data call (the store): its time is not the module's CPU time. The
-    /// guard holds no borrow of the call state, so it can live across awaits.
-    pub fn host_call(&self) -> HostCall {
-        HostCall {
-            started: std::time::Instant::now(),
-            host_ns: self.host_ns.clone(),
         }
     }
 
     /// CPU time used so far.
     pub fn used(&self) -> std::time::Duration {
-        self.used
+        std::time::Duration::from_nanos(
+            self.shared
+                .used_ns
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
-    fn nanos_now(&self) -> u64 {
-        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    /// Mark a data call (the store): its time is not the module's CPU time. The
+    /// guard holds no borrow of the call state, so it can live across awaits.
+    pub fn host_call(&self) -> HostCall {
+        self.shared.checkpoint();
+        HostCall {
+            shared: self.shared.clone(),
+        }
     }
 
-    /// Called at each epoch tick the call's code sees: count the slice since the
+    /// Called at each epoch tick the call's code sees: count the CPU since the
     /// last mark, stop the call past its budget, otherwise yield once a tick's
-    /// worth of time has run.
+    /// worth of wall time has passed since the last yield.
     pub fn on_tick(&mut self, tick: std::time::Duration) -> wasmtime::UpdateDeadline {
-        use std::sync::atomic::Ordering;
-        let now = self.nanos_now();
-        let slice = std::time::Duration::from_nanos(
-            now.saturating_sub(self.mark.swap(now, Ordering::Relaxed))
-                .saturating_sub(self.host_ns.swap(0, Ordering::Relaxed)),
-        );
-        self.used += slice;
-        self.since_yield += slice;
-        if self.used > self.limit {
+        self.shared.checkpoint();
+        if self.used().as_nanos() > u128::from(self.limit_ns) {
             self.exceeded = true;
             return wasmtime::UpdateDeadline::Interrupt;
         }
-        if self.since_yield < tick {
+        if self.last_yield.elapsed() < tick {
             return wasmtime::UpdateDeadline::Continue(1);
         }
-        self.since_yield = std::time::Duration::ZERO;
-        let (mark, base) = (self.mark.clone(), self.base);
+        self.last_yield = std::time::Instant::now();
+        let shared = self.shared.clone();
         wasmtime::UpdateDeadline::YieldCustom(
             1,
             Box::pin(async move {
                 tokio::task::yield_now().await;
-                let resumed = u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                mark.store(resumed, Ordering::Relaxed);
+                shared.restart();
             }),
         )
     }
@@ -249,14 +308,11 @@ impl CpuMeter {
 /// A data call in progress; see [`CpuMeter::host_call`].
 #[derive(Debug)]
 pub struct HostCall {
-    started: std::time::Instant,
-    host_ns: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    shared: std::sync::Arc<MeterState>,
 }
 
 impl Drop for HostCall {
     fn drop(&mut self) {
-        let ns = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.host_ns
-            .fetch_add(ns, std::sync::atomic::Ordering::Relaxed);
+        self.shared.restart();
     }
 }
