@@ -58,6 +58,7 @@ impl Server {
                 prefixes: vec![prefix.into()],
                 source_addr: "10661234".into(),
                 concat: tongdao::config::ConcatMode::Udh,
+                ..Default::default()
             })
             .to_vec();
         let database_url = config.store.database_url();

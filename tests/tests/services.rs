@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::env::{Env, SHORT_CODE, free, monthly, per_message};
 use common::{ADMIN_KEY, databases, error_code, guest};
 use reqwest::StatusCode;
