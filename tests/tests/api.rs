@@ -451,6 +451,8 @@ const ROUTES: &[(&str, &str, Who)] = &[
     ("/v1/services/{id}/subscriptions", "POST* GET", Who::Partner),
     ("/v1/subscriptions/{id}", "DELETE", Who::Partner),
     ("/v1/violations", "GET", Who::Partner),
+    ("/v1/notices", "GET", Who::Partner),
+    ("/v1/admin/relay/binds", "GET", Who::Admin),
     ("/v1/admin/services/{id}/{action}", "POST*", Who::Admin),
     ("/v1/admin/partners/{name}/{action}", "POST*", Who::Admin),
     ("/v1/admin/complaints", "POST*", Who::Admin),
@@ -736,6 +738,7 @@ async fn item7_admin_lists_take_partner() {
     for list in [
         "/v1/services",
         "/v1/violations",
+        "/v1/notices",
         "/v1/messages",
         "/v1/modules",
         "/v1/discrepancies",

@@ -235,7 +235,7 @@ async fn item_3_uploads_cannot_grow_the_server_without_bound() {
         let service = server
             .approved_service(
                 &b,
-                json!({"code": "XB", "module": "horoscope", "name": "b", "keywords": ["XB"],
+                json!({"code": "XB", "module": "horoscope", "name": "b", "keywords": ["星座B"],
                        "fee_type": "free", "price_fen": 0, "operators": ["mobile"], "number_ext": "77"}),
             )
             .await;

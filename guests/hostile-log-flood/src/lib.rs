@@ -16,7 +16,7 @@ impl Module for HostileLogFlood {
             name: "hostile-log-flood".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             description: "Test fixture: three 30 MB log lines, a 40 MB reply".into(),
-            services: vec!["T".into()],
+            services: vec!["T".into(), "BIG".into()],
         }
     }
 

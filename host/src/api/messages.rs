@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::{Admin, Caller, scope};
-use super::extract::{Json, PartnerParam, Path, Query};
+use super::extract::{Json, NoParams, PartnerParam, Path, Query};
 use super::{ApiError, AppState, Routes};
 use crate::relay::OutboxError;
 use crate::relay::messages::{self, MessageFilter};
@@ -23,7 +23,11 @@ pub(super) fn router() -> Routes {
 }
 
 /// Every operator bind: link state, attempts since it was last stable, binds so far.
-async fn binds(_admin: Admin, State(state): State<AppState>) -> Json<Value> {
+async fn binds(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Query(_): Query<NoParams>,
+) -> Json<Value> {
     Json(json!({ "binds": state.relay.binds() }))
 }
 
