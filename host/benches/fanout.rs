@@ -66,7 +66,7 @@ async fn run(n: i64, queue_only: bool) {
     let runtime = Arc::new(Runtime::new(RuntimeConfig::default(), None).unwrap());
     let registry = Arc::new(Registry::new(store.clone(), runtime));
     registry
-        .upload(&partner, tongdao::guests::HOROSCOPE, "bench")
+        .upload(&partner, tongdao::demo::HOROSCOPE, "bench")
         .await
         .unwrap();
     let service = bulk::approved_service(&store, partner.id, "XZ", "horoscope").await;

@@ -36,7 +36,7 @@ fn main() {
 }
 
 async fn run(calls: usize) {
-    let wasm = std::fs::read(tongdao::guests::artifact("horoscope")).unwrap();
+    let wasm = std::fs::read(tongdao_test_programs::artifact("horoscope")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let limits = RuntimeConfig::default();
 

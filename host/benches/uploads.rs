@@ -66,13 +66,13 @@ async fn run(n: u32) {
         .await
         .unwrap()
         .0;
-    let wasm = std::fs::read(tongdao::guests::artifact("horoscope")).unwrap();
+    let wasm = std::fs::read(tongdao_test_programs::artifact("horoscope")).unwrap();
     let before = rss_mb();
     for i in 0..n {
         registry
             .upload(
                 &partner,
-                &tongdao::guests::byte_different_copy(&wasm, i, PAD_BYTES),
+                &tongdao_test_programs::byte_different_copy(&wasm, i, PAD_BYTES),
                 "bench",
             )
             .await

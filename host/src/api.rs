@@ -13,6 +13,7 @@ mod notices;
 mod partners;
 mod schedules;
 mod services;
+mod settings;
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ use serde_json::json;
 
 pub use auth::Caller;
 pub use error::ApiError;
+pub use settings::{AdminConfig, HttpConfig};
 
 use crate::modules::Registry;
 use crate::relay::Relay;

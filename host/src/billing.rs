@@ -4,11 +4,13 @@
 //! - [`agreement`]: the agreement with a partner: dates, status, periods.
 //! - [`terms`]: money terms from a month on, operator terms,
 //!   operator ranges and bad-debt ratios.
-//! - [`calendar`]: billing months (Asia/Shanghai, R-4.5) and working days.
+//! - [`calendar`]: billing months (in the platform time zone, R-4.5) and working
+//!   days.
 //! - [`charges`]: immutable, idempotent charge events from DLRs and subscriptions.
 //! - [`money`]: exact fen arithmetic and the one rounding rule.
 //!
-//! Statements, reconciliation and obligations are in [`crate::settlement`].
+//! Statements, reconciliation and obligations are in [`crate::settlement`], which
+//! reads billing; billing never reads settlement.
 
 pub mod agreement;
 pub mod calendar;
@@ -64,18 +66,15 @@ impl From<sqlx::Error> for BillingError {
 
 /// How often the background task charges delivered MTs and subscriptions.
 const CHARGE_EVERY: Duration = Duration::from_secs(15);
-/// How often obligations (overdue settlements, deadlines, notices) are checked.
-const OBLIGATIONS_EVERY: Duration = Duration::from_secs(600);
 
 /// The background billing task started with the platform (`server::Platform`):
 /// charge events from delivered MTs and subscriptions (a full scan first, then
-/// incremental), and the obligation checks that raise alerts and end agreements
-/// whose notice ran out. Every step is durable and idempotent, so aborting the task
-/// at any point loses nothing.
+/// incremental). Every step is durable and idempotent, so aborting the task at any
+/// point loses nothing. The obligation checks that read these charges are
+/// settlement's ([`crate::settlement::spawn`]).
 pub fn spawn(store: Store, relay: Arc<Relay>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut scan = charges::Scan::Full;
-        let mut last_check: Option<tokio::time::Instant> = None;
         loop {
             let now = crate::store::now_ms();
             match charges::charge(&store, relay.routes(), now, scan).await {
@@ -86,17 +85,6 @@ pub fn spawn(store: Store, relay: Arc<Relay>) -> tokio::task::JoinHandle<()> {
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "charge pass failed; retrying"),
-            }
-            if last_check.is_none_or(|t| t.elapsed() >= OBLIGATIONS_EVERY) {
-                let today = calendar::day_of_ms(now);
-                match crate::settlement::obligations::check(&store, today).await {
-                    Ok(alerts) if !alerts.is_empty() => {
-                        tracing::warn!(count = alerts.len(), "billing alerts raised");
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "obligation check failed"),
-                }
-                last_check = Some(tokio::time::Instant::now());
             }
             tokio::time::sleep(CHARGE_EVERY).await;
         }

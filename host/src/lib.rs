@@ -1,34 +1,41 @@
 //! Tongdao: a WebAssembly plug-in host for partner content services over SMS.
 //!
 //! # Layout
-//! - [`config`]: one typed configuration (file + environment), validated at start.
-//! - [`store`]: the sqlx pool over SQLite or PostgreSQL, and migrations.
+//! Top to bottom; a module imports only modules listed below it (README, "Layout").
+//! - [`server`]: start-up; composes the parts from [`config`] and serves them.
+//!   [`demo`]: what `serve --demo` adds (simulator, example modules, services).
+//!   [`tools`], [`runner`]: the CLI's operator tools and the partner's local runner.
+//! - [`config`]: one typed configuration (file + environment); it only composes the
+//!   settings types each module owns, and checks them at start.
+//! - [`api`]: the HTTP API (axum): auth, routes, JSON errors.
+//! - [`schedule`]: push schedules, runs claimed once, fan-out to subscribers.
+//! - [`mo`]: the keyword router: host commands first, then modules.
+//! - [`modules`]: the module registry: upload, validation, versions, activation,
+//!   rollback, and faults recorded against partner and version. [`content`]: the
+//!   partners' content libraries that modules read.
 //! - [`runtime`]: the wasmtime sandbox: engine, compiled-module cache, limits, and
 //!   the host side of every imported capability.
-//! - [`modules`]: the module registry: upload, validation, versions, activation,
-//!   rollback, and faults recorded against partner and version.
-//! - [`partners`]: partners and their API keys.
-//! - [`services`]: declared services, revisions and their approval.
-//! - [`subscriptions`]: opt-in with double confirmation, cancellation.
-//! - [`mo`]: the keyword router: host commands first, then modules.
-//! - [`compliance`]: content policy, caps, quiet hours, detectors, suspension.
-//! - [`relay`]: the durable outbox, SMPP links, receipts, MO intake.
-//! - [`clock`] and [`text`]: the platform calendar; text folding for matching.
-//! - [`content`]: the partners' content libraries that modules read.
-//! - [`billing`]: agreements, money terms, calendars, charge events.
 //! - [`settlement`]: monthly statements, reconciliation, obligations.
-//! - [`schedule`]: push schedules, runs claimed once, fan-out to subscribers.
-//! - [`api`]: the HTTP API (axum): auth, routes, JSON errors.
-//! - [`server`]: start-up: configuration to a running platform.
-//! - [`guests`]: the example modules built with the SDK, bundled for `serve --demo`.
+//! - [`billing`]: agreements, money terms, calendars, charge events.
+//! - [`relay`]: the gate and the durable outbox, SMPP links, receipts, MO intake.
+//! - [`compliance`]: content policy, caps, quiet hours, detectors, suspension.
+//! - [`subscriptions`]: opt-in with double confirmation, cancellation.
+//! - [`services`]: declared services, revisions and their approval.
+//! - [`commands`]: the host's reserved user commands (`TD`, `0000`, `Y`…).
+//! - [`partners`], [`notices`]: partners and their keys; notices to partners.
+//! - [`clock`]: the one platform clock and time zone (`[platform] time_zone`):
+//!   months, days, quiet hours, schedules, the offset modules see. [`text`]: text
+//!   folding for matching.
+//! - [`store`]: the sqlx pool over SQLite or PostgreSQL, and migrations.
 
 pub mod api;
 pub mod billing;
 pub mod clock;
+pub mod commands;
 pub mod compliance;
 pub mod config;
 pub mod content;
-pub mod guests;
+pub mod demo;
 pub mod mo;
 pub mod modules;
 pub mod notices;

@@ -185,14 +185,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// Read the configuration and fix the platform time zone (`[platform] time_zone`)
+/// for everything the command does: months, days, schedules and module clocks.
+fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    let config = Config::load(path)?;
+    tongdao::clock::use_time_zone(&config.platform)?;
+    Ok(config)
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve { config, demo } => {
-            let config = Config::load(config.as_deref())?;
+            let config = load_config(config.as_deref())?;
             tongdao::server::serve(config, demo).await?;
         }
         Command::Migrate { config } => {
-            let config = Config::load(config.as_deref())?;
+            let config = load_config(config.as_deref())?;
             tongdao::server::migrate(&config).await?;
         }
         Command::SendTest {
@@ -202,7 +210,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             timeout,
         } => {
-            let config = Config::load(config.as_deref())?;
+            let config = load_config(config.as_deref())?;
             let detail = tongdao::tools::send_test(
                 &config,
                 &to,
@@ -224,7 +232,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             config,
         } => {
-            let config = Config::load(config.as_deref())?;
+            let config = load_config(config.as_deref())?;
             print!("{}", statement(&config, &partner, &month, &format).await?);
         }
         Command::SmscSim {
@@ -255,12 +263,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await?;
         }
         Command::Module(ModuleCommand::Check { file, config }) => {
-            let config = Config::load(config.as_deref())?;
+            let config = load_config(config.as_deref())?;
             let report = runner::check(&file, config.runtime).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Module(ModuleCommand::Run(args)) => {
-            let config = Config::load(args.config.as_deref())?;
+            let config = load_config(args.config.as_deref())?;
             let export = if args.bulletin {
                 Export::Bulletin {
                     service: args.service,

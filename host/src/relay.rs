@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 use tongdao_smpp::LinkStatus;
 
 use crate::compliance::Compliance;
-use crate::config::{OperatorConfig, ReceiptIds, RelayConfig};
+use settings::{OperatorConfig, ReceiptIds, RelayConfig};
 use crate::store::Store;
 pub use inbound::MoRecord;
 pub use outbox::{Basis, ChargePlan, NewMessage, OutboxError};

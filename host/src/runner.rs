@@ -11,12 +11,11 @@ use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
 
-use crate::config::RuntimeConfig;
 use crate::content::{self, NewItem};
 use crate::modules::{self, Registry, RegistryConfig, RegistryError};
 use crate::partners::{self, Partner};
 use crate::runtime::{
-    BulletinRequest, CallOutcome, Lane, MoMessage, ModuleDescription, Runtime, SubscriptionChange,
+    BulletinRequest, RuntimeConfig, CallOutcome, Lane, MoMessage, ModuleDescription, Runtime, SubscriptionChange,
 };
 use crate::store::{Store, now_ms};
 
@@ -189,7 +188,7 @@ async fn upload_and_call(
             let request = BulletinRequest {
                 service: service.unwrap_or_else(default_service),
                 push_id: format!("local-{}", now_ms()),
-                date: date.unwrap_or_else(crate::server::platform_today),
+                date: date.unwrap_or_else(crate::clock::today),
             };
             report(
                 "bulletin",

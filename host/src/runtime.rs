@@ -10,6 +10,7 @@ pub mod clock;
 pub mod host;
 pub mod limits;
 mod output;
+pub mod settings;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,13 +29,11 @@ pub use output::{
     BulletinContent, BulletinRequest, MoMessage, ModuleDescription, SubscriptionChange,
 };
 
-use crate::config::RuntimeConfig;
+pub use settings::RuntimeConfig;
 
 /// How often the epoch ticks. At each tick a running call's CPU time is counted
 /// and a call that ran a whole tick yields to the executor.
 const EPOCH_TICK: Duration = Duration::from_millis(2);
-/// The platform's offset from UTC (Asia/Shanghai has no daylight saving).
-pub const PLATFORM_UTC_OFFSET_SECONDS: i32 = 8 * 3600;
 
 /// Why a component was refused at upload or load. Each message is meant for the
 /// partner who uploaded it.
@@ -374,7 +373,11 @@ impl Runtime {
                 };
             }
         };
-        let state = CallState::new(&self.limits, scope, PLATFORM_UTC_OFFSET_SECONDS);
+        let state = CallState::new(
+            &self.limits,
+            scope,
+            crate::clock::utc_offset_seconds(crate::store::now_ms()),
+        );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);

@@ -20,6 +20,7 @@ mod hooks;
 mod retry;
 pub mod runs;
 pub mod schedules;
+pub mod settings;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,13 +30,13 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::config::ScheduleConfig;
 use crate::modules::{Registry, RegistryError};
 use crate::partners::Partner;
 use crate::relay::Relay;
 use crate::runtime::{BulletinContent, BulletinRequest};
 use crate::store::{Store, StoreError, now_ms};
 pub use cron::{MissedPolicy, TimingError};
+pub use settings::ScheduleConfig;
 use fanout::{BatchTime, Plan, Step};
 use runs::{NewRun, Run};
 
@@ -116,7 +117,7 @@ impl Scheduler {
         config: ScheduleConfig,
         short_code: String,
     ) -> Result<Self, ScheduleError> {
-        let tz = cron::time_zone(&config.time_zone)?;
+        let tz = crate::clock::time_zone();
         let owner = format!("{}-{:08x}", std::process::id(), rand::random::<u32>());
         let enabled = config.enabled;
         let inner = Arc::new(Inner {
@@ -143,9 +144,9 @@ impl Scheduler {
         &self.inner.owner
     }
 
-    /// The platform time zone schedules default to.
-    pub fn default_time_zone(&self) -> &str {
-        &self.inner.config.time_zone
+    /// The platform time zone schedules default to (`[platform] time_zone`).
+    pub fn default_time_zone(&self) -> &'static str {
+        crate::clock::time_zone_name()
     }
 
     /// Look for due schedules and runs now rather than at the next tick.

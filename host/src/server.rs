@@ -1,5 +1,8 @@
-//! Start-up: from a configuration to a running platform (store, runtime, registry,
-//! HTTP API), plus the demo set-up of `serve --demo`.
+//! Start-up: from a configuration to a running platform. This module only composes:
+//! it fixes the platform time zone, opens the store, builds each part from its
+//! settings in dependency order (runtime and registry, compliance, relay, scheduler,
+//! router, background tasks of compliance, billing and settlement), serves the API
+//! and drains on shutdown. What `serve --demo` adds is in [`crate::demo`].
 
 use std::sync::Arc;
 
@@ -9,24 +12,15 @@ use tokio::net::TcpListener;
 use crate::api::{self, AppState};
 use crate::compliance::{Compliance, detectors};
 use crate::config::Config;
-use crate::config::OperatorConfig;
 use crate::mo::DialogueConfig;
 use crate::mo::router::{self, RouterContext};
 use crate::modules::Registry;
-use crate::partners::{self, PartnerError};
+use crate::partners;
 use crate::relay::Relay;
 use crate::runtime::Runtime;
 use crate::schedule::Scheduler;
-use crate::services::{self, FeeType, ServiceTerms};
 use crate::store::Store;
-use crate::{content, guests};
-
-pub use crate::clock::PLATFORM_TIME_ZONE;
-
-/// Today's date in the platform time zone, `YYYY-MM-DD`.
-pub fn platform_today() -> String {
-    crate::clock::today()
-}
+use crate::demo;
 
 /// Background tasks of a platform (keyword router, detectors); stopped on drop.
 #[derive(Debug, Default)]
@@ -76,6 +70,7 @@ const ADMIN_KEY_SETTING: &str = "admin_key_sha256";
 impl Platform {
     /// Connect, migrate, settle the admin key, and build the runtime.
     pub async fn open(config: &Config) -> anyhow::Result<Self> {
+        crate::clock::use_time_zone(&config.platform)?;
         let store = Store::connect(&config.store.database_url(), config.store.max_connections)
             .await
             .context("opening the store")?;
@@ -136,8 +131,9 @@ impl Platform {
             relay: relay.clone(),
             config: config.dialogue.clone(),
         })));
-        background.push(tokio::spawn(run_detectors(compliance.clone())));
+        background.push(detectors::spawn(compliance.clone()));
         background.push(crate::billing::spawn(store.clone(), relay.clone()));
+        background.push(crate::settlement::spawn(store.clone()));
         Ok(Self {
             store,
             registry,
@@ -167,261 +163,29 @@ impl Platform {
             config.http.max_json_bytes,
         )
     }
-
-    /// Register the example modules and content under the partner `demo`; print its
-    /// key when it is created.
-    pub async fn install_demo(&self) -> anyhow::Result<()> {
-        let partner = match partners::create(&self.store, "demo", "Demo Content Partner").await {
-            Ok((partner, key)) => {
-                println!(
-                    "demo partner created; its API key (shown once): {}",
-                    key.key
-                );
-                partner
-            }
-            Err(PartnerError::Exists(_)) => partners::get(&self.store, "demo").await?,
-            Err(e) => return Err(e.into()),
-        };
-        for (name, wasm) in guests::EXAMPLES {
-            let uploaded = self
-                .registry
-                .upload(&partner, wasm, "demo")
-                .await
-                .with_context(|| format!("registering example module {name}"))?;
-            tracing::info!(module = %uploaded.module, version = uploaded.version, created = uploaded.created, "demo module registered");
-        }
-        let existing = content::list(&self.store, partner.id, "jokes", 0, 1).await?;
-        if existing.is_empty() {
-            let items = DEMO_JOKES
-                .iter()
-                .map(|text| content::NewItem {
-                    id: None,
-                    text: (*text).to_string(),
-                    tags: vec!["demo".into()],
-                })
-                .collect();
-            content::add(&self.store, partner.id, "jokes", items).await?;
-        }
-        self.install_demo_services(&partner).await
-    }
-
-    /// The demo's three services, declared and approved like any partner's.
-    async fn install_demo_services(&self, partner: &partners::Partner) -> anyhow::Result<()> {
-        let operators = self.relay.routes().operators();
-        let existing = services::list(&self.store, Some(partner.id), None).await?;
-        let terms =
-            |name: &str, fee_type, price_fen, monthly_max, ext: &str, keywords: [&str; 2]| {
-                ServiceTerms {
-                    name: name.into(),
-                    description: format!("{name}（示例业务）"),
-                    keywords: keywords.map(String::from).to_vec(),
-                    fee_type,
-                    price_fen,
-                    operators: operators.clone(),
-                    monthly_max_messages: monthly_max,
-                    number_ext: ext.into(),
-                }
-            };
-        let demo = [
-            (
-                "XZ",
-                "horoscope",
-                terms(
-                    "每日星座运势",
-                    FeeType::Monthly,
-                    200,
-                    Some(31),
-                    "01",
-                    ["星座", "XINGZUO"],
-                ),
-            ),
-            (
-                "DT",
-                "quiz",
-                terms(
-                    "每日答题",
-                    FeeType::PerMessage,
-                    10,
-                    None,
-                    "02",
-                    ["答题", "DATI"],
-                ),
-            ),
-            (
-                "XH",
-                "jokes",
-                terms(
-                    "每日笑话",
-                    FeeType::Free,
-                    0,
-                    None,
-                    "03",
-                    ["笑话", "XIAOHUA"],
-                ),
-            ),
-        ];
-        // Jokes every minute and horoscopes every ten, so pushes flow while you
-        // watch; the paid quiz once a day, as a real one would.
-        let crons = [
-            ("XZ", "*/10 * * * *"),
-            ("DT", "0 9 * * *"),
-            ("XH", "* * * * *"),
-        ];
-        for (code, module, terms) in demo {
-            if existing.iter().any(|s| s.code == code) {
-                continue;
-            }
-            let view = services::create(
-                &self.store,
-                partner.id,
-                "demo",
-                code,
-                Some(module),
-                &terms,
-                &operators,
-            )
-            .await?;
-            services::submit(&self.store, partner.id, view.id, "demo").await?;
-            services::decide(
-                &self.store,
-                view.id,
-                true,
-                "demo",
-                "example service of serve --demo",
-            )
-            .await?;
-            let cron = crons
-                .iter()
-                .find(|(c, _)| *c == code)
-                .map(|(_, cron)| cron.to_string());
-            crate::schedule::schedules::create(
-                &self.store,
-                partner.id,
-                view.id,
-                crate::schedule::schedules::ScheduleInput {
-                    cron,
-                    ..Default::default()
-                },
-                self.scheduler.default_time_zone(),
-                "demo",
-            )
-            .await?;
-            tracing::info!(service = code, "demo service approved and scheduled");
-        }
-        Ok(())
-    }
-}
-
-/// The detectors, every `detectors.interval_secs`.
-async fn run_detectors(compliance: Compliance) {
-    let every = std::time::Duration::from_secs(compliance.config().detectors.interval_secs.max(1));
-    loop {
-        tokio::time::sleep(every).await;
-        match detectors::run_once(&compliance).await {
-            Ok(found) if !found.is_empty() => {
-                tracing::warn!(
-                    findings = found.len(),
-                    "compliance detectors found violations"
-                );
-            }
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "compliance detectors failed"),
-        }
-    }
-}
-
-const DEMO_JOKES: &[&str] = &[
-    "程序员的三大谎言：马上就好、这个很简单、我没改过那段代码。",
-    "老师：你为什么迟到？学生：因为路上有个牌子写着“学校慢行”。",
-    "我问手机：我胖吗？它说：请勿遮挡屏幕。",
-    "减肥第一天：饿了就喝水。第二天：喝水喝饱了，再吃点。",
-    "同事问我为什么总是笑，我说因为工资太少，哭不起。",
-];
-
-/// China Mobile's and China Unicom's mobile prefixes, for the demo's two operators.
-const DEMO_MOBILE_PREFIXES: &[&str] = &[
-    "134", "135", "136", "137", "138", "139", "147", "150", "151", "152", "157", "158", "159",
-    "172", "178", "182", "183", "184", "187", "188", "195", "197", "198",
-];
-const DEMO_UNICOM_PREFIXES: &[&str] = &[
-    "130", "131", "132", "145", "155", "156", "166", "167", "175", "176", "185", "186", "196",
-];
-
-/// Start the built-in SMSC simulator and point two operators at it.
-async fn demo_operators(config: &mut Config) -> anyhow::Result<tongdao_smpp::sim::SimHandle> {
-    let sim = tongdao_smpp::sim::Sim::start(tongdao_smpp::sim::SimConfig::default())
-        .await
-        .context("starting the built-in SMSC simulator")?;
-    let address = sim.local_addr().to_string();
-    for (name, prefixes) in [
-        ("mobile", DEMO_MOBILE_PREFIXES),
-        ("unicom", DEMO_UNICOM_PREFIXES),
-    ] {
-        config.operators.push(OperatorConfig {
-            name: name.into(),
-            address: address.clone(),
-            system_id: format!("tongdao-{name}"),
-            password: "demo".into(),
-            system_type: String::new(),
-            binds: 1,
-            window: 50,
-            tps: 0,
-            prefixes: prefixes.iter().map(|p| (*p).to_string()).collect(),
-            source_addr: config.dialogue.short_code.clone(),
-            concat: crate::config::ConcatMode::Udh,
-            ..Default::default()
-        });
-    }
-    tracing::info!(%address, "built-in SMSC simulator listening (SMPP 3.4)");
-    println!("built-in SMSC simulator on {address} (operators: mobile, unicom)");
-    Ok(sim)
-}
-
-/// Simulated handsets that subscribe to the demo services the way users do: by
-/// texting a keyword to the service's number (and `Y` for the paid one).
-fn demo_users(sim: Arc<tongdao_smpp::sim::SimHandle>, short_code: &str) {
-    let jokes = format!("{short_code}03");
-    let horoscope = format!("{short_code}01");
-    for i in 1..=5 {
-        let _ = sim.send_mo(&format!("1380013800{i}"), &jokes, "笑话");
-    }
-    for i in 1..=3 {
-        let _ = sim.send_mo(&format!("1300013000{i}"), &horoscope, "星座");
-    }
-    // A user answers the confirmation request after reading it, not before.
-    tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-        for i in 1..=3 {
-            let _ = sim.send_mo(&format!("1300013000{i}"), &horoscope, "Y");
-        }
-    });
-    println!("demo: simulated handsets subscribe to XH (笑话) and XZ (星座, then Y)");
 }
 
 /// Run the platform until Ctrl-C or SIGTERM.
 pub async fn serve(mut config: Config, demo: bool) -> anyhow::Result<()> {
-    let simulator = if demo && config.operators.is_empty() {
-        Some(Arc::new(demo_operators(&mut config).await?))
+    let simulator = if demo {
+        demo::prepare(&mut config).await?
     } else {
         None
     };
-    if demo
-        && config.compliance.quiet_hours
-            == crate::compliance::ComplianceConfig::default().quiet_hours
-    {
-        // The demo shows pushes at any hour; a configured window is kept.
-        config.compliance.quiet_hours.clear();
-        println!("demo: quiet hours off (set [compliance] quiet_hours to try them)");
-    }
     let platform = Platform::open(&config).await?;
     if let Some(key) = &platform.generated_admin_key {
         println!("admin key generated on first start (shown once, stored hashed): {key}");
         println!("set [admin] key in tongdao.toml or TONGDAO_ADMIN__KEY to choose your own");
     }
     if demo {
-        platform.install_demo().await?;
+        demo::install(
+            &platform.store,
+            &platform.registry,
+            platform.relay.routes().operators(),
+        )
+        .await?;
         if let Some(sim) = &simulator {
-            demo_users(sim.clone(), &config.dialogue.short_code);
+            demo::users(sim.clone(), &config.dialogue.short_code);
         }
     }
     let listener = TcpListener::bind(config.http.listen)

@@ -20,7 +20,34 @@ pub mod reconcile;
 pub mod render;
 pub mod statement;
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
+
+use crate::store::Store;
+
+/// How often obligations (overdue settlements, deadlines, notices) are checked.
+const OBLIGATIONS_EVERY: Duration = Duration::from_secs(600);
+
+/// The background obligation checks started with the platform (`server::Platform`):
+/// every 10 minutes, on the platform's today ([`crate::clock`]), raise alerts for
+/// overdue settlements and deadlines and end agreements whose notice ran out
+/// . Durable and idempotent, so aborting it loses nothing.
+pub fn spawn(store: Store) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let today = crate::clock::day_of_ms(crate::store::now_ms());
+            match obligations::check(&store, today).await {
+                Ok(alerts) if !alerts.is_empty() => {
+                    tracing::warn!(count = alerts.len(), "billing alerts raised");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "obligation check failed"),
+            }
+            tokio::time::sleep(OBLIGATIONS_EVERY).await;
+        }
+    })
+}
 
 /// `[settlement]`: how far the partner's figures are trusted (R-4.2 read with ).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

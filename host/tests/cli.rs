@@ -30,7 +30,7 @@ fn run_json(cmd: &mut Command) -> (bool, Value, String) {
 }
 
 fn artifact(name: &str) -> PathBuf {
-    tongdao::guests::artifact(name)
+    tongdao_test_programs::artifact(name)
 }
 
 #[test]
@@ -128,7 +128,7 @@ fn module_run_calls_each_export_under_the_sandbox() {
 /// component with `guests/python/build.sh` first; elsewhere it may be absent.
 #[test]
 fn python_module_passes_check_and_runs() {
-    let path = tongdao::guests::dir().join("../../python/fortune_py.wasm");
+    let path = tongdao_test_programs::dir().join("../../python/fortune_py.wasm");
     if !path.exists() {
         assert!(
             std::env::var("CI").is_err(),

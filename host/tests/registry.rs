@@ -26,7 +26,7 @@ async fn bad_uploads_are_rejected_with_their_reason() {
             async move { registry.upload(partner, &bytes, "test").await }
         };
 
-        let random = std::fs::read(tongdao::guests::artifact("random.bin")).unwrap();
+        let random = std::fs::read(tongdao_test_programs::artifact("random.bin")).unwrap();
         assert_eq!(
             rejection(upload(random).await),
             ValidationError::NotWasm,
@@ -34,7 +34,7 @@ async fn bad_uploads_are_rejected_with_their_reason() {
             db.name
         );
 
-        let core = std::fs::read(tongdao::guests::artifact("core-module.wasm")).unwrap();
+        let core = std::fs::read(tongdao_test_programs::artifact("core-module.wasm")).unwrap();
         assert_eq!(
             rejection(upload(core).await),
             ValidationError::CoreModule,

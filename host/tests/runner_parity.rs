@@ -55,7 +55,7 @@ fn runner_verdict(config: &std::path::Path, fixture: &str, service: &str) -> (St
             "--config",
         ])
         .arg(config)
-        .arg(tongdao::guests::artifact(fixture))
+        .arg(tongdao_test_programs::artifact(fixture))
         .output()
         .unwrap();
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
@@ -111,7 +111,7 @@ async fn item_5_local_runner_and_server_agree_on_every_hostile_fixture() {
     let key = created["api_key"].as_str().unwrap().to_string();
 
     for (fixture, service) in CASES {
-        let wasm = std::fs::read(tongdao::guests::artifact(fixture)).unwrap();
+        let wasm = std::fs::read(tongdao_test_programs::artifact(fixture)).unwrap();
         let status = http
             .post(format!("{base}/v1/modules"))
             .bearer_auth(&key)

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::{Server, databases, error_code, guest};
 use reqwest::StatusCode;
 use serde_json::json;
-use tongdao::guests::byte_different_copy;
+use tongdao_test_programs::byte_different_copy;
 use tongdao::modules::RegistryConfig;
 use tongdao_smpp::sim::{Sim, SimConfig};
 

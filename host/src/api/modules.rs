@@ -181,7 +181,7 @@ async fn bulletin(
     let date = match preview.date {
         Some(d) => crate::clock::parse_date(&d)
             .map_err(|reason| ApiError::bad_request("invalid-date", reason))?,
-        None => crate::server::platform_today(),
+        None => crate::clock::today(),
     };
     let module = state.registry.get(&ctx.partner, &name).await?;
     let service = preview_service(&state, &ctx, &module, preview.service).await?;

@@ -1,5 +1,6 @@
-//! Billing months and working days. A billing month is the Asia/Shanghai calendar
-//! month, from the 1st 00:00 to the next 1st 00:00; payment terms count
+//! Billing months and working days. A billing month is the calendar month in the
+//! platform time zone ([`crate::clock`], `[platform] time_zone`, default
+//! Asia/Shanghai), from the 1st 00:00 to the next 1st 00:00; payment terms count
 //! working days: Monday to Friday, minus holidays, plus make-up working days (调休),
 //! per named calendar.
 
@@ -8,17 +9,13 @@ use std::fmt;
 use std::str::FromStr;
 
 use jiff::civil::{Date, Weekday};
-use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
 use super::BillingError;
 use crate::store::Store;
 
-/// The platform time zone; UTC+8 all year when the machine has no tz database.
-pub fn platform_tz() -> TimeZone {
-    TimeZone::get(crate::server::PLATFORM_TIME_ZONE)
-        .unwrap_or_else(|_| TimeZone::fixed(jiff::tz::offset(8)))
-}
+/// The platform's days, from the one platform clock.
+pub use crate::clock::{day_of_ms, day_start_ms};
 
 /// A billing month (`YYYY-MM`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -40,10 +37,7 @@ impl Month {
 
     /// The month a Unix-millisecond instant falls in, in the platform time zone.
     pub fn of_ms(ms: i64) -> Self {
-        let date = jiff::Timestamp::from_millisecond(ms)
-            .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-            .to_zoned(platform_tz())
-            .date();
+        let date = day_of_ms(ms);
         Self {
             year: date.year(),
             month: date.month(),
@@ -71,7 +65,7 @@ impl Month {
         }
     }
 
-    /// Unix ms of the month's first instant (Asia/Shanghai).
+    /// Unix ms of the month's first instant in the platform time zone.
     pub fn start_ms(self) -> i64 {
         day_start_ms(self.first_day())
     }
@@ -80,21 +74,6 @@ impl Month {
     pub fn end_ms(self) -> i64 {
         self.plus(1).start_ms()
     }
-}
-
-/// Unix ms of a day's first instant in the platform time zone.
-pub fn day_start_ms(day: Date) -> i64 {
-    day.to_zoned(platform_tz())
-        .map(|z| z.timestamp().as_millisecond())
-        .unwrap_or(0)
-}
-
-/// The calendar day of a Unix-millisecond instant in the platform time zone.
-pub fn day_of_ms(ms: i64) -> Date {
-    jiff::Timestamp::from_millisecond(ms)
-        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-        .to_zoned(platform_tz())
-        .date()
 }
 
 impl fmt::Display for Month {

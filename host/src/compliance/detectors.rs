@@ -18,6 +18,29 @@ pub struct Finding {
     pub detail: String,
 }
 
+/// The detectors' background task, started with the platform: [`run_once`] every
+/// `detectors.interval_secs` (at least 1 s); findings are logged (and recorded and
+/// acted on by [`run_once`] itself).
+pub fn spawn(compliance: Compliance) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let every =
+            std::time::Duration::from_secs(compliance.config().detectors.interval_secs.max(1));
+        loop {
+            tokio::time::sleep(every).await;
+            match run_once(&compliance).await {
+                Ok(found) if !found.is_empty() => {
+                    tracing::warn!(
+                        findings = found.len(),
+                        "compliance detectors found violations"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "compliance detectors failed"),
+            }
+        }
+    })
+}
+
 /// Run every detector once; returns the new findings (already recorded, and acted
 /// on where a rule auto-suspends).
 pub async fn run_once(compliance: &Compliance) -> Result<Vec<Finding>, StoreError> {

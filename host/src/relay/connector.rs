@@ -22,7 +22,7 @@ use tongdao_smpp::{Client, Inbound, LinkStatus, StatusClass, run_with_reconnect}
 use super::inbound;
 use super::outbox::{self, Claimed, Failure, SubmitResult};
 use super::{BindView, RelayShared};
-use crate::config::{ConcatMode, OperatorConfig};
+use super::settings::{ConcatMode, OperatorConfig};
 
 /// How long an idle worker waits before looking at the queue again (a new MT
 /// wakes it at once through `RelayShared::wake`).

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 
 use super::routing::{RouteError, Routes};
 use crate::compliance::{Blocked, Compliance, NewViolation};
-use crate::config::RelayConfig;
+use super::settings::RelayConfig;
 use crate::services::LiveService;
 use crate::store::{Store, StoreError, now_ms};
 

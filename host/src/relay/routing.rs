@@ -1,7 +1,7 @@
 //! Which operator serves a number: longest national prefix wins, after the
 //! number is normalised (`+86`, `86`, `0086` stripped).
 
-use crate::config::OperatorConfig;
+use super::settings::OperatorConfig;
 
 /// Why a number cannot be routed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,7 +86,7 @@ mod tests {
             tps: 0,
             prefixes: prefixes.iter().map(|p| (*p).to_string()).collect(),
             source_addr: "10661234".into(),
-            concat: crate::config::ConcatMode::Udh,
+            concat: super::settings::ConcatMode::Udh,
             ..Default::default()
         }
     }

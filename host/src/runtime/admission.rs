@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::limits::CallError;
-use crate::config::RuntimeConfig;
+use crate::runtime::RuntimeConfig;
 
 /// The lane a call queues in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -15,7 +15,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::latest::tongdao::partner::{clock, log, random, types};
 use super::clock::CallClock;
 use super::limits::{CallError, CallLimiter, CpuMeter, Quota};
-use crate::config::RuntimeConfig;
+use crate::runtime::RuntimeConfig;
 use crate::store::{Store, now_ms};
 
 /// Whose data a call may touch. A call without a scope (e.g. `module check`) gets

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bindings::latest::tongdao::partner::types as wit;
 use super::limits::CallError;
-use crate::config::RuntimeConfig;
+use crate::runtime::RuntimeConfig;
 
 /// What a module says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,7 +8,6 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
-use crate::server::PLATFORM_TIME_ZONE;
 
 /// A timing that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -64,14 +63,10 @@ pub enum Timing {
     Once(i64),
 }
 
-/// A time zone by IANA name. Asia/Shanghai works without a tz database (UTC+8 all
-/// year), so a bare container still runs with the platform default.
+/// A schedule's time zone by IANA name ([`crate::clock::zone_by_name`]: the
+/// platform's zones work without a tz database too).
 pub fn time_zone(name: &str) -> Result<TimeZone, TimingError> {
-    match TimeZone::get(name) {
-        Ok(tz) => Ok(tz),
-        Err(_) if name == PLATFORM_TIME_ZONE => Ok(TimeZone::fixed(jiff::tz::offset(8))),
-        Err(_) => Err(TimingError::BadTimeZone(name.to_string())),
-    }
+    crate::clock::zone_by_name(name).map_err(|_| TimingError::BadTimeZone(name.to_string()))
 }
 
 /// Parse a cron expression: 5 fields (minute hour day-of-month month day-of-week)
@@ -189,7 +184,7 @@ mod tests {
     use super::*;
 
     fn shanghai() -> TimeZone {
-        time_zone(PLATFORM_TIME_ZONE).unwrap()
+        time_zone(crate::clock::DEFAULT_TIME_ZONE).unwrap()
     }
 
     fn ms(rfc3339: &str) -> i64 {

@@ -97,7 +97,7 @@ pub struct ScheduleInput {
     pub cron: Option<String>,
     /// A one-off time: RFC 3339, or a local date-time in the time zone.
     pub at: Option<String>,
-    /// IANA name; default `[schedule] time_zone` (the platform time zone).
+    /// IANA name; default the platform time zone (`[platform] time_zone`).
     pub time_zone: Option<String>,
     pub missed: Option<MissedPolicy>,
     pub enabled: Option<bool>,

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{FeeType, ServiceError};
-use crate::mo::commands::{self, Command};
+use crate::commands::{self, Command};
 use crate::text;
 
 /// The terms a partner declares for a service.

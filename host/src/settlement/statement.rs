@@ -210,7 +210,7 @@ fn period(month: Month) -> Period {
     Period {
         from: format!("{} 00:00", month.first_day()),
         until: format!("{} 00:00", month.plus(1).first_day()),
-        time_zone: crate::server::PLATFORM_TIME_ZONE.to_string(),
+        time_zone: crate::clock::time_zone_name().to_string(),
     }
 }
 

@@ -91,7 +91,7 @@ fn rand_u64() -> u64 {
 
 /// A compiled guest or fixture component, by crate name.
 pub fn guest(name: &str) -> Vec<u8> {
-    let path = tongdao::guests::artifact(name);
+    let path = tongdao_test_programs::artifact(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("guest {name} at {}: {e}", path.display()))
 }
 

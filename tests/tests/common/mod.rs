@@ -223,7 +223,7 @@ pub fn sim_operator(address: String) -> tongdao::config::OperatorConfig {
 }
 
 pub fn guest(name: &str) -> Vec<u8> {
-    std::fs::read(tongdao::guests::artifact(name)).unwrap()
+    std::fs::read(tongdao_test_programs::artifact(name)).unwrap()
 }
 
 pub fn error_code(body: &Value) -> &str {

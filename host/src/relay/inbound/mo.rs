@@ -41,7 +41,7 @@ use sha2::{Digest, Sha256};
 use tongdao_smpp::{ConcatInfo, MoPdu};
 
 use super::super::outbox::OutboxError;
-use crate::config::{IncompleteMo, RelayConfig};
+use crate::relay::settings::{IncompleteMo, RelayConfig};
 use crate::store::{Backend, Store, now_ms};
 
 /// One inbound MO as stored.

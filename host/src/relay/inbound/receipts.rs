@@ -27,7 +27,7 @@ use tongdao_smpp::{Receipt, canonical_message_id};
 
 use super::super::outbox::{self, OutboxError};
 use super::super::routing::normalize_msisdn;
-use crate::config::ReceiptIds;
+use crate::relay::settings::ReceiptIds;
 use crate::store::{Store, now_ms};
 
 /// Keep trying to match an unmatched receipt this long after it arrived.

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{Claimed, Failure, OutboxError, SubmitResult, event};
-use crate::config::RelayConfig;
+use crate::relay::settings::RelayConfig;
 use crate::store::{Backend, Store, now_ms};
 
 /// Claim up to `limit` queued MTs of `operator` whose time has come. On PostgreSQL

@@ -1,7 +1,9 @@
-//! The host's own user commands. They are matched exactly on the router's key
-//! ([`crate::text::route_key`]: width, case, spaces, invisible characters and
-//! punctuation at the ends folded away), before anything reaches a module, and no
-//! service keyword may be one of them.
+//! The host's own user commands: the vocabulary the keyword router
+//! ([`crate::mo`]) answers before any module, and that service approval
+//! ([`crate::services`]) keeps every keyword clear of. They are matched exactly on
+//! the router's key ([`crate::text::route_key`]: width, case, spaces, invisible
+//! characters and punctuation at the ends folded away), before anything reaches a
+//! module, and no service keyword may be one of them.
 //!
 //! A stop or help word takes a service code spaced (`TD XZ`) or glued on (`TDXZ`,
 //! `退订XZ`, `QXXZ`); a glued code counts only when it is a live service's code, so

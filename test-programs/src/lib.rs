@@ -1,11 +1,12 @@
-//! The guest components built with the host: the example modules the platform
-//! ships (embedded in the binary) and the hostile fixtures its tests and benchmark
-//! load from disk.
+//! Test-only: the guest components the tests and benchmarks load, the way
+//! wasmtime's `test-programs` crate serves its tests. Never a dependency of the
+//! product: `tongdao` and `tongdao-e2e` take it as a dev-dependency. (The example
+//! modules the product itself ships are embedded by `tongdao::demo`.)
 //!
-//! `build.rs` builds the separate `guests/` workspace for `wasm32-wasip2` (release)
-//! and points `TONGDAO_GUESTS_DIR` at the output. A guest crate `foo-bar` becomes
-//! `foo_bar.wasm` there (Cargo names `cdylib`s with underscores); the hand-made
-//! fixtures `core-module.wasm` and `random.bin` are copied next to them.
+//! `build.rs` builds the whole `guests/` workspace for `wasm32-wasip2` (release)
+//! and points `TONGDAO_TEST_PROGRAMS_DIR` at the output. A guest crate `foo-bar`
+//! becomes `foo_bar.wasm` there (Cargo names `cdylib`s with underscores); the
+//! hand-made fixtures `core-module.wasm` and `random.bin` are copied next to them.
 //!
 //! | name | what it is |
 //! |---|---|
@@ -23,6 +24,7 @@
 //! | `hostile-log-flood` | logs three 30 MB lines in `bulletin`; a 40 MB reply in `on-mo` |
 //! | `hostile-flaky` | `bulletin` runs past the deadline twice (counted in KV), then answers |
 //! | `contract-v2-0-0`, `contract-v0-9-0`, `contract-v1-1-0` | complete modules built against `tongdao:partner@2.0.0`, `@0.9.0`, `@1.1.0` (`guests/fixtures/wit/`) |
+//! | `clock-probe` | answers `offset=<s> local=<date>` (and `date=<push date>` in `bulletin`): the time it sees |
 //! | `stateful-counter` | answers `call N`, N counted in its linear memory: `call 1` on every fresh instance |
 //! | `wrong-world` | a valid component exporting only `other:thing/greeter@0.1.0` |
 //! | `core-module` | a valid core module (not a component) exporting a function `f` |
@@ -32,26 +34,9 @@
 
 use std::path::PathBuf;
 
-/// The example horoscope module (`horoscope.wasm`): a bulletin keyed by the
-/// subscriber attribute `sign`, service `XZ`. Its `bulletin` makes no host call.
-pub const HOROSCOPE: &[u8] = include_bytes!(concat!(env!("TONGDAO_GUESTS_DIR"), "/horoscope.wasm"));
-
-/// The example quiz module (`quiz.wasm`): a daily question, answers scored in the
-/// key-value store, `TOP` for a leaderboard; service `DT`.
-pub const QUIZ: &[u8] = include_bytes!(concat!(env!("TONGDAO_GUESTS_DIR"), "/quiz.wasm"));
-
-/// The example jokes module (`jokes.wasm`): rotates through the content library
-/// collection `jokes`, `MORE`/`再来` for a random one; service `XH`.
-pub const JOKES: &[u8] = include_bytes!(concat!(env!("TONGDAO_GUESTS_DIR"), "/jokes.wasm"));
-
-/// The example modules `serve --demo` registers, by module name (the name each
-/// one describes itself with).
-pub const EXAMPLES: &[(&str, &[u8])] =
-    &[("horoscope", HOROSCOPE), ("quiz", QUIZ), ("jokes", JOKES)];
-
 /// The directory holding every built guest and fixture.
 pub fn dir() -> PathBuf {
-    PathBuf::from(env!("TONGDAO_GUESTS_DIR"))
+    PathBuf::from(env!("TONGDAO_TEST_PROGRAMS_DIR"))
 }
 
 /// The path of a built guest component or fixture, by crate name (`"hostile-loop"`,
@@ -100,21 +85,12 @@ pub fn byte_different_copy(wasm: &[u8], mark: u32, pad_bytes: usize) -> Vec<u8> 
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     /// The first eight bytes of a component (`\0asm`, version 0x0d, layer 1).
     const COMPONENT_HEADER: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
-
-    #[test]
-    fn examples_are_components() {
-        for (name, bytes) in EXAMPLES {
-            assert!(
-                bytes.starts_with(&COMPONENT_HEADER),
-                "{name} is not a component"
-            );
-        }
-    }
 
     #[test]
     fn every_artifact_exists() {
@@ -137,6 +113,7 @@ mod tests {
             "contract-v1-1-0",
             "wrong-world",
             "stateful-counter",
+            "clock-probe",
         ];
         for name in names {
             let bytes = std::fs::read(artifact(name)).unwrap_or_default();
