@@ -86,7 +86,7 @@ mod tests {
             tps: 0,
             prefixes: prefixes.iter().map(|p| (*p).to_string()).collect(),
             source_addr: "10661234".into(),
-            concat: super::settings::ConcatMode::Udh,
+            concat: crate::relay::settings::ConcatMode::Udh,
             ..Default::default()
         }
     }
