@@ -16,9 +16,10 @@ mod build_guests;
 const EXAMPLES: [&str; 3] = ["horoscope", "quiz", "jokes"];
 
 fn main() {
-    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| {
-        build_guests::fail("CARGO_MANIFEST_DIR is not set")
-    }));
+    let manifest_dir = PathBuf::from(
+        env::var_os("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|| build_guests::fail("CARGO_MANIFEST_DIR is not set")),
+    );
     let root = manifest_dir
         .parent()
         .unwrap_or_else(|| build_guests::fail("the host crate has no parent directory"))

@@ -50,4 +50,3 @@ fn copy_fixtures(from: &Path, to: &Path) {
         }
     }
 }
-

@@ -234,7 +234,10 @@ mod tests {
         assert_eq!(day_key(last.as_millisecond() + 1000), "2026-12-01");
         assert_eq!(local_seconds_of_day(last.as_millisecond() + 1000), 0);
         assert_eq!(utc_offset_seconds(last.as_millisecond()), 8 * 3600);
-        assert_eq!(day_start_ms(day_of_ms(last.as_millisecond() + 1000)), last.as_millisecond() + 1000);
+        assert_eq!(
+            day_start_ms(day_of_ms(last.as_millisecond() + 1000)),
+            last.as_millisecond() + 1000
+        );
         // A second platform zone in the same process is refused, not mixed in.
         let utc = PlatformConfig {
             time_zone: "UTC".into(),

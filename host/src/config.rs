@@ -278,8 +278,8 @@ mod tests {
         Jail::expect_with(|jail| {
             let config = load_in(jail, "").map_err(|e| e.to_string())?;
             assert_eq!(config.platform.time_zone, "Asia/Shanghai");
-            let config = load_in(jail, "[platform]\ntime_zone = \"UTC\"\n")
-                .map_err(|e| e.to_string())?;
+            let config =
+                load_in(jail, "[platform]\ntime_zone = \"UTC\"\n").map_err(|e| e.to_string())?;
             assert_eq!(config.platform.time_zone, "UTC");
             let error = load_in(jail, "[platform]\ntime_zone = \"Mars/Olympus\"\n")
                 .unwrap_err()

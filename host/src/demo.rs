@@ -37,7 +37,9 @@ pub const EXAMPLES: &[(&str, &[u8])] =
 /// Before the platform opens: with no operators configured, start the built-in
 /// SMSC simulator and point two operators at it; turn the default quiet hours off
 /// so pushes show at any hour (a configured window is kept).
-pub async fn prepare(config: &mut Config) -> anyhow::Result<Option<Arc<tongdao_smpp::sim::SimHandle>>> {
+pub async fn prepare(
+    config: &mut Config,
+) -> anyhow::Result<Option<Arc<tongdao_smpp::sim::SimHandle>>> {
     let simulator = if config.operators.is_empty() {
         Some(Arc::new(operators(config).await?))
     } else {
@@ -53,7 +55,11 @@ pub async fn prepare(config: &mut Config) -> anyhow::Result<Option<Arc<tongdao_s
 /// Register the example modules and content under the partner `demo`; print its
 /// key when it is created. `operators`: the operator names the demo services are
 /// registered with (all the relay routes to).
-pub async fn install(store: &Store, registry: &Registry, operators: Vec<String>) -> anyhow::Result<()> {
+pub async fn install(
+    store: &Store,
+    registry: &Registry,
+    operators: Vec<String>,
+) -> anyhow::Result<()> {
     let partner = match partners::create(store, "demo", "Demo Content Partner").await {
         Ok((partner, key)) => {
             println!(
@@ -88,21 +94,24 @@ pub async fn install(store: &Store, registry: &Registry, operators: Vec<String>)
 }
 
 /// The demo's three services, declared and approved like any partner's.
-async fn install_services(store: &Store, partner: &partners::Partner, operators: Vec<String>) -> anyhow::Result<()> {
+async fn install_services(
+    store: &Store,
+    partner: &partners::Partner,
+    operators: Vec<String>,
+) -> anyhow::Result<()> {
     let existing = services::list(store, Some(partner.id), None).await?;
-    let terms =
-        |name: &str, fee_type, price_fen, monthly_max, ext: &str, keywords: [&str; 2]| {
-            ServiceTerms {
-                name: name.into(),
-                description: format!("{name}（示例业务）"),
-                keywords: keywords.map(String::from).to_vec(),
-                fee_type,
-                price_fen,
-                operators: operators.clone(),
-                monthly_max_messages: monthly_max,
-                number_ext: ext.into(),
-            }
-        };
+    let terms = |name: &str, fee_type, price_fen, monthly_max, ext: &str, keywords: [&str; 2]| {
+        ServiceTerms {
+            name: name.into(),
+            description: format!("{name}（示例业务）"),
+            keywords: keywords.map(String::from).to_vec(),
+            fee_type,
+            price_fen,
+            operators: operators.clone(),
+            monthly_max_messages: monthly_max,
+            number_ext: ext.into(),
+        }
+    };
     let demo = [
         (
             "XZ",

@@ -29,11 +29,11 @@ use tokio::task::JoinHandle;
 use tongdao_smpp::LinkStatus;
 
 use crate::compliance::Compliance;
-use settings::{OperatorConfig, ReceiptIds, RelayConfig};
 use crate::store::Store;
 pub use inbound::MoRecord;
 pub use outbox::{Basis, ChargePlan, NewMessage, OutboxError};
 pub use routing::{RouteError, Routes};
+use settings::{OperatorConfig, ReceiptIds, RelayConfig};
 
 /// How often leases, expiry, unmatched receipts and open long MOs are looked at.
 const SWEEP_EVERY: Duration = Duration::from_millis(500);

@@ -15,7 +15,8 @@ use crate::content::{self, NewItem};
 use crate::modules::{self, Registry, RegistryConfig, RegistryError};
 use crate::partners::{self, Partner};
 use crate::runtime::{
-    BulletinRequest, RuntimeConfig, CallOutcome, Lane, MoMessage, ModuleDescription, Runtime, SubscriptionChange,
+    BulletinRequest, CallOutcome, Lane, MoMessage, ModuleDescription, Runtime, RuntimeConfig,
+    SubscriptionChange,
 };
 use crate::store::{Store, now_ms};
 

@@ -36,9 +36,9 @@ use crate::relay::Relay;
 use crate::runtime::{BulletinContent, BulletinRequest};
 use crate::store::{Store, StoreError, now_ms};
 pub use cron::{MissedPolicy, TimingError};
-pub use settings::ScheduleConfig;
 use fanout::{BatchTime, Plan, Step};
 use runs::{NewRun, Run};
+pub use settings::ScheduleConfig;
 
 /// Why a schedule or run operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use crate::api::{self, AppState};
 use crate::compliance::{Compliance, detectors};
 use crate::config::Config;
+use crate::demo;
 use crate::mo::DialogueConfig;
 use crate::mo::router::{self, RouterContext};
 use crate::modules::Registry;
@@ -20,7 +21,6 @@ use crate::relay::Relay;
 use crate::runtime::Runtime;
 use crate::schedule::Scheduler;
 use crate::store::Store;
-use crate::demo;
 
 /// Background tasks of a platform (keyword router, detectors); stopped on drop.
 #[derive(Debug, Default)]

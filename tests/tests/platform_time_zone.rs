@@ -43,8 +43,7 @@ fn hh_mm(seconds_of_day: i64) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item2_months_quiet_hours_schedules_and_the_module_clock_follow_the_platform_time_zone()
-{
+async fn item2_months_quiet_hours_schedules_and_the_module_clock_follow_the_platform_time_zone() {
     for db in databases().await {
         // A quiet window from 6 to 8 hours ahead of now, in UTC. Its middle, 7 hours
         // ahead, is 15 hours ahead of now in Shanghai's local time: outside it.
@@ -107,7 +106,10 @@ async fn item2_months_quiet_hours_schedules_and_the_module_clock_follow_the_plat
         // date; the module sees offset 0.
         let at = Timestamp::from_second(Timestamp::now().as_second() + 3).unwrap();
         let local_at = at.to_zoned(TimeZone::UTC).datetime().to_string();
-        assert!(!local_at.contains('Z') && !local_at.contains('+'), "{local_at}");
+        assert!(
+            !local_at.contains('Z') && !local_at.contains('+'),
+            "{local_at}"
+        );
         let (status, once) = env
             .server
             .post(&schedules, &env.acme, json!({"at": local_at}))

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use common::{Server, databases, error_code, guest};
 use reqwest::StatusCode;
 use serde_json::json;
-use tongdao_test_programs::byte_different_copy;
 use tongdao::modules::RegistryConfig;
 use tongdao_smpp::sim::{Sim, SimConfig};
+use tongdao_test_programs::byte_different_copy;
 
 fn p50(mut samples: Vec<Duration>) -> Duration {
     samples.sort();

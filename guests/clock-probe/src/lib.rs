@@ -28,7 +28,11 @@ impl Module for ClockProbe {
     }
 
     fn bulletin(request: BulletinRequest) -> Result<Bulletin, ModuleError> {
-        Ok(Bulletin::Single(format!("{} date={}", seen(), request.date)))
+        Ok(Bulletin::Single(format!(
+            "{} date={}",
+            seen(),
+            request.date
+        )))
     }
 
     fn on_mo(_message: Mo) -> Result<Option<String>, ModuleError> {

@@ -21,8 +21,8 @@ use tongdao_smpp::{Client, Inbound, LinkStatus, StatusClass, run_with_reconnect}
 
 use super::inbound;
 use super::outbox::{self, Claimed, Failure, SubmitResult};
-use super::{BindView, RelayShared};
 use super::settings::{ConcatMode, OperatorConfig};
+use super::{BindView, RelayShared};
 
 /// How long an idle worker waits before looking at the queue again (a new MT
 /// wakes it at once through `RelayShared::wake`).

@@ -25,8 +25,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::routing::{RouteError, Routes};
-use crate::compliance::{Blocked, Compliance, NewViolation};
 use super::settings::RelayConfig;
+use crate::compliance::{Blocked, Compliance, NewViolation};
 use crate::services::LiveService;
 use crate::store::{Store, StoreError, now_ms};
 

@@ -8,7 +8,6 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
-
 /// A timing that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TimingError {
