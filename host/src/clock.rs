@@ -165,7 +165,7 @@ pub fn day_start_ms(day: Date) -> i64 {
 
 /// Today in the platform time zone, `YYYY-MM-DD`.
 pub fn today() -> String {
-    day_key(Timestamp::now().as_millisecond())
+    day_key(crate::store::now_ms())
 }
 
 /// A calendar date as the host passes it to modules (`bulletin-request.date`):

@@ -122,6 +122,9 @@ pub fn parse_day(field: &'static str, s: &str) -> Result<Date, BillingError> {
     Ok(date)
 }
 
+/// The default working-day calendar when an operator names none (China's).
+pub const DEFAULT_CALENDAR: &str = "cn";
+
 /// What a listed day is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -231,7 +234,7 @@ pub struct CalendarDay {
 /// with listed days or named by an operator. A calendar comes into being with its
 /// first listed day.
 pub async fn exists(store: &Store, name: &str) -> Result<bool, BillingError> {
-    if name == super::terms::DEFAULT_CALENDAR {
+    if name == DEFAULT_CALENDAR {
         return Ok(true);
     }
     let (n,): (i64,) = sqlx::query_as(

@@ -381,7 +381,7 @@ pub const MAX_IMBALANCE_RATE_FEN: i64 = 1000;
 pub const MAX_TIER_FEN: i64 = 1_000_000_000_000;
 
 /// The default working-day calendar when an operator names none.
-pub const DEFAULT_CALENDAR: &str = "cn";
+pub use super::calendar::DEFAULT_CALENDAR;
 
 fn store_err(e: sqlx::Error) -> BillingError {
     BillingError::Store(StoreError::from(e))
