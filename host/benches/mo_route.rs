@@ -4,21 +4,22 @@
 //! stopped; then the router starts and is timed until every one is routed. Each MO
 //! names a sign, so it goes the whole way: the host's commands and keywords, the
 //! module's `on-mo` (which stores the subscriber's sign through a host call), the
-//! reply through the outbox's gate, sent over the same bind. Every twentieth MO is
+//! reply queued through the outbox's gate. Every twentieth MO is
 //! the service's code instead, answered by the host (help). Ends with one summary
 //! line for scripts: `mo_route: waiting=… routed=… seconds=… mo_per_s=…`, after
 //! the intake rate and the routing rate per tenth of the backlog (the first tenth
 //! routed with N waiting, the last with N/10).
 //!
-//! `cargo bench -p tongdao --bench mo_route [-- N] [--postgres]` (`--postgres`: a
-//! fresh database on `TONGDAO_TEST_DATABASE_URL` instead of SQLite).
+//! `cargo bench -p tongdao --bench mo_route [-- N] [--postgres] [--send]`
+//! (`--postgres`: a fresh database on `TONGDAO_TEST_DATABASE_URL` instead of
+//! SQLite; `--send`: the bind stays up and sends the replies while the router
+//! works, so both share the machine and the store; without it the binds stop after
+//! the intake and the replies stay queued).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/common/bulk.rs"]
 mod bulk;
-#[path = "../tests/common/mod.rs"]
-mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,11 +45,19 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(100_000);
     let postgres = std::env::args().any(|a| a == "--postgres");
+    let send = std::env::args().any(|a| a == "--send");
+    // `RUST_LOG=sqlx::query=debug` lists every statement (what a profile needs).
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(run(n, postgres));
+    rt.block_on(run(n, postgres, send));
 }
 
 async fn count(store: &Store, condition: &str) -> i64 {
@@ -59,15 +68,30 @@ async fn count(store: &Store, condition: &str) -> i64 {
     c
 }
 
-async fn run(n: i64, postgres: bool) {
-    let db = if postgres {
-        common::postgres()
+async fn run(n: i64, postgres: bool, send: bool) {
+    // A fresh store with the server's default pool (`[store] max_connections`).
+    let connections = tongdao::config::Config::default().store.max_connections;
+    let dir = tempfile::tempdir().unwrap();
+    let (name, store) = if postgres {
+        let base = std::env::var("TONGDAO_TEST_DATABASE_URL")
+            .expect("--postgres needs TONGDAO_TEST_DATABASE_URL");
+        let db = format!("tongdao_bench_mo_{}", std::process::id());
+        let admin = Store::connect(&base, 1).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {db}"))
+            .execute(admin.pool())
             .await
-            .expect("--postgres needs TONGDAO_TEST_DATABASE_URL")
+            .unwrap();
+        admin.close().await;
+        let (prefix, _) = base.rsplit_once('/').unwrap();
+        let store = Store::connect(&format!("{prefix}/{db}"), connections)
+            .await
+            .unwrap();
+        ("postgres", store)
     } else {
-        common::sqlite().await
+        let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+        ("sqlite", Store::connect(&url, connections).await.unwrap())
     };
-    let store = db.store.clone();
+    store.migrate().await.unwrap();
 
     // Not timed: the partner, its module, an approved service, N subscribers.
     let (partner, _) = tongdao::partners::create(&store, "bench", "Bench")
@@ -112,7 +136,15 @@ async fn run(n: i64, postgres: bool) {
         store.clone(),
         RelayConfig::default(),
         &operators,
-        common::relay_compliance(&store),
+        tongdao::compliance::Compliance::new(
+            store.clone(),
+            tongdao::compliance::ComplianceConfig {
+                // No quiet hours: the figure is the router's, not the clock's.
+                quiet_hours: String::new(),
+                ..Default::default()
+            },
+        )
+        .unwrap(),
     ));
 
     // Intake: N MOs stored while the router is stopped (each subscriber writes in
@@ -134,6 +166,11 @@ async fn run(n: i64, postgres: bool) {
     }
     let intake = intake_started.elapsed().as_secs_f64();
     let waiting = count(&store, "status = 'received'").await;
+    if !send {
+        // The binds stop: replies are queued through the gate, not sent (sending is
+        // the relay bench's figure).
+        relay.stop();
+    }
 
     // Routing, timed.
     let started = Instant::now();
@@ -175,8 +212,12 @@ async fn run(n: i64, postgres: bool) {
     .unwrap();
     println!(
         "{}: {n} MOs from {subscribers} subscribers stored through SMPP intake in {intake:.1} s ({:.0} MO/s, not timed below)",
-        db.name,
+        name,
         n as f64 / intake
+    );
+    println!(
+        "replies {}",
+        if send { "sent by the bind meanwhile" } else { "queued, not sent (binds stopped)" }
     );
     println!(
         "routed {routed} in {seconds:.2} s; {outcomes} answered by the module, {replies} replies queued"
@@ -190,4 +231,13 @@ async fn run(n: i64, postgres: bool) {
         "mo_route: waiting={waiting} routed={routed} seconds={seconds:.2} mo_per_s={:.0}",
         routed as f64 / seconds
     );
+    if postgres {
+        store.close().await;
+        let base = std::env::var("TONGDAO_TEST_DATABASE_URL").unwrap();
+        let admin = Store::connect(&base, 1).await.unwrap();
+        sqlx::query(&format!("DROP DATABASE tongdao_bench_mo_{}", std::process::id()))
+            .execute(admin.pool())
+            .await
+            .unwrap();
+    }
 }

@@ -15,6 +15,14 @@
 //! run out: a handful at most), then `received` ones. Neither query sorts or scans
 //! the waiting MOs, so a claim costs the same with 10 or 100,000 waiting (issue 13:
 //! with 70,000 waiting the old claim, one `OR` over both states, read every MO).
+//!
+//! The MOs of a batch are grouped by number: each number's MOs are routed one
+//! after the other, in arrival order, and up to [`ROUTE_CONCURRENCY`] numbers at
+//! once, so the router does not idle through each MO's store round trips and
+//! module call one at a time. The next batch is claimed when the whole batch is
+//! done, so a number's later MOs never overtake its earlier ones. Module calls
+//! still queue in their partner's lane of the runtime (its share of instances).
+//!
 //! Only a re-claimed MO can have been answered already (its router died between
 //! the answer and the `routed` mark); only those are looked up in `messages`
 //! (index `messages_mo`), and they are marked `already-answered` instead of being
@@ -23,6 +31,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::stream::{self, StreamExt};
 use tokio::task::JoinHandle;
 
 use super::commands::{self, Command};
@@ -89,6 +98,9 @@ pub fn start(ctx: Arc<RouterContext>) -> JoinHandle<()> {
 /// module call ran to the wall-clock backstop must still end within it.
 pub const CLAIM_BATCH: i64 = 32;
 
+/// Numbers whose MOs are routed at the same time.
+pub const ROUTE_CONCURRENCY: usize = 16;
+
 /// Claim and route every MO that is ready; returns how many were routed.
 ///
 /// # Errors
@@ -108,27 +120,63 @@ pub async fn route_ready(ctx: &RouterContext) -> Result<usize, StoreError> {
         if batch.is_empty() {
             return Ok(routed);
         }
-        for Claimed { mo, reclaimed } in batch {
-            let outcome = match route_one(ctx, &mo, &live, reclaimed).await {
-                Ok(outcome) => outcome,
-                Err(e) => {
-                    // The lease runs out and another round tries again.
-                    tracing::error!(mo = mo.id, error = %e, "cannot route MO");
-                    continue;
-                }
-            };
-            sqlx::query(
-                "UPDATE mo_messages SET status = 'routed', outcome = $1, routed_at = $2, lease_until = NULL WHERE id = $3",
-            )
-            .bind(&outcome)
-            .bind(now_ms())
-            .bind(mo.id)
-            .execute(ctx.store.pool())
-            .await?;
-            tracing::info!(mo = mo.id, outcome, "MO routed");
-            routed += 1;
+        // Per number, in arrival order (the batch is sorted by id).
+        let mut by_number: Vec<Vec<Claimed>> = Vec::new();
+        for claimed in batch {
+            match by_number
+                .iter_mut()
+                .find(|g| g[0].mo.source == claimed.mo.source)
+            {
+                Some(group) => group.push(claimed),
+                None => by_number.push(vec![claimed]),
+            }
+        }
+        let live = &live;
+        let mut groups = stream::iter(by_number)
+            .map(|group| route_number(ctx, live, group))
+            .buffer_unordered(ROUTE_CONCURRENCY);
+        let mut failed = None;
+        while let Some(result) = groups.next().await {
+            match result {
+                Ok(n) => routed += n,
+                Err(e) => failed = Some(e),
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
     }
+}
+
+/// Route the MOs of one number, one after the other; returns how many were routed.
+async fn route_number(
+    ctx: &RouterContext,
+    live: &[LiveService],
+    group: Vec<Claimed>,
+) -> Result<usize, StoreError> {
+    let mut routed = 0;
+    for Claimed { mo, reclaimed } in group {
+        let outcome = match route_one(ctx, &mo, live, reclaimed).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                // The lease runs out and another round tries again; this number's
+                // later MOs wait for it.
+                tracing::error!(mo = mo.id, error = %e, "cannot route MO");
+                return Ok(routed);
+            }
+        };
+        sqlx::query(
+            "UPDATE mo_messages SET status = 'routed', outcome = $1, routed_at = $2, lease_until = NULL WHERE id = $3",
+        )
+        .bind(&outcome)
+        .bind(now_ms())
+        .bind(mo.id)
+        .execute(ctx.store.pool())
+        .await?;
+        tracing::info!(mo = mo.id, outcome, "MO routed");
+        routed += 1;
+    }
+    Ok(routed)
 }
 
 /// One claimed MO.
