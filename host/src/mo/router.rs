@@ -99,7 +99,7 @@ pub fn start(ctx: Arc<RouterContext>) -> JoinHandle<()> {
 pub const CLAIM_BATCH: i64 = 32;
 
 /// Numbers whose MOs are routed at the same time.
-pub const ROUTE_CONCURRENCY: usize = 16;
+pub const ROUTE_CONCURRENCY: usize = 4;
 
 /// Claim and route every MO that is ready; returns how many were routed.
 ///
