@@ -25,8 +25,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tongdao::config::{ConcatMode, OperatorConfig, RelayConfig, RuntimeConfig};
-use tongdao::mo::router::{self, RouterContext};
 use tongdao::mo::DialogueConfig;
+use tongdao::mo::router::{self, RouterContext};
 use tongdao::modules::Registry;
 use tongdao::relay::Relay;
 use tongdao::runtime::Runtime;
@@ -35,8 +35,18 @@ use tongdao_smpp::sim::{Sim, SimConfig};
 
 /// The signs as users write them.
 const SIGNS: [&str; 12] = [
-    "白羊座", "金牛座", "双子座", "巨蟹座", "狮子座", "处女座", "天秤座", "天蝎座", "射手座", "摩羯座",
-    "水瓶座", "双鱼座",
+    "白羊座",
+    "金牛座",
+    "双子座",
+    "巨蟹座",
+    "狮子座",
+    "处女座",
+    "天秤座",
+    "天蝎座",
+    "射手座",
+    "摩羯座",
+    "水瓶座",
+    "双鱼座",
 ];
 
 fn main() {
@@ -61,10 +71,12 @@ fn main() {
 }
 
 async fn count(store: &Store, condition: &str) -> i64 {
-    let (c,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM mo_messages WHERE {condition}"))
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    let (c,): (i64,) = sqlx::query_as(&format!(
+        "SELECT COUNT(*) FROM mo_messages WHERE {condition}"
+    ))
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
     c
 }
 
@@ -200,16 +212,16 @@ async fn run(n: i64, postgres: bool, send: bool) {
     task.abort();
     relay.stop();
 
-    let (replies,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM messages WHERE mo_id IS NOT NULL")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-    let (outcomes,): (i64,) = sqlx::query_as(
-        "SELECT COUNT(*) FROM mo_messages WHERE outcome = 'module-reply'",
-    )
-    .fetch_one(store.pool())
-    .await
-    .unwrap();
+    let (replies,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM messages WHERE mo_id IS NOT NULL")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    let (outcomes,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM mo_messages WHERE outcome = 'module-reply'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
     println!(
         "{}: {n} MOs from {subscribers} subscribers stored through SMPP intake in {intake:.1} s ({:.0} MO/s, not timed below)",
         name,
@@ -217,16 +229,28 @@ async fn run(n: i64, postgres: bool, send: bool) {
     );
     println!(
         "replies {}",
-        if send { "sent by the bind meanwhile" } else { "queued, not sent (binds stopped)" }
+        if send {
+            "sent by the bind meanwhile"
+        } else {
+            "queued, not sent (binds stopped)"
+        }
     );
     println!(
         "routed {routed} in {seconds:.2} s; {outcomes} answered by the module, {replies} replies queued"
     );
     let rates: Vec<String> = marks
         .windows(2)
-        .map(|w| format!("{:.0}", (w[1].0 - w[0].0) as f64 / (w[1].1 - w[0].1).max(1e-3)))
+        .map(|w| {
+            format!(
+                "{:.0}",
+                (w[1].0 - w[0].0) as f64 / (w[1].1 - w[0].1).max(1e-3)
+            )
+        })
         .collect();
-    println!("MO/s per tenth of the backlog, first (most waiting) to last: {}", rates.join(" "));
+    println!(
+        "MO/s per tenth of the backlog, first (most waiting) to last: {}",
+        rates.join(" ")
+    );
     println!(
         "mo_route: waiting={waiting} routed={routed} seconds={seconds:.2} mo_per_s={:.0}",
         routed as f64 / seconds
@@ -235,9 +259,12 @@ async fn run(n: i64, postgres: bool, send: bool) {
         store.close().await;
         let base = std::env::var("TONGDAO_TEST_DATABASE_URL").unwrap();
         let admin = Store::connect(&base, 1).await.unwrap();
-        sqlx::query(&format!("DROP DATABASE tongdao_bench_mo_{}", std::process::id()))
-            .execute(admin.pool())
-            .await
-            .unwrap();
+        sqlx::query(&format!(
+            "DROP DATABASE tongdao_bench_mo_{}",
+            std::process::id()
+        ))
+        .execute(admin.pool())
+        .await
+        .unwrap();
     }
 }

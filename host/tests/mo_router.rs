@@ -136,7 +136,11 @@ async fn item3_a_backlog_is_answered_once_in_order_and_a_dead_routers_claims_are
             );
             for ((_, asked, _), (_, reply)) in mos.iter().zip(&replies) {
                 let sign = asked.trim_end_matches('座');
-                assert!(reply.contains(sign), "{}: {asked} answered {reply}", db.name);
+                assert!(
+                    reply.contains(sign),
+                    "{}: {asked} answered {reply}",
+                    db.name
+                );
             }
         }
 

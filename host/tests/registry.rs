@@ -213,7 +213,11 @@ async fn modules_are_per_partner() {
 
 /// A WebAssembly custom section (id 0) with `name` and `payload`.
 /// Faults counted per version number of `module` (every fault, not only samples).
-async fn faults_per_version(registry: &Registry, partner: &Partner, module: &str) -> BTreeMap<i64, i64> {
+async fn faults_per_version(
+    registry: &Registry,
+    partner: &Partner,
+    module: &str,
+) -> BTreeMap<i64, i64> {
     let mut out = BTreeMap::new();
     for window in registry.fault_windows(partner, module, 1000).await.unwrap() {
         *out.entry(window.version).or_insert(0) += window.count;
@@ -238,7 +242,11 @@ async fn item3_an_activation_or_rollback_is_seen_by_the_next_call() {
         let v1_bytes = common::guest("hostile_trap");
         let mut v2_bytes = v1_bytes.clone();
         v2_bytes.extend_from_slice(&custom_section("build", b"v2"));
-        let module = registry.upload(&partner, &v1_bytes, "t").await.unwrap().module;
+        let module = registry
+            .upload(&partner, &v1_bytes, "t")
+            .await
+            .unwrap()
+            .module;
         registry.upload(&partner, &v2_bytes, "t").await.unwrap();
         let request = tongdao::runtime::BulletinRequest {
             service: "T".into(),
@@ -246,7 +254,10 @@ async fn item3_an_activation_or_rollback_is_seen_by_the_next_call() {
             date: "2026-11-30".into(),
         };
         let call = || async {
-            let outcome = registry.bulletin(&partner, &module, &request).await.unwrap();
+            let outcome = registry
+                .bulletin(&partner, &module, &request)
+                .await
+                .unwrap();
             assert!(outcome.result.is_err(), "{}: hostile-trap traps", db.name);
         };
         let faults = || faults_per_version(&registry, &partner, &module);
@@ -269,7 +280,10 @@ async fn item3_an_activation_or_rollback_is_seen_by_the_next_call() {
             "{}: the call right after the activation ran version 2",
             db.name
         );
-        assert_eq!(registry.active_version_id(&partner, &module).await.unwrap(), active_id(&db.store, &module).await);
+        assert_eq!(
+            registry.active_version_id(&partner, &module).await.unwrap(),
+            active_id(&db.store, &module).await
+        );
 
         registry.rollback(&partner, &module, "t").await.unwrap();
         call().await;
@@ -299,7 +313,10 @@ async fn item3_an_activation_or_rollback_is_seen_by_the_next_call() {
             );
             tokio::task::yield_now().await;
         }
-        assert_eq!(registry.active_version_id(&partner, &module).await.unwrap(), active_id(&db.store, &module).await);
+        assert_eq!(
+            registry.active_version_id(&partner, &module).await.unwrap(),
+            active_id(&db.store, &module).await
+        );
         println!(
             "{}: another replica's activation seen after {} ms (recheck {} ms)",
             db.name,

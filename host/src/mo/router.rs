@@ -200,12 +200,13 @@ async fn claim(ctx: &RouterContext, limit: i64) -> Result<Vec<Claimed>, StoreErr
              RETURNING id, operator, source, destination, text, status, received_at"
         )
     };
-    let reclaimed: Vec<MoRecord> = sqlx::query_as(&claim("status = 'routing' AND lease_until < $3"))
-        .bind(now + lease)
-        .bind(limit)
-        .bind(now)
-        .fetch_all(ctx.store.pool())
-        .await?;
+    let reclaimed: Vec<MoRecord> =
+        sqlx::query_as(&claim("status = 'routing' AND lease_until < $3"))
+            .bind(now + lease)
+            .bind(limit)
+            .bind(now)
+            .fetch_all(ctx.store.pool())
+            .await?;
     let room = limit - i64::try_from(reclaimed.len()).unwrap_or(limit);
     let received: Vec<MoRecord> = if room > 0 {
         sqlx::query_as(&claim("status = 'received'"))
