@@ -20,11 +20,13 @@
 
 #[path = "../tests/common/bulk.rs"]
 mod bulk;
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tongdao::config::{ConcatMode, OperatorConfig, RelayConfig, RuntimeConfig};
+use tongdao::config::{RelayConfig, RuntimeConfig};
 use tongdao::mo::DialogueConfig;
 use tongdao::mo::router::{self, RouterContext};
 use tongdao::modules::Registry;
@@ -130,20 +132,7 @@ async fn run(n: i64, postgres: bool, send: bool) {
     })
     .await
     .unwrap();
-    let operators = [OperatorConfig {
-        name: "mobile".into(),
-        address: sim.local_addr().to_string(),
-        system_id: "bench".into(),
-        password: "pw".into(),
-        system_type: String::new(),
-        binds: 1,
-        window: 50,
-        tps: 0,
-        prefixes: vec!["13".into()],
-        source_addr: dialogue.short_code.clone(),
-        concat: ConcatMode::Udh,
-        ..Default::default()
-    }];
+    let operators = [common::sim_operator(sim.local_addr().to_string(), 1)];
     let relay = Arc::new(Relay::start(
         store.clone(),
         RelayConfig::default(),

@@ -14,7 +14,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tongdao::config::{ConcatMode, OperatorConfig, RelayConfig};
+use tongdao::config::RelayConfig;
 use tongdao::mo::DialogueConfig;
 use tongdao::mo::router::{self, CLAIM_BATCH, RouterContext};
 use tongdao::relay::Relay;
@@ -58,20 +58,7 @@ async fn item3_a_backlog_is_answered_once_in_order_and_a_dead_routers_claims_are
         let store = db.store.clone();
         let sim = Sim::start(SimConfig::default()).await.unwrap();
         let dialogue = DialogueConfig::default();
-        let operator = OperatorConfig {
-            name: "mobile".into(),
-            address: sim.local_addr().to_string(),
-            system_id: "td-mobile".into(),
-            password: "pw".into(),
-            system_type: String::new(),
-            binds: 1,
-            window: 50,
-            tps: 0,
-            prefixes: vec!["13".into()],
-            source_addr: dialogue.short_code.clone(),
-            concat: ConcatMode::Udh,
-            ..Default::default()
-        };
+        let operator = common::sim_operator(sim.local_addr().to_string(), 1);
         let relay = Arc::new(Relay::start(
             store.clone(),
             RelayConfig::default(),

@@ -109,17 +109,18 @@ pub const ROUTE_CONCURRENCY: usize = 4;
 pub async fn route_ready(ctx: &RouterContext) -> Result<usize, StoreError> {
     let mut routed = 0;
     loop {
-        // The live services, read once per batch: read before the claim, so a
-        // failure here leaves nothing claimed.
+        let batch = claim(ctx, CLAIM_BATCH).await?;
+        if batch.is_empty() {
+            return Ok(routed);
+        }
+        // The live services, read once per batch, after the claim: a service
+        // approved before an MO arrived is seen by it. On failure the batch is
+        // claimed again when its lease runs out, as an MO that failed to route.
         let live = match services::all_live(&ctx.store).await {
             Ok(live) => live,
             Err(services::ServiceError::Store(e)) => return Err(e),
             Err(e) => return Err(StoreError::Corrupt(e.to_string())),
         };
-        let batch = claim(ctx, CLAIM_BATCH).await?;
-        if batch.is_empty() {
-            return Ok(routed);
-        }
         // Per number, in arrival order (the batch is sorted by id).
         let mut by_number: Vec<Vec<Claimed>> = Vec::new();
         for claimed in batch {
