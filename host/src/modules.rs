@@ -8,7 +8,10 @@
 //! - [`quota`]: upload rate, stored versions and bytes per partner, retention.
 //! - [`faults`]: faults counted per window, a few kept as samples.
 //! - `loaded`: compiled versions in memory, least recently called evicted.
+//! - `active`: which version of each module is active, kept in memory and
+//!   dropped on activation, rollback and first upload.
 
+mod active;
 mod faults;
 mod loaded;
 pub mod quota;
@@ -142,6 +145,7 @@ pub struct Registry {
     runtime: Arc<Runtime>,
     config: RegistryConfig,
     loaded: loaded::LoadedVersions,
+    active: active::ActiveVersions,
 }
 
 impl std::fmt::Debug for Registry {
@@ -160,6 +164,9 @@ impl Registry {
         Self {
             store,
             loaded: loaded::LoadedVersions::new(config.loaded_versions),
+            active: active::ActiveVersions::new(std::time::Duration::from_millis(
+                config.active_recheck_ms,
+            )),
             runtime,
             config,
         }
@@ -274,6 +281,9 @@ impl Registry {
         let pruned = quota::prune(&mut tx, &self.config, module.id, now).await?;
         quota::check_stored(&mut tx, &self.config, partner.id).await?;
         tx.commit().await?;
+        if activated {
+            self.active.forget(partner.id, &module.name);
+        }
         self.forget_compiled(pruned).await?;
         Ok(Uploaded {
             module: module.name,
@@ -353,6 +363,7 @@ impl Registry {
         }
         set_active(&mut tx, row.id, version_id, current, "activate", actor).await?;
         tx.commit().await?;
+        self.active.forget(partner.id, name);
         self.get(partner, name).await
     }
 
@@ -401,6 +412,7 @@ impl Registry {
         set_active(&mut tx, row.id, target, previous, "rollback", actor).await?;
         debug_assert_ne!(current, Some(target));
         tx.commit().await?;
+        self.active.forget(partner.id, name);
         self.get(partner, name).await
     }
 
@@ -484,16 +496,40 @@ impl Registry {
         Ok(outcome)
     }
 
-    /// The id of the active version of `name` (violations name the version).
+    /// The id of the active version of `name` (violations name the version), as
+    /// calls see it (see [`active`](self::active)).
+    ///
+    /// # Errors
+    /// [`RegistryError::NotFound`], [`RegistryError::NoActiveVersion`], or a store error.
     pub async fn active_version_id(
         &self,
         partner: &Partner,
         name: &str,
     ) -> Result<i64, RegistryError> {
-        self.module_row(partner, name)
+        self.active_row(partner, name)
             .await?
-            .active_version_id
+            .version_id
             .ok_or_else(|| RegistryError::NoActiveVersion(name.to_string()))
+    }
+
+    /// The module's id and active version: from memory while fresh, else from the
+    /// store (and kept).
+    async fn active_row(
+        &self,
+        partner: &Partner,
+        name: &str,
+    ) -> Result<active::Active, RegistryError> {
+        let generation = match self.active.lookup(partner.id, name) {
+            active::Lookup::Hit(found) => return Ok(found),
+            active::Lookup::Miss { generation } => generation,
+        };
+        let row = self.module_row(partner, name).await?;
+        let found = active::Active {
+            module_id: row.id,
+            version_id: row.active_version_id,
+        };
+        self.active.keep(partner.id, name, generation, found);
+        Ok(found)
     }
 
     fn scope(&self, partner: &Partner) -> PartnerScope {
@@ -538,15 +574,17 @@ impl Registry {
         .await
     }
 
-    /// The active version of `name`, compiled and linked (cached by version id).
+    /// The active version of `name`, compiled and linked: what every call runs.
+    /// Neither lookup touches the store once warm (the active version is kept in
+    /// memory, compiled versions are cached by version id).
     async fn active(&self, partner: &Partner, name: &str) -> Result<ActiveVersion, RegistryError> {
-        let row = self.module_row(partner, name).await?;
+        let row = self.active_row(partner, name).await?;
         let version_id = row
-            .active_version_id
+            .version_id
             .ok_or_else(|| RegistryError::NoActiveVersion(name.to_string()))?;
         if let Some(loaded) = self.loaded.get(version_id) {
             return Ok(ActiveVersion {
-                module_id: row.id,
+                module_id: row.module_id,
                 version_id,
                 loaded,
             });
@@ -562,7 +600,7 @@ impl Registry {
             .map_err(|e| RegistryError::Call(CallError::Unavailable(e.to_string())))??;
         self.loaded.insert(version_id, loaded.clone());
         Ok(ActiveVersion {
-            module_id: row.id,
+            module_id: row.module_id,
             version_id,
             loaded,
         })

@@ -102,6 +102,17 @@ impl Store {
         self.backend
     }
 
+    /// The row-lock clause a claim query ends its `SELECT … LIMIT n` with, so no two
+    /// replicas claim one row: `FOR UPDATE SKIP LOCKED` on PostgreSQL (rows another
+    /// transaction holds are skipped, not waited for); empty on SQLite, where the
+    /// claiming `UPDATE` holds the database's single write lock anyway.
+    pub fn skip_locked(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        }
+    }
+
     /// Begin a transaction that will write. On SQLite it takes the write lock at
     /// once (through a no-op write): a transaction that reads first and writes later
     /// fails with SQLITE_BUSY_SNAPSHOT when another connection committed in between,

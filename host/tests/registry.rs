@@ -5,7 +5,11 @@
 
 mod common;
 
-use tongdao::modules::RegistryError;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use tongdao::modules::{Registry, RegistryConfig, RegistryError};
+use tongdao::partners::Partner;
 use tongdao::runtime::ValidationError;
 
 fn rejection(result: Result<tongdao::modules::Uploaded, RegistryError>) -> ValidationError {
@@ -208,6 +212,130 @@ async fn modules_are_per_partner() {
 }
 
 /// A WebAssembly custom section (id 0) with `name` and `payload`.
+/// Faults counted per version number of `module` (every fault, not only samples).
+async fn faults_per_version(
+    registry: &Registry,
+    partner: &Partner,
+    module: &str,
+) -> BTreeMap<i64, i64> {
+    let mut out = BTreeMap::new();
+    for window in registry.fault_windows(partner, module, 1000).await.unwrap() {
+        *out.entry(window.version).or_insert(0) += window.count;
+    }
+    out
+}
+
+/// Issue 13 item 3: calls keep the active version in memory instead of reading it
+/// from the store each time, yet an activation or rollback is seen by the very next
+/// call, and another replica's by a call within `active_recheck_ms`. Which version
+/// ran is read from the fault bookkeeping: both versions trap, and each fault is
+/// counted against the version that ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item3_an_activation_or_rollback_is_seen_by_the_next_call() {
+    for db in common::stores().await {
+        let config = RegistryConfig {
+            active_recheck_ms: 200,
+            ..RegistryConfig::default()
+        };
+        let registry = Registry::with_config(db.store.clone(), common::runtime(), config.clone());
+        let partner = common::partner(&db.store, "acme").await;
+        let v1_bytes = common::guest("hostile_trap");
+        let mut v2_bytes = v1_bytes.clone();
+        v2_bytes.extend_from_slice(&custom_section("build", b"v2"));
+        let module = registry
+            .upload(&partner, &v1_bytes, "t")
+            .await
+            .unwrap()
+            .module;
+        registry.upload(&partner, &v2_bytes, "t").await.unwrap();
+        let request = tongdao::runtime::BulletinRequest {
+            service: "T".into(),
+            push_id: "p".into(),
+            date: "2026-11-30".into(),
+        };
+        let call = || async {
+            let outcome = registry
+                .bulletin(&partner, &module, &request)
+                .await
+                .unwrap();
+            assert!(outcome.result.is_err(), "{}: hostile-trap traps", db.name);
+        };
+        let faults = || faults_per_version(&registry, &partner, &module);
+
+        call().await;
+        call().await;
+        assert_eq!(faults().await, BTreeMap::from([(1, 2)]), "{}", db.name);
+        assert_eq!(
+            registry.active_version_id(&partner, &module).await.unwrap(),
+            active_id(&db.store, &module).await,
+            "{}",
+            db.name
+        );
+
+        registry.activate(&partner, &module, 2, "t").await.unwrap();
+        call().await;
+        assert_eq!(
+            faults().await,
+            BTreeMap::from([(1, 2), (2, 1)]),
+            "{}: the call right after the activation ran version 2",
+            db.name
+        );
+        assert_eq!(
+            registry.active_version_id(&partner, &module).await.unwrap(),
+            active_id(&db.store, &module).await
+        );
+
+        registry.rollback(&partner, &module, "t").await.unwrap();
+        call().await;
+        assert_eq!(
+            faults().await,
+            BTreeMap::from([(1, 3), (2, 1)]),
+            "{}: the call right after the rollback ran version 1",
+            db.name
+        );
+
+        // Another replica (its own registry on the same store) activates version 2:
+        // this one runs it within `active_recheck_ms`.
+        let replica = Registry::with_config(db.store.clone(), common::runtime(), config.clone());
+        replica.activate(&partner, &module, 2, "t").await.unwrap();
+        let changed = Instant::now();
+        let deadline = changed + Duration::from_secs(10);
+        loop {
+            call().await;
+            if faults().await.get(&2) == Some(&2) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: another replica's activation never seen: {:?}",
+                db.name,
+                faults().await
+            );
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            registry.active_version_id(&partner, &module).await.unwrap(),
+            active_id(&db.store, &module).await
+        );
+        println!(
+            "{}: another replica's activation seen after {} ms (recheck {} ms)",
+            db.name,
+            changed.elapsed().as_millis(),
+            config.active_recheck_ms
+        );
+    }
+}
+
+/// The active version id of `module`, read from the store.
+async fn active_id(store: &tongdao::store::Store, module: &str) -> i64 {
+    let (id,): (i64,) = sqlx::query_as("SELECT active_version_id FROM modules WHERE name = $1")
+        .bind(module)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    id
+}
+
 fn custom_section(name: &str, payload: &[u8]) -> Vec<u8> {
     let mut body = leb128(name.len());
     body.extend_from_slice(name.as_bytes());

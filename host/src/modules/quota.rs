@@ -31,6 +31,11 @@ pub struct RegistryConfig {
     pub fault_samples: u32,
     /// Days fault windows and samples are kept.
     pub fault_retention_days: u64,
+    /// How long a call trusts the active version it read, in milliseconds, before
+    /// reading it again: the longest another replica's activation or rollback goes
+    /// unseen here (this process's own are seen by the next call). 0: every call
+    /// reads it from the store.
+    pub active_recheck_ms: u64,
 }
 
 impl Default for RegistryConfig {
@@ -44,6 +49,7 @@ impl Default for RegistryConfig {
             fault_window_secs: 3600,
             fault_samples: 5,
             fault_retention_days: 30,
+            active_recheck_ms: 1000,
         }
     }
 }

@@ -12,7 +12,7 @@
 use serde::Serialize;
 
 use super::ScheduleError;
-use crate::store::{Backend, Store, now_ms};
+use crate::store::{Store, now_ms};
 
 /// Statuses in which a run will do nothing more.
 pub const FINAL: [&str; 5] = ["completed", "failed", "skipped", "cancelled", "expired"];
@@ -217,10 +217,7 @@ pub async fn claim(
     lease_ms: i64,
     now: i64,
 ) -> Result<Option<Run>, ScheduleError> {
-    let lock = match store.backend() {
-        Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-        Backend::Sqlite => "",
-    };
+    let lock = store.skip_locked();
     let mut tx = store.begin_write().await?;
     let run: Option<Run> = sqlx::query_as(&format!(
         "UPDATE push_runs SET status = 'running', owner = $1, lease_until = $2, attempts = attempts + 1,

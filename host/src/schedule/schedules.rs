@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::ScheduleError;
 use super::cron::{self, MissedPolicy, Timing};
 use super::runs::{self, NewRun};
-use crate::store::{Backend, Store, now_ms};
+use crate::store::{Store, now_ms};
 
 /// A schedule as stored and shown.
 #[derive(Debug, Clone, Serialize)]
@@ -314,10 +314,7 @@ async fn fire_one(
     now: i64,
     grace_ms: i64,
 ) -> Result<Option<i64>, ScheduleError> {
-    let lock = match store.backend() {
-        Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-        Backend::Sqlite => "",
-    };
+    let lock = store.skip_locked();
     let mut tx = store.begin_write().await?;
     let row: Option<Row> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM push_schedules

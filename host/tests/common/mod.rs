@@ -147,6 +147,25 @@ pub async fn count_where(store: &Store, condition: &str) -> i64 {
 
 /// Compliance settings for relay-level tests: no quiet hours, no signature added,
 /// long texts allowed (those rules have their own tests).
+/// One operator, `mobile`, for every `13…` number, with `binds` binds (window 50)
+/// to the simulator at `address`; the platform's short code is its source address.
+pub fn sim_operator(address: String, binds: u32) -> tongdao::config::OperatorConfig {
+    tongdao::config::OperatorConfig {
+        name: "mobile".into(),
+        address,
+        system_id: "td-mobile".into(),
+        password: "pw".into(),
+        system_type: String::new(),
+        binds,
+        window: 50,
+        tps: 0,
+        prefixes: vec!["13".into()],
+        source_addr: tongdao::mo::DialogueConfig::default().short_code,
+        concat: tongdao::config::ConcatMode::Udh,
+        ..Default::default()
+    }
+}
+
 pub fn relay_compliance(store: &Store) -> tongdao::compliance::Compliance {
     tongdao::compliance::Compliance::new(
         store.clone(),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{Claimed, Failure, OutboxError, SubmitResult, event};
 use crate::relay::settings::RelayConfig;
-use crate::store::{Backend, Store, now_ms};
+use crate::store::{Store, now_ms};
 
 /// Claim up to `limit` queued MTs of `operator` whose time has come. On PostgreSQL
 /// rows locked by another replica are skipped, so no two replicas send one row.
@@ -17,10 +17,7 @@ pub async fn claim(
 ) -> Result<Vec<Claimed>, OutboxError> {
     let now = now_ms();
     let lease_until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
-    let lock = match store.backend() {
-        Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-        Backend::Sqlite => "",
-    };
+    let lock = store.skip_locked();
     let sql = format!(
         "UPDATE messages SET status = 'submitting', lease_until = $3, attempts = attempts + 1, updated_at = $4
          WHERE id IN (SELECT id FROM messages
