@@ -90,7 +90,7 @@ impl Rig {
                 ..RelayConfig::default()
             },
             &operators,
-            compliance,
+            compliance.clone(),
         ));
         let dialogue = DialogueConfig::default();
         let scheduler = Arc::new(
@@ -98,6 +98,7 @@ impl Rig {
                 store.clone(),
                 registry.clone(),
                 relay.clone(),
+                compliance.clone(),
                 schedule,
                 dialogue.short_code.clone(),
             )
@@ -109,6 +110,7 @@ impl Rig {
                 registry: registry.clone(),
                 relay: relay.clone(),
                 scheduler: scheduler.clone(),
+                compliance,
                 admin_key_hash: partners::hash_key(ADMIN_KEY),
                 max_module_bytes: 4 << 20,
                 dialogue,
