@@ -7,14 +7,16 @@
 //! `fanout: subscribers=… queued_s=… delivered_s=… peak_rss_mb=… cpu_ms_per_mt=…`.
 //!
 //! `cargo bench -p tongdao --bench fanout [-- N] [--queue-only]` (`--queue-only`:
-//! no operator binds, so only the fan-out is measured). With
-//! `TONGDAO_BENCH_DATABASE_URL=postgres://…/db` it runs on a fresh PostgreSQL
-//! database created beside `db` (and dropped at the end).
+//! no operator binds, so only the fan-out is measured; `--postgres`: on a fresh
+//! PostgreSQL database made beside `TONGDAO_TEST_DATABASE_URL`, as the tests do,
+//! dropped at the end).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/common/bulk.rs"]
 mod bulk;
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,29 +56,19 @@ fn cpu_ms() -> f64 {
     ms(usage.ru_utime) + ms(usage.ru_stime)
 }
 
-/// A fresh store: SQLite in `dir`, or a new PostgreSQL database beside the one in
-/// `TONGDAO_BENCH_DATABASE_URL` (returned so it can be dropped).
-async fn open_store(dir: &std::path::Path) -> (Store, Option<(String, String)>) {
-    match std::env::var("TONGDAO_BENCH_DATABASE_URL") {
-        Ok(base) => {
-            let name = format!("tongdao_fanout_bench_{}", std::process::id());
-            let admin = Store::connect(&base, 1).await.unwrap();
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(admin.pool())
-                .await
-                .unwrap();
-            admin.close().await;
-            let (prefix, _) = base.rsplit_once('/').unwrap();
-            let store = Store::connect(&format!("{prefix}/{name}"), 8)
-                .await
-                .unwrap();
-            (store, Some((base, name)))
-        }
-        Err(_) => {
-            let url = format!("sqlite://{}", dir.join("bench.db").display());
-            (Store::connect(&url, 8).await.unwrap(), None)
-        }
+/// A fresh store: SQLite in `dir`, or (`--postgres`) a new PostgreSQL database
+/// from the tests' helper.
+async fn open_store(dir: &std::path::Path, postgres: bool) -> Store {
+    if postgres {
+        let test = common::postgres()
+            .await
+            .expect("--postgres needs TONGDAO_TEST_DATABASE_URL");
+        return test.store;
     }
+    let url = format!("sqlite://{}", dir.join("bench.db").display());
+    let store = Store::connect(&url, 8).await.unwrap();
+    store.migrate().await.unwrap();
+    store
 }
 
 /// Peak resident set size of this process, in MiB.
@@ -91,16 +83,9 @@ fn peak_rss_mb() -> f64 {
 
 async fn run(n: i64, queue_only: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let (store, postgres) = open_store(dir.path()).await;
-    println!(
-        "store: {}",
-        if postgres.is_some() {
-            "postgres"
-        } else {
-            "sqlite"
-        }
-    );
-    store.migrate().await.unwrap();
+    let postgres = std::env::args().any(|a| a == "--postgres");
+    let store = open_store(dir.path(), postgres).await;
+    println!("store: {}", if postgres { "postgres" } else { "sqlite" });
 
     // Not timed: the partner, its module, an approved service, N subscribers.
     let seeded = Instant::now();
@@ -247,9 +232,18 @@ async fn run(n: i64, queue_only: bool) {
 }
 
 /// Drop the PostgreSQL database the run made (SQLite's goes with its directory).
-async fn drop_database(store: &Store, postgres: Option<(String, String)>) {
+async fn drop_database(store: &Store, postgres: bool) {
+    let name: Option<(String,)> = if postgres {
+        sqlx::query_as("SELECT current_database()")
+            .fetch_optional(store.pool())
+            .await
+            .ok()
+            .flatten()
+    } else {
+        None
+    };
     store.close().await;
-    if let Some((base, name)) = postgres {
+    if let (Some((name,)), Ok(base)) = (name, std::env::var("TONGDAO_TEST_DATABASE_URL")) {
         let admin = Store::connect(&base, 1).await.unwrap();
         let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
             .execute(admin.pool())

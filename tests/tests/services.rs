@@ -764,6 +764,47 @@ async fn violations_of(env: &Env, service: i64, rule: &str) -> Vec<String> {
         .collect()
 }
 
+/// With `user` subscribed to `service` and exactly two MTs of the cap left: a push
+/// and a reply take them; then a reply and a push are both refused by `cap`, each
+/// with a violation of `rule` giving the same reason. Returns what reached `user`.
+async fn push_and_reply_spend_one_cap(
+    env: &Env,
+    service: i64,
+    user: &str,
+    number: &str,
+    cap: &Blocked,
+    rule: &str,
+) -> Vec<String> {
+    let cap = cap.to_string();
+    assert_eq!(push_and_wait(env, service).await["queued"], 1);
+    assert_eq!(
+        reply_outcome(env, user, number, "你好一").await,
+        "module-reply"
+    );
+    assert_eq!(push_and_wait(env, service).await["queued"], 1);
+    // The cap is spent: the reply is refused…
+    let refused = reply_outcome(env, user, number, "你好二").await;
+    assert!(
+        refused.starts_with("module-reply-blocked") && refused.contains(&cap),
+        "{refused}"
+    );
+    // …and so is the next push, counted as held.
+    let run = push_and_wait(env, service).await;
+    assert_eq!(
+        (run["queued"].as_i64(), run["held"].as_i64()),
+        (Some(0), Some(1)),
+        "{run}"
+    );
+    let violations = violations_of(env, service, rule).await;
+    assert_eq!(violations.len(), 2, "{violations:?}");
+    assert!(
+        violations.iter().all(|d| d.starts_with(&cap)),
+        "{violations:?}"
+    );
+    env.wait_outbox_settled(user).await;
+    env.inbox(user)
+}
+
 /// Issue 13, R-4.7, R-3.2: one gate, one cap. A paid monthly service (包月) whose
 /// cap is 3 MTs per subscription and month: pushes (scheduler, fan-out) and the
 /// module's replies to the same subscriber count against the same counter, and
@@ -781,30 +822,13 @@ async fn push_and_reply_share_the_monthly_cap() {
         env.mo(user, &number, "星座");
         env.wait_inbox(user, 1).await;
         env.mo(user, &number, "Y");
-        // Confirmation request, confirmation, welcome: free, so not counted.
+        // Confirmation request, confirmation, welcome: free, so not counted. One
+        // more push than the cap would be left if the replies were not counted.
         env.wait_inbox(user, 3).await;
-        let cap = Blocked::MonthlyCap(3).to_string();
-
-        assert_eq!(push_and_wait(&env, xz).await["queued"], 1);
-        assert_eq!(
-            reply_outcome(&env, user, &number, "你好一").await,
-            "module-reply"
-        );
-        assert_eq!(push_and_wait(&env, xz).await["queued"], 1);
-        // The cap is spent: the reply is refused…
-        let refused = reply_outcome(&env, user, &number, "你好二").await;
-        assert!(
-            refused.starts_with("module-reply-blocked") && refused.contains(&cap),
-            "{refused}"
-        );
-        // …and so is the next push, counted as held.
-        let run = push_and_wait(&env, xz).await;
-        assert_eq!(
-            (run["queued"].as_i64(), run["held"].as_i64()),
-            (Some(0), Some(1)),
-            "{run}"
-        );
-
+        let cap = Blocked::MonthlyCap(3);
+        let inbox =
+            push_and_reply_spend_one_cap(&env, xz, user, &number, &cap, "monthly-over-count").await;
+        assert_eq!(inbox.len(), 6, "{inbox:?}");
         let sub = env.subscriptions(xz).await[0]["id"].as_i64().unwrap();
         let (used,): (i64,) = sqlx::query_as(
             "SELECT messages FROM subscription_usage WHERE subscription_id = $1 AND month = $2",
@@ -815,14 +839,6 @@ async fn push_and_reply_share_the_monthly_cap() {
         .await
         .unwrap();
         assert_eq!(used, 3);
-        let violations = violations_of(&env, xz, "monthly-over-count").await;
-        assert_eq!(violations.len(), 2, "{violations:?}");
-        assert!(
-            violations.iter().all(|d| d.starts_with(&cap)),
-            "{violations:?}"
-        );
-        env.wait_outbox_settled(user).await;
-        assert_eq!(env.inbox(user).len(), 6, "{:?}", env.inbox(user));
         env.stop().await;
     }
 }
@@ -842,34 +858,10 @@ async fn push_and_reply_share_the_partner_daily_cap() {
         // The platform's confirmation (not the partner's) and the module's
         // welcome (the partner's first MT of the day).
         env.wait_inbox(user, 2).await;
-        let cap = Blocked::DailyCap(4).to_string();
-
-        assert_eq!(push_and_wait(&env, xz).await["queued"], 1);
-        assert_eq!(
-            reply_outcome(&env, user, &number, "你好一").await,
-            "module-reply"
-        );
-        assert_eq!(push_and_wait(&env, xz).await["queued"], 1);
-        let refused = reply_outcome(&env, user, &number, "你好二").await;
-        assert!(
-            refused.starts_with("module-reply-blocked") && refused.contains(&cap),
-            "{refused}"
-        );
-        let run = push_and_wait(&env, xz).await;
-        assert_eq!(
-            (run["queued"].as_i64(), run["held"].as_i64()),
-            (Some(0), Some(1)),
-            "{run}"
-        );
-
-        let violations = violations_of(&env, xz, "daily-over-count").await;
-        assert_eq!(violations.len(), 2, "{violations:?}");
-        assert!(
-            violations.iter().all(|d| d.starts_with(&cap)),
-            "{violations:?}"
-        );
-        env.wait_outbox_settled(user).await;
-        assert_eq!(env.inbox(user).len(), 5, "{:?}", env.inbox(user));
+        let cap = Blocked::DailyCap(4);
+        let inbox =
+            push_and_reply_spend_one_cap(&env, xz, user, &number, &cap, "daily-over-count").await;
+        assert_eq!(inbox.len(), 5, "{inbox:?}");
         env.stop().await;
     }
 }
