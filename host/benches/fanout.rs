@@ -6,7 +6,7 @@
 //! `getrusage`) per MT over the whole push. Ends with one summary line for scripts:
 //! `fanout: subscribers=… queued_s=… delivered_s=… peak_rss_mb=… cpu_ms_per_mt=…`.
 //!
-//! `cargo bench -p tongdao --bench fanout [-- N] [--queue-only]` (`--queue-only`:
+//! `cargo bench -p tongdao --bench fanout [-- N] [--queue-only] [--batch=N] [--postgres]` (`--queue-only`:
 //! no operator binds, so only the fan-out is measured; `--postgres`: on a fresh
 //! PostgreSQL database made beside `TONGDAO_TEST_DATABASE_URL`, as the tests do,
 //! dropped at the end).
@@ -153,6 +153,10 @@ async fn run(n: i64, queue_only: bool) {
         compliance,
         ScheduleConfig {
             tick_ms: 50,
+            // `--batch=N`: subscriptions per fan-out transaction (default 10,000).
+            batch: std::env::args()
+                .find_map(|a| a.strip_prefix("--batch=").and_then(|n| n.parse().ok()))
+                .unwrap_or(ScheduleConfig::default().batch),
             ..ScheduleConfig::default()
         },
         "10661234".into(),
