@@ -133,19 +133,20 @@ async fn run(n: i64, postgres: bool, send: bool) {
     .await
     .unwrap();
     let operators = [common::sim_operator(sim.local_addr().to_string(), 1)];
+    let compliance = tongdao::compliance::Compliance::new(
+        store.clone(),
+        tongdao::compliance::ComplianceConfig {
+            // No quiet hours: the figure is the router's, not the clock's.
+            quiet_hours: String::new(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let relay = Arc::new(Relay::start(
         store.clone(),
         RelayConfig::default(),
         &operators,
-        tongdao::compliance::Compliance::new(
-            store.clone(),
-            tongdao::compliance::ComplianceConfig {
-                // No quiet hours: the figure is the router's, not the clock's.
-                quiet_hours: String::new(),
-                ..Default::default()
-            },
-        )
-        .unwrap(),
+        compliance.clone(),
     ));
 
     // Intake: N MOs stored while the router is stopped (each subscriber writes in
@@ -179,6 +180,7 @@ async fn run(n: i64, postgres: bool, send: bool) {
         store: store.clone(),
         registry,
         relay: relay.clone(),
+        compliance,
         config: dialogue,
     }));
     let tenth = (waiting / 10).max(1);

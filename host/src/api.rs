@@ -39,6 +39,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub relay: Arc<Relay>,
     pub scheduler: Arc<Scheduler>,
+    /// The compliance service (policy, suspension, violations, detectors).
+    pub compliance: crate::compliance::Compliance,
     /// SHA-256 (hex) of the admin key.
     pub admin_key_hash: String,
     pub max_module_bytes: usize,

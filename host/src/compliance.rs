@@ -3,12 +3,18 @@
 //! hours).
 //!
 //! - [`policy`]: prohibited words/patterns, signature, length, links.
+//! - [`caps`]: the monthly and daily caps (R-4.7), counted where MTs are queued.
 //! - [`quiet`]: the quiet-hours window.
 //! - [`detectors`]: periodic checks for bulk, fee-only, over-count and complaint spikes.
 //! - [`settings`]: the `[compliance]` section.
 //!
-//! The outbox calls [`Compliance`] on every MT it queues, so no code path bypasses it.
+//! [`Compliance`] is a service of its own (a cheap `Clone` handle), held by the API,
+//! the keyword router and the scheduler, and handed to the outbox's gate
+//! (`relay::outbox::admit`), which applies these rules to every MT it queues, so no
+//! code path bypasses them. Messages held or released by a suspension change state
+//! through the outbox's own functions.
 
+pub mod caps;
 pub mod detectors;
 pub mod policy;
 pub mod quiet;
@@ -19,8 +25,10 @@ use std::sync::Arc;
 use serde::Serialize;
 
 pub use crate::clock::{day_key, month_key};
+use crate::relay::outbox::{self, Holder};
 use crate::services::{FeeType, LiveService, ServiceError};
 use crate::store::{Backend, Store, StoreError, now_ms};
+pub use caps::{Caps, Counted};
 use policy::{Policy, PolicyError};
 use quiet::QuietHours;
 pub use settings::ComplianceConfig;
@@ -276,9 +284,18 @@ impl Compliance {
             .map_or(now_ms, |quiet| quiet.release_at(now_ms))
     }
 
-    /// Pushes per subscription per month: the declared maximum, and for monthly
-    /// services no more than the price buys in imbalance fees (R-4.7, agreement 3.6).
-    pub fn monthly_cap(&self, service: &LiveService) -> Option<i64> {
+    /// The caps `service`'s MTs are under (R-4.7, agreement 3.6): per subscription
+    /// and month the declared maximum, and for monthly services no more than the
+    /// price buys in imbalance fees; per partner and day `[compliance]
+    /// partner_daily_cap` (0: none).
+    pub fn caps(&self, service: &LiveService) -> Caps {
+        Caps {
+            monthly: self.monthly_cap(service),
+            daily: Some(self.inner.config.partner_daily_cap).filter(|cap| *cap > 0),
+        }
+    }
+
+    fn monthly_cap(&self, service: &LiveService) -> Option<i64> {
         let declared = service.revision.monthly_max_messages;
         if service.revision.fee_type != FeeType::Monthly {
             return declared;
@@ -289,65 +306,6 @@ impl Compliance {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
-    }
-
-    /// MTs one partner may queue per platform day.
-    pub fn partner_daily_cap(&self) -> Option<i64> {
-        Some(self.inner.config.partner_daily_cap).filter(|cap| *cap > 0)
-    }
-
-    /// Count one MT against the caps, inside the transaction that queues it: the
-    /// partner's day and (for pushes) the subscription's month.
-    pub(crate) async fn take_caps_in(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        partner_id: i64,
-        subscription: Option<(i64, Option<i64>)>,
-        now: i64,
-    ) -> Result<(), Blocked> {
-        if let Some((subscription_id, Some(cap))) = subscription {
-            let month = month_key(now);
-            let used: Option<(i64,)> = sqlx::query_as(
-                "SELECT messages FROM subscription_usage WHERE subscription_id = $1 AND month = $2",
-            )
-            .bind(subscription_id)
-            .bind(&month)
-            .fetch_optional(&mut **tx)
-            .await?;
-            if used.map_or(0, |(n,)| n) >= cap {
-                return Err(Blocked::MonthlyCap(cap));
-            }
-            sqlx::query(
-                "INSERT INTO subscription_usage (subscription_id, month, messages) VALUES ($1, $2, 1)
-                 ON CONFLICT (subscription_id, month) DO UPDATE SET messages = subscription_usage.messages + 1",
-            )
-            .bind(subscription_id)
-            .bind(&month)
-            .execute(&mut **tx)
-            .await?;
-        }
-        if let Some(cap) = self.partner_daily_cap() {
-            let day = day_key(now);
-            let used: Option<(i64,)> = sqlx::query_as(
-                "SELECT messages FROM partner_daily_usage WHERE partner_id = $1 AND day = $2",
-            )
-            .bind(partner_id)
-            .bind(&day)
-            .fetch_optional(&mut **tx)
-            .await?;
-            if used.map_or(0, |(n,)| n) >= cap {
-                return Err(Blocked::DailyCap(cap));
-            }
-            sqlx::query(
-                "INSERT INTO partner_daily_usage (partner_id, day, messages) VALUES ($1, $2, 1)
-                 ON CONFLICT (partner_id, day) DO UPDATE SET messages = partner_daily_usage.messages + 1",
-            )
-            .bind(partner_id)
-            .bind(&day)
-            .execute(&mut **tx)
-            .await?;
-        }
-        Ok(())
     }
 
     /// Count one platform notice the recipient did not ask for by a message of their
@@ -375,6 +333,15 @@ impl Compliance {
         .fetch_one(&mut **tx)
         .await?;
         if used > cap {
+            // Refused: the gate goes on with the rest of its batch, so the count
+            // taken above is given back.
+            sqlx::query(
+                "UPDATE notice_daily_usage SET notices = notices - 1 WHERE msisdn = $1 AND day = $2",
+            )
+            .bind(msisdn)
+            .bind(&day)
+            .execute(&mut **tx)
+            .await?;
             return Err(Blocked::NoticeCap(cap));
         }
         Ok(())
@@ -382,22 +349,18 @@ impl Compliance {
 
     /// Record a violation (visible to the partner).
     pub async fn record_violation(&self, v: NewViolation<'_>) -> Result<(), StoreError> {
-        let excerpt: Option<String> = v.excerpt.map(|t| t.chars().take(200).collect());
-        tracing::warn!(partner = v.partner_id, service = ?v.service_id, rule = v.rule, "violation: {}", v.detail);
-        sqlx::query(
-            "INSERT INTO violations (partner_id, service_id, module_version_id, kind, rule, detail, excerpt, at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(v.partner_id)
-        .bind(v.service_id)
-        .bind(v.module_version_id)
-        .bind(v.kind)
-        .bind(v.rule)
-        .bind(v.detail)
-        .bind(excerpt)
-        .bind(now_ms())
-        .execute(self.store().pool())
-        .await?;
+        violation_query(&v).execute(self.store().pool()).await?;
+        Ok(())
+    }
+
+    /// Record a violation inside the transaction that refused the MTs, so the
+    /// refusal and its record commit together.
+    pub async fn record_violation_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        v: NewViolation<'_>,
+    ) -> Result<(), StoreError> {
+        violation_query(&v).execute(&mut **tx).await?;
         Ok(())
     }
 
@@ -468,9 +431,9 @@ impl Compliance {
             .execute(&mut *tx)
             .await?;
         let moved = if suspend {
-            hold_in(&mut tx, "partner_id = $1", partner_id, now).await?
+            outbox::hold_in(&mut tx, Holder::Partner(partner_id), now).await?
         } else {
-            release_in(&mut tx, "partner_id = $1 AND (service_id IS NULL OR service_id NOT IN (SELECT id FROM services WHERE status = 'suspended'))", partner_id, now).await?
+            outbox::release_in(&mut tx, Holder::Partner(partner_id), now).await?
         };
         record_suspension(&mut tx, partner_id, None, suspend, actor, reason, now).await?;
         tx.commit().await?;
@@ -523,9 +486,9 @@ impl Compliance {
         .fetch_one(&mut *tx)
         .await?;
         let moved = if suspend {
-            hold_in(&mut tx, "service_id = $1", service_id, now).await?
+            outbox::hold_in(&mut tx, Holder::Service(service_id), now).await?
         } else if partner_status == "active" {
-            release_in(&mut tx, "service_id = $1", service_id, now).await?
+            outbox::release_in(&mut tx, Holder::Service(service_id), now).await?
         } else {
             0
         };
@@ -562,41 +525,24 @@ fn status_allows(partner: &str, service: &str) -> Result<(), Blocked> {
     Ok(())
 }
 
-/// Queued MTs matching `filter` (with `$1` = `id`) become `held`.
-async fn hold_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    filter: &str,
-    id: i64,
-    now: i64,
-) -> Result<u64, sqlx::Error> {
-    let held = sqlx::query(&format!(
-        "UPDATE messages SET status = 'held', updated_at = $2 WHERE {filter} AND status = 'queued'"
-    ))
-    .bind(id)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    Ok(held)
-}
-
-/// Held MTs matching `filter` go back to the queue; the sweeper expires those past
-/// their validity.
-async fn release_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    filter: &str,
-    id: i64,
-    now: i64,
-) -> Result<u64, sqlx::Error> {
-    let released = sqlx::query(&format!(
-        "UPDATE messages SET status = 'queued', updated_at = $2 WHERE {filter} AND status = 'held'"
-    ))
-    .bind(id)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    Ok(released)
+/// The INSERT of one violation, bound.
+fn violation_query<'q>(
+    v: &'q NewViolation<'q>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let excerpt: Option<String> = v.excerpt.map(|t| t.chars().take(200).collect());
+    tracing::warn!(partner = v.partner_id, service = ?v.service_id, rule = v.rule, "violation: {}", v.detail);
+    sqlx::query(
+        "INSERT INTO violations (partner_id, service_id, module_version_id, kind, rule, detail, excerpt, at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(v.partner_id)
+    .bind(v.service_id)
+    .bind(v.module_version_id)
+    .bind(v.kind)
+    .bind(v.rule)
+    .bind(v.detail)
+    .bind(excerpt)
+    .bind(now_ms())
 }
 
 async fn record_suspension(

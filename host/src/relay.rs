@@ -223,11 +223,6 @@ impl Relay {
         self.shared.wake.notify_waiters();
     }
 
-    /// The compliance checks every MT passes.
-    pub fn compliance(&self) -> &Compliance {
-        &self.compliance
-    }
-
     /// The routing table.
     pub fn routes(&self) -> &Routes {
         &self.routes

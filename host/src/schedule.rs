@@ -30,13 +30,14 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::compliance::Compliance;
 use crate::modules::{Registry, RegistryError};
 use crate::partners::Partner;
 use crate::relay::Relay;
 use crate::runtime::{BulletinContent, BulletinRequest};
 use crate::store::{Store, StoreError, now_ms};
 pub use cron::{MissedPolicy, TimingError};
-use fanout::{BatchTime, Plan, Step};
+use fanout::{Plan, Step};
 use runs::{NewRun, Run};
 pub use settings::ScheduleConfig;
 
@@ -82,6 +83,8 @@ struct Inner {
     store: Store,
     registry: Arc<Registry>,
     relay: Arc<Relay>,
+    /// The rules the gate applies, and the content check of each bulletin.
+    compliance: Compliance,
     config: ScheduleConfig,
     tz: jiff::tz::TimeZone,
     /// The platform short code; a service's sender is it plus the extension.
@@ -109,11 +112,12 @@ impl std::fmt::Debug for Scheduler {
 
 impl Scheduler {
     /// Start the tick loop (unless `[schedule] enabled = false`, which leaves the
-    /// API working and the firing to other replicas). Compliance is the relay's.
+    /// API working and the firing to other replicas).
     pub fn start(
         store: Store,
         registry: Arc<Registry>,
         relay: Arc<Relay>,
+        compliance: Compliance,
         config: ScheduleConfig,
         short_code: String,
     ) -> Result<Self, ScheduleError> {
@@ -124,6 +128,7 @@ impl Scheduler {
             store,
             registry,
             relay,
+            compliance,
             config,
             tz,
             short_code,
@@ -425,24 +430,16 @@ async fn drive(inner: &Inner, run: Run) -> Result<(), ScheduleError> {
         service.terms.clone(),
         &content,
         &blocked,
+        run.module_version_id,
         high_water,
         config.batch,
         lease_ms(config),
-        i64::try_from(inner.relay.config().validity_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
     );
     loop {
         if inner.stopping.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let now = now_ms();
-        let time = BatchTime {
-            now,
-            release_at: hooks::release_at(inner, now),
-            month: hooks::month_key(now),
-            day: hooks::day_key(now),
-        };
-        let compliance = inner.relay.compliance();
-        match fanout::step(store, inner.relay.routes(), compliance, &plan, &time).await? {
+        match fanout::step(store, hooks::gate(inner), &service.live, &plan, now_ms()).await? {
             Step::Lost => return Ok(()),
             Step::Blocked(reason) => {
                 runs::pause(store, run.id, owner, &reason, recheck_ms).await?;

@@ -119,6 +119,7 @@ impl Platform {
                 store.clone(),
                 registry.clone(),
                 relay.clone(),
+                compliance.clone(),
                 config.schedule.clone(),
                 config.dialogue.short_code.clone(),
             )
@@ -129,6 +130,7 @@ impl Platform {
             store: store.clone(),
             registry: registry.clone(),
             relay: relay.clone(),
+            compliance: compliance.clone(),
             config: config.dialogue.clone(),
         })));
         background.push(detectors::spawn(compliance.clone()));
@@ -155,6 +157,7 @@ impl Platform {
                 registry: self.registry.clone(),
                 relay: self.relay.clone(),
                 scheduler: self.scheduler.clone(),
+                compliance: self.compliance.clone(),
                 admin_key_hash: self.admin_key_hash.clone(),
                 max_module_bytes: config.http.max_module_bytes,
                 dialogue: self.dialogue.clone(),

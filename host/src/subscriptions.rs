@@ -276,14 +276,13 @@ pub async fn cancel(
         let Some(row) = row else { continue };
         // Everything of that service still waiting for this user is withdrawn:
         // pushes and module replies alike (host notices have no service_id).
-        sqlx::query(
-            "UPDATE messages SET status = 'cancelled', failure_reason = 'the user unsubscribed', done_at = $1, updated_at = $1
-             WHERE service_id = $2 AND recipient = $3 AND status IN ('queued', 'held')",
+        crate::relay::outbox::withdraw_in(
+            &mut tx,
+            row.service_id,
+            &row.msisdn,
+            "the user unsubscribed",
+            now,
         )
-        .bind(now)
-        .bind(row.service_id)
-        .bind(&row.msisdn)
-        .execute(&mut *tx)
         .await?;
         cancelled.push(row);
     }

@@ -59,11 +59,12 @@ async fn item3_a_backlog_is_answered_once_in_order_and_a_dead_routers_claims_are
         let sim = Sim::start(SimConfig::default()).await.unwrap();
         let dialogue = DialogueConfig::default();
         let operator = common::sim_operator(sim.local_addr().to_string(), 1);
+        let compliance = common::relay_compliance(&store);
         let relay = Arc::new(Relay::start(
             store.clone(),
             RelayConfig::default(),
             &[operator],
-            common::relay_compliance(&store),
+            compliance.clone(),
         ));
         let registry = Arc::new(common::registry(&store));
         let partner = common::partner(&store, "acme").await;
@@ -81,6 +82,7 @@ async fn item3_a_backlog_is_answered_once_in_order_and_a_dead_routers_claims_are
             store: store.clone(),
             registry,
             relay: relay.clone(),
+            compliance,
             config: dialogue,
         };
 

@@ -707,3 +707,161 @@ async fn partner_daily_cap_stops_the_partners_mts() {
     );
     env.stop().await;
 }
+
+/// Push now (the real scheduler and fan-out) and wait until the run is final.
+async fn push_and_wait(env: &Env, service: i64) -> serde_json::Value {
+    let (status, run) = env
+        .server
+        .post(
+            &format!("/v1/services/{service}/push"),
+            &env.acme,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+    let id = run["id"].as_i64().unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let (_, body) = env.server.get(&format!("/v1/runs/{id}"), &env.acme).await;
+        if ["completed", "failed", "cancelled", "expired"]
+            .contains(&body["status"].as_str().unwrap())
+        {
+            assert_eq!(body["status"], "completed", "{body}");
+            return body;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "run {id}: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The user writes `text` to the service's number; the module answers through the
+/// real keyword router. Returns the MO's stored outcome.
+async fn reply_outcome(env: &Env, user: &str, number: &str, text: &str) -> String {
+    env.mo(user, number, text);
+    let mo = env.wait_mo(user, text).await;
+    let (outcome,): (Option<String>,) =
+        sqlx::query_as("SELECT outcome FROM mo_messages WHERE id = $1")
+            .bind(mo)
+            .fetch_one(env.server.platform.store.pool())
+            .await
+            .unwrap();
+    outcome.unwrap_or_default()
+}
+
+/// The partner's violations of `rule` for `service`: their details.
+async fn violations_of(env: &Env, service: i64, rule: &str) -> Vec<String> {
+    let (status, body) = env.server.get("/v1/violations", &env.acme).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["rule"] == rule && v["service_id"] == service && v["kind"] == "cap")
+        .map(|v| v["detail"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// With `user` subscribed to `service` and exactly two MTs of the cap left: a push
+/// and a reply take them; then a reply and a push are both refused by `cap`, each
+/// with a violation of `rule` giving the same reason. Returns what reached `user`.
+async fn push_and_reply_spend_one_cap(
+    env: &Env,
+    service: i64,
+    user: &str,
+    number: &str,
+    cap: &Blocked,
+    rule: &str,
+) -> Vec<String> {
+    let cap = cap.to_string();
+    assert_eq!(push_and_wait(env, service).await["queued"], 1);
+    assert_eq!(
+        reply_outcome(env, user, number, "你好一").await,
+        "module-reply"
+    );
+    assert_eq!(push_and_wait(env, service).await["queued"], 1);
+    // The cap is spent: the reply is refused…
+    let refused = reply_outcome(env, user, number, "你好二").await;
+    assert!(
+        refused.starts_with("module-reply-blocked") && refused.contains(&cap),
+        "{refused}"
+    );
+    // …and so is the next push, counted as held.
+    let run = push_and_wait(env, service).await;
+    assert_eq!(
+        (run["queued"].as_i64(), run["held"].as_i64()),
+        (Some(0), Some(1)),
+        "{run}"
+    );
+    let violations = violations_of(env, service, rule).await;
+    assert_eq!(violations.len(), 2, "{violations:?}");
+    assert!(
+        violations.iter().all(|d| d.starts_with(&cap)),
+        "{violations:?}"
+    );
+    env.wait_outbox_settled(user).await;
+    env.inbox(user)
+}
+
+/// Issue 13, R-4.7, R-3.2: one gate, one cap. A paid monthly service (包月) whose
+/// cap is 3 MTs per subscription and month: pushes (scheduler, fan-out) and the
+/// module's replies to the same subscriber count against the same counter, and
+/// past it both are refused with the same reason and a recorded violation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_and_reply_share_the_monthly_cap() {
+    for db in databases().await {
+        // 15 fen a month at up to 5 fen imbalance fee per MT: at most 3 MTs.
+        let env = Env::start(db, |c| c.compliance.max_imbalance_fee_fen = 5).await;
+        let xz = env
+            .approved_service(&env.acme, "XZ", "horoscope", monthly(15, "星座", "01"))
+            .await;
+        let number = format!("{SHORT_CODE}01");
+        let user = "13800000031";
+        env.mo(user, &number, "星座");
+        env.wait_inbox(user, 1).await;
+        env.mo(user, &number, "Y");
+        // Confirmation request, confirmation, welcome: free, so not counted. One
+        // more push than the cap would be left if the replies were not counted.
+        env.wait_inbox(user, 3).await;
+        let cap = Blocked::MonthlyCap(3);
+        let inbox =
+            push_and_reply_spend_one_cap(&env, xz, user, &number, &cap, "monthly-over-count").await;
+        assert_eq!(inbox.len(), 6, "{inbox:?}");
+        let sub = env.subscriptions(xz).await[0]["id"].as_i64().unwrap();
+        let (used,): (i64,) = sqlx::query_as(
+            "SELECT messages FROM subscription_usage WHERE subscription_id = $1 AND month = $2",
+        )
+        .bind(sub)
+        .bind(tongdao::compliance::month_key(tongdao::store::now_ms()))
+        .fetch_one(env.server.platform.store.pool())
+        .await
+        .unwrap();
+        assert_eq!(used, 3);
+        env.stop().await;
+    }
+}
+
+/// Issue 13, R-4.7: the partner's daily cap counts pushes and replies alike; past
+/// it both are refused with the same reason and a recorded violation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_and_reply_share_the_partner_daily_cap() {
+    for db in databases().await {
+        let env = Env::start(db, |c| c.compliance.partner_daily_cap = 4).await;
+        let xz = env
+            .approved_service(&env.acme, "XZ", "horoscope", free("星座", "01"))
+            .await;
+        let number = format!("{SHORT_CODE}01");
+        let user = "13800000032";
+        env.mo(user, &number, "星座");
+        // The platform's confirmation (not the partner's) and the module's
+        // welcome (the partner's first MT of the day).
+        env.wait_inbox(user, 2).await;
+        let cap = Blocked::DailyCap(4);
+        let inbox =
+            push_and_reply_spend_one_cap(&env, xz, user, &number, &cap, "daily-over-count").await;
+        assert_eq!(inbox.len(), 5, "{inbox:?}");
+        env.stop().await;
+    }
+}

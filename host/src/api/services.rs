@@ -227,7 +227,7 @@ async fn admin_service(
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id, "service")?;
     let reason = reason(body)?;
-    let compliance = state.relay.compliance();
+    let compliance = &state.compliance;
     match action.as_str() {
         "approve" | "reject" => {
             let view =
@@ -262,7 +262,7 @@ async fn admin_partner(
 ) -> Result<Json<Value>, ApiError> {
     let reason = reason(body)?;
     let partner = crate::partners::get(&state.store, &name).await?;
-    let compliance = state.relay.compliance();
+    let compliance = &state.compliance;
     match action.as_str() {
         "suspend" => {
             let held = compliance
@@ -337,8 +337,7 @@ async fn subscribe_once(
             )
         })?;
     state
-        .relay
-        .compliance()
+        .compliance
         .may_send(service.partner_id, service.id)
         .await?;
     let source = body.source.unwrap_or(Source::Api);
@@ -495,8 +494,7 @@ async fn violations(
     let Query(query) = query;
     let partner = scope(&state, &caller, query.partner.as_deref()).await?;
     let items = state
-        .relay
-        .compliance()
+        .compliance
         .violations(partner, query.limit.unwrap_or(100))
         .await?;
     Ok(Json(json!({ "violations": items })))
@@ -577,7 +575,7 @@ async fn complaint(
 
 /// Run the detectors now (they also run on their own every interval).
 async fn run_detectors(_: Admin, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let findings = detectors::run_once(state.relay.compliance()).await?;
+    let findings = detectors::run_once(&state.compliance).await?;
     let findings: Vec<Value> = findings
         .into_iter()
         .map(|f| json!({ "rule": f.rule, "partner_id": f.partner_id, "service_id": f.service_id, "detail": f.detail }))

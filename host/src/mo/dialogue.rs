@@ -302,8 +302,7 @@ impl Dialogue<'_> {
         self.set_service(service).await?;
         if let Err(blocked) = self
             .ctx
-            .relay
-            .compliance()
+            .compliance
             .may_send(service.partner_id, service.id)
             .await
         {

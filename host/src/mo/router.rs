@@ -50,6 +50,8 @@ pub struct RouterContext {
     pub store: Store,
     pub registry: Arc<Registry>,
     pub relay: Arc<Relay>,
+    /// The compliance service (R-3.5 checks before a confirmation).
+    pub compliance: crate::compliance::Compliance,
     pub config: DialogueConfig,
 }
 

@@ -44,7 +44,12 @@ impl Routes {
         Self { table }
     }
 
-    /// Whether an operator of that name is configured.
+    /// (prefix, operator) pairs, longest prefixes first: the order [`Routes::route`]
+    /// tries them in.
+    pub fn table(&self) -> &[(String, String)] {
+        &self.table
+    }
+
     /// The operator names, each once.
     pub fn operators(&self) -> Vec<String> {
         let mut names: Vec<String> = self.table.iter().map(|(_, op)| op.clone()).collect();
@@ -53,6 +58,7 @@ impl Routes {
         names
     }
 
+    /// Whether an operator of that name is configured.
     pub fn has_operator(&self, name: &str) -> bool {
         self.table.iter().any(|(_, op)| op == name)
     }

@@ -1,11 +1,12 @@
 //! Where runs meet services and compliance (issue 4): the service's live terms,
 //! whether it may send, the content policy and signature, quiet
-//! hours, caps and their calendar keys, and waking the relay.
+//! hours and caps (applied by the outbox's gate, R-8.4, R-4.7), and waking the relay.
 
 use super::fanout::Terms;
 use super::{Inner, ScheduleError};
-use crate::compliance::{self, Blocked};
+use crate::compliance::Blocked;
 use crate::relay::ChargePlan;
+use crate::relay::outbox::Gate;
 use crate::services::{self, FeeType, LiveService, ServiceError};
 
 /// What a run needs of its service.
@@ -36,7 +37,6 @@ pub(super) async fn service(
         Err(ServiceError::Store(e)) => return Err(e.into()),
         Err(e) => return Err(ScheduleError::Invalid(e.to_string())),
     };
-    let compliance = inner.relay.compliance();
     let revision = &live.revision;
     let (charge_plan, price_fen) = match revision.fee_type {
         FeeType::Free => (ChargePlan::Free, 0),
@@ -50,8 +50,6 @@ pub(super) async fn service(
         charge_plan,
         price_fen,
         sender: Some(live.sender(&inner.short_code)),
-        monthly_cap: compliance.monthly_cap(&live),
-        daily_cap: compliance.partner_daily_cap(),
     };
     Ok(Some(Service { live, terms }))
 }
@@ -71,13 +69,7 @@ pub(super) async fn may_send(
     partner_id: i64,
     service_id: i64,
 ) -> Result<Result<(), String>, ScheduleError> {
-    refusal(
-        inner
-            .relay
-            .compliance()
-            .may_send(partner_id, service_id)
-            .await,
-    )
+    refusal(inner.compliance.may_send(partner_id, service_id).await)
 }
 
 /// The text to send (signed), or why the content policy refuses it (recorded as
@@ -90,26 +82,19 @@ pub(super) async fn check_content(
 ) -> Result<Result<String, String>, ScheduleError> {
     refusal(
         inner
-            .relay
-            .compliance()
+            .compliance
             .check_content(&service.live, module_version_id, text)
             .await,
     )
 }
 
-/// When a push queued at `now` may leave (quiet hours).
-pub(super) fn release_at(inner: &Inner, now: i64) -> i64 {
-    inner.relay.compliance().push_release_at(now)
-}
-
-/// `subscription_usage.month` of `now` (platform time zone).
-pub(super) fn month_key(now: i64) -> String {
-    compliance::month_key(now)
-}
-
-/// `partner_daily_usage.day` of `now` (platform time zone).
-pub(super) fn day_key(now: i64) -> String {
-    compliance::day_key(now)
+/// The outbox's gate, with the scheduler's compliance service.
+pub(super) fn gate(inner: &Inner) -> Gate<'_> {
+    Gate {
+        routes: inner.relay.routes(),
+        relay: inner.relay.config(),
+        compliance: &inner.compliance,
+    }
 }
 
 /// Wake the relay's binds: rows were queued.

@@ -319,24 +319,7 @@ async fn end_agreement(
     // What was still waiting to leave never will: it ends failed, with the reason
     // visible per message (R-1.3), not silently dropped.
     let reason = format!("the agreement was terminated on {day}");
-    sqlx::query(
-        "INSERT INTO message_events (message_id, status, detail, at)
-         SELECT id, 'failed', $2, $3 FROM messages WHERE partner_id = $1 AND status IN ('queued', 'held')",
-    )
-    .bind(partner_id)
-    .bind(&reason)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "UPDATE messages SET status = 'failed', failure_reason = $2, done_at = $3, updated_at = $3
-         WHERE partner_id = $1 AND status IN ('queued', 'held')",
-    )
-    .bind(partner_id)
-    .bind(&reason)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+    crate::relay::outbox::fail_queued_in(&mut tx, partner_id, &reason, now).await?;
     tx.commit().await?;
     Ok(())
 }
