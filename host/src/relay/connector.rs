@@ -79,6 +79,12 @@ pub(super) async fn run_bind(
     .await;
 }
 
+/// Claim, submit and hand over outcomes as a pipeline: the next claim is taken while
+/// the window still drains the last one (when fewer than half a batch is left), and
+/// each outcome goes to the relay's recorder as its response arrives (stored in
+/// group commits, see [`Outcomes`]). Ends when the relay stops (nothing new written,
+/// answers awaited for the shutdown grace) or the link closes, once every outcome of
+/// this bind is stored.
 async fn send_loop(
     shared: &Arc<RelayShared>,
     operator: &OperatorConfig,
@@ -86,103 +92,211 @@ async fn send_loop(
     view: &BindView,
 ) {
     let lease = Duration::from_secs(shared.relay.lease_secs);
+    let batch = usize::try_from(shared.relay.batch).unwrap_or(1).max(1);
+    let refill_below = (batch / 2).max(1);
     let mut stop = shared.stop.subscribe();
-    while !client.is_closed() && !shared.stopping() {
-        view.claims.fetch_add(1, Ordering::Relaxed);
-        let batch = match outbox::claim(&shared.store, &operator.name, shared.relay.batch, lease)
-            .await
-        {
-            Ok(batch) => batch,
-            Err(e) => {
-                tracing::error!(operator = %operator.name, error = %e, "cannot claim from the outbox");
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = stop.changed() => {}
-                }
-                continue;
-            }
-        };
-        if batch.is_empty() {
-            tokio::select! {
-                () = shared.wake.notified() => {}
-                () = tokio::time::sleep(IDLE_POLL) => {}
-                () = client.closed() => {}
-                _ = stop.changed() => {}
-            }
-            continue;
-        }
-        if shared.stopping() {
-            // Claimed just as the shutdown began: hand the rows back unsent.
-            if let Err(e) =
-                outbox::release_unsent(&shared.store, &batch, "released unsent at shutdown").await
-            {
-                tracing::error!(operator = %operator.name, error = %e, "cannot release claimed MTs");
-            }
-            break;
-        }
-        let results = submit_batch(shared, operator, client, batch, &mut stop).await;
-        if let Err(e) = outbox::record_submits(&shared.store, &shared.relay, &results).await {
-            // Not stored: the leases run out and the sweep re-queues these rows under
-            // the unknown-outcome rule, so nothing is lost.
-            tracing::error!(operator = %operator.name, error = %e, "cannot store submit outcomes");
-        }
-    }
-}
-
-/// Submit one claimed batch, one task per MT, and collect every outcome. When the
-/// relay stops meanwhile, nothing new is written and the answers of what was written
-/// are awaited for at most the shutdown grace; the link is then closed, so anything
-/// still unanswered ends as an unknown outcome.
-async fn submit_batch(
-    shared: &Arc<RelayShared>,
-    operator: &OperatorConfig,
-    client: &Client,
-    batch: Vec<Claimed>,
-    stop: &mut watch::Receiver<bool>,
-) -> Vec<(Claimed, SubmitResult)> {
-    let mut submits = JoinSet::new();
-    for message in batch {
-        let client = client.clone();
-        let shared = shared.clone();
-        // A service's MTs come from its own number, so a bare `TD` reaches it.
-        let source = message
-            .sender
-            .clone()
-            .unwrap_or_else(|| operator.source_addr.clone());
-        let concat = operator.concat;
-        submits.spawn(async move {
-            let result = submit_message(&shared, &client, &source, concat, &message).await;
-            (message, result)
-        });
-    }
-    let mut results = Vec::with_capacity(submits.len());
+    let mut submits: JoinSet<()> = JoinSet::new();
+    // The queue may hold more for this operator (false after a short claim, until a
+    // wake-up or the idle poll).
+    let mut more = true;
     let mut deadline: Option<tokio::time::Instant> = None;
     loop {
-        if deadline.is_none() && shared.stopping() {
+        if shared.stopping() && deadline.is_none() {
             client.stop_submitting();
             deadline = Some(tokio::time::Instant::now() + shared.relay.shutdown_grace());
         }
-        let next = tokio::select! {
-            next = submits.join_next() => next,
-            _ = stop.changed(), if deadline.is_none() => continue,
+        let draining = shared.stopping() || client.is_closed();
+        if draining && submits.is_empty() {
+            break;
+        }
+        if !draining && more && submits.len() < refill_below {
+            view.claims.fetch_add(1, Ordering::Relaxed);
+            let want = batch - submits.len();
+            let claimed = {
+                let _turn = shared.write_turn().await;
+                outbox::claim(
+                    &shared.store,
+                    &operator.name,
+                    u32::try_from(want).unwrap_or(u32::MAX),
+                    lease,
+                )
+                .await
+            };
+            match claimed {
+                Ok(claimed) => {
+                    more = claimed.len() == want;
+                    if shared.stopping() {
+                        // Claimed just as the shutdown began: hand the rows back unsent.
+                        let _turn = shared.write_turn().await;
+                        if let Err(e) = outbox::release_unsent(
+                            &shared.store,
+                            &claimed,
+                            "released unsent at shutdown",
+                        )
+                        .await
+                        {
+                            tracing::error!(operator = %operator.name, error = %e, "cannot release claimed MTs");
+                        }
+                        continue;
+                    }
+                    for message in claimed {
+                        spawn_submit(&mut submits, shared, operator, client, message);
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(operator = %operator.name, error = %e, "cannot claim from the outbox");
+                    more = false;
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.changed() => {}
+                    }
+                    continue;
+                }
+            }
+        }
+        tokio::select! {
+            next = submits.join_next(), if !submits.is_empty() => {
+                // A panicked submit task leaves its row leased: the sweep resends it
+                // under the unknown-outcome rule.
+                if let Some(Err(e)) = next {
+                    tracing::error!(error = %e, "submit task failed");
+                }
+            }
+            () = shared.wake.notified(), if !more && !draining => more = true,
+            () = tokio::time::sleep(IDLE_POLL), if !more && !draining => more = true,
+            () = client.closed(), if !draining => {}
+            _ = stop.changed(), if deadline.is_none() => {}
             () = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(at).await,
                     None => std::future::pending().await,
                 }
-            } => {
+            }, if deadline.is_some() && !submits.is_empty() => {
                 tracing::warn!(operator = %operator.name, "shutdown grace over with submits unanswered; closing the link");
                 client.close_within(Duration::ZERO).await;
                 deadline = Some(tokio::time::Instant::now() + Duration::from_secs(3600));
-                continue;
             }
-        };
-        match next {
-            Some(Ok(r)) => results.push(r),
-            // A panicked submit task leaves its row leased: the sweep resends it
-            // under the unknown-outcome rule.
-            Some(Err(e)) => tracing::error!(error = %e, "submit task failed"),
-            None => return results,
+        }
+    }
+    // Every outcome of this bind is handed over; return once it is stored.
+    let upto = shared.outcomes.arrived();
+    if !shared
+        .outcomes
+        .wait_recorded(upto, RECORD_WAIT_AT_END)
+        .await
+    {
+        tracing::error!(operator = %operator.name, "submit outcomes not stored in time; their leases will run out");
+    }
+}
+
+/// How long a bind that stops waits for its last outcomes to be stored.
+const RECORD_WAIT_AT_END: Duration = Duration::from_secs(30);
+
+/// How long a receipt burst waits for the outcomes that arrived before it to be
+/// stored (so its segments' operator ids are there to match).
+const RECORD_WAIT_FOR_RECEIPTS: Duration = Duration::from_millis(500);
+
+/// Submit one claimed MT in its own task and hand its outcome to the recorder.
+fn spawn_submit(
+    submits: &mut JoinSet<()>,
+    shared: &Arc<RelayShared>,
+    operator: &OperatorConfig,
+    client: &Client,
+    message: Claimed,
+) {
+    let client = client.clone();
+    let shared = shared.clone();
+    // A service's MTs come from its own number, so a bare `TD` reaches it.
+    let source = message
+        .sender
+        .clone()
+        .unwrap_or_else(|| operator.source_addr.clone());
+    let concat = operator.concat;
+    submits.spawn(async move {
+        let result = submit_message(&shared, &client, &source, concat, &message).await;
+        shared.outcomes.push(message, result);
+    });
+}
+
+/// Submit outcomes on their way to the store: every bind's submit tasks push
+/// here as responses arrive; one recorder task stores whatever has gathered in one
+/// transaction ([`outbox::record_submits`]), then the next gathering. `recorded`
+/// tells how many of the outcomes pushed so far are stored (or failed to be, then
+/// their leases run out and the sweep resends them under the unknown-outcome rule),
+/// so a receipt burst can wait for its segments' ids and a stopping bind for its
+/// outcomes.
+pub(super) struct Outcomes {
+    queue: std::sync::Mutex<OutcomeQueue>,
+    ready: tokio::sync::Notify,
+    recorded: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct OutcomeQueue {
+    items: Vec<(Claimed, SubmitResult)>,
+    /// Outcomes pushed since start.
+    arrived: u64,
+}
+
+impl Outcomes {
+    pub(super) fn new() -> Self {
+        Self {
+            queue: std::sync::Mutex::new(OutcomeQueue::default()),
+            ready: tokio::sync::Notify::new(),
+            recorded: watch::Sender::new(0),
+        }
+    }
+
+    fn push(&self, message: Claimed, result: SubmitResult) {
+        if let Ok(mut queue) = self.queue.lock() {
+            queue.items.push((message, result));
+            queue.arrived += 1;
+        }
+        self.ready.notify_one();
+    }
+
+    /// Outcomes pushed so far.
+    fn arrived(&self) -> u64 {
+        self.queue.lock().map(|q| q.arrived).unwrap_or(0)
+    }
+
+    /// Everything gathered, and the count it brings `recorded` to once stored.
+    fn take(&self) -> (Vec<(Claimed, SubmitResult)>, u64) {
+        match self.queue.lock() {
+            Ok(mut queue) => (std::mem::take(&mut queue.items), queue.arrived),
+            Err(_) => (Vec::new(), 0),
+        }
+    }
+
+    /// Wait (at most `bound`) until the first `upto` outcomes are stored.
+    async fn wait_recorded(&self, upto: u64, bound: Duration) -> bool {
+        let mut recorded = self.recorded.subscribe();
+        tokio::time::timeout(bound, recorded.wait_for(|r| *r >= upto))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+/// The recorder task (see [`Outcomes`]); runs until the relay ends it.
+pub(super) async fn record_outcomes(shared: Arc<RelayShared>) {
+    loop {
+        shared.outcomes.ready.notified().await;
+        loop {
+            let (items, upto) = shared.outcomes.take();
+            if items.is_empty() {
+                break;
+            }
+            let stored = {
+                let _turn = shared.write_turn().await;
+                outbox::record_submits(&shared.store, &shared.relay, &items).await
+            };
+            if let Err(e) = stored {
+                // Not stored: the leases run out and the sweep re-queues these rows
+                // under the unknown-outcome rule, so nothing is lost.
+                tracing::error!(error = %e, count = items.len(), "cannot store submit outcomes");
+            }
+            shared.outcomes.recorded.send_replace(upto);
         }
     }
 }
@@ -300,7 +414,18 @@ async fn handle_inbound(
         if receipts.is_empty() {
             continue;
         }
-        match inbound::receipts(&shared.store, name, operator.receipt_ids, &receipts).await {
+        // The submits these receipts answer had their responses first: wait until
+        // those outcomes are stored, so the receipts match now instead of later.
+        let upto = shared.outcomes.arrived();
+        shared
+            .outcomes
+            .wait_recorded(upto, RECORD_WAIT_FOR_RECEIPTS)
+            .await;
+        let stored = {
+            let _turn = shared.write_turn().await;
+            inbound::receipts(&shared.store, name, operator.receipt_ids, &receipts).await
+        };
+        match stored {
             Ok(_) => acks.into_iter().for_each(tongdao_smpp::Ack::ack),
             // Dropping the acks answers "temporary error": the SMSC resends them.
             Err(e) => {

@@ -30,7 +30,9 @@ use crate::config::RelayConfig;
 use crate::services::LiveService;
 use crate::store::{Store, StoreError, now_ms};
 
-pub use sending::{accepted_segments, apply_receipt, claim, record_submits, release_unsent, sweep};
+pub use sending::{
+    SegmentReceipt, accepted_segments, apply_receipts, claim, record_submits, release_unsent, sweep,
+};
 
 /// Who pays for an MT; decided by the service (billing reads it later).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
