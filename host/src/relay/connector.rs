@@ -17,12 +17,12 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tongdao_smpp::client::{ClientConfig, SubmitError, SubmitRequest};
 use tongdao_smpp::encode::{self, Concat};
-use tongdao_smpp::{Client, Inbound, LinkStatus, StatusClass, run_with_reconnect};
+use tongdao_smpp::{Client, Inbound, LinkStatus, Receipt, StatusClass, run_with_reconnect};
 
 use super::inbound;
 use super::outbox::{self, Claimed, Failure, SubmitResult};
 use super::{BindView, RelayShared};
-use crate::config::{ConcatMode, OperatorConfig};
+use crate::config::{ConcatMode, OperatorConfig, ReceiptIds};
 
 /// How long an idle worker waits before looking at the queue again (a new MT
 /// wakes it at once through `RelayShared::wake`).
@@ -193,10 +193,6 @@ async fn send_loop(
 /// How long a bind that stops waits for its last outcomes to be stored.
 const RECORD_WAIT_AT_END: Duration = Duration::from_secs(30);
 
-/// How long a receipt burst waits for the outcomes that arrived before it to be
-/// stored (so its segments' operator ids are there to match).
-const RECORD_WAIT_FOR_RECEIPTS: Duration = Duration::from_millis(500);
-
 /// Submit one claimed MT in its own task and hand its outcome to the recorder.
 fn spawn_submit(
     submits: &mut JoinSet<()>,
@@ -219,13 +215,14 @@ fn spawn_submit(
     });
 }
 
-/// Submit outcomes on their way to the store: every bind's submit tasks push
-/// here as responses arrive; one recorder task stores whatever has gathered in one
-/// transaction ([`outbox::record_submits`]), then the next gathering. `recorded`
-/// tells how many of the outcomes pushed so far are stored (or failed to be, then
-/// their leases run out and the sweep resends them under the unknown-outcome rule),
-/// so a receipt burst can wait for its segments' ids and a stopping bind for its
-/// outcomes.
+/// The relay's writer queue: submit outcomes, pushed by every bind's submit
+/// tasks as responses arrive, and receipt bursts, pushed by every session's inbound
+/// task before it acknowledges them. One writer task stores whatever has gathered in
+/// one transaction (group commit): the outcomes first, then the receipts, so a
+/// receipt always finds the operator id of a submit answered before it arrived.
+/// `recorded` tells how many of the outcomes pushed so far are stored (or failed to
+/// be: then their leases run out and the sweep resends them under the
+/// unknown-outcome rule), so a stopping bind can wait for its own.
 pub(super) struct Outcomes {
     queue: std::sync::Mutex<OutcomeQueue>,
     ready: tokio::sync::Notify,
@@ -237,6 +234,15 @@ struct OutcomeQueue {
     items: Vec<(Claimed, SubmitResult)>,
     /// Outcomes pushed since start.
     arrived: u64,
+    bursts: Vec<ReceiptBurst>,
+}
+
+/// Receipts of one session to store; `stored` answers whether they were.
+struct ReceiptBurst {
+    operator: String,
+    receipt_ids: ReceiptIds,
+    receipts: Vec<Receipt>,
+    stored: tokio::sync::oneshot::Sender<bool>,
 }
 
 impl Outcomes {
@@ -256,16 +262,35 @@ impl Outcomes {
         self.ready.notify_one();
     }
 
+    /// Hand receipts to the writer; true once they are stored.
+    async fn store_receipts(&self, operator: &OperatorConfig, receipts: Vec<Receipt>) -> bool {
+        let (stored, answer) = tokio::sync::oneshot::channel();
+        if let Ok(mut queue) = self.queue.lock() {
+            queue.bursts.push(ReceiptBurst {
+                operator: operator.name.clone(),
+                receipt_ids: operator.receipt_ids,
+                receipts,
+                stored,
+            });
+        }
+        self.ready.notify_one();
+        answer.await.unwrap_or(false)
+    }
+
     /// Outcomes pushed so far.
     fn arrived(&self) -> u64 {
         self.queue.lock().map(|q| q.arrived).unwrap_or(0)
     }
 
     /// Everything gathered, and the count it brings `recorded` to once stored.
-    fn take(&self) -> (Vec<(Claimed, SubmitResult)>, u64) {
+    fn take(&self) -> (Vec<(Claimed, SubmitResult)>, Vec<ReceiptBurst>, u64) {
         match self.queue.lock() {
-            Ok(mut queue) => (std::mem::take(&mut queue.items), queue.arrived),
-            Err(_) => (Vec::new(), 0),
+            Ok(mut queue) => (
+                std::mem::take(&mut queue.items),
+                std::mem::take(&mut queue.bursts),
+                queue.arrived,
+            ),
+            Err(_) => (Vec::new(), Vec::new(), 0),
         }
     }
 
@@ -278,27 +303,78 @@ impl Outcomes {
     }
 }
 
-/// The recorder task (see [`Outcomes`]); runs until the relay ends it.
+/// The writer task (see [`Outcomes`]); runs until the relay ends it. When the one
+/// transaction fails, the outcomes and each receipt burst are tried again apart, so
+/// one bad burst cannot hold back the rest.
 pub(super) async fn record_outcomes(shared: Arc<RelayShared>) {
     loop {
         shared.outcomes.ready.notified().await;
         loop {
-            let (items, upto) = shared.outcomes.take();
-            if items.is_empty() {
+            let (items, bursts, upto) = shared.outcomes.take();
+            if items.is_empty() && bursts.is_empty() {
                 break;
             }
-            let stored = {
-                let _turn = shared.write_turn().await;
-                outbox::record_submits(&shared.store, &shared.relay, &items).await
-            };
-            if let Err(e) = stored {
-                // Not stored: the leases run out and the sweep re-queues these rows
-                // under the unknown-outcome rule, so nothing is lost.
-                tracing::error!(error = %e, count = items.len(), "cannot store submit outcomes");
+            let _turn = shared.write_turn().await;
+            match store_together(&shared, &items, &bursts).await {
+                Ok(()) => {
+                    for burst in bursts {
+                        let _ = burst.stored.send(true);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "storing outcomes and receipts together failed; trying each apart");
+                    if let Err(e) =
+                        outbox::record_submits(&shared.store, &shared.relay, &items).await
+                    {
+                        // Not stored: the leases run out and the sweep re-queues these
+                        // rows under the unknown-outcome rule, so nothing is lost.
+                        tracing::error!(error = %e, count = items.len(), "cannot store submit outcomes");
+                    }
+                    for burst in bursts {
+                        let stored = inbound::receipts(
+                            &shared.store,
+                            &burst.operator,
+                            burst.receipt_ids,
+                            &burst.receipts,
+                        )
+                        .await;
+                        if let Err(e) = &stored {
+                            tracing::error!(operator = %burst.operator, error = %e, "cannot store receipts; the SMSC will resend them");
+                        }
+                        let _ = burst.stored.send(stored.is_ok());
+                    }
+                }
             }
             shared.outcomes.recorded.send_replace(upto);
         }
     }
+}
+
+/// Outcomes, then every receipt burst (merged per operator), in one transaction.
+async fn store_together(
+    shared: &RelayShared,
+    items: &[(Claimed, SubmitResult)],
+    bursts: &[ReceiptBurst],
+) -> Result<(), outbox::OutboxError> {
+    let now = crate::store::now_ms();
+    let mut tx = shared.store.begin_write().await?;
+    outbox::record_submits_in(&mut tx, &shared.relay, items, now).await?;
+    let mut operators: Vec<(&str, ReceiptIds)> = bursts
+        .iter()
+        .map(|b| (b.operator.as_str(), b.receipt_ids))
+        .collect();
+    operators.sort_unstable_by_key(|(name, _)| *name);
+    operators.dedup_by_key(|(name, _)| *name);
+    for (operator, receipt_ids) in operators {
+        let receipts: Vec<Receipt> = bursts
+            .iter()
+            .filter(|b| b.operator == operator)
+            .flat_map(|b| b.receipts.iter().cloned())
+            .collect();
+        inbound::receipts::receipts_in(&mut tx, operator, receipt_ids, &receipts, now).await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Submit the segments of one MT not yet accepted, in order; stop at the first failure.
@@ -414,23 +490,11 @@ async fn handle_inbound(
         if receipts.is_empty() {
             continue;
         }
-        // The submits these receipts answer had their responses first: wait until
-        // those outcomes are stored, so the receipts match now instead of later.
-        let upto = shared.outcomes.arrived();
-        shared
-            .outcomes
-            .wait_recorded(upto, RECORD_WAIT_FOR_RECEIPTS)
-            .await;
-        let stored = {
-            let _turn = shared.write_turn().await;
-            inbound::receipts(&shared.store, name, operator.receipt_ids, &receipts).await
-        };
-        match stored {
-            Ok(_) => acks.into_iter().for_each(tongdao_smpp::Ack::ack),
-            // Dropping the acks answers "temporary error": the SMSC resends them.
-            Err(e) => {
-                tracing::error!(operator = %name, error = %e, "cannot store receipts; the SMSC will resend them")
-            }
+        // Stored by the relay's writer, after the outcomes of the submits these
+        // receipts answer (their responses came first).
+        // Not stored: dropping the acks answers "temporary error", the SMSC resends.
+        if shared.outcomes.store_receipts(&operator, receipts).await {
+            acks.into_iter().for_each(tongdao_smpp::Ack::ack);
         }
     }
 }

@@ -31,7 +31,8 @@ use crate::services::LiveService;
 use crate::store::{Store, StoreError, now_ms};
 
 pub use sending::{
-    SegmentReceipt, accepted_segments, apply_receipts, claim, record_submits, release_unsent, sweep,
+    SegmentReceipt, accepted_segments, apply_receipts, claim, record_submits, record_submits_in,
+    release_unsent, sweep,
 };
 
 /// Who pays for an MT; decided by the service (billing reads it later).

@@ -81,9 +81,25 @@ pub async fn receipts(
     configured: ReceiptIds,
     receipts: &[Receipt],
 ) -> Result<usize, OutboxError> {
-    let now = now_ms();
     let mut tx = store.begin_write().await?;
-    let mut matcher = Matcher::load(&mut tx, operator, configured).await?;
+    let matched = receipts_in(&mut tx, operator, configured, receipts, now_ms()).await?;
+    tx.commit().await?;
+    Ok(matched)
+}
+
+/// [`receipts`] inside `tx` (the relay's writer stores receipt bursts and submit
+/// outcomes in one transaction, outcomes first).
+///
+/// # Errors
+/// A store failure.
+pub async fn receipts_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    operator: &str,
+    configured: ReceiptIds,
+    receipts: &[Receipt],
+    now: i64,
+) -> Result<usize, OutboxError> {
+    let mut matcher = Matcher::load(tx, operator, configured).await?;
     // Intermediate states (ENROUTE, ACCEPTD) and unreadable receipts are kept for
     // the record; they change no message.
     let matchable = |r: &Receipt| r.state.is_final() && !r.message_id.is_empty();
@@ -102,7 +118,7 @@ pub async fn receipts(
             .filter_map(|(k, r)| submit_id_for(&r.message_id, format).map(|id| (k, id)))
             .collect();
         let ids: Vec<&str> = wanted.iter().map(|(_, id)| id.as_str()).collect();
-        let found = segments_by_id(&mut tx, operator, &ids).await?;
+        let found = segments_by_id(tx, operator, &ids).await?;
         let mut batch = Vec::with_capacity(wanted.len());
         for (k, id) in &wanted {
             if let Some(segment) = found.get(id) {
@@ -110,25 +126,21 @@ pub async fn receipts(
                 batch.push(applied(&receipts[*k], *segment));
             }
         }
-        outbox::apply_receipts(&mut tx, &batch, now).await?;
+        outbox::apply_receipts(tx, &batch, now).await?;
     } else {
         for (k, receipt) in receipts.iter().enumerate() {
             if !matchable(receipt) {
                 continue;
             }
             let handset = Handset::of(&receipt.source_addr, &receipt.destination_addr);
-            if let Some(found) = matcher
-                .find(&mut tx, &receipt.message_id, &handset, now)
-                .await?
-            {
-                outbox::apply_receipts(&mut tx, &[applied(receipt, found)], now).await?;
+            if let Some(found) = matcher.find(tx, &receipt.message_id, &handset, now).await? {
+                outbox::apply_receipts(tx, &[applied(receipt, found)], now).await?;
                 hits[k] = Some(found);
             }
         }
     }
-    insert_receipts(&mut tx, operator, receipts, &hits, now).await?;
-    matcher.save(&mut tx, now).await?;
-    tx.commit().await?;
+    insert_receipts(tx, operator, receipts, &hits, now).await?;
+    matcher.save(tx, now).await?;
     Ok(hits.iter().filter(|h| h.is_some()).count())
 }
 

@@ -66,8 +66,23 @@ pub async fn record_submits(
     if results.is_empty() {
         return Ok(());
     }
-    let now = now_ms();
     let mut tx = store.begin_write().await?;
+    record_submits_in(&mut tx, relay, results, now_ms()).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`record_submits`] inside `tx` (the relay's writer stores submit outcomes and
+/// receipt bursts in one transaction).
+///
+/// # Errors
+/// A store failure.
+pub async fn record_submits_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    relay: &RelayConfig,
+    results: &[(Claimed, SubmitResult)],
+    now: i64,
+) -> Result<(), OutboxError> {
     let mut segments: Vec<(i64, i64, String)> = Vec::with_capacity(results.len());
     let mut submitted: Vec<i64> = Vec::with_capacity(results.len());
     for (message, result) in results {
@@ -86,7 +101,7 @@ pub async fn record_submits(
             ));
         }
     }
-    set_operator_ids(&mut tx, &segments, now).await?;
+    set_operator_ids(tx, &segments, now).await?;
     // A receipt may already have finished a message; keep that (only `submitting`
     // rows move, and only those get the event).
     let mut events: Vec<(i64, &str, Option<String>)> = Vec::with_capacity(submitted.len());
@@ -99,18 +114,17 @@ pub async fn record_submits(
         let moved: Vec<(i64,)> = sqlx::query_as(&sql)
             .persistent(false)
             .bind(now)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut **tx)
             .await?;
         events.extend(moved.into_iter().map(|(id,)| (id, "submitted", None)));
     }
-    events_bulk(&mut tx, &events, now).await?;
+    events_bulk(tx, &events, now).await?;
     for (message, result) in results {
         let SubmitResult::Failed { failure, .. } = result else {
             continue;
         };
-        record_failure(&mut tx, relay, message, failure, now).await?;
+        record_failure(tx, relay, message, failure, now).await?;
     }
-    tx.commit().await?;
     Ok(())
 }
 
