@@ -1,8 +1,11 @@
-//! End-to-end relay throughput: N MTs queued in the outbox (SQLite), sent over
-//! loopback SMPP to the simulator by two operators' binds, every receipt matched.
-//! Ends with one summary line for scripts: `relay: mt=… seconds=… mt_per_s=…`.
+//! End-to-end relay throughput: N MTs queued in the outbox, sent over loopback SMPP
+//! to the simulator by two operators' binds, every receipt matched. Ends with one
+//! summary line for scripts: `relay: mt=… seconds=… mt_per_s=… store=…`.
 //!
-//! `cargo bench -p tongdao --bench relay [-- N]` (default 20,000).
+//! `cargo bench -p tongdao --bench relay [-- N]` (default 20,000). The store is a
+//! temporary SQLite file, or a fresh database on the PostgreSQL server of
+//! `TONGDAO_BENCH_DATABASE_URL` (e.g. `postgres://postgres@127.0.0.1:5432/test`;
+//! the database is created beside the named one and dropped at the end).
 
 #![allow(clippy::unwrap_used)]
 
@@ -37,15 +40,37 @@ async fn count(store: &Store, status: &str) -> i64 {
     c
 }
 
+/// A fresh store: SQLite in `dir`, or a new database on the PostgreSQL server of
+/// `TONGDAO_BENCH_DATABASE_URL` (returned with its name and the server's URL, to drop).
+async fn bench_store(dir: &std::path::Path) -> (Store, &'static str, Option<(String, String)>) {
+    let Ok(base) = std::env::var("TONGDAO_BENCH_DATABASE_URL") else {
+        let url = format!("sqlite://{}", dir.join("bench.db").display());
+        let store = Store::connect(&url, 8).await.unwrap();
+        store.migrate().await.unwrap();
+        return (store, "sqlite", None);
+    };
+    let name = format!("tongdao_bench_{}", std::process::id());
+    let admin = Store::connect(&base, 1).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+        .execute(admin.pool())
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(admin.pool())
+        .await
+        .unwrap();
+    admin.close().await;
+    let (prefix, _) = base.rsplit_once('/').unwrap();
+    let store = Store::connect(&format!("{prefix}/{name}"), 8)
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    (store, "postgres", Some((base, name)))
+}
+
 async fn run(n: i64) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(
-        &format!("sqlite://{}", dir.path().join("bench.db").display()),
-        8,
-    )
-    .await
-    .unwrap();
-    store.migrate().await.unwrap();
+    let (store, store_name, created) = bench_store(dir.path()).await;
     let sim = Sim::start(SimConfig {
         dlr_delay: Duration::from_millis(1),
         ..SimConfig::default()
@@ -115,6 +140,13 @@ async fn run(n: i64) {
     }
     let seconds = started.elapsed().as_secs_f64();
     relay.stop();
+    let (receipts, on_arrival): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN matched_at = received_at THEN 1 ELSE 0 END), 0)
+         FROM receipts",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
     let stats = sim.stats();
     println!(
         "queued {n} MTs in {:.1} s (one transaction each, not timed below)",
@@ -129,7 +161,19 @@ async fn run(n: i64) {
         stats.accepted, stats.receipts_sent
     );
     println!(
-        "relay: mt={n} seconds={seconds:.2} mt_per_s={:.0}",
+        "receipts stored: {receipts}, matched on arrival: {on_arrival}, matched later: {}",
+        receipts - on_arrival
+    );
+    println!(
+        "relay: mt={n} seconds={seconds:.2} mt_per_s={:.0} store={store_name}",
         n as f64 / seconds
     );
+    store.close().await;
+    if let Some((base, name)) = created {
+        let admin = Store::connect(&base, 1).await.unwrap();
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+            .execute(admin.pool())
+            .await
+            .unwrap();
+    }
 }

@@ -52,11 +52,26 @@ pub struct RelayShared {
     nonce: String,
     /// This process's SMPP sessions, by name, while their session task runs.
     sessions: Mutex<HashMap<String, tongdao_smpp::Client>>,
+    /// Submit outcomes on their way to the store (one recorder, group commits).
+    outcomes: connector::Outcomes,
+    /// One hot-path write at a time on SQLite (claims, submit outcomes, receipts,
+    /// the sweep): SQLite has one writer anyway, and waiting here is a queue, while
+    /// waiting in SQLite's busy handler is sleeping in steps of milliseconds.
+    write_turn: tokio::sync::Mutex<()>,
 }
 
 impl RelayShared {
     pub fn stopping(&self) -> bool {
         *self.stop.borrow()
+    }
+
+    /// Wait for this process's turn to write on the hot path (SQLite; on PostgreSQL
+    /// writers run side by side and this returns at once).
+    async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.store.backend() {
+            crate::store::Backend::Sqlite => Some(self.write_turn.lock().await),
+            crate::store::Backend::Postgres => None,
+        }
     }
 
     /// A new session's name, registered as up.
@@ -125,6 +140,7 @@ pub struct Relay {
     binds: Vec<Arc<BindView>>,
     bind_tasks: Mutex<Vec<JoinHandle<()>>>,
     sweeper: JoinHandle<()>,
+    recorder: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -153,7 +169,10 @@ impl Relay {
             stop,
             nonce: format!("{:016x}", rand::random::<u64>()),
             sessions: Mutex::new(HashMap::new()),
+            outcomes: connector::Outcomes::new(),
+            write_turn: tokio::sync::Mutex::new(()),
         });
+        let recorder = tokio::spawn(connector::record_outcomes(shared.clone()));
         let mut binds = Vec::new();
         let mut bind_tasks = Vec::new();
         for operator in operators {
@@ -187,6 +206,7 @@ impl Relay {
             binds,
             bind_tasks: Mutex::new(bind_tasks),
             sweeper,
+            recorder,
         }
     }
 
@@ -281,7 +301,9 @@ impl Relay {
                 task.abort();
             }
         }
+        // Each bind waited for its outcomes to be stored; the recorder is idle now.
         self.sweeper.abort();
+        self.recorder.abort();
         tracing::info!("relay stopped");
     }
 
@@ -297,6 +319,7 @@ impl Relay {
             }
         }
         self.sweeper.abort();
+        self.recorder.abort();
     }
 }
 
@@ -315,7 +338,11 @@ async fn sweeper(shared: Arc<RelayShared>, receipt_ids: Vec<(String, ReceiptIds)
     };
     loop {
         tokio::time::sleep(SWEEP_EVERY).await;
-        match outbox::sweep(&shared.store).await {
+        let swept = {
+            let _turn = shared.write_turn().await;
+            outbox::sweep(&shared.store).await
+        };
+        match swept {
             Ok((recovered, expired)) => {
                 if recovered > 0 {
                     tracing::warn!(
@@ -330,7 +357,11 @@ async fn sweeper(shared: Arc<RelayShared>, receipt_ids: Vec<(String, ReceiptIds)
             }
             Err(e) => tracing::error!(error = %e, "outbox sweep failed"),
         }
-        if let Err(e) = inbound::receipts::rematch(&shared.store, &configured).await {
+        let rematched = {
+            let _turn = shared.write_turn().await;
+            inbound::receipts::rematch(&shared.store, &configured).await
+        };
+        if let Err(e) = rematched {
             tracing::error!(error = %e, "receipt re-matching failed");
         }
         match inbound::mo::sweep(&shared.store, &shared.relay).await {

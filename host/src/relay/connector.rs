@@ -17,11 +17,11 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tongdao_smpp::client::{ClientConfig, SubmitError, SubmitRequest};
 use tongdao_smpp::encode::{self, Concat};
-use tongdao_smpp::{Client, Inbound, LinkStatus, StatusClass, run_with_reconnect};
+use tongdao_smpp::{Client, Inbound, LinkStatus, Receipt, StatusClass, run_with_reconnect};
 
 use super::inbound;
 use super::outbox::{self, Claimed, Failure, SubmitResult};
-use super::settings::{ConcatMode, OperatorConfig};
+use super::settings::{ConcatMode, OperatorConfig, ReceiptIds};
 use super::{BindView, RelayShared};
 
 /// How long an idle worker waits before looking at the queue again (a new MT
@@ -79,6 +79,12 @@ pub(super) async fn run_bind(
     .await;
 }
 
+/// Claim, submit and hand over outcomes as a pipeline: the next claim is taken while
+/// the window still drains the last one (when fewer than half a batch is left), and
+/// each outcome goes to the relay's recorder as its response arrives (stored in
+/// group commits, see [`Outcomes`]). Ends when the relay stops (nothing new written,
+/// answers awaited for the shutdown grace) or the link closes, once every outcome of
+/// this bind is stored.
 async fn send_loop(
     shared: &Arc<RelayShared>,
     operator: &OperatorConfig,
@@ -86,105 +92,289 @@ async fn send_loop(
     view: &BindView,
 ) {
     let lease = Duration::from_secs(shared.relay.lease_secs);
+    let batch = usize::try_from(shared.relay.batch).unwrap_or(1).max(1);
+    let refill_below = (batch / 2).max(1);
     let mut stop = shared.stop.subscribe();
-    while !client.is_closed() && !shared.stopping() {
-        view.claims.fetch_add(1, Ordering::Relaxed);
-        let batch = match outbox::claim(&shared.store, &operator.name, shared.relay.batch, lease)
-            .await
-        {
-            Ok(batch) => batch,
-            Err(e) => {
-                tracing::error!(operator = %operator.name, error = %e, "cannot claim from the outbox");
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = stop.changed() => {}
-                }
-                continue;
-            }
-        };
-        if batch.is_empty() {
-            tokio::select! {
-                () = shared.wake.notified() => {}
-                () = tokio::time::sleep(IDLE_POLL) => {}
-                () = client.closed() => {}
-                _ = stop.changed() => {}
-            }
-            continue;
-        }
-        if shared.stopping() {
-            // Claimed just as the shutdown began: hand the rows back unsent.
-            if let Err(e) =
-                outbox::release_unsent(&shared.store, &batch, "released unsent at shutdown").await
-            {
-                tracing::error!(operator = %operator.name, error = %e, "cannot release claimed MTs");
-            }
-            break;
-        }
-        let results = submit_batch(shared, operator, client, batch, &mut stop).await;
-        if let Err(e) = outbox::record_submits(&shared.store, &shared.relay, &results).await {
-            // Not stored: the leases run out and the sweep re-queues these rows under
-            // the unknown-outcome rule, so nothing is lost.
-            tracing::error!(operator = %operator.name, error = %e, "cannot store submit outcomes");
-        }
-    }
-}
-
-/// Submit one claimed batch, one task per MT, and collect every outcome. When the
-/// relay stops meanwhile, nothing new is written and the answers of what was written
-/// are awaited for at most the shutdown grace; the link is then closed, so anything
-/// still unanswered ends as an unknown outcome.
-async fn submit_batch(
-    shared: &Arc<RelayShared>,
-    operator: &OperatorConfig,
-    client: &Client,
-    batch: Vec<Claimed>,
-    stop: &mut watch::Receiver<bool>,
-) -> Vec<(Claimed, SubmitResult)> {
-    let mut submits = JoinSet::new();
-    for message in batch {
-        let client = client.clone();
-        let shared = shared.clone();
-        // A service's MTs come from its own number, so a bare `TD` reaches it.
-        let source = message
-            .sender
-            .clone()
-            .unwrap_or_else(|| operator.source_addr.clone());
-        let concat = operator.concat;
-        submits.spawn(async move {
-            let result = submit_message(&shared, &client, &source, concat, &message).await;
-            (message, result)
-        });
-    }
-    let mut results = Vec::with_capacity(submits.len());
+    let mut submits: JoinSet<()> = JoinSet::new();
+    // The queue may hold more for this operator (false after a short claim, until a
+    // wake-up or the idle poll).
+    let mut more = true;
     let mut deadline: Option<tokio::time::Instant> = None;
     loop {
-        if deadline.is_none() && shared.stopping() {
+        if shared.stopping() && deadline.is_none() {
             client.stop_submitting();
             deadline = Some(tokio::time::Instant::now() + shared.relay.shutdown_grace());
         }
-        let next = tokio::select! {
-            next = submits.join_next() => next,
-            _ = stop.changed(), if deadline.is_none() => continue,
+        let draining = shared.stopping() || client.is_closed();
+        if draining && submits.is_empty() {
+            break;
+        }
+        if !draining && more && submits.len() < refill_below {
+            view.claims.fetch_add(1, Ordering::Relaxed);
+            let want = batch - submits.len();
+            let claimed = {
+                let _turn = shared.write_turn().await;
+                outbox::claim(
+                    &shared.store,
+                    &operator.name,
+                    u32::try_from(want).unwrap_or(u32::MAX),
+                    lease,
+                )
+                .await
+            };
+            match claimed {
+                Ok(claimed) => {
+                    more = claimed.len() == want;
+                    if shared.stopping() {
+                        // Claimed just as the shutdown began: hand the rows back unsent.
+                        let _turn = shared.write_turn().await;
+                        if let Err(e) = outbox::release_unsent(
+                            &shared.store,
+                            &claimed,
+                            "released unsent at shutdown",
+                        )
+                        .await
+                        {
+                            tracing::error!(operator = %operator.name, error = %e, "cannot release claimed MTs");
+                        }
+                        continue;
+                    }
+                    for message in claimed {
+                        spawn_submit(&mut submits, shared, operator, client, message);
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(operator = %operator.name, error = %e, "cannot claim from the outbox");
+                    more = false;
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.changed() => {}
+                    }
+                    continue;
+                }
+            }
+        }
+        tokio::select! {
+            next = submits.join_next(), if !submits.is_empty() => {
+                // A panicked submit task leaves its row leased: the sweep resends it
+                // under the unknown-outcome rule.
+                if let Some(Err(e)) = next {
+                    tracing::error!(error = %e, "submit task failed");
+                }
+            }
+            () = shared.wake.notified(), if !more && !draining => more = true,
+            () = tokio::time::sleep(IDLE_POLL), if !more && !draining => more = true,
+            () = client.closed(), if !draining => {}
+            _ = stop.changed(), if deadline.is_none() => {}
             () = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(at).await,
                     None => std::future::pending().await,
                 }
-            } => {
+            }, if deadline.is_some() && !submits.is_empty() => {
                 tracing::warn!(operator = %operator.name, "shutdown grace over with submits unanswered; closing the link");
                 client.close_within(Duration::ZERO).await;
                 deadline = Some(tokio::time::Instant::now() + Duration::from_secs(3600));
-                continue;
             }
-        };
-        match next {
-            Some(Ok(r)) => results.push(r),
-            // A panicked submit task leaves its row leased: the sweep resends it
-            // under the unknown-outcome rule.
-            Some(Err(e)) => tracing::error!(error = %e, "submit task failed"),
-            None => return results,
         }
     }
+    // Every outcome of this bind is handed over; return once it is stored.
+    let upto = shared.outcomes.arrived();
+    if !shared
+        .outcomes
+        .wait_recorded(upto, RECORD_WAIT_AT_END)
+        .await
+    {
+        tracing::error!(operator = %operator.name, "submit outcomes not stored in time; their leases will run out");
+    }
+}
+
+/// How long a bind that stops waits for its last outcomes to be stored.
+const RECORD_WAIT_AT_END: Duration = Duration::from_secs(30);
+
+/// Submit one claimed MT in its own task and hand its outcome to the recorder.
+fn spawn_submit(
+    submits: &mut JoinSet<()>,
+    shared: &Arc<RelayShared>,
+    operator: &OperatorConfig,
+    client: &Client,
+    message: Claimed,
+) {
+    let client = client.clone();
+    let shared = shared.clone();
+    // A service's MTs come from its own number, so a bare `TD` reaches it.
+    let source = message
+        .sender
+        .clone()
+        .unwrap_or_else(|| operator.source_addr.clone());
+    let concat = operator.concat;
+    submits.spawn(async move {
+        let result = submit_message(&shared, &client, &source, concat, &message).await;
+        shared.outcomes.push(message, result);
+    });
+}
+
+/// The relay's writer queue: submit outcomes, pushed by every bind's submit
+/// tasks as responses arrive, and receipt bursts, pushed by every session's inbound
+/// task before it acknowledges them. One writer task stores whatever has gathered in
+/// one transaction (group commit): the outcomes first, then the receipts, so a
+/// receipt always finds the operator id of a submit answered before it arrived.
+/// `recorded` tells how many of the outcomes pushed so far are stored (or failed to
+/// be: then their leases run out and the sweep resends them under the
+/// unknown-outcome rule), so a stopping bind can wait for its own.
+pub(super) struct Outcomes {
+    queue: std::sync::Mutex<OutcomeQueue>,
+    ready: tokio::sync::Notify,
+    recorded: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct OutcomeQueue {
+    items: Vec<(Claimed, SubmitResult)>,
+    /// Outcomes pushed since start.
+    arrived: u64,
+    bursts: Vec<ReceiptBurst>,
+}
+
+/// Receipts of one session to store; `stored` answers whether they were.
+struct ReceiptBurst {
+    operator: String,
+    receipt_ids: ReceiptIds,
+    receipts: Vec<Receipt>,
+    stored: tokio::sync::oneshot::Sender<bool>,
+}
+
+impl Outcomes {
+    pub(super) fn new() -> Self {
+        Self {
+            queue: std::sync::Mutex::new(OutcomeQueue::default()),
+            ready: tokio::sync::Notify::new(),
+            recorded: watch::Sender::new(0),
+        }
+    }
+
+    fn push(&self, message: Claimed, result: SubmitResult) {
+        if let Ok(mut queue) = self.queue.lock() {
+            queue.items.push((message, result));
+            queue.arrived += 1;
+        }
+        self.ready.notify_one();
+    }
+
+    /// Hand receipts to the writer; true once they are stored.
+    async fn store_receipts(&self, operator: &OperatorConfig, receipts: Vec<Receipt>) -> bool {
+        let (stored, answer) = tokio::sync::oneshot::channel();
+        if let Ok(mut queue) = self.queue.lock() {
+            queue.bursts.push(ReceiptBurst {
+                operator: operator.name.clone(),
+                receipt_ids: operator.receipt_ids,
+                receipts,
+                stored,
+            });
+        }
+        self.ready.notify_one();
+        answer.await.unwrap_or(false)
+    }
+
+    /// Outcomes pushed so far.
+    fn arrived(&self) -> u64 {
+        self.queue.lock().map(|q| q.arrived).unwrap_or(0)
+    }
+
+    /// Everything gathered, and the count it brings `recorded` to once stored.
+    fn take(&self) -> (Vec<(Claimed, SubmitResult)>, Vec<ReceiptBurst>, u64) {
+        match self.queue.lock() {
+            Ok(mut queue) => (
+                std::mem::take(&mut queue.items),
+                std::mem::take(&mut queue.bursts),
+                queue.arrived,
+            ),
+            Err(_) => (Vec::new(), Vec::new(), 0),
+        }
+    }
+
+    /// Wait (at most `bound`) until the first `upto` outcomes are stored.
+    async fn wait_recorded(&self, upto: u64, bound: Duration) -> bool {
+        let mut recorded = self.recorded.subscribe();
+        tokio::time::timeout(bound, recorded.wait_for(|r| *r >= upto))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+/// The writer task (see [`Outcomes`]); runs until the relay ends it. When the one
+/// transaction fails, the outcomes and each receipt burst are tried again apart, so
+/// one bad burst cannot hold back the rest.
+pub(super) async fn record_outcomes(shared: Arc<RelayShared>) {
+    loop {
+        shared.outcomes.ready.notified().await;
+        loop {
+            let (items, bursts, upto) = shared.outcomes.take();
+            if items.is_empty() && bursts.is_empty() {
+                break;
+            }
+            let _turn = shared.write_turn().await;
+            match store_together(&shared, &items, &bursts).await {
+                Ok(()) => {
+                    for burst in bursts {
+                        let _ = burst.stored.send(true);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "storing outcomes and receipts together failed; trying each apart");
+                    if let Err(e) =
+                        outbox::record_submits(&shared.store, &shared.relay, &items).await
+                    {
+                        // Not stored: the leases run out and the sweep re-queues these
+                        // rows under the unknown-outcome rule, so nothing is lost.
+                        tracing::error!(error = %e, count = items.len(), "cannot store submit outcomes");
+                    }
+                    for burst in bursts {
+                        let stored = inbound::receipts(
+                            &shared.store,
+                            &burst.operator,
+                            burst.receipt_ids,
+                            &burst.receipts,
+                        )
+                        .await;
+                        if let Err(e) = &stored {
+                            tracing::error!(operator = %burst.operator, error = %e, "cannot store receipts; the SMSC will resend them");
+                        }
+                        let _ = burst.stored.send(stored.is_ok());
+                    }
+                }
+            }
+            shared.outcomes.recorded.send_replace(upto);
+        }
+    }
+}
+
+/// Outcomes, then every receipt burst (merged per operator), in one transaction.
+async fn store_together(
+    shared: &RelayShared,
+    items: &[(Claimed, SubmitResult)],
+    bursts: &[ReceiptBurst],
+) -> Result<(), outbox::OutboxError> {
+    let now = crate::store::now_ms();
+    let mut tx = shared.store.begin_write().await?;
+    outbox::record_submits_in(&mut tx, &shared.relay, items, now).await?;
+    let mut operators: Vec<(&str, ReceiptIds)> = bursts
+        .iter()
+        .map(|b| (b.operator.as_str(), b.receipt_ids))
+        .collect();
+    operators.sort_unstable_by_key(|(name, _)| *name);
+    operators.dedup_by_key(|(name, _)| *name);
+    for (operator, receipt_ids) in operators {
+        let receipts: Vec<Receipt> = bursts
+            .iter()
+            .filter(|b| b.operator == operator)
+            .flat_map(|b| b.receipts.iter().cloned())
+            .collect();
+        inbound::receipts::receipts_in(&mut tx, operator, receipt_ids, &receipts, now).await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Submit the segments of one MT not yet accepted, in order; stop at the first failure.
@@ -300,12 +490,11 @@ async fn handle_inbound(
         if receipts.is_empty() {
             continue;
         }
-        match inbound::receipts(&shared.store, name, operator.receipt_ids, &receipts).await {
-            Ok(_) => acks.into_iter().for_each(tongdao_smpp::Ack::ack),
-            // Dropping the acks answers "temporary error": the SMSC resends them.
-            Err(e) => {
-                tracing::error!(operator = %name, error = %e, "cannot store receipts; the SMSC will resend them")
-            }
+        // Stored by the relay's writer, after the outcomes of the submits these
+        // receipts answer (their responses came first).
+        // Not stored: dropping the acks answers "temporary error", the SMSC resends.
+        if shared.outcomes.store_receipts(&operator, receipts).await {
+            acks.into_iter().for_each(tongdao_smpp::Ack::ack);
         }
     }
 }

@@ -45,7 +45,10 @@ use crate::store::StoreError;
 
 pub use admit::{Outcome, admit, enqueue, enqueue_test};
 pub use push::{PushAdmitted, PushSlice, Variant, admit_push_in};
-pub use sending::{accepted_segments, apply_receipt, claim, record_submits, release_unsent, sweep};
+pub use sending::{
+    SegmentReceipt, accepted_segments, apply_receipts, claim, record_submits, record_submits_in,
+    release_unsent, sweep,
+};
 pub use states::{Holder, fail_queued_in, hold_in, release_in, withdraw_in};
 
 /// Who pays for an MT; decided by the service (billing reads it later).

@@ -68,6 +68,11 @@ pub fn submit_id_for(receipt_id: &str, format: ReceiptIds) -> Option<String> {
 /// transaction (receipts arrive in bursts; one commit per burst keeps up with them).
 /// `configured` is the operator's `receipt_ids` setting. Returns how many matched.
 ///
+/// Once the operator's id format is known (configured or learned) the burst is
+/// handled set-wise: one lookup of every receipt's segment, one bulk apply
+/// ([`outbox::apply_receipts`]), one multi-row INSERT of the receipts. While the
+/// format is being learned, receipts are matched and applied one by one, in order.
+///
 /// # Errors
 /// A store failure; nothing of the burst is stored then (the SMSC redelivers).
 pub async fn receipts(
@@ -76,66 +81,155 @@ pub async fn receipts(
     configured: ReceiptIds,
     receipts: &[Receipt],
 ) -> Result<usize, OutboxError> {
-    let now = now_ms();
-    let mut matched = 0;
     let mut tx = store.begin_write().await?;
-    let mut matcher = Matcher::load(&mut tx, operator, configured).await?;
-    for receipt in receipts {
-        let state = receipt.state.stat();
-        // Intermediate states (ENROUTE, ACCEPTD) and unreadable receipts are kept for
-        // the record; they change no message.
-        let hit = if receipt.state.is_final() && !receipt.message_id.is_empty() {
-            let handset = Handset::of(&receipt.source_addr, &receipt.destination_addr);
-            match matcher
-                .find(&mut tx, &receipt.message_id, &handset, now)
-                .await?
-            {
-                Some(found) => {
-                    outbox::apply_receipt(
-                        &mut tx,
-                        found,
-                        receipt.state.is_success(),
-                        state,
-                        receipt.error_code.as_deref(),
-                        now,
-                    )
-                    .await?;
-                    Some(found)
-                }
-                None => None,
-            }
-        } else {
-            None
-        };
-        matched += usize::from(hit.is_some());
-        sqlx::query(
-            "INSERT INTO receipts (operator, operator_message_id, state, error_code, raw, received_at,
-                message_id, segment_seq, matched_at, source_addr, destination_addr)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(operator)
-        .bind(&receipt.message_id)
-        .bind(state)
-        .bind(&receipt.error_code)
-        .bind(&receipt.raw)
-        .bind(now)
-        .bind(hit.map(|h| h.0))
-        .bind(hit.map(|h| h.1))
-        .bind(hit.map(|_| now))
-        .bind(&receipt.source_addr)
-        .bind(&receipt.destination_addr)
-        .execute(&mut *tx)
-        .await?;
-    }
-    matcher.save(&mut tx, now).await?;
+    let matched = receipts_in(&mut tx, operator, configured, receipts, now_ms()).await?;
     tx.commit().await?;
     Ok(matched)
+}
+
+/// [`receipts`] inside `tx` (the relay's writer stores receipt bursts and submit
+/// outcomes in one transaction, outcomes first).
+///
+/// # Errors
+/// A store failure.
+pub async fn receipts_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    operator: &str,
+    configured: ReceiptIds,
+    receipts: &[Receipt],
+    now: i64,
+) -> Result<usize, OutboxError> {
+    let mut matcher = Matcher::load(tx, operator, configured).await?;
+    // Intermediate states (ENROUTE, ACCEPTD) and unreadable receipts are kept for
+    // the record; they change no message.
+    let matchable = |r: &Receipt| r.state.is_final() && !r.message_id.is_empty();
+    let applied = |r: &Receipt, segment: (i64, i64)| outbox::SegmentReceipt {
+        segment,
+        delivered: r.state.is_success(),
+        state: r.state.stat().to_string(),
+        error: r.error_code.clone(),
+    };
+    let mut hits: Vec<Option<(i64, i64)>> = vec![None; receipts.len()];
+    if let Some(format) = matcher.format {
+        let wanted: Vec<(usize, String)> = receipts
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| matchable(r))
+            .filter_map(|(k, r)| submit_id_for(&r.message_id, format).map(|id| (k, id)))
+            .collect();
+        let ids: Vec<&str> = wanted.iter().map(|(_, id)| id.as_str()).collect();
+        let found = segments_by_id(tx, operator, &ids).await?;
+        let mut batch = Vec::with_capacity(wanted.len());
+        for (k, id) in &wanted {
+            if let Some(segment) = found.get(id) {
+                hits[*k] = Some(*segment);
+                batch.push(applied(&receipts[*k], *segment));
+            }
+        }
+        outbox::apply_receipts(tx, &batch, now).await?;
+    } else {
+        for (k, receipt) in receipts.iter().enumerate() {
+            if !matchable(receipt) {
+                continue;
+            }
+            let handset = Handset::of(&receipt.source_addr, &receipt.destination_addr);
+            if let Some(found) = matcher.find(tx, &receipt.message_id, &handset, now).await? {
+                outbox::apply_receipts(tx, &[applied(receipt, found)], now).await?;
+                hits[k] = Some(found);
+            }
+        }
+    }
+    insert_receipts(tx, operator, receipts, &hits, now).await?;
+    matcher.save(tx, now).await?;
+    Ok(hits.iter().filter(|h| h.is_some()).count())
+}
+
+/// Receipt rows per multi-row INSERT (7 bound parameters each).
+const RECEIPT_ROWS_PER_STATEMENT: usize = 400;
+
+/// Store `receipts` (with the segment each matched, if any) in multi-row INSERTs.
+async fn insert_receipts(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    operator: &str,
+    receipts: &[Receipt],
+    hits: &[Option<(i64, i64)>],
+    now: i64,
+) -> Result<(), OutboxError> {
+    let rows: Vec<(&Receipt, Option<(i64, i64)>)> =
+        receipts.iter().zip(hits.iter().copied()).collect();
+    for chunk in rows.chunks(RECEIPT_ROWS_PER_STATEMENT) {
+        let mut sql = String::with_capacity(300 + chunk.len() * 64);
+        sql.push_str(
+            "INSERT INTO receipts (operator, operator_message_id, state, error_code, raw, received_at,
+                message_id, segment_seq, matched_at, source_addr, destination_addr) VALUES ",
+        );
+        for (i, (_, hit)) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            let p = 3 + 6 * i;
+            let (message_id, seq, matched_at) = match hit {
+                Some((m, s)) => (m.to_string(), s.to_string(), now.to_string()),
+                None => ("NULL".into(), "NULL".into(), "NULL".into()),
+            };
+            sql.push_str(&format!(
+                "($1,${p},${},${},${},$2,{message_id},{seq},{matched_at},${},${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5
+            ));
+        }
+        let mut query = sqlx::query(&sql).persistent(false).bind(operator).bind(now);
+        for (receipt, _) in chunk {
+            query = query
+                .bind(&receipt.message_id)
+                .bind(receipt.state.stat())
+                .bind(&receipt.error_code)
+                .bind(&receipt.raw)
+                .bind(&receipt.source_addr)
+                .bind(&receipt.destination_addr);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Segments of `operator` by stored (canonical) operator id, for a burst: one
+/// query per [`RECEIPT_ROWS_PER_STATEMENT`] ids. Of two segments with one id (an
+/// SMSC that reused it), the first found counts, as for a single receipt.
+async fn segments_by_id(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    operator: &str,
+    ids: &[&str],
+) -> Result<std::collections::HashMap<String, (i64, i64)>, OutboxError> {
+    let mut found = std::collections::HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(RECEIPT_ROWS_PER_STATEMENT) {
+        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT operator_message_id, message_id, seq FROM message_segments
+             WHERE operator = $1 AND operator_message_id IN ({})",
+            placeholders.join(",")
+        );
+        let mut query = sqlx::query_as::<_, (String, i64, i64)>(&sql)
+            .persistent(false)
+            .bind(operator);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        for (id, message_id, seq) in query.fetch_all(&mut **tx).await? {
+            found.entry(id).or_insert((message_id, seq));
+        }
+    }
+    Ok(found)
 }
 
 /// Try again to match final receipts that arrived before their MT's submit was
 /// stored (within [`MATCH_RETRY_WINDOW_MS`]), page by page so old receipts that
 /// never match do not hide newer ones. `configured` gives each operator's setting.
-/// Returns how many matched now.
+/// Returns how many matched now. Receipts of an operator whose format is known are
+/// matched and applied set-wise per page; while a format is learned, one by one.
 ///
 /// # Errors
 /// A store failure.
@@ -167,51 +261,76 @@ pub async fn rematch(
         let full_page = pending.len() == usize::try_from(REMATCH_PAGE).unwrap_or(usize::MAX);
         let mut tx = store.begin_write().await?;
         let mut matchers: Vec<Matcher> = Vec::new();
-        for receipt in pending {
-            let index = match matchers.iter().position(|m| m.operator == receipt.operator) {
-                Some(i) => i,
-                None => {
-                    let setting = configured(&receipt.operator);
-                    matchers.push(Matcher::load(&mut tx, &receipt.operator, setting).await?);
-                    matchers.len() - 1
-                }
-            };
-            let handset = Handset::of(
-                receipt.source_addr.as_deref().unwrap_or(""),
-                receipt.destination_addr.as_deref().unwrap_or(""),
-            );
-            let Some(found) = matchers[index]
-                .find(
-                    &mut tx,
-                    &receipt.operator_message_id,
-                    &handset,
-                    receipt.received_at,
-                )
-                .await?
-            else {
-                continue;
-            };
-            let success = matches!(receipt.state.as_str(), "DELIVRD" | "ACCEPTD");
-            outbox::apply_receipt(
-                &mut tx,
-                found,
-                success,
-                &receipt.state,
-                receipt.error_code.as_deref(),
-                now,
-            )
-            .await?;
-            sqlx::query(
-                "UPDATE receipts SET message_id = $2, segment_seq = $3, matched_at = $4 WHERE id = $1",
-            )
-            .bind(receipt.id)
-            .bind(found.0)
-            .bind(found.1)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            matched += 1;
+        let mut operators: Vec<&str> = pending.iter().map(|r| r.operator.as_str()).collect();
+        operators.sort_unstable();
+        operators.dedup();
+        for operator in &operators {
+            matchers.push(Matcher::load(&mut tx, operator, configured(operator)).await?);
         }
+        let applied = |receipt: &PendingReceipt, segment: (i64, i64)| outbox::SegmentReceipt {
+            segment,
+            delivered: matches!(receipt.state.as_str(), "DELIVRD" | "ACCEPTD"),
+            state: receipt.state.clone(),
+            error: receipt.error_code.clone(),
+        };
+        // (receipt id, segment) of every match, in receipt order.
+        let mut hits: Vec<(i64, (i64, i64))> = Vec::new();
+        for matcher in &mut matchers {
+            let operator = matcher.operator.clone();
+            let mine = pending.iter().filter(|r| r.operator == operator);
+            if let Some(format) = matcher.format {
+                let wanted: Vec<(&PendingReceipt, String)> = mine
+                    .filter_map(|r| submit_id_for(&r.operator_message_id, format).map(|id| (r, id)))
+                    .collect();
+                let ids: Vec<&str> = wanted.iter().map(|(_, id)| id.as_str()).collect();
+                let found = segments_by_id(&mut tx, &matcher.operator, &ids).await?;
+                let mut batch = Vec::new();
+                for (receipt, id) in &wanted {
+                    if let Some(segment) = found.get(id) {
+                        hits.push((receipt.id, *segment));
+                        batch.push(applied(receipt, *segment));
+                    }
+                }
+                outbox::apply_receipts(&mut tx, &batch, now).await?;
+                continue;
+            }
+            for receipt in mine {
+                let handset = Handset::of(
+                    receipt.source_addr.as_deref().unwrap_or(""),
+                    receipt.destination_addr.as_deref().unwrap_or(""),
+                );
+                if let Some(found) = matcher
+                    .find(
+                        &mut tx,
+                        &receipt.operator_message_id,
+                        &handset,
+                        receipt.received_at,
+                    )
+                    .await?
+                {
+                    outbox::apply_receipts(&mut tx, &[applied(receipt, found)], now).await?;
+                    hits.push((receipt.id, found));
+                }
+            }
+        }
+        for chunk in hits.chunks(RECEIPT_ROWS_PER_STATEMENT) {
+            let values: Vec<String> = chunk
+                .iter()
+                .map(|(id, (m, s))| format!("({id},{m},{s})"))
+                .collect();
+            let sql = format!(
+                "WITH v(rid, mid, sq) AS (VALUES {})
+                 UPDATE receipts SET message_id = v.mid, segment_seq = v.sq, matched_at = $1
+                 FROM v WHERE receipts.id = v.rid",
+                values.join(",")
+            );
+            sqlx::query(&sql)
+                .persistent(false)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        matched += u64::try_from(hits.len()).unwrap_or(u64::MAX);
         for matcher in &mut matchers {
             matcher.save(&mut tx, now).await?;
         }
