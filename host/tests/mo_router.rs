@@ -14,10 +14,10 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tongdao::relay::settings::RelayConfig;
 use tongdao::mo::DialogueConfig;
 use tongdao::mo::router::{self, CLAIM_BATCH, RouterContext};
 use tongdao::relay::Relay;
+use tongdao::relay::settings::RelayConfig;
 use tongdao::store::{Store, now_ms};
 use tongdao_smpp::sim::{Sim, SimConfig};
 
