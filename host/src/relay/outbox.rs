@@ -38,12 +38,11 @@ mod states;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::routing::{RouteError, Routes};
-use super::settings::RelayConfig;
-use crate::compliance::{Blocked, Compliance};
+use super::routing::RouteError;
+use crate::compliance::Blocked;
 use crate::store::StoreError;
 
-pub use admit::{Outcome, admit, enqueue, enqueue_test};
+pub use admit::{Gate, Outcome, admit, enqueue, enqueue_test};
 pub use push::{PushAdmitted, PushSlice, Variant, admit_push_in};
 pub use sending::{
     SegmentReceipt, accepted_segments, apply_receipts, claim, record_submits, record_submits_in,
@@ -235,33 +234,6 @@ pub fn content_key(text: &str) -> String {
         .filter(|c| !c.is_ascii_digit())
         .collect();
     hex::encode(&Sha256::digest(folded.as_bytes())[..16])
-}
-
-/// What the gate needs besides the store: routing, `[relay]` settings (validity,
-/// test numbers) and the compliance service whose rules it applies.
-#[derive(Debug, Clone, Copy)]
-pub struct Gate<'a> {
-    pub routes: &'a Routes,
-    pub relay: &'a RelayConfig,
-    pub compliance: &'a Compliance,
-}
-
-impl Gate<'_> {
-    /// Validity (R-8.4's other half): an MT released at `release_at` (Unix ms)
-    /// expires `[relay] validity_secs` later.
-    fn expires_at(&self, release_at: i64) -> i64 {
-        let validity =
-            i64::try_from(self.relay.validity_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-        release_at.saturating_add(validity)
-    }
-
-    /// Whether `number` (normalised) is in `[relay] test_numbers`.
-    fn is_test_number(&self, number: &str) -> bool {
-        self.relay
-            .test_numbers
-            .iter()
-            .any(|n| super::routing::normalize_msisdn(n).is_ok_and(|n| n == number))
-    }
 }
 
 async fn event(

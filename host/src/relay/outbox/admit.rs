@@ -12,10 +12,39 @@
 
 use std::collections::HashMap;
 
-use super::{Basis, ChargePlan, Gate, NewMessage, OutboxError, content_key, event, fingerprint};
-use crate::compliance::{Blocked, NewViolation, day_key, month_key};
+use super::{Basis, ChargePlan, NewMessage, OutboxError, content_key, event, fingerprint};
+use crate::compliance::{Blocked, Compliance, NewViolation, day_key, month_key};
+use crate::relay::routing::Routes;
+use crate::relay::settings::RelayConfig;
 use crate::services::LiveService;
 use crate::store::{Store, StoreError, now_ms};
+
+/// What the gate needs besides the store: routing, `[relay]` settings (validity,
+/// test numbers) and the compliance service whose rules it applies.
+#[derive(Debug, Clone, Copy)]
+pub struct Gate<'a> {
+    pub routes: &'a Routes,
+    pub relay: &'a RelayConfig,
+    pub compliance: &'a Compliance,
+}
+
+impl Gate<'_> {
+    /// Validity (R-8.4's other half): an MT released at `release_at` (Unix ms)
+    /// expires `[relay] validity_secs` later.
+    pub(super) fn expires_at(&self, release_at: i64) -> i64 {
+        let validity =
+            i64::try_from(self.relay.validity_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        release_at.saturating_add(validity)
+    }
+
+    /// Whether `number` (normalised) is in `[relay] test_numbers`.
+    pub(super) fn is_test_number(&self, number: &str) -> bool {
+        self.relay
+            .test_numbers
+            .iter()
+            .any(|n| crate::relay::routing::normalize_msisdn(n).is_ok_and(|n| n == number))
+    }
+}
 
 /// How long an MT may wait for a reply basis: a module's answer to an MO older
 /// than this is no longer a reply.
