@@ -14,7 +14,7 @@
 //! code path bypasses them. Messages held or released by a suspension change state
 //! through the outbox's own functions.
 
-mod blocked;
+pub mod blocked;
 pub mod caps;
 pub mod detectors;
 pub mod policy;

@@ -39,7 +39,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::routing::RouteError;
-use crate::compliance::Blocked;
+use crate::compliance::blocked::Blocked;
 use crate::store::StoreError;
 
 pub use admit::{Gate, Outcome, admit, enqueue, enqueue_test};
