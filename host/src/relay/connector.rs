@@ -24,6 +24,12 @@ use super::outbox::{self, Claimed, Failure, SubmitResult};
 use super::settings::{ConcatMode, OperatorConfig, ReceiptIds};
 use super::{BindView, RelayShared};
 
+/// Most outcomes (in batches of `[relay] batch`) that may wait in memory for the
+/// writer before the binds of this process claim again.
+const UNSTORED_BATCHES: u64 = 4;
+/// How long a bind waits for the writer at a time before it looks again.
+const UNSTORED_WAIT: Duration = Duration::from_millis(200);
+
 /// How long an idle worker waits before looking at the queue again (a new MT
 /// wakes it at once through `RelayShared::wake`).
 const IDLE_POLL: Duration = Duration::from_millis(100);
@@ -94,6 +100,9 @@ async fn send_loop(
     let lease = Duration::from_secs(shared.relay.lease_secs);
     let batch = usize::try_from(shared.relay.batch).unwrap_or(1).max(1);
     let refill_below = (batch / 2).max(1);
+    let unstored_cap = u64::try_from(batch)
+        .unwrap_or(u64::MAX)
+        .saturating_mul(UNSTORED_BATCHES);
     let mut stop = shared.stop.subscribe();
     let mut submits: JoinSet<()> = JoinSet::new();
     // The queue may hold more for this operator (false after a short claim, until a
@@ -110,6 +119,18 @@ async fn send_loop(
             break;
         }
         if !draining && more && submits.len() < refill_below {
+            // Back-pressure: outcomes wait in memory for the writer; claim no more
+            // while more than a few batches of them are not yet stored, so memory
+            // stays bounded and a crash leaves few submits of unknown outcome.
+            let arrived = shared.outcomes.arrived();
+            if arrived > unstored_cap
+                && !shared
+                    .outcomes
+                    .wait_recorded(arrived - unstored_cap, UNSTORED_WAIT)
+                    .await
+            {
+                continue;
+            }
             view.claims.fetch_add(1, Ordering::Relaxed);
             let want = batch - submits.len();
             let claimed = {
