@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::env::{Env, SHORT_CODE, free, per_message};
 use common::{ADMIN_KEY, Server, databases, error_code, guest};
@@ -30,8 +30,7 @@ async fn outbox(env: &Env, recipient: &str) -> Vec<(String, String, i64, String)
 /// Wait until nothing for `recipient` is waiting in the outbox, then return what
 /// reached the phone: a count that could still grow is never asserted.
 async fn settled_inbox(env: &Env, recipient: &str) -> Vec<String> {
-    let started = Instant::now();
-    loop {
+    common::poll_until(Duration::from_secs(20), async || {
         env.wait_routed().await;
         let (open,): (i64,) = sqlx::query_as(
             "SELECT COUNT(*) FROM messages WHERE recipient = $1 AND status NOT IN ('delivered', 'failed', 'expired', 'cancelled')",
@@ -48,31 +47,12 @@ async fn settled_inbox(env: &Env, recipient: &str) -> Vec<String> {
                 .unwrap();
         let inbox = env.inbox(recipient);
         if open == 0 && inbox.len() as i64 >= queued {
-            return inbox;
+            Ok(inbox)
+        } else {
+            Err(format!("{recipient}: outbox not settled ({open} open)"))
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "{recipient}: outbox not settled"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn wait_run_final(env: &Env, run: i64) -> Value {
-    let started = Instant::now();
-    loop {
-        let (_, body) = env.server.get(&format!("/v1/runs/{run}"), &env.acme).await;
-        if ["completed", "failed", "cancelled", "expired"]
-            .contains(&body["status"].as_str().unwrap())
-        {
-            return body;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "run {run}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 /// Issue 10 item 3: 20 parallel API calls for one number send one confirmation;
@@ -439,7 +419,7 @@ async fn item8_invisible_characters_are_refused_before_the_outbox() {
             .post(&format!("/v1/services/{xh}/push"), &env.acme, json!({}))
             .await;
         assert_eq!(status, StatusCode::ACCEPTED, "{run}");
-        let run = wait_run_final(&env, run["id"].as_i64().unwrap()).await;
+        let run = env.wait_run_final(run["id"].as_i64().unwrap()).await;
         assert_eq!(run["queued"], 0, "{run}");
         let (_, body) = env.server.get("/v1/violations", &env.acme).await;
         let named = body["violations"].as_array().unwrap().iter().any(|v| {

@@ -12,7 +12,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::env::{Env, free};
 use common::{databases, guest};
@@ -117,18 +117,14 @@ async fn item2_months_quiet_hours_schedules_and_the_module_clock_follow_the_plat
         assert_eq!(status, StatusCode::CREATED, "{once}");
         assert_eq!(once["at"], at.as_millisecond(), "{once}");
         let date = utc_date(at.as_millisecond());
-        let started = Instant::now();
-        let text = loop {
-            if let Some(text) = env.inbox(user).into_iter().find(|t| t.contains("offset=")) {
-                break text;
+        let text = common::poll_until(Duration::from_secs(30), async || {
+            let inbox = env.inbox(user);
+            match inbox.iter().find(|t| t.contains("offset=")) {
+                Some(text) => Ok(text.clone()),
+                None => Err(format!("no push reached {user}: {inbox:?}")),
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "no push reached {user}: {:?}",
-                env.inbox(user)
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        })
+        .await;
         assert!(text.contains("offset=0 "), "{text}");
         assert!(text.contains(&format!("date={date}")), "{text}");
         let local = text

@@ -720,21 +720,9 @@ async fn push_and_wait(env: &Env, service: i64) -> serde_json::Value {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{run}");
     let id = run["id"].as_i64().unwrap();
-    let started = std::time::Instant::now();
-    loop {
-        let (_, body) = env.server.get(&format!("/v1/runs/{id}"), &env.acme).await;
-        if ["completed", "failed", "cancelled", "expired"]
-            .contains(&body["status"].as_str().unwrap())
-        {
-            assert_eq!(body["status"], "completed", "{body}");
-            return body;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(20),
-            "run {id}: {body}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let body = env.wait_run_final(id).await;
+    assert_eq!(body["status"], "completed", "{body}");
+    body
 }
 
 /// The user writes `text` to the service's number; the module answers through the

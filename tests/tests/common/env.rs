@@ -3,14 +3,17 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tongdao::config::{Config, OperatorConfig};
 use tongdao_smpp::sim::{Sim, SimConfig, SimHandle};
 
-use super::{ADMIN_KEY, Server, guest};
+use super::{ADMIN_KEY, Server, guest, poll_until};
+
+/// How long the harness waits for a state before the test fails.
+const WAIT: Duration = Duration::from_secs(20);
 
 pub const SHORT_CODE: &str = "10661234";
 
@@ -111,25 +114,20 @@ impl Env {
 
     /// Wait until `user` has received `n` messages; returns them.
     pub async fn wait_inbox(&self, user: &str, n: usize) -> Vec<String> {
-        let started = Instant::now();
-        loop {
+        poll_until(WAIT, async || {
             let inbox = self.inbox(user);
             if inbox.len() >= n {
-                return inbox;
+                Ok(inbox)
+            } else {
+                Err(format!("{user} received {} of {n}: {inbox:?}", inbox.len()))
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "{user} received {} of {n}: {inbox:?}",
-                inbox.len()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 
     /// Wait until the MO `text` from `source` is stored and routed; returns its id.
     pub async fn wait_mo(&self, source: &str, text: &str) -> i64 {
-        let started = Instant::now();
-        loop {
+        poll_until(WAIT, async || {
             let found: Option<(i64, String)> = sqlx::query_as(
                 "SELECT id, status FROM mo_messages WHERE source = $1 AND text = $2",
             )
@@ -138,17 +136,12 @@ impl Env {
             .fetch_optional(self.server.platform.store.pool())
             .await
             .unwrap();
-            if let Some((id, status)) = found
-                && status == "routed"
-            {
-                return id;
+            match found {
+                Some((id, status)) if status == "routed" => Ok(id),
+                other => Err(format!("MO {text} not routed: {other:?}")),
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "MO {text} not routed"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 
     /// Wait until the pending confirmation of `msisdn` to `service` is past its
@@ -162,18 +155,21 @@ impl Env {
         .fetch_one(self.server.platform.store.pool())
         .await
         .unwrap();
-        let started = Instant::now();
-        while tongdao::store::now_ms() <= confirm_by {
-            assert!(started.elapsed() < Duration::from_secs(20), "no deadline");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        poll_until(WAIT, async || {
+            let now = tongdao::store::now_ms();
+            if now > confirm_by {
+                Ok(())
+            } else {
+                Err(format!("now {now} is not past confirm_by {confirm_by}"))
+            }
+        })
+        .await
     }
 
     /// Wait until no MT to `user` is queued or being submitted and every submitted
     /// one has its answer stored: what reached the phone is all it will get.
     pub async fn wait_outbox_settled(&self, user: &str) {
-        let started = Instant::now();
-        loop {
+        poll_until(WAIT, async || {
             let (open,): (i64,) = sqlx::query_as(
                 "SELECT COUNT(*) FROM messages WHERE recipient = $1
                    AND status NOT IN ('submitted', 'delivered', 'failed', 'expired', 'cancelled')",
@@ -190,34 +186,47 @@ impl Env {
             .await
             .unwrap();
             if open == 0 && usize::try_from(sent).unwrap() == self.inbox(user).len() {
-                return;
+                Ok(())
+            } else {
+                Err(format!("{open} MTs to {user} still open"))
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "{open} MTs to {user} still open"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 
     /// Wait until every stored MO has been routed.
     pub async fn wait_routed(&self) {
-        let started = Instant::now();
-        loop {
+        poll_until(WAIT, async || {
             let (open,): (i64,) =
                 sqlx::query_as("SELECT COUNT(*) FROM mo_messages WHERE status <> 'routed'")
                     .fetch_one(self.server.platform.store.pool())
                     .await
                     .unwrap();
             if open == 0 {
-                return;
+                Ok(())
+            } else {
+                Err(format!("{open} MOs not routed"))
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "{open} MOs not routed"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
+    }
+
+    /// Wait until push run `run` of `acme` is in a final state; returns its body.
+    pub async fn wait_run_final(&self, run: i64) -> Value {
+        poll_until(WAIT, async || {
+            let (_, body) = self
+                .server
+                .get(&format!("/v1/runs/{run}"), &self.acme)
+                .await;
+            if ["completed", "failed", "cancelled", "expired"]
+                .contains(&body["status"].as_str().unwrap())
+            {
+                Ok(body)
+            } else {
+                Err(format!("run {run}: {body}"))
+            }
+        })
+        .await
     }
 
     pub async fn subscriptions(&self, service: i64) -> Vec<Value> {

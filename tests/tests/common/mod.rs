@@ -7,6 +7,7 @@ pub mod env;
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -14,6 +15,29 @@ use tongdao::config::Config;
 use tongdao::server::{Platform, serve_until};
 
 pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
+
+/// How often a waiting test looks at the state again.
+pub const POLL: Duration = Duration::from_millis(20);
+
+/// Wait for a state, never for a time: `check` is asked every [`POLL`] until it
+/// returns `Ok`; after `timeout` the test fails with the last `Err`, which
+/// describes the state seen.
+pub async fn poll_until<T>(
+    timeout: Duration,
+    mut check: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
+    let started = Instant::now();
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(seen) => assert!(
+                started.elapsed() < timeout,
+                "timed out after {timeout:?}: {seen}"
+            ),
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
 
 pub struct Server {
     pub platform: Platform,
