@@ -10,9 +10,6 @@ mod bulk;
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -23,32 +20,6 @@ use tongdao_smpp::sim::{Sim, SimConfig, SimHandle};
 
 const ADMIN_KEY: &str = "push-process-admin-key";
 const FIRST_NUMBER: i64 = 13_900_000_000;
-
-/// Start `tongdao serve` in `dir`; returns the process and its API base URL.
-fn start_server(dir: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tongdao"))
-        .args(["serve", "--config"])
-        .arg(dir.join("tongdao.toml"))
-        .current_dir(dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("the server exited before it listened")
-            .unwrap();
-        if let Some(url) = line.strip_prefix("tongdao listening on ") {
-            break url.trim().to_string();
-        }
-    };
-    // Keep draining so a late print never meets a closed pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, base)
-}
 
 fn config(sim: &SimHandle, system_id: &str, extra: &str) -> String {
     format!(
@@ -151,7 +122,7 @@ async fn kill_9_mid_fan_out_and_restart_totals_exact_no_duplicates() {
     let n = 20_000;
     let (key, service) = seed(&store, n).await;
 
-    let (mut server, base) = start_server(dir.path());
+    let (mut server, base) = common::start_server(dir.path());
     let response: Value = reqwest::Client::new()
         .post(format!("{base}/v1/services/{service}/push"))
         .bearer_auth(&key)
@@ -185,7 +156,7 @@ async fn kill_9_mid_fan_out_and_restart_totals_exact_no_duplicates() {
     );
     assert!(at_kill.queued < n, "{at_kill:?}");
 
-    let (mut server, _) = start_server(dir.path());
+    let (mut server, _) = common::start_server(dir.path());
     let (run, delivery) = wait_done(&store, run_id, Duration::from_secs(240)).await;
     server.kill().unwrap();
     server.wait().unwrap();
@@ -243,7 +214,7 @@ async fn three_replicas_on_postgres_fire_a_schedule_once() {
             ),
         )
         .unwrap();
-        servers.push(start_server(dir.path()));
+        servers.push(common::start_server(dir.path()));
     }
 
     // One cron schedule matching a second a few seconds from now (Asia/Shanghai).

@@ -12,9 +12,6 @@
 mod bulk;
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tongdao::billing::charges::{self, Scan};
@@ -26,31 +23,6 @@ use tongdao_smpp::sim::{Faults, Sim, SimConfig};
 
 const FIRST_NUMBER: i64 = 13_800_000_000;
 const PRICE_FEN: i64 = 10;
-
-fn start_server(dir: &Path) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tongdao"))
-        .args(["serve", "--config"])
-        .arg(dir.join("tongdao.toml"))
-        .current_dir(dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    loop {
-        let line = lines
-            .next()
-            .expect("the server exited before it listened")
-            .unwrap();
-        if line.starts_with("tongdao listening on") {
-            break;
-        }
-    }
-    // Keep draining so a late print never meets a closed pipe.
-    std::thread::spawn(move || for _ in lines {});
-    child
-}
 
 async fn count(store: &Store, sql: &str) -> i64 {
     let (n,): (i64,) = sqlx::query_as(sql).fetch_one(store.pool()).await.unwrap();
@@ -144,7 +116,7 @@ async fn kill_9_in_the_bulk_fast_path_each_mt_final_once_no_double_charge() {
         outbox::enqueue(&store, gate, message).await.unwrap();
     }
 
-    let mut server = start_server(dir.path());
+    let mut server = common::start_server(dir.path()).0;
     // Kill it hard while claims, submits and receipts are all in flight: a fifth
     // of the MTs past their submit, some receipts applied, the rest still claimed or
     // queued.
@@ -181,7 +153,7 @@ async fn kill_9_in_the_bulk_fast_path_each_mt_final_once_no_double_charge() {
         "the kill came too late to test anything ({at_kill} final, {claimed} claimed, {queued} queued)"
     );
 
-    let mut server = start_server(dir.path());
+    let mut server = common::start_server(dir.path()).0;
     common::wait_until(
         "every MT final after the restart",
         Duration::from_secs(120),

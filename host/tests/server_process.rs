@@ -5,34 +5,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use tongdao::config::{OperatorConfig, RelayConfig};
 use tongdao::relay::{Routes, outbox};
 use tongdao::store::Store;
 use tongdao_smpp::sim::{Sim, SimConfig, SimHandle};
-
-fn start_server(dir: &std::path::Path) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tongdao"))
-        .args(["serve", "--config"])
-        .arg(dir.join("tongdao.toml"))
-        .current_dir(dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Wait until it serves (migrations done, binds starting).
-    let stdout = child.stdout.take().unwrap();
-    for line in BufReader::new(stdout).lines() {
-        if line.unwrap().starts_with("tongdao listening on") {
-            break;
-        }
-    }
-    child
-}
 
 /// Write the server's configuration (two binds of window 20 to `sim`) and queue `n`
 /// MTs to distinct numbers in its store before it starts.
@@ -90,7 +69,7 @@ async fn queue_mts(dir: &std::path::Path, sim: &SimHandle, n: i64) -> (Store, i6
 
 /// Start the server again and wait until all `n` MTs are delivered; then stop it.
 async fn restart_until_delivered(dir: &std::path::Path, store: &Store, n: i64) {
-    let mut server = start_server(dir);
+    let mut server = common::start_server(dir).0;
     common::wait_until(
         "all delivered after the restart",
         Duration::from_secs(120),
@@ -112,7 +91,7 @@ async fn kill_9_mid_send_and_restart_loses_nothing() {
     .unwrap();
     let (store, n) = queue_mts(dir.path(), &sim, 5_000).await;
 
-    let mut server = start_server(dir.path());
+    let mut server = common::start_server(dir.path()).0;
     // Kill it hard once part of the batch is through.
     common::wait_until("500 delivered", Duration::from_secs(60), || async {
         common::count_messages(&store, "delivered").await >= 500
@@ -157,7 +136,7 @@ async fn item1_sigterm_mid_send_drains_and_restart_sends_each_mt_once() {
     .unwrap();
     let (store, n) = queue_mts(dir.path(), &sim, 5_000).await;
 
-    let mut server = start_server(dir.path());
+    let mut server = common::start_server(dir.path()).0;
     common::wait_until("500 delivered", Duration::from_secs(60), || async {
         common::count_messages(&store, "delivered").await >= 500
     })
@@ -218,7 +197,7 @@ async fn send_test_waits_for_the_receipt_and_reports_operator_ids() {
         ),
     )
     .unwrap();
-    let mut server = start_server(dir.path());
+    let mut server = common::start_server(dir.path()).0;
     let dir_path = dir.path().to_path_buf();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_tongdao"))

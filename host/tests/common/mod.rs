@@ -337,3 +337,32 @@ pub async fn assert_duplicates_are_marked(
     );
     duplicates
 }
+
+/// Start the real `tongdao serve` binary with `dir/tongdao.toml`, wait until it
+/// listens, and return the process and its API base URL. Its standard output keeps
+/// being drained, so a late print never meets a closed pipe.
+pub fn start_server(dir: &std::path::Path) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tongdao"))
+        .args(["serve", "--config"])
+        .arg(dir.join("tongdao.toml"))
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("the server exited before it listened")
+            .unwrap();
+        if let Some(url) = line.strip_prefix("tongdao listening on ") {
+            break url.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, base)
+}
