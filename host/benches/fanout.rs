@@ -6,7 +6,7 @@
 //! `getrusage`) per MT over the whole push. Ends with one summary line for scripts:
 //! `fanout: subscribers=… queued_s=… delivered_s=… peak_rss_mb=… cpu_ms_per_mt=…`.
 //!
-//! `cargo bench -p tongdao --bench fanout [-- N] [--queue-only] [--batch=N] [--postgres]` (`--queue-only`:
+//! `cargo bench -p tongdao --bench fanout [-- N] [--queue-only] [--batch=N] [--tps=N] [--postgres]` (`--queue-only`:
 //! no operator binds, so only the fan-out is measured; `--postgres`: on a fresh
 //! PostgreSQL database made beside `TONGDAO_TEST_DATABASE_URL`, as the tests do,
 //! dropped at the end).
@@ -122,7 +122,11 @@ async fn run(n: i64, queue_only: bool) {
         // Routes stay; with no binds nothing is sent.
         binds: if queue_only { 0 } else { 2 },
         window: 50,
-        tps: 0,
+        // `--tps=N`: an operator's submit rate limit per bind (0: none), so the
+        // simulator's owed receipts (in this process's memory) can be kept apart.
+        tps: std::env::args()
+            .find_map(|a| a.strip_prefix("--tps=").and_then(|n| n.parse().ok()))
+            .unwrap_or(0),
         prefixes: vec!["13".into()],
         source_addr: "10661234".into(),
         concat: ConcatMode::Udh,
