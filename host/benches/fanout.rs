@@ -22,10 +22,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tongdao::compliance::{Compliance, ComplianceConfig};
-use tongdao::config::{ConcatMode, OperatorConfig, RelayConfig, RuntimeConfig, ScheduleConfig};
-use tongdao::modules::Registry;
+use tongdao::config::{ConcatMode, OperatorConfig, RelayConfig, ScheduleConfig};
 use tongdao::relay::Relay;
-use tongdao::runtime::Runtime;
 use tongdao::schedule::{Scheduler, runs};
 use tongdao::store::Store;
 use tongdao_smpp::sim::{Sim, SimConfig};
@@ -89,16 +87,7 @@ async fn run(n: i64, queue_only: bool) {
 
     // Not timed: the partner, its module, an approved service, N subscribers.
     let seeded = Instant::now();
-    let (partner, _) = tongdao::partners::create(&store, "bench", "Bench")
-        .await
-        .unwrap();
-    let runtime = Arc::new(Runtime::new(RuntimeConfig::default(), None).unwrap());
-    let registry = Arc::new(Registry::new(store.clone(), runtime));
-    registry
-        .upload(&partner, tongdao::demo::HOROSCOPE, "bench")
-        .await
-        .unwrap();
-    let service = bulk::approved_service(&store, partner.id, "XZ", "horoscope").await;
+    let (registry, partner, service) = bulk::horoscope_tenant(&store).await;
     bulk::subscribers(&store, partner.id, service, 13_800_000_000, n).await;
     println!(
         "seeded {n} subscribers with active subscriptions and a sign in {:.1} s (not timed)",

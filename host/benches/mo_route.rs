@@ -26,12 +26,10 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tongdao::config::{RelayConfig, RuntimeConfig};
+use tongdao::config::RelayConfig;
 use tongdao::mo::DialogueConfig;
 use tongdao::mo::router::{self, RouterContext};
-use tongdao::modules::Registry;
 use tongdao::relay::Relay;
-use tongdao::runtime::Runtime;
 use tongdao::store::Store;
 use tongdao_smpp::sim::{Sim, SimConfig};
 
@@ -108,16 +106,7 @@ async fn run(n: i64, postgres: bool, send: bool) {
     store.migrate().await.unwrap();
 
     // Not timed: the partner, its module, an approved service, N subscribers.
-    let (partner, _) = tongdao::partners::create(&store, "bench", "Bench")
-        .await
-        .unwrap();
-    let runtime = Arc::new(Runtime::new(RuntimeConfig::default(), None).unwrap());
-    let registry = Arc::new(Registry::new(store.clone(), runtime));
-    registry
-        .upload(&partner, tongdao::demo::HOROSCOPE, "bench")
-        .await
-        .unwrap();
-    let service = bulk::approved_service(&store, partner.id, "XZ", "horoscope").await;
+    let (registry, partner, service) = bulk::horoscope_tenant(&store).await;
     let first = 13_800_000_000;
     let subscribers = n.min(10_000);
     bulk::subscribers(&store, partner.id, service, first, subscribers).await;

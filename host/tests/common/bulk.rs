@@ -7,6 +7,11 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::Arc;
+
+use tongdao::modules::Registry;
+use tongdao::partners::Partner;
+use tongdao::runtime::{Runtime, RuntimeConfig};
 use tongdao::services::{self, FeeType, ServiceTerms};
 use tongdao::store::{Backend, Store};
 
@@ -133,4 +138,21 @@ pub async fn subscribers(store: &Store, partner_id: i64, service_id: i64, first:
         }
         query.execute(store.pool()).await.unwrap();
     }
+}
+
+/// The benchmarks' tenant: partner `bench` with the embedded horoscope module
+/// uploaded (and so active) in a default runtime, and its approved free service
+/// `XZ`. Returns the registry, the partner and the service id.
+pub async fn horoscope_tenant(store: &Store) -> (Arc<Registry>, Partner, i64) {
+    let (partner, _) = tongdao::partners::create(store, "bench", "Bench")
+        .await
+        .unwrap();
+    let runtime = Arc::new(Runtime::new(RuntimeConfig::default(), None).unwrap());
+    let registry = Arc::new(Registry::new(store.clone(), runtime));
+    registry
+        .upload(&partner, tongdao::demo::HOROSCOPE, "bench")
+        .await
+        .unwrap();
+    let service = approved_service(store, partner.id, "XZ", "horoscope").await;
+    (registry, partner, service)
 }
