@@ -1,4 +1,4 @@
-//! The HTTP API (axum). Every route but `/healthz` needs `Authorization: Bearer
+//! The HTTP API (axum). Every route but `/healthz` and `/metrics` needs `Authorization: Bearer
 //! <key>`; errors are `{"error":{"code","message"}}` with the right status.
 
 mod auth;
@@ -8,12 +8,14 @@ mod error;
 mod extract;
 mod idempotency;
 mod messages;
+mod metrics;
 mod modules;
 mod notices;
 mod partners;
 mod schedules;
 mod services;
 mod settings;
+mod stats;
 
 use std::sync::Arc;
 
@@ -102,6 +104,8 @@ fn json_routes() -> Routes {
         // other routes take JSON like every route.
         .merge(modules::router())
         .merge(notices::router())
+        .merge(stats::router())
+        .merge(metrics::router())
 }
 
 /// Every path template the API serves (`/v1/services/{id}`, …), each once.

@@ -25,6 +25,7 @@ pub use crate::runtime::RuntimeConfig;
 pub use crate::schedule::ScheduleConfig;
 pub use crate::settlement::SettlementConfig;
 pub use crate::store::StoreConfig;
+pub use crate::telemetry::{LogConfig, LogFormat};
 
 /// The whole configuration, as read from file and environment.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -47,6 +48,8 @@ pub struct Config {
     pub compliance: ComplianceConfig,
     /// How far the partner's own figures are trusted.
     pub settlement: SettlementConfig,
+    /// Log lines: `format = "text" | "json"` (issue 15).
+    pub log: LogConfig,
     /// The operator links (SMPP 3.4 SMSCs). Empty: nothing is sent (with `serve
     /// --demo`, two operators on the built-in simulator).
     pub operators: Vec<OperatorConfig>,

@@ -157,14 +157,6 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,sqlx=warn,wasmtime=warn,cranelift=warn")
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -187,8 +179,10 @@ fn main() -> ExitCode {
 
 /// Read the configuration and fix the platform time zone (`[platform] time_zone`)
 /// for everything the command does: months, days, schedules and module clocks.
+/// Logging starts here, with the configuration's `[log] format`.
 fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
     let config = Config::load(path)?;
+    tongdao::telemetry::init_logging(&config.log);
     tongdao::clock::use_time_zone(&config.platform)?;
     Ok(config)
 }
@@ -246,6 +240,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             disconnect,
             drop_after_bind_ms,
         } => {
+            tongdao::telemetry::init_logging(&tongdao::config::LogConfig::default());
             tongdao::tools::smsc_sim(tongdao::tools::SimOptions {
                 listen,
                 http,

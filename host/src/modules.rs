@@ -448,11 +448,12 @@ impl Registry {
         request: &BulletinRequest,
     ) -> Result<CallOutcome<BulletinContent>, RegistryError> {
         let active = self.active(partner, name).await?;
+        let started = std::time::Instant::now();
         let outcome = self
             .runtime
             .bulletin(&active.loaded, self.scope(partner), request)
             .await;
-        self.record_outcome(partner, &active, "bulletin", &outcome)
+        self.record_outcome(partner, &active, (name, "bulletin", started.elapsed()), &outcome)
             .await?;
         Ok(outcome)
     }
@@ -465,11 +466,12 @@ impl Registry {
         message: &MoMessage,
     ) -> Result<CallOutcome<Option<String>>, RegistryError> {
         let active = self.active(partner, name).await?;
+        let started = std::time::Instant::now();
         let outcome = self
             .runtime
             .on_mo(&active.loaded, self.scope(partner), message)
             .await;
-        self.record_outcome(partner, &active, "on-mo", &outcome)
+        self.record_outcome(partner, &active, (name, "on-mo", started.elapsed()), &outcome)
             .await?;
         Ok(outcome)
     }
@@ -482,16 +484,18 @@ impl Registry {
         change: &SubscriptionChange,
     ) -> Result<CallOutcome<Option<String>>, RegistryError> {
         let active = self.active(partner, name).await?;
+        let started = std::time::Instant::now();
         let outcome = self
             .runtime
             .on_subscription(&active.loaded, self.scope(partner), change)
             .await;
+        let took = started.elapsed();
         let export = if change.joined {
             "on-subscribe"
         } else {
             "on-unsubscribe"
         };
-        self.record_outcome(partner, &active, export, &outcome)
+        self.record_outcome(partner, &active, (name, export, took), &outcome)
             .await?;
         Ok(outcome)
     }
@@ -543,9 +547,15 @@ impl Registry {
         &self,
         partner: &Partner,
         active: &ActiveVersion,
-        export: &str,
+        (module, export, took): (&str, &str, std::time::Duration),
         outcome: &CallOutcome<T>,
     ) -> Result<(), RegistryError> {
+        // Calls, latency and faults by kind for `/metrics` (issue 15 item 1).
+        let fault = match &outcome.result {
+            Err(error) if error.is_module_fault() => Some(CallErrorBody::from(error).kind),
+            _ => None,
+        };
+        crate::telemetry::module_call(&partner.name, module, export, took, fault);
         for line in &outcome.logs {
             tracing::info!(partner = %partner.name, module_version = active.version_id, export, level = line.level, "module log: {}", line.message);
         }

@@ -136,6 +136,10 @@ impl Platform {
         background.push(detectors::spawn(compliance.clone()));
         background.push(crate::billing::spawn(store.clone(), relay.clone()));
         background.push(crate::settlement::spawn(store.clone()));
+        // Statistics and the store-read gauges of `/metrics`.
+        background.push(crate::stats::spawn(store.clone(), relay.routes().clone()));
+        crate::telemetry::handle();
+        background.push(crate::telemetry::spawn_gauges(store.clone()));
         Ok(Self {
             store,
             registry,

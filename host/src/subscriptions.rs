@@ -151,6 +151,9 @@ pub async fn request(
         .fetch_optional(&mut *tx)
         .await?;
     }
+    if let Some(sub) = created.as_ref().filter(|s| s.status == "active") {
+        change_in(&mut tx, sub, "activated", now).await?;
+    }
     let requested = match created {
         Some(sub) if paid => Requested::Pending {
             subscription: sub,
@@ -249,8 +252,35 @@ pub async fn confirm(
     .bind(subscription_id)
     .fetch_optional(&mut *tx)
     .await?;
+    if let Some(sub) = &activated {
+        change_in(&mut tx, sub, "activated", now).await?;
+    }
     tx.commit().await?;
     Ok(activated)
+}
+
+/// Append an activation or cancellation to `subscription_changes` in the
+/// transaction of the change: the statistics roll-up counts new and cancelled
+/// subscriptions from it (R-2.8).
+async fn change_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    sub: &Subscription,
+    kind: &str,
+    at: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO subscription_changes (subscription_id, partner_id, service_id, msisdn, kind, at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(sub.id)
+    .bind(sub.partner_id)
+    .bind(sub.service_id)
+    .bind(&sub.msisdn)
+    .bind(kind)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Cancel subscriptions (active or pending) and withdraw their queued MTs. Returns
@@ -274,6 +304,9 @@ pub async fn cancel(
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else { continue };
+        if row.activated_at.is_some() {
+            change_in(&mut tx, &row, "cancelled", now).await?;
+        }
         // Everything of that service still waiting for this user is withdrawn:
         // pushes and module replies alike (host notices have no service_id).
         crate::relay::outbox::withdraw_in(

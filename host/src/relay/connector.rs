@@ -230,8 +230,10 @@ fn spawn_submit(
         .clone()
         .unwrap_or_else(|| operator.source_addr.clone());
     let concat = operator.concat;
+    let operator_name = operator.name.clone();
     submits.spawn(async move {
-        let result = submit_message(&shared, &client, &source, concat, &message).await;
+        let result =
+            submit_message(&shared, &client, &operator_name, &source, concat, &message).await;
         shared.outcomes.push(message, result);
     });
 }
@@ -402,6 +404,7 @@ async fn store_together(
 async fn submit_message(
     shared: &RelayShared,
     client: &Client,
+    operator: &str,
     source: &str,
     concat: ConcatMode,
     message: &Claimed,
@@ -440,7 +443,19 @@ async fn submit_message(
             continue;
         }
         let request = SubmitRequest::new(source, &message.recipient, segment);
-        match client.submit(&request).await {
+        // Window in use, submit latency and throttling (issue 15 item 1).
+        let timer = crate::telemetry::SubmitTimer::start(operator);
+        let submitted = client.submit(&request).await;
+        match &submitted {
+            Ok(outcome) => timer.throttled(u64::from(outcome.attempts.saturating_sub(1))),
+            Err(SubmitError::Rejected {
+                class: StatusClass::Throttled,
+                ..
+            }) => timer.throttled(1),
+            Err(_) => {}
+        }
+        drop(timer);
+        match submitted {
             Ok(outcome) => accepted.push((seq, outcome.message_id)),
             Err(error) => {
                 return SubmitResult::Failed {

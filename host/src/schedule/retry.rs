@@ -93,7 +93,8 @@ pub(super) async fn bulletin_failed(
     // The run fails and the partner is told in one transaction: whoever sees
     // the run failed can read the notice.
     let mut tx = store.begin_write().await?;
-    if runs::finish_on(&mut tx, run.id, owner, "failed", Some(&reason)).await? {
+    let finished = runs::finish_on(&mut tx, run.id, owner, "failed", Some(&reason)).await?;
+    if finished {
         let subject = format!(
             "push run {} for {} was not sent: its bulletin failed",
             run.id, run.push_date
@@ -111,5 +112,8 @@ pub(super) async fn bulletin_failed(
         .await?;
     }
     tx.commit().await?;
+    if finished {
+        crate::telemetry::push_run(false, "failed");
+    }
     Ok(())
 }

@@ -234,6 +234,9 @@ pub async fn claim(
     .fetch_optional(&mut *tx)
     .await?;
     tx.commit().await?;
+    if run.as_ref().is_some_and(|r| r.attempts == 1) {
+        crate::telemetry::push_run(true, "running");
+    }
     Ok(run)
 }
 
@@ -329,7 +332,11 @@ pub async fn finish(
     reason: Option<&str>,
 ) -> Result<bool, ScheduleError> {
     let mut conn = store.pool().acquire().await?;
-    finish_on(&mut conn, id, owner, status, reason).await
+    let finished = finish_on(&mut conn, id, owner, status, reason).await?;
+    if finished {
+        crate::telemetry::push_run(false, status);
+    }
+    Ok(finished)
 }
 
 /// [`finish`] on a connection or inside a transaction (`&mut *tx`), so what else

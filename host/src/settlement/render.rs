@@ -55,7 +55,14 @@ pub fn render(statement: &Statement, format: Format) -> String {
 pub fn json(statement: &Statement) -> String {
     let mut out = serde_json::to_string_pretty(statement).unwrap_or_default();
     out.push('\n');
-    out
+    // The statistics the statement was computed from (issue 15: MT and MO per operator).
+    out.replacen('{', &format!("{{\n  \"statistics\": \"{}\",", statistics_url(statement)), 1)
+}
+
+/// `GET /v1/stats` of the statement's month per operator: the MT and MO counts
+/// behind its imbalance fee, and the revenue behind its lines.
+pub fn statistics_url(s: &Statement) -> String {
+    format!("/v1/stats?granularity=month&from={m}&to={m}", m = s.month)
 }
 
 /// The steps of one operator's computation: (label, rule, fen).
@@ -369,6 +376,7 @@ pub fn html(s: &Statement) -> String {
             "final"
         }
     );
+    let _ = writeln!(h, "<p>Statistics: <a href=\"{0}\">{0}</a></p>", esc(&statistics_url(s)));
     let _ = writeln!(
         h,
         "<p>Terms from {}: T1 {}, T2 {}, tier mode {}, tax {}, discrepancy threshold {}, payment within {} working days.</p>",

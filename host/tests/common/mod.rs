@@ -290,7 +290,7 @@ impl Audience {
 }
 
 /// How often [`wait_until`] looks again.
-const POLL: Duration = Duration::from_millis(20);
+pub const POLL: Duration = Duration::from_millis(20);
 
 /// Wait until `check` holds, looking every [`POLL`]; panics naming `what` after
 /// `timeout`. For states only: a test never waits for time itself.

@@ -305,15 +305,25 @@ pub async fn sweep(store: &Store) -> Result<(u64, u64), OutboxError> {
     .execute(store.pool())
     .await?
     .rows_affected();
-    let expired = sqlx::query(
+    // Each expiry gets its history event in the same transaction (the statistics
+    // count final states from the events).
+    let mut tx = store.begin_write().await?;
+    let expired: Vec<(i64, Option<String>)> = sqlx::query_as(
         "UPDATE messages SET status = 'expired', done_at = $1, updated_at = $1,
             failure_reason = COALESCE(failure_reason, 'validity period ended before it could be sent')
-         WHERE status = 'queued' AND expires_at < $1",
+         WHERE status = 'queued' AND expires_at < $1
+         RETURNING id, failure_reason",
     )
     .bind(now)
-    .execute(store.pool())
-    .await?
-    .rows_affected();
+    .fetch_all(&mut *tx)
+    .await?;
+    let events: Vec<(i64, &str, Option<String>)> = expired
+        .into_iter()
+        .map(|(id, reason)| (id, "expired", reason))
+        .collect();
+    events_bulk(&mut tx, &events, now).await?;
+    tx.commit().await?;
+    let expired = u64::try_from(events.len()).unwrap_or(u64::MAX);
     Ok((recovered, expired))
 }
 

@@ -72,17 +72,29 @@ pub async fn withdraw_in(
     reason: &str,
     now: i64,
 ) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query(
+    let withdrawn: Vec<(i64,)> = sqlx::query_as(
         "UPDATE messages SET status = 'cancelled', failure_reason = $4, done_at = $1, updated_at = $1
-         WHERE service_id = $2 AND recipient = $3 AND status IN ('queued', 'held')",
+         WHERE service_id = $2 AND recipient = $3 AND status IN ('queued', 'held')
+         RETURNING id",
     )
     .bind(now)
     .bind(service_id)
     .bind(recipient)
     .bind(reason)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected())
+    .fetch_all(&mut **tx)
+    .await?;
+    // Each withdrawal is in the history (the statistics count it from there).
+    for (id,) in &withdrawn {
+        sqlx::query(
+            "INSERT INTO message_events (message_id, status, detail, at) VALUES ($1, 'cancelled', $2, $3)",
+        )
+        .bind(id)
+        .bind(reason)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(u64::try_from(withdrawn.len()).unwrap_or(u64::MAX))
 }
 
 /// What was still waiting to leave for `partner_id` never will (its agreement

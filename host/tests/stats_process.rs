@@ -1,0 +1,570 @@
+//! Issue 15: statistics and metrics of a real `tongdao serve`, on SQLite and
+//! PostgreSQL (when `TONGDAO_TEST_DATABASE_URL` is set).
+//!
+//! - item 2 (R-2.8, R-3.1): after a mixed scenario (undeliverable receipts, refused
+//!   submits, a `kill -9` in the middle of a push and a restart, MOs, subscriptions
+//!   made and cancelled, complaints, charges) `GET /v1/stats` equals the records
+//!   exactly, per service and operator, by hour, day and month, as JSON and CSV.
+//! - item 1: `/metrics` parses with a Prometheus text parser and its MT counters
+//!   equal the records after a run.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "common/bulk.rs"]
+mod bulk;
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tongdao::partners;
+use tongdao::schedule::runs;
+use tongdao::services::FeeType;
+use tongdao::store::Store;
+use tongdao_smpp::sim::{Faults, Sim, SimConfig, SimHandle};
+
+const ADMIN_KEY: &str = "stats-process-admin-key";
+const FIRST_NUMBER: i64 = 13_900_000_000;
+
+fn config(sim: &SimHandle, store_url: &str) -> String {
+    format!(
+        "[http]\nlisten = \"127.0.0.1:0\"\n[admin]\nkey = \"{ADMIN_KEY}\"\n\
+         [store]\nurl = \"{store_url}\"\n\
+         [relay]\nlease_secs = 2\nretry_initial_ms = 100\nretry_max_ms = 1000\n\
+         [compliance]\nquiet_hours = \"\"\n\
+         [schedule]\ntick_ms = 100\nbatch = 100\nlease_secs = 2\n\
+         [log]\nformat = \"json\"\n\
+         [[operators]]\nname = \"mobile\"\naddress = \"{}\"\nsystem_id = \"st\"\npassword = \"pw\"\n\
+         binds = 2\nwindow = 20\nprefixes = [\"13\"]\nsource_addr = \"10661234\"\n",
+        sim.local_addr()
+    )
+}
+
+/// A fresh store for a server process: a SQLite file in `dir`, or a database of
+/// its own on the test PostgreSQL server. `None` when PostgreSQL is not configured.
+async fn fresh_store(dir: &std::path::Path, postgres: bool) -> Option<(Store, String)> {
+    let url = if postgres {
+        let Ok(base) = std::env::var("TONGDAO_TEST_DATABASE_URL") else {
+            common::skip("the PostgreSQL half: TONGDAO_TEST_DATABASE_URL is not set");
+            return None;
+        };
+        let name = format!("tongdao_stats_{:08x}", rand::random::<u32>());
+        let admin = Store::connect(&base, 1).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(admin.pool())
+            .await
+            .unwrap();
+        admin.close().await;
+        format!("{}/{name}", base.rsplit_once('/').unwrap().0)
+    } else {
+        format!(
+            "sqlite://{}",
+            dir.join("tongdao-data/tongdao.db").display()
+        )
+    };
+    let store = Store::connect(&url, 2).await.unwrap();
+    store.migrate().await.unwrap();
+    Some((store, url))
+}
+
+/// The figures of one (service, operator), from the records or from the API.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Figures {
+    mt_queued: i64,
+    mt_delivered: i64,
+    mt_failed: i64,
+    failed_by_reason: BTreeMap<String, i64>,
+    mo: i64,
+    subscriptions_new: i64,
+    subscriptions_cancelled: i64,
+    revenue_fen: i64,
+    charges: i64,
+    complaints: i64,
+}
+
+type ByKey = BTreeMap<(String, String), Figures>;
+
+fn entry<'a>(map: &'a mut ByKey, service: Option<String>, operator: &str) -> &'a mut Figures {
+    map.entry((service.unwrap_or_default(), operator.to_string()))
+        .or_default()
+}
+
+/// What the records say, for `partner_id`, per service code and operator.
+async fn records(store: &Store, partner_id: i64) -> ByKey {
+    let mut out = ByKey::new();
+    let mts: Vec<(Option<String>, String, String, Option<String>)> = sqlx::query_as(
+        "SELECT s.code, m.operator, m.status, m.failure_reason FROM messages m
+         LEFT JOIN services s ON s.id = m.service_id WHERE m.partner_id = $1 AND m.is_test = 0",
+    )
+    .bind(partner_id)
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    for (code, operator, status, reason) in mts {
+        let f = entry(&mut out, code, &operator);
+        f.mt_queued += 1;
+        match status.as_str() {
+            "delivered" => f.mt_delivered += 1,
+            "failed" | "expired" | "cancelled" => {
+                f.mt_failed += 1;
+                *f.failed_by_reason
+                    .entry(tongdao::stats::rollup::reason_code(&status, reason.as_deref()))
+                    .or_default() += 1;
+            }
+            _ => {}
+        }
+    }
+    let mos: Vec<(String, String)> = sqlx::query_as(
+        "SELECT s.code, mo.operator FROM mo_messages mo JOIN services s ON s.id = mo.service_id
+         WHERE s.partner_id = $1",
+    )
+    .bind(partner_id)
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    for (code, operator) in mos {
+        entry(&mut out, Some(code), &operator).mo += 1;
+    }
+    let charges: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT service, operator, amount_fen FROM charge_events WHERE partner_id = $1",
+    )
+    .bind(partner_id)
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    for (code, operator, amount) in charges {
+        let f = entry(&mut out, Some(code), &operator);
+        f.revenue_fen += amount;
+        f.charges += 1;
+    }
+    let complaints: Vec<(String,)> = sqlx::query_as(
+        "SELECT s.code FROM complaints c JOIN services s ON s.id = c.service_id WHERE c.partner_id = $1",
+    )
+    .bind(partner_id)
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    for (code,) in complaints {
+        entry(&mut out, Some(code), "mobile").complaints += 1;
+    }
+    // Subscriptions made and ended through the platform (the bulk-loaded audience
+    // of the push was written straight into the table, before the test).
+    let subs: Vec<(String, Option<i64>, String)> = sqlx::query_as(
+        "SELECT s.code, sub.activated_at, sub.status FROM subscriptions sub
+         JOIN services s ON s.id = sub.service_id WHERE sub.partner_id = $1 AND sub.source = 'api'",
+    )
+    .bind(partner_id)
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    for (code, activated, status) in subs {
+        let f = entry(&mut out, Some(code), "mobile");
+        if activated.is_some() {
+            f.subscriptions_new += 1;
+            if status == "cancelled" {
+                f.subscriptions_cancelled += 1;
+            }
+        }
+    }
+    out
+}
+
+/// What `GET /v1/stats` says at `granularity` over this month, summed per service
+/// and operator (every page).
+async fn api_stats(base: &str, granularity: &str) -> ByKey {
+    let http = reqwest::Client::new();
+    let month = tongdao::clock::month_key(tongdao::store::now_ms());
+    let mut out = ByKey::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut url = format!(
+            "{base}/v1/stats?partner=stars&granularity={granularity}&from={month}&to={month}&limit=7"
+        );
+        if let Some(a) = &after {
+            url.push_str(&format!("&after={a}"));
+        }
+        let page: Value = http
+            .get(url)
+            .bearer_auth(ADMIN_KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for row in page["items"].as_array().unwrap() {
+            let f = entry(
+                &mut out,
+                row["service"].as_str().map(str::to_string),
+                row["operator"].as_str().unwrap_or(""),
+            );
+            let n = |k: &str| row[k].as_i64().unwrap();
+            f.mt_queued += n("mt_queued");
+            f.mt_delivered += n("mt_delivered");
+            f.mt_failed += n("mt_failed");
+            for (reason, count) in row["failed_by_reason"].as_object().unwrap() {
+                *f.failed_by_reason.entry(reason.clone()).or_default() += count.as_i64().unwrap();
+            }
+            f.mo += n("mo");
+            f.subscriptions_new += n("subscriptions_new");
+            f.subscriptions_cancelled += n("subscriptions_cancelled");
+            f.revenue_fen += n("revenue_fen");
+            f.charges += n("charges");
+            f.complaints += n("complaints");
+        }
+        match page["next"].as_str() {
+            Some(next) => after = Some(next.to_string()),
+            None => break,
+        }
+    }
+    out
+}
+
+/// The CSV export's `mt_queued`, `mt_delivered` and `mt_failed`, summed.
+async fn csv_totals(base: &str) -> (i64, i64, i64) {
+    let month = tongdao::clock::month_key(tongdao::store::now_ms());
+    let text = reqwest::Client::new()
+        .get(format!(
+            "{base}/v1/stats?partner=stars&granularity=month&from={month}&to={month}"
+        ))
+        .header("accept", "text/csv")
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (q, d, f) = (col("mt_queued"), col("mt_delivered"), col("mt_failed"));
+    let mut totals = (0, 0, 0);
+    for line in lines {
+        let cells: Vec<&str> = line.split(',').collect();
+        totals.0 += cells[q].parse::<i64>().unwrap();
+        totals.1 += cells[d].parse::<i64>().unwrap();
+        totals.2 += cells[f].parse::<i64>().unwrap();
+    }
+    totals
+}
+
+/// Every MT of the partner final (nothing queued, in flight or held).
+async fn all_final(store: &Store) -> bool {
+    common::count_where(
+        store,
+        "status NOT IN ('delivered', 'failed', 'expired', 'cancelled')",
+    )
+    .await
+        == 0
+}
+
+async fn post(base: &str, key: &str, path: &str, body: Value) -> Value {
+    let response = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert!(status.is_success(), "POST {path}: {status} {body}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item2_statistics_equal_the_records_after_failures_and_a_kill_9() {
+    for postgres in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let Some((store, url)) = fresh_store(dir.path(), postgres).await else {
+            continue;
+        };
+        let backend = if postgres { "postgres" } else { "sqlite" };
+        scenario(dir.path(), &store, &url, backend).await;
+        store.close().await;
+    }
+}
+
+async fn scenario(dir: &std::path::Path, store: &Store, url: &str, backend: &str) {
+    let sim = Sim::start(SimConfig {
+        dlr_delay: Duration::from_millis(5),
+        faults: Faults {
+            undeliverable: 0.1,
+            reject: 0.05,
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    std::fs::write(dir.join("tongdao.toml"), config(&sim, url)).unwrap();
+    let n = 3_000;
+    let (partner, key) = partners::create(store, "stars", "Stars").await.unwrap();
+    common::registry(store)
+        .upload(&partner, &common::guest("horoscope"), "test")
+        .await
+        .unwrap();
+    // A paid per-message push service (revenue from receipts) and a free one that
+    // users join and leave through the API.
+    let paid = bulk::approved_service_with(
+        store,
+        partner.id,
+        "XZ",
+        "horoscope",
+        FeeType::PerMessage,
+        10,
+        None,
+    )
+    .await;
+    let free = bulk::approved_service(store, partner.id, "XH", "horoscope").await;
+    bulk::subscribers(store, partner.id, paid, FIRST_NUMBER, n).await;
+
+    let (mut server, base) = common::start_server(dir);
+    let run_id = post(&base, &key.key, &format!("/v1/services/{paid}/push"), json!({})).await["id"]
+        .as_i64()
+        .unwrap();
+    // Kill it hard in the middle of the fan-out, with receipts being applied.
+    let started = Instant::now();
+    loop {
+        let run = runs::get(store, run_id).await.unwrap();
+        if run.queued >= 1_000 && common::count_messages(store, "delivered").await > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the fan-out did not start: {run:?}"
+        );
+        tokio::time::sleep(common::POLL).await;
+    }
+    server.kill().unwrap(); // SIGKILL
+    server.wait().unwrap();
+    let at_kill = runs::get(store, run_id).await.unwrap();
+    let delivered_at_kill = common::count_messages(store, "delivered").await;
+
+    let (mut server, base) = common::start_server(dir);
+    // Subscriptions through the API: 12 join the free service, 5 of them leave.
+    let mut joined = Vec::new();
+    for i in 0..12 {
+        let body = post(
+            &base,
+            &key.key,
+            &format!("/v1/services/{free}/subscriptions"),
+            json!({ "msisdn": format!("1370000{i:04}") }),
+        )
+        .await;
+        joined.push(body["subscription"]["id"].as_i64().unwrap());
+    }
+    for id in &joined[..5] {
+        let response = reqwest::Client::new()
+            .delete(format!("{base}/v1/subscriptions/{id}"))
+            .bearer_auth(&key.key)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+    // MOs to the paid service's number, and complaints.
+    for i in 0..20 {
+        sim.send_mo(&bulk::number(FIRST_NUMBER, i), "1066123401", "hello")
+            .unwrap();
+    }
+    for i in 0..3 {
+        post(
+            &base,
+            ADMIN_KEY,
+            "/v1/admin/complaints",
+            json!({"partner": "stars", "service_id": paid, "msisdn": bulk::number(FIRST_NUMBER, i), "cause": "content"}),
+        )
+        .await;
+    }
+    // The push finishes after the restart; every MT ends.
+    common::wait_until("every MT final", Duration::from_secs(240), || async {
+        let run = runs::get(store, run_id).await.unwrap();
+        runs::FINAL.contains(&run.status.as_str()) && all_final(store).await
+    })
+    .await;
+    common::wait_until("every MO routed", Duration::from_secs(60), || async {
+        let (waiting,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM mo_messages WHERE status IN ('received', 'routing')",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        waiting == 0
+    })
+    .await;
+    post(&base, ADMIN_KEY, "/v1/admin/billing/charge-pass?scan=full", json!({})).await;
+
+    let want = records(store, partner.id).await;
+    let total = |k: &ByKey, f: fn(&Figures) -> i64| k.values().map(f).sum::<i64>();
+    assert!(total(&want, |f| f.mt_queued) >= n, "{want:?}");
+    assert!(total(&want, |f| f.mt_failed) > 0, "failures in the scenario");
+    assert!(total(&want, |f| f.mo) >= 20, "{want:?}");
+    assert!(total(&want, |f| f.revenue_fen) > 0, "{want:?}");
+    assert_eq!(total(&want, |f| f.subscriptions_new), 12);
+    assert_eq!(total(&want, |f| f.subscriptions_cancelled), 5);
+    assert_eq!(total(&want, |f| f.complaints), 3);
+    // The roll-up catches up within seconds; then every granularity equals the
+    // records exactly.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut got = api_stats(&base, "day").await;
+    while got != want && Instant::now() < deadline {
+        tokio::time::sleep(common::POLL).await;
+        got = api_stats(&base, "day").await;
+    }
+    assert_eq!(got, want, "{backend}: daily statistics against the records");
+    assert_eq!(api_stats(&base, "hour").await, want, "{backend}: hourly");
+    assert_eq!(api_stats(&base, "month").await, want, "{backend}: monthly");
+    let csv = csv_totals(&base).await;
+    assert_eq!(
+        csv,
+        (
+            total(&want, |f| f.mt_queued),
+            total(&want, |f| f.mt_delivered),
+            total(&want, |f| f.mt_failed)
+        ),
+        "{backend}: CSV"
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+    eprintln!(
+        "{backend}: kill -9 at {} of {n} queued, {delivered_at_kill} delivered; after the restart the \
+         statistics equal the records: {:?}",
+        at_kill.queued,
+        want.iter()
+            .map(|(k, f)| (k, f.mt_queued, f.mt_delivered, f.mt_failed, f.mo, f.revenue_fen))
+            .collect::<Vec<_>>()
+    );
+    sim.shutdown();
+}
+
+/// Every MT of the platform.
+async fn count_all(store: &Store) -> i64 {
+    common::count_where(store, "is_test = 0 AND partner_id IS NOT NULL").await
+}
+
+/// The value of every sample of `name`, summed over its labels.
+fn metric_sum(scrape: &prometheus_parse::Scrape, name: &str) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+async fn scrape(base: &str) -> prometheus_parse::Scrape {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item1_metrics_parse_and_mt_counters_equal_the_records() {
+    for postgres in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let Some((store, url)) = fresh_store(dir.path(), postgres).await else {
+            continue;
+        };
+        let sim = Sim::start(SimConfig {
+            dlr_delay: Duration::from_millis(5),
+            faults: Faults {
+                undeliverable: 0.1,
+                ..Faults::default()
+            },
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        std::fs::write(dir.path().join("tongdao.toml"), config(&sim, &url)).unwrap();
+        let (partner, key) = partners::create(&store, "stars", "Stars").await.unwrap();
+        common::registry(&store)
+            .upload(&partner, &common::guest("horoscope"), "test")
+            .await
+            .unwrap();
+        let service = bulk::approved_service(&store, partner.id, "XZ", "horoscope").await;
+        let n = 400;
+        bulk::subscribers(&store, partner.id, service, FIRST_NUMBER, n).await;
+        let (mut server, base) = common::start_server(dir.path());
+        let run_id = post(&base, &key.key, &format!("/v1/services/{service}/push"), json!({}))
+            .await["id"]
+            .as_i64()
+            .unwrap();
+        common::wait_until("the push final", Duration::from_secs(120), || async {
+            let run = runs::get(&store, run_id).await.unwrap();
+            runs::FINAL.contains(&run.status.as_str()) && all_final(&store).await
+        })
+        .await;
+        let count = |status: &'static str| {
+            let store = store.clone();
+            async move { common::count_messages(&store, status).await }
+        };
+        #[allow(clippy::cast_precision_loss)]
+        let want = (
+            count_all(&store).await as f64,
+            count("delivered").await as f64,
+            count("failed").await as f64,
+        );
+        assert!(want.2 > 0.0, "some receipts said UNDELIV");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = scrape(&base).await;
+        loop {
+            let got = (
+                metric_sum(&last, "tongdao_mt_queued_total"),
+                metric_sum(&last, "tongdao_mt_delivered_total"),
+                metric_sum(&last, "tongdao_mt_failed_total"),
+            );
+            if got == want {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "MT counters {got:?}, records {want:?}"
+            );
+            tokio::time::sleep(common::POLL).await;
+            last = scrape(&base).await;
+        }
+        // The other families are there, with bounded labels.
+        for name in [
+            "tongdao_binds_up",
+            "tongdao_mt_sent_total",
+            "tongdao_submit_latency_seconds_count",
+            "tongdao_module_calls_total",
+            "tongdao_module_call_seconds_count",
+            "tongdao_push_runs_started_total",
+            "tongdao_push_runs_finished_total",
+            "tongdao_queue_depth",
+            "tongdao_db_probe_seconds",
+        ] {
+            assert!(
+                last.samples.iter().any(|s| s.metric == name),
+                "{name} missing from /metrics"
+            );
+        }
+        assert_eq!(metric_sum(&last, "tongdao_binds_up"), 2.0);
+        for sample in &last.samples {
+            for (label, value) in sample.labels.iter() {
+                assert!(
+                    !(value.len() >= 11 && value.bytes().all(|b| b.is_ascii_digit())),
+                    "{}: label {label} carries a number: {value}",
+                    sample.metric
+                );
+            }
+        }
+        server.kill().unwrap();
+        server.wait().unwrap();
+        sim.shutdown();
+        store.close().await;
+    }
+}
