@@ -320,13 +320,25 @@ async fn tick_loop(inner: Arc<Inner>) {
                         .runs
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .spawn(async move {
-                            let id = run.id;
-                            if let Err(e) = drive(&task_inner, run).await {
-                                tracing::error!(run = id, error = %e, "push run stopped; it resumes when its claim runs out");
-                            }
-                            // A slot is free: look for more work at once.
-                            task_inner.wake.notify_one();
+                        .spawn({
+                            // Every log line of the run carries its ids (issue 15).
+                            let span = tracing::info_span!(
+                                "push_run",
+                                run = run.id,
+                                partner = run.partner_id,
+                                service = run.service_id
+                            );
+                            tracing::Instrument::instrument(
+                                async move {
+                                    let id = run.id;
+                                    if let Err(e) = drive(&task_inner, run).await {
+                                        tracing::error!(run = id, error = %e, "push run stopped; it resumes when its claim runs out");
+                                    }
+                                    // A slot is free: look for more work at once.
+                                    task_inner.wake.notify_one();
+                                },
+                                span,
+                            )
                         });
                 }
                 Ok(None) => break,

@@ -431,6 +431,8 @@ enum Who {
 /// is added without a line here.
 const ROUTES: &[(&str, &str, Who)] = &[
     ("/healthz", "GET", Who::Nobody),
+    ("/metrics", "GET", Who::Nobody),
+    ("/v1/stats", "GET", Who::Partner),
     ("/v1/partners", "POST* GET", Who::Admin),
     ("/v1/partners/{name}/keys", "POST?", Who::Admin),
     ("/v1/content/{collection}", "POST* GET", Who::Partner),
@@ -746,6 +748,7 @@ async fn item7_admin_lists_take_partner() {
         "/v1/admin/billing/alerts",
         "/v1/admin/discrepancies",
         "/v1/content/jokes",
+        "/v1/stats",
     ] {
         let sep = if list.contains('?') { '&' } else { '?' };
         let (status, body) = server

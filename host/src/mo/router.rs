@@ -159,7 +159,11 @@ async fn route_number(
 ) -> Result<usize, StoreError> {
     let mut routed = 0;
     for Claimed { mo, reclaimed } in group {
-        let outcome = match route_one(ctx, &mo, live, reclaimed).await {
+        // Every log line of routing this MO carries its id (issue 15).
+        let span = tracing::info_span!("mo", mo = mo.id, operator = %mo.operator);
+        let routed_one =
+            tracing::Instrument::instrument(route_one(ctx, &mo, live, reclaimed), span).await;
+        let outcome = match routed_one {
             Ok(outcome) => outcome,
             Err(e) => {
                 // The lease runs out and another round tries again; this number's

@@ -231,11 +231,16 @@ fn spawn_submit(
         .unwrap_or_else(|| operator.source_addr.clone());
     let concat = operator.concat;
     let operator_name = operator.name.clone();
-    submits.spawn(async move {
-        let result =
-            submit_message(&shared, &client, &operator_name, &source, concat, &message).await;
-        shared.outcomes.push(message, result);
-    });
+    // At debug level: a span per MT costs on the hot path when enabled.
+    let span = tracing::debug_span!("submit", message = message.id, operator = %operator_name);
+    submits.spawn(tracing::Instrument::instrument(
+        async move {
+            let result =
+                submit_message(&shared, &client, &operator_name, &source, concat, &message).await;
+            shared.outcomes.push(message, result);
+        },
+        span,
+    ));
 }
 
 /// The relay's writer queue: submit outcomes, pushed by every bind's submit
