@@ -139,7 +139,10 @@ impl Platform {
         // Statistics and the store-read gauges of `/metrics`.
         background.push(crate::stats::spawn(store.clone(), relay.routes().clone()));
         crate::telemetry::handle();
-        background.push(crate::telemetry::spawn_gauges(store.clone()));
+        background.push(crate::telemetry::spawn_gauges(
+            store.clone(),
+            relay.routes().operators(),
+        ));
         Ok(Self {
             store,
             registry,

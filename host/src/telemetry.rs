@@ -202,9 +202,10 @@ const GAUGES_EVERY: Duration = Duration::from_secs(5);
 /// The periodic gauges: queue depth and the oldest queued MT's age per operator (one
 /// grouped read of the `messages_ready` index), and a timed store probe; also the
 /// recorder's upkeep.
-pub fn spawn_gauges(store: Store) -> tokio::task::JoinHandle<()> {
+/// `operators` (the configured ones) show 0 while nothing is queued for them.
+pub fn spawn_gauges(store: Store, operators: Vec<String>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut operators: Vec<String> = Vec::new();
+        let mut operators = operators;
         loop {
             if let Some(h) = handle() {
                 h.run_upkeep();
@@ -232,7 +233,11 @@ pub fn spawn_gauges(store: Store) -> tokio::task::JoinHandle<()> {
                             .set(0.0);
                     }
                 }
-                operators = rows.iter().map(|(o, _, _)| o.clone()).collect();
+                for (o, _, _) in &rows {
+                    if !operators.contains(o) {
+                        operators.push(o.clone());
+                    }
+                }
                 for (op, depth, oldest) in rows {
                     #[allow(clippy::cast_precision_loss)]
                     let age = oldest.map_or(0.0, |o| (now - o).max(0) as f64 / 1000.0);
