@@ -453,8 +453,13 @@ impl Registry {
             .runtime
             .bulletin(&active.loaded, self.scope(partner), request)
             .await;
-        self.record_outcome(partner, &active, (name, "bulletin", started.elapsed()), &outcome)
-            .await?;
+        self.record_outcome(
+            partner,
+            &active,
+            (name, "bulletin", started.elapsed()),
+            &outcome,
+        )
+        .await?;
         Ok(outcome)
     }
 
@@ -471,8 +476,13 @@ impl Registry {
             .runtime
             .on_mo(&active.loaded, self.scope(partner), message)
             .await;
-        self.record_outcome(partner, &active, (name, "on-mo", started.elapsed()), &outcome)
-            .await?;
+        self.record_outcome(
+            partner,
+            &active,
+            (name, "on-mo", started.elapsed()),
+            &outcome,
+        )
+        .await?;
         Ok(outcome)
     }
 

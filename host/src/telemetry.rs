@@ -242,7 +242,8 @@ pub fn spawn_gauges(store: Store, operators: Vec<String>) -> tokio::task::JoinHa
                     #[allow(clippy::cast_precision_loss)]
                     let age = oldest.map_or(0.0, |o| (now - o).max(0) as f64 / 1000.0);
                     #[allow(clippy::cast_precision_loss)]
-                    metrics::gauge!("tongdao_queue_depth", "operator" => op.clone()).set(depth as f64);
+                    metrics::gauge!("tongdao_queue_depth", "operator" => op.clone())
+                        .set(depth as f64);
                     metrics::gauge!("tongdao_queue_oldest_age_seconds", "operator" => op).set(age);
                 }
             }

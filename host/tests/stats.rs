@@ -42,7 +42,11 @@ async fn history(store: &Store, partner_id: i64, n: i64) {
             ("m.status", "m.failure_reason")
         } else {
             (
-                if status == "queued" { "'queued'" } else { "'submitted'" },
+                if status == "queued" {
+                    "'queued'"
+                } else {
+                    "'submitted'"
+                },
                 "NULL",
             )
         };

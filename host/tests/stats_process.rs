@@ -58,10 +58,7 @@ async fn fresh_store(dir: &std::path::Path, postgres: bool) -> Option<(Store, St
         admin.close().await;
         format!("{}/{name}", base.rsplit_once('/').unwrap().0)
     } else {
-        format!(
-            "sqlite://{}",
-            dir.join("tongdao-data/tongdao.db").display()
-        )
+        format!("sqlite://{}", dir.join("tongdao-data/tongdao.db").display())
     };
     let store = Store::connect(&url, 2).await.unwrap();
     store.migrate().await.unwrap();
@@ -109,7 +106,10 @@ async fn records(store: &Store, partner_id: i64) -> ByKey {
             "failed" | "expired" | "cancelled" => {
                 f.mt_failed += 1;
                 *f.failed_by_reason
-                    .entry(tongdao::stats::rollup::reason_code(&status, reason.as_deref()))
+                    .entry(tongdao::stats::rollup::reason_code(
+                        &status,
+                        reason.as_deref(),
+                    ))
                     .or_default() += 1;
             }
             _ => {}
@@ -322,7 +322,13 @@ async fn scenario(dir: &std::path::Path, store: &Store, url: &str, backend: &str
     bulk::subscribers(store, partner.id, paid, FIRST_NUMBER, n).await;
 
     let (mut server, base) = common::start_server(dir);
-    let run_id = post(&base, &key.key, &format!("/v1/services/{paid}/push"), json!({})).await["id"]
+    let run_id = post(
+        &base,
+        &key.key,
+        &format!("/v1/services/{paid}/push"),
+        json!({}),
+    )
+    .await["id"]
         .as_i64()
         .unwrap();
     // Kill it hard in the middle of the fan-out, with receipts being applied.
@@ -395,12 +401,21 @@ async fn scenario(dir: &std::path::Path, store: &Store, url: &str, backend: &str
         waiting == 0
     })
     .await;
-    post(&base, ADMIN_KEY, "/v1/admin/billing/charge-pass?scan=full", json!({})).await;
+    post(
+        &base,
+        ADMIN_KEY,
+        "/v1/admin/billing/charge-pass?scan=full",
+        json!({}),
+    )
+    .await;
 
     let want = records(store, partner.id).await;
     let total = |k: &ByKey, f: fn(&Figures) -> i64| k.values().map(f).sum::<i64>();
     assert!(total(&want, |f| f.mt_queued) >= n, "{want:?}");
-    assert!(total(&want, |f| f.mt_failed) > 0, "failures in the scenario");
+    assert!(
+        total(&want, |f| f.mt_failed) > 0,
+        "failures in the scenario"
+    );
     assert!(total(&want, |f| f.mo) >= 20, "{want:?}");
     assert!(total(&want, |f| f.revenue_fen) > 0, "{want:?}");
     assert_eq!(total(&want, |f| f.subscriptions_new), 12);
@@ -434,7 +449,14 @@ async fn scenario(dir: &std::path::Path, store: &Store, url: &str, backend: &str
          statistics equal the records: {:?}",
         at_kill.queued,
         want.iter()
-            .map(|(k, f)| (k, f.mt_queued, f.mt_delivered, f.mt_failed, f.mo, f.revenue_fen))
+            .map(|(k, f)| (
+                k,
+                f.mt_queued,
+                f.mt_delivered,
+                f.mt_failed,
+                f.mo,
+                f.revenue_fen
+            ))
             .collect::<Vec<_>>()
     );
     sim.shutdown();
@@ -497,8 +519,13 @@ async fn item1_metrics_parse_and_mt_counters_equal_the_records() {
         let n = 400;
         bulk::subscribers(&store, partner.id, service, FIRST_NUMBER, n).await;
         let (mut server, base) = common::start_server(dir.path());
-        let run_id = post(&base, &key.key, &format!("/v1/services/{service}/push"), json!({}))
-            .await["id"]
+        let run_id = post(
+            &base,
+            &key.key,
+            &format!("/v1/services/{service}/push"),
+            json!({}),
+        )
+        .await["id"]
             .as_i64()
             .unwrap();
         common::wait_until("the push final", Duration::from_secs(120), || async {

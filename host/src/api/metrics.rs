@@ -9,8 +9,8 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use super::{AppState, Routes};
 use super::extract::{NoParams, Query};
+use super::{AppState, Routes};
 
 pub(super) fn router() -> Routes {
     Routes::new().route("/metrics", get(metrics))

@@ -121,7 +121,10 @@ async fn stats(
             .strip_prefix("r")
             .and_then(|n| n.parse().ok())
             .ok_or_else(|| {
-                ApiError::bad_request("invalid-cursor", format!("`{c}` is not a cursor of this list"))
+                ApiError::bad_request(
+                    "invalid-cursor",
+                    format!("`{c}` is not a cursor of this list"),
+                )
             })?,
     };
     let to = match params.to.as_deref() {

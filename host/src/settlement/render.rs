@@ -56,7 +56,11 @@ pub fn json(statement: &Statement) -> String {
     let mut out = serde_json::to_string_pretty(statement).unwrap_or_default();
     out.push('\n');
     // The statistics the statement was computed from (issue 15: MT and MO per operator).
-    out.replacen('{', &format!("{{\n  \"statistics\": \"{}\",", statistics_url(statement)), 1)
+    out.replacen(
+        '{',
+        &format!("{{\n  \"statistics\": \"{}\",", statistics_url(statement)),
+        1,
+    )
 }
 
 /// `GET /v1/stats` of the statement's month per operator: the MT and MO counts
@@ -376,7 +380,11 @@ pub fn html(s: &Statement) -> String {
             "final"
         }
     );
-    let _ = writeln!(h, "<p>Statistics: <a href=\"{0}\">{0}</a></p>", esc(&statistics_url(s)));
+    let _ = writeln!(
+        h,
+        "<p>Statistics: <a href=\"{0}\">{0}</a></p>",
+        esc(&statistics_url(s))
+    );
     let _ = writeln!(
         h,
         "<p>Terms from {}: T1 {}, T2 {}, tier mode {}, tax {}, discrepancy threshold {}, payment within {} working days.</p>",

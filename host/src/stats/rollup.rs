@@ -275,7 +275,11 @@ async fn count_metrics(store: &Store, adds: &[(Key, Add)]) {
             .get(&key.partner_id)
             .cloned()
             .unwrap_or_else(|| key.partner_id.to_string());
-        let service = names.services.get(&key.service_id).cloned().unwrap_or_default();
+        let service = names
+            .services
+            .get(&key.service_id)
+            .cloned()
+            .unwrap_or_default();
         let labels = vec![
             ("partner", partner),
             ("service", service),
@@ -301,7 +305,12 @@ async fn count_metrics(store: &Store, adds: &[(Key, Add)]) {
                 let mut labels = labels;
                 labels.push((
                     "change",
-                    if key.metric == "subscriptions_new" { "new" } else { "cancelled" }.to_string(),
+                    if key.metric == "subscriptions_new" {
+                        "new"
+                    } else {
+                        "cancelled"
+                    }
+                    .to_string(),
                 ));
                 metrics::counter!("tongdao_subscriptions_total", &labels).increment(count);
             }
@@ -412,7 +421,15 @@ async fn mo_messages(tx: &mut Tx, after: i64, upto: i64) -> Result<Batch, StoreE
         batch.last_id = id;
         batch.read += 1;
         if let Some(partner) = partner {
-            batch.add(partner, received_at, service, &operator, "mo", String::new(), 0)?;
+            batch.add(
+                partner,
+                received_at,
+                service,
+                &operator,
+                "mo",
+                String::new(),
+                0,
+            )?;
         }
     }
     Ok(batch)
@@ -433,7 +450,15 @@ async fn charge_events(tx: &mut Tx, after: i64, upto: i64) -> Result<Batch, Stor
     for (id, partner, service, operator, amount, at) in rows {
         batch.last_id = id;
         batch.read += 1;
-        batch.add(partner, at, service, &operator, "revenue", String::new(), amount)?;
+        batch.add(
+            partner,
+            at,
+            service,
+            &operator,
+            "revenue",
+            String::new(),
+            amount,
+        )?;
     }
     Ok(batch)
 }
@@ -467,7 +492,15 @@ async fn complaints(
         batch.last_id = id;
         batch.read += 1;
         let operator = operator_of(routes, msisdn.as_deref());
-        batch.add(partner, at, service, &operator, "complaints", String::new(), 0)?;
+        batch.add(
+            partner,
+            at,
+            service,
+            &operator,
+            "complaints",
+            String::new(),
+            0,
+        )?;
     }
     Ok(batch)
 }
@@ -498,7 +531,15 @@ async fn subscription_changes(
             _ => continue,
         };
         let operator = operator_of(routes, Some(&msisdn));
-        batch.add(partner, at, Some(service), &operator, metric, String::new(), 0)?;
+        batch.add(
+            partner,
+            at,
+            Some(service),
+            &operator,
+            metric,
+            String::new(),
+            0,
+        )?;
     }
     Ok(batch)
 }
@@ -518,7 +559,10 @@ mod tests {
             "ESME_RINVDSTADR"
         );
         assert_eq!(reason_code("expired", None), "expired");
-        assert_eq!(reason_code("cancelled", Some("the user unsubscribed")), "withdrawn");
+        assert_eq!(
+            reason_code("cancelled", Some("the user unsubscribed")),
+            "withdrawn"
+        );
         assert_eq!(reason_code("failed", Some("who knows")), "other");
     }
 }
