@@ -918,6 +918,11 @@ async fn statement_regenerated_is_byte_identical_json_csv_html_r_4_9() {
     let json = render::render(&first, Format::Json);
     let back: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(back["split"]["partner_fen"], 4_661);
+    // Issue 15: the statement links the statistics it was computed from.
+    assert_eq!(
+        back["statistics"],
+        "/v1/stats?granularity=month&from=2026-08&to=2026-08"
+    );
     store.close().await;
 
     for (format, expected) in [
