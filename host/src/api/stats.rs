@@ -139,7 +139,7 @@ async fn stats(
             Granularity::Month => to.first_of_month(),
         },
     };
-    let days = i32::try_from((to - from).get_days()).unwrap_or(i32::MAX);
+    let days = (to - from).get_days();
     if days < 0 {
         return Err(ApiError::bad_request(
             "invalid-range",

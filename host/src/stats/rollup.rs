@@ -403,7 +403,8 @@ pub fn reason_code(status: &str, detail: Option<&str>) -> String {
 /// statement counts them). The cursor stops at the first MO the router has not
 /// finished: its service is not known yet.
 async fn mo_messages(tx: &mut Tx, after: i64, upto: i64) -> Result<Batch, StoreError> {
-    let rows: Vec<(i64, String, i64, String, Option<i64>, Option<i64>)> = sqlx::query_as(
+    type Row = (i64, String, i64, String, Option<i64>, Option<i64>);
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT mo.id, mo.status, mo.received_at, mo.operator, mo.service_id, s.partner_id
          FROM mo_messages mo LEFT JOIN services s ON s.id = mo.service_id
          WHERE mo.id > $1 AND mo.id <= $2 ORDER BY mo.id LIMIT $3",
@@ -478,7 +479,8 @@ async fn complaints(
     after: i64,
     upto: i64,
 ) -> Result<Batch, StoreError> {
-    let rows: Vec<(i64, i64, Option<i64>, Option<String>, i64)> = sqlx::query_as(
+    type Row = (i64, i64, Option<i64>, Option<String>, i64);
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, partner_id, service_id, msisdn, at FROM complaints
          WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3",
     )
