@@ -595,3 +595,40 @@ async fn item1_metrics_parse_and_mt_counters_equal_the_records() {
         store.close().await;
     }
 }
+
+/// Issue 15 item 1: `[log] format = "json"` writes one JSON object per line, with no
+/// ANSI colours when stderr is not a terminal.
+#[test]
+fn item1_json_log_lines_without_colours() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tongdao.toml"),
+        format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n[admin]\nkey = \"{ADMIN_KEY}\"\n[log]\nformat = \"json\"\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tongdao"))
+        .args(["serve", "--config"])
+        .arg(dir.path().join("tongdao.toml"))
+        .current_dir(dir.path())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = lines
+        .find(|l| l.as_ref().is_ok_and(|l| l.contains("tongdao is serving")))
+        .expect("the server logged its start")
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!line.contains('\u{1b}'), "ANSI colours in {line}");
+    let value: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(value["level"], "INFO", "{line}");
+    assert_eq!(value["fields"]["message"], "tongdao is serving", "{line}");
+    assert!(value["timestamp"].is_string(), "{line}");
+}
