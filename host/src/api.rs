@@ -1,6 +1,7 @@
 //! The HTTP API (axum). Every route but `/healthz` needs `Authorization: Bearer
 //! <key>`; errors are `{"error":{"code","message"}}` with the right status.
 
+mod alerts;
 mod auth;
 mod billing;
 mod content;
@@ -14,6 +15,7 @@ mod partners;
 mod schedules;
 mod services;
 mod settings;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -48,6 +50,8 @@ pub struct AppState {
     pub dialogue: crate::mo::DialogueConfig,
     /// How far partner figures are trusted (the hold bound).
     pub settlement: crate::settlement::SettlementConfig,
+    /// Endpoint URL rule and rotation grace of webhooks.
+    pub webhooks: crate::webhooks::WebhooksConfig,
 }
 
 impl std::fmt::Debug for AppState {
@@ -102,6 +106,8 @@ fn json_routes() -> Routes {
         // other routes take JSON like every route.
         .merge(modules::router())
         .merge(notices::router())
+        .merge(alerts::router())
+        .merge(webhooks::router())
 }
 
 /// Every path template the API serves (`/v1/services/{id}`, …), each once.
