@@ -102,8 +102,22 @@ const ALERT_COLUMNS: &str = "id, kind, severity, partner_id, service_id, operato
      window_secs, detail, started_at, updated_at, ended_at";
 
 fn alert_from_row(row: AlertRow) -> Alert {
-    let (id, kind, severity, partner_id, service_id, operator, value, threshold, unit, window, detail, started, updated, ended) =
-        row;
+    let (
+        id,
+        kind,
+        severity,
+        partner_id,
+        service_id,
+        operator,
+        value,
+        threshold,
+        unit,
+        window,
+        detail,
+        started,
+        updated,
+        ended,
+    ) = row;
     Alert {
         id,
         kind,
@@ -238,7 +252,8 @@ impl Evaluator {
 
     async fn delivery(&self, now: i64, out: &mut Vec<Condition>) -> Result<(), StoreError> {
         let c = &self.config;
-        let from = first_id_since(&self.store, "message_events", "at", now - self.window_ms()).await?;
+        let from =
+            first_id_since(&self.store, "message_events", "at", now - self.window_ms()).await?;
         let rows: Vec<(String, Option<i64>, String, Option<String>, i64)> = sqlx::query_as(
             "SELECT m.operator, m.partner_id, e.status, m.failure_reason, COUNT(*)
              FROM message_events e JOIN messages m ON m.id = e.message_id
@@ -269,13 +284,18 @@ impl Evaluator {
         }
         let window = self.config.window_secs;
         let rate = |(finals, delivered): (i64, i64)| {
-            (finals >= c.delivery_min_final && finals > 0).then(|| delivered.saturating_mul(10_000) / finals)
+            (finals >= c.delivery_min_final && finals > 0)
+                .then(|| delivered.saturating_mul(10_000) / finals)
         };
         for (operator, counts) in &operators {
             if let Some(bp) = rate(*counts).filter(|bp| *bp < c.delivery_rate_min_bp) {
                 out.push(Condition {
                     kind: "delivery-rate",
-                    severity: if bp * 2 < c.delivery_rate_min_bp { "critical" } else { "warning" },
+                    severity: if bp * 2 < c.delivery_rate_min_bp {
+                        "critical"
+                    } else {
+                        "warning"
+                    },
                     scope_key: format!("delivery-rate:operator={operator}"),
                     partner_id: None,
                     service_id: None,
@@ -294,7 +314,11 @@ impl Evaluator {
             if let Some(bp) = rate(*counts).filter(|bp| *bp < c.delivery_rate_min_bp) {
                 out.push(Condition {
                     kind: "delivery-rate",
-                    severity: if bp * 2 < c.delivery_rate_min_bp { "critical" } else { "warning" },
+                    severity: if bp * 2 < c.delivery_rate_min_bp {
+                        "critical"
+                    } else {
+                        "warning"
+                    },
                     scope_key: format!("delivery-rate:partner={partner}"),
                     partner_id: Some(*partner),
                     service_id: None,
@@ -339,7 +363,10 @@ impl Evaluator {
         let Some(relay) = &self.relay else { return };
         let mut by_operator: BTreeMap<String, Vec<crate::relay::BindStatus>> = BTreeMap::new();
         for bind in relay.binds() {
-            by_operator.entry(bind.operator.clone()).or_default().push(bind);
+            by_operator
+                .entry(bind.operator.clone())
+                .or_default()
+                .push(bind);
         }
         let window = self.window_ms();
         for (operator, binds) in by_operator {
@@ -350,7 +377,9 @@ impl Evaluator {
             } else {
                 let since = *self.down_since.entry(operator.clone()).or_insert(now);
                 let secs = (now - since) / 1000;
-                if u64::try_from(now - since).unwrap_or(0) >= self.config.bind_down_secs.saturating_mul(1000) {
+                if u64::try_from(now - since).unwrap_or(0)
+                    >= self.config.bind_down_secs.saturating_mul(1000)
+                {
                     let error = binds
                         .iter()
                         .find_map(|b| b.last_error.clone())
@@ -428,8 +457,10 @@ impl Evaluator {
     async fn volume(&mut self, now: i64, out: &mut Vec<Condition>) -> Result<(), StoreError> {
         let c = &self.config;
         let window = self.window_ms();
-        let baseline_ms = i64::try_from(c.baseline_hours.saturating_mul(3_600_000)).unwrap_or(i64::MAX);
-        let window_from = first_id_since(&self.store, "messages", "created_at", now - window).await?;
+        let baseline_ms =
+            i64::try_from(c.baseline_hours.saturating_mul(3_600_000)).unwrap_or(i64::MAX);
+        let window_from =
+            first_id_since(&self.store, "messages", "created_at", now - window).await?;
         let current: Vec<(i64, i64)> = sqlx::query_as(
             "SELECT partner_id, COUNT(*) FROM messages WHERE id >= $1 AND partner_id IS NOT NULL
              GROUP BY partner_id",
@@ -440,10 +471,18 @@ impl Evaluator {
         if !current.iter().any(|(_, n)| *n >= c.volume_min) {
             return Ok(());
         }
-        let stale = self.baseline.as_ref().is_none_or(|(at, _)| now - at > 600_000);
+        let stale = self
+            .baseline
+            .as_ref()
+            .is_none_or(|(at, _)| now - at > 600_000);
         if stale {
-            let base_from =
-                first_id_since(&self.store, "messages", "created_at", now - window - baseline_ms).await?;
+            let base_from = first_id_since(
+                &self.store,
+                "messages",
+                "created_at",
+                now - window - baseline_ms,
+            )
+            .await?;
             let rows: Vec<(i64, i64)> = sqlx::query_as(
                 "SELECT partner_id, COUNT(*) FROM messages WHERE id >= $1 AND id < $2
                  AND partner_id IS NOT NULL GROUP BY partner_id",
@@ -457,7 +496,9 @@ impl Evaluator {
         let baseline = self.baseline.as_ref().map(|(_, b)| b);
         let c = &self.config;
         for (partner, n) in current {
-            let Some(&base) = baseline.and_then(|b| b.get(&partner)) else { continue };
+            let Some(&base) = baseline.and_then(|b| b.get(&partner)) else {
+                continue;
+            };
             if n < c.volume_min || base == 0 {
                 continue;
             }
@@ -672,7 +713,11 @@ pub const KINDS: &[&str] = &[
 ];
 
 fn known_kind(kind: &str) -> &'static str {
-    KINDS.iter().find(|k| **k == kind).copied().unwrap_or("alert")
+    KINDS
+        .iter()
+        .find(|k| **k == kind)
+        .copied()
+        .unwrap_or("alert")
 }
 
 /// The `alert` event of an opening or a clearing.

@@ -422,7 +422,8 @@ pub async fn rotate_secret(
     grace_secs: u64,
 ) -> Result<(String, i64), StoreError> {
     let now = now_ms();
-    let retires_at = now.saturating_add(i64::try_from(grace_secs.saturating_mul(1000)).unwrap_or(i64::MAX));
+    let retires_at =
+        now.saturating_add(i64::try_from(grace_secs.saturating_mul(1000)).unwrap_or(i64::MAX));
     let mut tx = store.begin_write().await?;
     sqlx::query(
         "UPDATE webhook_secrets SET retires_at = $2

@@ -181,7 +181,9 @@ async fn item4_a_receiver_down_then_back_gets_every_event_once_signed_across_rot
             if retried {
                 Ok(())
             } else {
-                Err(format!("no delivery retried after a refused connection: {log}"))
+                Err(format!(
+                    "no delivery retried after a refused connection: {log}"
+                ))
             }
         })
         .await;
@@ -247,7 +249,9 @@ async fn item4_a_receiver_down_then_back_gets_every_event_once_signed_across_rot
             let suspensions = events.iter().filter(|e| e["kind"] == "suspension").count();
             let mos = events.iter().filter(|e| e["kind"] == "mo.received").count();
             if suspensions < 2 || mos < 5 || !kinds.contains("message.receipt") {
-                return Err(format!("inbox so far: {kinds:?}, {mos} MOs, {suspensions} suspensions"));
+                return Err(format!(
+                    "inbox so far: {kinds:?}, {mos} MOs, {suspensions} suspensions"
+                ));
             }
             let delivered: BTreeSet<i64> = receiver
                 .hits()
@@ -263,7 +267,11 @@ async fn item4_a_receiver_down_then_back_gets_every_event_once_signed_across_rot
             if missing.is_empty() {
                 Ok(events)
             } else {
-                Err(format!("{} of {} events not delivered yet: {missing:?}", missing.len(), events.len()))
+                Err(format!(
+                    "{} of {} events not delivered yet: {missing:?}",
+                    missing.len(),
+                    events.len()
+                ))
             }
         })
         .await;
@@ -273,11 +281,21 @@ async fn item4_a_receiver_down_then_back_gets_every_event_once_signed_across_rot
         let inbox_ids: BTreeSet<i64> = events.iter().map(|e| e["id"].as_i64().unwrap()).collect();
         let mut bodies: BTreeMap<i64, Vec<u8>> = BTreeMap::new();
         for hit in &hits {
-            assert!(inbox_ids.contains(&hit.event_id), "unknown event {}", hit.event_id);
+            assert!(
+                inbox_ids.contains(&hit.event_id),
+                "unknown event {}",
+                hit.event_id
+            );
             let body: Value = serde_json::from_slice(&hit.body).unwrap();
             assert_eq!(body["id"].as_i64(), Some(hit.event_id));
-            let same = bodies.entry(hit.event_id).or_insert_with(|| hit.body.clone());
-            assert_eq!(*same, hit.body, "event {} sent with two bodies", hit.event_id);
+            let same = bodies
+                .entry(hit.event_id)
+                .or_insert_with(|| hit.body.clone());
+            assert_eq!(
+                *same, hit.body,
+                "event {} sent with two bodies",
+                hit.event_id
+            );
         }
         for event in &events {
             let id = event["id"].as_i64().unwrap();
@@ -286,8 +304,11 @@ async fn item4_a_receiver_down_then_back_gets_every_event_once_signed_across_rot
             assert_eq!(body["data"], event["data"]);
         }
         let accepted = hits.iter().filter(|h| h.answered == 200).count();
-        let accepted_ids: BTreeSet<i64> =
-            hits.iter().filter(|h| h.answered == 200).map(|h| h.event_id).collect();
+        let accepted_ids: BTreeSet<i64> = hits
+            .iter()
+            .filter(|h| h.answered == 200)
+            .map(|h| h.event_id)
+            .collect();
         assert_eq!(accepted_ids, inbox_ids);
         // Signatures: each request verifies with a secret the partner holds; after
         // the rotation with the new one and, during the grace, the old one too.
@@ -302,7 +323,10 @@ async fn item4_a_receiver_down_then_back_gets_every_event_once_signed_across_rot
             // A round that read the secrets just before the rotation may sign a
             // moment after it; two seconds on, every request carries both.
             if hit.timestamp > rotated_at + 2 {
-                assert!(verifies(&new_secret, hit) && verifies(&old_secret, hit), "{hit:?}");
+                assert!(
+                    verifies(&new_secret, hit) && verifies(&old_secret, hit),
+                    "{hit:?}"
+                );
             }
             if hit.timestamp < before_rotation {
                 assert!(!verifies(&new_secret, hit), "{hit:?}");
@@ -321,11 +345,18 @@ async fn item4_a_receiver_down_then_back_gets_every_event_once_signed_across_rot
 
         // The log: every delivery delivered; a replay sends events again, same ids.
         let (_, log) = server
-            .get(&format!("/v1/webhooks/{endpoint}/deliveries?limit=500"), &env.acme)
+            .get(
+                &format!("/v1/webhooks/{endpoint}/deliveries?limit=500"),
+                &env.acme,
+            )
             .await;
         let items = log["items"].as_array().unwrap();
         assert_eq!(items.len(), events.len(), "{log}");
-        assert!(items.iter().all(|d| d["status"] == "delivered" && d["response_code"] == 200));
+        assert!(
+            items
+                .iter()
+                .all(|d| d["status"] == "delivered" && d["response_code"] == 200)
+        );
         assert!(items.iter().any(|d| d["attempts"].as_i64().unwrap() > 2));
         let last = *inbox_ids.iter().next_back().unwrap();
         let (status, replayed) = server
@@ -335,20 +366,34 @@ async fn item4_a_receiver_down_then_back_gets_every_event_once_signed_across_rot
                 json!({"from_event_id": last}),
             )
             .await;
-        assert_eq!((status, replayed["replayed"].as_i64()), (StatusCode::OK, Some(1)));
+        assert_eq!(
+            (status, replayed["replayed"].as_i64()),
+            (StatusCode::OK, Some(1))
+        );
         poll_until(WAIT, async || {
             let copies = receiver
                 .hits()
                 .iter()
                 .filter(|h| h.event_id == last && h.answered == 200)
                 .count();
-            if copies == 2 { Ok(()) } else { Err(format!("{copies} copies of {last}")) }
+            if copies == 2 {
+                Ok(())
+            } else {
+                Err(format!("{copies} copies of {last}"))
+            }
         })
         .await;
         let (status, body) = server
-            .post(&format!("/v1/webhooks/{endpoint}/replay"), &env.acme, json!({}))
+            .post(
+                &format!("/v1/webhooks/{endpoint}/replay"),
+                &env.acme,
+                json!({}),
+            )
             .await;
-        assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid-input"));
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::BAD_REQUEST, "invalid-input")
+        );
         serving.abort();
         env.stop().await;
     }
@@ -373,8 +418,14 @@ async fn item4_endpoints_refuse_private_addresses_and_unknown_kinds() {
             ("not a url", "invalid-url"),
             ("http://user:pw@example.com/hook", "invalid-url"),
         ] {
-            let (status, body) = server.post("/v1/webhooks", &acme, json!({"url": url})).await;
-            assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, code), "{url}");
+            let (status, body) = server
+                .post("/v1/webhooks", &acme, json!({"url": url}))
+                .await;
+            assert_eq!(
+                (status, error_code(&body)),
+                (StatusCode::BAD_REQUEST, code),
+                "{url}"
+            );
         }
         let (status, body) = server
             .post(
@@ -383,7 +434,10 @@ async fn item4_endpoints_refuse_private_addresses_and_unknown_kinds() {
                 json!({"url": "https://example.com/hook", "events": ["alert", "nope"]}),
             )
             .await;
-        assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid-event-kind"));
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::BAD_REQUEST, "invalid-event-kind")
+        );
         let (status, first) = server
             .post(
                 "/v1/webhooks",
@@ -395,7 +449,11 @@ async fn item4_endpoints_refuse_private_addresses_and_unknown_kinds() {
         assert!(first["secret"].as_str().unwrap().starts_with("whsec_"));
         assert_eq!(first["events"], json!(["alert", "message.receipt"]));
         let (status, second) = server
-            .post("/v1/webhooks", &acme, json!({"url": "https://example.org/other"}))
+            .post(
+                "/v1/webhooks",
+                &acme,
+                json!({"url": "https://example.org/other"}),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED);
         assert_eq!(second["secret"], Value::Null, "the secret is shown once");
@@ -411,7 +469,10 @@ async fn item4_endpoints_refuse_private_addresses_and_unknown_kinds() {
                 Some(&acme),
             )
             .await;
-        assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "private-address"));
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::BAD_REQUEST, "private-address")
+        );
         let (status, body) = server
             .send(
                 server
@@ -422,7 +483,10 @@ async fn item4_endpoints_refuse_private_addresses_and_unknown_kinds() {
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        assert_eq!((body["events"].clone(), body["enabled"].clone()), (json!([]), json!(false)));
+        assert_eq!(
+            (body["events"].clone(), body["enabled"].clone()),
+            (json!([]), json!(false))
+        );
         let (_, page) = server.get("/v1/webhooks", &acme).await;
         assert_eq!(page["items"].as_array().unwrap().len(), 2);
         let (_, page) = server.get("/v1/webhooks", &rival).await;
@@ -434,9 +498,15 @@ async fn item4_endpoints_refuse_private_addresses_and_unknown_kinds() {
         let (status, _) = server.get(&format!("/v1/webhooks/{id}"), &acme).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         let (status, body) = server.get("/v1/events?kinds=alert,bogus", &acme).await;
-        assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid-event-kind"));
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::BAD_REQUEST, "invalid-event-kind")
+        );
         let (status, body) = server.get("/v1/events?after=x", &acme).await;
-        assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid-cursor"));
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::BAD_REQUEST, "invalid-cursor")
+        );
         let (status, body) = server.get("/v1/events", &acme).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body, json!({"items": [], "next": null}));
@@ -507,7 +577,10 @@ async fn item3_a_lost_bind_opens_an_alert_that_clears_itself_and_reaches_the_web
         assert_eq!(alert["severity"], "critical");
         assert_eq!(alert["operator"], "mobile");
         assert_eq!(alert["partner_id"], Value::Null, "a platform alert");
-        assert_eq!((alert["unit"].clone(), alert["threshold"].clone()), (json!("secs"), json!(1)));
+        assert_eq!(
+            (alert["unit"].clone(), alert["threshold"].clone()),
+            (json!("secs"), json!(1))
+        );
         assert!(alert["value"].as_i64().unwrap() >= 1, "{alert}");
         assert_eq!(alert["ended_at"], Value::Null);
 
@@ -527,7 +600,11 @@ async fn item3_a_lost_bind_opens_an_alert_that_clears_itself_and_reaches_the_web
         assert!(ended["ended_at"].is_string());
         let (_, open) = server.get("/v1/alerts?active=true", &env.acme).await;
         assert!(
-            !open["items"].as_array().unwrap().iter().any(|a| a["kind"] == "bind-down"),
+            !open["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["kind"] == "bind-down"),
             "{open}"
         );
 
@@ -543,7 +620,10 @@ async fn item3_a_lost_bind_opens_an_alert_that_clears_itself_and_reaches_the_web
                 })
                 .filter(|(_, b)| b["data"]["alert_id"] == id)
                 .collect();
-            let states: Vec<&str> = hits.iter().map(|(_, b)| b["data"]["state"].as_str().unwrap()).collect();
+            let states: Vec<&str> = hits
+                .iter()
+                .map(|(_, b)| b["data"]["state"].as_str().unwrap())
+                .collect();
             if states.contains(&"open") && states.contains(&"cleared") {
                 Ok(hits)
             } else {

@@ -39,11 +39,12 @@ struct AlertPage {
 pub(super) fn before_cursor(after: Option<&str>) -> Result<i64, ApiError> {
     match after {
         None => Ok(i64::MAX),
-        Some(raw) => raw
-            .parse::<i64>()
-            .ok()
-            .filter(|id| *id > 0)
-            .ok_or_else(|| ApiError::bad_request("invalid-cursor", format!("`{raw}` is not a cursor of this list"))),
+        Some(raw) => raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid-cursor",
+                format!("`{raw}` is not a cursor of this list"),
+            )
+        }),
     }
 }
 

@@ -18,10 +18,7 @@ use crate::webhooks::{self, Delivery, Endpoint, EndpointChange, Event, WebhookEr
 pub(super) fn router() -> Routes {
     Routes::new()
         .route("/v1/webhooks", get(list).post(create))
-        .route(
-            "/v1/webhooks/{id}",
-            get(show).patch(update).delete(remove),
-        )
+        .route("/v1/webhooks/{id}", get(show).patch(update).delete(remove))
         .route("/v1/webhooks/{id}/deliveries", get(deliveries))
         .route("/v1/webhooks/{id}/replay", post(replay))
         .route("/v1/webhook-secret/rotate", post(rotate))
@@ -340,6 +337,8 @@ async fn rotate(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EventsQuery {
+    /// Read by [`PartnerContext`]; listed so that it is not an unknown parameter.
+    #[allow(dead_code)]
     partner: Option<String>,
     /// The `next` of a previous page (an event id); events after it.
     after: Option<String>,
@@ -363,16 +362,28 @@ async fn events(
 ) -> Result<Json<EventPage>, ApiError> {
     let after = match query.after.as_deref() {
         None => 0,
-        Some(raw) => raw.parse::<i64>().ok().filter(|id| *id >= 0).ok_or_else(|| {
-            ApiError::bad_request("invalid-cursor", format!("`{raw}` is not an event id"))
-        })?,
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|id| *id >= 0)
+            .ok_or_else(|| {
+                ApiError::bad_request("invalid-cursor", format!("`{raw}` is not an event id"))
+            })?,
     };
     let kinds: Vec<String> = query
         .kinds
         .as_deref()
-        .map(|k| k.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        .map(|k| {
+            k.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
         .unwrap_or_default();
-    if let Some(kind) = kinds.iter().find(|k| !webhooks::KINDS.contains(&k.as_str())) {
+    if let Some(kind) = kinds
+        .iter()
+        .find(|k| !webhooks::KINDS.contains(&k.as_str()))
+    {
         return Err(WebhookError::UnknownKind(kind.clone()).into());
     }
     let limit = page_limit(query.limit)?;

@@ -261,8 +261,19 @@ async fn runs(
     .await?;
     let mut events = Vec::new();
     let mut last = None;
-    for (id, at, partner_id, service, status, subscribers, queued, blocked, held, skipped, reason) in
-        rows
+    for (
+        id,
+        at,
+        partner_id,
+        service,
+        status,
+        subscribers,
+        queued,
+        blocked,
+        held,
+        skipped,
+        reason,
+    ) in rows
     {
         last = Some((at, id));
         events.push(NewEvent {
@@ -404,8 +415,7 @@ async fn agreement_terms(
     .await?;
     let mut events = Vec::new();
     let mut last = None;
-    for (id, at, partner_id, effective_from, tier_mode, tax_bp, payment_days, activation) in rows
-    {
+    for (id, at, partner_id, effective_from, tier_mode, tax_bp, payment_days, activation) in rows {
         if at > ready_before {
             break;
         }

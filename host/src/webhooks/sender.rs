@@ -104,7 +104,18 @@ pub fn backoff_ms(config: &WebhooksConfig, attempts: i64) -> u64 {
         .min(config.retry_max_ms)
 }
 
-type DueRow = (i64, i64, i64, i64, Option<i64>, String, i64, String, String, i64);
+type DueRow = (
+    i64,
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    String,
+    i64,
+    String,
+    String,
+    i64,
+);
 
 /// Claim and send the deliveries that are due; returns how many were attempted.
 ///
@@ -228,7 +239,8 @@ async fn attempt(
         }
         Err((code, error)) => {
             let first = first_attempt_at.unwrap_or(started);
-            let give_up = i64::try_from(config.give_up_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+            let give_up =
+                i64::try_from(config.give_up_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
             let status = if now.saturating_sub(first) >= give_up {
                 "failed"
             } else {

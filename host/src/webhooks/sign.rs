@@ -129,10 +129,16 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
         ] {
-            assert!(!is_public(ip.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))), "{ip}");
+            assert!(
+                !is_public(ip.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))),
+                "{ip}"
+            );
         }
         for ip in ["8.8.8.8", "2606:4700:4700::1111", "::ffff:1.1.1.1"] {
-            assert!(is_public(ip.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))), "{ip}");
+            assert!(
+                is_public(ip.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))),
+                "{ip}"
+            );
         }
     }
 }
