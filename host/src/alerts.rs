@@ -254,7 +254,7 @@ impl Evaluator {
         let c = &self.config;
         let from =
             first_id_since(&self.store, "message_events", "at", now - self.window_ms()).await?;
-        let rows: Vec<(String, Option<i64>, String, Option<String>, i64)> = sqlx::query_as(
+        let rows: Vec<FinalRow> = sqlx::query_as(
             "SELECT m.operator, m.partner_id, e.status, m.failure_reason, COUNT(*)
              FROM message_events e JOIN messages m ON m.id = e.message_id
              WHERE e.id >= $1 AND e.status IN ('delivered', 'failed', 'expired')
@@ -747,6 +747,9 @@ fn event(
         at: ended.unwrap_or(started),
     }
 }
+
+/// Final MTs in a window: operator, partner, status, failure reason, count.
+type FinalRow = (String, Option<i64>, String, Option<String>, i64);
 
 /// The smallest id of `table` whose `column` (a time that grows with the id) is
 /// at least `since`: a binary search on the primary key, a few point reads

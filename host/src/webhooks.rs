@@ -227,7 +227,7 @@ pub async fn events(
         let done = i64::try_from(rows.len()).unwrap_or(0) < limit;
         for row in rows {
             after = row.0;
-            if kinds.is_empty() || kinds.iter().any(|k| *k == row.1) {
+            if kinds.is_empty() || kinds.contains(&row.1) {
                 out.push(Event::from_row(row));
                 if i64::try_from(out.len()).unwrap_or(i64::MAX) >= limit {
                     return Ok(out);

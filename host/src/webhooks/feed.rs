@@ -292,13 +292,19 @@ async fn runs(
     Ok((events, last))
 }
 
+type FaultRow = (i64, i64, i64, String, i64, String, String, String);
+type SuspensionRow = (i64, i64, i64, Option<i64>, String, String, String);
+type NoticeRow = (i64, i64, i64, String, String, String, Option<i64>);
+/// Agreement terms and operator terms alike: id, created_at, partner, five values.
+type TermsRow = (i64, i64, i64, String, String, i64, i64, String);
+
 /// Module fault samples (the first few of each window): `module.fault`.
 async fn faults(
     conn: &mut sqlx::AnyConnection,
     position: i64,
     ready_before: i64,
 ) -> Result<Read, StoreError> {
-    let rows: Vec<(i64, i64, i64, String, i64, String, String, String)> = sqlx::query_as(
+    let rows: Vec<FaultRow> = sqlx::query_as(
         "SELECT f.id, f.at, f.partner_id, m.name, f.version_id, f.export, f.kind, f.message
          FROM module_faults f JOIN modules m ON m.id = f.module_id
          WHERE f.id > $1 ORDER BY f.id LIMIT $2",
@@ -334,7 +340,7 @@ async fn suspensions(
     position: i64,
     ready_before: i64,
 ) -> Result<Read, StoreError> {
-    let rows: Vec<(i64, i64, i64, Option<i64>, String, String, String)> = sqlx::query_as(
+    let rows: Vec<SuspensionRow> = sqlx::query_as(
         "SELECT id, at, partner_id, service_id, action, actor, reason FROM suspensions
          WHERE id > $1 ORDER BY id LIMIT $2",
     )
@@ -369,7 +375,7 @@ async fn notices(
     position: i64,
     ready_before: i64,
 ) -> Result<Read, StoreError> {
-    let rows: Vec<(i64, i64, i64, String, String, String, Option<i64>)> = sqlx::query_as(
+    let rows: Vec<NoticeRow> = sqlx::query_as(
         "SELECT id, at, partner_id, kind, subject, message, run_id FROM partner_notices
          WHERE id > $1 ORDER BY id LIMIT $2",
     )
@@ -404,7 +410,7 @@ async fn agreement_terms(
     position: i64,
     ready_before: i64,
 ) -> Result<Read, StoreError> {
-    let rows: Vec<(i64, i64, i64, String, String, i64, i64, String)> = sqlx::query_as(
+    let rows: Vec<TermsRow> = sqlx::query_as(
         "SELECT id, created_at, partner_id, effective_from, tier_mode, tax_bp, payment_days,
                 activation_rule
          FROM agreement_terms WHERE id > $1 ORDER BY id LIMIT $2",
@@ -441,7 +447,7 @@ async fn operator_terms(
     position: i64,
     ready_before: i64,
 ) -> Result<Read, StoreError> {
-    let rows: Vec<(i64, i64, i64, String, String, i64, i64, String)> = sqlx::query_as(
+    let rows: Vec<TermsRow> = sqlx::query_as(
         "SELECT id, created_at, partner_id, operator, effective_from, collection_bp,
                 imbalance_rate_fen, schedule
          FROM operator_terms WHERE id > $1 ORDER BY id LIMIT $2",

@@ -160,8 +160,8 @@ pub async fn send_due(
     .await?;
     let mut secrets = std::collections::HashMap::new();
     for row in &due {
-        if !secrets.contains_key(&row.6) {
-            secrets.insert(row.6, signing_secrets(store, row.6).await?);
+        if let std::collections::hash_map::Entry::Vacant(slot) = secrets.entry(row.6) {
+            slot.insert(signing_secrets(store, row.6).await?);
         }
     }
     let attempted = due.len();
