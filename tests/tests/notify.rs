@@ -680,9 +680,10 @@ async fn item3_a_lost_bind_opens_an_alert_that_clears_itself_and_reaches_the_web
 /// Issue 15 item 3: with the SMSC reporting most MTs undeliverable the
 /// operator's delivery rate drops under `delivery_rate_min_bp` and a
 /// `delivery-rate` alert opens with the measured rate; once MTs are delivered
-/// again and the bad ones leave the window, it clears itself.
+/// again and the bad ones leave the window, it clears itself. A complaint spike
+/// against a service opens the partner's own `complaints` alert the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn item3_a_delivery_rate_drop_opens_an_alert_that_clears_itself() {
+async fn item3_a_delivery_rate_drop_and_complaints_open_alerts_that_clear_themselves() {
     for db in databases().await {
         let env = Env::start(db, |config| {
             config.relay.test_numbers = vec!["13800138000".into()];
@@ -690,6 +691,7 @@ async fn item3_a_delivery_rate_drop_opens_an_alert_that_clears_itself() {
             config.alerts.window_secs = 3;
             config.alerts.delivery_min_final = 10;
             config.alerts.delivery_rate_min_bp = 8000;
+            config.alerts.complaints = 3;
         })
         .await;
         let server = &env.server;
@@ -740,6 +742,42 @@ async fn item3_a_delivery_rate_drop_opens_an_alert_that_clears_itself() {
         })
         .await;
         assert!(ended["ended_at"].is_string());
+
+        // Complaints against one of the partner's services: its own alert, which
+        // ends once they leave the window.
+        let service = env
+            .approved_service(&env.acme, "XH", "jokes", free("笑话", "03"))
+            .await;
+        for _ in 0..3 {
+            let (status, body) = server
+                .post(
+                    "/v1/admin/complaints",
+                    ADMIN_KEY,
+                    json!({"partner": "acme", "service_id": service, "cause": "content"}),
+                )
+                .await;
+            assert!(status.is_success(), "{body}");
+        }
+        let alert = wait_alert(server, &env.acme, "complaints", true).await;
+        assert_eq!(alert["service_id"], service);
+        assert!(alert["partner_id"].is_i64());
+        assert_eq!(
+            (alert["value"].clone(), alert["threshold"].clone()),
+            (json!(3), json!(3))
+        );
+        let (_, rival_view) = server
+            .get("/v1/alerts", &server.new_partner("rival").await)
+            .await;
+        assert!(
+            !rival_view["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["kind"] == "complaints"),
+            "another partner's alert is not shown: {rival_view}"
+        );
+        let ended = wait_alert(server, &env.acme, "complaints", false).await;
+        assert_eq!(ended["id"], alert["id"]);
         env.stop().await;
     }
 }
