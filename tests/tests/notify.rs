@@ -796,3 +796,98 @@ async fn item3_a_delivery_rate_drop_and_complaints_open_alerts_that_clear_themse
         env.stop().await;
     }
 }
+
+/// Issue 15 item 4: a delivery that keeps failing past `[webhooks] give_up_secs`
+/// is marked `failed` with the last answer in the log, is still in the inbox, and
+/// a replay from its event id delivers it (same id) once the receiver is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item4_a_delivery_that_keeps_failing_is_marked_failed_and_replayed() {
+    for db in databases().await {
+        let server = Server::start_with(db, |config| {
+            fast_webhooks(config);
+            config.webhooks.give_up_secs = 1;
+        })
+        .await;
+        let acme = server.new_partner("acme").await;
+        let receiver = Receiver::default();
+        receiver.status.store(500, Ordering::SeqCst);
+        let addr = closed_port();
+        let serving = receiver.serve(addr).await;
+        let (status, created) = server
+            .post(
+                "/v1/webhooks",
+                &acme,
+                json!({"url": format!("http://{addr}/hook"), "events": ["suspension"]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let endpoint = created["id"].as_i64().unwrap();
+        let secret = created["secret"].as_str().unwrap().to_string();
+        let (status, body) = server
+            .post(
+                "/v1/admin/partners/acme/suspend",
+                ADMIN_KEY,
+                json!({"reason": "unpaid invoice"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let failed = poll_until(WAIT, async || {
+            let (_, log) = server
+                .get(&format!("/v1/webhooks/{endpoint}/deliveries"), &acme)
+                .await;
+            match log["items"].as_array().unwrap().first() {
+                Some(d) if d["status"] == "failed" => Ok(d.clone()),
+                other => Err(format!("not failed yet: {other:?}")),
+            }
+        })
+        .await;
+        assert_eq!(failed["response_code"], 500);
+        assert!(failed["attempts"].as_i64().unwrap() >= 2, "{failed}");
+        assert_eq!(failed["next_attempt_at"], Value::Null);
+        let event_id = failed["event_id"].as_i64().unwrap();
+        let events = inbox(&server, &acme).await;
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0]["id"], event_id);
+        assert_eq!(events[0]["kind"], "suspension");
+        assert_eq!(events[0]["data"]["action"], "suspend");
+        assert_eq!(events[0]["data"]["reason"], "unpaid invoice");
+
+        receiver.status.store(200, Ordering::SeqCst);
+        let (status, replayed) = server
+            .post(
+                &format!("/v1/webhooks/{endpoint}/replay"),
+                &acme,
+                json!({"from_event_id": event_id}),
+            )
+            .await;
+        assert_eq!(
+            (status, replayed["replayed"].as_i64()),
+            (StatusCode::OK, Some(1))
+        );
+        let delivered = poll_until(WAIT, async || {
+            let (_, log) = server
+                .get(&format!("/v1/webhooks/{endpoint}/deliveries"), &acme)
+                .await;
+            match log["items"].as_array().unwrap().first() {
+                Some(d) if d["status"] == "delivered" => Ok(d.clone()),
+                other => Err(format!("not delivered yet: {other:?}")),
+            }
+        })
+        .await;
+        assert_eq!(
+            (
+                delivered["replays"].clone(),
+                delivered["response_code"].clone()
+            ),
+            (json!(1), json!(200))
+        );
+        let hits = receiver.hits();
+        assert!(
+            hits.iter()
+                .all(|h| h.event_id == event_id && verifies(&secret, h))
+        );
+        assert_eq!(hits.iter().filter(|h| h.answered == 200).count(), 1);
+        serving.abort();
+        server.stop().await;
+    }
+}

@@ -69,27 +69,21 @@ async fn feed_source(
         Backend::Postgres => now - lag,
     };
     let time_ready_before = now - lag;
+    let ready = Ready {
+        id: id_ready_before,
+        time: time_ready_before,
+    };
+    // Look without the write lock first: an idle source costs one read, not a
+    // write transaction beside the relay's writer.
+    {
+        let mut conn = store.pool().acquire().await?;
+        if read(&mut conn, source, ready).await?.1.is_none() {
+            return Ok((0, false));
+        }
+    }
     let mut tx = store.begin_write().await?;
     lock_feed(&mut tx).await?;
-    let (position, tiebreak): (i64, i64) =
-        sqlx::query_as("SELECT position, tiebreak FROM event_cursors WHERE source = $1")
-            .bind(source)
-            .fetch_optional(&mut *tx)
-            .await?
-            .unwrap_or((0, 0));
-    let conn: &mut sqlx::AnyConnection = &mut tx;
-    let (events, cursor) = match source {
-        "message_events" => receipts(conn, position, id_ready_before).await?,
-        "mo_messages" => mos(conn, position, id_ready_before).await?,
-        "push_runs" => runs(conn, position, tiebreak, time_ready_before).await?,
-        "module_faults" => faults(conn, position, id_ready_before).await?,
-        "suspensions" => suspensions(conn, position, id_ready_before).await?,
-        "partner_notices" => notices(conn, position, id_ready_before).await?,
-        "agreement_terms" => agreement_terms(conn, position, id_ready_before).await?,
-        "operator_terms" => operator_terms(conn, position, id_ready_before).await?,
-        "statement_issues" => statements(conn, position, tiebreak, time_ready_before).await?,
-        _ => (Vec::new(), None),
-    };
+    let (events, cursor) = read(&mut tx, source, ready).await?;
     let Some((new_position, new_tiebreak)) = cursor else {
         return Ok((0, false));
     };
@@ -105,6 +99,40 @@ async fn feed_source(
     .await?;
     tx.commit().await?;
     Ok((appended, true))
+}
+
+/// Until when rows are ready: by id (`i64::MAX` on SQLite), by time.
+#[derive(Debug, Clone, Copy)]
+struct Ready {
+    id: i64,
+    time: i64,
+}
+
+/// Read one source from its stored cursor: the events and the new cursor.
+async fn read(
+    conn: &mut sqlx::AnyConnection,
+    source: &str,
+    ready: Ready,
+) -> Result<Read, StoreError> {
+    let (position, tiebreak): (i64, i64) =
+        sqlx::query_as("SELECT position, tiebreak FROM event_cursors WHERE source = $1")
+            .bind(source)
+            .fetch_optional(&mut *conn)
+            .await?
+            .unwrap_or((0, 0));
+    let id = ready.id;
+    Ok(match source {
+        "message_events" => receipts(conn, position, id).await?,
+        "mo_messages" => mos(conn, position, id).await?,
+        "push_runs" => runs(conn, position, tiebreak, ready.time).await?,
+        "module_faults" => faults(conn, position, id).await?,
+        "suspensions" => suspensions(conn, position, id).await?,
+        "partner_notices" => notices(conn, position, id).await?,
+        "agreement_terms" => agreement_terms(conn, position, id).await?,
+        "operator_terms" => operator_terms(conn, position, id).await?,
+        "statement_issues" => statements(conn, position, tiebreak, ready.time).await?,
+        _ => (Vec::new(), None),
+    })
 }
 
 type ReceiptRow = (

@@ -129,6 +129,16 @@ pub async fn send_due(
     let now = now_ms();
     let lease = i64::try_from(config.timeout_ms.saturating_mul(3).saturating_add(30_000))
         .unwrap_or(i64::MAX);
+    // A read first: nothing due costs no write transaction.
+    let due: Option<(i64,)> = sqlx::query_as(
+        "SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1 LIMIT 1",
+    )
+    .bind(now)
+    .fetch_optional(store.pool())
+    .await?;
+    if due.is_none() {
+        return Ok(0);
+    }
     let claimed: Vec<(i64,)> = sqlx::query_as(&format!(
         "UPDATE webhook_deliveries SET lease_until = $1 WHERE id IN (
            SELECT id FROM webhook_deliveries
