@@ -378,7 +378,7 @@ async fn item4_a_receiver_down_then_back_gets_every_event_once_signed_across_rot
         assert!(!hits.iter().any(|h| verifies("whsec_not-the-secret", h)));
         let retried = hits.len() - accepted;
         eprintln!(
-            "webhooks: {} events, {} requests ({} answered 503 before the receiver came back, {} duplicates)",
+            "webhooks: {} events, {} requests ({} answered 503 before the receiver came back, {} repeated)",
             events.len(),
             hits.len(),
             retried,
