@@ -1,6 +1,7 @@
 //! The HTTP API (axum). Every route but `/healthz` and `/metrics` needs `Authorization: Bearer
 //! <key>`; errors are `{"error":{"code","message"}}` with the right status.
 
+mod alerts;
 mod auth;
 mod billing;
 mod content;
@@ -16,6 +17,7 @@ mod schedules;
 mod services;
 mod settings;
 mod stats;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -50,6 +52,8 @@ pub struct AppState {
     pub dialogue: crate::mo::DialogueConfig,
     /// How far partner figures are trusted (the hold bound).
     pub settlement: crate::settlement::SettlementConfig,
+    /// Endpoint URL rule and rotation grace of webhooks.
+    pub webhooks: crate::webhooks::WebhooksConfig,
 }
 
 impl std::fmt::Debug for AppState {
@@ -106,6 +110,8 @@ fn json_routes() -> Routes {
         .merge(notices::router())
         .merge(stats::router())
         .merge(metrics::router())
+        .merge(alerts::router())
+        .merge(webhooks::router())
 }
 
 /// Every path template the API serves (`/v1/services/{id}`, …), each once.

@@ -13,6 +13,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+pub use crate::alerts::AlertsConfig;
 pub use crate::api::{AdminConfig, HttpConfig};
 pub use crate::clock::PlatformConfig;
 pub use crate::compliance::ComplianceConfig;
@@ -26,6 +27,7 @@ pub use crate::schedule::ScheduleConfig;
 pub use crate::settlement::SettlementConfig;
 pub use crate::store::StoreConfig;
 pub use crate::telemetry::{LogConfig, LogFormat};
+pub use crate::webhooks::WebhooksConfig;
 
 /// The whole configuration, as read from file and environment.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -50,6 +52,10 @@ pub struct Config {
     pub settlement: SettlementConfig,
     /// Log lines: `format = "text" | "json"` (issue 15).
     pub log: LogConfig,
+    /// Anomaly alert thresholds.
+    pub alerts: AlertsConfig,
+    /// The partner event feed and webhook deliveries.
+    pub webhooks: WebhooksConfig,
     /// The operator links (SMPP 3.4 SMSCs). Empty: nothing is sent (with `serve
     /// --demo`, two operators on the built-in simulator).
     pub operators: Vec<OperatorConfig>,
@@ -93,6 +99,8 @@ impl Config {
             .map_err(|reason| invalid(("platform.time_zone", reason)))?;
         self.runtime.validate().map_err(invalid)?;
         self.schedule.validate().map_err(invalid)?;
+        self.alerts.validate().map_err(invalid)?;
+        self.webhooks.validate().map_err(invalid)?;
         for (key, value) in [
             (
                 "store.max_connections",

@@ -49,6 +49,11 @@ pub async fn prepare(
         config.compliance.quiet_hours.clear();
         println!("demo: quiet hours off (set [compliance] quiet_hours to try them)");
     }
+    // A demo's webhook receiver runs on this machine (`http://127.0.0.1:…`).
+    if !config.webhooks.allow_private {
+        config.webhooks.allow_private = true;
+        println!("demo: webhooks may go to loopback and private addresses");
+    }
     Ok(simulator)
 }
 

@@ -8,6 +8,7 @@
 //! - [`config`]: one typed configuration (file + environment); it only composes the
 //!   settings types each module owns, and checks them at start.
 //! - [`api`]: the HTTP API (axum): auth, routes, JSON errors.
+//! - [`alerts`]: anomaly alerts over the records and the binds.
 //! - [`schedule`]: push schedules, runs claimed once, fan-out to subscribers.
 //! - [`mo`]: the keyword router: host commands first, then modules.
 //! - [`modules`]: the module registry: upload, validation, versions, activation,
@@ -23,11 +24,13 @@
 //! - [`services`]: declared services, revisions and their approval.
 //! - [`commands`]: the host's reserved user commands (`TD`, `0000`, `Y`…).
 //! - [`partners`], [`notices`]: partners and their keys; notices to partners.
+//!   [`webhooks`]: the partner event feed, the inbox and signed webhooks.
 //! - [`clock`]: the one platform clock and time zone (`[platform] time_zone`):
 //!   months, days, quiet hours, schedules, the offset modules see. [`text`]: text
 //!   folding for matching.
 //! - [`store`]: the sqlx pool over SQLite or PostgreSQL, and migrations.
 
+pub mod alerts;
 pub mod api;
 pub mod billing;
 pub mod clock;
@@ -53,3 +56,4 @@ pub mod subscriptions;
 pub mod telemetry;
 pub mod text;
 pub mod tools;
+pub mod webhooks;

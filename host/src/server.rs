@@ -1,7 +1,8 @@
 //! Start-up: from a configuration to a running platform. This module only composes:
 //! it fixes the platform time zone, opens the store, builds each part from its
 //! settings in dependency order (runtime and registry, compliance, relay, scheduler,
-//! router, background tasks of compliance, billing and settlement), serves the API
+//! router, background tasks of compliance, billing, settlement, alerts and
+//! webhooks), serves the API
 //! and drains on shutdown. What `serve --demo` adds is in [`crate::demo`].
 
 use std::sync::Arc;
@@ -143,6 +144,15 @@ impl Platform {
             store.clone(),
             relay.routes().operators(),
         ));
+        background.push(crate::alerts::spawn(
+            store.clone(),
+            relay.clone(),
+            config.alerts.clone(),
+        ));
+        background.push(crate::webhooks::sender::spawn(
+            store.clone(),
+            config.webhooks.clone(),
+        ));
         Ok(Self {
             store,
             registry,
@@ -169,6 +179,7 @@ impl Platform {
                 max_module_bytes: config.http.max_module_bytes,
                 dialogue: self.dialogue.clone(),
                 settlement: config.settlement,
+                webhooks: config.webhooks.clone(),
             },
             config.http.max_json_bytes,
         )

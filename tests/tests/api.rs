@@ -454,6 +454,13 @@ const ROUTES: &[(&str, &str, Who)] = &[
     ("/v1/subscriptions/{id}", "DELETE", Who::Partner),
     ("/v1/violations", "GET", Who::Partner),
     ("/v1/notices", "GET", Who::Partner),
+    ("/v1/alerts", "GET", Who::Partner),
+    ("/v1/webhooks", "POST* GET", Who::Partner),
+    ("/v1/webhooks/{id}", "GET PATCH* DELETE", Who::Partner),
+    ("/v1/webhooks/{id}/deliveries", "GET", Who::Partner),
+    ("/v1/webhooks/{id}/replay", "POST*", Who::Partner),
+    ("/v1/webhook-secret/rotate", "POST", Who::Partner),
+    ("/v1/events", "GET", Who::Partner),
     ("/v1/admin/relay/binds", "GET", Who::Admin),
     ("/v1/admin/services/{id}/{action}", "POST*", Who::Admin),
     ("/v1/admin/partners/{name}/{action}", "POST*", Who::Admin),
@@ -749,6 +756,9 @@ async fn item7_admin_lists_take_partner() {
         "/v1/admin/discrepancies",
         "/v1/content/jokes",
         "/v1/stats",
+        "/v1/alerts",
+        "/v1/webhooks",
+        "/v1/events",
     ] {
         let sep = if list.contains('?') { '&' } else { '?' };
         let (status, body) = server
