@@ -1,11 +1,14 @@
 //! The HTTP API (axum). Every route but `/healthz` needs `Authorization: Bearer
 //! <key>`; errors are `{"error":{"code","message"}}` with the right status.
 
+mod audit;
 mod auth;
 mod billing;
+mod complaints;
 mod content;
 mod error;
 mod extract;
+mod history;
 mod idempotency;
 mod messages;
 mod modules;
@@ -48,6 +51,8 @@ pub struct AppState {
     pub dialogue: crate::mo::DialogueConfig,
     /// How far partner figures are trusted (the hold bound).
     pub settlement: crate::settlement::SettlementConfig,
+    /// Due hours, channels and the platform's contacts for complaints.
+    pub complaints: crate::complaints::ComplaintsConfig,
 }
 
 impl std::fmt::Debug for AppState {
@@ -102,6 +107,9 @@ fn json_routes() -> Routes {
         // other routes take JSON like every route.
         .merge(modules::router())
         .merge(notices::router())
+        .merge(complaints::router())
+        .merge(history::router())
+        .merge(audit::router())
 }
 
 /// Every path template the API serves (`/v1/services/{id}`, …), each once.
@@ -120,6 +128,11 @@ pub fn router(state: AppState, max_json_bytes: usize) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::map_response(extract::json_errors))
+        // Outside the error gate, so it records the status the caller got.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::record,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -15,9 +15,11 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::api::{AdminConfig, HttpConfig};
 pub use crate::clock::PlatformConfig;
+pub use crate::complaints::ComplaintsConfig;
 pub use crate::compliance::ComplianceConfig;
 pub use crate::mo::DialogueConfig;
 pub use crate::modules::RegistryConfig;
+pub use crate::retention::RetentionConfig;
 pub use crate::relay::settings::{
     ConcatMode, IncompleteMo, OperatorConfig, ReceiptIds, RelayConfig,
 };
@@ -47,6 +49,11 @@ pub struct Config {
     pub compliance: ComplianceConfig,
     /// How far the partner's own figures are trusted.
     pub settlement: SettlementConfig,
+    /// The complaints register: due hours per cause, channels, the platform's
+    /// contacts.
+    pub complaints: ComplaintsConfig,
+    /// How long the history of MTs and MOs is kept, and the purge's pace.
+    pub retention: RetentionConfig,
     /// The operator links (SMPP 3.4 SMSCs). Empty: nothing is sent (with `serve
     /// --demo`, two operators on the built-in simulator).
     pub operators: Vec<OperatorConfig>,
@@ -89,6 +96,8 @@ impl Config {
             .validate()
             .map_err(|reason| invalid(("platform.time_zone", reason)))?;
         self.runtime.validate().map_err(invalid)?;
+        self.complaints.validate().map_err(invalid)?;
+        self.retention.validate().map_err(invalid)?;
         self.schedule.validate().map_err(invalid)?;
         for (key, value) in [
             (

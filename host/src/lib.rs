@@ -9,6 +9,8 @@
 //!   settings types each module owns, and checks them at start.
 //! - [`api`]: the HTTP API (axum): auth, routes, JSON errors.
 //! - [`schedule`]: push schedules, runs claimed once, fan-out to subscribers.
+//!   [`retention`]: `[retention]` and the history purge's task; the
+//!   deletes are the tables' owners' (`relay::outbox::retention`, `mo::retention`).
 //! - [`mo`]: the keyword router: host commands first, then modules.
 //! - [`modules`]: the module registry: upload, validation, versions, activation,
 //!   rollback, and faults recorded against partner and version. [`content`]: the
@@ -23,15 +25,19 @@
 //! - [`services`]: declared services, revisions and their approval.
 //! - [`commands`]: the host's reserved user commands (`TD`, `0000`, `Y`…).
 //! - [`partners`], [`notices`]: partners and their keys; notices to partners.
+//!   [`complaints`]: the complaints register and partner contacts.
+//! - [`audit`]: the hash-chained audit log of administrative actions.
 //! - [`clock`]: the one platform clock and time zone (`[platform] time_zone`):
 //!   months, days, quiet hours, schedules, the offset modules see. [`text`]: text
 //!   folding for matching.
 //! - [`store`]: the sqlx pool over SQLite or PostgreSQL, and migrations.
 
 pub mod api;
+pub mod audit;
 pub mod billing;
 pub mod clock;
 pub mod commands;
+pub mod complaints;
 pub mod compliance;
 pub mod config;
 pub mod content;
@@ -41,6 +47,7 @@ pub mod modules;
 pub mod notices;
 pub mod partners;
 pub mod relay;
+pub mod retention;
 pub mod runner;
 pub mod runtime;
 pub mod schedule;

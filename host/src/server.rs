@@ -136,6 +136,10 @@ impl Platform {
         background.push(detectors::spawn(compliance.clone()));
         background.push(crate::billing::spawn(store.clone(), relay.clone()));
         background.push(crate::settlement::spawn(store.clone()));
+        background.push(crate::retention::spawn(
+            store.clone(),
+            config.retention.clone(),
+        ));
         Ok(Self {
             store,
             registry,
@@ -162,6 +166,7 @@ impl Platform {
                 max_module_bytes: config.http.max_module_bytes,
                 dialogue: self.dialogue.clone(),
                 settlement: config.settlement,
+                complaints: config.complaints.clone(),
             },
             config.http.max_json_bytes,
         )

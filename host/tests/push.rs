@@ -115,6 +115,7 @@ impl Rig {
                 max_module_bytes: 4 << 20,
                 dialogue,
                 settlement: Default::default(),
+                complaints: Default::default(),
             },
             1 << 20,
         );
