@@ -120,6 +120,8 @@ pub fn spawn(store: Store, config: RetentionConfig) -> tokio::task::JoinHandle<(
     tokio::spawn(async move {
         let every = Duration::from_secs(config.interval_secs.max(1));
         loop {
+            // The first pass waits an interval too: a start is no reason to purge.
+            tokio::time::sleep(every).await;
             match purge_once(&store, &config, now_ms()).await {
                 Ok(p) if p.mts + p.mos > 0 => {
                     tracing::info!(mts = p.mts, mos = p.mos, cutoff_ms = p.cutoff_ms, "history purged");
@@ -127,7 +129,6 @@ pub fn spawn(store: Store, config: RetentionConfig) -> tokio::task::JoinHandle<(
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "history purge failed"),
             }
-            tokio::time::sleep(every).await;
         }
     })
 }
