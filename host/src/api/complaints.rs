@@ -197,11 +197,10 @@ struct FileComplaint {
 /// `POST /v1/admin/complaints`: file a complaint; 201 with the complaint, routed
 /// and due.
 async fn file(
-    caller: Admin,
+    _: Admin,
     State(state): State<AppState>,
     body: Json<FileComplaint>,
 ) -> Result<(StatusCode, Json<ComplaintView>), ApiError> {
-    let _ = caller;
     let Json(body) = body;
     if !CAUSES.contains(&body.cause.as_str()) {
         return Err(ApiError::bad_request(
@@ -271,6 +270,22 @@ struct ListQuery {
     after: Option<String>,
 }
 
+/// A query value that must be one of `allowed`: else 400 `code`.
+fn one_of(
+    value: Option<&str>,
+    allowed: &[&str],
+    code: &'static str,
+    what: &str,
+) -> Result<(), ApiError> {
+    match value {
+        Some(v) if !allowed.contains(&v) => Err(ApiError::bad_request(
+            code,
+            format!("{what} is one of {}", allowed.join(", ")),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// `GET /v1/complaints`: newest first; a partner sees its own, the admin all.
 async fn list(
     caller: Caller,
@@ -280,24 +295,15 @@ async fn list(
     let partner_id = scope(&state, &caller, query.partner.as_deref()).await?;
     let limit = page_limit(query.limit)?;
     let before = id_cursor(query.after.as_deref())?;
-    let check = |value: &Option<String>, allowed: &[&str], code: &'static str, what: &str| {
-        match value.as_deref() {
-            Some(v) if !allowed.contains(&v) => Err(ApiError::bad_request(
-                code,
-                format!("{what} is one of {}", allowed.join(", ")),
-            )),
-            _ => Ok(()),
-        }
-    };
-    check(
-        &query.status,
+    one_of(
+        query.status.as_deref(),
         &["open", "acknowledged", "resolved", "rejected"],
         "invalid-status",
         "status",
     )?;
-    check(&query.cause, &CAUSES, "invalid-cause", "cause")?;
-    check(
-        &query.routed_to,
+    one_of(query.cause.as_deref(), &CAUSES, "invalid-cause", "cause")?;
+    one_of(
+        query.routed_to.as_deref(),
         &["partner", "platform"],
         "invalid-routed-to",
         "routed_to",
