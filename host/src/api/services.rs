@@ -51,18 +51,6 @@ fn parse_id(raw: &str, what: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| ApiError::bad_request("invalid-id", format!("`{raw}` is not a {what} id")))
 }
 
-/// An id given in a body: positive, or a 400 naming the field.
-fn positive_id(id: i64, field: &str) -> Result<i64, ApiError> {
-    if id > 0 {
-        Ok(id)
-    } else {
-        Err(ApiError::bad_request(
-            "invalid-id",
-            format!("{field} {id} is not an id"),
-        ))
-    }
-}
-
 /// The partner a caller is limited to (None: the admin sees all).
 fn own(caller: &Caller) -> Option<i64> {
     match caller {

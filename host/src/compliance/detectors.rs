@@ -167,7 +167,7 @@ pub async fn run_once(compliance: &Compliance) -> Result<Vec<Finding>, StoreErro
                 }
             };
             match result {
-                Ok(()) => {
+                Ok(_) => {
                     // The platform's own administrative action: on the audit chain.
                     let (action, target) = match finding.service_id {
                         Some(service) => ("suspend-service", format!("service {service}")),
