@@ -12,6 +12,7 @@ use common::{ADMIN_KEY, Server, databases, error_code};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use std::time::Duration;
 use tongdao::relay::{Basis, ChargePlan, NewMessage};
 use tongdao_smpp::sim::{Sim, SimConfig};
 
@@ -447,6 +448,18 @@ async fn item6_history_query_json_and_csv() {
         assert_eq!(status, StatusCode::ACCEPTED, "{run}");
         env.wait_run_final(run["id"].as_i64().unwrap()).await;
         env.wait_outbox_settled(user).await;
+        // And every receipt is in.
+        common::poll_until(Duration::from_secs(20), async || {
+            let (open,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM messages WHERE recipient = $1 AND status <> 'delivered'",
+            )
+            .bind(user)
+            .fetch_one(env.server.platform.store.pool())
+            .await
+            .unwrap();
+            if open == 0 { Ok(()) } else { Err(format!("{open} MTs not delivered yet")) }
+        })
+        .await;
         let inbox = env.inbox(user);
         let (version_id, version_sha): (i64, String) = sqlx::query_as(
             "SELECT v.id, v.sha256 FROM module_versions v JOIN modules m ON m.id = v.module_id
@@ -805,10 +818,10 @@ async fn item6_purge_removes_exactly_what_is_older_than_n_months() {
         assert_eq!(left("SELECT COUNT(*) FROM mo_messages WHERE received_at = (SELECT MIN(received_at) FROM mo_messages) AND status = 'routing'").await, 1);
         assert_eq!(left("SELECT COUNT(*) FROM mo_messages").await, 3);
         assert_eq!(
-            left("SELECT COALESCE(SUM(count), 0) FROM purged_traffic WHERE kind = 'mt-delivered'").await,
+            left("SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM purged_traffic WHERE kind = 'mt-delivered'").await,
             10
         );
-        assert_eq!(left("SELECT COALESCE(SUM(count), 0) FROM purged_traffic WHERE kind = 'mo'").await, 6);
+        assert_eq!(left("SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM purged_traffic WHERE kind = 'mo'").await, 6);
 
         assert_eq!(statement().await, before, "the statement of a purged month changed");
         // Nothing more to purge at the same moment.
