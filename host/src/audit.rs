@@ -233,7 +233,9 @@ pub async fn verify(store: &Store) -> Result<Verdict, StoreError> {
     if last_id != rows {
         return Ok(Verdict::Broken {
             row: rows + 1,
-            reason: format!("the chain ends at row {rows} but its head names row {last_id} (rows deleted at the end)"),
+            reason: format!(
+                "the chain ends at row {rows} but its head names row {last_id} (rows deleted at the end)"
+            ),
         });
     }
     if last_hash != prev_hash {

@@ -39,10 +39,15 @@ impl Default for ComplaintsConfig {
         Self {
             // Channel faults: coordinate with the operator "in the shortest time"
             // (agreement 5.2); the partner answers its users within a day.
-            due_hours: [("content", 24), ("channel", 4), ("billing", 48), ("unsubscribe", 24)]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
+            due_hours: [
+                ("content", 24),
+                ("channel", 4),
+                ("billing", 48),
+                ("unsubscribe", 24),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
             channels: [
                 "10086", "10010", "10000", "12321", "miit", "app", "email", "web", "phone", "other",
             ]
@@ -68,14 +73,21 @@ impl ComplaintsConfig {
                 }
             }
         }
-        if let Some(unknown) = self.due_hours.keys().find(|k| !CAUSES.contains(&k.as_str())) {
+        if let Some(unknown) = self
+            .due_hours
+            .keys()
+            .find(|k| !CAUSES.contains(&k.as_str()))
+        {
             return Err((
                 "complaints.due_hours",
                 format!("`{unknown}` is not a cause (content, channel, billing, unsubscribe)"),
             ));
         }
         if self.channels.is_empty() || self.channels.iter().any(String::is_empty) {
-            return Err(("complaints.channels", "list at least one non-empty channel".into()));
+            return Err((
+                "complaints.channels",
+                "list at least one non-empty channel".into(),
+            ));
         }
         Ok(())
     }

@@ -19,10 +19,10 @@ pub use crate::complaints::ComplaintsConfig;
 pub use crate::compliance::ComplianceConfig;
 pub use crate::mo::DialogueConfig;
 pub use crate::modules::RegistryConfig;
-pub use crate::retention::RetentionConfig;
 pub use crate::relay::settings::{
     ConcatMode, IncompleteMo, OperatorConfig, ReceiptIds, RelayConfig,
 };
+pub use crate::retention::RetentionConfig;
 pub use crate::runtime::RuntimeConfig;
 pub use crate::schedule::ScheduleConfig;
 pub use crate::settlement::SettlementConfig;

@@ -124,7 +124,12 @@ pub fn spawn(store: Store, config: RetentionConfig) -> tokio::task::JoinHandle<(
             tokio::time::sleep(every).await;
             match purge_once(&store, &config, now_ms()).await {
                 Ok(p) if p.mts + p.mos > 0 => {
-                    tracing::info!(mts = p.mts, mos = p.mos, cutoff_ms = p.cutoff_ms, "history purged");
+                    tracing::info!(
+                        mts = p.mts,
+                        mos = p.mos,
+                        cutoff_ms = p.cutoff_ms,
+                        "history purged"
+                    );
                 }
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "history purge failed"),

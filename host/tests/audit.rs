@@ -72,7 +72,9 @@ fn entry(i: usize) -> NewEntry {
         method: Some("POST".into()),
         path: Some("/v1/admin/services/{id}/{action}".into()),
         status: Some(200),
-        body_sha256: Some(audit::sha256_hex(format!("{{\"reason\":\"{i}\"}}").as_bytes())),
+        body_sha256: Some(audit::sha256_hex(
+            format!("{{\"reason\":\"{i}\"}}").as_bytes(),
+        )),
         request_id: Some(format!("req-{i}")),
         detail: format!("/v1/admin/services/{i}/suspend"),
     }

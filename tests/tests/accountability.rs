@@ -56,7 +56,10 @@ async fn item5_complaint_lifecycle_routing_and_contacts() {
         let (status, body) = server
             .put("/v1/contacts?partner=rival", &acme, contacts("x"))
             .await;
-        assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "forbidden"));
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::FORBIDDEN, "forbidden")
+        );
         let mut no_way = contacts("acme");
         no_way["customer_service"]["phone"] = json!("");
         no_way["customer_service"]["email"] = json!("");
@@ -90,7 +93,10 @@ async fn item5_complaint_lifecycle_routing_and_contacts() {
         assert_eq!(content["overdue"], false);
         let created: jiff::Timestamp = content["created_at"].as_str().unwrap().parse().unwrap();
         let due: jiff::Timestamp = content["due_at"].as_str().unwrap().parse().unwrap();
-        assert_eq!(due.as_millisecond() - created.as_millisecond(), 24 * 3_600_000);
+        assert_eq!(
+            due.as_millisecond() - created.as_millisecond(),
+            24 * 3_600_000
+        );
         assert!(content["created_at"].as_str().unwrap().ends_with('Z'));
         assert_eq!(content["history"].as_array().unwrap().len(), 1);
 
@@ -104,18 +110,27 @@ async fn item5_complaint_lifecycle_routing_and_contacts() {
         assert_eq!(channel["partner_contacts"], contacts("acme"));
         let due: jiff::Timestamp = channel["due_at"].as_str().unwrap().parse().unwrap();
         let created: jiff::Timestamp = channel["created_at"].as_str().unwrap().parse().unwrap();
-        assert_eq!(due.as_millisecond() - created.as_millisecond(), 4 * 3_600_000);
+        assert_eq!(
+            due.as_millisecond() - created.as_millisecond(),
+            4 * 3_600_000
+        );
         let others = file("rival", "billing", "app").await;
 
         for (body, code) in [
-            (json!({"partner": "acme", "cause": "weather"}), "invalid-cause"),
+            (
+                json!({"partner": "acme", "cause": "weather"}),
+                "invalid-cause",
+            ),
             (
                 json!({"partner": "acme", "cause": "content", "channel": "pigeon"}),
                 "invalid-channel",
             ),
         ] {
             let (status, answer) = server.post("/v1/admin/complaints", ADMIN_KEY, body).await;
-            assert_eq!((status, error_code(&answer)), (StatusCode::BAD_REQUEST, code));
+            assert_eq!(
+                (status, error_code(&answer)),
+                (StatusCode::BAD_REQUEST, code)
+            );
         }
         let (status, answer) = server
             .post(
@@ -124,7 +139,10 @@ async fn item5_complaint_lifecycle_routing_and_contacts() {
                 json!({"partner": "acme", "cause": "content"}),
             )
             .await;
-        assert_eq!((status, error_code(&answer)), (StatusCode::FORBIDDEN, "forbidden"));
+        assert_eq!(
+            (status, error_code(&answer)),
+            (StatusCode::FORBIDDEN, "forbidden")
+        );
 
         // A partner sees its own, not another's (R-7.1).
         let ids = |body: &Value| -> Vec<i64> {
@@ -139,7 +157,10 @@ async fn item5_complaint_lifecycle_routing_and_contacts() {
         assert_eq!(status, StatusCode::OK, "{mine}");
         assert_eq!(
             ids(&mine),
-            [channel["id"].as_i64().unwrap(), content["id"].as_i64().unwrap()]
+            [
+                channel["id"].as_i64().unwrap(),
+                content["id"].as_i64().unwrap()
+            ]
         );
         assert_eq!(mine["next"], Value::Null);
         let (_, theirs) = server.get("/v1/complaints", &rival).await;
@@ -147,7 +168,10 @@ async fn item5_complaint_lifecycle_routing_and_contacts() {
         let (status, body) = server
             .get(&format!("/v1/complaints/{}", others["id"]), &acme)
             .await;
-        assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "not-found"));
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::NOT_FOUND, "not-found")
+        );
         let (status, body) = server
             .post(
                 &format!("/v1/complaints/{}/acknowledge", others["id"]),
@@ -155,7 +179,10 @@ async fn item5_complaint_lifecycle_routing_and_contacts() {
                 json!({}),
             )
             .await;
-        assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "not-found"));
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::NOT_FOUND, "not-found")
+        );
         let (_, all) = server.get("/v1/complaints", ADMIN_KEY).await;
         assert_eq!(all["items"].as_array().unwrap().len(), 3);
         let (_, page) = server.get("/v1/complaints?limit=2", ADMIN_KEY).await;
@@ -177,19 +204,46 @@ async fn item5_complaint_lifecycle_routing_and_contacts() {
                 .post(&format!("/v1/complaints/{id}/{action}"), key, body)
                 .await
         };
-        let (status, body) = act(&content["id"], "resolve", ADMIN_KEY, json!({"resolution": "x"})).await;
-        assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, "routed-to-partner"));
+        let (status, body) = act(
+            &content["id"],
+            "resolve",
+            ADMIN_KEY,
+            json!({"resolution": "x"}),
+        )
+        .await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::CONFLICT, "routed-to-partner")
+        );
         let (status, body) = act(&channel["id"], "acknowledge", &acme, json!({})).await;
-        assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, "routed-to-platform"));
-        let (status, body) = act(&content["id"], "acknowledge", &acme, json!({"note": "核查中"})).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::CONFLICT, "routed-to-platform")
+        );
+        let (status, body) = act(
+            &content["id"],
+            "acknowledge",
+            &acme,
+            json!({"note": "核查中"}),
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["status"], "acknowledged");
         let (status, body) = act(&content["id"], "acknowledge", &acme, json!({})).await;
-        assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, "already-acknowledged"));
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::CONFLICT, "already-acknowledged")
+        );
         let (status, body) = act(&content["id"], "resolve", &acme, json!({})).await;
-        assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "resolution-required"));
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::BAD_REQUEST, "resolution-required")
+        );
         let (status, body) = act(&content["id"], "close", &acme, json!({})).await;
-        assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid-action"));
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::BAD_REQUEST, "invalid-action")
+        );
         let (status, body) = act(
             &content["id"],
             "resolve",
@@ -221,7 +275,10 @@ async fn item5_complaint_lifecycle_routing_and_contacts() {
             ]
         );
         let (status, body) = act(&content["id"], "reject", &acme, json!({"resolution": "x"})).await;
-        assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, "complaint-closed"));
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::CONFLICT, "complaint-closed")
+        );
         let (status, body) = act(
             &channel["id"],
             "resolve",
@@ -246,11 +303,20 @@ async fn item5_complaint_lifecycle_routing_and_contacts() {
         let (_, overdue) = server.get("/v1/complaints?overdue=true", &acme).await;
         assert_eq!(ids(&overdue), Vec::<i64>::new());
         let (status, body) = server.get("/v1/complaints?status=lost", ADMIN_KEY).await;
-        assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid-status"));
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::BAD_REQUEST, "invalid-status")
+        );
         let (status, body) = server.get("/v1/complaints?limit=501", ADMIN_KEY).await;
-        assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid-limit"));
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::BAD_REQUEST, "invalid-limit")
+        );
         let (status, body) = server.get("/v1/complaints?after=zz", ADMIN_KEY).await;
-        assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid-cursor"));
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::BAD_REQUEST, "invalid-cursor")
+        );
         server.stop().await;
     }
 }
@@ -284,7 +350,13 @@ async fn delivered_mts(env: &Env, partner: i64, service: i64, first: u64, n: u64
         env.server
             .platform
             .relay
-            .enqueue(push(partner, service, sub, &user, "今日笑话：一只企鹅走进了酒吧"))
+            .enqueue(push(
+                partner,
+                service,
+                sub,
+                &user,
+                "今日笑话：一只企鹅走进了酒吧",
+            ))
             .await
             .unwrap();
         users.push(user);
@@ -322,12 +394,13 @@ async fn item5_complaint_spike_suspends_the_service() {
         let xh_users = delivered_mts(&env, acme_id, xh, 0, 10).await;
         delivered_mts(&env, acme_id, dt, 100, 30).await;
         let count_mts = async |service: i64| -> i64 {
-            let (n,): (i64,) =
-                sqlx::query_as("SELECT COUNT(*) FROM messages WHERE service_id = $1 AND status = 'delivered'")
-                    .bind(service)
-                    .fetch_one(env.server.platform.store.pool())
-                    .await
-                    .unwrap();
+            let (n,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM messages WHERE service_id = $1 AND status = 'delivered'",
+            )
+            .bind(service)
+            .fetch_one(env.server.platform.store.pool())
+            .await
+            .unwrap();
             n
         };
         assert!(count_mts(xh).await >= 10);
@@ -367,9 +440,15 @@ async fn item5_complaint_spike_suspends_the_service() {
         };
         let (xh_rate, dt_rate) = (rate_of(xh), rate_of(dt));
         assert_eq!(xh_rate["complaints"], 5);
-        assert_eq!(dt_rate["complaints"], 5, "channel causes left out: {dt_rate}");
+        assert_eq!(
+            dt_rate["complaints"], 5,
+            "channel causes left out: {dt_rate}"
+        );
         for rate in [&xh_rate, &dt_rate] {
-            let (c, m) = (rate["complaints"].as_i64().unwrap(), rate["mts"].as_i64().unwrap());
+            let (c, m) = (
+                rate["complaints"].as_i64().unwrap(),
+                rate["mts"].as_i64().unwrap(),
+            );
             assert_eq!(rate["per_10k"].as_i64().unwrap(), c * 10_000 / m, "{rate}");
         }
         assert_eq!(xh_rate["spike"], true, "{xh_rate}");
@@ -384,12 +463,23 @@ async fn item5_complaint_spike_suspends_the_service() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|f| (f["rule"].as_str().unwrap().to_string(), f["service_id"].as_i64()))
+            .map(|f| {
+                (
+                    f["rule"].as_str().unwrap().to_string(),
+                    f["service_id"].as_i64(),
+                )
+            })
             .collect();
         assert_eq!(findings, [("complaint-spike".to_string(), Some(xh))]);
-        let (_, service) = env.server.get(&format!("/v1/services/{xh}"), &env.acme).await;
+        let (_, service) = env
+            .server
+            .get(&format!("/v1/services/{xh}"), &env.acme)
+            .await;
         assert_eq!(service["status"], "suspended");
-        let (_, service) = env.server.get(&format!("/v1/services/{dt}"), &env.acme).await;
+        let (_, service) = env
+            .server
+            .get(&format!("/v1/services/{dt}"), &env.acme)
+            .await;
         assert_eq!(service["status"], "approved");
         let (_, violations) = env.server.get("/v1/violations", &env.acme).await;
         let spike: Vec<&Value> = violations["violations"]
@@ -457,7 +547,11 @@ async fn item6_history_query_json_and_csv() {
             .fetch_one(env.server.platform.store.pool())
             .await
             .unwrap();
-            if open == 0 { Ok(()) } else { Err(format!("{open} MTs not delivered yet")) }
+            if open == 0 {
+                Ok(())
+            } else {
+                Err(format!("{open} MTs not delivered yet"))
+            }
         })
         .await;
         let inbox = env.inbox(user);
@@ -491,7 +585,10 @@ async fn item6_history_query_json_and_csv() {
         }
         // The reply (router → gate) and the push (scheduler → gate) carry the
         // module version that wrote them.
-        let written: Vec<&&Value> = mts.iter().filter(|m| m["module_version_id"] == version_id).collect();
+        let written: Vec<&&Value> = mts
+            .iter()
+            .filter(|m| m["module_version_id"] == version_id)
+            .collect();
         assert!(written.len() >= 2, "{body}");
         for mt in written {
             assert_eq!(mt["module_sha256"], version_sha);
@@ -533,7 +630,10 @@ async fn item6_history_query_json_and_csv() {
         let response = env
             .server
             .http
-            .get(env.server.url(&format!("/v1/admin/history?msisdn={user}&format=csv")))
+            .get(
+                env.server
+                    .url(&format!("/v1/admin/history?msisdn={user}&format=csv")),
+            )
             .bearer_auth(ADMIN_KEY)
             .send()
             .await
@@ -544,16 +644,31 @@ async fn item6_history_query_json_and_csv() {
             "text/csv; charset=utf-8"
         );
         let csv = response.text().await.unwrap();
-        let lines: Vec<&str> = csv.trim_start_matches('\u{feff}').split("\r\n").filter(|l| !l.is_empty()).collect();
-        assert!(lines[0].starts_with("direction,at,msisdn,partner,service"), "{csv}");
+        let lines: Vec<&str> = csv
+            .trim_start_matches('\u{feff}')
+            .split("\r\n")
+            .filter(|l| !l.is_empty())
+            .collect();
+        assert!(
+            lines[0].starts_with("direction,at,msisdn,partner,service"),
+            "{csv}"
+        );
         assert_eq!(lines.len(), items.len() + 1, "{csv}");
         for mt in &mts {
             assert!(csv.contains(mt["text"].as_str().unwrap()), "{csv}");
         }
 
         for (url, status, code) in [
-            ("/v1/admin/history", StatusCode::BAD_REQUEST, "msisdn-required"),
-            ("/v1/admin/history?msisdn=12345", StatusCode::BAD_REQUEST, "invalid-msisdn"),
+            (
+                "/v1/admin/history",
+                StatusCode::BAD_REQUEST,
+                "msisdn-required",
+            ),
+            (
+                "/v1/admin/history?msisdn=12345",
+                StatusCode::BAD_REQUEST,
+                "invalid-msisdn",
+            ),
             (
                 "/v1/admin/history?msisdn=13800000051&from=yesterday",
                 StatusCode::BAD_REQUEST,
@@ -587,7 +702,10 @@ async fn item6_history_query_json_and_csv() {
             .server
             .get(&format!("/v1/admin/history?msisdn={user}"), &env.acme)
             .await;
-        assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "forbidden"));
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::FORBIDDEN, "forbidden")
+        );
         env.stop().await;
     }
 }
@@ -616,7 +734,11 @@ async fn item6_admin_requests_are_on_the_audit_chain() {
             .to_string();
         // Refused requests are recorded too, with their status.
         let (status, _) = server
-            .post("/v1/admin/partners/nobody/suspend", ADMIN_KEY, json!({"reason": "test"}))
+            .post(
+                "/v1/admin/partners/nobody/suspend",
+                ADMIN_KEY,
+                json!({"reason": "test"}),
+            )
             .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         // A partner's request and the admin's reads are not administrative actions.
@@ -642,7 +764,10 @@ async fn item6_admin_requests_are_on_the_audit_chain() {
         assert_eq!(verdict["result"], "intact", "{verdict}");
         assert_eq!(verdict["rows"], 2);
         let (status, body) = server.get("/v1/admin/audit", &acme).await;
-        assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "forbidden"));
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::FORBIDDEN, "forbidden")
+        );
 
         // An edited row is found.
         sqlx::query("UPDATE audit_log SET status = 200 WHERE id = 2")
@@ -650,7 +775,11 @@ async fn item6_admin_requests_are_on_the_audit_chain() {
             .await
             .unwrap();
         let (_, verdict) = server.get("/v1/admin/audit/verify", ADMIN_KEY).await;
-        assert_eq!((verdict["result"].as_str(), verdict["row"].as_i64()), (Some("broken"), Some(2)), "{verdict}");
+        assert_eq!(
+            (verdict["result"].as_str(), verdict["row"].as_i64()),
+            (Some("broken"), Some(2)),
+            "{verdict}"
+        );
         server.stop().await;
     }
 }
@@ -706,7 +835,11 @@ async fn item6_purge_removes_exactly_what_is_older_than_n_months() {
 
         // MTs written as the outbox writes them, each with a segment and an event.
         let insert = async |operator: &str, status: &str, at: i64| -> i64 {
-            let recipient = if operator == "mobile" { "13800000010" } else { "13000000011" };
+            let recipient = if operator == "mobile" {
+                "13800000010"
+            } else {
+                "13000000011"
+            };
             let (id,): (i64,) = sqlx::query_as(
                 "INSERT INTO messages (partner_id, service, recipient, operator, text, content_sha256, segments,
                     charge_plan, is_test, status, attempts, next_attempt_at, expires_at, created_at, updated_at,
@@ -799,9 +932,14 @@ async fn item6_purge_removes_exactly_what_is_older_than_n_months() {
         };
         let before = statement().await;
         let figures: Value = serde_json::from_str(&before).unwrap();
-        assert!(figures["operators"][0]["gross_fen"].as_i64().unwrap() > 0, "{before}");
+        assert!(
+            figures["operators"][0]["gross_fen"].as_i64().unwrap() > 0,
+            "{before}"
+        );
 
-        let purged = tongdao::retention::purge_once(&store, &config, now).await.unwrap();
+        let purged = tongdao::retention::purge_once(&store, &config, now)
+            .await
+            .unwrap();
         assert_eq!((purged.mts, purged.mos), (13, 6));
         let left = async |sql: &str| -> i64 {
             let (n,): (i64,) = sqlx::query_as(sql).fetch_one(store.pool()).await.unwrap();
@@ -809,12 +947,48 @@ async fn item6_purge_removes_exactly_what_is_older_than_n_months() {
         };
         let ids = |v: &[i64]| v.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
         let (old_ids, kept_ids) = (ids(&old), ids(&kept));
-        assert_eq!(left(&format!("SELECT COUNT(*) FROM messages WHERE id IN ({old_ids})")).await, 0);
-        assert_eq!(left(&format!("SELECT COUNT(*) FROM message_segments WHERE message_id IN ({old_ids})")).await, 0);
-        assert_eq!(left(&format!("SELECT COUNT(*) FROM message_events WHERE message_id IN ({old_ids})")).await, 0);
-        assert_eq!(left(&format!("SELECT COUNT(*) FROM messages WHERE id IN ({kept_ids})")).await, 9);
-        assert_eq!(left(&format!("SELECT COUNT(*) FROM message_segments WHERE message_id IN ({kept_ids})")).await, 9);
-        assert_eq!(left(&format!("SELECT COUNT(*) FROM messages WHERE id = {uncharged}")).await, 1);
+        assert_eq!(
+            left(&format!(
+                "SELECT COUNT(*) FROM messages WHERE id IN ({old_ids})"
+            ))
+            .await,
+            0
+        );
+        assert_eq!(
+            left(&format!(
+                "SELECT COUNT(*) FROM message_segments WHERE message_id IN ({old_ids})"
+            ))
+            .await,
+            0
+        );
+        assert_eq!(
+            left(&format!(
+                "SELECT COUNT(*) FROM message_events WHERE message_id IN ({old_ids})"
+            ))
+            .await,
+            0
+        );
+        assert_eq!(
+            left(&format!(
+                "SELECT COUNT(*) FROM messages WHERE id IN ({kept_ids})"
+            ))
+            .await,
+            9
+        );
+        assert_eq!(
+            left(&format!(
+                "SELECT COUNT(*) FROM message_segments WHERE message_id IN ({kept_ids})"
+            ))
+            .await,
+            9
+        );
+        assert_eq!(
+            left(&format!(
+                "SELECT COUNT(*) FROM messages WHERE id = {uncharged}"
+            ))
+            .await,
+            1
+        );
         assert_eq!(left("SELECT COUNT(*) FROM mo_messages WHERE received_at = (SELECT MIN(received_at) FROM mo_messages) AND status = 'routing'").await, 1);
         assert_eq!(left("SELECT COUNT(*) FROM mo_messages").await, 3);
         assert_eq!(
@@ -823,9 +997,15 @@ async fn item6_purge_removes_exactly_what_is_older_than_n_months() {
         );
         assert_eq!(left("SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM purged_traffic WHERE kind = 'mo'").await, 6);
 
-        assert_eq!(statement().await, before, "the statement of a purged month changed");
+        assert_eq!(
+            statement().await,
+            before,
+            "the statement of a purged month changed"
+        );
         // Nothing more to purge at the same moment.
-        let again = tongdao::retention::purge_once(&store, &config, now).await.unwrap();
+        let again = tongdao::retention::purge_once(&store, &config, now)
+            .await
+            .unwrap();
         assert_eq!((again.mts, again.mos), (0, 0));
         assert_eq!(statement().await, before);
         server.stop().await;

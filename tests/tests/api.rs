@@ -754,6 +754,8 @@ async fn item7_admin_lists_take_partner() {
         "/v1/admin/billing/alerts",
         "/v1/admin/discrepancies",
         "/v1/content/jokes",
+        "/v1/complaints",
+        "/v1/complaints/rates",
     ] {
         let sep = if list.contains('?') { '&' } else { '?' };
         let (status, body) = server

@@ -56,10 +56,12 @@ pub(super) fn page_limit(raw: Option<i64>) -> Result<i64, ApiError> {
 /// not one.
 pub(super) fn id_cursor(raw: Option<&str>) -> Result<Option<i64>, ApiError> {
     raw.map(|c| {
-        c.parse::<i64>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| ApiError::bad_request("invalid-cursor", format!("`{c}` is not a cursor of this list")))
+        c.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid-cursor",
+                format!("`{c}` is not a cursor of this list"),
+            )
+        })
     })
     .transpose()
 }
@@ -191,7 +193,11 @@ fn is_admin(state: &AppState, request: &Request) -> bool {
 /// `DELETE` made with the admin key, append method, matched route, the real
 /// path and query, caller, body SHA-256, status and `x-request-id` to the chain.
 /// A failed append is logged as an error; the answer stands (the action is done).
-pub(super) async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(super) async fn record(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let mutating = matches!(
         *request.method(),
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE

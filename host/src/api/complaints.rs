@@ -54,10 +54,9 @@ impl From<ComplaintError> for ApiError {
 }
 
 fn parse_id(raw: &str) -> Result<i64, ApiError> {
-    raw.parse()
-        .ok()
-        .filter(|id: &i64| *id > 0)
-        .ok_or_else(|| ApiError::bad_request("invalid-id", format!("`{raw}` is not a complaint id")))
+    raw.parse().ok().filter(|id: &i64| *id > 0).ok_or_else(|| {
+        ApiError::bad_request("invalid-id", format!("`{raw}` is not a complaint id"))
+    })
 }
 
 /// An id given in a body: positive, or a 400 naming the field.
@@ -254,7 +253,10 @@ async fn file(
         "admin",
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(full_view(&state, complaint).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(full_view(&state, complaint).await?),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -485,7 +487,6 @@ async fn set_contacts(
 ) -> Result<Json<Contacts>, ApiError> {
     let Json(body) = body;
     Ok(Json(
-        complaints::set_contacts(&state.store, ctx.partner.id, &body, &ctx.caller.actor())
-            .await?,
+        complaints::set_contacts(&state.store, ctx.partner.id, &body, &ctx.caller.actor()).await?,
     ))
 }

@@ -88,7 +88,9 @@ fn parse_time(raw: Option<&str>, field: &str, default: i64) -> Result<i64, ApiEr
             .map_err(|_| {
                 ApiError::bad_request(
                     "invalid-time",
-                    format!("{field} `{s}` is not an RFC 3339 time such as 2026-11-30T03:12:00.000Z"),
+                    format!(
+                        "{field} `{s}` is not an RFC 3339 time such as 2026-11-30T03:12:00.000Z"
+                    ),
                 )
             }),
     }
@@ -99,10 +101,18 @@ fn parse_cursor(raw: Option<&str>) -> Result<(i64, String, i64), ApiError> {
     let Some(raw) = raw else {
         return Ok((i64::MAX, String::new(), 0));
     };
-    let bad = || ApiError::bad_request("invalid-cursor", format!("`{raw}` is not a cursor of this list"));
+    let bad = || {
+        ApiError::bad_request(
+            "invalid-cursor",
+            format!("`{raw}` is not a cursor of this list"),
+        )
+    };
     let mut it = raw.splitn(3, '.');
     let at = it.next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
-    let direction = it.next().filter(|d| *d == "mt" || *d == "mo").ok_or_else(bad)?;
+    let direction = it
+        .next()
+        .filter(|d| *d == "mt" || *d == "mo")
+        .ok_or_else(bad)?;
     let id = it.next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
     Ok((at, direction.to_string(), id))
 }
@@ -122,9 +132,10 @@ async fn history(
             ));
         }
     };
-    let raw = query.msisdn.as_deref().ok_or_else(|| {
-        ApiError::bad_request("msisdn-required", "name the number with ?msisdn=")
-    })?;
+    let raw = query
+        .msisdn
+        .as_deref()
+        .ok_or_else(|| ApiError::bad_request("msisdn-required", "name the number with ?msisdn="))?;
     let msisdn = crate::relay::routing::normalize_msisdn(raw).map_err(|_| {
         ApiError::bad_request(
             "invalid-msisdn",
@@ -264,7 +275,9 @@ fn render_csv(items: &[HistoryItem]) -> String {
             o(&i.service_number),
             i.text.clone(),
             o(&i.content_sha256),
-            i.module_version_id.map(|v| v.to_string()).unwrap_or_default(),
+            i.module_version_id
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
             o(&i.module_sha256),
             i.operator.clone(),
             i.status.clone(),

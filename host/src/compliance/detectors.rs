@@ -117,10 +117,7 @@ pub async fn run_once(compliance: &Compliance) -> Result<Vec<Finding>, StoreErro
                 service_id: rate.service_id,
                 detail: format!(
                     "{} complaints against {} MTs within the window: {} per 10,000 (threshold {})",
-                    rate.complaints,
-                    rate.mts,
-                    rate.per_10k,
-                    config.complaint_rate_per_10k
+                    rate.complaints, rate.mts, rate.per_10k, config.complaint_rate_per_10k
                 ),
             });
         }
@@ -230,8 +227,8 @@ pub async fn complaint_rates(
     now: i64,
 ) -> Result<Vec<ComplaintRate>, StoreError> {
     let config = &compliance.config().detectors;
-    let since = now
-        - i64::try_from(config.complaint_window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let since =
+        now - i64::try_from(config.complaint_window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     let pool = compliance.store().pool();
     let groups: Vec<(i64, Option<i64>, i64)> = sqlx::query_as(
         "SELECT partner_id, service_id, COUNT(*) FROM complaints
@@ -253,10 +250,8 @@ pub async fn complaint_rates(
         .bind(since)
         .fetch_one(pool)
         .await?;
-        let per_10k = i64::try_from(
-            i128::from(complaints) * 10_000 / i128::from(mts.max(1)),
-        )
-        .unwrap_or(i64::MAX);
+        let per_10k = i64::try_from(i128::from(complaints) * 10_000 / i128::from(mts.max(1)))
+            .unwrap_or(i64::MAX);
         rates.push(ComplaintRate {
             partner_id,
             service_id,
