@@ -262,6 +262,39 @@ mod tests {
         });
     }
 
+    /// Issue 15 items 5-6: `[complaints]` and `[retention]` are read and checked
+    /// with the key named.
+    #[test]
+    fn complaints_and_retention_settings_are_checked() {
+        Jail::expect_with(|jail| {
+            let config = load_in(
+                jail,
+                "[retention]\nmonths = 12\nbatch = 100\n[complaints.due_hours]\ncontent = 12\nchannel = 2\nbilling = 24\nunsubscribe = 6\n",
+            )
+            .map_err(|e| e.to_string())?;
+            assert_eq!((config.retention.months, config.retention.batch), (12, 100));
+            assert_eq!(config.complaints.due_hours["channel"], 2);
+            for (toml, key) in [
+                ("[retention]\nmonths = 0\n", "retention.months"),
+                ("[retention]\nbatch = 0\n", "retention.batch"),
+                // Partial maps merge with the defaults; a zero or an unknown cause is refused.
+                (
+                    "[complaints.due_hours]\ncontent = 0\n",
+                    "complaints.due_hours",
+                ),
+                (
+                    "[complaints.due_hours]\nweather = 3\n",
+                    "complaints.due_hours",
+                ),
+                ("[complaints]\nchannels = []\n", "complaints.channels"),
+            ] {
+                let error = load_in(jail, toml).unwrap_err().to_string();
+                assert!(error.contains(key), "{toml}: {error}");
+            }
+            Ok(())
+        });
+    }
+
     #[test]
     fn schedule_settings_are_checked() {
         Jail::expect_with(|jail| {
