@@ -2,11 +2,14 @@
 //! <key>`; errors are `{"error":{"code","message"}}` with the right status.
 
 mod alerts;
+mod audit;
 mod auth;
 mod billing;
+mod complaints;
 mod content;
 mod error;
 mod extract;
+mod history;
 mod idempotency;
 mod messages;
 mod metrics;
@@ -54,6 +57,8 @@ pub struct AppState {
     pub settlement: crate::settlement::SettlementConfig,
     /// Endpoint URL rule and rotation grace of webhooks.
     pub webhooks: crate::webhooks::WebhooksConfig,
+    /// Due hours, channels and the platform's contacts for complaints.
+    pub complaints: crate::complaints::ComplaintsConfig,
 }
 
 impl std::fmt::Debug for AppState {
@@ -112,6 +117,9 @@ fn json_routes() -> Routes {
         .merge(metrics::router())
         .merge(alerts::router())
         .merge(webhooks::router())
+        .merge(complaints::router())
+        .merge(history::router())
+        .merge(audit::router())
 }
 
 /// Every path template the API serves (`/v1/services/{id}`, …), each once.
@@ -130,6 +138,11 @@ pub fn router(state: AppState, max_json_bytes: usize) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::map_response(extract::json_errors))
+        // Outside the error gate, so it records the status the caller got.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::record,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

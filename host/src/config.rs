@@ -16,12 +16,14 @@ use serde::{Deserialize, Serialize};
 pub use crate::alerts::AlertsConfig;
 pub use crate::api::{AdminConfig, HttpConfig};
 pub use crate::clock::PlatformConfig;
+pub use crate::complaints::ComplaintsConfig;
 pub use crate::compliance::ComplianceConfig;
 pub use crate::mo::DialogueConfig;
 pub use crate::modules::RegistryConfig;
 pub use crate::relay::settings::{
     ConcatMode, IncompleteMo, OperatorConfig, ReceiptIds, RelayConfig,
 };
+pub use crate::retention::RetentionConfig;
 pub use crate::runtime::RuntimeConfig;
 pub use crate::schedule::ScheduleConfig;
 pub use crate::settlement::SettlementConfig;
@@ -56,6 +58,11 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// The partner event feed and webhook deliveries.
     pub webhooks: WebhooksConfig,
+    /// The complaints register: due hours per cause, channels, the platform's
+    /// contacts.
+    pub complaints: ComplaintsConfig,
+    /// How long the history of MTs and MOs is kept, and the purge's pace.
+    pub retention: RetentionConfig,
     /// The operator links (SMPP 3.4 SMSCs). Empty: nothing is sent (with `serve
     /// --demo`, two operators on the built-in simulator).
     pub operators: Vec<OperatorConfig>,
@@ -98,6 +105,8 @@ impl Config {
             .validate()
             .map_err(|reason| invalid(("platform.time_zone", reason)))?;
         self.runtime.validate().map_err(invalid)?;
+        self.complaints.validate().map_err(invalid)?;
+        self.retention.validate().map_err(invalid)?;
         self.schedule.validate().map_err(invalid)?;
         self.alerts.validate().map_err(invalid)?;
         self.webhooks.validate().map_err(invalid)?;
@@ -260,6 +269,39 @@ mod tests {
             jail.set_env("TONGDAO_HTTP__LISTN", "1");
             let error = Config::load(None).unwrap_err().to_string();
             assert!(error.contains("listn"), "{error}");
+            Ok(())
+        });
+    }
+
+    /// Issue 15 items 5-6: `[complaints]` and `[retention]` are read and checked
+    /// with the key named.
+    #[test]
+    fn complaints_and_retention_settings_are_checked() {
+        Jail::expect_with(|jail| {
+            let config = load_in(
+                jail,
+                "[retention]\nmonths = 12\nbatch = 100\n[complaints.due_hours]\ncontent = 12\nchannel = 2\nbilling = 24\nunsubscribe = 6\n",
+            )
+            .map_err(|e| e.to_string())?;
+            assert_eq!((config.retention.months, config.retention.batch), (12, 100));
+            assert_eq!(config.complaints.due_hours["channel"], 2);
+            for (toml, key) in [
+                ("[retention]\nmonths = 0\n", "retention.months"),
+                ("[retention]\nbatch = 0\n", "retention.batch"),
+                // Partial maps merge with the defaults; a zero or an unknown cause is refused.
+                (
+                    "[complaints.due_hours]\ncontent = 0\n",
+                    "complaints.due_hours",
+                ),
+                (
+                    "[complaints.due_hours]\nweather = 3\n",
+                    "complaints.due_hours",
+                ),
+                ("[complaints]\nchannels = []\n", "complaints.channels"),
+            ] {
+                let error = load_in(jail, toml).unwrap_err().to_string();
+                assert!(error.contains(key), "{toml}: {error}");
+            }
             Ok(())
         });
     }

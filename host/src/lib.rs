@@ -10,6 +10,8 @@
 //! - [`api`]: the HTTP API (axum): auth, routes, JSON errors.
 //! - [`alerts`]: anomaly alerts over the records and the binds.
 //! - [`schedule`]: push schedules, runs claimed once, fan-out to subscribers.
+//!   [`retention`]: `[retention]` and the history purge's task; the
+//!   deletes are the tables' owners' (`relay::outbox::retention`, `mo::retention`).
 //! - [`mo`]: the keyword router: host commands first, then modules.
 //! - [`modules`]: the module registry: upload, validation, versions, activation,
 //!   rollback, and faults recorded against partner and version. [`content`]: the
@@ -25,6 +27,8 @@
 //! - [`commands`]: the host's reserved user commands (`TD`, `0000`, `Y`…).
 //! - [`partners`], [`notices`]: partners and their keys; notices to partners.
 //!   [`webhooks`]: the partner event feed, the inbox and signed webhooks.
+//!   [`complaints`]: the complaints register and partner contacts.
+//! - [`audit`]: the hash-chained audit log of administrative actions.
 //! - [`clock`]: the one platform clock and time zone (`[platform] time_zone`):
 //!   months, days, quiet hours, schedules, the offset modules see. [`text`]: text
 //!   folding for matching.
@@ -32,9 +36,11 @@
 
 pub mod alerts;
 pub mod api;
+pub mod audit;
 pub mod billing;
 pub mod clock;
 pub mod commands;
+pub mod complaints;
 pub mod compliance;
 pub mod config;
 pub mod content;
@@ -44,6 +50,7 @@ pub mod modules;
 pub mod notices;
 pub mod partners;
 pub mod relay;
+pub mod retention;
 pub mod runner;
 pub mod runtime;
 pub mod schedule;

@@ -68,6 +68,9 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Check the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Run the SMSC simulator: a real SMPP 3.4 server on loopback for demos and tests.
     SmscSim {
         #[arg(long, default_value = "127.0.0.1:2775")]
@@ -96,6 +99,16 @@ enum Command {
         /// Accept every bind and drop the link this many ms later (a flapping SMSC); 0: off.
         #[arg(long, default_value_t = 0)]
         drop_after_bind_ms: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain of the audit log; exit 0 if it is intact, 1 naming the
+    /// first bad row (edited, deleted, or out of chain).
+    Verify {
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -228,6 +241,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let config = load_config(config.as_deref())?;
             print!("{}", statement(&config, &partner, &month, &format).await?);
+        }
+        Command::Audit(AuditCommand::Verify { config }) => {
+            let config = load_config(config.as_deref())?;
+            return Ok(match tongdao::tools::audit_verify(&config).await? {
+                tongdao::audit::Verdict::Intact { rows, last_hash } => {
+                    println!("audit log intact: {rows} rows, last hash {last_hash}");
+                    ExitCode::SUCCESS
+                }
+                tongdao::audit::Verdict::Broken { row, reason } => {
+                    println!("audit log broken at row {row}: {reason}");
+                    ExitCode::FAILURE
+                }
+            });
         }
         Command::SmscSim {
             listen,

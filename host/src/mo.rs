@@ -10,6 +10,7 @@
 
 mod dialogue;
 pub mod notices;
+pub mod retention;
 pub mod router;
 pub mod settings;
 

@@ -401,7 +401,9 @@ async fn drive(inner: &Inner, run: Run) -> Result<(), ScheduleError> {
         return Ok(());
     };
 
-    let (content, blocked, high_water) = match (&run.content, run.high_water) {
+    // The version that wrote the bulletin: the run's stored one when resumed, the
+    // one just called when prepared now (every MT records it, R-3.6).
+    let (content, blocked, high_water, module_version_id) = match (&run.content, run.high_water) {
         (Some(json), Some(high_water)) => {
             let content: BulletinContent =
                 serde_json::from_str(json).map_err(|e| ScheduleError::Corrupt(e.to_string()))?;
@@ -428,7 +430,7 @@ async fn drive(inner: &Inner, run: Run) -> Result<(), ScheduleError> {
                 let json = serde_json::to_string(&blocked).unwrap_or_default();
                 runs::store_blocked(store, run.id, owner, &json).await?;
             }
-            (content, blocked, high_water)
+            (content, blocked, high_water, run.module_version_id)
         }
         _ => match prepare(inner, &run, &service).await? {
             Some(prepared) => prepared,
@@ -442,7 +444,7 @@ async fn drive(inner: &Inner, run: Run) -> Result<(), ScheduleError> {
         service.terms.clone(),
         &content,
         &blocked,
-        run.module_version_id,
+        module_version_id,
         high_water,
         config.batch,
         lease_ms(config),
@@ -518,7 +520,7 @@ async fn prepare(
     inner: &Inner,
     run: &Run,
     service: &hooks::Service,
-) -> Result<Option<(BulletinContent, Vec<String>, i64)>, ScheduleError> {
+) -> Result<Option<(BulletinContent, Vec<String>, i64, Option<i64>)>, ScheduleError> {
     let store = &inner.store;
     let owner = inner.owner.as_str();
     let fail = |reason: String| async move {
@@ -601,7 +603,7 @@ async fn prepare(
         variants: i64::try_from(variants).unwrap_or(i64::MAX),
     };
     match runs::store_prepared(store, run, owner, &prepared).await? {
-        Some(high_water) => Ok(Some((content, blocked, high_water))),
+        Some(high_water) => Ok(Some((content, blocked, high_water, module_version_id))),
         None => Ok(None),
     }
 }

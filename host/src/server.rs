@@ -153,6 +153,10 @@ impl Platform {
             store.clone(),
             config.webhooks.clone(),
         ));
+        background.push(crate::retention::spawn(
+            store.clone(),
+            config.retention.clone(),
+        ));
         Ok(Self {
             store,
             registry,
@@ -180,6 +184,7 @@ impl Platform {
                 dialogue: self.dialogue.clone(),
                 settlement: config.settlement,
                 webhooks: config.webhooks.clone(),
+                complaints: config.complaints.clone(),
             },
             config.http.max_json_bytes,
         )

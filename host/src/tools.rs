@@ -125,3 +125,19 @@ async fn send_mo(
 async fn stats(State(sim): State<std::sync::Arc<SimHandle>>) -> Json<Value> {
     Json(json!(format!("{:?}", sim.stats())))
 }
+
+/// `tongdao audit verify`: walk the audit chain of the configured store.
+/// Migrations are not applied: a store without the audit tables is an error.
+///
+/// # Errors
+/// The store cannot be opened or read.
+pub async fn audit_verify(config: &Config) -> anyhow::Result<crate::audit::Verdict> {
+    let store = Store::connect(&config.store.database_url(), 1)
+        .await
+        .context("opening the store")?;
+    let verdict = crate::audit::verify(&store)
+        .await
+        .context("reading the audit log")?;
+    store.close().await;
+    Ok(verdict)
+}

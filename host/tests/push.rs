@@ -116,6 +116,7 @@ impl Rig {
                 dialogue,
                 settlement: Default::default(),
                 webhooks: Default::default(),
+                complaints: Default::default(),
             },
             1 << 20,
         );

@@ -465,6 +465,14 @@ const ROUTES: &[(&str, &str, Who)] = &[
     ("/v1/admin/services/{id}/{action}", "POST*", Who::Admin),
     ("/v1/admin/partners/{name}/{action}", "POST*", Who::Admin),
     ("/v1/admin/complaints", "POST*", Who::Admin),
+    ("/v1/complaints", "GET", Who::Partner),
+    ("/v1/complaints/rates", "GET", Who::Partner),
+    ("/v1/complaints/{id}", "GET", Who::Partner),
+    ("/v1/complaints/{id}/{action}", "POST*", Who::Partner),
+    ("/v1/contacts", "GET PUT*", Who::Partner),
+    ("/v1/admin/history", "GET", Who::Admin),
+    ("/v1/admin/audit", "GET", Who::Admin),
+    ("/v1/admin/audit/verify", "GET", Who::Admin),
     ("/v1/admin/detectors/run", "POST", Who::Admin),
     ("/v1/agreement", "GET", Who::Partner),
     ("/v1/charges", "GET", Who::Partner),
@@ -759,6 +767,8 @@ async fn item7_admin_lists_take_partner() {
         "/v1/alerts",
         "/v1/webhooks",
         "/v1/events",
+        "/v1/complaints",
+        "/v1/complaints/rates",
     ] {
         let sep = if list.contains('?') { '&' } else { '?' };
         let (status, body) = server

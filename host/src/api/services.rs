@@ -2,8 +2,8 @@
 //!
 //! Partners declare services and revisions, submit them, manage subscriptions
 //! made on their users' behalf, and see their violations; the admin approves or
-//! rejects, suspends and resumes, and records complaints. A partner reaches only
-//! its own services (another partner's id answers 404, R-7.1).
+//! rejects, suspends and resumes (complaints: `api/complaints.rs`). A partner
+//! reaches only its own services (another partner's id answers 404, R-7.1).
 
 use std::collections::BTreeMap;
 
@@ -41,7 +41,6 @@ pub(super) fn router() -> Routes {
         .route("/v1/violations", get(violations))
         .route("/v1/admin/services/{id}/{action}", post(admin_service))
         .route("/v1/admin/partners/{name}/{action}", post(admin_partner))
-        .route("/v1/admin/complaints", post(complaint))
         .route("/v1/admin/detectors/run", post(run_detectors))
 }
 
@@ -50,18 +49,6 @@ fn parse_id(raw: &str, what: &str) -> Result<i64, ApiError> {
         .ok()
         .filter(|id: &i64| *id > 0)
         .ok_or_else(|| ApiError::bad_request("invalid-id", format!("`{raw}` is not a {what} id")))
-}
-
-/// An id given in a body: positive, or a 400 naming the field.
-fn positive_id(id: i64, field: &str) -> Result<i64, ApiError> {
-    if id > 0 {
-        Ok(id)
-    } else {
-        Err(ApiError::bad_request(
-            "invalid-id",
-            format!("{field} {id} is not an id"),
-        ))
-    }
 }
 
 /// The partner a caller is limited to (None: the admin sees all).
@@ -498,79 +485,6 @@ async fn violations(
         .violations(partner, query.limit.unwrap_or(100))
         .await?;
     Ok(Json(json!({ "violations": items })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewComplaint {
-    partner: String,
-    service_id: Option<i64>,
-    msisdn: Option<String>,
-    message_id: Option<i64>,
-    /// `content`, `channel` or `billing` (R-6.2).
-    cause: String,
-    #[serde(default)]
-    note: String,
-}
-
-async fn complaint(
-    _: Admin,
-    State(state): State<AppState>,
-    body: Json<NewComplaint>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(body) = body;
-    if !["content", "channel", "billing"].contains(&body.cause.as_str()) {
-        return Err(ApiError::bad_request(
-            "invalid-cause",
-            "cause is one of content, channel, billing",
-        ));
-    }
-    if body.note.chars().count() > 2000 {
-        return Err(ApiError::bad_request(
-            "invalid-note",
-            "a note is at most 2000 characters",
-        ));
-    }
-    let msisdn = match &body.msisdn {
-        None => None,
-        Some(raw) => Some(crate::relay::routing::normalize_msisdn(raw).map_err(|_| {
-            ApiError::bad_request(
-                "invalid-msisdn",
-                "msisdn is a mainland mobile number: 11 digits starting with 1, optionally +86",
-            )
-        })?),
-    };
-    let partner = crate::partners::get(&state.store, &body.partner).await?;
-    if let Some(service_id) = body.service_id {
-        let service_id = positive_id(service_id, "service_id")?;
-        services::get(&state.store, Some(partner.id), service_id).await?;
-    }
-    if let Some(message_id) = body.message_id {
-        let message_id = positive_id(message_id, "message_id")?;
-        crate::relay::messages::get(&state.store, message_id, Some(partner.id))
-            .await?
-            .ok_or_else(|| {
-                ApiError::not_found(format!(
-                    "no message {message_id} of partner {}",
-                    partner.name
-                ))
-            })?;
-    }
-    let (id,): (i64,) = sqlx::query_as(
-        "INSERT INTO complaints (partner_id, service_id, msisdn, message_id, cause, note, at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-    )
-    .bind(partner.id)
-    .bind(body.service_id)
-    .bind(&msisdn)
-    .bind(body.message_id)
-    .bind(&body.cause)
-    .bind(&body.note)
-    .bind(now_ms())
-    .fetch_one(state.store.pool())
-    .await
-    .map_err(crate::store::StoreError::from)?;
-    Ok((StatusCode::CREATED, Json(json!({ "id": id }))))
 }
 
 /// Run the R-3.4 detectors now (they also run on their own every interval).

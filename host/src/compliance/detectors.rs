@@ -107,22 +107,20 @@ pub async fn run_once(compliance: &Compliance) -> Result<Vec<Finding>, StoreErro
         });
     }
 
-    let complaints: Vec<(i64, i64, i64)> = sqlx::query_as(
-        "SELECT partner_id, service_id, COUNT(*) FROM complaints
-         WHERE at >= $1 AND service_id IS NOT NULL
-         GROUP BY partner_id, service_id HAVING COUNT(*) >= $2",
-    )
-    .bind(since)
-    .bind(config.complaints)
-    .fetch_all(pool)
-    .await?;
-    for (partner_id, service_id, n) in complaints {
-        findings.push(Finding {
-            rule: "complaint-spike",
-            partner_id,
-            service_id: Some(service_id),
-            detail: format!("{n} complaints within the window"),
-        });
+    for rate in complaint_rates(compliance, now).await? {
+        if rate.complaints >= config.complaints
+            && rate.per_10k_reached(config.complaint_rate_per_10k)
+        {
+            findings.push(Finding {
+                rule: "complaint-spike",
+                partner_id: rate.partner_id,
+                service_id: rate.service_id,
+                detail: format!(
+                    "{} complaints against {} MTs within the window: {} per 10,000 (threshold {})",
+                    rate.complaints, rate.mts, rate.per_10k, config.complaint_rate_per_10k
+                ),
+            });
+        }
     }
 
     let mut new = Vec::new();
@@ -165,12 +163,102 @@ pub async fn run_once(compliance: &Compliance) -> Result<Vec<Finding>, StoreErro
                         .await
                 }
             };
-            if let Err(e) = result {
+            match result {
+                Ok(_) => {
+                    // The platform's own administrative action: on the audit chain.
+                    let (action, target) = match finding.service_id {
+                        Some(service) => ("suspend-service", format!("service {service}")),
+                        None => ("suspend-partner", format!("partner {}", finding.partner_id)),
+                    };
+                    crate::audit::append(
+                        compliance.store(),
+                        crate::audit::NewEntry {
+                            actor,
+                            action: action.into(),
+                            detail: format!("{target}: {}", finding.detail),
+                            ..crate::audit::NewEntry::default()
+                        },
+                    )
+                    .await?;
+                }
                 // Already suspended is fine; anything else is logged and retried next round.
-                tracing::warn!(rule = finding.rule, error = %e, "auto-suspension not applied");
+                Err(e) => {
+                    tracing::warn!(rule = finding.rule, error = %e, "auto-suspension not applied");
+                }
             }
         }
         new.push(finding);
     }
     Ok(new)
+}
+
+/// Complaints against a partner (per service, or with no service named) and the
+/// MTs it sent within `detectors.complaint_window_secs`: the complaint-spike
+/// detector's input (R-6.2, R-3.4). Channel-cause complaints are the platform's,
+/// not the partner's, and are left out.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ComplaintRate {
+    pub partner_id: i64,
+    /// `None`: complaints that name no service, against all the partner's MTs.
+    pub service_id: Option<i64>,
+    pub complaints: i64,
+    /// MTs (not test sends) queued for the partner (or the service) in the window.
+    pub mts: i64,
+    /// Complaints per 10,000 MTs, rounded down; with no MTs, `complaints × 10,000`.
+    pub per_10k: i64,
+}
+
+impl ComplaintRate {
+    /// Whether the rate is at least `threshold` complaints per 10,000 MTs,
+    /// compared exactly (`complaints × 10,000 ≥ threshold × MTs`).
+    pub fn per_10k_reached(&self, threshold: i64) -> bool {
+        let lhs = i128::from(self.complaints) * 10_000;
+        let rhs = i128::from(threshold) * i128::from(self.mts.max(1));
+        lhs >= rhs
+    }
+}
+
+/// Every partner's (and service's) complaint rate over the window ending at `now`.
+///
+/// # Errors
+/// A store failure.
+pub async fn complaint_rates(
+    compliance: &Compliance,
+    now: i64,
+) -> Result<Vec<ComplaintRate>, StoreError> {
+    let config = &compliance.config().detectors;
+    let since =
+        now - i64::try_from(config.complaint_window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let pool = compliance.store().pool();
+    let groups: Vec<(i64, Option<i64>, i64)> = sqlx::query_as(
+        "SELECT partner_id, service_id, COUNT(*) FROM complaints
+         WHERE at >= $1 AND cause <> 'channel'
+         GROUP BY partner_id, service_id ORDER BY partner_id, service_id",
+    )
+    .bind(since)
+    .fetch_all(pool)
+    .await?;
+    let mut rates = Vec::with_capacity(groups.len());
+    for (partner_id, service_id, complaints) in groups {
+        let (mts,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM messages
+             WHERE partner_id = $1 AND ($2 IS NULL OR service_id = $2) AND is_test = 0
+               AND created_at >= $3",
+        )
+        .bind(partner_id)
+        .bind(service_id)
+        .bind(since)
+        .fetch_one(pool)
+        .await?;
+        let per_10k = i64::try_from(i128::from(complaints) * 10_000 / i128::from(mts.max(1)))
+            .unwrap_or(i64::MAX);
+        rates.push(ComplaintRate {
+            partner_id,
+            service_id,
+            complaints,
+            mts,
+            per_10k,
+        });
+    }
+    Ok(rates)
 }

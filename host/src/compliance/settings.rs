@@ -110,8 +110,15 @@ pub struct DetectorConfig {
     /// Pushes refused by a monthly cap (sent over the approved count) per service
     /// within the window.
     pub over_count_attempts: i64,
-    /// Complaints against one service within the window.
+    /// Fewest complaints (per service, or naming no service per partner) within
+    /// `complaint_window_secs` before the rate is judged: a single complaint
+    /// against a few MTs is no spike.
     pub complaints: i64,
+    /// Complaints per 10,000 MTs within `complaint_window_secs` at which
+    /// `complaint-spike` fires: the rate, not the count, is the input.
+    pub complaint_rate_per_10k: i64,
+    /// How far back complaints and MTs are counted for the rate, in seconds.
+    pub complaint_window_secs: u64,
     /// Rules that suspend the service (or partner) when they fire: any of
     /// `bulk-outside-subscription`, `fee-only`, `monthly-over-count`, `complaint-spike`.
     pub auto_suspend: Vec<String>,
@@ -126,6 +133,8 @@ impl Default for DetectorConfig {
             fee_only_repeats: 3,
             over_count_attempts: 100,
             complaints: 10,
+            complaint_rate_per_10k: 10,
+            complaint_window_secs: 86_400,
             auto_suspend: vec!["fee-only".into(), "complaint-spike".into()],
         }
     }

@@ -32,6 +32,7 @@
 
 mod admit;
 mod push;
+pub mod retention;
 mod sending;
 mod states;
 

@@ -430,8 +430,22 @@ pub async fn load(
     .bind(end)
     .fetch_all(store.pool())
     .await?;
-    let mt: BTreeMap<String, i64> = mt.into_iter().collect();
-    let mo: BTreeMap<String, i64> = mo.into_iter().collect();
+    let mut mt: BTreeMap<String, i64> = mt.into_iter().collect();
+    let mut mo: BTreeMap<String, i64> = mo.into_iter().collect();
+    // Rows the history purge removed were counted into `purged_traffic`
+    // as they went, so a purged month reads the same figures.
+    let purged: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT kind, operator, count FROM purged_traffic WHERE partner_id = $1 AND month = $2",
+    )
+    .bind(partner_id)
+    .bind(month.to_string())
+    .fetch_all(store.pool())
+    .await?;
+    for (kind, operator, n) in purged {
+        let counts = if kind == "mo" { &mut mo } else { &mut mt };
+        let count = counts.entry(operator).or_default();
+        *count = add("purged traffic", *count, n)?;
+    }
     // Every operator with terms, traffic or charges is on the statement.
     let names: BTreeSet<String> = op_terms
         .iter()

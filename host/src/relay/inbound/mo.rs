@@ -67,8 +67,9 @@ async fn insert(
     received_at: i64,
 ) -> Result<MoRecord, OutboxError> {
     Ok(sqlx::query_as(
-        "INSERT INTO mo_messages (operator, source, destination, text, status, received_at, missing_parts)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+        "INSERT INTO mo_messages (operator, source, destination, text, status, received_at, missing_parts,
+            content_sha256)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          RETURNING id, operator, source, destination, text, status, received_at",
     )
     .bind(operator)
@@ -78,6 +79,8 @@ async fn insert(
     .bind(status)
     .bind(received_at)
     .bind(missing_parts)
+    // Kept for the regulator's history (R-3.6), as on every MT.
+    .bind(hex::encode(Sha256::digest(text.as_bytes())))
     .fetch_one(&mut **tx)
     .await?)
 }

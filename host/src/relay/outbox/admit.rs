@@ -486,8 +486,10 @@ async fn write(
     let (id,): (i64,) = sqlx::query_as(
         "INSERT INTO messages (partner_id, service, recipient, operator, text, content_sha256, segments,
             charge_plan, is_test, status, attempts, next_attempt_at, expires_at, created_at, updated_at,
-            service_id, subscription_id, price_fen, sender, basis, mo_id, content_key)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', 0, $10, $11, $12, $12, $13, $14, $15, $16, $17, $18, $19)
+            service_id, subscription_id, price_fen, sender, basis, mo_id, content_key,
+            module_version_id, module_sha256)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', 0, $10, $11, $12, $12, $13, $14, $15, $16, $17, $18, $19,
+            $20, (SELECT v.sha256 FROM module_versions v WHERE v.id = $20))
          RETURNING id",
     )
     .bind(message.partner_id)
@@ -519,6 +521,7 @@ async fn write(
         _ => None,
     })
     .bind(content_key(&message.text))
+    .bind(message.module_version_id)
     .fetch_one(&mut **tx)
     .await?;
     for seq in 1..=i64::try_from(r.segments).unwrap_or(1) {

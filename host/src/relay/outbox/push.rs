@@ -256,15 +256,25 @@ pub async fn admit_push_in(
     let key = variant_case(slice, &mut params, |v| Some(v.content_key.clone()));
     // Segment counts are integers: written as literals.
     let segments = variant_case(slice, &mut params, |_| None);
+    // The module version's digest, kept on every MT for the regulator (R-3.6).
+    let (version, version_sha) = match slice.module_version_id {
+        Some(v) => (
+            v.to_string(),
+            format!("(SELECT v.sha256 FROM module_versions v WHERE v.id = {v})"),
+        ),
+        None => ("NULL".to_string(), "NULL".to_string()),
+    };
     let room_filter = room.map(|r| format!(" AND {r}")).unwrap_or_default();
     let expires_at = gate.expires_at(release_at);
     let sql = format!(
         "INSERT INTO messages (partner_id, service, recipient, operator, text, content_sha256, segments,
             charge_plan, is_test, status, attempts, next_attempt_at, expires_at, created_at, updated_at,
-            service_id, subscription_id, price_fen, sender, basis, push_run_id, content_key)
+            service_id, subscription_id, price_fen, sender, basis, push_run_id, content_key,
+            module_version_id, module_sha256)
          SELECT {partner}, {code}, x.msisdn, x.op, {text}, {sha}, {segments},
             {plan}, 0, 'queued', 0, {release_at}, {expires_at}, {now}, {now},
-            {service_id}, x.id, {price}, {sender}, 'subscription', {run}, {key}
+            {service_id}, x.id, {price}, {sender}, 'subscription', {run}, {key},
+            {version}, {version_sha}
          FROM ({source}) x
          WHERE x.v IS NOT NULL AND x.op IS NOT NULL{not_blocked}{room_filter}
          ORDER BY x.id{limit}
