@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use tongdao::cli;
 use tongdao::config::Config;
 use tongdao::runner::{self, Export, RunOptions};
 
@@ -17,6 +18,9 @@ use tongdao::runner::{self, Export, RunOptions};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// `--url`, `--key`, `--json` of the commands that talk to a running server.
+    #[command(flatten)]
+    global: cli::Global,
 }
 
 #[derive(Subcommand)]
@@ -54,20 +58,21 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         timeout: u64,
     },
-    /// Print a partner's monthly statement from the store's records.
-    Statement {
-        /// Partner name.
-        #[arg(long)]
-        partner: String,
-        /// Billing month, YYYY-MM (Asia/Shanghai).
-        #[arg(long)]
-        month: String,
-        /// json, csv or html.
-        #[arg(long, default_value = "json")]
-        format: String,
-        #[arg(long)]
-        config: Option<PathBuf>,
-    },
+    /// A partner's monthly statement: `statement get` asks the
+    /// running server; `statement --partner P --month M` reads the store offline.
+    Statement(StatementArgs),
+    /// Partners and their keys, on the running server (admin).
+    #[command(subcommand)]
+    Partner(cli::partner::PartnerCommand),
+    /// Services on the running server: declare, submit, approve, suspend…
+    #[command(subcommand)]
+    Service(cli::service::ServiceCommand),
+    /// Push runs on the running server: push now, follow, list, cancel.
+    #[command(subcommand)]
+    Run(cli::run::RunCommand),
+    /// MTs on the running server, with their status history.
+    #[command(subcommand)]
+    Messages(cli::messages::MessagesCommand),
     /// Run the SMSC simulator: a real SMPP 3.4 server on loopback for demos and tests.
     SmscSim {
         #[arg(long, default_value = "127.0.0.1:2775")]
@@ -99,8 +104,30 @@ enum Command {
     },
 }
 
+/// `statement get …` (API) or the offline flags.
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct StatementArgs {
+    #[command(subcommand)]
+    api: Option<cli::statement::StatementCommand>,
+    /// Offline: partner name; the statement is computed from the configured store.
+    #[arg(long, required = true)]
+    partner: Option<String>,
+    /// Offline: billing month, YYYY-MM (platform time zone).
+    #[arg(long, required = true)]
+    month: Option<String>,
+    /// Offline: json, csv or html.
+    #[arg(long, default_value = "json")]
+    format: String,
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum ModuleCommand {
+    /// Upload, list, show, activate or roll back on the running server.
+    #[command(flatten)]
+    Api(cli::module::ModuleApiCommand),
     /// Validate a component as an upload would, and print its description.
     Check {
         file: PathBuf,
@@ -165,7 +192,21 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let Cli { command, global } = Cli::parse();
+    // Commands over the running server's API need no runtime of their own
+    // (the blocking HTTP client brings one).
+    let command = match api_command(&global, command) {
+        Ok(result) => {
+            return match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Err(command) => command,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -176,13 +217,26 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(command)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Run a command that talks to the running server, or give the command back.
+fn api_command(global: &cli::Global, command: Command) -> Result<Result<(), cli::CliError>, Command> {
+    Ok(match command {
+        Command::Partner(c) => cli::partner::run(global, c),
+        Command::Service(c) => cli::service::run(global, c),
+        Command::Run(c) => cli::run::run(global, c),
+        Command::Messages(c) => cli::messages::run(global, c),
+        Command::Module(ModuleCommand::Api(c)) => cli::module::run(global, c),
+        Command::Statement(StatementArgs { api: Some(c), .. }) => cli::statement::run(global, c),
+        other => return Err(other),
+    })
 }
 
 /// Read the configuration and fix the platform time zone (`[platform] time_zone`)
@@ -193,8 +247,8 @@ fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
         Command::Serve { config, demo } => {
             let config = load_config(config.as_deref())?;
             tongdao::server::serve(config, demo).await?;
@@ -226,14 +280,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             });
         }
-        Command::Statement {
-            partner,
-            month,
+        Command::Statement(StatementArgs {
+            partner: Some(partner),
+            month: Some(month),
             format,
             config,
-        } => {
+            ..
+        }) => {
             let config = load_config(config.as_deref())?;
             print!("{}", statement(&config, &partner, &month, &format).await?);
+        }
+        Command::Statement(_) => {
+            anyhow::bail!("`statement` needs `get --month M` or `--partner P --month M`")
+        }
+        Command::Partner(_)
+        | Command::Service(_)
+        | Command::Run(_)
+        | Command::Messages(_)
+        | Command::Module(ModuleCommand::Api(_)) => {
+            anyhow::bail!("an API command reached the local runtime")
         }
         Command::SmscSim {
             listen,
