@@ -188,6 +188,14 @@ fn demo_tells_the_story(store_url: Option<&str>) {
         .map(|m| m["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["horoscope", "jokes", "quiz"]);
+    // The demo partner has an agreement: its statement of the month exists.
+    let month = tongdao::billing::calendar::Month::of_ms(tongdao::store::now_ms());
+    let statement = get(
+        &client,
+        &demo.partner_key,
+        &format!("{}/v1/statements/{month}", demo.base),
+    );
+    assert_eq!(statement["month"], month.to_string());
 
     let started = Instant::now();
     let mut story = Story::default();
