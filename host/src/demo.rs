@@ -18,6 +18,7 @@ use crate::billing::{agreement, terms};
 use crate::config::Config;
 use crate::modules::Registry;
 use crate::partners::{self, PartnerError};
+use crate::relay::Routes;
 use crate::relay::settings::{ConcatMode, OperatorConfig};
 use crate::schedule::{Scheduler, schedules};
 use crate::services::{self, FeeType, ServiceTerms};
@@ -126,15 +127,17 @@ pub struct Installed {
 
 /// Register the example modules and content under the partner `demo` (乐游),
 /// declare and approve its services with their schedules and subscribers (first
-/// start only), and issue a partner key for this start.
+/// start only), and issue a partner key for this start. `routes`: the relay's
+/// operators, which carry the demo services.
 ///
 /// # Errors
 /// A store error, or an example module the registry refuses.
 pub async fn install(
     store: &Store,
     registry: &Registry,
-    operators: Vec<String>,
+    routes: &Routes,
 ) -> anyhow::Result<Installed> {
+    let operators = routes.operators();
     let (partner, key) = match partners::create(store, PARTNER, PARTNER_DISPLAY_NAME).await {
         Ok((partner, key)) => (partner, key.key),
         Err(PartnerError::Exists(_)) => {
@@ -162,7 +165,7 @@ pub async fn install(
             .collect();
         content::add(store, partner.id, "jokes", items).await?;
     }
-    install_agreement(store, &partner).await?;
+    install_agreement(store, routes, &partner).await?;
     let (services, created) = install_services(store, &partner, operators).await?;
     Ok(Installed {
         partner,
@@ -173,9 +176,14 @@ pub async fn install(
 }
 
 /// An agreement from this month with the example terms of the tests (tiers 50/60/70 %
-/// to the partner, 6 % tax, 2 % discrepancy tolerance), so the partner's
-/// statement of the month exists from the start. Kept when one exists.
-async fn install_agreement(store: &Store, partner: &partners::Partner) -> anyhow::Result<()> {
+/// to the partner, 6 % tax, 2 % discrepancy tolerance; each operator takes 15 %
+/// collection fee), so the partner's statement of the month exists from the start
+/// . Kept when one exists.
+async fn install_agreement(
+    store: &Store,
+    routes: &Routes,
+    partner: &partners::Partner,
+) -> anyhow::Result<()> {
     if agreement::get(store, partner.id).await?.is_some() {
         return Ok(());
     }
@@ -203,6 +211,27 @@ async fn install_agreement(store: &Store, partner: &partners::Partner) -> anyhow
         "activation_rule": "pro-rata"
     }))?;
     terms::add_terms(store, partner.id, &terms).await?;
+    for operator in routes.operators() {
+        if terms::operator_billing(store, &operator).await?.is_none() {
+            let range = terms::OperatorBilling {
+                operator: operator.clone(),
+                imbalance_min_fen: 3,
+                imbalance_max_fen: 8,
+                calendar: terms::DEFAULT_CALENDAR.into(),
+            };
+            terms::set_operator_billing(store, routes, &range).await?;
+        }
+        let terms: terms::OperatorTerms = serde_json::from_value(serde_json::json!({
+            "operator": operator,
+            "effective_from": month.to_string(),
+            "collection_bp": 1500,
+            "imbalance_rate_fen": 5,
+            "balance_mt": 2,
+            "balance_mo": 1,
+            "schedule": "M+2 day 15"
+        }))?;
+        terms::add_operator_terms(store, partner.id, &terms).await?;
+    }
     Ok(())
 }
 

@@ -184,7 +184,7 @@ pub async fn serve(mut config: Config, demo: bool) -> anyhow::Result<()> {
         let installed = demo::install(
             &platform.store,
             &platform.registry,
-            platform.relay.routes().operators(),
+            platform.relay.routes(),
         )
         .await?;
         demo::first_pushes(&platform.scheduler, &installed).await;

@@ -259,6 +259,13 @@ fn steps(base: &str) {
         &["statement", "get", "--month", "2026-13"],
         "invalid-month",
     );
+    let range = http
+        .put(format!("{base}/v1/admin/operators/mobile/billing"))
+        .bearer_auth(ADMIN_KEY)
+        .json(&json!({"imbalance_min_fen": 3, "imbalance_max_fen": 8}))
+        .send()
+        .unwrap();
+    assert!(range.status().is_success(), "{}", range.text().unwrap());
     for (path, body) in [
         (
             "agreement",
@@ -272,6 +279,11 @@ fn steps(base: &str) {
                           {"platform_bp": 3000, "partner_bp": 7000}],
                 "tax_bp": 600, "discrepancy_bp": 200, "payment_days": 5, "activation_rule": "pro-rata"
             }),
+        ),
+        (
+            "operator-terms",
+            json!({"operator": "mobile", "effective_from": month, "collection_bp": 1500,
+                   "imbalance_rate_fen": 5, "balance_mt": 2, "balance_mo": 1, "schedule": "M+2 day 15"}),
         ),
     ] {
         let request = if path == "agreement" {
