@@ -71,19 +71,28 @@ const SERVICES: [DemoService; 3] = [
         code: "XZ",
         module: "horoscope",
         cron: "0 8 * * *",
-        cohorts: &[(13_900_000_000, 600, "xz-m-"), (13_000_000_000, 400, "xz-u-")],
+        cohorts: &[
+            (13_900_000_000, 600, "xz-m-"),
+            (13_000_000_000, 400, "xz-u-"),
+        ],
     },
     DemoService {
         code: "DT",
         module: "quiz",
         cron: "0 9 * * *",
-        cohorts: &[(15_000_000_000, 300, "dt-m-"), (15_500_000_000, 200, "dt-u-")],
+        cohorts: &[
+            (15_000_000_000, 300, "dt-m-"),
+            (15_500_000_000, 200, "dt-u-"),
+        ],
     },
     DemoService {
         code: "XH",
         module: "jokes",
         cron: "* * * * *",
-        cohorts: &[(13_800_000_000, 1000, "xh-m-"), (18_600_000_000, 500, "xh-u-")],
+        cohorts: &[
+            (13_800_000_000, 1000, "xh-m-"),
+            (18_600_000_000, 500, "xh-u-"),
+        ],
     },
 ];
 
@@ -177,7 +186,7 @@ pub async fn install(
 
 /// An agreement from this month with the example terms of the tests (tiers 50/60/70 %
 /// to the partner, 6 % tax, 2 % discrepancy tolerance; each operator takes 15 %
-/// collection fee), so the partner's statement of the month exists from the start
+/// collection fee and no imbalance fee), so the partner's statement of the month exists from the start
 /// (R-4.3). Kept when one exists.
 async fn install_agreement(
     store: &Store,
@@ -215,7 +224,7 @@ async fn install_agreement(
         if terms::operator_billing(store, &operator).await?.is_none() {
             let range = terms::OperatorBilling {
                 operator: operator.clone(),
-                imbalance_min_fen: 3,
+                imbalance_min_fen: 0,
                 imbalance_max_fen: 8,
                 calendar: terms::DEFAULT_CALENDAR.into(),
             };
@@ -225,7 +234,9 @@ async fn install_agreement(
             "operator": operator,
             "effective_from": month.to_string(),
             "collection_bp": 1500,
-            "imbalance_rate_fen": 5,
+            // No imbalance fee: a push service's MTs far outnumber its MOs,
+            // and the demo's statement should show income, not channel fees.
+            "imbalance_rate_fen": 0,
             "balance_mt": 2,
             "balance_mo": 1,
             "schedule": "M+2 day 15"
@@ -338,7 +349,10 @@ async fn install_services(
             )
             .await?;
         }
-        tracing::info!(service = demo.code, "demo service approved, scheduled and subscribed");
+        tracing::info!(
+            service = demo.code,
+            "demo service approved, scheduled and subscribed"
+        );
         all.push((demo.code.to_string(), view.id));
         created.push(view.id);
     }
@@ -367,9 +381,8 @@ pub async fn first_pushes(scheduler: &Scheduler, installed: &Installed) {
 /// to look with. `admin_key`: the admin key in plain text when this start knows
 /// it (generated now or configured).
 pub fn banner(base: &str, admin_key: Option<&str>, installed: &Installed) -> String {
-    let admin = admin_key.unwrap_or(
-        "(printed at first start, stored hashed; set TONGDAO_ADMIN__KEY to choose one)",
-    );
+    let admin = admin_key
+        .unwrap_or("(printed at first start, stored hashed; set TONGDAO_ADMIN__KEY to choose one)");
     let services = installed
         .services
         .iter()
@@ -383,7 +396,7 @@ pub fn banner(base: &str, admin_key: Option<&str>, installed: &Installed) -> Str
          \x20 admin key    {admin}\n\
          \x20 partner key  {key}   (partner {name}, {display})\n\
          \x20 services     {services}\n\
-         \x20 try          TONGDAO_KEY=<partner key> tongdao --url {base} messages list\n",
+         \x20 try          TONGDAO_KEY={key} tongdao --url {base} messages list\n",
         key = installed.key,
         name = installed.partner.name,
         display = installed.partner.display_name,
@@ -419,7 +432,7 @@ async fn operators(config: &mut Config) -> anyhow::Result<tongdao_smpp::sim::Sim
         ..Default::default()
     })
     .await
-        .context("starting the built-in SMSC simulator")?;
+    .context("starting the built-in SMSC simulator")?;
     let address = sim.local_addr().to_string();
     for (name, prefixes) in [
         ("mobile", DEMO_MOBILE_PREFIXES),

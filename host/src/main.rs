@@ -227,7 +227,10 @@ fn main() -> ExitCode {
 }
 
 /// Run a command that talks to the running server, or give the command back.
-fn api_command(global: &cli::Global, command: Command) -> Result<Result<(), cli::CliError>, Command> {
+fn api_command(
+    global: &cli::Global,
+    command: Command,
+) -> Result<Result<(), cli::CliError>, Command> {
     Ok(match command {
         Command::Partner(c) => cli::partner::run(global, c),
         Command::Service(c) => cli::service::run(global, c),

@@ -181,18 +181,13 @@ pub async fn serve(mut config: Config, demo: bool) -> anyhow::Result<()> {
         println!("set [admin] key in tongdao.toml or TONGDAO_ADMIN__KEY to choose your own");
     }
     let installed = if demo {
-        let installed = demo::install(
-            &platform.store,
-            &platform.registry,
-            platform.relay.routes(),
-        )
-        .await?;
+        let installed =
+            demo::install(&platform.store, &platform.registry, platform.relay.routes()).await?;
         demo::first_pushes(&platform.scheduler, &installed).await;
         if let Some(sim) = &simulator {
-            platform.background.push(demo::handsets(
-                sim.clone(),
-                &config.dialogue.short_code,
-            ));
+            platform
+                .background
+                .push(demo::handsets(sim.clone(), &config.dialogue.short_code));
         }
         Some(installed)
     } else {

@@ -128,7 +128,11 @@ fn steps(base: &str) {
     let second = ok_json(base, ADMIN_KEY, &["partner", "key", "stars"]);
     assert_ne!(second["api_key"].as_str().unwrap(), key);
     // `--key` wins over the environment.
-    let out = tongdao(base, "not-a-key", &["--key", &key, "module", "list", "--json"]);
+    let out = tongdao(
+        base,
+        "not-a-key",
+        &["--key", &key, "module", "list", "--json"],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
 
     // Modules (partner): upload v1 (live at once), v2 (waits), activate, roll back.
@@ -138,15 +142,25 @@ fn steps(base: &str) {
         &key,
         &["module", "upload", horoscope.to_str().unwrap()],
     );
-    assert_eq!((v1["version"].as_i64(), v1["activated"].as_bool()), (Some(1), Some(true)));
+    assert_eq!(
+        (v1["version"].as_i64(), v1["activated"].as_bool()),
+        (Some(1), Some(true))
+    );
     let copy = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(
         copy.path(),
         tongdao_test_programs::byte_different_copy(&std::fs::read(&horoscope).unwrap(), 2, 16),
     )
     .unwrap();
-    let upload = ok(base, &key, &["module", "upload", copy.path().to_str().unwrap()]);
-    assert!(upload.contains("version") && upload.contains('2'), "{upload}");
+    let upload = ok(
+        base,
+        &key,
+        &["module", "upload", copy.path().to_str().unwrap()],
+    );
+    assert!(
+        upload.contains("version") && upload.contains('2'),
+        "{upload}"
+    );
     let active = |expect: i64| {
         let modules = ok_json(base, &key, &["module", "list"]);
         let list = modules
@@ -156,7 +170,11 @@ fn steps(base: &str) {
         assert_eq!(list[0]["active_version"], expect, "{modules}");
     };
     active(1);
-    ok(base, &key, &["module", "activate", "horoscope", "--version", "2"]);
+    ok(
+        base,
+        &key,
+        &["module", "activate", "horoscope", "--version", "2"],
+    );
     active(2);
     ok(base, &key, &["module", "rollback", "horoscope"]);
     active(1);
@@ -201,7 +219,11 @@ fn steps(base: &str) {
         &["service", "approve", &id, "--reason", "terms checked"],
     );
     assert_eq!(approved["status"], "approved");
-    let services = ok(base, ADMIN_KEY, &["service", "list", "--status", "approved"]);
+    let services = ok(
+        base,
+        ADMIN_KEY,
+        &["service", "list", "--status", "approved"],
+    );
     assert!(services.contains("星座运势"), "{services}");
 
     // Three users opt in (free: active at once), through the API.
@@ -229,11 +251,7 @@ fn steps(base: &str) {
     let runs = ok(base, &key, &["run", "list", "--service", &id]);
     assert!(runs.contains(&run_id), "{runs}");
     refused(base, &key, &["run", "cancel", &run_id], "run-finished");
-    let delivered = ok_json(
-        base,
-        &key,
-        &["messages", "list", "--status", "delivered"],
-    );
+    let delivered = ok_json(base, &key, &["messages", "list", "--status", "delivered"]);
     let items = delivered
         .get("items")
         .or_else(|| delivered.get("messages"))
@@ -323,7 +341,11 @@ fn steps(base: &str) {
             file.path().to_str().unwrap(),
         ],
     );
-    assert!(std::fs::read_to_string(file.path()).unwrap().contains("<html"));
+    assert!(
+        std::fs::read_to_string(file.path())
+            .unwrap()
+            .contains("<html")
+    );
 
     // Errors: an unknown key, a missing service, an unreachable server.
     refused(base, "wrong-key", &["service", "list"], "unauthorized");

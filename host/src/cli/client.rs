@@ -62,10 +62,7 @@ impl Listed {
                 .ok_or_else(|| CliError::Answer(format!("no list `items` or `{name}`")))?,
             _ => return Err(CliError::Answer("the answer is not a list".into())),
         };
-        let next = raw
-            .get("next")
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        let next = raw.get("next").and_then(Value::as_str).map(str::to_string);
         Ok(Self { items, next, raw })
     }
 }
@@ -122,7 +119,12 @@ impl Client {
 
     fn send(&self, request: RequestBuilder) -> Result<Response, CliError> {
         let response = request.send().map_err(|e| {
-            CliError::Transport(format!("cannot reach {}: {}", self.base, error_chain(&e)))
+            if e.is_builder() {
+                // Nothing was sent: a key or value that cannot be a header.
+                CliError::Usage(error_chain(&e))
+            } else {
+                CliError::Transport(format!("cannot reach {}: {}", self.base, error_chain(&e)))
+            }
         })?;
         if response.status().is_success() {
             return Ok(response);
@@ -234,9 +236,8 @@ fn json(response: Response) -> Result<Value, CliError> {
 fn api_error(response: Response) -> CliError {
     let status = response.status();
     let text = response.text().unwrap_or_default();
-    let parsed: Option<(String, String)> = serde_json::from_str::<Value>(&text)
-        .ok()
-        .and_then(|v| {
+    let parsed: Option<(String, String)> =
+        serde_json::from_str::<Value>(&text).ok().and_then(|v| {
             let e = v.get("error")?;
             Some((
                 e.get("code")?.as_str()?.to_string(),

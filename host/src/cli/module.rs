@@ -62,7 +62,10 @@ const COLUMNS: &[Column] = &[
 ];
 
 fn partner_query(partner: Option<&String>) -> Vec<(&'static str, String)> {
-    partner.map(|p| ("partner", p.clone())).into_iter().collect()
+    partner
+        .map(|p| ("partner", p.clone()))
+        .into_iter()
+        .collect()
 }
 
 fn with_partner(path: String, partner: Option<&String>) -> String {

@@ -31,11 +31,14 @@ pub fn cell(name: &str, value: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Bool(b) => if *b { "yes" } else { "no" }.into(),
         Value::Number(n) => match n.as_i64() {
-            Some(ms) if (name == "at" || name.ends_with("_at")) && ms > 0 => jiff::Timestamp::from_millisecond(ms)
-                .map(|t| format!("{t:.3}"))
-                .unwrap_or_else(|_| ms.to_string()),
+            Some(ms) if (name == "at" || name.ends_with("_at")) && ms > 0 => {
+                jiff::Timestamp::from_millisecond(ms)
+                    .map(|t| format!("{t:.3}"))
+                    .unwrap_or_else(|_| ms.to_string())
+            }
             _ => n.to_string(),
         },
+        Value::Array(items) if items.is_empty() => "-".into(),
         Value::Array(items) => items
             .iter()
             .map(|v| cell("", v))
@@ -153,7 +156,10 @@ mod tests {
             json!({"id": 1, "name": "乐游", "created_at": 1_764_471_600_123_i64}),
             json!({"id": 22, "name": "stars", "created_at": null}),
         ];
-        let text = table(&items, &[("ID", "id"), ("NAME", "name"), ("CREATED", "created_at")]);
+        let text = table(
+            &items,
+            &[("ID", "id"), ("NAME", "name"), ("CREATED", "created_at")],
+        );
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "ID  NAME   CREATED");
         assert_eq!(lines[1], "1   乐游   2025-11-30T03:00:00.123Z");

@@ -4,8 +4,8 @@
 use clap::Subcommand;
 use serde_json::json;
 
-use super::output::{self, Column};
 use super::client::segment;
+use super::output::{self, Column};
 use super::{CliError, Global, PageArgs};
 
 /// Partners and their keys (admin).

@@ -124,8 +124,11 @@ pub fn run(global: &Global, command: RunCommand) -> Result<(), CliError> {
                 .map(|k| ("Idempotency-Key", k))
                 .into_iter()
                 .collect();
-            let run =
-                client.post_with(&format!("/v1/services/{service}/push"), body.as_ref(), &headers)?;
+            let run = client.post_with(
+                &format!("/v1/services/{service}/push"),
+                body.as_ref(),
+                &headers,
+            )?;
             if then_wait {
                 let id = run["id"]
                     .as_i64()
@@ -152,7 +155,10 @@ pub fn run(global: &Global, command: RunCommand) -> Result<(), CliError> {
             }
         }
         RunCommand::Cancel { id } => {
-            show(global, &client.post(&format!("/v1/runs/{id}/cancel"), None)?);
+            show(
+                global,
+                &client.post(&format!("/v1/runs/{id}/cancel"), None)?,
+            );
         }
     }
     Ok(())
