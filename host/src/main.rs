@@ -205,7 +205,7 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Err(command) => command,
+        Err(command) => *command,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -230,7 +230,7 @@ fn main() -> ExitCode {
 fn api_command(
     global: &cli::Global,
     command: Command,
-) -> Result<Result<(), cli::CliError>, Command> {
+) -> Result<Result<(), cli::CliError>, Box<Command>> {
     Ok(match command {
         Command::Partner(c) => cli::partner::run(global, c),
         Command::Service(c) => cli::service::run(global, c),
@@ -238,7 +238,7 @@ fn api_command(
         Command::Messages(c) => cli::messages::run(global, c),
         Command::Module(ModuleCommand::Api(c)) => cli::module::run(global, c),
         Command::Statement(StatementArgs { api: Some(c), .. }) => cli::statement::run(global, c),
-        other => return Err(other),
+        other => return Err(Box::new(other)),
     })
 }
 
