@@ -83,6 +83,9 @@ enum Command {
         /// Delay before each delivery receipt, in milliseconds.
         #[arg(long, default_value_t = 100)]
         dlr_delay_ms: u64,
+        /// Up to this many ms more per receipt, drawn uniformly (a realistic spread).
+        #[arg(long, default_value_t = 0)]
+        dlr_jitter_ms: u64,
         /// Message ids in hex in submit_sm_resp and in decimal in receipts.
         #[arg(long)]
         hex_ids: bool,
@@ -307,6 +310,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             listen,
             http,
             dlr_delay_ms,
+            dlr_jitter_ms,
             hex_ids,
             undeliverable,
             reject,
@@ -318,6 +322,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 listen,
                 http,
                 dlr_delay: std::time::Duration::from_millis(dlr_delay_ms),
+                dlr_jitter: std::time::Duration::from_millis(dlr_jitter_ms),
                 hex_ids,
                 faults: tongdao_smpp::sim::Faults {
                     undeliverable,
