@@ -1,20 +1,29 @@
-//! `serve --demo`: the whole flow on one machine with nothing installed. The built-in
-//! SMSC simulator stands in for two operators, the example modules (built from
-//! `guests/` with the SDK and embedded in the binary) are registered under the
-//! partner `demo` with three approved, scheduled services, and simulated handsets
-//! subscribe by texting keywords. Nothing here runs without `--demo`.
+//! `serve --demo`: the whole flow on one machine with nothing installed, alive
+//! from the first minute. The built-in SMSC simulator stands in for two operators
+//! (receipts after 0.2–2 s, 2 % of them `UNDELIV`); the example modules (built
+//! from `guests/` with the SDK and embedded in the binary) are registered under
+//! the partner `demo` (乐游) with three approved, scheduled services and 3,000
+//! subscribers; simulated handsets keep texting (subscribe, confirm `Y`, answer the
+//! quiz, ask for more jokes, `TD` now and then); and charges accrue from the
+//! delivered per-message MTs and the monthly subscriptions. Nothing here runs
+//! without `--demo`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::billing::calendar::Month;
+use crate::billing::{agreement, terms};
 use crate::config::Config;
 use crate::modules::Registry;
 use crate::partners::{self, PartnerError};
+use crate::relay::Routes;
 use crate::relay::settings::{ConcatMode, OperatorConfig};
-use crate::schedule::schedules;
+use crate::schedule::{Scheduler, schedules};
 use crate::services::{self, FeeType, ServiceTerms};
 use crate::store::Store;
+use crate::subscriptions::bulk;
 use crate::{compliance, content};
 
 /// The example horoscope module (`horoscope.wasm`): a bulletin keyed by the
@@ -34,9 +43,70 @@ pub const JOKES: &[u8] = include_bytes!(concat!(env!("TONGDAO_GUESTS_DIR"), "/jo
 pub const EXAMPLES: &[(&str, &[u8])] =
     &[("horoscope", HOROSCOPE), ("quiz", QUIZ), ("jokes", JOKES)];
 
+/// The demo partner's login name and display name.
+pub const PARTNER: &str = "demo";
+pub const PARTNER_DISPLAY_NAME: &str = "乐游";
+
+/// Receipts come 200 ms to 2 s after a submit, and this share says `UNDELIV`.
+const RECEIPT_DELAY: Duration = Duration::from_millis(200);
+const RECEIPT_SPREAD: Duration = Duration::from_millis(1800);
+const UNDELIVERABLE: f64 = 0.02;
+
+/// How often a simulated handset texts (one MO per tick: 0.5 MO/s, bounded).
+const HANDSET_TICK: Duration = Duration::from_secs(2);
+
+/// The demo's services: (code, module, schedule, subscriber cohorts as
+/// (first number, count, subscriber id prefix)). Jokes every minute (free, so
+/// the fee-only detector never counts them); the paid horoscope and quiz daily,
+/// as real ones would be, and pushed once when the demo is first installed.
+struct DemoService {
+    code: &'static str,
+    module: &'static str,
+    cron: &'static str,
+    cohorts: &'static [(i64, i64, &'static str)],
+}
+
+const SERVICES: [DemoService; 3] = [
+    DemoService {
+        code: "XZ",
+        module: "horoscope",
+        cron: "0 8 * * *",
+        cohorts: &[
+            (13_900_000_000, 600, "xz-m-"),
+            (13_000_000_000, 400, "xz-u-"),
+        ],
+    },
+    DemoService {
+        code: "DT",
+        module: "quiz",
+        cron: "0 9 * * *",
+        cohorts: &[
+            (15_000_000_000, 300, "dt-m-"),
+            (15_500_000_000, 200, "dt-u-"),
+        ],
+    },
+    DemoService {
+        code: "XH",
+        module: "jokes",
+        cron: "* * * * *",
+        cohorts: &[
+            (13_800_000_000, 1000, "xh-m-"),
+            (18_600_000_000, 500, "xh-u-"),
+        ],
+    },
+];
+
+/// The first number of the quiz cohort (each answers the quiz once per cycle).
+pub const QUIZ_FIRST: i64 = 15_000_000_000;
+/// The first number of the jokes cohort (they send `TD` now and then).
+pub const JOKES_FIRST: i64 = 13_800_000_000;
+
 /// Before the platform opens: with no operators configured, start the built-in
 /// SMSC simulator and point two operators at it; turn the default quiet hours off
 /// so pushes show at any hour (a configured window is kept).
+///
+/// # Errors
+/// The simulator cannot listen.
 pub async fn prepare(
     config: &mut Config,
 ) -> anyhow::Result<Option<Arc<tongdao_smpp::sim::SimHandle>>> {
@@ -57,23 +127,37 @@ pub async fn prepare(
     Ok(simulator)
 }
 
-/// Register the example modules and content under the partner `demo`; print its
-/// key when it is created. `operators`: the operator names the demo services are
-/// registered with (all the relay routes to).
+/// What [`install`] set up.
+#[derive(Debug, Clone)]
+pub struct Installed {
+    pub partner: partners::Partner,
+    /// A key of the demo partner issued by this start (earlier keys stay valid).
+    pub key: String,
+    /// Service code → id.
+    pub services: Vec<(String, i64)>,
+    /// Services created by this start (pushed once at once).
+    pub created: Vec<i64>,
+}
+
+/// Register the example modules and content under the partner `demo` (乐游),
+/// declare and approve its services with their schedules and subscribers (first
+/// start only), and issue a partner key for this start. `routes`: the relay's
+/// operators, which carry the demo services.
+///
+/// # Errors
+/// A store error, or an example module the registry refuses.
 pub async fn install(
     store: &Store,
     registry: &Registry,
-    operators: Vec<String>,
-) -> anyhow::Result<()> {
-    let partner = match partners::create(store, "demo", "Demo Content Partner").await {
-        Ok((partner, key)) => {
-            println!(
-                "demo partner created; its API key (shown once): {}",
-                key.key
-            );
-            partner
+    routes: &Routes,
+) -> anyhow::Result<Installed> {
+    let operators = routes.operators();
+    let (partner, key) = match partners::create(store, PARTNER, PARTNER_DISPLAY_NAME).await {
+        Ok((partner, key)) => (partner, key.key),
+        Err(PartnerError::Exists(_)) => {
+            let key = partners::issue_key(store, PARTNER, false).await?;
+            (partners::get(store, PARTNER).await?, key.key)
         }
-        Err(PartnerError::Exists(_)) => partners::get(store, "demo").await?,
         Err(e) => return Err(e.into()),
     };
     for (name, wasm) in EXAMPLES {
@@ -95,15 +179,86 @@ pub async fn install(
             .collect();
         content::add(store, partner.id, "jokes", items).await?;
     }
-    install_services(store, &partner, operators).await
+    install_agreement(store, routes, &partner).await?;
+    let (services, created) = install_services(store, &partner, operators).await?;
+    Ok(Installed {
+        partner,
+        key,
+        services,
+        created,
+    })
 }
 
-/// The demo's three services, declared and approved like any partner's.
+/// An agreement from this month with the example terms of the tests (tiers 50/60/70 %
+/// to the partner, 6 % tax, 2 % discrepancy tolerance; each operator takes 15 %
+/// collection fee and no imbalance fee), so the partner's statement of the month exists from the start
+/// (R-4.3). Kept when one exists.
+async fn install_agreement(
+    store: &Store,
+    routes: &Routes,
+    partner: &partners::Partner,
+) -> anyhow::Result<()> {
+    if agreement::get(store, partner.id).await?.is_some() {
+        return Ok(());
+    }
+    let month = Month::of_ms(crate::store::now_ms());
+    let input: agreement::AgreementInput = serde_json::from_value(serde_json::json!({
+        "start_date": month.first_day().to_string(),
+        "term_months": 24,
+        "notice_months": 3,
+        "remedy_days": 10,
+    }))?;
+    agreement::set(store, partner.id, &input).await?;
+    let terms: terms::AgreementTerms = serde_json::from_value(serde_json::json!({
+        "effective_from": month.to_string(),
+        "tier_mode": "whole",
+        "t1_fen": 5000,
+        "t2_fen": 10000,
+        "tiers": [
+            {"platform_bp": 5000, "partner_bp": 5000},
+            {"platform_bp": 4000, "partner_bp": 6000},
+            {"platform_bp": 3000, "partner_bp": 7000}
+        ],
+        "tax_bp": 600,
+        "discrepancy_bp": 200,
+        "payment_days": 5,
+        "activation_rule": "pro-rata"
+    }))?;
+    terms::add_terms(store, partner.id, &terms).await?;
+    for operator in routes.operators() {
+        if terms::operator_billing(store, &operator).await?.is_none() {
+            let range = terms::OperatorBilling {
+                operator: operator.clone(),
+                imbalance_min_fen: 0,
+                imbalance_max_fen: 8,
+                calendar: terms::DEFAULT_CALENDAR.into(),
+            };
+            terms::set_operator_billing(store, routes, &range).await?;
+        }
+        let terms: terms::OperatorTerms = serde_json::from_value(serde_json::json!({
+            "operator": operator,
+            "effective_from": month.to_string(),
+            "collection_bp": 1500,
+            // No imbalance fee: a push service's MTs far outnumber its MOs,
+            // and the demo's statement should show income, not channel fees.
+            "imbalance_rate_fen": 0,
+            "balance_mt": 2,
+            "balance_mo": 1,
+            "schedule": "M+2 day 15"
+        }))?;
+        terms::add_operator_terms(store, partner.id, &terms).await?;
+    }
+    Ok(())
+}
+
+/// The demo's three services, declared and approved like any partner's, each
+/// with its schedule and its subscribers (written through the bulk path,
+/// [`crate::subscriptions::bulk`]). Returns every demo service and the new ones.
 async fn install_services(
     store: &Store,
     partner: &partners::Partner,
     operators: Vec<String>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<(Vec<(String, i64)>, Vec<i64>)> {
     let existing = services::list(store, Some(partner.id), None).await?;
     let terms = |name: &str, fee_type, price_fen, monthly_max, ext: &str, keywords: [&str; 2]| {
         ServiceTerms {
@@ -117,11 +272,15 @@ async fn install_services(
             number_ext: ext.into(),
         }
     };
-    let demo = [
-        (
-            "XZ",
-            "horoscope",
-            terms(
+    let mut all = Vec::new();
+    let mut created = Vec::new();
+    for demo in &SERVICES {
+        if let Some(s) = existing.iter().find(|s| s.code == demo.code) {
+            all.push((demo.code.to_string(), s.id));
+            continue;
+        }
+        let terms = match demo.code {
+            "XZ" => terms(
                 "每日星座运势",
                 FeeType::Monthly,
                 200,
@@ -129,11 +288,7 @@ async fn install_services(
                 "01",
                 ["星座", "XINGZUO"],
             ),
-        ),
-        (
-            "DT",
-            "quiz",
-            terms(
+            "DT" => terms(
                 "每日答题",
                 FeeType::PerMessage,
                 10,
@@ -141,11 +296,7 @@ async fn install_services(
                 "02",
                 ["答题", "DATI"],
             ),
-        ),
-        (
-            "XH",
-            "jokes",
-            terms(
+            _ => terms(
                 "每日笑话",
                 FeeType::Free,
                 0,
@@ -153,25 +304,13 @@ async fn install_services(
                 "03",
                 ["笑话", "XIAOHUA"],
             ),
-        ),
-    ];
-    // Jokes every minute and horoscopes every ten, so pushes flow while you
-    // watch; the paid quiz once a day, as a real one would.
-    let crons = [
-        ("XZ", "*/10 * * * *"),
-        ("DT", "0 9 * * *"),
-        ("XH", "* * * * *"),
-    ];
-    for (code, module, terms) in demo {
-        if existing.iter().any(|s| s.code == code) {
-            continue;
-        }
+        };
         let view = services::create(
             store,
             partner.id,
             "demo",
-            code,
-            Some(module),
+            demo.code,
+            Some(demo.module),
             &terms,
             &operators,
         )
@@ -185,25 +324,88 @@ async fn install_services(
             "example service of serve --demo",
         )
         .await?;
-        let cron = crons
-            .iter()
-            .find(|(c, _)| *c == code)
-            .map(|(_, cron)| cron.to_string());
         schedules::create(
             store,
             partner.id,
             view.id,
             schedules::ScheduleInput {
-                cron,
+                cron: Some(demo.cron.to_string()),
                 ..Default::default()
             },
             crate::clock::time_zone_name(),
             "demo",
         )
         .await?;
-        tracing::info!(service = code, "demo service approved and scheduled");
+        for (first, n, prefix) in demo.cohorts {
+            bulk::seed(
+                store,
+                &bulk::Cohort {
+                    partner_id: partner.id,
+                    service_id: view.id,
+                    first: *first,
+                    n: *n,
+                    id_prefix: prefix,
+                    fee_type: terms.fee_type,
+                    price_fen: terms.price_fen,
+                    source: "demo",
+                    activated_at: crate::store::now_ms(),
+                    signs: demo.module == "horoscope",
+                },
+            )
+            .await?;
+        }
+        tracing::info!(
+            service = demo.code,
+            "demo service approved, scheduled and subscribed"
+        );
+        all.push((demo.code.to_string(), view.id));
+        created.push(view.id);
     }
-    Ok(())
+    Ok((all, created))
+}
+
+/// Push each service created by this start once, and the free jokes on every
+/// start, so pushes and receipts show before the first cron minute. A refusal
+/// (the daily push-now limit after many restarts) is logged, not fatal.
+pub async fn first_pushes(scheduler: &Scheduler, installed: &Installed) {
+    for (code, id) in &installed.services {
+        if code != "XH" && !installed.created.contains(id) {
+            continue;
+        }
+        match scheduler
+            .push_now(installed.partner.id, *id, None, "demo")
+            .await
+        {
+            Ok(run) => tracing::info!(service = %code, run = run.id, "demo push started"),
+            Err(e) => tracing::warn!(service = %code, error = %e, "demo push not started"),
+        }
+    }
+}
+
+/// The lines `serve --demo` prints once it listens: where to look and the keys
+/// to look with. `admin_key`: the admin key in plain text when this start knows
+/// it (generated now or configured).
+pub fn banner(base: &str, admin_key: Option<&str>, installed: &Installed) -> String {
+    let admin = admin_key
+        .unwrap_or("(printed at first start, stored hashed; set TONGDAO_ADMIN__KEY to choose one)");
+    let services = installed
+        .services
+        .iter()
+        .map(|(code, id)| format!("{code}={id}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!(
+        "\n== Tongdao demo ==\n\
+         \x20 console      {base}/console\n\
+         \x20 API docs     {base}/docs\n\
+         \x20 admin key    {admin}\n\
+         \x20 partner key  {key}   (partner {name}, {display})\n\
+         \x20 services     {services}\n\
+         \x20 try          TONGDAO_KEY={key} tongdao --url {base} messages list\n",
+        key = installed.key,
+        name = installed.partner.name,
+        display = installed.partner.display_name,
+    )
 }
 
 const DEMO_JOKES: &[&str] = &[
@@ -225,9 +427,17 @@ const DEMO_UNICOM_PREFIXES: &[&str] = &[
 
 /// Start the built-in SMSC simulator and point two operators at it.
 async fn operators(config: &mut Config) -> anyhow::Result<tongdao_smpp::sim::SimHandle> {
-    let sim = tongdao_smpp::sim::Sim::start(tongdao_smpp::sim::SimConfig::default())
-        .await
-        .context("starting the built-in SMSC simulator")?;
+    let sim = tongdao_smpp::sim::Sim::start(tongdao_smpp::sim::SimConfig {
+        dlr_delay: RECEIPT_DELAY,
+        dlr_jitter: RECEIPT_SPREAD,
+        faults: tongdao_smpp::sim::Faults {
+            undeliverable: UNDELIVERABLE,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await
+    .context("starting the built-in SMSC simulator")?;
     let address = sim.local_addr().to_string();
     for (name, prefixes) in [
         ("mobile", DEMO_MOBILE_PREFIXES),
@@ -249,27 +459,52 @@ async fn operators(config: &mut Config) -> anyhow::Result<tongdao_smpp::sim::Sim
         });
     }
     tracing::info!(%address, "built-in SMSC simulator listening (SMPP 3.4)");
-    println!("built-in SMSC simulator on {address} (operators: mobile, unicom)");
+    println!(
+        "built-in SMSC simulator on {address} (operators: mobile, unicom; receipts after 0.2-2 s, {}% UNDELIV)",
+        UNDELIVERABLE * 100.0
+    );
     Ok(sim)
 }
 
-/// Simulated handsets that subscribe to the demo services the way users do: by
-/// texting a keyword to the service's number (and `Y` for the paid one).
-pub fn users(sim: Arc<tongdao_smpp::sim::SimHandle>, short_code: &str) {
-    let jokes = format!("{short_code}03");
-    let horoscope = format!("{short_code}01");
-    for i in 1..=5 {
-        let _ = sim.send_mo(&format!("1380013800{i}"), &jokes, "笑话");
-    }
-    for i in 1..=3 {
-        let _ = sim.send_mo(&format!("1300013000{i}"), &horoscope, "星座");
-    }
-    // A user answers the confirmation request after reading it, not before.
+/// Simulated handsets, one MO every [`HANDSET_TICK`] in a cycle of ten steps:
+/// the quiz cohort answers (a reply), a new user subscribes to the jokes, a jokes
+/// subscriber texts `TD`, a new user subscribes to the paid horoscope and confirms
+/// with `Y`, another to the quiz (`答题`, `Y`, an answer), a quiz subscriber asks
+/// for the leaderboard (`TOP`), a jokes subscriber asks for `MORE`. Every number
+/// acts once per cycle, so no user is sent the same paid text twice. Stopped with
+/// the platform's background tasks.
+pub fn handsets(
+    sim: Arc<tongdao_smpp::sim::SimHandle>,
+    short_code: &str,
+) -> tokio::task::JoinHandle<()> {
+    let number = |ext: &str| format!("{short_code}{ext}");
+    let (horoscope, quiz, jokes) = (number("01"), number("02"), number("03"));
+    println!(
+        "demo: simulated handsets text every {}s (笑话, 星座 + Y, 答题 + Y, quiz answers, TOP, MORE, TD)",
+        HANDSET_TICK.as_secs()
+    );
     tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-        for i in 1..=3 {
-            let _ = sim.send_mo(&format!("1300013000{i}"), &horoscope, "Y");
+        let mut tick = tokio::time::interval(HANDSET_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        for step in 0i64.. {
+            tick.tick().await;
+            let cycle = step / 10;
+            let letter = ["A", "B", "C", "D"][usize::try_from(cycle % 4).unwrap_or(0)];
+            let (from, to, text) = match step % 10 {
+                0 => ((QUIZ_FIRST + cycle % 300).to_string(), &quiz, letter),
+                1 => ((17_800_000_000 + cycle).to_string(), &jokes, "笑话"),
+                2 => ((JOKES_FIRST + cycle % 1000).to_string(), &jokes, "TD"),
+                3 => ((17_600_000_000 + cycle).to_string(), &horoscope, "星座"),
+                4 => ((17_600_000_000 + cycle).to_string(), &horoscope, "Y"),
+                5 => ((17_200_000_000 + cycle).to_string(), &quiz, "答题"),
+                6 => ((17_200_000_000 + cycle).to_string(), &quiz, "Y"),
+                7 => ((17_200_000_000 + cycle).to_string(), &quiz, letter),
+                8 => ((15_500_000_000 + cycle % 200).to_string(), &quiz, "TOP"),
+                _ => ((17_800_000_000 + cycle).to_string(), &jokes, "MORE"),
+            };
+            if let Err(e) = sim.send_mo(&from, to, text) {
+                tracing::warn!(error = %e, "demo handset could not text");
+            }
         }
-    });
-    println!("demo: simulated handsets subscribe to XH (笑话) and XZ (星座, then Y)");
+    })
 }

@@ -5,6 +5,7 @@
 //! - [`server`]: start-up; composes the parts from [`config`] and serves them.
 //!   [`demo`]: what `serve --demo` adds (simulator, example modules, services).
 //!   [`tools`], [`runner`]: the CLI's operator tools and the partner's local runner.
+//!   [`cli`]: the CLI over a running server's API (it imports no other module).
 //! - [`config`]: one typed configuration (file + environment); it only composes the
 //!   settings types each module owns, and checks them at start.
 //! - [`api`]: the HTTP API (axum): auth, routes, JSON errors.
@@ -38,6 +39,7 @@ pub mod alerts;
 pub mod api;
 pub mod audit;
 pub mod billing;
+pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod complaints;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use tongdao::cli;
 use tongdao::config::Config;
 use tongdao::runner::{self, Export, RunOptions};
 
@@ -17,6 +18,9 @@ use tongdao::runner::{self, Export, RunOptions};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// `--url`, `--key`, `--json` of the commands that talk to a running server.
+    #[command(flatten)]
+    global: cli::Global,
 }
 
 #[derive(Subcommand)]
@@ -54,20 +58,21 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         timeout: u64,
     },
-    /// Print a partner's monthly statement from the store's records.
-    Statement {
-        /// Partner name.
-        #[arg(long)]
-        partner: String,
-        /// Billing month, YYYY-MM (Asia/Shanghai).
-        #[arg(long)]
-        month: String,
-        /// json, csv or html.
-        #[arg(long, default_value = "json")]
-        format: String,
-        #[arg(long)]
-        config: Option<PathBuf>,
-    },
+    /// A partner's monthly statement: `statement get` asks the
+    /// running server; `statement --partner P --month M` reads the store offline.
+    Statement(StatementArgs),
+    /// Partners and their keys, on the running server (admin).
+    #[command(subcommand)]
+    Partner(cli::partner::PartnerCommand),
+    /// Services on the running server: declare, submit, approve, suspend…
+    #[command(subcommand)]
+    Service(cli::service::ServiceCommand),
+    /// Push runs on the running server: push now, follow, list, cancel.
+    #[command(subcommand)]
+    Run(cli::run::RunCommand),
+    /// MTs on the running server, with their status history.
+    #[command(subcommand)]
+    Messages(cli::messages::MessagesCommand),
     /// Check the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -81,6 +86,9 @@ enum Command {
         /// Delay before each delivery receipt, in milliseconds.
         #[arg(long, default_value_t = 100)]
         dlr_delay_ms: u64,
+        /// Up to this many ms more per receipt, drawn uniformly (a realistic spread).
+        #[arg(long, default_value_t = 0)]
+        dlr_jitter_ms: u64,
         /// Message ids in hex in submit_sm_resp and in decimal in receipts.
         #[arg(long)]
         hex_ids: bool,
@@ -102,6 +110,25 @@ enum Command {
     },
 }
 
+/// `statement get …` (API) or the offline flags.
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct StatementArgs {
+    #[command(subcommand)]
+    api: Option<cli::statement::StatementCommand>,
+    /// Offline: partner name; the statement is computed from the configured store.
+    #[arg(long, required = true)]
+    partner: Option<String>,
+    /// Offline: billing month, YYYY-MM (platform time zone).
+    #[arg(long, required = true)]
+    month: Option<String>,
+    /// Offline: json, csv or html.
+    #[arg(long, default_value = "json")]
+    format: String,
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Walk the hash chain of the audit log; exit 0 if it is intact, 1 naming the
@@ -114,6 +141,9 @@ enum AuditCommand {
 
 #[derive(Subcommand)]
 enum ModuleCommand {
+    /// Upload, list, show, activate or roll back on the running server.
+    #[command(flatten)]
+    Api(cli::module::ModuleApiCommand),
     /// Validate a component as an upload would, and print its description.
     Check {
         file: PathBuf,
@@ -170,6 +200,29 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
 }
 
 fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,sqlx=warn,wasmtime=warn,cranelift=warn")
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let Cli { command, global } = Cli::parse();
+    // Commands over the running server's API need no runtime of their own
+    // (the blocking HTTP client brings one).
+    let command = match api_command(&global, command) {
+        Ok(result) => {
+            return match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Err(command) => *command,
+    };
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -181,13 +234,29 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(command)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Run a command that talks to the running server, or give the command back.
+fn api_command(
+    global: &cli::Global,
+    command: Command,
+) -> Result<Result<(), cli::CliError>, Box<Command>> {
+    Ok(match command {
+        Command::Partner(c) => cli::partner::run(global, c),
+        Command::Service(c) => cli::service::run(global, c),
+        Command::Run(c) => cli::run::run(global, c),
+        Command::Messages(c) => cli::messages::run(global, c),
+        Command::Module(ModuleCommand::Api(c)) => cli::module::run(global, c),
+        Command::Statement(StatementArgs { api: Some(c), .. }) => cli::statement::run(global, c),
+        other => return Err(Box::new(other)),
+    })
 }
 
 /// Read the configuration and fix the platform time zone (`[platform] time_zone`)
@@ -200,8 +269,8 @@ fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
         Command::Serve { config, demo } => {
             let config = load_config(config.as_deref())?;
             tongdao::server::serve(config, demo).await?;
@@ -233,24 +302,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             });
         }
-        Command::Statement {
-            partner,
-            month,
+        Command::Statement(StatementArgs {
+            partner: Some(partner),
+            month: Some(month),
             format,
             config,
-        } => {
+            ..
+        }) => {
             let config = load_config(config.as_deref())?;
             print!("{}", statement(&config, &partner, &month, &format).await?);
         }
-        Command::Audit(AuditCommand::Verify { config }) => {
-            let config = load_config(config.as_deref())?;
-            return Ok(match tongdao::tools::audit_verify(&config).await? {
-                tongdao::audit::Verdict::Intact { rows, last_hash } => {
-                    println!("audit log intact: {rows} rows, last hash {last_hash}");
-                    ExitCode::SUCCESS
-                }
-                tongdao::audit::Verdict::Broken { row, reason } => {
-                    println!("audit log broken at row {row}: {reason}");
+        Command::Statement(_) => {
+            anyhow::bail!("`statement` needs `get --month M` or `--partner P --month M`")
+        }
+        Command::Partner(_)
+        | Command::Service(_)
+        | Command::Run(_)
+        | Command::Messages(_)
+        | Command::Module(ModuleCommand::Api(_)) => {
+            anyhow::bail!("an API command reached the local runtime")
                     ExitCode::FAILURE
                 }
             });
@@ -259,6 +329,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             listen,
             http,
             dlr_delay_ms,
+            dlr_jitter_ms,
             hex_ids,
             undeliverable,
             reject,
@@ -271,6 +342,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 listen,
                 http,
                 dlr_delay: std::time::Duration::from_millis(dlr_delay_ms),
+                dlr_jitter: std::time::Duration::from_millis(dlr_jitter_ms),
                 hex_ids,
                 faults: tongdao_smpp::sim::Faults {
                     undeliverable,

@@ -203,21 +203,31 @@ pub async fn serve(mut config: Config, demo: bool) -> anyhow::Result<()> {
         println!("admin key generated on first start (shown once, stored hashed): {key}");
         println!("set [admin] key in tongdao.toml or TONGDAO_ADMIN__KEY to choose your own");
     }
-    if demo {
-        demo::install(
-            &platform.store,
-            &platform.registry,
-            platform.relay.routes().operators(),
-        )
-        .await?;
+    let installed = if demo {
+        let installed =
+            demo::install(&platform.store, &platform.registry, platform.relay.routes()).await?;
+        demo::first_pushes(&platform.scheduler, &installed).await;
         if let Some(sim) = &simulator {
-            demo::users(sim.clone(), &config.dialogue.short_code);
+            platform
+                .background
+                .push(demo::handsets(sim.clone(), &config.dialogue.short_code));
         }
-    }
+        Some(installed)
+    } else {
+        None
+    };
     let listener = TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("binding {}", config.http.listen))?;
-    println!("tongdao listening on http://{}", listener.local_addr()?);
+    let base = format!("http://{}", listener.local_addr()?);
+    if let Some(installed) = &installed {
+        let admin_key = platform
+            .generated_admin_key
+            .as_deref()
+            .or(config.admin.key.as_deref());
+        println!("{}", demo::banner(&base, admin_key, installed));
+    }
+    println!("tongdao listening on {base}");
     serve_until(&config, &platform, listener, shutdown_signal()).await
 }
 

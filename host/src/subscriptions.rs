@@ -7,6 +7,8 @@
 //! to `active`. Cancelling also withdraws every MT of that service still queued for
 //! the user, so `TD` stops everything at once.
 
+pub mod bulk;
+
 use serde::{Deserialize, Serialize};
 
 use crate::services::{FeeType, LiveService};

@@ -62,6 +62,8 @@ pub struct SimOptions {
     pub listen: SocketAddr,
     pub http: Option<SocketAddr>,
     pub dlr_delay: Duration,
+    /// Up to this much more per receipt, drawn uniformly.
+    pub dlr_jitter: Duration,
     pub hex_ids: bool,
     pub faults: Faults,
 }
@@ -71,6 +73,7 @@ pub async fn smsc_sim(options: SimOptions) -> anyhow::Result<()> {
     let sim = Sim::start(SimConfig {
         listen: options.listen,
         dlr_delay: options.dlr_delay,
+        dlr_jitter: options.dlr_jitter,
         hex_ids: options.hex_ids,
         faults: options.faults,
         ..SimConfig::default()

@@ -85,6 +85,9 @@ pub struct SimConfig {
     pub credentials: Option<(String, String)>,
     /// Delay between accepting a submit and sending its receipt.
     pub dlr_delay: Duration,
+    /// Up to this much more delay per receipt, drawn uniformly (a realistic spread
+    /// of handsets answering; `serve --demo`). Zero: every receipt after `dlr_delay`.
+    pub dlr_jitter: Duration,
     /// Message ids in hex in `submit_sm_resp` and in decimal in receipts.
     pub hex_ids: bool,
     /// The first message id handed out (ids count up from it).
@@ -109,7 +112,7 @@ pub struct SimConfig {
 }
 
 impl Default for SimConfig {
-    /// `127.0.0.1:0`, any credentials, 100 ms receipts, decimal ids from 1,000,000
+    /// `127.0.0.1:0`, any credentials, 100 ms receipts (no jitter), decimal ids from 1,000,000
     /// unpadded, no quirks, window 100,
     /// 500 ms redelivery, no faults, the last 100,000 submits kept.
     fn default() -> Self {
@@ -117,6 +120,7 @@ impl Default for SimConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             credentials: None,
             dlr_delay: Duration::from_millis(100),
+            dlr_jitter: Duration::ZERO,
             hex_ids: false,
             first_id: 1_000_000,
             id_width: 0,
@@ -1026,11 +1030,18 @@ fn accept(
             ReceiptState::Delivered
         };
         let bytes = receipt_pdu(&state.config, &receipt_id, &dest, &source, state_, &text);
+        // The dice are rolled for the spread only when there is one, so runs
+        // without jitter keep their fault sequence.
+        let jitter = if state.config.dlr_jitter.is_zero() {
+            Duration::ZERO
+        } else {
+            state.config.dlr_jitter.mul_f64(dice.next())
+        };
         let _ = state.ctl.send(Ctl::Enqueue(Pending {
             system_id: Some(system_id.to_string()),
             kind: Kind::Receipt,
             bytes,
-            due: Instant::now() + state.config.dlr_delay,
+            due: Instant::now() + state.config.dlr_delay + jitter,
         }));
     }
     if let Ok(mut r) = state.received.lock() {

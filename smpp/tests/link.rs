@@ -578,3 +578,58 @@ async fn tps_limit_paces_submits_and_enquire_link_keeps_idle_link() {
         .await
         .expect("submit after idle");
 }
+
+/// Issue 14 item 4: receipts spread over `dlr_delay + [0, dlr_jitter)` (the demo's
+/// realistic handsets): none before `dlr_delay`, and the spread reorders them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_spread_over_the_jitter_window() {
+    const N: usize = 30;
+    let delay = Duration::from_millis(100);
+    let sim = sim(SimConfig {
+        dlr_delay: delay,
+        dlr_jitter: Duration::from_millis(900),
+        ..SimConfig::default()
+    })
+    .await;
+    let (client, mut rx) = Client::connect(config(&sim)).await.expect("bind");
+    let arrivals = Arc::new(Mutex::new(Vec::new()));
+    let sink = arrivals.clone();
+    tokio::spawn(async move {
+        while let Some(ev) = rx.recv().await {
+            if let Inbound::Receipt(r, ack) = ev {
+                sink.lock()
+                    .expect("lock")
+                    .push((r.source_addr.clone(), tokio::time::Instant::now()));
+                ack.ack();
+            }
+        }
+    });
+    let mut submitted = HashMap::new();
+    for i in 0..N {
+        let dest = format!("86138000{i:05}");
+        let at = tokio::time::Instant::now();
+        client
+            .submit(&request(&dest, "spread"))
+            .await
+            .expect("submit");
+        submitted.insert(dest, at);
+    }
+    wait_for("every receipt", 10, || {
+        arrivals.lock().expect("lock").len() == N
+    })
+    .await;
+    let arrivals = arrivals.lock().expect("lock").clone();
+    for (dest, at) in &arrivals {
+        let sent = submitted[dest.as_str()];
+        assert!(
+            *at >= sent + delay,
+            "receipt for {dest} after {:?}, before dlr_delay",
+            *at - sent
+        );
+    }
+    let order: Vec<&str> = arrivals.iter().map(|(d, _)| d.as_str()).collect();
+    let mut sorted = order.clone();
+    sorted.sort_unstable();
+    assert_ne!(order, sorted, "the jitter reorders receipts");
+    client.close().await;
+}

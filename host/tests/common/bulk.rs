@@ -1,6 +1,6 @@
 //! Bulk test data for push tests and the fan-out benchmark: an approved service
 //! (through the services workflow) and many subscribers with active subscriptions
-//! and a `sign` attribute, written with SQL in a few statements. The opt-in flow that creates these one by one in
+//! and a `sign` attribute, written with SQL in a few statements (`subscriptions::bulk`). The opt-in flow that creates these one by one in
 //! production (keyword, double confirmation) is issue 4's and tested there; pushes
 //! only read the resulting rows, so this is all their tests need. Everything else
 //! in those tests (module upload, push, fan-out, relay, SMSC) goes the real path.
@@ -13,23 +13,10 @@ use tongdao::modules::Registry;
 use tongdao::partners::Partner;
 use tongdao::runtime::{Runtime, RuntimeConfig};
 use tongdao::services::{self, FeeType, ServiceTerms};
-use tongdao::store::{Backend, Store};
+use tongdao::store::Store;
 
 /// The twelve `sign` values the horoscope module keys its bulletin on.
-pub const SIGNS: [&str; 12] = [
-    "aries",
-    "taurus",
-    "gemini",
-    "cancer",
-    "leo",
-    "virgo",
-    "libra",
-    "scorpio",
-    "sagittarius",
-    "capricorn",
-    "aquarius",
-    "pisces",
-];
+pub const SIGNS: [&str; 12] = tongdao::subscriptions::bulk::SIGNS;
 
 /// An approved free service `code` of `partner_id` served by `module`, declared,
 /// submitted and approved through the product's workflow (`services`). Returns its id.
@@ -95,49 +82,26 @@ pub fn sign(i: i64) -> &'static str {
 
 /// `n` subscribers of `partner_id` numbered `first + i`, each with an active
 /// subscription to `service_id` (ids in the order of i) and attribute
-/// `sign = SIGNS[i % 12]`. Subscriber ids are `p<partner>-<i>`.
+/// `sign = SIGNS[i % 12]`. Subscriber ids are `p<partner>-<i>`. Written by the
+/// library's bulk path (`subscriptions::bulk`), which `serve --demo` uses too.
 pub async fn subscribers(store: &Store, partner_id: i64, service_id: i64, first: i64, n: i64) {
-    // Rows 0..n from a number series, per backend.
-    let series = match store.backend() {
-        Backend::Sqlite => {
-            "WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i + 1 < $2)"
-        }
-        Backend::Postgres => "WITH seq(i) AS (SELECT generate_series(0, $2 - 1))",
-    };
-    let sign_case = SIGNS
-        .iter()
-        .enumerate()
-        .map(|(k, s)| format!("WHEN {k} THEN '{s}'"))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let statements = [
-        format!(
-            "{series} INSERT INTO subscribers (id, partner_id, msisdn, created_at)
-             SELECT 'p' || CAST($1 AS TEXT) || '-' || CAST(i AS TEXT), $1, CAST($3 + i AS TEXT), 0 FROM seq"
-        ),
-        format!(
-            "{series} INSERT INTO subscriptions (partner_id, service_id, subscriber_id, msisdn, status, source,
-                fee_type, price_fen, requested_at, activated_at)
-             SELECT $1, $4, 'p' || CAST($1 AS TEXT) || '-' || CAST(i AS TEXT), CAST($3 + i AS TEXT), 'active',
-                'test', 'free', 0, 0, 0 FROM seq ORDER BY i"
-        ),
-        format!(
-            "{series} INSERT INTO subscriber_attributes (partner_id, subscriber_id, name, value, updated_at)
-             SELECT $1, 'p' || CAST($1 AS TEXT) || '-' || CAST(i AS TEXT), 'sign',
-                CASE i % 12 {sign_case} END, 0 FROM seq"
-        ),
-    ];
-    // PostgreSQL wants exactly the parameters a statement uses.
-    for (sql, params) in statements.iter().zip([3, 4, 2]) {
-        let mut query = sqlx::query(sql).bind(partner_id).bind(n);
-        if params >= 3 {
-            query = query.bind(first);
-        }
-        if params >= 4 {
-            query = query.bind(service_id);
-        }
-        query.execute(store.pool()).await.unwrap();
-    }
+    tongdao::subscriptions::bulk::seed(
+        store,
+        &tongdao::subscriptions::bulk::Cohort {
+            partner_id,
+            service_id,
+            first,
+            n,
+            id_prefix: &format!("p{partner_id}-"),
+            fee_type: FeeType::Free,
+            price_fen: 0,
+            source: "test",
+            activated_at: 0,
+            signs: true,
+        },
+    )
+    .await
+    .unwrap();
 }
 
 /// The benchmarks' tenant: partner `bench` with the embedded horoscope module

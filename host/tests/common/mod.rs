@@ -366,3 +366,27 @@ pub fn start_server(dir: &std::path::Path) -> (std::process::Child, String) {
     std::thread::spawn(move || for _ in lines {});
     (child, base)
 }
+
+/// The URL of a fresh PostgreSQL database (one per call) for a `tongdao serve`
+/// process, if `TONGDAO_TEST_DATABASE_URL` is set (otherwise the skip is reported).
+pub async fn postgres_url() -> Option<String> {
+    let Ok(base) = std::env::var("TONGDAO_TEST_DATABASE_URL") else {
+        skip(
+            "the PostgreSQL half of this test: TONGDAO_TEST_DATABASE_URL is not set (.ci/run sets it)",
+        );
+        return None;
+    };
+    let name = format!("tongdao_test_{:016x}", rand_u64());
+    let admin = Store::connect(&base, 1)
+        .await
+        .expect("connect to TONGDAO_TEST_DATABASE_URL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(admin.pool())
+        .await
+        .expect("create test database");
+    admin.close().await;
+    let (prefix, _) = base
+        .rsplit_once('/')
+        .expect("database url with a database name");
+    Some(format!("{prefix}/{name}"))
+}

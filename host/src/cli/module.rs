@@ -1,0 +1,204 @@
+//! `tongdao module upload|list|show|activate|rollback` over the API:
+//! `POST /v1/modules` (`application/wasm`, with a progress bar in bytes),
+//! `GET /v1/modules`, `GET /v1/modules/{name}`,
+//! `POST /v1/modules/{name}/activate`, `POST /v1/modules/{name}/rollback`.
+//! (`module check|run` work on a local file and are the main binary's.)
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+
+use super::client::segment;
+use super::output::{self, Column};
+use super::{CliError, Global};
+
+/// A partner's modules on the running server.
+#[derive(Debug, Subcommand)]
+pub enum ModuleApiCommand {
+    /// Upload a component; the first version goes live, later ones wait for
+    /// `activate`.
+    Upload {
+        file: PathBuf,
+        /// Admin: upload for this partner.
+        #[arg(long)]
+        partner: Option<String>,
+    },
+    /// The partner's modules, versions and faults.
+    List {
+        /// Admin: this partner's.
+        #[arg(long)]
+        partner: Option<String>,
+    },
+    /// One module with its versions.
+    Show {
+        name: String,
+        #[arg(long)]
+        partner: Option<String>,
+    },
+    /// Make a version live.
+    Activate {
+        name: String,
+        #[arg(long)]
+        version: i64,
+        #[arg(long)]
+        partner: Option<String>,
+    },
+    /// Back to the version active before.
+    Rollback {
+        name: String,
+        #[arg(long)]
+        partner: Option<String>,
+    },
+}
+
+const COLUMNS: &[Column] = &[
+    ("NAME", "name"),
+    ("ACTIVE", "active_version"),
+    ("VERSIONS", "versions"),
+    ("FAULTS", "fault_count"),
+    ("CREATED", "created_at"),
+];
+
+fn partner_query(partner: Option<&String>) -> Vec<(&'static str, String)> {
+    partner
+        .map(|p| ("partner", p.clone()))
+        .into_iter()
+        .collect()
+}
+
+fn with_partner(path: String, partner: Option<&String>) -> String {
+    match partner {
+        Some(p) => format!("{path}?partner={}", segment(p)),
+        None => path,
+    }
+}
+
+/// Run one API `module` command.
+///
+/// # Errors
+/// An unreadable file, the API's error (a rejected module names its reason
+/// code), or no answer.
+pub fn run(global: &Global, command: ModuleApiCommand) -> Result<(), CliError> {
+    let client = global.client()?;
+    let show = |answer: &Value| {
+        if global.json {
+            output::json(answer);
+        } else {
+            output::object(answer, None);
+        }
+    };
+    match command {
+        ModuleApiCommand::Upload { file, partner } => {
+            let opened = std::fs::File::open(&file)
+                .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
+            let len = opened
+                .metadata()
+                .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?
+                .len();
+            let bar = ProgressBar::new(len);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_message(format!("uploading {}", file.display()));
+            let answer = client.upload(
+                "/v1/modules",
+                &partner_query(partner.as_ref()),
+                "application/wasm",
+                bar.wrap_read(opened),
+                len,
+            );
+            bar.finish_and_clear();
+            let answer = answer?;
+            if global.json {
+                output::json(&answer);
+            } else {
+                output::object(
+                    &answer,
+                    Some(&[
+                        "module",
+                        "version",
+                        "created",
+                        "activated",
+                        "sha256",
+                        "wit_version",
+                        "description.services",
+                    ]),
+                );
+            }
+        }
+        ModuleApiCommand::List { partner } => {
+            let listed = client.list("/v1/modules", &partner_query(partner.as_ref()), "modules")?;
+            if global.json {
+                output::json(&listed.raw);
+            } else {
+                // The versions column shows how many.
+                let items: Vec<Value> = listed
+                    .items
+                    .iter()
+                    .map(|m| {
+                        let mut m = m.clone();
+                        let n = m["versions"].as_array().map_or(0, Vec::len);
+                        m["versions"] = json!(n);
+                        m
+                    })
+                    .collect();
+                output::list(&items, listed.next.as_deref(), COLUMNS);
+            }
+        }
+        ModuleApiCommand::Show { name, partner } => {
+            let answer = client.get(
+                &format!("/v1/modules/{}", segment(&name)),
+                &partner_query(partner.as_ref()),
+            )?;
+            if global.json {
+                output::json(&answer);
+            } else {
+                output::object(
+                    &answer,
+                    Some(&["name", "active_version", "fault_count", "created_at"]),
+                );
+                let versions = answer["versions"].as_array().cloned().unwrap_or_default();
+                print!(
+                    "{}",
+                    output::table(
+                        &versions,
+                        &[
+                            ("VERSION", "number"),
+                            ("LABEL", "label"),
+                            ("ACTIVE", "active"),
+                            ("SERVICES", "services"),
+                            ("BYTES", "size_bytes"),
+                            ("FAULTS", "fault_count"),
+                            ("UPLOADED", "uploaded_at"),
+                        ],
+                    )
+                );
+            }
+        }
+        ModuleApiCommand::Activate {
+            name,
+            version,
+            partner,
+        } => show(&client.post(
+            &with_partner(
+                format!("/v1/modules/{}/activate", segment(&name)),
+                partner.as_ref(),
+            ),
+            Some(&json!({ "version": version })),
+        )?),
+        ModuleApiCommand::Rollback { name, partner } => show(&client.post(
+            &with_partner(
+                format!("/v1/modules/{}/rollback", segment(&name)),
+                partner.as_ref(),
+            ),
+            None,
+        )?),
+    }
+    Ok(())
+}
