@@ -7,6 +7,8 @@
 //!   [`tools`], [`runner`]: the CLI's operator tools and the partner's local runner.
 //! - [`config`]: one typed configuration (file + environment); it only composes the
 //!   settings types each module owns, and checks them at start.
+//! - [`console`]: the web console under `/console` (HTML, htmx); it reads and
+//!   changes through the same domain functions and key check as [`api`].
 //! - [`api`]: the HTTP API (axum): auth, routes, JSON errors.
 //! - [`schedule`]: push schedules, runs claimed once, fan-out to subscribers.
 //! - [`mo`]: the keyword router: host commands first, then modules.
@@ -34,6 +36,7 @@ pub mod clock;
 pub mod commands;
 pub mod compliance;
 pub mod config;
+pub mod console;
 pub mod content;
 pub mod demo;
 pub mod mo;

@@ -151,8 +151,7 @@ impl Platform {
 
     /// The HTTP application.
     pub fn app(&self, config: &Config) -> axum::Router {
-        api::router(
-            AppState {
+        let state = AppState {
                 store: self.store.clone(),
                 registry: self.registry.clone(),
                 relay: self.relay.clone(),
@@ -162,9 +161,9 @@ impl Platform {
                 max_module_bytes: config.http.max_module_bytes,
                 dialogue: self.dialogue.clone(),
                 settlement: config.settlement,
-            },
-            config.http.max_json_bytes,
-        )
+            };
+        api::router(state.clone(), config.http.max_json_bytes)
+            .nest_service("/console", crate::console::router(state))
     }
 }
 
