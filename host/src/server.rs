@@ -194,6 +194,10 @@ pub async fn serve(mut config: Config, demo: bool) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.http.listen))?;
     println!("tongdao listening on http://{}", listener.local_addr()?);
+    println!(
+        "web console: http://{}/console (log in with an API key)",
+        listener.local_addr()?
+    );
     serve_until(&config, &platform, listener, shutdown_signal()).await
 }
 

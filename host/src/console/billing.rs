@@ -213,7 +213,7 @@ pub async fn admin(
     let cases = cases::all_cases(store, None, None).await?;
     let alerts = obligations::alerts(store, None).await?;
     let body = html! {
-        (month_form(lang, "/console/admin/billing", m, Some((&list, chosen.as_ref().map(|p| p.name.as_str())))))
+        (month_form(lang, "/console/admin/billing", m, Some((list.as_slice(), chosen.as_ref().map(|p| p.name.as_str())))))
         @if let Some(p) = &chosen { (statement_card(lang, p, m, true)) }
         h2 { (lang.t("alerts")) }
         (alerts_table(lang, &alerts))

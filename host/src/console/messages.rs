@@ -40,7 +40,16 @@ pub async fn list(
     let list = messages::list(&state.app.store, viewer.scope(), &filter).await?;
     let older = (list.len() == usize::try_from(PAGE).unwrap_or(50))
         .then(|| list.last().map(|m| m.id))
-        .flatten();
+        .flatten()
+        .map(|before| {
+            let mut href = format!("/console/messages?before={before}");
+            for (name, value) in [("status", &filter.status), ("recipient", &filter.recipient)] {
+                if let Some(v) = value {
+                    href.push_str(&format!("&{name}={}", form_escape(v)));
+                }
+            }
+            href
+        });
     let body = html! {
         form.inline method="get" action="/console/messages" {
             input type="text" name="status" value=(q.status.as_deref().unwrap_or("")) placeholder=(lang.t("status"));
@@ -62,10 +71,8 @@ pub async fn list(
                 }
             }
         }
-        @if let Some(before) = older {
-            a #older href={"/console/messages?before=" (before)
-                @if let Some(s) = &filter.status { "&status=" (s) }
-                @if let Some(r) = &filter.recipient { "&recipient=" (r) }} { (lang.t("older")) " →" }
+        @if let Some(href) = &older {
+            a #older href=(href) { (lang.t("older")) " →" }
         }
     };
     Ok(page::frame(&viewer, lang.t("messages"), body))
@@ -115,4 +122,17 @@ pub async fn detail(
         }
     };
     Ok(page::frame(&viewer, &format!("{} #{}", lang.t("messages"), s.id), body))
+}
+
+/// A query value with the characters that would break the link escaped.
+fn form_escape(v: &str) -> String {
+    v.chars()
+        .flat_map(|c| match c {
+            '&' => "%26".chars().collect::<Vec<_>>(),
+            '#' => "%23".chars().collect(),
+            '+' => "%2B".chars().collect(),
+            ' ' => "+".chars().collect(),
+            c => vec![c],
+        })
+        .collect()
 }

@@ -58,7 +58,8 @@ pub async fn upload(
     let mut token = String::new();
     let mut wasm = None;
     while let Some(field) = form.next_field().await.map_err(bad)? {
-        match field.name() {
+        let name = field.name().map(str::to_owned);
+        match name.as_deref() {
             Some("csrf") => token = field.text().await.map_err(bad)?,
             Some("module") => wasm = Some(field.bytes().await.map_err(bad)?),
             _ => {}

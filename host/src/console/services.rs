@@ -84,29 +84,46 @@ fn service_actions(viewer: &Viewer, s: &ServiceView) -> Markup {
     }
 }
 
-/// The rows of a terms comparison: (label key, live value, pending value).
-fn term_rows(live: Option<&Revision>, pending: Option<&Revision>) -> Vec<(&'static str, String, String)> {
-    let pick = |r: Option<&Revision>, f: &dyn Fn(&Revision) -> String| r.map(f).unwrap_or_default();
-    let fields: [(&'static str, &dyn Fn(&Revision) -> String); 8] = [
-        ("name", &|r| r.name.clone()),
-        ("description", &|r| r.description.clone()),
-        ("keywords", &|r| r.keywords.join(", ")),
-        ("fee-type", &|r| r.fee_type.as_str().to_string()),
-        ("price", &|r| {
-            crate::subscriptions::price_text(r.fee_type, r.price_fen)
-        }),
-        ("operators", &|r| r.operators.join(", ")),
-        ("monthly-max", &|r| {
+/// A revision's terms as people read them: (label key, value).
+fn term_values(r: &Revision) -> [(&'static str, String); 8] {
+    [
+        ("name", r.name.clone()),
+        ("description", r.description.clone()),
+        ("keywords", r.keywords.join(", ")),
+        ("fee-type", r.fee_type.as_str().to_string()),
+        (
+            "price",
+            crate::subscriptions::price_text(r.fee_type, r.price_fen),
+        ),
+        ("operators", r.operators.join(", ")),
+        (
+            "monthly-max",
             r.monthly_max_messages
                 .map(|n| n.to_string())
-                .unwrap_or_else(|| "—".into())
-        }),
-        ("number-ext", &|r| r.number_ext.clone()),
-    ];
-    fields
-        .iter()
-        .map(|(key, f)| (*key, pick(live, f), pick(pending, f)))
-        .collect()
+                .unwrap_or_else(|| "—".into()),
+        ),
+        ("number-ext", r.number_ext.clone()),
+    ]
+}
+
+/// The rows of a terms comparison: (label key, live value, pending value).
+fn term_rows(
+    live: Option<&Revision>,
+    pending: Option<&Revision>,
+) -> Vec<(&'static str, String, String)> {
+    let live = live.map(term_values);
+    let pending = pending.map(term_values);
+    let keys = live.as_ref().or(pending.as_ref()).map(|v| v.clone().map(|(k, _)| k));
+    let value = |side: &Option<[(&'static str, String); 8]>, i: usize| {
+        side.as_ref().map(|v| v[i].1.clone()).unwrap_or_default()
+    };
+    keys.map(|keys| {
+        keys.iter()
+            .enumerate()
+            .map(|(i, k)| (*k, value(&live, i), value(&pending, i)))
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 /// Live terms beside the pending draft; changed rows are marked.

@@ -190,7 +190,8 @@ impl FromRequestParts<ConsoleState> for Viewer {
             csrf,
             lang: Lang::of(parts.uri.query(), &parts.headers),
             flash,
-            path: parts.uri.path().to_string(),
+            // Nested under `/console`, the router sees the path without it.
+            path: format!("/console{}", parts.uri.path()),
             query: parts.uri.query().unwrap_or("").to_string(),
         })
     }
