@@ -98,7 +98,10 @@ pub fn router(app: AppState) -> Router {
             get(platform::partners).post(platform::create_partner),
         )
         .route("/admin/partners/{name}/keys", post(platform::issue_key))
-        .route("/admin/partners/{name}/{action}", post(platform::partner_action))
+        .route(
+            "/admin/partners/{name}/{action}",
+            post(platform::partner_action),
+        )
         .route("/admin/relay", get(platform::relay))
         .route("/admin/relay/live", get(platform::relay_live))
         .route("/admin/complaints", get(platform::complaints))

@@ -152,16 +152,16 @@ impl Platform {
     /// The HTTP application.
     pub fn app(&self, config: &Config) -> axum::Router {
         let state = AppState {
-                store: self.store.clone(),
-                registry: self.registry.clone(),
-                relay: self.relay.clone(),
-                scheduler: self.scheduler.clone(),
-                compliance: self.compliance.clone(),
-                admin_key_hash: self.admin_key_hash.clone(),
-                max_module_bytes: config.http.max_module_bytes,
-                dialogue: self.dialogue.clone(),
-                settlement: config.settlement,
-            };
+            store: self.store.clone(),
+            registry: self.registry.clone(),
+            relay: self.relay.clone(),
+            scheduler: self.scheduler.clone(),
+            compliance: self.compliance.clone(),
+            admin_key_hash: self.admin_key_hash.clone(),
+            max_module_bytes: config.http.max_module_bytes,
+            dialogue: self.dialogue.clone(),
+            settlement: config.settlement,
+        };
         api::router(state.clone(), config.http.max_json_bytes)
             .nest_service("/console", crate::console::router(state))
     }

@@ -60,7 +60,10 @@ impl Session {
             .map(|v| v.to_str().unwrap().to_string())
             .find(|c| c.starts_with("td_session="))
             .unwrap();
-        assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+            "{set}"
+        );
         let cookie = set.split(';').next().unwrap().to_string();
         assert!(!cookie.contains(key), "the key never goes into a cookie");
         Self {
@@ -147,7 +150,11 @@ async fn item3_console_tenant_walls_and_csrf() {
         let service = jokes_service(&env, "XH", "02", 1).await;
         let (status, run) = env
             .server
-            .post(&format!("/v1/services/{service}/push"), &env.acme, json!({}))
+            .post(
+                &format!("/v1/services/{service}/push"),
+                &env.acme,
+                json!({}),
+            )
             .await;
         assert_eq!(status, StatusCode::ACCEPTED, "{run}");
         let run = run["id"].as_i64().unwrap();
@@ -158,7 +165,11 @@ async fn item3_console_tenant_walls_and_csrf() {
 
         // Not logged in: to the login page; a wrong key: 401.
         let anonymous = Session::client();
-        let resp = anonymous.get(format!("{base}/console/dashboard")).send().await.unwrap();
+        let resp = anonymous
+            .get(format!("{base}/console/dashboard"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), StatusCode::SEE_OTHER);
         assert_eq!(resp.headers()["location"], "/console/login");
         let resp = anonymous
@@ -196,9 +207,16 @@ async fn item3_console_tenant_walls_and_csrf() {
             assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {page}");
         }
         let (_, list) = rival.get("/console/messages").await;
-        assert!(!list.contains(&format!("/console/messages/{message}\"")), "{list}");
+        assert!(
+            !list.contains(&format!("/console/messages/{message}\"")),
+            "{list}"
+        );
         // Admin pages refuse partners.
-        for path in ["/console/admin/approvals", "/console/admin/partners", "/console/admin/relay"] {
+        for path in [
+            "/console/admin/approvals",
+            "/console/admin/partners",
+            "/console/admin/relay",
+        ] {
             let (status, _) = acme.get(path).await;
             assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
         }
@@ -212,7 +230,11 @@ async fn item3_console_tenant_walls_and_csrf() {
         let runs_before = runs_of(&env, service).await;
         let token = acme.csrf().await;
         assert_ne!(token, rival_token);
-        for form in [vec![], vec![("csrf", "0".repeat(64))], vec![("csrf", rival_token.clone())]] {
+        for form in [
+            vec![],
+            vec![("csrf", "0".repeat(64))],
+            vec![("csrf", rival_token.clone())],
+        ] {
             let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
             let (status, _) = acme.post(&push, &form).await;
             assert_eq!(status, StatusCode::FORBIDDEN, "{form:?}");
@@ -321,7 +343,11 @@ async fn wait_text(c: &Client, css: &str, ok: impl Fn(&str) -> bool) -> String {
             Ok(e) => e.text().await.map_err(|e| e.to_string())?,
             Err(e) => return Err(format!("{css}: {e}")),
         };
-        if ok(&text) { Ok(text) } else { Err(format!("{css} reads {text:?}")) }
+        if ok(&text) {
+            Ok(text)
+        } else {
+            Err(format!("{css} reads {text:?}"))
+        }
     })
     .await
 }
@@ -370,7 +396,9 @@ async fn login(c: &Client, base: &str, key: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item3_console_in_a_real_browser() {
     let Some((chromium, chromedriver)) = browser() else {
-        skip("the browser test: /usr/bin/chromium and /usr/bin/chromedriver are missing (apt-get install chromium chromium-driver)");
+        skip(
+            "the browser test: /usr/bin/chromium and /usr/bin/chromedriver are missing (apt-get install chromium chromium-driver)",
+        );
         return;
     };
     let driver = Driver::start(&chromedriver).await;
@@ -394,9 +422,14 @@ async fn item3_console_in_a_real_browser() {
         login(&c, &base, &env.acme).await;
         assert_eq!(text_of(&c, "h1").await, "概览");
         screenshot(&c, "dashboard-zh").await;
-        c.goto(&format!("{base}/console/dashboard?lang=en")).await.unwrap();
+        c.goto(&format!("{base}/console/dashboard?lang=en"))
+            .await
+            .unwrap();
         assert_eq!(text_of(&c, "h1").await, "Dashboard");
-        c.wait().for_element(Locator::Id("chart-volume")).await.unwrap();
+        c.wait()
+            .for_element(Locator::Id("chart-volume"))
+            .await
+            .unwrap();
         screenshot(&c, "dashboard").await;
 
         // Upload a new version of `jokes` through the file input; it waits for
@@ -428,7 +461,9 @@ async fn item3_console_in_a_real_browser() {
         assert_eq!(module["active_version"], 2, "{module}");
 
         // Push now and watch the counters (htmx, every 2 s) reach delivered.
-        c.goto(&format!("{base}/console/services/{service}")).await.unwrap();
+        c.goto(&format!("{base}/console/services/{service}"))
+            .await
+            .unwrap();
         click(&c, "#push-now").await;
         c.wait().for_element(Locator::Id("counters")).await.unwrap();
         let url = c.current_url().await.unwrap();
@@ -437,7 +472,10 @@ async fn item3_console_in_a_real_browser() {
         assert_eq!(delivered, "3");
         wait_text(&c, "#run-status", |t| t == "completed").await;
         poll_until(WAIT, async || {
-            let e = c.find(Locator::Id("counters")).await.map_err(|e| e.to_string())?;
+            let e = c
+                .find(Locator::Id("counters"))
+                .await
+                .map_err(|e| e.to_string())?;
             match e.attr("data-settled").await.map_err(|e| e.to_string())? {
                 Some(s) if s == "yes" => Ok(()),
                 other => Err(format!("settled: {other:?}")),
@@ -458,7 +496,10 @@ async fn item3_console_in_a_real_browser() {
             let api = env
                 .server
                 .http
-                .get(env.server.url(&format!("/v1/statements/{month}?format={format}")))
+                .get(
+                    env.server
+                        .url(&format!("/v1/statements/{month}?format={format}")),
+                )
                 .bearer_auth(&env.acme)
                 .send()
                 .await
@@ -480,11 +521,17 @@ async fn item3_console_in_a_real_browser() {
         let pending = created["id"].as_i64().unwrap();
         let (status, body) = env
             .server
-            .post(&format!("/v1/services/{pending}/submit"), &env.acme, json!({}))
+            .post(
+                &format!("/v1/services/{pending}/submit"),
+                &env.acme,
+                json!({}),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         login(&c, &base, ADMIN_KEY).await;
-        c.goto(&format!("{base}/console/admin/approvals?lang=en")).await.unwrap();
+        c.goto(&format!("{base}/console/admin/approvals?lang=en"))
+            .await
+            .unwrap();
         c.wait()
             .for_element(Locator::Id(&format!("approve-reason-{pending}")))
             .await
@@ -494,7 +541,10 @@ async fn item3_console_in_a_real_browser() {
             .unwrap();
         screenshot(&c, "approvals").await;
         click(&c, &format!("#approve-{pending}")).await;
-        c.wait().for_element(Locator::Id("no-pending")).await.unwrap();
+        c.wait()
+            .for_element(Locator::Id("no-pending"))
+            .await
+            .unwrap();
         let (_, approved): (StatusCode, Value) = env
             .server
             .get(&format!("/v1/services/{pending}"), ADMIN_KEY)
@@ -504,8 +554,13 @@ async fn item3_console_in_a_real_browser() {
             .server
             .get(&format!("/v1/services/{pending}/audit"), ADMIN_KEY)
             .await;
-        assert!(audit.to_string().contains("checked on the test numbers"), "{audit}");
-        c.goto(&format!("{base}/console/admin/relay?lang=en")).await.unwrap();
+        assert!(
+            audit.to_string().contains("checked on the test numbers"),
+            "{audit}"
+        );
+        c.goto(&format!("{base}/console/admin/relay?lang=en"))
+            .await
+            .unwrap();
         c.wait().for_element(Locator::Id("binds")).await.unwrap();
         screenshot(&c, "relay").await;
         c.close().await.unwrap();

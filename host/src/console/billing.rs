@@ -122,7 +122,12 @@ fn statement_card(lang: Lang, partner: &Partner, m: Month, admin: bool) -> Marku
     }
 }
 
-fn month_form(lang: Lang, action: &str, m: Month, partners: Option<(&[Partner], Option<&str>)>) -> Markup {
+fn month_form(
+    lang: Lang,
+    action: &str,
+    m: Month,
+    partners: Option<(&[Partner], Option<&str>)>,
+) -> Markup {
     html! {
         form.inline method="get" action=(action) {
             @if let Some((list, chosen)) = partners {

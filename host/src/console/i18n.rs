@@ -80,7 +80,11 @@ const LABELS: &[(&str, &str, &str)] = &[
     ("login", "登录", "Log in"),
     ("logout", "退出", "Log out"),
     ("api-key", "API 密钥", "API key"),
-    ("login-hint", "粘贴合作方或平台管理员的 API 密钥。密钥不会保存在浏览器中。", "Paste a partner or platform admin API key. The key is not kept in the browser."),
+    (
+        "login-hint",
+        "粘贴合作方或平台管理员的 API 密钥。密钥不会保存在浏览器中。",
+        "Paste a partner or platform admin API key. The key is not kept in the browser.",
+    ),
     ("bad-key", "密钥无效或已吊销", "Unknown or revoked key"),
     ("dashboard", "概览", "Dashboard"),
     ("modules", "模块", "Modules"),
@@ -151,7 +155,11 @@ const LABELS: &[(&str, &str, &str)] = &[
     ("reject", "驳回", "Reject"),
     ("suspend", "暂停", "Suspend"),
     ("resume", "恢复", "Resume"),
-    ("no-pending", "没有待审批的业务", "Nothing waits for approval"),
+    (
+        "no-pending",
+        "没有待审批的业务",
+        "Nothing waits for approval",
+    ),
     ("field", "项目", "Field"),
     ("recipient", "接收号码", "Recipient"),
     ("text", "内容", "Text"),
@@ -194,15 +202,27 @@ const LABELS: &[(&str, &str, &str)] = &[
     ("msisdn", "手机号", "Number"),
     ("error", "出错了", "Error"),
     ("back", "返回", "Back"),
-    ("partners-only", "此页面仅供合作方使用", "This page is for partners"),
-    ("admin-only", "此页面仅供平台管理员使用", "This page is for the platform admin"),
+    (
+        "partners-only",
+        "此页面仅供合作方使用",
+        "This page is for partners",
+    ),
+    (
+        "admin-only",
+        "此页面仅供平台管理员使用",
+        "This page is for the platform admin",
+    ),
     ("subscribers-now", "订阅用户", "Subscribers"),
     ("variants", "内容变体", "Variants"),
     ("created", "创建时间", "Created"),
     ("finished", "完成时间", "Finished"),
     ("all-partners", "全部合作方", "all partners"),
     ("document", "结算单原文", "The statement document"),
-    ("csrf", "表单已过期，请刷新页面后重试", "The form has expired: reload the page and try again"),
+    (
+        "csrf",
+        "表单已过期，请刷新页面后重试",
+        "The form has expired: reload the page and try again",
+    ),
 ];
 
 #[cfg(test)]
@@ -228,7 +248,9 @@ mod tests {
             for m in used.captures_iter(source) {
                 let key = &m[1];
                 assert!(
-                    LABELS.iter().any(|(k, zh, en)| *k == key && !zh.is_empty() && !en.is_empty()),
+                    LABELS
+                        .iter()
+                        .any(|(k, zh, en)| *k == key && !zh.is_empty() && !en.is_empty()),
                     "label `{key}` is missing"
                 );
             }

@@ -121,7 +121,11 @@ pub async fn detail(
             }
         }
     };
-    Ok(page::frame(&viewer, &format!("{} #{}", lang.t("messages"), s.id), body))
+    Ok(page::frame(
+        &viewer,
+        &format!("{} #{}", lang.t("messages"), s.id),
+        body,
+    ))
 }
 
 /// A query value with the characters that would break the link escaped.

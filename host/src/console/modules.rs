@@ -162,7 +162,11 @@ pub async fn detail(
         }
         p.muted { (lang.t("created")) ": " (when_opt(Some(module.created_at))) }
     };
-    Ok(page::frame(&viewer, &format!("{} · {}", lang.t("module"), module.name), body))
+    Ok(page::frame(
+        &viewer,
+        &format!("{} · {}", lang.t("module"), module.name),
+        body,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -188,7 +192,12 @@ pub async fn activate(
         .await
         .map(|m| format!("{} v{}", m.name, m.active_version.unwrap_or(0)))
         .map_err(ApiError::from);
-    Ok(after(&state, &viewer, &format!("/console/modules/{name}"), outcome))
+    Ok(after(
+        &state,
+        &viewer,
+        &format!("/console/modules/{name}"),
+        outcome,
+    ))
 }
 
 /// `POST /console/modules/{name}/rollback`.
@@ -207,5 +216,10 @@ pub async fn rollback(
         .await
         .map(|m| format!("{} v{}", m.name, m.active_version.unwrap_or(0)))
         .map_err(ApiError::from);
-    Ok(after(&state, &viewer, &format!("/console/modules/{name}"), outcome))
+    Ok(after(
+        &state,
+        &viewer,
+        &format!("/console/modules/{name}"),
+        outcome,
+    ))
 }

@@ -172,7 +172,11 @@ pub async fn partner_action(
     Ok(after(&state, &viewer, "/console/admin/partners", outcome))
 }
 
-fn relay_tables(lang: Lang, state: &ConsoleState, depth: &[crate::relay::messages::QueueDepth]) -> Markup {
+fn relay_tables(
+    lang: Lang,
+    state: &ConsoleState,
+    depth: &[crate::relay::messages::QueueDepth],
+) -> Markup {
     let binds = state.app.relay.binds();
     html! {
         div #relay-live hx-get="/console/admin/relay/live" hx-trigger="every 2s" hx-swap="outerHTML" {

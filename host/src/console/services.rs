@@ -113,7 +113,10 @@ fn term_rows(
 ) -> Vec<(&'static str, String, String)> {
     let live = live.map(term_values);
     let pending = pending.map(term_values);
-    let keys = live.as_ref().or(pending.as_ref()).map(|v| v.clone().map(|(k, _)| k));
+    let keys = live
+        .as_ref()
+        .or(pending.as_ref())
+        .map(|v| v.clone().map(|(k, _)| k));
     let value = |side: &Option<[(&'static str, String); 8]>, i: usize| {
         side.as_ref().map(|v| v[i].1.clone()).unwrap_or_default()
     };
@@ -325,7 +328,11 @@ pub async fn run(
             table { tbody { @for f in &v.faults { tr { td { "#" (f.attempt) } td { (when(f.at)) } td { (f.kind) } td { (f.message) } td { (when_opt(f.retry_at)) } } } } }
         }
     };
-    Ok(page::frame(&viewer, &format!("{} #{}", lang.t("run"), v.run.id), body))
+    Ok(page::frame(
+        &viewer,
+        &format!("{} #{}", lang.t("run"), v.run.id),
+        body,
+    ))
 }
 
 /// `GET /console/runs/{id}/counters`: the fragment htmx swaps in.
@@ -401,7 +408,12 @@ pub async fn decide(
             "approve" | "reject" => {
                 let view =
                     services::decide(&app.store, id, action == "approve", &actor, &reason).await?;
-                Ok(format!("{} {}: {}", view.code, action, view.status.as_str()))
+                Ok(format!(
+                    "{} {}: {}",
+                    view.code,
+                    action,
+                    view.status.as_str()
+                ))
             }
             "suspend" => {
                 let held = app.compliance.suspend_service(id, &actor, &reason).await?;

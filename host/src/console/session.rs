@@ -180,10 +180,7 @@ impl FromRequestParts<ConsoleState> for Viewer {
     ) -> Result<Self, Self::Rejection> {
         let sid = cookie(&parts.headers, SESSION_COOKIE).ok_or(LoginFirst)?;
         let take_flash = parts.method == Method::GET && !is_htmx(&parts.headers);
-        let (caller, csrf, flash) = state
-            .sessions
-            .find(&sid, take_flash)
-            .ok_or(LoginFirst)?;
+        let (caller, csrf, flash) = state.sessions.find(&sid, take_flash).ok_or(LoginFirst)?;
         Ok(Self {
             sid,
             caller,
@@ -255,7 +252,11 @@ pub async fn login(
     State(state): State<ConsoleState>,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, PageError> {
-    let lang = if form.lang == "en" { Lang::En } else { Lang::Zh };
+    let lang = if form.lang == "en" {
+        Lang::En
+    } else {
+        Lang::Zh
+    };
     let key = form.key.trim();
     let caller = match crate::api::authenticate(&state.app, key).await {
         Ok(caller) if !key.is_empty() => caller,
