@@ -416,6 +416,35 @@ async fn item3_console_in_a_real_browser() {
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, body) = env
+            .server
+            .put(
+                "/v1/admin/operators/mobile/billing",
+                ADMIN_KEY,
+                json!({"imbalance_min_fen": 3, "imbalance_max_fen": 8, "calendar": "cn"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        for (path, body) in [
+            (
+                "terms",
+                json!({"effective_from": "2026-07", "tier_mode": "whole", "t1_fen": 5000, "t2_fen": 10000,
+                       "tiers": [{"platform_bp": 5000, "partner_bp": 5000}, {"platform_bp": 4000, "partner_bp": 6000},
+                                 {"platform_bp": 3000, "partner_bp": 7000}],
+                       "tax_bp": 600, "discrepancy_bp": 200, "payment_days": 5, "activation_rule": "pro-rata"}),
+            ),
+            (
+                "operator-terms",
+                json!({"operator": "mobile", "effective_from": "2026-07", "collection_bp": 1500,
+                       "imbalance_rate_fen": 5, "balance_mt": 2, "balance_mo": 1, "schedule": "M+2 day 15"}),
+            ),
+        ] {
+            let (status, answer) = env
+                .server
+                .post(&format!("/v1/admin/partners/acme/{path}"), ADMIN_KEY, body)
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{answer}");
+        }
         let c = driver.browser(&chromium).await;
 
         // The partner logs in with its key.
@@ -504,8 +533,9 @@ async fn item3_console_in_a_real_browser() {
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(api.status(), StatusCode::OK);
+            let status = api.status();
             let api = api.text().await.unwrap();
+            assert_eq!(status, StatusCode::OK, "{api}");
             assert_eq!(in_browser, api, "{format}");
         }
         screenshot(&c, "statement").await;
