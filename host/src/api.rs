@@ -30,8 +30,9 @@ use axum::http::StatusCode;
 use axum::routing::{MethodRouter, get};
 use serde_json::json;
 
-pub use auth::Caller;
+pub use auth::{Caller, authenticate};
 pub use error::ApiError;
+pub use services::check_reason;
 pub use settings::{AdminConfig, HttpConfig};
 
 use crate::modules::Registry;

@@ -80,6 +80,21 @@ pub struct Violation {
     pub at: i64,
 }
 
+/// A complaint about a partner (R-6.2): content, channel or billing.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Complaint {
+    pub id: i64,
+    pub partner_id: i64,
+    pub service_id: Option<i64>,
+    pub msisdn: Option<String>,
+    pub message_id: Option<i64>,
+    /// `content`, `channel` or `billing`.
+    pub cause: String,
+    pub note: String,
+    /// Unix ms.
+    pub at: i64,
+}
+
 /// A violation to record.
 #[derive(Debug, Clone)]
 pub struct NewViolation<'a> {
@@ -321,6 +336,28 @@ impl Compliance {
              FROM violations WHERE ($1 IS NULL OR partner_id = $1) ORDER BY id DESC LIMIT $2",
         )
         .bind(partner_id)
+        .bind(limit.clamp(1, 1000))
+        .fetch_all(self.store().pool())
+        .await?)
+    }
+
+    /// Complaints recorded by the admin (R-6.2), newest first: one partner's, or
+    /// everyone's.
+    ///
+    /// # Errors
+    /// A store error.
+    pub async fn complaints(
+        &self,
+        partner_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Complaint>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, partner_id, service_id, msisdn, message_id, cause, note, at
+             FROM complaints WHERE (CAST($1 AS BIGINT) = 0 OR partner_id = $2)
+             ORDER BY id DESC LIMIT $3",
+        )
+        .bind(i64::from(partner_id.is_some()))
+        .bind(partner_id.unwrap_or(0))
         .bind(limit.clamp(1, 1000))
         .fetch_all(self.store().pool())
         .await?)

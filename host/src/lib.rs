@@ -8,6 +8,8 @@
 //!   [`cli`]: the CLI over a running server's API (it imports no other module).
 //! - [`config`]: one typed configuration (file + environment); it only composes the
 //!   settings types each module owns, and checks them at start.
+//! - [`console`]: the web console under `/console` (HTML, htmx); it reads and
+//!   changes through the same domain functions and key check as [`api`].
 //! - [`api`]: the HTTP API (axum): auth, routes, JSON errors.
 //! - [`alerts`]: anomaly alerts over the records and the binds.
 //! - [`schedule`]: push schedules, runs claimed once, fan-out to subscribers.
@@ -45,6 +47,7 @@ pub mod commands;
 pub mod complaints;
 pub mod compliance;
 pub mod config;
+pub mod console;
 pub mod content;
 pub mod demo;
 pub mod mo;

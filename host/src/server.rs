@@ -172,22 +172,21 @@ impl Platform {
 
     /// The HTTP application.
     pub fn app(&self, config: &Config) -> axum::Router {
-        api::router(
-            AppState {
-                store: self.store.clone(),
-                registry: self.registry.clone(),
-                relay: self.relay.clone(),
-                scheduler: self.scheduler.clone(),
-                compliance: self.compliance.clone(),
-                admin_key_hash: self.admin_key_hash.clone(),
-                max_module_bytes: config.http.max_module_bytes,
-                dialogue: self.dialogue.clone(),
-                settlement: config.settlement,
-                webhooks: config.webhooks.clone(),
-                complaints: config.complaints.clone(),
-            },
-            config.http.max_json_bytes,
-        )
+        let state = AppState {
+            store: self.store.clone(),
+            registry: self.registry.clone(),
+            relay: self.relay.clone(),
+            scheduler: self.scheduler.clone(),
+            compliance: self.compliance.clone(),
+            admin_key_hash: self.admin_key_hash.clone(),
+            max_module_bytes: config.http.max_module_bytes,
+            dialogue: self.dialogue.clone(),
+            settlement: config.settlement,
+            webhooks: config.webhooks.clone(),
+            complaints: config.complaints.clone(),
+        };
+        api::router(state.clone(), config.http.max_json_bytes)
+            .nest_service("/console", crate::console::router(state))
     }
 }
 
@@ -228,6 +227,7 @@ pub async fn serve(mut config: Config, demo: bool) -> anyhow::Result<()> {
         println!("{}", demo::banner(&base, admin_key, installed));
     }
     println!("tongdao listening on {base}");
+    println!("web console: {base}/console (log in with an API key)");
     serve_until(&config, &platform, listener, shutdown_signal()).await
 }
 

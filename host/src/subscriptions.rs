@@ -416,6 +416,57 @@ pub async fn list(
     .await?)
 }
 
+/// Active subscriptions at the end of each platform day (issue 14 item 3: the
+/// console's subscriber chart, R-3.2): `days` as `relay::messages::last_days`
+/// gives them (oldest first), one partner's (and optionally one service's), or
+/// everyone's. A subscription counts from its activation until it ended.
+///
+/// # Errors
+/// A store error.
+pub async fn active_by_day(
+    store: &Store,
+    partner_id: Option<i64>,
+    service_id: Option<i64>,
+    days: &[String],
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let Some(first) = days.first() else {
+        return Ok(Vec::new());
+    };
+    let since = first
+        .parse::<jiff::civil::Date>()
+        .map(crate::clock::day_start_ms)
+        .unwrap_or(0);
+    let rows: Vec<(i64, Option<i64>)> = sqlx::query_as(
+        "SELECT activated_at, ended_at FROM subscriptions
+         WHERE activated_at IS NOT NULL AND (ended_at IS NULL OR ended_at >= $1)
+           AND (CAST($2 AS BIGINT) = 0 OR partner_id = $3)
+           AND (CAST($4 AS BIGINT) = 0 OR service_id = $5)",
+    )
+    .bind(since)
+    .bind(i64::from(partner_id.is_some()))
+    .bind(partner_id.unwrap_or(0))
+    .bind(i64::from(service_id.is_some()))
+    .bind(service_id.unwrap_or(0))
+    .fetch_all(store.pool())
+    .await?;
+    Ok(days
+        .iter()
+        .map(|day| {
+            let end = day
+                .parse::<jiff::civil::Date>()
+                .ok()
+                .and_then(|d| d.tomorrow().ok())
+                .map(crate::clock::day_start_ms)
+                .unwrap_or(i64::MAX);
+            let active = rows
+                .iter()
+                .filter(|(from, to)| *from < end && to.is_none_or(|t| t >= end))
+                .count();
+            (day.clone(), i64::try_from(active).unwrap_or(i64::MAX))
+        })
+        .collect())
+}
+
 /// Pending subscriptions past their window become `expired` (never billed).
 pub async fn expire_pending(store: &Store) -> Result<u64, StoreError> {
     let now = now_ms();

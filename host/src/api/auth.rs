@@ -53,14 +53,24 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|k| !k.is_empty())
             .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <key>`"))?;
-        let hash = partners::hash_key(key);
-        if constant_time_eq(hash.as_bytes(), state.admin_key_hash.as_bytes()) {
-            return Ok(Self::Admin);
-        }
-        match partners::authenticate(&state.store, key).await? {
-            Some(partner) => Ok(Self::Partner(partner)),
-            None => Err(unauthorized("unknown or revoked API key")),
-        }
+        authenticate(state, key).await
+    }
+}
+
+/// Who a presented key belongs to: the admin, or a partner with a valid key
+/// . The API's bearer header and the console's login form both check keys
+/// here, so they agree on every key.
+///
+/// # Errors
+/// 401 `unauthorized` for an unknown or revoked key; a store error.
+pub async fn authenticate(state: &AppState, key: &str) -> Result<Caller, ApiError> {
+    let hash = partners::hash_key(key);
+    if constant_time_eq(hash.as_bytes(), state.admin_key_hash.as_bytes()) {
+        return Ok(Caller::Admin);
+    }
+    match partners::authenticate(&state.store, key).await? {
+        Some(partner) => Ok(Caller::Partner(partner)),
+        None => Err(unauthorized("unknown or revoked API key")),
     }
 }
 

@@ -195,7 +195,16 @@ struct Reason {
 
 fn reason(body: Json<Reason>) -> Result<String, ApiError> {
     let Json(body) = body;
-    let reason = body.reason.trim().to_string();
+    check_reason(&body.reason)
+}
+
+/// The reason an admin gives for a decision or suspension (API and console):
+/// 1-500 characters after trimming.
+///
+/// # Errors
+/// 400 `invalid-reason`.
+pub fn check_reason(reason: &str) -> Result<String, ApiError> {
+    let reason = reason.trim().to_string();
     if reason.is_empty() || reason.chars().count() > 500 {
         return Err(ApiError::bad_request(
             "invalid-reason",
