@@ -10,6 +10,7 @@ mod idempotency;
 mod messages;
 mod modules;
 mod notices;
+pub mod page;
 mod partners;
 mod schedules;
 mod services;
