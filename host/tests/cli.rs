@@ -233,7 +233,7 @@ fn serve_demo_answers_with_the_example_modules() {
         .unwrap()
         .json()
         .unwrap();
-    let names: Vec<&str> = modules["modules"]
+    let names: Vec<&str> = modules["items"]
         .as_array()
         .unwrap()
         .iter()

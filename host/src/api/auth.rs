@@ -54,13 +54,16 @@ impl FromRequestParts<AppState> for Caller {
             .filter(|k| !k.is_empty())
             .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <key>`"))?;
         let hash = partners::hash_key(key);
-        if constant_time_eq(hash.as_bytes(), state.admin_key_hash.as_bytes()) {
-            return Ok(Self::Admin);
-        }
-        match partners::authenticate(&state.store, key).await? {
-            Some(partner) => Ok(Self::Partner(partner)),
-            None => Err(unauthorized("unknown or revoked API key")),
-        }
+        let caller = if constant_time_eq(hash.as_bytes(), state.admin_key_hash.as_bytes()) {
+            Self::Admin
+        } else {
+            match partners::authenticate(&state.store, key).await? {
+                Some(partner) => Self::Partner(partner),
+                None => return Err(unauthorized("unknown or revoked API key")),
+            }
+        };
+        super::request_id::record_caller(&caller.actor());
+        Ok(caller)
     }
 }
 

@@ -92,6 +92,17 @@ impl PageQuery {
         }
     }
 
+    /// Check `limit` and `after` before anything is looked up, so a bad one is
+    /// its own 400 whatever else the request names.
+    ///
+    /// # Errors
+    /// As [`PageQuery::limit`] and [`PageQuery::after`].
+    pub fn check(&self) -> Result<(), ApiError> {
+        self.limit()?;
+        self.after::<serde_json::Value>()?;
+        Ok(())
+    }
+
     /// How many rows to read: one more than the page, to know whether there is a
     /// next one.
     ///

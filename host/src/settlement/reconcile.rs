@@ -39,7 +39,7 @@ pub struct PlatformLine {
 }
 
 /// One line of the partner's upload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PartnerLine {
     pub service: String,
@@ -53,7 +53,7 @@ pub struct PartnerLine {
 }
 
 /// The partner's upload for a month.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FiguresInput {
     pub lines: Vec<PartnerLine>,
@@ -64,7 +64,7 @@ pub struct FiguresInput {
 }
 
 /// The admin's decision on a held line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum SettleOn {
     /// The platform's figure stands (clause 3.1).

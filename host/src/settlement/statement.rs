@@ -157,12 +157,14 @@ pub struct Adjustment {
     pub revised_partner_fen: i64,
     pub delta_fen: i64,
     pub opened_by: String,
+    #[serde(with = "crate::api::time::rfc3339")]
     pub opened_at: i64,
 }
 
 /// When and by whom a statement was issued.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Issued {
+    #[serde(with = "crate::api::time::rfc3339")]
     pub issued_at: i64,
     pub issued_by: String,
 }
