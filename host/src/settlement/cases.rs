@@ -236,9 +236,9 @@ pub async fn decide(
     let held: Vec<(String, String)> = detail
         .lines
         .iter()
-        .filter_map(|(op, v)| {
-            let line: Line = serde_json::from_value(v.clone()).ok()?;
-            line.held.then(|| (op.clone(), line.service))
+        .filter_map(|l| {
+            let line: Line = serde_json::from_value(serde_json::Value::Object(l.line.clone())).ok()?;
+            line.held.then(|| (l.operator.clone(), line.service))
         })
         .collect();
     for l in &input.lines {
