@@ -780,7 +780,10 @@ async fn worked_example_two_operators_every_figure_to_the_fen_r_4_3_r_4_4_r_4_6(
         let flags: Vec<(String, bool, i64)> = outcome
             .lines
             .iter()
-            .map(|(op, l)| (format!("{op}/{}", l.service), l.on_mean, l.settled_fen))
+            .map(|l| {
+                let (op, l) = (&l.operator, &l.line);
+                (format!("{op}/{}", l.service), l.on_mean, l.settled_fen)
+            })
             .collect();
         assert!(
             flags.contains(&(format!("mobile/{}", seeded.xz), false, 6_000)),

@@ -312,7 +312,7 @@ async fn document(State(_): State<AppState>, _: Query<NoParams>) -> Response {
 }
 
 /// The reference page: RapiDoc reading `/v1/openapi.json`, fonts from the system.
-const PAGE: &str = r#"<!doctype html>
+const PAGE: &str = r##"<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -327,7 +327,7 @@ const PAGE: &str = r#"<!doctype html>
   primary-color="#b3262b"></rapi-doc>
 </body>
 </html>
-"#;
+"##;
 
 /// `GET /docs`: the API reference, rendered in the browser from the document.
 #[utoipa::path(

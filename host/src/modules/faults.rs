@@ -46,7 +46,6 @@ pub(super) struct NewFault<'a> {
     pub export: &'a str,
     pub kind: &'a str,
     pub message: &'a str,
-    #[serde(serialize_with = "crate::api::time::ms")]
     pub at: i64,
 }
 
@@ -170,5 +169,5 @@ pub(super) async fn counts(
 
 /// The newest sample of a module.
 pub(super) async fn last(store: &Store, module_id: i64) -> Result<Option<Fault>, RegistryError> {
-    Ok(samples(store, module_id, 1).await?.into_iter().next())
+    Ok(samples(store, module_id, None, 1).await?.into_iter().next())
 }
