@@ -5,7 +5,10 @@
 # schemathesis once with the partner's key and once with the admin key. The
 # checks: no 5xx (not_a_server_error), every answer fits its declared schema
 # (response_schema_conformance) and status (status_code_conformance). Bounded:
-# a few examples per operation and a time budget per run.
+# a few examples per operation and a time budget per run. `POST /v1/modules`
+# takes `application/wasm`, which schemathesis cannot generate; the Rust tests
+# cover it (tests/tests/api.rs, registry.rs). One worker: hypothesis' lambda
+# descriptions are not thread-safe on CPython 3.11.
 #
 # Needs python3 with venv. Without it the run is skipped, except under CI, where
 # it fails. Usage: .ci/schemathesis.sh [max examples per operation, default 8]
@@ -30,7 +33,9 @@ if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$version"; then
   "$venv/bin/pip" install --quiet "schemathesis==$version"
 fi
 
-cargo build --quiet -p tongdao --bin tongdao
+# The binary as the tests build it (the same features, so no second build of the
+# dependencies): target/debug/tongdao.
+cargo test --quiet -p tongdao --test cli --no-run
 
 work="$(mktemp -d)"
 server=""
@@ -90,7 +95,8 @@ for who in partner admin; do
     --header "Authorization: Bearer $key" \
     --max-examples "$examples" \
     --max-time 150 \
-    --workers 2 \
+    --workers 1 \
+    --exclude-name "POST /v1/modules" \
     --seed 14 \
     --generation-database none \
     --suppress-health-check all \

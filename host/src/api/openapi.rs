@@ -303,7 +303,7 @@ fn add_common(op: &mut Operation, method: &str, has_path_params: bool, admin_onl
 )]
 async fn document(State(_): State<AppState>, _: Query<NoParams>) -> Response {
     static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let json = DOC.get_or_init(|| ApiDoc::openapi().to_pretty_json().unwrap_or_default());
+    let json = DOC.get_or_init(document_json);
     (
         [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
         json.clone(),
@@ -377,7 +377,60 @@ async fn script(_: Query<NoParams>) -> Response {
         .into_response()
 }
 
-/// The document as JSON (for tests and `tongdao openapi`).
+/// The document as JSON, as served.
 pub fn document_json() -> String {
-    ApiDoc::openapi().to_pretty_json().unwrap_or_default()
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    merge_all_of(&mut doc);
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
+}
+
+/// A request body with `#[serde(flatten)]` (`NewService`: `code`, `module` and the
+/// flattened `ServiceTerms`) comes out of utoipa as `allOf` of two closed objects
+/// (`additionalProperties: false` each), which no value satisfies. Merge each such
+/// schema into one closed object with the properties and `required` of both, as
+/// serde reads it.
+fn merge_all_of(doc: &mut serde_json::Value) {
+    use serde_json::{Map, Value};
+    let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    let snapshot = schemas.clone();
+    for schema in schemas.values_mut() {
+        let Some(parts) = schema.get("allOf").and_then(Value::as_array).cloned() else {
+            continue;
+        };
+        let mut properties = Map::new();
+        let mut required: Vec<Value> = Vec::new();
+        let mut closed = false;
+        for part in parts {
+            let part = match part.get("$ref").and_then(Value::as_str) {
+                Some(r) => r
+                    .strip_prefix("#/components/schemas/")
+                    .and_then(|name| snapshot.get(name))
+                    .cloned()
+                    .unwrap_or_default(),
+                None => part,
+            };
+            if let Some(p) = part.get("properties").and_then(Value::as_object) {
+                properties.extend(p.clone());
+            }
+            if let Some(r) = part.get("required").and_then(Value::as_array) {
+                required.extend(r.iter().cloned());
+            }
+            closed |= part.get("additionalProperties") == Some(&Value::Bool(false));
+        }
+        let Some(object) = schema.as_object_mut() else {
+            continue;
+        };
+        object.remove("allOf");
+        object.insert("type".into(), Value::from("object"));
+        object.insert("properties".into(), Value::Object(properties));
+        object.insert("required".into(), Value::Array(required));
+        if closed {
+            object.insert("additionalProperties".into(), Value::Bool(false));
+        }
+    }
 }
