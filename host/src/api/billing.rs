@@ -18,15 +18,15 @@ use super::page::{Order, Page, PageQuery, PartnerPageQuery};
 use super::{ApiError, AppState, Routes};
 use crate::billing::agreement::{self, AgreementInput, AgreementStatus};
 use crate::billing::calendar::{self, DayKind, Month};
+use crate::billing::charges::ChargeEvent;
 use crate::billing::terms::{
     self, AgreementTerms, DEFAULT_CALENDAR, OperatorBilling, OperatorTerms,
 };
 use crate::billing::{BillingError, charges};
-use crate::billing::charges::ChargeEvent;
-use crate::settlement::obligations::Alert;
 use crate::partners;
 use crate::settlement::cases::{self, Case, DecisionInput};
 use crate::settlement::issue;
+use crate::settlement::obligations::Alert;
 use crate::settlement::obligations::{self, BreachInput, PaymentInput, TerminationInput};
 use crate::settlement::reconcile::{self, FiguresInput};
 use crate::settlement::render::{self, Format};
@@ -898,9 +898,12 @@ pub(super) async fn all_cases(
     let page = PageQuery::new(q.limit, q.after.clone());
     page.check()?;
     let cases = cases::all_cases(&state.store, pid, q.status.as_deref()).await?;
-    Ok(Json(Page::from_sorted(cases, &page, Order::Descending, |c| {
-        c.id
-    })?))
+    Ok(Json(Page::from_sorted(
+        cases,
+        &page,
+        Order::Descending,
+        |c| c.id,
+    )?))
 }
 
 /// Decide the held lines of a case: the platform's figure or the mean.

@@ -132,7 +132,9 @@ async fn once(
     let response = next.run(request).await;
     let status = response.status();
     let (head, body) = response.into_parts();
-    let body = axum::body::to_bytes(body, MAX_BODY).await.unwrap_or_default();
+    let body = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .unwrap_or_default();
     // Answers that may change on a retry are not kept: the key is released.
     let keep = !(status == StatusCode::CONFLICT
         || status == StatusCode::TOO_MANY_REQUESTS

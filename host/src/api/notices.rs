@@ -30,7 +30,12 @@ pub(super) async fn list(
 ) -> Result<Json<Page<Notice>>, ApiError> {
     let page = query.page();
     let partner_id = scope(&state, &caller, query.partner.as_deref()).await?;
-    let notices =
-        notices::list(&state.store, partner_id, page.after::<i64>()?, page.fetch()?).await?;
+    let notices = notices::list(
+        &state.store,
+        partner_id,
+        page.after::<i64>()?,
+        page.fetch()?,
+    )
+    .await?;
     Ok(Json(Page::from_rows(notices, &page, |n| n.id)?))
 }

@@ -265,7 +265,10 @@ fn add_common(op: &mut Operation, method: &str, has_path_params: bool, admin_onl
     }
     add("400", &bad.join(", "));
     if secured {
-        add("401", "`unauthorized`: no key, or an unknown or revoked one");
+        add(
+            "401",
+            "`unauthorized`: no key, or an unknown or revoked one",
+        );
     }
     if secured && (admin_only || takes_partner) {
         add(
@@ -278,7 +281,10 @@ fn add_common(op: &mut Operation, method: &str, has_path_params: bool, admin_onl
     }
     if body {
         add("413", "`body-too-large`");
-        add("415", "`unsupported-media-type`: send `Content-Type: application/json`");
+        add(
+            "415",
+            "`unsupported-media-type`: send `Content-Type: application/json`",
+        );
         add("422", "`invalid-json`: JSON of the wrong shape");
     }
     if idempotent {
@@ -305,7 +311,10 @@ async fn document(State(_): State<AppState>, _: Query<NoParams>) -> Response {
     static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let json = DOC.get_or_init(document_json);
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         json.clone(),
     )
         .into_response()

@@ -81,9 +81,12 @@ pub(super) async fn list(
     Query(page): Query<PageQuery>,
 ) -> Result<Json<Page<Partner>>, ApiError> {
     let all = partners::list(&state.store).await?;
-    Ok(Json(Page::from_sorted(all, &page, Order::Ascending, |p| {
-        p.id
-    })?))
+    Ok(Json(Page::from_sorted(
+        all,
+        &page,
+        Order::Ascending,
+        |p| p.id,
+    )?))
 }
 
 /// A new key for a partner.

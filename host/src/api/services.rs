@@ -165,9 +165,12 @@ pub(super) async fn list(
     let page = PageQuery::new(query.limit, query.after);
     page.check()?;
     let views = services::list(&state.store, partner, status).await?;
-    Ok(Json(Page::from_sorted(views, &page, Order::Ascending, |v| {
-        v.id
-    })?))
+    Ok(Json(Page::from_sorted(
+        views,
+        &page,
+        Order::Ascending,
+        |v| v.id,
+    )?))
 }
 
 /// `GET /v1/services/{id}`: one service with its live and pending terms.

@@ -86,7 +86,10 @@ mod tests {
     fn one_format_with_milliseconds_and_z() {
         assert_eq!(format(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(format(1_795_921_920_123), "2026-11-29T03:12:00.123Z");
-        assert_eq!(parse("2026-11-29T11:12:00.123+08:00"), Ok(1_795_921_920_123));
+        assert_eq!(
+            parse("2026-11-29T11:12:00.123+08:00"),
+            Ok(1_795_921_920_123)
+        );
         assert_eq!(parse(&format(1_795_921_920_123)), Ok(1_795_921_920_123));
         assert!(parse("2026-11-29 08:32").is_err());
     }

@@ -860,6 +860,23 @@ pub async fn operator_terms_for(
         .collect()
 }
 
+/// In the OpenAPI document a schedule is its text: `M+2 day 15` or `end of M+2`.
+impl utoipa::PartialSchema for Schedule {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::Type::String)
+                .description(Some(
+                    "When a month's traffic is settled: `M+<1-12> day <1-31>` or `end of M+<1-12>`",
+                ))
+                .examples([serde_json::json!("M+2 day 15")])
+                .build(),
+        ))
+    }
+}
+
+impl utoipa::ToSchema for Schedule {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -878,20 +895,3 @@ mod tests {
         assert!("next month".parse::<Schedule>().is_err());
     }
 }
-
-/// In the OpenAPI document a schedule is its text: `M+2 day 15` or `end of M+2`.
-impl utoipa::PartialSchema for Schedule {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(
-            utoipa::openapi::ObjectBuilder::new()
-                .schema_type(utoipa::openapi::schema::Type::String)
-                .description(Some(
-                    "When a month's traffic is settled: `M+<1-12> day <1-31>` or `end of M+<1-12>`",
-                ))
-                .examples([serde_json::json!("M+2 day 15")])
-                .build(),
-        ))
-    }
-}
-
-impl utoipa::ToSchema for Schedule {}

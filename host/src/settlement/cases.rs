@@ -237,7 +237,8 @@ pub async fn decide(
         .lines
         .iter()
         .filter_map(|l| {
-            let line: Line = serde_json::from_value(serde_json::Value::Object(l.line.clone())).ok()?;
+            let line: Line =
+                serde_json::from_value(serde_json::Value::Object(l.line.clone())).ok()?;
             line.held.then(|| (l.operator.clone(), line.service))
         })
         .collect();

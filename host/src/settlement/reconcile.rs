@@ -64,7 +64,9 @@ pub struct FiguresInput {
 }
 
 /// The admin's decision on a held line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum SettleOn {
     /// The platform's figure stands (clause 3.1).

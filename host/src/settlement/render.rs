@@ -221,11 +221,7 @@ pub fn csv(s: &Statement) -> String {
     r(&mut out, &["通道月度结算单 Tongdao monthly statement"]);
     r(
         &mut out,
-        &[
-            "乙方 partner",
-            &s.names.partner_display_name,
-            &s.partner,
-        ],
+        &["乙方 partner", &s.names.partner_display_name, &s.partner],
     );
     r(&mut out, &["月份 month", &s.month.to_string()]);
     r(
@@ -415,11 +411,7 @@ fn esc(s: &str) -> String {
 
 pub fn html(s: &Statement) -> String {
     let mut h = String::new();
-    let title = format!(
-        "结算单 Statement {} {}",
-        esc(&partner_label(s)),
-        s.month
-    );
+    let title = format!("结算单 Statement {} {}", esc(&partner_label(s)), s.month);
     let _ = write!(
         h,
         "<!DOCTYPE html>\n<html lang=\"zh-CN\">\n<head>\n<meta charset=\"utf-8\">\n<title>{title}</title>\n\
@@ -491,7 +483,9 @@ pub fn html(s: &Statement) -> String {
                 yuan(l.settled_fen)
             );
         }
-        h.push_str("</table>\n<table>\n<tr><th>步骤 step</th><th>规则 rule</th><th>元 yuan</th></tr>\n");
+        h.push_str(
+            "</table>\n<table>\n<tr><th>步骤 step</th><th>规则 rule</th><th>元 yuan</th></tr>\n",
+        );
         for (label, rule, fen) in steps(o, s) {
             let _ = writeln!(
                 h,
@@ -514,11 +508,7 @@ pub fn html(s: &Statement) -> String {
             yuan(fen)
         );
     }
-    let _ = writeln!(
-        h,
-        "</table>\n<p>分成 Split: {}.</p>",
-        esc(&split_rule(s))
-    );
+    let _ = writeln!(h, "</table>\n<p>分成 Split: {}.</p>", esc(&split_rule(s)));
     h.push_str("<h2>应付乙方 Due to the partner</h2>\n<table>\n<tr><th>运营商 operator</th><th>金额 amount</th><th>结算周期 schedule</th><th>到期日 due on</th><th>违约起算 breach after</th><th>运营商付款日 operator paid on</th><th>付款期限 pay by</th><th>已付 paid</th><th>未付 outstanding</th></tr>\n");
     for d in &s.due {
         let _ = writeln!(

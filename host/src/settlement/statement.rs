@@ -475,7 +475,10 @@ pub fn compute(inputs: &Inputs) -> Result<Statement, BillingError> {
 /// `Overflow` if a sum would not fit in `i64` fen.
 pub fn settle_payments(due: &mut [Due], adjustments: &[Adjustment]) -> Result<(), BillingError> {
     for d in due {
-        d.paid_fen = sum("paid to the partner", d.payments.iter().map(|p| p.amount_fen))?;
+        d.paid_fen = sum(
+            "paid to the partner",
+            d.payments.iter().map(|p| p.amount_fen),
+        )?;
         d.adjustment_fen = sum(
             "adjustments",
             adjustments
