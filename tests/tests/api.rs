@@ -1137,7 +1137,7 @@ async fn item14_lists_page_with_limit_and_after() {
 /// Issue 14 item 2, a schemathesis finding: a body with flattened fields
 /// (`NewService`, `Revise`: code and module beside the service terms) came out as
 /// `allOf` of two closed objects, which no value satisfies. It is one closed
-/// object now, and the documented example is a body the route accepts.
+/// object now, and the documented example parses as the body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item14_flattened_bodies_are_one_satisfiable_schema() {
     let server = Server::start(None).await;
