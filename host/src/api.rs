@@ -15,12 +15,16 @@ mod messages;
 mod metrics;
 mod modules;
 mod notices;
+pub mod openapi;
+pub mod page;
 mod partners;
+mod request_id;
 mod schedules;
 mod services;
 mod settings;
 mod stats;
 mod webhooks;
+pub mod time;
 
 use std::sync::Arc;
 
@@ -28,7 +32,6 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{MethodRouter, get};
-use serde_json::json;
 
 pub use auth::{Caller, authenticate};
 pub use error::ApiError;
@@ -121,6 +124,7 @@ fn json_routes() -> Routes {
         .merge(complaints::router())
         .merge(history::router())
         .merge(audit::router())
+        .merge(openapi::router())
 }
 
 /// Every path template the API serves (`/v1/services/{id}`, …), each once.
@@ -132,26 +136,54 @@ pub fn paths() -> Vec<&'static str> {
 }
 
 /// The whole API.
+///
+/// Layers, innermost first: `Idempotency-Key` on `POST`s (`idempotency::layer`),
+/// the JSON error gate, then the request id and the access log (`request_id`):
+/// every answer carries `x-request-id`, and one INFO line per request names the
+/// method, matched path, status, latency, request id and caller.
 pub fn router(state: AppState, max_json_bytes: usize) -> Router {
-    json_routes()
+    let router = json_routes()
         .layer_body_limit(max_json_bytes)
         .router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::layer,
+        ))
         .layer(axum::middleware::map_response(extract::json_errors))
-        // Outside the error gate, so it records the status the caller got.
+        // Outside the error gate, so it records the status the caller got; inside
+        // the request id, so it records that too.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             audit::record,
-        ))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
+        ));
+    request_id::wrap(router).with_state(state)
 }
 
+/// The store answers.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"status": "ok"}))]
+struct Health {
+    /// Always `ok` with a 200.
+    status: &'static str,
+}
+
+/// `GET /healthz`: the store is reachable (no key needed).
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "platform",
+    security(()),
+    responses(
+        (status = 200, description = "The store answers", body = Health),
+        (status = 503, description = "`store-unavailable`", body = openapi::ErrorBody),
+    ),
+)]
 async fn healthz(
     axum::extract::State(state): axum::extract::State<AppState>,
     _: extract::Query<extract::NoParams>,
-) -> Result<axum::Json<serde_json::Value>, ApiError> {
+) -> Result<extract::Json<Health>, ApiError> {
     sqlx::query("SELECT 1")
         .execute(state.store.pool())
         .await
@@ -162,7 +194,7 @@ async fn healthz(
                 e.to_string(),
             )
         })?;
-    Ok(axum::Json(json!({ "status": "ok" })))
+    Ok(extract::Json(Health { status: "ok" }))
 }
 
 async fn not_found() -> ApiError {

@@ -77,6 +77,7 @@ pub struct Violation {
     pub rule: String,
     pub detail: String,
     pub excerpt: Option<String>,
+    #[serde(serialize_with = "crate::api::time::ms")]
     pub at: i64,
 }
 
@@ -325,18 +326,25 @@ impl Compliance {
         Ok(())
     }
 
-    /// Violations, newest first: one partner's, or everyone's for the admin.
+    /// Violations, newest first: one partner's, or everyone's for the admin; only
+    /// ids below `before` when given (paging).
+    ///
+    /// # Errors
+    /// Store failures.
     pub async fn violations(
         &self,
         partner_id: Option<i64>,
+        before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<Violation>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT id, partner_id, service_id, module_version_id, kind, rule, detail, excerpt, at
-             FROM violations WHERE ($1 IS NULL OR partner_id = $1) ORDER BY id DESC LIMIT $2",
+             FROM violations WHERE ($1 IS NULL OR partner_id = $1) AND id < $3
+             ORDER BY id DESC LIMIT $2",
         )
         .bind(partner_id)
         .bind(limit.clamp(1, 1000))
+        .bind(before.unwrap_or(i64::MAX))
         .fetch_all(self.store().pool())
         .await?)
     }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::store::{Store, StoreError, now_ms};
 
 /// One item to add.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewItem {
     /// Unique within the collection; generated when absent.
@@ -17,7 +17,7 @@ pub struct NewItem {
 }
 
 /// One stored item.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Item {
     pub id: String,
     pub position: i64,
@@ -141,12 +141,16 @@ pub async fn add(
     Ok(out)
 }
 
-/// Items of `collection`, in upload order, paged.
+/// Items of `collection`, in upload order: at most `limit` (1-1000) after
+/// `after_position`.
+///
+/// # Errors
+/// [`ContentError::InvalidCollection`] for a bad name; store failures.
 pub async fn list(
     store: &Store,
     partner_id: i64,
     collection: &str,
-    offset: i64,
+    after_position: i64,
     limit: i64,
 ) -> Result<Vec<Item>, ContentError> {
     if !valid_collection(collection) {
@@ -154,12 +158,12 @@ pub async fn list(
     }
     let rows: Vec<(String, i64, String, String)> = sqlx::query_as(
         "SELECT item_key, position, text, tags FROM content_items
-         WHERE partner_id = $1 AND collection = $2 ORDER BY position LIMIT $3 OFFSET $4",
+         WHERE partner_id = $1 AND collection = $2 AND position > $4 ORDER BY position LIMIT $3",
     )
     .bind(partner_id)
     .bind(collection)
     .bind(limit.clamp(1, 1000))
-    .bind(offset.max(0))
+    .bind(after_position)
     .fetch_all(store.pool())
     .await?;
     Ok(rows

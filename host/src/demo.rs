@@ -167,7 +167,7 @@ pub async fn install(
             .with_context(|| format!("registering example module {name}"))?;
         tracing::info!(module = %uploaded.module, version = uploaded.version, created = uploaded.created, "demo module registered");
     }
-    let existing = content::list(store, partner.id, "jokes", 0, 1).await?;
+    let existing = content::list(store, partner.id, "jokes", i64::MIN, 1).await?;
     if existing.is_empty() {
         let items = DEMO_JOKES
             .iter()

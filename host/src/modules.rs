@@ -82,6 +82,7 @@ pub struct VersionInfo {
     pub wit_version: String,
     pub sha256: String,
     pub size_bytes: i64,
+    #[serde(serialize_with = "crate::api::time::ms")]
     pub uploaded_at: i64,
     pub active: bool,
     /// Pruned by the retention rule: listed, but its bytes are gone.
@@ -98,6 +99,7 @@ pub struct ModuleInfo {
     pub versions: Vec<VersionInfo>,
     pub fault_count: i64,
     pub last_fault: Option<Fault>,
+    #[serde(serialize_with = "crate::api::time::ms")]
     pub created_at: i64,
 }
 
@@ -424,8 +426,23 @@ impl Registry {
         name: &str,
         limit: i64,
     ) -> Result<Vec<Fault>, RegistryError> {
+        self.faults_before(partner, name, None, limit).await
+    }
+
+    /// Fault samples older than fault id `before` (all for `None`), newest first:
+    /// the pages of `GET /v1/modules/{name}/faults`.
+    ///
+    /// # Errors
+    /// [`RegistryError::NotFound`] for another partner's or no module; store failures.
+    pub async fn faults_before(
+        &self,
+        partner: &Partner,
+        name: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Fault>, RegistryError> {
         let row = self.module_row(partner, name).await?;
-        faults::samples(&self.store, row.id, limit).await
+        faults::samples(&self.store, row.id, before, limit).await
     }
 
     /// Every fault of a module counted per version, export, kind and window,

@@ -18,6 +18,7 @@ pub struct Notice {
     pub message: String,
     /// The push run it is about, if any.
     pub run_id: Option<i64>,
+    #[serde(serialize_with = "crate::api::time::ms")]
     pub at: i64,
 }
 
@@ -79,7 +80,7 @@ pub async fn list(
     Ok(sqlx::query_as(&query)
         .bind(partner_id.unwrap_or(0))
         .bind(before.unwrap_or(i64::MAX))
-        .bind(limit.clamp(1, 500))
+        .bind(limit.clamp(1, 501))
         .fetch_all(store.pool())
         .await?)
 }

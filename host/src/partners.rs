@@ -8,12 +8,19 @@ use sha2::{Digest, Sha256};
 use crate::store::{Store, StoreError, now_ms};
 
 /// A content partner (乙方).
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(example = json!({"id": 1, "name": "leyou", "display_name": "乐游", "status": "active", "created_at": "2026-11-30T03:12:00.123Z"}))]
 pub struct Partner {
     pub id: i64,
+    /// The login name (`a-z0-9-`), used in paths and `?partner=`.
     pub name: String,
+    /// The name people read (乐游).
     pub display_name: String,
+    /// `active` or `suspended`.
     pub status: String,
+    /// RFC 3339 UTC.
+    #[serde(serialize_with = "crate::api::time::ms")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
 }
 

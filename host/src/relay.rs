@@ -123,9 +123,11 @@ pub struct BindStatus {
     pub attempts: u32,
     /// Successful binds since start.
     pub binds: u64,
-    /// Unix ms: bound since (while bound).
+    /// RFC 3339 UTC: bound since (while bound).
+    #[serde(serialize_with = "crate::api::time::opt_ms")]
     pub bound_since: Option<i64>,
-    /// Unix ms: next bind attempt (while backing off).
+    /// RFC 3339 UTC: next bind attempt (while backing off).
+    #[serde(serialize_with = "crate::api::time::opt_ms")]
     pub next_attempt_at: Option<i64>,
     pub last_error: Option<String>,
     /// Times the bind looked at the queue.

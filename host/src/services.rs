@@ -14,7 +14,7 @@ use crate::store::{Store, StoreError, now_ms};
 pub use terms::{Routable, ServiceTerms, check_reachable, normalize_code, validate_terms};
 
 /// How a service charges the user (agreement 3.3, operator `FeeType`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum FeeType {
     Free,
@@ -95,8 +95,11 @@ pub struct Revision {
     pub number_ext: String,
     /// draft | submitted | approved | rejected | superseded | withdrawn
     pub status: String,
+    #[serde(serialize_with = "crate::api::time::ms")]
     pub created_at: i64,
+    #[serde(serialize_with = "crate::api::time::opt_ms")]
     pub submitted_at: Option<i64>,
+    #[serde(serialize_with = "crate::api::time::opt_ms")]
     pub decided_at: Option<i64>,
     pub decided_by: Option<String>,
     pub decision_reason: Option<String>,
@@ -133,7 +136,9 @@ pub struct ServiceView {
     pub live: Option<Revision>,
     /// A revision waiting to be submitted or decided.
     pub pending: Option<Revision>,
+    #[serde(serialize_with = "crate::api::time::ms")]
     pub created_at: i64,
+    #[serde(serialize_with = "crate::api::time::ms")]
     pub updated_at: i64,
 }
 
@@ -147,6 +152,7 @@ pub struct AuditEntry {
     pub to_status: String,
     pub actor: String,
     pub reason: Option<String>,
+    #[serde(serialize_with = "crate::api::time::ms")]
     pub at: i64,
 }
 

@@ -15,7 +15,7 @@ use crate::services::{FeeType, LiveService};
 use crate::store::{Store, StoreError, now_ms};
 
 /// How the opt-in arrived (kept as consent evidence).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Source {
     /// The user sent the service's keyword.
@@ -48,9 +48,13 @@ pub struct Subscription {
     pub source: String,
     pub fee_type: String,
     pub price_fen: i64,
+    #[serde(serialize_with = "crate::api::time::ms")]
     pub requested_at: i64,
+    #[serde(serialize_with = "crate::api::time::opt_ms")]
     pub confirm_by: Option<i64>,
+    #[serde(serialize_with = "crate::api::time::opt_ms")]
     pub activated_at: Option<i64>,
+    #[serde(serialize_with = "crate::api::time::opt_ms")]
     pub ended_at: Option<i64>,
     pub end_reason: Option<String>,
 }

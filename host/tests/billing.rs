@@ -780,7 +780,10 @@ async fn worked_example_two_operators_every_figure_to_the_fen_r_4_3_r_4_4_r_4_6(
         let flags: Vec<(String, bool, i64)> = outcome
             .lines
             .iter()
-            .map(|(op, l)| (format!("{op}/{}", l.service), l.on_mean, l.settled_fen))
+            .map(|l| {
+                let (op, l) = (&l.operator, &l.line);
+                (format!("{op}/{}", l.service), l.on_mean, l.settled_fen)
+            })
             .collect();
         assert!(
             flags.contains(&(format!("mobile/{}", seeded.xz), false, 6_000)),
@@ -796,9 +799,12 @@ async fn worked_example_two_operators_every_figure_to_the_fen_r_4_3_r_4_4_r_4_6(
         assert_eq!(diffs["operator"], "unicom");
         let partner_only = diffs["partner_only"].as_array().unwrap();
         assert_eq!(partner_only.len(), 2);
-        assert_eq!(partner_only[0][0], seeded.unicom_failed_id);
-        assert_eq!(partner_only[0][1], "not delivered: failed");
-        assert_eq!(partner_only[1][1], "no such message of this partner");
+        assert_eq!(partner_only[0]["message_id"], seeded.unicom_failed_id);
+        assert_eq!(partner_only[0]["platform_knows"], "not delivered: failed");
+        assert_eq!(
+            partner_only[1]["platform_knows"],
+            "no such message of this partner"
+        );
 
         // Unicom again with the mean line: gross 2,500 + 500 = 3,000; collection
         // 360; imbalance 21; bad debt 52.5 → 53; received 2,566; tax 153.96 → 154;
@@ -829,13 +835,13 @@ async fn worked_example_two_operators_every_figure_to_the_fen_r_4_3_r_4_4_r_4_6(
         // The readable documents carry the same figures.
         let csv = render::render(&s, Format::Csv);
         assert!(
-            csv.contains("unicom,= distributable income,received - tax,2412,24.12\r\n"),
+            csv.contains("unicom,= 可分配收入 distributable income,received - tax,2412,24.12\r\n"),
             "{csv}"
         );
         assert!(csv.contains("mobile,3263,32.63,M+2 day 15,2026-10-15,2026-10-22,2026-09-30,2026-10-13,0,3263\r\n"), "{csv}");
         let html = render::render(&s, Format::Html);
         assert!(html.contains(
-            "<td>= distributable income</td><td>received - tax</td><td class=\"n\">24.12</td>"
+            "<td>= 可分配收入 distributable income</td><td>received - tax</td><td class=\"n\">24.12</td>"
         ));
 
         // The case is resolved later; the settlement on the mean stands.

@@ -242,7 +242,11 @@ async fn three_replicas_on_postgres_fire_a_schedule_once() {
         .unwrap();
     let schedule_id = created["id"].as_i64().unwrap();
     let fire_at = at.timestamp().as_millisecond() / 1000 * 1000;
-    assert_eq!(created["next_fire_at"], fire_at, "{created}");
+    assert_eq!(
+        created["next_fire_at"],
+        tongdao::api::time::format(fire_at),
+        "{created}"
+    );
 
     // Wait for the firing's run, then for every MT of it.
     let started = Instant::now();

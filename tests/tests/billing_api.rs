@@ -416,7 +416,7 @@ async fn admin_sets_terms_calendars_and_operators_bad_input_is_4xx_r_4_8() {
         );
         let (st, body) = s.get("/v1/admin/calendars/cn", ADMIN).await;
         assert_eq!(st, C::OK);
-        assert_eq!(body["days"].as_array().unwrap().len(), 2);
+        assert_eq!(body["items"].as_array().unwrap().len(), 2);
         let (st, _, _) = s
             .raw(
                 reqwest::Method::DELETE,
@@ -750,9 +750,9 @@ async fn statements_reconciliation_and_tenant_isolation_over_http_r_4_2_r_7_1() 
         // Charges: the partner's own only.
         let (st, body) = s.get("/v1/charges?month=2026-08", &alpha).await;
         assert_eq!(st, StatusCode::OK);
-        assert_eq!(body["charges"].as_array().unwrap().len(), 42);
+        assert_eq!(body["items"].as_array().unwrap().len(), 42);
         let (_, body) = s.get("/v1/charges?month=2026-08", &beta).await;
-        assert_eq!(body["charges"].as_array().unwrap().len(), 0);
+        assert_eq!(body["items"].as_array().unwrap().len(), 0);
         expect_error!(
             s.get("/v1/charges", &alpha).await,
             StatusCode::BAD_REQUEST,
@@ -819,7 +819,7 @@ async fn statements_reconciliation_and_tenant_isolation_over_http_r_4_2_r_7_1() 
             (
                 "csv",
                 "text/csv; charset=utf-8",
-                "\u{feff}Tongdao monthly statement\r\n",
+                "\u{feff}通道月度结算单 Tongdao monthly statement\r\n",
             ),
             ("html", "text/html; charset=utf-8", "<!DOCTYPE html>"),
         ] {
@@ -958,22 +958,24 @@ async fn statements_reconciliation_and_tenant_isolation_over_http_r_4_2_r_7_1() 
             .await;
         assert_eq!(st, StatusCode::CREATED, "{outcome}");
         let case_id = outcome["case_id"].as_i64().expect("a case");
-        assert_eq!(outcome["lines"][0][1]["on_mean"], false);
-        assert_eq!(outcome["lines"][1][1]["on_mean"], true);
-        assert_eq!(outcome["lines"][1][1]["settled_fen"], 2_500);
+        // Issue 14: each line a named object, its operator beside its figures.
+        assert_eq!(outcome["lines"][0]["operator"], "mobile", "{outcome}");
+        assert_eq!(outcome["lines"][0]["on_mean"], false);
+        assert_eq!(outcome["lines"][1]["on_mean"], true);
+        assert_eq!(outcome["lines"][1]["settled_fen"], 2_500);
 
         let (st, cases) = s.get("/v1/discrepancies", &alpha).await;
         assert_eq!(st, StatusCode::OK);
-        assert_eq!(cases["cases"].as_array().unwrap().len(), 1);
+        assert_eq!(cases["items"].as_array().unwrap().len(), 1);
         let (st, case) = s.get(&format!("/v1/discrepancies/{case_id}"), &alpha).await;
         assert_eq!(st, StatusCode::OK);
         assert_eq!(case["status"], "open");
         assert_eq!(
-            case["detail"]["message_differences"][0]["partner_only"][0][0],
+            case["detail"]["message_differences"][0]["partner_only"][0]["message_id"],
             failed
         );
         let (_, cases) = s.get("/v1/discrepancies", &beta).await;
-        assert_eq!(cases["cases"].as_array().unwrap().len(), 0);
+        assert_eq!(cases["items"].as_array().unwrap().len(), 0);
         expect_error!(
             s.get(&format!("/v1/discrepancies/{case_id}"), &beta).await,
             StatusCode::NOT_FOUND,
@@ -1047,7 +1049,7 @@ async fn statements_reconciliation_and_tenant_isolation_over_http_r_4_2_r_7_1() 
         let (st, body) = s.get("/v1/billing/alerts", &beta).await;
         assert_eq!(st, StatusCode::OK);
         assert_eq!(
-            body["alerts"],
+            body["items"],
             json!([]),
             "beta has no obligations, and sees no one else's"
         );
@@ -1239,10 +1241,10 @@ async fn item1_partner_cannot_create_money() {
             .iter()
             .map(|l| {
                 (
-                    l[0].as_str().unwrap().to_string(),
-                    l[1]["service"].as_str().unwrap().to_string(),
-                    l[1]["held"].as_bool().unwrap(),
-                    l[1]["settled_fen"].as_i64().unwrap(),
+                    l["operator"].as_str().unwrap().to_string(),
+                    l["service"].as_str().unwrap().to_string(),
+                    l["held"].as_bool().unwrap(),
+                    l["settled_fen"].as_i64().unwrap(),
                 )
             })
             .collect();
@@ -1265,7 +1267,7 @@ async fn item1_partner_cannot_create_money() {
             .get("/v1/admin/discrepancies?status=held&partner=alpha", ADMIN)
             .await;
         assert_eq!(st, StatusCode::OK);
-        assert_eq!(listed["cases"][0]["id"].as_i64(), Some(case_id));
+        assert_eq!(listed["items"][0]["id"].as_i64(), Some(case_id));
         let decision = format!("/v1/admin/discrepancies/{case_id}/decision");
         expect_error!(
             s.post(
@@ -1660,7 +1662,7 @@ async fn item9_inputs_are_refused_precisely_and_money_inputs_keep_history() {
             (Some(250), Some(true))
         );
         let (_, history) = s.get(bad_debt, ADMIN).await;
-        let reports: Vec<(i64, Value)> = history["reports"]
+        let reports: Vec<(i64, Value)> = history["items"]
             .as_array()
             .unwrap()
             .iter()
@@ -1719,8 +1721,8 @@ async fn item9_inputs_are_refused_precisely_and_money_inputs_keep_history() {
         assert_eq!(st, C::OK, "{change}");
         let adjustments = change["adjustments"].as_array().unwrap();
         assert!(!adjustments.is_empty(), "{change}");
-        assert_eq!(adjustments[0][0], "alpha");
-        let a = &adjustments[0][1];
+        assert_eq!(adjustments[0]["partner"], "alpha");
+        let a = &adjustments[0];
         assert_eq!(a["operator"], "mobile");
         assert_eq!(a["issued_partner_fen"].as_i64(), Some(mobile_share));
         let delta = a["delta_fen"].as_i64().unwrap();

@@ -422,7 +422,7 @@ async fn item8_invisible_characters_are_refused_before_the_outbox() {
         let run = env.wait_run_final(run["id"].as_i64().unwrap()).await;
         assert_eq!(run["queued"], 0, "{run}");
         let (_, body) = env.server.get("/v1/violations", &env.acme).await;
-        let named = body["violations"].as_array().unwrap().iter().any(|v| {
+        let named = body["items"].as_array().unwrap().iter().any(|v| {
             v["rule"] == "control-character" && v["detail"].as_str().unwrap().contains("U+202E")
         });
         assert!(named, "{body}");

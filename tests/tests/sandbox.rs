@@ -309,7 +309,7 @@ async fn item_3_uploads_cannot_grow_the_server_without_bound() {
         assert_eq!(error_code(&body), "version-quota");
         // The refused uploads left nothing behind.
         let (_, list) = server.get("/v1/modules", &c).await;
-        assert_eq!(list["modules"].as_array().unwrap().len(), 6, "{list}");
+        assert_eq!(list["items"].as_array().unwrap().len(), 6, "{list}");
         server.stop().await;
         sim.shutdown();
     }
@@ -344,7 +344,7 @@ async fn item_6_fault_rows_are_bounded() {
             }
         }
         let (_, faults) = server.get("/v1/modules/hostile-trap/faults", &key).await;
-        let samples = faults["faults"].as_array().unwrap();
+        let samples = faults["items"].as_array().unwrap();
         let windows = faults["windows"].as_array().unwrap();
         assert_eq!(samples.len(), 5, "{faults}");
         assert_eq!(windows.len(), 1, "{faults}");

@@ -73,7 +73,7 @@ async fn double_confirmation_happy_path_and_timeout() {
         );
         let subs = env.subscriptions(xz).await;
         assert_eq!(subs[0]["status"], "active");
-        assert!(subs[0]["activated_at"].as_i64().is_some());
+        assert!(subs[0]["activated_at"].as_str().is_some());
 
         // Timeout: a second user confirms too late.
         env.mo("13800000002", &service_number, "星座");
@@ -189,7 +189,7 @@ async fn replies_to_non_subscribers_who_did_not_write_are_refused() {
         assert_eq!(inbox.len(), 1);
         assert!(inbox[0].contains("未能识别"), "{inbox:?}");
         let (_, body) = env.server.get("/v1/violations", &env.acme).await;
-        let rules: Vec<&str> = body["violations"]
+        let rules: Vec<&str> = body["items"]
             .as_array()
             .unwrap()
             .iter()
@@ -198,7 +198,7 @@ async fn replies_to_non_subscribers_who_did_not_write_are_refused() {
         assert!(rules.contains(&"no-subscription"), "{rules:?}");
         let rival = env.server.new_partner("rival").await;
         let (_, body) = env.server.get("/v1/violations", &rival).await;
-        assert_eq!(body["violations"].as_array().unwrap().len(), 0, "R-7.1");
+        assert_eq!(body["items"].as_array().unwrap().len(), 0, "R-7.1");
         env.stop().await;
     }
 }
@@ -249,7 +249,7 @@ async fn policy_evasions_are_caught_and_only_clean_text_is_sent() {
         "signed, nothing else"
     );
     let (_, body) = env.server.get("/v1/violations", &env.acme).await;
-    let policy = body["violations"]
+    let policy = body["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -577,7 +577,7 @@ async fn service_approval_revisions_and_audit() {
             .server
             .get(&format!("/v1/services/{xz}/audit"), &env.acme)
             .await;
-        let actions: Vec<&str> = body["audit"]
+        let actions: Vec<&str> = body["items"]
             .as_array()
             .unwrap()
             .iter()
@@ -743,7 +743,7 @@ async fn reply_outcome(env: &Env, user: &str, number: &str, text: &str) -> Strin
 async fn violations_of(env: &Env, service: i64, rule: &str) -> Vec<String> {
     let (status, body) = env.server.get("/v1/violations", &env.acme).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    body["violations"]
+    body["items"]
         .as_array()
         .unwrap()
         .iter()

@@ -53,7 +53,9 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|k| !k.is_empty())
             .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <key>`"))?;
-        authenticate(state, key).await
+        let caller = authenticate(state, key).await?;
+        super::request_id::record_caller(&caller.actor());
+        Ok(caller)
     }
 }
 

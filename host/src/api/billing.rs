@@ -10,19 +10,23 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Admin, PartnerContext};
-use super::extract::{Json, NoParams, PartnerParam, Path, Query};
+use super::extract::{Json, PartnerParam, Path, Query};
+use super::page::{Order, Page, PageQuery, PartnerPageQuery};
 use super::{ApiError, AppState, Routes};
 use crate::billing::agreement::{self, AgreementInput, AgreementStatus};
 use crate::billing::calendar::{self, DayKind, Month};
+use crate::billing::charges::ChargeEvent;
 use crate::billing::terms::{
     self, AgreementTerms, DEFAULT_CALENDAR, OperatorBilling, OperatorTerms,
 };
 use crate::billing::{BillingError, charges};
 use crate::partners;
-use crate::settlement::cases::{self, DecisionInput};
+use crate::settlement::cases::{self, Case, DecisionInput};
 use crate::settlement::issue;
+use crate::settlement::obligations::Alert;
 use crate::settlement::obligations::{self, BreachInput, PaymentInput, TerminationInput};
 use crate::settlement::reconcile::{self, FiguresInput};
 use crate::settlement::render::{self, Format};
@@ -123,7 +127,17 @@ async fn partner_id(state: &AppState, name: &str) -> Result<i64, ApiError> {
 
 // ---- the partner's side ----
 
-async fn my_agreement(
+#[utoipa::path(
+    get,
+    path = "/v1/agreement",
+    tag = "billing",
+    params(PartnerParam),
+    responses(
+        (status = 200, description = "The agreement, its terms by month and breach notices", body = serde_json::Value),
+        (status = 400, description = "`partner-required`"),
+    ),
+)]
+pub(super) async fn my_agreement(
     ctx: PartnerContext,
     State(state): State<AppState>,
     _: Query<PartnerParam>,
@@ -140,35 +154,75 @@ async fn my_agreement(
     })))
 }
 
-#[derive(Deserialize)]
+/// `?month=YYYY-MM&partner=&limit=&after=`.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct MonthQuery {
+#[into_params(parameter_in = Query)]
+pub(super) struct ChargeQuery {
+    /// The billing month, `YYYY-MM`.
     month: String,
+    /// The admin names the partner.
     #[serde(rename = "partner")]
     _partner: Option<String>,
+    /// Items per page, 1-500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u32>,
+    /// The `next` cursor of the previous page.
+    after: Option<String>,
 }
 
-async fn my_charges(
+#[utoipa::path(
+    get,
+    path = "/v1/charges",
+    tag = "billing",
+    params(ChargeQuery),
+    responses(
+        (status = 200, description = "A page of charge events of the month, in order", body = Page<serde_json::Value>),
+        (status = 400, description = "`invalid-month`, `partner-required`"),
+    ),
+)]
+pub(super) async fn my_charges(
     ctx: PartnerContext,
     State(state): State<AppState>,
-    query: Query<MonthQuery>,
-) -> Result<Json<Value>, ApiError> {
+    query: Query<ChargeQuery>,
+) -> Result<Json<Page<ChargeEvent>>, ApiError> {
     let Query(q) = query;
     let m = month(&q.month)?;
-    let events = charges::list(&state.store, ctx.partner.id, m).await?;
-    Ok(Json(json!({ "month": m, "charges": events })))
+    let page = PageQuery::new(q.limit, q.after);
+    let after = page.after::<i64>()?.unwrap_or(0);
+    let events = charges::page(&state.store, ctx.partner.id, m, after, page.fetch()?).await?;
+    Ok(Json(Page::from_rows(events, &page, |e| e.id)?))
 }
 
-#[derive(Deserialize)]
+/// `?format=json|csv|html&partner=`.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct StatementQuery {
+#[into_params(parameter_in = Query)]
+pub(super) struct StatementQuery {
+    /// `json` (default), `csv` or `html`.
     format: Option<String>,
+    /// The admin names the partner.
     #[serde(rename = "partner")]
     _partner: Option<String>,
 }
 
 /// `GET /v1/statements/{month}?format=json|csv|html`.
-async fn my_statement(
+#[utoipa::path(
+    get,
+    path = "/v1/statements/{month}",
+    tag = "billing",
+    params(("month" = String, Path, description = "`YYYY-MM`"), StatementQuery),
+    responses(
+        (status = 200, description = "The statement (JSON, CSV or HTML by `format`)", content(
+            (serde_json::Value = "application/json"),
+            (String = "text/csv"),
+            (String = "text/html"),
+        )),
+        (status = 400, description = "`invalid-month`, `invalid-format`, `partner-required`"),
+        (status = 409, description = "`no-terms`, `month-open`"),
+    ),
+)]
+pub(super) async fn my_statement(
     ctx: PartnerContext,
     State(state): State<AppState>,
     Path(m): Path<String>,
@@ -199,7 +253,20 @@ async fn my_statement(
 }
 
 /// `POST /v1/statements/{month}/figures`: the partner's own figures.
-async fn upload_figures(
+#[utoipa::path(
+    post,
+    path = "/v1/statements/{month}/figures",
+    tag = "billing",
+    params(("month" = String, Path, description = "`YYYY-MM`"), ("partner" = Option<String>, Query, description = "The admin names the partner")),
+    request_body = FiguresInput,
+    responses(
+        (status = 201, description = "What the comparison found", body = serde_json::Value),
+        (status = 400, description = "`invalid-month`, `invalid-input`, `partner-required`"),
+        (status = 409, description = "`no-terms`, `month-open`, `statement-issued`"),
+        (status = 422, description = "`amount-out-of-range`"),
+    ),
+)]
+pub(super) async fn upload_figures(
     ctx: PartnerContext,
     State(state): State<AppState>,
     Path(m): Path<String>,
@@ -219,16 +286,41 @@ async fn upload_figures(
     Ok((StatusCode::CREATED, Json(json!(outcome))))
 }
 
-async fn my_cases(
+#[utoipa::path(
+    get,
+    path = "/v1/discrepancies",
+    tag = "billing",
+    params(PartnerPageQuery),
+    responses(
+        (status = 200, description = "A page of discrepancy cases, newest first", body = Page<serde_json::Value>),
+        (status = 400, description = "`partner-required`"),
+    ),
+)]
+pub(super) async fn my_cases(
     ctx: PartnerContext,
     State(state): State<AppState>,
-    _: Query<PartnerParam>,
-) -> Result<Json<Value>, ApiError> {
+    Query(query): Query<PartnerPageQuery>,
+) -> Result<Json<Page<Case>>, ApiError> {
     let cases = cases::cases(&state.store, ctx.partner.id).await?;
-    Ok(Json(json!({ "cases": cases })))
+    Ok(Json(Page::from_sorted(
+        cases,
+        &query.page(),
+        Order::Descending,
+        |c| c.id,
+    )?))
 }
 
-async fn my_case(
+#[utoipa::path(
+    get,
+    path = "/v1/discrepancies/{id}",
+    tag = "billing",
+    params(("id" = String, Path, description = "The id"), PartnerParam),
+    responses(
+        (status = 200, description = "The case", body = serde_json::Value),
+        (status = 400, description = "`invalid-id`, `partner-required`"),
+    ),
+)]
+pub(super) async fn my_case(
     ctx: PartnerContext,
     State(state): State<AppState>,
     Path(case): Path<String>,
@@ -243,18 +335,45 @@ async fn my_case(
     }
 }
 
-async fn my_alerts(
+#[utoipa::path(
+    get,
+    path = "/v1/billing/alerts",
+    tag = "billing",
+    params(PartnerPageQuery),
+    responses(
+        (status = 200, description = "A page of billing alerts, newest first", body = Page<serde_json::Value>),
+        (status = 400, description = "`partner-required`"),
+    ),
+)]
+pub(super) async fn my_alerts(
     ctx: PartnerContext,
     State(state): State<AppState>,
-    _: Query<PartnerParam>,
-) -> Result<Json<Value>, ApiError> {
+    Query(query): Query<PartnerPageQuery>,
+) -> Result<Json<Page<Alert>>, ApiError> {
     let alerts = obligations::alerts(&state.store, Some(ctx.partner.id)).await?;
-    Ok(Json(json!({ "alerts": alerts })))
+    Ok(Json(Page::from_sorted(
+        alerts,
+        &query.page(),
+        Order::Descending,
+        |a| a.id,
+    )?))
 }
 
 // ---- the admin's side ----
 
-async fn set_agreement(
+#[utoipa::path(
+    put,
+    path = "/v1/admin/partners/{name}/agreement",
+    tag = "billing",
+    params(("name" = String, Path, description = "The partner's login name")),
+    request_body = AgreementInput,
+    responses(
+        (status = 200, description = "The agreement", body = serde_json::Value),
+        (status = 400, description = "`invalid-input`"),
+        (status = 409, description = "the agreement's state refuses it"),
+    ),
+)]
+pub(super) async fn set_agreement(
     _: Admin,
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -266,13 +385,26 @@ async fn set_agreement(
     Ok(Json(json!(a)))
 }
 
-#[derive(Deserialize)]
+/// The agreement's new status.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct StatusInput {
+#[schema(example = json!({"status": "suspended"}))]
+pub(super) struct StatusInput {
     status: AgreementStatus,
 }
 
-async fn set_status(
+#[utoipa::path(
+    post,
+    path = "/v1/admin/partners/{name}/agreement/status",
+    tag = "billing",
+    params(("name" = String, Path, description = "The partner's login name")),
+    request_body = StatusInput,
+    responses(
+        (status = 200, description = "The agreement", body = serde_json::Value),
+        (status = 409, description = "`no-agreement` and state conflicts"),
+    ),
+)]
+pub(super) async fn set_status(
     _: Admin,
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -285,7 +417,19 @@ async fn set_status(
     )))
 }
 
-async fn add_terms(
+#[utoipa::path(
+    post,
+    path = "/v1/admin/partners/{name}/terms",
+    tag = "billing",
+    params(("name" = String, Path, description = "The partner's login name")),
+    request_body = AgreementTerms,
+    responses(
+        (status = 201, description = "The terms as stored", body = serde_json::Value),
+        (status = 400, description = "`invalid-input`"),
+        (status = 409, description = "`no-agreement`, terms of an issued month"),
+    ),
+)]
+pub(super) async fn add_terms(
     _: Admin,
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -298,7 +442,19 @@ async fn add_terms(
     Ok((StatusCode::CREATED, Json(json!(t))))
 }
 
-async fn add_operator_terms(
+#[utoipa::path(
+    post,
+    path = "/v1/admin/partners/{name}/operator-terms",
+    tag = "billing",
+    params(("name" = String, Path, description = "The partner's login name")),
+    request_body = OperatorTerms,
+    responses(
+        (status = 201, description = "The terms as stored", body = serde_json::Value),
+        (status = 400, description = "`invalid-input`"),
+        (status = 409, description = "`no-agreement`"),
+    ),
+)]
+pub(super) async fn add_operator_terms(
     _: Admin,
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -311,15 +467,28 @@ async fn add_operator_terms(
     Ok((StatusCode::CREATED, Json(json!(t))))
 }
 
-#[derive(Deserialize)]
+/// The operator's imbalance fee range and working calendar.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct OperatorBillingInput {
+#[schema(example = json!({"imbalance_min_fen": 1, "imbalance_max_fen": 5, "calendar": "cn"}))]
+pub(super) struct OperatorBillingInput {
     imbalance_min_fen: i64,
     imbalance_max_fen: i64,
     calendar: Option<String>,
 }
 
-async fn operator_billing(
+#[utoipa::path(
+    put,
+    path = "/v1/admin/operators/{operator}/billing",
+    tag = "billing",
+    params(("operator" = String, Path, description = "An operator of `[relay]` (e.g. `mobile`)")),
+    request_body = OperatorBillingInput,
+    responses(
+        (status = 200, description = "The operator's billing settings", body = serde_json::Value),
+        (status = 400, description = "`invalid-input`"),
+    ),
+)]
+pub(super) async fn operator_billing(
     _: Admin,
     State(state): State<AppState>,
     Path(operator): Path<String>,
@@ -336,9 +505,11 @@ async fn operator_billing(
     Ok(Json(json!(o)))
 }
 
-#[derive(Deserialize)]
+/// A month's bad-debt ratio in basis points.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BadDebtInput {
+#[schema(example = json!({"ratio_bp": 250}))]
+pub(super) struct BadDebtInput {
     ratio_bp: i64,
     /// Required to change a ratio already reported.
     #[serde(default)]
@@ -347,7 +518,20 @@ struct BadDebtInput {
 
 /// Report (or correct, with a reason) a month's bad-debt ratio; issued statements
 /// of the month get adjustments instead of being rewritten.
-async fn bad_debt(
+#[utoipa::path(
+    put,
+    path = "/v1/admin/operators/{operator}/bad-debt/{month}",
+    tag = "billing",
+    params(("operator" = String, Path, description = "An operator of `[relay]` (e.g. `mobile`)"), ("month" = String, Path, description = "`YYYY-MM`")),
+    request_body = BadDebtInput,
+    responses(
+        (status = 200, description = "The report and the adjustments it opened", body = serde_json::Value),
+        (status = 400, description = "`invalid-month`, `invalid-input`"),
+        (status = 409, description = "a change without a reason"),
+        (status = 422, description = "`amount-out-of-range`"),
+    ),
+)]
+pub(super) async fn bad_debt(
     caller: Admin,
     State(state): State<AppState>,
     Path((operator, m)): Path<(String, String)>,
@@ -370,28 +554,56 @@ async fn bad_debt(
 }
 
 /// Every report of a month's bad-debt ratio, oldest first (the last is in force).
-async fn bad_debt_history(
+#[utoipa::path(
+    get,
+    path = "/v1/admin/operators/{operator}/bad-debt/{month}",
+    tag = "billing",
+    params(("operator" = String, Path, description = "An operator of `[relay]` (e.g. `mobile`)"), ("month" = String, Path, description = "`YYYY-MM`"), PageQuery),
+    responses(
+        (status = 200, description = "A page of reports, oldest first (the last is in force)", body = Page<serde_json::Value>),
+        (status = 400, description = "`invalid-month`"),
+    ),
+)]
+pub(super) async fn bad_debt_history(
     _: Admin,
     State(state): State<AppState>,
     Path((operator, m)): Path<(String, String)>,
-    _: Query<NoParams>,
-) -> Result<Json<Value>, ApiError> {
+    Query(page): Query<PageQuery>,
+) -> Result<Json<Page<terms::BadDebtReport>>, ApiError> {
     let m = month(&m)?;
+    page.check()?;
     terms::require_operator(&state.store, state.relay.routes(), &operator).await?;
     let history = terms::bad_debt_history(&state.store, &operator, m).await?;
-    Ok(Json(
-        json!({ "operator": operator, "month": m, "reports": history }),
-    ))
+    Ok(Json(Page::from_sorted(
+        history,
+        &page,
+        Order::Ascending,
+        |r| r.id,
+    )?))
 }
 
-#[derive(Deserialize)]
+/// The operator's settlement money for a month arrived.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct OperatorPaymentInput {
+#[schema(example = json!({"month": "2026-08", "received_on": "2026-10-20"}))]
+pub(super) struct OperatorPaymentInput {
     month: String,
     received_on: String,
 }
 
-async fn operator_payment(
+#[utoipa::path(
+    post,
+    path = "/v1/admin/operators/{operator}/payments",
+    tag = "billing",
+    params(("operator" = String, Path, description = "An operator of `[relay]` (e.g. `mobile`)")),
+    request_body = OperatorPaymentInput,
+    responses(
+        (status = 200, description = "Recorded", body = serde_json::Value),
+        (status = 400, description = "`invalid-month`, `invalid-input`"),
+        (status = 409, description = "state conflicts"),
+    ),
+)]
+pub(super) async fn operator_payment(
     _: Admin,
     State(state): State<AppState>,
     Path(operator): Path<String>,
@@ -412,25 +624,54 @@ async fn operator_payment(
     ))
 }
 
-async fn calendar_days(
+#[utoipa::path(
+    get,
+    path = "/v1/admin/calendars/{calendar}",
+    tag = "billing",
+    params(("calendar" = String, Path, description = "A calendar name (e.g. `cn`)"), PageQuery),
+    responses(
+        (status = 200, description = "A page of listed days, by date", body = Page<serde_json::Value>),
+        (status = 400, description = "`invalid-input`"),
+    ),
+)]
+pub(super) async fn calendar_days(
     _: Admin,
     State(state): State<AppState>,
     Path(name): Path<String>,
-    _: Query<NoParams>,
-) -> Result<Json<Value>, ApiError> {
+    Query(page): Query<PageQuery>,
+) -> Result<Json<Page<calendar::CalendarDay>>, ApiError> {
+    page.check()?;
     let days = calendar::list_days(&state.store, &name).await?;
-    Ok(Json(json!({ "calendar": name, "days": days })))
+    Ok(Json(Page::from_sorted(
+        days,
+        &page,
+        Order::Ascending,
+        |d| d.day.clone(),
+    )?))
 }
 
-#[derive(Deserialize)]
+/// A holiday or a make-up working day.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DayInput {
+#[schema(example = json!({"kind": "holiday", "note": "国庆节 National Day"}))]
+pub(super) struct DayInput {
     kind: DayKind,
     #[serde(default)]
     note: String,
 }
 
-async fn set_day(
+#[utoipa::path(
+    put,
+    path = "/v1/admin/calendars/{calendar}/days/{day}",
+    tag = "billing",
+    params(("calendar" = String, Path, description = "A calendar name (e.g. `cn`)"), ("day" = String, Path, description = "`YYYY-MM-DD`")),
+    request_body = DayInput,
+    responses(
+        (status = 200, description = "The day as listed", body = serde_json::Value),
+        (status = 400, description = "`invalid-input`"),
+    ),
+)]
+pub(super) async fn set_day(
     _: Admin,
     State(state): State<AppState>,
     Path((name, day)): Path<(String, String)>,
@@ -443,7 +684,17 @@ async fn set_day(
     ))
 }
 
-async fn remove_day(
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/calendars/{calendar}/days/{day}",
+    tag = "billing",
+    params(("calendar" = String, Path, description = "A calendar name (e.g. `cn`)"), ("day" = String, Path, description = "`YYYY-MM-DD`")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "`invalid-input`"),
+    ),
+)]
+pub(super) async fn remove_day(
     _: Admin,
     State(state): State<AppState>,
     Path((name, day)): Path<(String, String)>,
@@ -457,7 +708,19 @@ async fn remove_day(
     }
 }
 
-async fn partner_payment(
+#[utoipa::path(
+    post,
+    path = "/v1/admin/partners/{name}/payments",
+    tag = "billing",
+    params(("name" = String, Path, description = "The partner's login name")),
+    request_body = PaymentInput,
+    responses(
+        (status = 201, description = "Recorded", body = serde_json::Value),
+        (status = 400, description = "`invalid-input`, `invalid-month`"),
+        (status = 409, description = "state conflicts (e.g. overpaid)"),
+    ),
+)]
+pub(super) async fn partner_payment(
     _: Admin,
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -470,7 +733,19 @@ async fn partner_payment(
     Ok((StatusCode::CREATED, Json(json!({ "id": id }))))
 }
 
-async fn breach_notice(
+#[utoipa::path(
+    post,
+    path = "/v1/admin/partners/{name}/breach-notices",
+    tag = "billing",
+    params(("name" = String, Path, description = "The partner's login name")),
+    request_body = BreachInput,
+    responses(
+        (status = 201, description = "The notice with its remedy deadline", body = serde_json::Value),
+        (status = 400, description = "`invalid-input`"),
+        (status = 409, description = "state conflicts"),
+    ),
+)]
+pub(super) async fn breach_notice(
     _: Admin,
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -482,13 +757,27 @@ async fn breach_notice(
     Ok((StatusCode::CREATED, Json(json!(n))))
 }
 
-#[derive(Deserialize)]
+/// The day the breach was remedied.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RemedyInput {
+#[schema(example = json!({"remedied_on": "2026-10-05"}))]
+pub(super) struct RemedyInput {
     remedied_on: String,
 }
 
-async fn remedy(
+#[utoipa::path(
+    post,
+    path = "/v1/admin/partners/{name}/breach-notices/{id}/remedy",
+    tag = "billing",
+    params(("name" = String, Path, description = "The partner's login name"), ("id" = String, Path, description = "The id")),
+    request_body = RemedyInput,
+    responses(
+        (status = 200, description = "The notice, remedied", body = serde_json::Value),
+        (status = 400, description = "`invalid-id`, `invalid-input`"),
+        (status = 409, description = "state conflicts"),
+    ),
+)]
+pub(super) async fn remedy(
     _: Admin,
     State(state): State<AppState>,
     Path((name, notice)): Path<(String, String)>,
@@ -502,7 +791,19 @@ async fn remedy(
     )))
 }
 
-async fn terminate(
+#[utoipa::path(
+    post,
+    path = "/v1/admin/partners/{name}/termination",
+    tag = "billing",
+    params(("name" = String, Path, description = "The partner's login name")),
+    request_body = TerminationInput,
+    responses(
+        (status = 200, description = "The agreement, terminating", body = serde_json::Value),
+        (status = 400, description = "`invalid-input`"),
+        (status = 409, description = "state conflicts"),
+    ),
+)]
+pub(super) async fn terminate(
     _: Admin,
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -515,13 +816,27 @@ async fn terminate(
     )))
 }
 
-#[derive(Deserialize)]
+/// How the case was resolved.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ResolutionInput {
+#[schema(example = json!({"resolution": "partner agreed to the platform's figures"}))]
+pub(super) struct ResolutionInput {
     resolution: String,
 }
 
-async fn resolve(
+#[utoipa::path(
+    post,
+    path = "/v1/admin/discrepancies/{id}/resolution",
+    tag = "billing",
+    params(("id" = String, Path, description = "The id")),
+    request_body = ResolutionInput,
+    responses(
+        (status = 200, description = "The case, resolved", body = serde_json::Value),
+        (status = 400, description = "`invalid-id`, `invalid-input`"),
+        (status = 409, description = "resolved already, or lines still held"),
+    ),
+)]
+pub(super) async fn resolve(
     caller: Admin,
     State(state): State<AppState>,
     Path(case): Path<String>,
@@ -535,20 +850,39 @@ async fn resolve(
     )))
 }
 
-#[derive(Deserialize)]
+/// `?partner=&status=held|open|resolved&limit=&after=`.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct CaseQuery {
+#[into_params(parameter_in = Query)]
+pub(super) struct CaseQuery {
+    /// One partner's cases.
     partner: Option<String>,
+    /// `held`, `open` or `resolved`.
     status: Option<String>,
+    /// Items per page, 1-500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u32>,
+    /// The `next` cursor of the previous page.
+    after: Option<String>,
 }
 
 /// Every discrepancy case (`?partner=`, `?status=held|open|resolved`): the held
 /// ones wait for the admin's decision.
-async fn all_cases(
+#[utoipa::path(
+    get,
+    path = "/v1/admin/discrepancies",
+    tag = "billing",
+    params(CaseQuery),
+    responses(
+        (status = 200, description = "A page of cases, newest first", body = Page<serde_json::Value>),
+        (status = 400, description = "`invalid-query` (status)"),
+    ),
+)]
+pub(super) async fn all_cases(
     _: Admin,
     State(state): State<AppState>,
     Query(q): Query<CaseQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Page<Case>>, ApiError> {
     let pid = match q.partner {
         Some(name) => Some(partner_id(&state, &name).await?),
         None => None,
@@ -561,12 +895,31 @@ async fn all_cases(
             format!("status `{s}` is not held, open or resolved"),
         ));
     }
+    let page = PageQuery::new(q.limit, q.after.clone());
+    page.check()?;
     let cases = cases::all_cases(&state.store, pid, q.status.as_deref()).await?;
-    Ok(Json(json!({ "cases": cases })))
+    Ok(Json(Page::from_sorted(
+        cases,
+        &page,
+        Order::Descending,
+        |c| c.id,
+    )?))
 }
 
 /// Decide the held lines of a case: the platform's figure or the mean.
-async fn decide(
+#[utoipa::path(
+    post,
+    path = "/v1/admin/discrepancies/{id}/decision",
+    tag = "billing",
+    params(("id" = String, Path, description = "The id")),
+    request_body = DecisionInput,
+    responses(
+        (status = 200, description = "The case after the decision", body = serde_json::Value),
+        (status = 400, description = "`invalid-id`, `invalid-input`"),
+        (status = 409, description = "nothing held, or decided already"),
+    ),
+)]
+pub(super) async fn decide(
     _: Admin,
     State(state): State<AppState>,
     Path(case): Path<String>,
@@ -579,7 +932,19 @@ async fn decide(
 }
 
 /// Issue a partner's statement for a closed month: its figures are frozen.
-async fn issue_statement(
+#[utoipa::path(
+    post,
+    path = "/v1/admin/partners/{name}/statements/{month}/issue",
+    tag = "billing",
+    params(("name" = String, Path, description = "The partner's login name"), ("month" = String, Path, description = "`YYYY-MM`")),
+    responses(
+        (status = 201, description = "The issued statement", body = serde_json::Value),
+        (status = 400, description = "`invalid-month`"),
+        (status = 409, description = "`month-open`, `statement-issued`, `no-terms`"),
+        (status = 422, description = "`amount-out-of-range`"),
+    ),
+)]
+pub(super) async fn issue_statement(
     _: Admin,
     State(state): State<AppState>,
     Path((name, m)): Path<(String, String)>,
@@ -590,36 +955,57 @@ async fn issue_statement(
     Ok((StatusCode::CREATED, Json(json!(s))))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AlertQuery {
-    partner: Option<String>,
-}
-
-async fn all_alerts(
+#[utoipa::path(
+    get,
+    path = "/v1/admin/billing/alerts",
+    tag = "billing",
+    params(PartnerPageQuery),
+    responses(
+        (status = 200, description = "A page of alerts, newest first", body = Page<serde_json::Value>),
+    ),
+)]
+pub(super) async fn all_alerts(
     _: Admin,
     State(state): State<AppState>,
-    query: Query<AlertQuery>,
-) -> Result<Json<Value>, ApiError> {
+    query: Query<PartnerPageQuery>,
+) -> Result<Json<Page<Alert>>, ApiError> {
     let Query(q) = query;
+    let page = q.page();
     let pid = match q.partner {
         Some(name) => Some(partner_id(&state, &name).await?),
         None => None,
     };
-    Ok(Json(
-        json!({ "alerts": obligations::alerts(&state.store, pid).await? }),
-    ))
+    let alerts = obligations::alerts(&state.store, pid).await?;
+    Ok(Json(Page::from_sorted(
+        alerts,
+        &page,
+        Order::Descending,
+        |a| a.id,
+    )?))
 }
 
-#[derive(Deserialize)]
+/// `?scan=incremental|full`.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct PassQuery {
+#[into_params(parameter_in = Query)]
+pub(super) struct PassQuery {
+    /// `incremental` (default: recent MTs) or `full` (every delivered MT).
     scan: Option<String>,
 }
 
 /// Run a charge pass now (the background task runs one every few seconds);
 /// `?scan=full` looks at every delivered MT, not only the recent ones.
-async fn charge_pass(
+#[utoipa::path(
+    post,
+    path = "/v1/admin/billing/charge-pass",
+    tag = "billing",
+    params(PassQuery),
+    responses(
+        (status = 200, description = "What the pass charged", body = serde_json::Value),
+        (status = 400, description = "`invalid-scan`"),
+    ),
+)]
+pub(super) async fn charge_pass(
     _: Admin,
     State(state): State<AppState>,
     query: Query<PassQuery>,

@@ -165,14 +165,16 @@ where
 
 /// The query of a route with no parameters of its own: only the admin's
 /// `?partner=NAME` (a partner may name itself). Anything else is refused.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PartnerParam {
+    /// The admin's choice of partner (a partner key may name only itself).
     pub partner: Option<String>,
 }
 
-/// The query of an admin route that takes no parameters: any is refused.
-#[derive(Debug, Default, Deserialize)]
+/// The query of a route that takes no parameters: any is refused.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct NoParams {}
 

@@ -1,10 +1,13 @@
-//! `Idempotency-Key` on the POST routes that create or send (issue 10 item 3), as
-//! Stripe and Twilio do it: a client that retries a request it never saw answered
-//! sends the same key, and the platform does the work once.
+//! `Idempotency-Key` on every `POST` (issue 10 item 3, issue 14 item 1), as Stripe
+//! and Twilio do it: a client that retries a request it never saw answered sends
+//! the same key, and the platform does the work once. One middleware over the
+//! whole API ([`layer`]), so no route can forget it; a module upload is the one
+//! `POST` it leaves alone (the same bytes again already answer the same version).
 //!
 //! - The first request with a key claims it (`idempotency_keys`, one row per caller
 //!   and key) and runs; its answer is stored with a fingerprint of the request
-//!   (method, path and the parsed body, so whitespace and key order do not matter).
+//!   (method, path with query, and the body with its JSON keys sorted, so
+//!   whitespace and key order do not matter).
 //! - The same key with the same request again answers the stored response, with
 //!   `Idempotent-Replayed: true`; nothing is done twice.
 //! - The same key with a different request: 422 `idempotency-key-reused`.
@@ -13,14 +16,13 @@
 //! - Answers that may change on a retry (409 conflicts, 429 limits, 5xx) are not
 //!   stored: the key is released. Keys are kept 24 hours.
 
-use std::future::Future;
-
 use axum::Json;
-use axum::extract::FromRequestParts;
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -33,90 +35,130 @@ const KEEP_MS: i64 = 24 * 3600 * 1000;
 /// A claim older than this without an answer belongs to a request that died.
 const ABANDONED_MS: i64 = 60 * 1000;
 
+/// Requests with a key are buffered up to this many bytes (the JSON limit is
+/// smaller; module uploads, the only larger bodies, are not covered).
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// The one route whose POST is not covered: a module upload is idempotent by its
+/// bytes already (the same bytes again answer the same version).
+const NOT_COVERED: &[&str] = &["/v1/modules"];
+
 /// The request's `Idempotency-Key` header, if any: 1-255 visible ASCII characters.
-#[derive(Debug, Clone)]
-pub struct IdempotencyKey(pub Option<String>);
+fn key_of(parts: &Parts) -> Result<Option<String>, ApiError> {
+    let Some(value) = parts.headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid-idempotency-key",
+                "Idempotency-Key must be 1-255 visible ASCII characters (e.g. a UUID)",
+            )
+        })?;
+    Ok(Some(key.to_string()))
+}
 
-impl FromRequestParts<AppState> for IdempotencyKey {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
-        let Some(value) = parts.headers.get("idempotency-key") else {
-            return Ok(Self(None));
-        };
-        let key = value
-            .to_str()
-            .ok()
-            .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid-idempotency-key",
-                    "Idempotency-Key must be 1-255 visible ASCII characters (e.g. a UUID)",
-                )
-            })?;
-        Ok(Self(Some(key.to_string())))
+/// JSON with its object keys sorted, so key order and whitespace do not change a
+/// fingerprint; any other body as it is.
+fn canonical(body: &[u8]) -> Vec<u8> {
+    fn sort(v: Value) -> Value {
+        match v {
+            Value::Object(map) => {
+                let sorted: std::collections::BTreeMap<String, Value> =
+                    map.into_iter().map(|(k, v)| (k, sort(v))).collect();
+                Value::Object(sorted.into_iter().collect())
+            }
+            Value::Array(items) => Value::Array(items.into_iter().map(sort).collect()),
+            other => other,
+        }
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) => serde_json::to_vec(&sort(v)).unwrap_or_default(),
+        Err(_) => body.to_vec(),
     }
 }
 
-/// Run `work` once per caller and key: the first time it runs and its answer is
-/// kept; a repeat of the same request gets that answer; see the module docs.
-pub async fn once<F, Fut>(
+/// The middleware over every `POST` (but a module upload): without the header it
+/// does nothing; with one it does the request once per caller and key, see the
+/// module docs.
+pub async fn layer(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if request.method() != Method::POST || NOT_COVERED.contains(&request.uri().path()) {
+        return next.run(request).await;
+    }
+    let (mut parts, body) = request.into_parts();
+    let key = match key_of(&parts) {
+        Ok(Some(key)) => key,
+        Ok(None) => return next.run(Request::from_parts(parts, body)).await,
+        Err(e) => return e.into_response(),
+    };
+    let caller = match Caller::from_request_parts(&mut parts, &state).await {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response(),
+    };
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            "the request body is too large",
+        )
+        .into_response();
+    };
+    match once(&state, &caller, &key, &parts, &bytes, next).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn once(
     state: &AppState,
     caller: &Caller,
-    key: &IdempotencyKey,
-    route: &str,
-    request: &impl Serialize,
-    work: F,
-) -> Result<Response, ApiError>
-where
-    F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<(StatusCode, Value), ApiError>>,
-{
-    let Some(key) = &key.0 else {
-        return work()
-            .await
-            .map(|(status, body)| (status, Json(body)).into_response());
-    };
+    key: &str,
+    parts: &Parts,
+    bytes: &axum::body::Bytes,
+    next: Next,
+) -> Result<Response, ApiError> {
     let scope = caller.actor();
-    let body = serde_json::to_string(request).unwrap_or_default();
-    let fingerprint = hex::encode(Sha256::digest(format!("{route}\n{body}").as_bytes()));
+    let mut hasher = Sha256::new();
+    hasher.update(format!("{} {}\n", parts.method, parts.uri).as_bytes());
+    hasher.update(canonical(bytes));
+    let fingerprint = hex::encode(hasher.finalize());
     if let Some(replay) = claim(state, &scope, key, &fingerprint).await? {
         return Ok(replay);
     }
-    let result = work().await;
-    let keep = match &result {
-        Ok((status, body)) => Some((*status, body.clone())),
-        Err(e)
-            if e.status.is_client_error()
-                && e.status != StatusCode::CONFLICT
-                && e.status != StatusCode::TOO_MANY_REQUESTS =>
-        {
-            Some((e.status, error_body(e)))
-        }
-        Err(_) => None,
-    };
-    let stored = match keep {
-        Some((status, body)) => sqlx::query(
+    let request = Request::from_parts(parts.clone(), Body::from(bytes.clone()));
+    let response = next.run(request).await;
+    let status = response.status();
+    let (head, body) = response.into_parts();
+    let body = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .unwrap_or_default();
+    // Answers that may change on a retry are not kept: the key is released.
+    let keep = !(status == StatusCode::CONFLICT
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status.is_server_error())
+        && serde_json::from_slice::<Value>(&body).is_ok();
+    let stored = if keep {
+        sqlx::query(
             "UPDATE idempotency_keys SET status_code = $1, response = $2 WHERE scope = $3 AND key = $4",
         )
         .bind(i64::from(status.as_u16()))
-        .bind(body.to_string())
+        .bind(String::from_utf8_lossy(&body).into_owned())
         .bind(&scope)
         .bind(key)
         .execute(state.store.pool())
-        .await,
-        None => sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2")
+        .await
+    } else {
+        sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2")
             .bind(&scope)
             .bind(key)
             .execute(state.store.pool())
-            .await,
+            .await
     };
     stored.map_err(StoreError::from)?;
-    result.map(|(status, body)| (status, Json(body)).into_response())
-}
-
-fn error_body(e: &ApiError) -> Value {
-    serde_json::json!({ "error": { "code": e.code, "message": e.message } })
+    Ok(Response::from_parts(head, Body::from(body)))
 }
 
 /// Claim the key for this request; `Some` is the answer to give instead of running.
@@ -190,6 +232,7 @@ async fn claim(
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::OK);
     let body: Value = serde_json::from_str(&response).unwrap_or(Value::Null);
+    // The stored bytes were JSON when kept (see `once`).
     let mut answer = (status, Json(body)).into_response();
     answer
         .headers_mut()

@@ -5,13 +5,15 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use super::auth::PartnerContext;
 use super::extract::{Json, OptionalJson, PartnerParam, Path, Query};
+use super::page::{Order, Page, PageQuery, PartnerPageQuery};
 use super::{ApiError, AppState, Routes};
-use crate::modules::RegistryError;
+use crate::modules::{Fault, FaultWindow, ModuleInfo, RegistryError};
 use crate::runtime::BulletinRequest;
 
 pub(super) fn router() -> Routes {
@@ -24,7 +26,25 @@ pub(super) fn router() -> Routes {
         .route("/v1/modules/{name}/bulletin", post(bulletin))
 }
 
-async fn upload(
+/// `POST /v1/modules`: upload a component (`Content-Type: application/wasm`).
+#[utoipa::path(
+    post,
+    path = "/v1/modules",
+    tag = "modules",
+    params(("partner" = Option<String>, Query, description = "The admin names the partner")),
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component's bytes"),
+    responses(
+        (status = 201, description = "A new version", body = serde_json::Value),
+        (status = 200, description = "The same bytes again: the same version", body = serde_json::Value),
+        (status = 400, description = "`empty-body`, `partner-required`", body = super::openapi::ErrorBody),
+        (status = 409, description = "`version-quota`, `storage-quota`", body = super::openapi::ErrorBody),
+        (status = 413, description = "`body-too-large`", body = super::openapi::ErrorBody),
+        (status = 415, description = "`unsupported-media-type`: send `application/wasm`", body = super::openapi::ErrorBody),
+        (status = 422, description = "rejected: `not-wasm`, `core-module`, `invalid-component`, `unsupported-import`, `unsupported-version`, `wrong-world`, `describe-failed`, `bad-description`", body = super::openapi::ErrorBody),
+        (status = 429, description = "`upload-rate-limit`", body = super::openapi::ErrorBody),
+    ),
+)]
+pub(super) async fn upload(
     ctx: PartnerContext,
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -79,17 +99,44 @@ async fn upload(
     Ok((status, Json(json!(uploaded))))
 }
 
-async fn list(
+/// `GET /v1/modules`: the partner's modules by name, with versions and fault counts.
+#[utoipa::path(
+    get,
+    path = "/v1/modules",
+    tag = "modules",
+    params(PartnerPageQuery),
+    responses(
+        (status = 200, description = "A page of modules, by name", body = Page<serde_json::Value>),
+        (status = 400, description = "`partner-required`"),
+    ),
+)]
+pub(super) async fn list(
     ctx: PartnerContext,
     State(state): State<AppState>,
-    _: Query<PartnerParam>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(
-        json!({ "modules": state.registry.list(&ctx.partner).await? }),
-    ))
+    Query(query): Query<PartnerPageQuery>,
+) -> Result<Json<Page<ModuleInfo>>, ApiError> {
+    let mut all = state.registry.list(&ctx.partner).await?;
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Json(Page::from_sorted(
+        all,
+        &query.page(),
+        Order::Ascending,
+        |m| m.name.clone(),
+    )?))
 }
 
-async fn detail(
+/// `GET /v1/modules/{name}`: one module, its versions, the active one, fault counts.
+#[utoipa::path(
+    get,
+    path = "/v1/modules/{name}",
+    tag = "modules",
+    params(("name" = String, Path, description = "The module's name"), PartnerParam),
+    responses(
+        (status = 200, description = "The module", body = serde_json::Value),
+        (status = 400, description = "`partner-required`"),
+    ),
+)]
+pub(super) async fn detail(
     ctx: PartnerContext,
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -98,13 +145,28 @@ async fn detail(
     Ok(Json(json!(state.registry.get(&ctx.partner, &name).await?)))
 }
 
-#[derive(Deserialize)]
+/// The version to make live.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Activate {
+#[schema(example = json!({"version": 2}))]
+pub(super) struct Activate {
     version: i64,
 }
 
-async fn activate(
+/// `POST /v1/modules/{name}/activate`: make a version live.
+#[utoipa::path(
+    post,
+    path = "/v1/modules/{name}/activate",
+    tag = "modules",
+    params(("name" = String, Path, description = "The module's name"), PartnerParam),
+    request_body = Activate,
+    responses(
+        (status = 200, description = "The module, the version live", body = serde_json::Value),
+        (status = 400, description = "`partner-required`"),
+        (status = 409, description = "`already-active`, `version-pruned`"),
+    ),
+)]
+pub(super) async fn activate(
     ctx: PartnerContext,
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -118,7 +180,19 @@ async fn activate(
     Ok(Json(json!(info)))
 }
 
-async fn rollback(
+/// `POST /v1/modules/{name}/rollback`: back to the version active before.
+#[utoipa::path(
+    post,
+    path = "/v1/modules/{name}/rollback",
+    tag = "modules",
+    params(("name" = String, Path, description = "The module's name"), PartnerParam),
+    responses(
+        (status = 200, description = "The module, the earlier version live", body = serde_json::Value),
+        (status = 400, description = "`partner-required`"),
+        (status = 409, description = "`nothing-to-roll-back`, `no-active-version`, `version-pruned`"),
+    ),
+)]
+pub(super) async fn rollback(
     ctx: PartnerContext,
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -130,36 +204,63 @@ async fn rollback(
     Ok(Json(json!(info)))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FaultQuery {
-    #[serde(rename = "partner")]
-    _partner: Option<String>,
-    limit: Option<i64>,
+/// A page of fault samples, with the newest per-window counts beside it.
+#[derive(Serialize, ToSchema)]
+pub(super) struct FaultsPage {
+    /// Fault samples, newest first.
+    #[schema(value_type = Vec<Object>)]
+    items: Vec<Fault>,
+    /// The `after` of the next page of samples; `null` on the last.
+    next: Option<String>,
+    /// Every fault counted per version, export, kind and window (the newest
+    /// `limit` windows), newest first.
+    #[schema(value_type = Vec<Object>)]
+    windows: Vec<FaultWindow>,
 }
 
-async fn faults(
+/// `GET /v1/modules/{name}/faults`: fault samples (paged) and per-window counts.
+#[utoipa::path(
+    get,
+    path = "/v1/modules/{name}/faults",
+    tag = "modules",
+    params(("name" = String, Path, description = "The module's name"), PartnerPageQuery),
+    responses(
+        (status = 200, description = "Samples, newest first, and windows", body = FaultsPage),
+        (status = 400, description = "`partner-required`"),
+    ),
+)]
+pub(super) async fn faults(
     ctx: PartnerContext,
     State(state): State<AppState>,
     Path(name): Path<String>,
-    query: Query<FaultQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let Query(query) = query;
-    let limit = query.limit.unwrap_or(50);
-    let faults = state.registry.faults(&ctx.partner, &name, limit).await?;
+    Query(query): Query<PartnerPageQuery>,
+) -> Result<Json<FaultsPage>, ApiError> {
+    let page: PageQuery = query.page();
+    page.check()?;
+    let faults = state
+        .registry
+        .faults_before(&ctx.partner, &name, page.after::<i64>()?, page.fetch()?)
+        .await?;
     let windows = state
         .registry
-        .fault_windows(&ctx.partner, &name, limit)
+        .fault_windows(&ctx.partner, &name, page.limit()?)
         .await?;
-    Ok(Json(
-        json!({ "module": name, "faults": faults, "windows": windows }),
-    ))
+    let Page { items, next } = Page::from_rows(faults, &page, |f| f.id)?;
+    Ok(Json(FaultsPage {
+        items,
+        next,
+        windows,
+    }))
 }
 
-#[derive(Deserialize, Default)]
+/// What to preview.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Preview {
+#[schema(example = json!({"service": "XZ", "date": "2026-11-30"}))]
+pub(super) struct Preview {
+    /// A service the module serves (default the first).
     service: Option<String>,
+    /// The bulletin's day, `YYYY-MM-DD` (default today).
     date: Option<String>,
 }
 
@@ -171,7 +272,22 @@ struct Preview {
 /// and `service` one the module serves: a service of the partner bound to it or a
 /// code its description names (400 `invalid-service`); without one, the first of
 /// those.
-async fn bulletin(
+#[utoipa::path(
+    post,
+    path = "/v1/modules/{name}/bulletin",
+    tag = "modules",
+    params(("name" = String, Path, description = "The module's name"), PartnerParam),
+    request_body(content = Option<Preview>, description = "Optional; an empty body previews the first service today"),
+    responses(
+        (status = 200, description = "The content and the module's logs; nothing is sent", body = serde_json::Value),
+        (status = 400, description = "`invalid-date`, `invalid-service`, `partner-required`"),
+        (status = 409, description = "`no-active-version`"),
+        (status = 422, description = "the module failed: its fault kind (`trap`, `cpu-limit`, `timeout`, …)"),
+        (status = 429, description = "`concurrency-limit`"),
+        (status = 503, description = "`unavailable`"),
+    ),
+)]
+pub(super) async fn bulletin(
     ctx: PartnerContext,
     State(state): State<AppState>,
     Path(name): Path<String>,

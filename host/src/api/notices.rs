@@ -4,38 +4,38 @@
 
 use axum::extract::State;
 use axum::routing::get;
-use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::auth::{Caller, scope};
 use super::extract::{Json, Query};
+use super::page::{Page, PartnerPageQuery};
 use super::{ApiError, AppState, Routes};
-use crate::notices;
+use crate::notices::{self, Notice};
 
 pub(super) fn router() -> Routes {
     Routes::new().route("/v1/notices", get(list))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoticeQuery {
-    partner: Option<String>,
-    before: Option<i64>,
-    limit: Option<i64>,
-}
-
-async fn list(
+/// `GET /v1/notices`: notices, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/notices",
+    tag = "messages",
+    params(PartnerPageQuery),
+    responses((status = 200, description = "A page of notices, newest first", body = Page<serde_json::Value>)),
+)]
+pub(super) async fn list(
     caller: Caller,
     State(state): State<AppState>,
-    Query(query): Query<NoticeQuery>,
-) -> Result<Json<Value>, ApiError> {
+    Query(query): Query<PartnerPageQuery>,
+) -> Result<Json<Page<Notice>>, ApiError> {
+    let page = query.page();
     let partner_id = scope(&state, &caller, query.partner.as_deref()).await?;
     let notices = notices::list(
         &state.store,
         partner_id,
-        query.before,
-        query.limit.unwrap_or(50),
+        page.after::<i64>()?,
+        page.fetch()?,
     )
     .await?;
-    Ok(Json(json!({ "notices": notices })))
+    Ok(Json(Page::from_rows(notices, &page, |n| n.id)?))
 }

@@ -3,13 +3,14 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::auth::Admin;
-use super::extract::{Json, NoParams, OptionalJson, Path, Query};
+use super::extract::{Json, OptionalJson, Path, Query};
+use super::page::{Order, Page, PageQuery};
 use super::{ApiError, AppState, Routes};
-use crate::partners;
+use crate::partners::{self, Partner};
 
 pub(super) fn router() -> Routes {
     Routes::new()
@@ -17,57 +18,119 @@ pub(super) fn router() -> Routes {
         .route("/v1/partners/{name}/keys", post(issue_key))
 }
 
-#[derive(Deserialize)]
+/// A new partner.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewPartner {
+#[schema(example = json!({"name": "leyou", "display_name": "乐游"}))]
+pub(super) struct NewPartner {
+    /// Login name: 2-32 characters of `a-z`, `0-9` and `-`, starting with a letter.
     name: String,
+    /// The name people read, e.g. 乐游.
     display_name: String,
 }
 
-async fn create(
+/// A partner just created, with its first key (shown once).
+#[derive(Serialize, ToSchema)]
+pub(super) struct CreatedPartner {
+    partner: Partner,
+    /// The partner's API key; only its hash is kept.
+    api_key: String,
+    note: &'static str,
+}
+
+/// `POST /v1/partners`: create a partner and its first key.
+#[utoipa::path(
+    post,
+    path = "/v1/partners",
+    tag = "partners",
+    request_body = NewPartner,
+    responses(
+        (status = 201, description = "Created; the key is in the answer, once", body = CreatedPartner),
+        (status = 400, description = "`invalid-partner`: a bad name or display name"),
+        (status = 409, description = "`partner-exists`"),
+    ),
+)]
+pub(super) async fn create(
     _: Admin,
     State(state): State<AppState>,
     body: Json<NewPartner>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedPartner>), ApiError> {
     let Json(body) = body;
     let (partner, key) = partners::create(&state.store, &body.name, &body.display_name).await?;
     Ok((
         StatusCode::CREATED,
-        Json(
-            json!({ "partner": partner, "api_key": key.key, "note": "the key is shown once; store it now" }),
-        ),
+        Json(CreatedPartner {
+            partner,
+            api_key: key.key,
+            note: "the key is shown once; store it now",
+        }),
     ))
 }
 
-async fn list(
+/// `GET /v1/partners`: every partner, oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/partners",
+    tag = "partners",
+    params(PageQuery),
+    responses((status = 200, description = "A page of partners", body = Page<Partner>)),
+)]
+pub(super) async fn list(
     _: Admin,
     State(state): State<AppState>,
-    _: Query<NoParams>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(
-        json!({ "partners": partners::list(&state.store).await? }),
-    ))
+    Query(page): Query<PageQuery>,
+) -> Result<Json<Page<Partner>>, ApiError> {
+    let all = partners::list(&state.store).await?;
+    Ok(Json(Page::from_sorted(
+        all,
+        &page,
+        Order::Ascending,
+        |p| p.id,
+    )?))
 }
 
-#[derive(Deserialize, Default)]
+/// A new key for a partner.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct KeyRequest {
+#[schema(example = json!({"revoke_others": true}))]
+pub(super) struct KeyRequest {
+    /// Revoke every other key of the partner (default false).
     #[serde(default)]
     revoke_others: bool,
 }
 
-async fn issue_key(
+/// A key just issued (shown once).
+#[derive(Serialize, ToSchema)]
+pub(super) struct IssuedKey {
+    api_key: String,
+    /// The key's first characters, to tell keys apart later.
+    prefix: String,
+    revoked_others: bool,
+}
+
+/// `POST /v1/partners/{name}/keys`: issue a key, optionally revoking the others.
+#[utoipa::path(
+    post,
+    path = "/v1/partners/{name}/keys",
+    tag = "partners",
+    params(("name" = String, Path, description = "The partner's login name")),
+    request_body(content = Option<KeyRequest>, description = "Optional; an empty body is `{}`"),
+    responses((status = 201, description = "The new key, shown once", body = IssuedKey)),
+)]
+pub(super) async fn issue_key(
     _: Admin,
     State(state): State<AppState>,
     Path(name): Path<String>,
     OptionalJson(body): OptionalJson<KeyRequest>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<IssuedKey>), ApiError> {
     let request = body.unwrap_or_default();
     let key = partners::issue_key(&state.store, &name, request.revoke_others).await?;
     Ok((
         StatusCode::CREATED,
-        Json(
-            json!({ "api_key": key.key, "prefix": key.prefix, "revoked_others": request.revoke_others }),
-        ),
+        Json(IssuedKey {
+            api_key: key.key,
+            prefix: key.prefix,
+            revoked_others: request.revoke_others,
+        }),
     ))
 }

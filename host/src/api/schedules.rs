@@ -4,14 +4,14 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use super::auth::{Caller, scope};
 use super::extract::{Json, OptionalJson, PartnerParam, Path, Query};
-use super::idempotency::{self, IdempotencyKey};
+use super::page::{Order, Page, PartnerPageQuery};
 use super::{ApiError, AppState, Routes};
 use crate::schedule::schedules::{self, ScheduleInput};
 use crate::schedule::{MissedPolicy, ScheduleError, TimingError, runs};
@@ -50,15 +50,11 @@ fn reaches(caller: &Caller, partner_id: i64) -> bool {
 }
 
 /// A list or detail read with the admin's `?partner=NAME`: what belongs to another
-/// partner is not found, as for a partner key.
-async fn named_partner(
-    state: &AppState,
-    caller: &Caller,
-    partner: Option<&str>,
-    owner: i64,
-    what: String,
-) -> Result<(), ApiError> {
-    match scope(state, caller, partner).await? {
+/// partner is not found, as for a partner key. `named` is the [`scope`] of the
+/// request, taken before anything is looked up (a partner naming another partner
+/// is a 403 whatever the id).
+fn named_partner(named: Option<i64>, owner: i64, what: String) -> Result<(), ApiError> {
+    match named {
         Some(p) if p != owner => Err(ApiError::not_found(what)),
         _ => Ok(()),
     }
@@ -79,13 +75,18 @@ async fn service_of(state: &AppState, caller: &Caller, raw: &str) -> Result<(i64
 }
 
 /// A schedule as the client writes it; the policy is a string so a bad one gets
-/// its own error code.
-#[derive(Deserialize)]
+/// its own error code. Give `cron` (repeating, in `time_zone`) or `at` (once).
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ScheduleBody {
+#[schema(example = json!({"cron": "0 8 * * *", "time_zone": "Asia/Shanghai", "missed": "run-once", "enabled": true}))]
+pub(super) struct ScheduleBody {
+    /// Five-field cron expression, e.g. `0 8 * * *` (08:00 daily).
     cron: Option<String>,
+    /// A one-off push: RFC 3339 with an offset, e.g. `2026-12-01T08:00:00.000+08:00`.
     at: Option<String>,
+    /// IANA zone of `cron` (default the platform's).
     time_zone: Option<String>,
+    /// `run-once` (default) or `skip`: what a firing missed while down does.
     missed: Option<String>,
     enabled: Option<bool>,
 }
@@ -113,20 +114,49 @@ impl TryFrom<ScheduleBody> for ScheduleInput {
     }
 }
 
-async fn list_schedules(
+/// `GET /v1/services/{id}/schedules`: a service's schedules, oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/services/{id}/schedules",
+    tag = "pushes",
+    params(("id" = String, Path, description = "The service id"), PartnerPageQuery),
+    responses(
+        (status = 200, description = "A page of schedules, oldest first", body = Page<serde_json::Value>),
+        (status = 400, description = "`invalid-id`"),
+    ),
+)]
+pub(super) async fn list_schedules(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(query): Query<PartnerParam>,
-) -> Result<Json<Value>, ApiError> {
+    Query(query): Query<PartnerPageQuery>,
+) -> Result<Json<Page<schedules::Schedule>>, ApiError> {
+    query.page().check()?;
+    let named = scope(&state, &caller, query.partner.as_deref()).await?;
     let (service_id, owner) = service_of(&state, &caller, &id).await?;
-    let what = format!("no service {service_id}");
-    named_partner(&state, &caller, query.partner.as_deref(), owner, what).await?;
+    named_partner(named, owner, format!("no service {service_id}"))?;
     let list = schedules::list(&state.store, service_id).await?;
-    Ok(Json(json!({ "schedules": list })))
+    Ok(Json(Page::from_sorted(
+        list,
+        &query.page(),
+        Order::Ascending,
+        |s| s.id,
+    )?))
 }
 
-async fn create_schedule(
+/// `POST /v1/services/{id}/schedules`: a new schedule.
+#[utoipa::path(
+    post,
+    path = "/v1/services/{id}/schedules",
+    tag = "pushes",
+    params(("id" = String, Path, description = "The service id")),
+    request_body = ScheduleBody,
+    responses(
+        (status = 201, description = "The schedule, with its next firing", body = serde_json::Value),
+        (status = 400, description = "`invalid-id`, `invalid-cron`, `invalid-time`, `invalid-time-zone`, `invalid-missed-policy`, `invalid-schedule`"),
+    ),
+)]
+pub(super) async fn create_schedule(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -163,26 +193,43 @@ async fn schedule_of(
     }
 }
 
-async fn get_schedule(
+/// `GET /v1/schedules/{id}`: one schedule.
+#[utoipa::path(
+    get,
+    path = "/v1/schedules/{id}",
+    tag = "pushes",
+    params(("id" = String, Path, description = "The schedule id"), PartnerParam),
+    responses(
+        (status = 200, description = "The schedule", body = serde_json::Value),
+        (status = 400, description = "`invalid-id`"),
+    ),
+)]
+pub(super) async fn get_schedule(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<PartnerParam>,
 ) -> Result<Json<Value>, ApiError> {
+    let named = scope(&state, &caller, query.partner.as_deref()).await?;
     let schedule = schedule_of(&state, &caller, &id).await?;
     let what = format!("no schedule {}", schedule.id);
-    named_partner(
-        &state,
-        &caller,
-        query.partner.as_deref(),
-        schedule.partner_id,
-        what,
-    )
-    .await?;
+    named_partner(named, schedule.partner_id, what)?;
     Ok(Json(json!(schedule)))
 }
 
-async fn update_schedule(
+/// `PATCH /v1/schedules/{id}`: change a schedule (the next firing is computed again).
+#[utoipa::path(
+    patch,
+    path = "/v1/schedules/{id}",
+    tag = "pushes",
+    params(("id" = String, Path, description = "The schedule id")),
+    request_body = ScheduleBody,
+    responses(
+        (status = 200, description = "The schedule as changed", body = serde_json::Value),
+        (status = 400, description = "`invalid-id`, `invalid-cron`, `invalid-time`, `invalid-time-zone`, `invalid-missed-policy`, `invalid-schedule`"),
+    ),
+)]
+pub(super) async fn update_schedule(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -195,7 +242,18 @@ async fn update_schedule(
     Ok(Json(json!(updated)))
 }
 
-async fn delete_schedule(
+/// `DELETE /v1/schedules/{id}`: delete a schedule (its runs stay).
+#[utoipa::path(
+    delete,
+    path = "/v1/schedules/{id}",
+    tag = "pushes",
+    params(("id" = String, Path, description = "The schedule id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "`invalid-id`"),
+    ),
+)]
+pub(super) async fn delete_schedule(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -205,9 +263,11 @@ async fn delete_schedule(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize, Serialize, Default)]
+/// What to push.
+#[derive(Deserialize, Serialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PushBody {
+#[schema(example = json!({"date": "2026-11-30"}))]
+pub(super) struct PushBody {
     /// The date the bulletin is for (`YYYY-MM-DD`); default today.
     date: Option<String>,
 }
@@ -216,57 +276,73 @@ struct PushBody {
 /// follow it at `/v1/runs/{id}`. 409 `run-in-progress` while a run of the service
 /// has not finished, 429 `push-limit` past the daily limit; honours
 /// `Idempotency-Key` (issue 10 item 3).
-async fn push_now(
+#[utoipa::path(
+    post,
+    path = "/v1/services/{id}/push",
+    tag = "pushes",
+    params(("id" = String, Path, description = "The service id")),
+    request_body(content = Option<PushBody>, description = "Optional; an empty body pushes today's bulletin"),
+    responses(
+        (status = 202, description = "The run, queued; follow it at `/v1/runs/{id}`", body = serde_json::Value),
+        (status = 400, description = "`invalid-id`, `invalid-date`"),
+        (status = 409, description = "`not-sendable` (suspended), `run-in-progress`"),
+        (status = 429, description = "`push-limit`"),
+    ),
+)]
+pub(super) async fn push_now(
     caller: Caller,
-    key: IdempotencyKey,
     State(state): State<AppState>,
     Path(id): Path<String>,
     OptionalJson(body): OptionalJson<PushBody>,
-) -> Result<Response, ApiError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let (service_id, partner_id) = service_of(&state, &caller, &id).await?;
     let body = body.unwrap_or_default();
-    let route = format!("POST /v1/services/{service_id}/push");
-    idempotency::once(&state, &caller, &key, &route, &body, || async {
-        let run = state
-            .scheduler
-            .push_now(partner_id, service_id, body.date.clone(), &caller.actor())
-            .await?;
-        let view = runs::view(&state.store, run).await?;
-        Ok((StatusCode::ACCEPTED, json!(view)))
-    })
-    .await
+    let run = state
+        .scheduler
+        .push_now(partner_id, service_id, body.date, &caller.actor())
+        .await?;
+    let view = runs::view(&state.store, run).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!(view))))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RunsQuery {
-    partner: Option<String>,
-    before: Option<i64>,
-    limit: Option<i64>,
-}
-
-async fn list_runs(
+/// `GET /v1/services/{id}/runs`: a service's runs, newest first, with counters.
+#[utoipa::path(
+    get,
+    path = "/v1/services/{id}/runs",
+    tag = "pushes",
+    params(("id" = String, Path, description = "The service id"), PartnerPageQuery),
+    responses(
+        (status = 200, description = "A page of runs, newest first", body = Page<serde_json::Value>),
+        (status = 400, description = "`invalid-id`"),
+    ),
+)]
+pub(super) async fn list_runs(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    query: Query<RunsQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let Query(query) = query;
+    Query(query): Query<PartnerPageQuery>,
+) -> Result<Json<Page<runs::RunView>>, ApiError> {
+    let page = query.page();
+    page.check()?;
+    let named = scope(&state, &caller, query.partner.as_deref()).await?;
     let (service_id, owner) = service_of(&state, &caller, &id).await?;
-    let what = format!("no service {service_id}");
-    named_partner(&state, &caller, query.partner.as_deref(), owner, what).await?;
+    named_partner(named, owner, format!("no service {service_id}"))?;
     let list = runs::list(
         &state.store,
         service_id,
-        query.before,
-        query.limit.unwrap_or(20),
+        page.after::<i64>()?,
+        page.fetch()?,
     )
     .await?;
-    let mut views = Vec::with_capacity(list.len());
-    for run in list {
+    let page = Page::from_rows(list, &page, |r| r.id)?;
+    let mut views = Vec::with_capacity(page.items.len());
+    for run in page.items {
         views.push(runs::view(&state.store, run).await?);
     }
-    Ok(Json(json!({ "runs": views })))
+    Ok(Json(Page {
+        items: views,
+        next: page.next,
+    }))
 }
 
 /// The run `raw` names, if the caller may reach it.
@@ -281,27 +357,43 @@ async fn run_of(state: &AppState, caller: &Caller, raw: &str) -> Result<runs::Ru
     }
 }
 
-async fn get_run(
+/// `GET /v1/runs/{id}`: one run with its counters and `delivery`.
+#[utoipa::path(
+    get,
+    path = "/v1/runs/{id}",
+    tag = "pushes",
+    params(("id" = String, Path, description = "The run id"), PartnerParam),
+    responses(
+        (status = 200, description = "The run", body = serde_json::Value),
+        (status = 400, description = "`invalid-id`"),
+    ),
+)]
+pub(super) async fn get_run(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<PartnerParam>,
 ) -> Result<Json<Value>, ApiError> {
+    let named = scope(&state, &caller, query.partner.as_deref()).await?;
     let run = run_of(&state, &caller, &id).await?;
     let what = format!("no push run {}", run.id);
-    named_partner(
-        &state,
-        &caller,
-        query.partner.as_deref(),
-        run.partner_id,
-        what,
-    )
-    .await?;
+    named_partner(named, run.partner_id, what)?;
     Ok(Json(json!(runs::view(&state.store, run).await?)))
 }
 
 /// Stop a run that has not finished; what it already queued stays queued.
-async fn cancel_run(
+#[utoipa::path(
+    post,
+    path = "/v1/runs/{id}/cancel",
+    tag = "pushes",
+    params(("id" = String, Path, description = "The run id")),
+    responses(
+        (status = 200, description = "The run, cancelled", body = serde_json::Value),
+        (status = 400, description = "`invalid-id`"),
+        (status = 409, description = "`run-finished`"),
+    ),
+)]
+pub(super) async fn cancel_run(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,

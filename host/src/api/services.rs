@@ -9,14 +9,14 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
 use axum::routing::{delete, get, post, put};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Admin, Caller, PartnerContext, scope};
-use super::extract::{Json, PartnerParam, Path, Query};
-use super::idempotency::{self, IdempotencyKey};
+use super::extract::{Json, NoParams, PartnerParam, Path, Query};
+use super::page::{Order, Page, PageQuery, PartnerPageQuery};
 use super::{ApiError, AppState, Routes};
 use crate::compliance::detectors;
 use crate::mo::notices;
@@ -59,9 +59,13 @@ fn own(caller: &Caller) -> Option<i64> {
     }
 }
 
-#[derive(Deserialize)]
+/// A new service: its code, module and terms.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewService {
+#[schema(example = json!({"code": "XZ", "module": "horoscope", "name": "星座运势", "description": "每日星座运势",
+    "keywords": ["XZ"], "fee_type": "monthly", "price_fen": 200, "operators": ["mobile", "unicom"],
+    "monthly_max_messages": 31, "number_ext": "01"}))]
+pub(super) struct NewService {
     code: String,
     /// The partner's module that drives the service.
     module: Option<String>,
@@ -69,7 +73,20 @@ struct NewService {
     terms: ServiceTerms,
 }
 
-async fn create(
+/// `POST /v1/services`: declare a service (a draft).
+#[utoipa::path(
+    post,
+    path = "/v1/services",
+    tag = "services",
+    params(("partner" = Option<String>, Query, description = "The admin names the partner")),
+    request_body = NewService,
+    responses(
+        (status = 201, description = "The draft service", body = serde_json::Value),
+        (status = 400, description = "`invalid-service`, `partner-required`"),
+        (status = 409, description = "`conflict`, `unreachable-keyword`"),
+    ),
+)]
+pub(super) async fn create(
     ctx: PartnerContext,
     State(state): State<AppState>,
     body: Json<NewService>,
@@ -92,18 +109,35 @@ async fn create(
     Ok((StatusCode::CREATED, Json(json!(view))))
 }
 
-#[derive(Deserialize)]
+/// `?partner=&status=&limit=&after=`.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub(super) struct ListQuery {
+    /// The admin's choice of partner (a partner key may name only itself).
     partner: Option<String>,
+    /// `draft`, `submitted`, `approved`, `rejected` or `suspended`.
     status: Option<String>,
+    /// Items per page, 1-500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u32>,
+    /// The `next` cursor of the previous page.
+    after: Option<String>,
 }
 
-async fn list(
+/// `GET /v1/services`: services with live and pending terms, oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/services",
+    tag = "services",
+    params(ListQuery),
+    responses((status = 200, description = "A page of services, oldest first", body = Page<serde_json::Value>)),
+)]
+pub(super) async fn list(
     caller: Caller,
     State(state): State<AppState>,
     query: Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Page<services::ServiceView>>, ApiError> {
     let Query(query) = query;
     let status = match query.status.as_deref() {
         None => None,
@@ -115,11 +149,29 @@ async fn list(
         })?),
     };
     let partner = scope(&state, &caller, query.partner.as_deref()).await?;
+    let page = PageQuery::new(query.limit, query.after);
+    page.check()?;
     let views = services::list(&state.store, partner, status).await?;
-    Ok(Json(json!({ "services": views })))
+    Ok(Json(Page::from_sorted(
+        views,
+        &page,
+        Order::Ascending,
+        |v| v.id,
+    )?))
 }
 
-async fn detail(
+/// `GET /v1/services/{id}`: one service with its live and pending terms.
+#[utoipa::path(
+    get,
+    path = "/v1/services/{id}",
+    tag = "services",
+    params(("id" = String, Path, description = "The service id"), PartnerParam),
+    responses(
+        (status = 200, description = "The service", body = serde_json::Value),
+        (status = 400, description = "`invalid-id`"),
+    ),
+)]
+pub(super) async fn detail(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -130,15 +182,31 @@ async fn detail(
     Ok(Json(json!(services::get(&state.store, partner, id).await?)))
 }
 
-#[derive(Deserialize)]
+/// New terms (a draft revision).
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Revise {
+#[schema(example = json!({"name": "星座运势", "keywords": ["XZ"], "fee_type": "monthly", "price_fen": 300,
+    "operators": ["mobile"], "monthly_max_messages": 31, "number_ext": "01"}))]
+pub(super) struct Revise {
     module: Option<String>,
     #[serde(flatten)]
     terms: ServiceTerms,
 }
 
-async fn revise(
+/// `PUT /v1/services/{id}/terms`: a new draft revision; the live terms stay in force.
+#[utoipa::path(
+    put,
+    path = "/v1/services/{id}/terms",
+    tag = "services",
+    params(("id" = String, Path, description = "The service id")),
+    request_body = Revise,
+    responses(
+        (status = 200, description = "The service with its draft", body = serde_json::Value),
+        (status = 400, description = "`invalid-id`, `invalid-service`"),
+        (status = 409, description = "`wrong-state`, `conflict`, `unreachable-keyword`"),
+    ),
+)]
+pub(super) async fn revise(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -164,7 +232,19 @@ async fn revise(
     Ok(Json(json!(view)))
 }
 
-async fn submit(
+/// `POST /v1/services/{id}/submit`: submit the draft for approval.
+#[utoipa::path(
+    post,
+    path = "/v1/services/{id}/submit",
+    tag = "services",
+    params(("id" = String, Path, description = "The service id")),
+    responses(
+        (status = 200, description = "The service, submitted", body = serde_json::Value),
+        (status = 400, description = "`invalid-id`"),
+        (status = 409, description = "`wrong-state`"),
+    ),
+)]
+pub(super) async fn submit(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -175,21 +255,41 @@ async fn submit(
     Ok(Json(json!(view)))
 }
 
-async fn audit(
+/// `GET /v1/services/{id}/audit`: every transition (who, when, why), oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/services/{id}/audit",
+    tag = "services",
+    params(("id" = String, Path, description = "The service id"), PartnerPageQuery),
+    responses(
+        (status = 200, description = "A page of audit entries, oldest first", body = Page<serde_json::Value>),
+        (status = 400, description = "`invalid-id`"),
+    ),
+)]
+pub(super) async fn audit(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(query): Query<PartnerParam>,
-) -> Result<Json<Value>, ApiError> {
+    Query(query): Query<PartnerPageQuery>,
+) -> Result<Json<Page<services::AuditEntry>>, ApiError> {
     let id = parse_id(&id, "service")?;
+    query.page().check()?;
     let partner = scope(&state, &caller, query.partner.as_deref()).await?;
     let entries = services::audit(&state.store, partner, id).await?;
-    Ok(Json(json!({ "audit": entries })))
+    Ok(Json(Page::from_sorted(
+        entries,
+        &query.page(),
+        Order::Ascending,
+        |e| e.id,
+    )?))
 }
 
-#[derive(Deserialize)]
+/// Why (kept in the audit trail).
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Reason {
+#[schema(example = json!({"reason": "terms checked against the operator filing"}))]
+pub(super) struct Reason {
+    /// 1-500 characters.
     reason: String,
 }
 
@@ -215,7 +315,23 @@ pub fn check_reason(reason: &str) -> Result<String, ApiError> {
 }
 
 /// `approve`, `reject`, `suspend` or `resume` a service.
-async fn admin_service(
+#[utoipa::path(
+    post,
+    path = "/v1/admin/services/{id}/{action}",
+    tag = "services",
+    params(
+        ("id" = String, Path, description = "The service id"),
+        ("action" = String, Path, description = "`approve`, `reject`, `suspend` or `resume`"),
+    ),
+    request_body = Reason,
+    responses(
+        (status = 200, description = "The service after the action (suspend: `held_messages`; resume: `released_messages`)", body = serde_json::Value),
+        (status = 400, description = "`invalid-id`, `invalid-reason`"),
+        (status = 404, description = "`not-found`: no such service or action"),
+        (status = 409, description = "`wrong-state`"),
+    ),
+)]
+pub(super) async fn admin_service(
     _: Admin,
     State(state): State<AppState>,
     Path((id, action)): Path<(String, String)>,
@@ -250,7 +366,23 @@ async fn admin_service(
 }
 
 /// `suspend` or `resume` a partner.
-async fn admin_partner(
+#[utoipa::path(
+    post,
+    path = "/v1/admin/partners/{name}/{action}",
+    tag = "partners",
+    params(
+        ("name" = String, Path, description = "The partner's login name"),
+        ("action" = String, Path, description = "`suspend` or `resume`"),
+    ),
+    request_body = Reason,
+    responses(
+        (status = 200, description = "The partner's status and the MTs held or released", body = serde_json::Value),
+        (status = 400, description = "`invalid-reason`"),
+        (status = 404, description = "`not-found`: no such partner or action"),
+        (status = 409, description = "`wrong-state`"),
+    ),
+)]
+pub(super) async fn admin_partner(
     _: Admin,
     State(state): State<AppState>,
     Path((name, action)): Path<(String, String)>,
@@ -283,9 +415,11 @@ async fn admin_partner(
     }
 }
 
-#[derive(Deserialize, Serialize)]
+/// A subscription made on a user's behalf.
+#[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewSubscription {
+#[schema(example = json!({"msisdn": "13800138000", "source": "web", "attributes": {"sign": "aries"}}))]
+pub(super) struct NewSubscription {
     msisdn: String,
     /// `api` (default) or `web`.
     #[serde(default)]
@@ -300,19 +434,31 @@ struct NewSubscription {
 /// once per `[dialogue] confirm_resend_secs` per number and service, and the number
 /// receives at most `[compliance] notice_daily_cap` such requests a day. Honours
 /// `Idempotency-Key` (issue 10 item 3).
-async fn subscribe(
+#[utoipa::path(
+    post,
+    path = "/v1/services/{id}/subscriptions",
+    tag = "services",
+    params(("id" = String, Path, description = "The service id")),
+    request_body = NewSubscription,
+    responses(
+        (status = 201, description = "Active at once (a free service)", body = serde_json::Value),
+        (status = 202, description = "Pending the user's confirming reply (paid)", body = serde_json::Value),
+        (status = 200, description = "Already active", body = serde_json::Value),
+        (status = 400, description = "`invalid-id`, `invalid-source`, `invalid-attributes`, `invalid-msisdn`"),
+        (status = 409, description = "`service-not-approved`"),
+        (status = 422, description = "the compliance codes (suspended, …)"),
+        (status = 429, description = "`notice-cap`"),
+    ),
+)]
+pub(super) async fn subscribe(
     caller: Caller,
-    key: IdempotencyKey,
     State(state): State<AppState>,
     Path(id): Path<String>,
     Json(body): Json<NewSubscription>,
-) -> Result<Response, ApiError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let id = parse_id(&id, "service")?;
-    let route = format!("POST /v1/services/{id}/subscriptions");
-    idempotency::once(&state, &caller, &key, &route, &body, || {
-        subscribe_once(&state, &caller, id, &body)
-    })
-    .await
+    let (status, body) = subscribe_once(&state, &caller, id, &body).await?;
+    Ok((status, Json(body)))
 }
 
 async fn subscribe_once(
@@ -423,38 +569,69 @@ async fn subscribe_once(
     ))
 }
 
-#[derive(Deserialize)]
+/// `?partner=&status=&limit=&after=`.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct SubscriptionQuery {
+#[into_params(parameter_in = Query)]
+pub(super) struct SubscriptionQuery {
+    /// The admin's choice of partner (a partner key may name only itself).
     partner: Option<String>,
+    /// `pending`, `active`, `cancelled`, `expired`, …
     status: Option<String>,
-    after: Option<i64>,
-    limit: Option<i64>,
+    /// Items per page, 1-500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u32>,
+    /// The `next` cursor of the previous page.
+    after: Option<String>,
 }
 
-async fn subscriptions_list(
+/// `GET /v1/services/{id}/subscriptions`: subscriptions, oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/services/{id}/subscriptions",
+    tag = "services",
+    params(("id" = String, Path, description = "The service id"), SubscriptionQuery),
+    responses(
+        (status = 200, description = "A page of subscriptions, oldest first", body = Page<serde_json::Value>),
+        (status = 400, description = "`invalid-id`"),
+    ),
+)]
+pub(super) async fn subscriptions_list(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
     query: Query<SubscriptionQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Page<subscriptions::Subscription>>, ApiError> {
     let id = parse_id(&id, "service")?;
     let Query(query) = query;
+    let page = PageQuery::new(query.limit, query.after);
+    page.check()?;
     let partner = scope(&state, &caller, query.partner.as_deref()).await?;
     services::get(&state.store, partner, id).await?;
     let items = subscriptions::list(
         &state.store,
         id,
         query.status.as_deref(),
-        query.after.unwrap_or(0),
-        query.limit.unwrap_or(100),
+        page.after::<i64>()?.unwrap_or(0),
+        page.fetch()?,
     )
     .await?;
-    Ok(Json(json!({ "subscriptions": items })))
+    Ok(Json(Page::from_rows(items, &page, |s| s.id)?))
 }
 
 /// End a subscription on the user's behalf (e.g. they asked the partner's hotline).
-async fn unsubscribe(
+#[utoipa::path(
+    delete,
+    path = "/v1/subscriptions/{id}",
+    tag = "services",
+    params(("id" = String, Path, description = "The subscription id")),
+    responses(
+        (status = 200, description = "The subscription, ended", body = serde_json::Value),
+        (status = 400, description = "`invalid-id`"),
+        (status = 409, description = "`wrong-state`: already ended"),
+    ),
+)]
+pub(super) async fn unsubscribe(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -475,29 +652,40 @@ async fn unsubscribe(
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ViolationQuery {
-    partner: Option<String>,
-    limit: Option<i64>,
-}
-
-async fn violations(
+/// `GET /v1/violations`: policy, opt-in, cap and detector violations, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/violations",
+    tag = "services",
+    params(PartnerPageQuery),
+    responses((status = 200, description = "A page of violations, newest first", body = Page<serde_json::Value>)),
+)]
+pub(super) async fn violations(
     caller: Caller,
     State(state): State<AppState>,
-    query: Query<ViolationQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let Query(query) = query;
+    Query(query): Query<PartnerPageQuery>,
+) -> Result<Json<Page<crate::compliance::Violation>>, ApiError> {
+    let page = query.page();
     let partner = scope(&state, &caller, query.partner.as_deref()).await?;
     let items = state
         .compliance
-        .violations(partner, query.limit.unwrap_or(100))
+        .violations(partner, page.after::<i64>()?, page.fetch()?)
         .await?;
-    Ok(Json(json!({ "violations": items })))
+    Ok(Json(Page::from_rows(items, &page, |v| v.id)?))
 }
 
 /// Run the detectors now (they also run on their own every interval).
-async fn run_detectors(_: Admin, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    post,
+    path = "/v1/admin/detectors/run",
+    tag = "services",
+    responses((status = 200, description = "What the detectors found", body = serde_json::Value)),
+)]
+pub(super) async fn run_detectors(
+    _: Admin,
+    State(state): State<AppState>,
+    _: Query<NoParams>,
+) -> Result<Json<Value>, ApiError> {
     let findings = detectors::run_once(&state.compliance).await?;
     let findings: Vec<Value> = findings
         .into_iter()

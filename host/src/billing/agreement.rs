@@ -9,7 +9,7 @@ use super::calendar::parse_day;
 use crate::store::{Store, StoreError, now_ms};
 
 /// Where an agreement stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum AgreementStatus {
     Active,
@@ -59,7 +59,7 @@ pub struct Agreement {
 }
 
 /// What the admin sets.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgreementInput {
     pub start_date: String,

@@ -126,7 +126,7 @@ pub fn parse_day(field: &'static str, s: &str) -> Result<Date, BillingError> {
 pub const DEFAULT_CALENDAR: &str = "cn";
 
 /// What a listed day is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum DayKind {
     /// No work although it is a weekday.
@@ -332,6 +332,22 @@ pub(crate) fn valid_calendar_name(name: &str) -> Result<(), BillingError> {
         ))
     }
 }
+
+/// In the OpenAPI document a month is a `YYYY-MM` string.
+impl utoipa::PartialSchema for Month {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::Type::String)
+                .pattern(Some(r"^[0-9]{4}-(0[1-9]|1[0-2])$"))
+                .description(Some("A calendar month, `YYYY-MM`"))
+                .examples([serde_json::json!("2026-08")])
+                .build(),
+        ))
+    }
+}
+
+impl utoipa::ToSchema for Month {}
 
 #[cfg(test)]
 mod tests {

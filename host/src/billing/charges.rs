@@ -283,6 +283,7 @@ pub struct ChargeEvent {
     pub list_price_fen: i64,
     pub amount_fen: i64,
     pub basis: String,
+    #[serde(serialize_with = "crate::api::time::ms")]
     pub occurred_at: i64,
 }
 
@@ -335,6 +336,33 @@ pub async fn revenue_by_day(
         }
     }
     Ok(out)
+}
+
+/// One page of a partner's charge events of a month, in order: at most `limit`
+/// (1-1001) with ids above `after_id` (`GET /v1/charges`, which once answered
+/// 75,000 events in one body).
+///
+/// # Errors
+/// Store failures.
+pub async fn page(
+    store: &Store,
+    partner_id: i64,
+    month: Month,
+    after_id: i64,
+    limit: i64,
+) -> Result<Vec<ChargeEvent>, BillingError> {
+    sqlx::query_as(
+        "SELECT id, service, operator, kind, message_id, subscription_id, month, list_price_fen,
+                amount_fen, basis, occurred_at
+         FROM charge_events WHERE partner_id = $1 AND month = $2 AND id > $3 ORDER BY id LIMIT $4",
+    )
+    .bind(partner_id)
+    .bind(month.to_string())
+    .bind(after_id)
+    .bind(limit.clamp(1, 1001))
+    .fetch_all(store.pool())
+    .await
+    .map_err(store_err)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use crate::relay::Routes;
 use crate::store::{Store, StoreError, now_ms};
 
 /// How a tier's rates apply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum TierMode {
     /// The agreement's rule: the rates of the tier the whole amount falls in apply to
@@ -25,7 +25,7 @@ pub enum TierMode {
 }
 
 /// What a monthly subscription costs in the month it was activated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ActivationRule {
     /// The full monthly price.
@@ -55,7 +55,7 @@ fn parse_enum<T: for<'de> Deserialize<'de>>(
 }
 
 /// One tier's split, in basis points (they add up to 100.00 %).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TierRates {
     pub platform_bp: i64,
@@ -63,7 +63,7 @@ pub struct TierRates {
 }
 
 /// An agreement's money terms, in force from `effective_from`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgreementTerms {
     pub effective_from: Month,
@@ -294,7 +294,7 @@ impl<'de> Deserialize<'de> for Schedule {
 }
 
 /// One operator's terms under an agreement, from `effective_from`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OperatorTerms {
     pub operator: String,
@@ -524,6 +524,7 @@ pub struct BadDebtReport {
     pub ratio_bp: i64,
     pub reason: Option<String>,
     pub recorded_by: String,
+    #[serde(serialize_with = "crate::api::time::ms")]
     pub recorded_at: i64,
 }
 
@@ -858,6 +859,23 @@ pub async fn operator_terms_for(
         })
         .collect()
 }
+
+/// In the OpenAPI document a schedule is its text: `M+2 day 15` or `end of M+2`.
+impl utoipa::PartialSchema for Schedule {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::Type::String)
+                .description(Some(
+                    "When a month's traffic is settled: `M+<1-12> day <1-31>` or `end of M+<1-12>`",
+                ))
+                .examples([serde_json::json!("M+2 day 15")])
+                .build(),
+        ))
+    }
+}
+
+impl utoipa::ToSchema for Schedule {}
 
 #[cfg(test)]
 mod tests {

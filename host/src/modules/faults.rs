@@ -17,6 +17,7 @@ pub struct Fault {
     pub export: String,
     pub kind: String,
     pub message: String,
+    #[serde(serialize_with = "crate::api::time::ms")]
     pub at: i64,
 }
 
@@ -26,10 +27,13 @@ pub struct FaultWindow {
     pub version: i64,
     pub export: String,
     pub kind: String,
-    /// Start of the window (Unix ms); it lasts `[modules] fault_window_secs`.
+    /// Start of the window (RFC 3339 UTC); it lasts `[modules] fault_window_secs`.
+    #[serde(serialize_with = "crate::api::time::ms")]
     pub window_start: i64,
     pub count: i64,
+    #[serde(serialize_with = "crate::api::time::ms")]
     pub first_at: i64,
+    #[serde(serialize_with = "crate::api::time::ms")]
     pub last_at: i64,
     pub last_message: String,
 }
@@ -115,15 +119,17 @@ pub(super) async fn record(
 pub(super) async fn samples(
     store: &Store,
     module_id: i64,
+    before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<Fault>, RegistryError> {
     Ok(sqlx::query_as(
         "SELECT f.id, v.seq AS version, f.export, f.kind, f.message, f.at
          FROM module_faults f JOIN module_versions v ON v.id = f.version_id
-         WHERE f.module_id = $1 ORDER BY f.id DESC LIMIT $2",
+         WHERE f.module_id = $1 AND f.id < $3 ORDER BY f.id DESC LIMIT $2",
     )
     .bind(module_id)
     .bind(limit.clamp(1, 1000))
+    .bind(before.unwrap_or(i64::MAX))
     .fetch_all(store.pool())
     .await?)
 }
@@ -163,5 +169,5 @@ pub(super) async fn counts(
 
 /// The newest sample of a module.
 pub(super) async fn last(store: &Store, module_id: i64) -> Result<Option<Fault>, RegistryError> {
-    Ok(samples(store, module_id, 1).await?.into_iter().next())
+    Ok(samples(store, module_id, None, 1).await?.into_iter().next())
 }

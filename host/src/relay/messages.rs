@@ -21,7 +21,9 @@ pub struct MessageSummary {
     pub attempts: i64,
     pub resent_unknown: i64,
     pub failure_reason: Option<String>,
+    #[serde(serialize_with = "crate::api::time::ms")]
     pub created_at: i64,
+    #[serde(serialize_with = "crate::api::time::opt_ms")]
     pub done_at: Option<i64>,
 }
 
@@ -31,7 +33,9 @@ pub struct SegmentView {
     pub operator_message_id: Option<String>,
     pub status: String,
     pub error: Option<String>,
+    #[serde(serialize_with = "crate::api::time::opt_ms")]
     pub submitted_at: Option<i64>,
+    #[serde(serialize_with = "crate::api::time::opt_ms")]
     pub done_at: Option<i64>,
 }
 
@@ -39,6 +43,7 @@ pub struct SegmentView {
 pub struct EventView {
     pub status: String,
     pub detail: Option<String>,
+    #[serde(serialize_with = "crate::api::time::ms")]
     pub at: i64,
 }
 
@@ -58,6 +63,7 @@ pub struct MessageFilter {
     pub recipient: Option<String>,
     /// Only ids below this (paging backwards from the newest).
     pub before: Option<i64>,
+    /// At most this many (1-501: a page and one more).
     pub limit: Option<i64>,
 }
 
@@ -134,7 +140,7 @@ pub async fn list(
         .bind(filter.status.clone().unwrap_or_default())
         .bind(filter.recipient.clone().unwrap_or_default())
         .bind(filter.before.unwrap_or(i64::MAX))
-        .bind(filter.limit.unwrap_or(50).clamp(1, 500))
+        .bind(filter.limit.unwrap_or(50).clamp(1, 501))
         .fetch_all(store.pool())
         .await?)
 }

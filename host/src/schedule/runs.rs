@@ -43,12 +43,14 @@ pub struct Run {
     pub partner_id: i64,
     pub service_id: i64,
     pub origin: String,
+    #[serde(serialize_with = "crate::api::time::ms")]
     pub fire_at: i64,
     pub push_date: String,
     pub status: String,
     #[serde(skip)]
     pub owner: Option<String>,
     #[serde(skip)]
+    #[serde(serialize_with = "crate::api::time::opt_ms")]
     pub lease_until: Option<i64>,
     pub attempts: i64,
     /// The bulletin (JSON of `BulletinContent`) once the module was called.
@@ -63,6 +65,7 @@ pub struct Run {
     /// The last subscription id fanned out.
     pub cursor_id: i64,
     /// When the MTs queued last may leave (quiet hours).
+    #[serde(serialize_with = "crate::api::time::opt_ms")]
     pub release_at: Option<i64>,
     pub subscribers: i64,
     pub variants: i64,
@@ -74,9 +77,13 @@ pub struct Run {
     pub late_ms: i64,
     pub reason: Option<String>,
     pub actor: String,
+    #[serde(serialize_with = "crate::api::time::ms")]
     pub created_at: i64,
+    #[serde(serialize_with = "crate::api::time::opt_ms")]
     pub started_at: Option<i64>,
+    #[serde(serialize_with = "crate::api::time::opt_ms")]
     pub finished_at: Option<i64>,
+    #[serde(serialize_with = "crate::api::time::ms")]
     pub updated_at: i64,
 }
 
@@ -159,7 +166,7 @@ pub async fn list(
     ))
     .bind(service_id)
     .bind(before.unwrap_or(i64::MAX))
-    .bind(limit.clamp(1, 500))
+    .bind(limit.clamp(1, 501))
     .fetch_all(store.pool())
     .await?)
 }
@@ -410,7 +417,9 @@ pub struct RunFault {
     pub kind: String,
     pub message: String,
     /// When the run tries again; None when it gave up.
+    #[serde(serialize_with = "crate::api::time::opt_ms")]
     pub retry_at: Option<i64>,
+    #[serde(serialize_with = "crate::api::time::ms")]
     pub at: i64,
 }
 

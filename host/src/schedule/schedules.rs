@@ -20,16 +20,21 @@ pub struct Schedule {
     /// `cron` or `once`.
     pub kind: String,
     pub cron: Option<String>,
-    /// For `once`: when (ms).
+    /// For `once`: when (RFC 3339 UTC).
+    #[serde(serialize_with = "crate::api::time::opt_ms")]
     pub at: Option<i64>,
     pub time_zone: String,
     pub missed: MissedPolicy,
     pub enabled: bool,
     /// The next firing not yet turned into a run.
+    #[serde(serialize_with = "crate::api::time::opt_ms")]
     pub next_fire_at: Option<i64>,
+    #[serde(serialize_with = "crate::api::time::opt_ms")]
     pub last_fire_at: Option<i64>,
     pub created_by: String,
+    #[serde(serialize_with = "crate::api::time::ms")]
     pub created_at: i64,
+    #[serde(serialize_with = "crate::api::time::ms")]
     pub updated_at: i64,
 }
 

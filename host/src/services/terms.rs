@@ -11,7 +11,7 @@ use crate::commands::{self, Command};
 use crate::text;
 
 /// The terms a partner declares for a service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceTerms {
     pub name: String,

@@ -19,9 +19,11 @@ pub struct Case {
     pub figures_id: i64,
     pub status: String,
     pub detail: serde_json::Value,
+    #[serde(serialize_with = "crate::api::time::ms")]
     pub opened_at: i64,
     pub resolution: Option<String>,
     pub resolved_by: Option<String>,
+    #[serde(serialize_with = "crate::api::time::opt_ms")]
     pub resolved_at: Option<i64>,
 }
 
@@ -179,7 +181,7 @@ pub async fn decisions(
 }
 
 /// One line's decision in [`DecisionInput`].
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LineDecision {
     pub service: String,
@@ -189,7 +191,7 @@ pub struct LineDecision {
 
 /// The admin's decision on a held case: `settle_on` for every held line, or per
 /// line in `lines` (both: `lines` first, `settle_on` for the rest).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionInput {
     #[serde(default)]
@@ -234,9 +236,10 @@ pub async fn decide(
     let held: Vec<(String, String)> = detail
         .lines
         .iter()
-        .filter_map(|(op, v)| {
-            let line: Line = serde_json::from_value(v.clone()).ok()?;
-            line.held.then(|| (op.clone(), line.service))
+        .filter_map(|l| {
+            let line: Line =
+                serde_json::from_value(serde_json::Value::Object(l.line.clone())).ok()?;
+            line.held.then(|| (l.operator.clone(), line.service))
         })
         .collect();
     for l in &input.lines {

@@ -72,6 +72,7 @@ pub async fn issue(
         ));
     }
     let mut s = statement::current(store, partner_id, partner_name, month).await?;
+    s.names = statement::names(store, partner_id).await?;
     if s.provisional {
         let missing: Vec<&str> = s
             .operators
@@ -138,8 +139,17 @@ pub struct BadDebtOutcome {
     pub month: Month,
     #[serde(flatten)]
     pub change: BadDebtChange,
-    /// Adjustments opened on issued statements of the month (partner, adjustment).
-    pub adjustments: Vec<(String, Adjustment)>,
+    /// Adjustments opened on issued statements of the month.
+    pub adjustments: Vec<PartnerAdjustment>,
+}
+
+/// An adjustment opened on one partner's issued statement: `partner` (login
+/// name) beside the [`Adjustment`]'s fields.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PartnerAdjustment {
+    pub partner: String,
+    #[serde(flatten)]
+    pub adjustment: Adjustment,
 }
 
 /// Report (or correct, with a reason) an operator's bad-debt ratio for a month
@@ -175,7 +185,10 @@ pub async fn report_bad_debt(
         .await?;
         for (partner_id, name) in issued_months {
             for a in adjust(store, partner_id, &name, month, &cause, reason, actor).await? {
-                opened.push((name.clone(), a));
+                opened.push(PartnerAdjustment {
+                    partner: name.clone(),
+                    adjustment: a,
+                });
             }
         }
     }

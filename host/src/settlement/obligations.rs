@@ -51,7 +51,7 @@ pub async fn record_operator_payment(
 }
 
 /// A payment to the partner.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentInput {
     pub month: Month,
@@ -121,7 +121,7 @@ pub struct BreachNotice {
     pub remedied_on: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BreachInput {
     pub breaching: String,
@@ -211,7 +211,7 @@ pub async fn notices(store: &Store, partner_id: i64) -> Result<Vec<BreachNotice>
 }
 
 /// How an agreement is ended.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TerminationInput {
     /// `notice`: on request, effective after the notice months; `breach`: at once,
@@ -333,6 +333,7 @@ pub struct Alert {
     pub subject: String,
     pub due_on: String,
     pub detail: String,
+    #[serde(serialize_with = "crate::api::time::ms")]
     pub raised_at: i64,
 }
 

@@ -39,7 +39,7 @@ pub struct PlatformLine {
 }
 
 /// One line of the partner's upload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PartnerLine {
     pub service: String,
@@ -53,7 +53,7 @@ pub struct PartnerLine {
 }
 
 /// The partner's upload for a month.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FiguresInput {
     pub lines: Vec<PartnerLine>,
@@ -64,7 +64,9 @@ pub struct FiguresInput {
 }
 
 /// The admin's decision on a held line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum SettleOn {
     /// The platform's figure stands (clause 3.1).
@@ -287,6 +289,43 @@ pub async fn latest_figures(
     }
 }
 
+/// A message the partner counted that the platform did not charge on the line,
+/// with what the platform knows of it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(from = "PartnerOnlyRepr")]
+pub struct PartnerOnly {
+    pub message_id: i64,
+    /// `no such message of this partner`, `not delivered: failed`, `charged on …`.
+    pub platform_knows: String,
+}
+
+/// How a [`PartnerOnly`] is read: named, or the `[id, text]` pair stored before
+/// issue 14.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PartnerOnlyRepr {
+    Named {
+        message_id: i64,
+        platform_knows: String,
+    },
+    Pair(i64, String),
+}
+
+impl From<PartnerOnlyRepr> for PartnerOnly {
+    fn from(r: PartnerOnlyRepr) -> Self {
+        match r {
+            PartnerOnlyRepr::Named {
+                message_id,
+                platform_knows,
+            }
+            | PartnerOnlyRepr::Pair(message_id, platform_knows) => Self {
+                message_id,
+                platform_knows,
+            },
+        }
+    }
+}
+
 /// Message-level differences of one line (R-4.2: find the cause).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MessageDifferences {
@@ -294,7 +333,7 @@ pub struct MessageDifferences {
     pub operator: String,
     /// Ids the partner counted that the platform did not charge on this line, with
     /// what the platform knows of each (`not found`, `failed`, `charged on …`).
-    pub partner_only: Vec<(i64, String)>,
+    pub partner_only: Vec<PartnerOnly>,
     /// Ids the platform charged on this line that the partner did not list.
     pub platform_only: Vec<i64>,
 }
@@ -307,9 +346,49 @@ pub struct CaseDetail {
     #[serde(default)]
     pub hold_bp: Option<i64>,
     pub objection: Option<String>,
-    /// Every compared line, operator first: both figures and the outcome.
-    pub lines: Vec<(String, serde_json::Value)>,
+    /// Every compared line: its operator, both figures and the outcome.
+    pub lines: Vec<CaseLine>,
     pub message_differences: Vec<MessageDifferences>,
+}
+
+/// One compared line of a case as stored: `operator` beside the [`Line`]'s fields.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(from = "CaseLineRepr")]
+pub struct CaseLine {
+    pub operator: String,
+    #[serde(flatten)]
+    pub line: serde_json::Map<String, serde_json::Value>,
+}
+
+/// How a [`CaseLine`] is read: named, or the `[operator, {…}]` pair stored before
+/// issue 14.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum CaseLineRepr {
+    Pair(String, serde_json::Map<String, serde_json::Value>),
+    Named {
+        operator: String,
+        #[serde(flatten)]
+        line: serde_json::Map<String, serde_json::Value>,
+    },
+}
+
+impl From<CaseLineRepr> for CaseLine {
+    fn from(r: CaseLineRepr) -> Self {
+        match r {
+            CaseLineRepr::Pair(operator, line) | CaseLineRepr::Named { operator, line } => {
+                Self { operator, line }
+            }
+        }
+    }
+}
+
+/// One compared line of an upload: `operator` beside the [`Line`]'s fields.
+#[derive(Debug, Clone, Serialize)]
+pub struct OperatorLine {
+    pub operator: String,
+    #[serde(flatten)]
+    pub line: Line,
 }
 
 /// What an upload found.
@@ -319,7 +398,7 @@ pub struct UploadOutcome {
     pub month: Month,
     pub threshold_bp: i64,
     pub hold_bp: i64,
-    pub lines: Vec<(String, Line)>,
+    pub lines: Vec<OperatorLine>,
     pub case_id: Option<i64>,
 }
 
@@ -401,11 +480,14 @@ pub async fn upload(
             .cloned()
             .collect();
         for line in compare(&ours, &theirs, rules, &BTreeMap::new())? {
-            lines.push((op.to_string(), line));
+            lines.push(OperatorLine {
+                operator: op.to_string(),
+                line,
+            });
         }
     }
-    let any_held = lines.iter().any(|(_, l)| l.held);
-    let open_case = rules.objection || any_held || lines.iter().any(|(_, l)| l.on_mean);
+    let any_held = lines.iter().any(|l| l.line.held);
+    let open_case = rules.objection || any_held || lines.iter().any(|l| l.line.on_mean);
     let differences = if open_case {
         message_differences(store, partner_id, month, &input.lines).await?
     } else {
@@ -435,7 +517,13 @@ pub async fn upload(
             objection: input.objection.clone(),
             lines: lines
                 .iter()
-                .map(|(op, l)| (op.clone(), serde_json::to_value(l).unwrap_or_default()))
+                .map(|l| CaseLine {
+                    operator: l.operator.clone(),
+                    line: match serde_json::to_value(&l.line) {
+                        Ok(serde_json::Value::Object(map)) => map,
+                        _ => serde_json::Map::new(),
+                    },
+                })
                 .collect(),
             message_differences: differences,
         };
@@ -492,7 +580,10 @@ async fn message_differences(
         let theirs: BTreeSet<i64> = ids.iter().copied().collect();
         let mut partner_only = Vec::new();
         for id in theirs.difference(&ours) {
-            partner_only.push((*id, what_we_know(store, partner_id, *id).await?));
+            partner_only.push(PartnerOnly {
+                message_id: *id,
+                platform_knows: what_we_know(store, partner_id, *id).await?,
+            });
         }
         let platform_only: Vec<i64> = ours.difference(&theirs).copied().collect();
         if !partner_only.is_empty() || !platform_only.is_empty() {

@@ -42,8 +42,49 @@ pub struct OperatorInput {
     pub calendar_name: String,
     pub calendar: Calendar,
     pub operator_paid_on: Option<Date>,
-    /// (amount, paid on, reference) of what was paid to the partner.
-    pub payments: Vec<(i64, String, String)>,
+    /// What was paid to the partner.
+    pub payments: Vec<Payment>,
+}
+
+/// A payment to the partner against a month's traffic on one operator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+#[serde(from = "PaymentRepr")]
+pub struct Payment {
+    pub amount_fen: i64,
+    /// `YYYY-MM-DD`.
+    pub paid_on: String,
+    /// The bank's or the payer's reference.
+    pub reference: String,
+}
+
+/// How a [`Payment`] is read: named, or the `[amount, paid_on, reference]` tuple
+/// of statements issued before issue 14.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PaymentRepr {
+    Named {
+        amount_fen: i64,
+        paid_on: String,
+        reference: String,
+    },
+    Tuple(i64, String, String),
+}
+
+impl From<PaymentRepr> for Payment {
+    fn from(r: PaymentRepr) -> Self {
+        match r {
+            PaymentRepr::Named {
+                amount_fen,
+                paid_on,
+                reference,
+            }
+            | PaymentRepr::Tuple(amount_fen, paid_on, reference) => Self {
+                amount_fen,
+                paid_on,
+                reference,
+            },
+        }
+    }
 }
 
 /// Everything a statement is computed from.
@@ -140,7 +181,7 @@ pub struct Due {
     pub adjustment_fen: i64,
     /// amount + adjustments − paid, never below 0.
     pub outstanding_fen: i64,
-    pub payments: Vec<(i64, String, String)>,
+    pub payments: Vec<Payment>,
 }
 
 /// A change to an issued month's money inputs: what it does to the partner's
@@ -157,12 +198,14 @@ pub struct Adjustment {
     pub revised_partner_fen: i64,
     pub delta_fen: i64,
     pub opened_by: String,
+    #[serde(with = "crate::api::time::rfc3339")]
     pub opened_at: i64,
 }
 
 /// When and by whom a statement was issued.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Issued {
+    #[serde(with = "crate::api::time::rfc3339")]
     pub issued_at: i64,
     pub issued_by: String,
 }
@@ -204,6 +247,59 @@ pub struct Statement {
     /// Changes to the month's money inputs after it was issued.
     #[serde(default)]
     pub adjustments: Vec<Adjustment>,
+    /// What the documents name beside the codes (issue 14): not figures, so filled
+    /// when the statement is read, issued or not.
+    #[serde(default)]
+    pub names: Names,
+}
+
+/// The names a reader needs beside the codes: the partner's display name (乐游,
+/// not the login `leyou`) and each service's name, fee type and unit price.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Names {
+    pub partner_display_name: String,
+    /// By code.
+    pub services: Vec<ServiceName>,
+}
+
+/// One service as a statement names it (its live terms, else its draft's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct ServiceName {
+    pub code: String,
+    pub name: String,
+    /// `free`, `per-message` or `monthly`.
+    pub fee_type: String,
+    /// Per message or per month, by `fee_type`.
+    pub unit_price_fen: i64,
+}
+
+impl Names {
+    /// The service with this code, if the partner has it.
+    pub fn service(&self, code: &str) -> Option<&ServiceName> {
+        self.services.iter().find(|s| s.code == code)
+    }
+}
+
+/// The names of a partner's statement.
+pub(super) async fn names(store: &Store, partner_id: i64) -> Result<Names, BillingError> {
+    let (partner_display_name,): (String,) =
+        sqlx::query_as("SELECT display_name FROM partners WHERE id = $1")
+            .bind(partner_id)
+            .fetch_one(store.pool())
+            .await?;
+    let services = sqlx::query_as(
+        "SELECT s.code, r.name, r.fee_type, r.price_fen AS unit_price_fen
+         FROM services s JOIN service_revisions r
+           ON r.id = COALESCE(s.live_revision_id, s.pending_revision_id)
+         WHERE s.partner_id = $1 ORDER BY s.code",
+    )
+    .bind(partner_id)
+    .fetch_all(store.pool())
+    .await?;
+    Ok(Names {
+        partner_display_name,
+        services,
+    })
 }
 
 fn period(month: Month) -> Period {
@@ -368,6 +464,7 @@ pub fn compute(inputs: &Inputs) -> Result<Statement, BillingError> {
             case_status: inputs.case.as_ref().map(|c| c.1.clone()),
         }),
         adjustments: Vec::new(),
+        names: Names::default(),
     })
 }
 
@@ -378,7 +475,10 @@ pub fn compute(inputs: &Inputs) -> Result<Statement, BillingError> {
 /// `Overflow` if a sum would not fit in `i64` fen.
 pub fn settle_payments(due: &mut [Due], adjustments: &[Adjustment]) -> Result<(), BillingError> {
     for d in due {
-        d.paid_fen = sum("paid to the partner", d.payments.iter().map(|p| p.0))?;
+        d.paid_fen = sum(
+            "paid to the partner",
+            d.payments.iter().map(|p| p.amount_fen),
+        )?;
         d.adjustment_fen = sum(
             "adjustments",
             adjustments
@@ -530,7 +630,7 @@ pub async fn generate(
     partner_name: &str,
     month: Month,
 ) -> Result<Statement, BillingError> {
-    match super::issue::issued(store, partner_id, month).await? {
+    let mut s = match super::issue::issued(store, partner_id, month).await? {
         Some(mut s) => {
             let adjustments = super::issue::adjustments(store, partner_id, month).await?;
             for d in &mut s.due {
@@ -538,20 +638,21 @@ pub async fn generate(
             }
             settle_payments(&mut s.due, &adjustments)?;
             s.adjustments = adjustments;
-            Ok(s)
+            s
         }
-        None => current(store, partner_id, partner_name, month).await,
-    }
+        None => current(store, partner_id, partner_name, month).await?,
+    };
+    s.names = names(store, partner_id).await?;
+    Ok(s)
 }
 
-/// (amount, paid on, reference) of what was paid to the partner for a month's
-/// traffic on one operator.
+/// What was paid to the partner for a month's traffic on one operator.
 async fn payments(
     store: &Store,
     partner_id: i64,
     month: Month,
     operator: &str,
-) -> Result<Vec<(i64, String, String)>, BillingError> {
+) -> Result<Vec<Payment>, BillingError> {
     Ok(sqlx::query_as(
         "SELECT amount_fen, paid_on, reference FROM partner_payments
          WHERE partner_id = $1 AND month = $2 AND operator = $3 ORDER BY paid_on, id",

@@ -235,7 +235,7 @@ impl Env {
             .get(&format!("/v1/services/{service}/subscriptions"), &self.acme)
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        body["subscriptions"].as_array().unwrap().clone()
+        body["items"].as_array().unwrap().clone()
     }
 
     pub async fn stop(self) {
