@@ -38,7 +38,7 @@ pub use settings::AlertsConfig;
 
 use crate::relay::Relay;
 use crate::store::{Store, StoreError, now_ms};
-use crate::webhooks::{self, NewEvent, rfc3339_ms};
+use crate::webhooks::{self, NewEvent};
 
 /// A condition that holds now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,9 +130,9 @@ fn alert_from_row(row: AlertRow) -> Alert {
         unit,
         window_secs: window,
         detail,
-        started_at: rfc3339_ms(started),
-        updated_at: rfc3339_ms(updated),
-        ended_at: ended.map(rfc3339_ms),
+        started_at: crate::api::time::format(started),
+        updated_at: crate::api::time::format(updated),
+        ended_at: ended.map(crate::api::time::format),
         active: ended.is_none(),
     }
 }
@@ -742,7 +742,7 @@ fn event(
             "alert_id": id, "state": state, "alert": kind, "severity": severity,
             "partner_id": partner_id, "service_id": service_id, "operator": operator,
             "value": value, "threshold": threshold, "unit": unit, "window_secs": window,
-            "detail": detail, "started_at": rfc3339_ms(started), "ended_at": ended.map(rfc3339_ms),
+            "detail": detail, "started_at": crate::api::time::format(started), "ended_at": ended.map(crate::api::time::format),
         }),
         at: ended.unwrap_or(started),
     }

@@ -86,17 +86,10 @@ impl Event {
         Self {
             id,
             kind,
-            created_at: rfc3339_ms(at),
+            created_at: crate::api::time::format(at),
             data: serde_json::from_str(&payload).unwrap_or(Value::Null),
         }
     }
-}
-
-/// `2026-11-30T03:12:00.123Z` for Unix ms.
-pub fn rfc3339_ms(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
-        .unwrap_or_default()
 }
 
 /// Take the feed lock inside a write transaction: every writer of

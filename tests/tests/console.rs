@@ -138,7 +138,7 @@ async fn runs_of(env: &Env, service: i64) -> usize {
         .get(&format!("/v1/services/{service}/runs"), &env.acme)
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    body["runs"].as_array().unwrap().len()
+    body["items"].as_array().unwrap().len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,10 +5,11 @@
 
 use axum::extract::State;
 use axum::routing::get;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::auth::{Caller, scope};
 use super::extract::{Json, Query};
+use super::page::{Page, PageQuery};
 use super::{ApiError, AppState, Routes};
 use crate::alerts::{self, Alert};
 
@@ -16,61 +17,39 @@ pub(super) fn router() -> Routes {
     Routes::new().route("/v1/alerts", get(list))
 }
 
-#[derive(Deserialize)]
+/// The query of `GET /v1/alerts`.
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct AlertQuery {
+#[into_params(parameter_in = Query)]
+pub(super) struct AlertQuery {
+    /// The admin's choice of partner (a partner key may name only itself).
     partner: Option<String>,
     /// `true`: open alerts only; `false`: ended ones only.
     active: Option<bool>,
-    /// 1-500, default 50.
-    limit: Option<i64>,
-    /// The `next` of a previous page.
+    /// Items per page, 1-500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u32>,
+    /// The `next` cursor of the previous page.
     after: Option<String>,
 }
 
-/// A page of alerts, newest first (`next`: the cursor of the following page).
-#[derive(Debug, Serialize)]
-struct AlertPage {
-    items: Vec<Alert>,
-    next: Option<String>,
-}
-
-/// The cursor of a list paged by descending id.
-pub(super) fn before_cursor(after: Option<&str>) -> Result<i64, ApiError> {
-    match after {
-        None => Ok(i64::MAX),
-        Some(raw) => raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid-cursor",
-                format!("`{raw}` is not a cursor of this list"),
-            )
-        }),
-    }
-}
-
-/// A page's limit: default 50, 1-500.
-pub(super) fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
-    match limit {
-        None => Ok(50),
-        Some(n) if (1..=500).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::bad_request(
-            "invalid-limit",
-            format!("limit {n}: between 1 and 500"),
-        )),
-    }
-}
-
-async fn list(
+/// `GET /v1/alerts`: anomaly alerts, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/alerts",
+    tag = "alerts",
+    params(AlertQuery),
+    responses((status = 200, description = "A page of alerts, newest first", body = Page<serde_json::Value>)),
+)]
+pub(super) async fn list(
     caller: Caller,
     State(state): State<AppState>,
     Query(query): Query<AlertQuery>,
-) -> Result<Json<AlertPage>, ApiError> {
+) -> Result<Json<Page<Alert>>, ApiError> {
+    let page = PageQuery::new(query.limit, query.after);
+    page.check()?;
     let partner_id = scope(&state, &caller, query.partner.as_deref()).await?;
-    let limit = page_limit(query.limit)?;
-    let before = before_cursor(query.after.as_deref())?;
-    let items = alerts::list(&state.store, partner_id, query.active, before, limit).await?;
-    let next = (i64::try_from(items.len()).unwrap_or(0) == limit)
-        .then(|| items.last().map(|a| a.id.to_string()))
-        .flatten();
-    Ok(Json(AlertPage { items, next }))
+    let before = page.after::<i64>()?.unwrap_or(i64::MAX);
+    let items = alerts::list(&state.store, partner_id, query.active, before, page.fetch()?).await?;
+    Ok(Json(Page::from_rows(items, &page, |a| a.id)?))
 }

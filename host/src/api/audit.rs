@@ -2,9 +2,6 @@
 //! mutating request made with the admin key, `GET /v1/admin/audit` (the chain,
 //! newest first) and `GET /v1/admin/audit/verify` (the same check as `tongdao
 //! audit verify`).
-//!
-//! Also the list shape this branch's new lists share (`Page`: `{"items": [...],
-//! "next": cursor | null}`, `?limit=` 1..=500, default 50) and RFC 3339 times.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -16,11 +13,12 @@ use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::get;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::auth::Admin;
-use super::extract::{Json, Query};
+use super::extract::{Json, NoParams, Query};
+use super::page::{Page, PageQuery};
 use super::{ApiError, AppState, Routes};
 use crate::audit::{self, NewEntry, Verdict};
 use crate::partners;
@@ -31,59 +29,9 @@ pub(super) fn router() -> Routes {
         .route("/v1/admin/audit/verify", get(verify))
 }
 
-/// One page of a list: `items` newest first and the cursor of the next page
-/// (`?after=`), `null` on the last. (The shared `api/page.rs` type replaces it
-/// once merged.)
-#[derive(Debug, Serialize)]
-pub(super) struct Page<T> {
-    pub items: Vec<T>,
-    pub next: Option<String>,
-}
-
-/// `?limit=`: default 50, 1 to 500, else 400 `invalid-limit`.
-pub(super) fn page_limit(raw: Option<i64>) -> Result<i64, ApiError> {
-    match raw {
-        None => Ok(50),
-        Some(n) if (1..=500).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::bad_request(
-            "invalid-limit",
-            format!("limit {n} is not between 1 and 500"),
-        )),
-    }
-}
-
-/// An id cursor (`?after=` from a previous page): 400 `invalid-cursor` if it is
-/// not one.
-pub(super) fn id_cursor(raw: Option<&str>) -> Result<Option<i64>, ApiError> {
-    raw.map(|c| {
-        c.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid-cursor",
-                format!("`{c}` is not a cursor of this list"),
-            )
-        })
-    })
-    .transpose()
-}
-
-/// Unix ms as RFC 3339 in UTC with milliseconds: `2026-11-30T03:12:00.123Z`.
-pub(super) fn rfc3339(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-        .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AuditQuery {
-    limit: Option<i64>,
-    after: Option<String>,
-}
-
 /// One audit row as the API shows it.
 #[derive(Debug, Serialize)]
-struct AuditItem {
+pub(super) struct AuditItem {
     id: i64,
     at: String,
     actor: String,
@@ -99,47 +47,49 @@ struct AuditItem {
 }
 
 /// `GET /v1/admin/audit?limit=&after=`: the chain newest first (admin only).
-async fn list(
+#[utoipa::path(
+    get,
+    path = "/v1/admin/audit",
+    tag = "audit",
+    params(PageQuery),
+    responses((status = 200, description = "A page of the audit chain, newest first", body = Page<serde_json::Value>)),
+)]
+pub(super) async fn list(
     _: Admin,
     State(state): State<AppState>,
-    Query(query): Query<AuditQuery>,
+    Query(query): Query<PageQuery>,
 ) -> Result<Json<Page<AuditItem>>, ApiError> {
-    let limit = page_limit(query.limit)?;
-    let before = id_cursor(query.after.as_deref())?;
-    let rows = audit::list(&state.store, before, limit).await?;
-    let next = (i64::try_from(rows.len()).unwrap_or(0) == limit)
-        .then(|| rows.last().map(|r| r.id.to_string()))
-        .flatten();
-    let items = rows
-        .into_iter()
-        .map(|e| AuditItem {
-            id: e.id,
-            at: rfc3339(e.at),
-            actor: e.actor,
-            action: e.action,
-            method: e.method,
-            path: e.path,
-            status: e.status,
-            body_sha256: e.body_sha256,
-            request_id: e.request_id,
-            detail: e.detail,
-            prev_hash: e.prev_hash,
-            hash: e.hash,
-        })
-        .collect();
-    Ok(Json(Page { items, next }))
+    query.check()?;
+    let rows = audit::list(&state.store, query.after::<i64>()?, query.fetch()?).await?;
+    let page = Page::from_rows(rows, &query, |r| r.id)?;
+    Ok(Json(page.map(|e| AuditItem {
+        id: e.id,
+        at: crate::api::time::format(e.at),
+        actor: e.actor,
+        action: e.action,
+        method: e.method,
+        path: e.path,
+        status: e.status,
+        body_sha256: e.body_sha256,
+        request_id: e.request_id,
+        detail: e.detail,
+        prev_hash: e.prev_hash,
+        hash: e.hash,
+    })))
 }
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoQuery {}
 
 /// `GET /v1/admin/audit/verify`: `{"result":"intact","rows","last_hash"}` or
 /// `{"result":"broken","row","reason"}` (both 200: the check ran).
-async fn verify(
+#[utoipa::path(
+    get,
+    path = "/v1/admin/audit/verify",
+    tag = "audit",
+    responses((status = 200, description = "The verdict on the chain", body = serde_json::Value)),
+)]
+pub(super) async fn verify(
     _: Admin,
     State(state): State<AppState>,
-    _: Query<NoQuery>,
+    _: Query<NoParams>,
 ) -> Result<Json<Verdict>, ApiError> {
     Ok(Json(audit::verify(&state.store).await?))
 }

@@ -20,9 +20,10 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
-use super::audit::{Page, id_cursor, page_limit, rfc3339};
 use super::auth::{Admin, Caller, PartnerContext, scope};
 use super::extract::{Json, PartnerParam, Path, Query};
+use super::page::{Page, PageQuery};
+use crate::api::time::format as rfc3339;
 use super::{ApiError, AppState, Routes};
 use crate::complaints::{
     self, CAUSES, Complaint, ComplaintError, ComplaintEvent, Contacts, Handler, NewComplaint,
@@ -73,7 +74,7 @@ fn positive_id(id: i64, field: &str) -> Result<i64, ApiError> {
 
 /// Who handles a complaint, with their contacts.
 #[derive(Debug, Serialize)]
-struct HandlerView {
+pub(super) struct HandlerView {
     /// `partner` or `platform`.
     party: String,
     /// The partner's name, or `platform`.
@@ -83,7 +84,7 @@ struct HandlerView {
 
 /// A complaint as the API shows it.
 #[derive(Debug, Serialize)]
-struct ComplaintView {
+pub(super) struct ComplaintView {
     id: i64,
     partner: String,
     service_id: Option<i64>,
@@ -112,7 +113,7 @@ struct ComplaintView {
 }
 
 #[derive(Debug, Serialize)]
-struct EventView {
+pub(super) struct EventView {
     status: String,
     actor: String,
     note: String,
@@ -178,9 +179,11 @@ async fn full_view(state: &AppState, c: Complaint) -> Result<ComplaintView, ApiE
     Ok(view(state, c, contacts, Some(history)))
 }
 
-#[derive(Debug, Deserialize)]
+/// A complaint as the platform received it.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct FileComplaint {
+#[schema(example = json!({"partner": "acme", "service_id": 1, "msisdn": "13800138000", "channel": "hotline", "cause": "content", "note": "unwanted jokes"}))]
+pub(super) struct FileComplaint {
     partner: String,
     service_id: Option<i64>,
     msisdn: Option<String>,
@@ -195,7 +198,17 @@ struct FileComplaint {
 
 /// `POST /v1/admin/complaints`: file a complaint; 201 with the complaint, routed
 /// and due.
-async fn file(
+#[utoipa::path(
+    post,
+    path = "/v1/admin/complaints",
+    tag = "complaints",
+    request_body = FileComplaint,
+    responses(
+        (status = 201, description = "The complaint, routed and due", body = serde_json::Value),
+        (status = 400, description = "`invalid-cause`, `invalid-note`, `invalid-msisdn`, `invalid-id`, `invalid-channel`"),
+    ),
+)]
+pub(super) async fn file(
     _: Admin,
     State(state): State<AppState>,
     body: Json<FileComplaint>,
@@ -259,16 +272,25 @@ async fn file(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+/// The query of `GET /v1/complaints`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub(super) struct ListQuery {
+    /// The admin's choice of partner (a partner key may name only itself).
     partner: Option<String>,
+    /// `open`, `acknowledged`, `resolved` or `rejected`.
     status: Option<String>,
+    /// `content`, `channel`, `billing` or `unsubscribe`.
     cause: Option<String>,
+    /// `partner` or `platform`.
     routed_to: Option<String>,
     /// `true`: only complaints open or acknowledged past their due time.
     overdue: Option<bool>,
-    limit: Option<i64>,
+    /// Items per page, 1-500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u32>,
+    /// The `next` cursor of the previous page.
     after: Option<String>,
 }
 
@@ -289,14 +311,26 @@ fn one_of(
 }
 
 /// `GET /v1/complaints`: newest first; a partner sees its own, the admin all.
-async fn list(
+#[utoipa::path(
+    get,
+    path = "/v1/complaints",
+    tag = "complaints",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of complaints, newest first", body = Page<serde_json::Value>),
+        (status = 400, description = "`invalid-status`, `invalid-cause`, `invalid-routed-to`"),
+    ),
+)]
+pub(super) async fn list(
     caller: Caller,
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Page<ComplaintView>>, ApiError> {
+    let page = PageQuery::new(query.limit, query.after.clone());
+    page.check()?;
     let partner_id = scope(&state, &caller, query.partner.as_deref()).await?;
-    let limit = page_limit(query.limit)?;
-    let before = id_cursor(query.after.as_deref())?;
+    let before = page.after::<i64>()?;
+    let limit = page.fetch()?;
     one_of(
         query.status.as_deref(),
         &["open", "acknowledged", "resolved", "rejected"],
@@ -323,9 +357,7 @@ async fn list(
         },
     )
     .await?;
-    let next = (i64::try_from(rows.len()).unwrap_or(0) == limit)
-        .then(|| rows.last().map(|c| c.id.to_string()))
-        .flatten();
+    let Page { items: rows, next } = Page::from_rows(rows, &page, |c| c.id)?;
     let mut known: HashMap<i64, Contacts> = HashMap::new();
     let mut items = Vec::with_capacity(rows.len());
     for c in rows {
@@ -351,20 +383,34 @@ fn own(caller: &Caller) -> Option<i64> {
 }
 
 /// `GET /v1/complaints/{id}`: one complaint with its history.
-async fn detail(
+#[utoipa::path(
+    get,
+    path = "/v1/complaints/{id}",
+    tag = "complaints",
+    params(("id" = String, Path, description = "The complaint id"), PartnerParam),
+    responses(
+        (status = 200, description = "The complaint with its history", body = serde_json::Value),
+        (status = 400, description = "`invalid-id`"),
+    ),
+)]
+pub(super) async fn detail(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    _: Query<PartnerParam>,
+    Query(query): Query<PartnerParam>,
 ) -> Result<Json<ComplaintView>, ApiError> {
     let id = parse_id(&id)?;
-    let complaint = complaints::get(&state.store, id, own(&caller)).await?;
+    // A partner naming another partner is refused (403); the admin may narrow.
+    let scoped = scope(&state, &caller, query.partner.as_deref()).await?;
+    let complaint = complaints::get(&state.store, id, scoped.or(own(&caller))).await?;
     Ok(Json(full_view(&state, complaint).await?))
 }
 
-#[derive(Debug, Deserialize, Default)]
+/// What the handler says when it acts on a complaint.
+#[derive(Debug, Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Action {
+#[schema(example = json!({"resolution": "refunded and unsubscribed"}))]
+pub(super) struct Action {
     /// How it was resolved (or why it was rejected); required for both.
     #[serde(default)]
     resolution: String,
@@ -375,7 +421,22 @@ struct Action {
 
 /// `POST /v1/complaints/{id}/{acknowledge|resolve|reject}`: the party it is
 /// routed to acts on it.
-async fn act(
+#[utoipa::path(
+    post,
+    path = "/v1/complaints/{id}/{action}",
+    tag = "complaints",
+    params(
+        ("id" = String, Path, description = "The complaint id"),
+        ("action" = String, Path, description = "`acknowledge`, `resolve` or `reject`"),
+    ),
+    request_body = Action,
+    responses(
+        (status = 200, description = "The complaint after the action", body = serde_json::Value),
+        (status = 400, description = "`invalid-id`, `invalid-resolution`, `invalid-note`, `invalid-action`"),
+        (status = 409, description = "`wrong-state`: the complaint cannot take this action now"),
+    ),
+)]
+pub(super) async fn act(
     caller: Caller,
     State(state): State<AppState>,
     Path((id, action)): Path<(String, String)>,
@@ -410,7 +471,7 @@ async fn act(
 }
 
 #[derive(Debug, Serialize)]
-struct RateView {
+pub(super) struct RateView {
     partner: String,
     /// `null`: complaints that name no service, against all the partner's MTs.
     service_id: Option<i64>,
@@ -427,7 +488,14 @@ struct RateView {
 
 /// `GET /v1/complaints/rates`: complaints (channel causes aside) per 10,000 MTs
 /// over `[compliance.detectors] complaint_window_secs`, per partner and service.
-async fn rates(
+#[utoipa::path(
+    get,
+    path = "/v1/complaints/rates",
+    tag = "complaints",
+    params(PartnerParam),
+    responses((status = 200, description = "Every rate, one page", body = Page<serde_json::Value>)),
+)]
+pub(super) async fn rates(
     caller: Caller,
     State(state): State<AppState>,
     Query(query): Query<PartnerParam>,
@@ -467,7 +535,14 @@ async fn rates(
 }
 
 /// `GET /v1/contacts`: the partner's contacts (the admin names it with `?partner=`).
-async fn contacts(
+#[utoipa::path(
+    get,
+    path = "/v1/contacts",
+    tag = "complaints",
+    params(PartnerParam),
+    responses((status = 200, description = "The partner's contacts", body = serde_json::Value)),
+)]
+pub(super) async fn contacts(
     ctx: PartnerContext,
     State(state): State<AppState>,
     _: Query<PartnerParam>,
@@ -479,7 +554,18 @@ async fn contacts(
 
 /// `PUT /v1/contacts` `{customer_service: {name, phone, email}, technical_support:
 /// {…}}`: set them (the partner itself, or the admin with `?partner=`).
-async fn set_contacts(
+#[utoipa::path(
+    put,
+    path = "/v1/contacts",
+    tag = "complaints",
+    params(PartnerParam),
+    request_body(content = serde_json::Value, description = "`{customer_service: {name, phone, email}, technical_support: {name, phone, email}}`"),
+    responses(
+        (status = 200, description = "The contacts as stored", body = serde_json::Value),
+        (status = 400, description = "`invalid-contacts`"),
+    ),
+)]
+pub(super) async fn set_contacts(
     ctx: PartnerContext,
     State(state): State<AppState>,
     _: Query<PartnerParam>,

@@ -12,9 +12,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
-use super::audit::{Page, page_limit, rfc3339};
 use super::auth::Admin;
 use super::extract::{Json, Query};
+use super::page::{Page, PageQuery};
 use super::{ApiError, AppState, Routes};
 use crate::store::now_ms;
 
@@ -22,9 +22,12 @@ pub(super) fn router() -> Routes {
     Routes::new().route("/v1/admin/history", get(history))
 }
 
-#[derive(Debug, Deserialize)]
+/// The query of `GET /v1/admin/history`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct HistoryQuery {
+#[into_params(parameter_in = Query)]
+pub(super) struct HistoryQuery {
+    /// The number (required): 11 digits starting with 1, optionally +86.
     msisdn: Option<String>,
     /// RFC 3339, inclusive; default: the beginning.
     from: Option<String>,
@@ -32,7 +35,10 @@ struct HistoryQuery {
     to: Option<String>,
     /// Only this partner's MTs and MOs.
     partner: Option<String>,
-    limit: Option<i64>,
+    /// Items per page, 1-500 (default 50); CSV 1-10000 (default 10000).
+    #[param(minimum = 1, maximum = 10000)]
+    limit: Option<u32>,
+    /// The `next` cursor of the previous page (CSV: the `x-next-cursor` header).
     after: Option<String>,
     /// `json` (default) or `csv`.
     format: Option<String>,
@@ -96,28 +102,19 @@ fn parse_time(raw: Option<&str>, field: &str, default: i64) -> Result<i64, ApiEr
     }
 }
 
-/// `"<at>.<direction>.<id>"` of the last item of a page.
-fn parse_cursor(raw: Option<&str>) -> Result<(i64, String, i64), ApiError> {
-    let Some(raw) = raw else {
-        return Ok((i64::MAX, String::new(), 0));
-    };
-    let bad = || {
-        ApiError::bad_request(
-            "invalid-cursor",
-            format!("`{raw}` is not a cursor of this list"),
-        )
-    };
-    let mut it = raw.splitn(3, '.');
-    let at = it.next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
-    let direction = it
-        .next()
-        .filter(|d| *d == "mt" || *d == "mo")
-        .ok_or_else(bad)?;
-    let id = it.next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
-    Ok((at, direction.to_string(), id))
-}
-
-async fn history(
+/// `GET /v1/admin/history?msisdn=`: every MT and MO of one number, newest
+/// first, as JSON pages or CSV (admin only, R-3.6).
+#[utoipa::path(
+    get,
+    path = "/v1/admin/history",
+    tag = "audit",
+    params(HistoryQuery),
+    responses(
+        (status = 200, description = "A page of MTs and MOs, newest first (or CSV)", body = Page<serde_json::Value>),
+        (status = 400, description = "`msisdn-required`, `invalid-msisdn`, `invalid-time`, `invalid-range`, `invalid-format`"),
+    ),
+)]
+pub(super) async fn history(
     _: Admin,
     State(state): State<AppState>,
     Query(query): Query<HistoryQuery>,
@@ -131,6 +128,34 @@ async fn history(
                 format!("format `{other}` is not json or csv"),
             ));
         }
+    };
+    // The paging input first, so a bad one is its own 400 whatever else is wrong.
+    // The key of an item: `(at, direction, id)`.
+    let cursor: Option<(i64, String, i64)> =
+        PageQuery::new(None, query.after.clone()).after()?;
+    if cursor
+        .as_ref()
+        .is_some_and(|c| c.1 != "mt" && c.1 != "mo")
+    {
+        return Err(ApiError::bad_request(
+            "invalid-cursor",
+            "`after` must be the `next` of a previous page of this list",
+        ));
+    }
+    // A CSV export takes up to 10,000 rows a request; JSON pages up to 500.
+    let limit = if csv {
+        match query.limit {
+            None => 10_000,
+            Some(n) if (1..=10_000).contains(&n) => i64::from(n),
+            Some(n) => {
+                return Err(ApiError::bad_request(
+                    "invalid-limit",
+                    format!("limit {n} is not between 1 and 10000"),
+                ));
+            }
+        }
+    } else {
+        PageQuery::new(query.limit, None).limit()?
     };
     let raw = query
         .msisdn
@@ -150,27 +175,12 @@ async fn history(
             "`from` must be before `to`",
         ));
     }
-    // A CSV export takes up to 10,000 rows a request; JSON pages up to 500.
-    let limit = if csv {
-        match query.limit {
-            None => 10_000,
-            Some(n) if (1..=10_000).contains(&n) => n,
-            Some(n) => {
-                return Err(ApiError::bad_request(
-                    "invalid-limit",
-                    format!("limit {n} is not between 1 and 10000"),
-                ));
-            }
-        }
-    } else {
-        page_limit(query.limit)?
-    };
     let partner = match &query.partner {
         Some(name) => Some(crate::partners::get(&state.store, name).await?.id),
         None => None,
     };
-    let (c_at, c_dir, c_id) = parse_cursor(query.after.as_deref())?;
-    let rows: Vec<Row> = sqlx::query_as(
+    let (c_at, c_dir, c_id) = cursor.unwrap_or((i64::MAX, String::new(), 0));
+    let mut rows: Vec<Row> = sqlx::query_as(
         "SELECT h.direction, h.id, h.at, h.partner, h.service, h.service_number, h.text,
                 h.content_sha256, h.module_version_id, h.module_sha256, h.operator, h.status, h.done_at
          FROM (
@@ -200,21 +210,25 @@ async fn history(
     .bind(c_at)
     .bind(&c_dir)
     .bind(c_id)
-    .bind(limit)
+    .bind(limit + 1)
     .bind(partner)
     .fetch_all(state.store.pool())
     .await
     .map_err(crate::store::StoreError::from)?;
-    let next = (i64::try_from(rows.len()).unwrap_or(0) == limit)
-        .then(|| rows.last().map(|r| format!("{}.{}.{}", r.2, r.0, r.1)))
-        .flatten();
+    let next = if rows.len() > usize::try_from(limit).unwrap_or(usize::MAX) {
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        rows.last()
+            .map(|r| crate::api::page::cursor(&(r.2, r.0.clone(), r.1)))
+    } else {
+        None
+    };
     let items: Vec<HistoryItem> = rows
         .into_iter()
         .map(|r| HistoryItem {
             direction: r.0,
             id: r.1,
             msisdn: msisdn.clone(),
-            at: rfc3339(r.2),
+            at: crate::api::time::format(r.2),
             partner: r.3,
             service: r.4,
             service_number: r.5,
@@ -224,7 +238,7 @@ async fn history(
             module_sha256: r.9,
             operator: r.10,
             status: r.11,
-            done_at: r.12.map(rfc3339),
+            done_at: r.12.map(crate::api::time::format),
         })
         .collect();
     if !csv {

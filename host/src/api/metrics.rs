@@ -16,9 +16,16 @@ pub(super) fn router() -> Routes {
     Routes::new().route("/metrics", get(metrics))
 }
 
-/// Every metric in the Prometheus text exposition format 0.0.4; the list with its
-/// labels is in the README.
-async fn metrics(State(state): State<AppState>, _: Query<NoParams>) -> Response {
+/// `GET /metrics`: every metric in the Prometheus text exposition format 0.0.4;
+/// the list with its labels is in the README (no key needed).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "platform",
+    security(()),
+    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String)),
+)]
+pub(super) async fn metrics(State(state): State<AppState>, _: Query<NoParams>) -> Response {
     // The bind gauges are read at scrape time from the relay's in-memory state.
     let mut up: BTreeMap<String, f64> = BTreeMap::new();
     for bind in state.relay.binds() {

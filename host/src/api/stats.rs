@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::{Caller, scope};
 use super::extract::{Json, Query};
+use super::page::{Page, PageQuery, cursor};
 use super::{ApiError, AppState, Routes};
 use crate::stats::query::{self, Granularity, StatsFilter, StatsRow};
 
@@ -19,8 +20,9 @@ pub(super) fn router() -> Routes {
 }
 
 /// The query string of `GET /v1/stats`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StatsParams {
     /// `hour`, `day` (default) or `month`.
     pub granularity: Option<String>,
@@ -39,13 +41,15 @@ pub struct StatsParams {
     /// `json` (default) or `csv`.
     pub format: Option<String>,
     /// Rows per page, 1–500 (default 50); CSV has every row.
-    pub limit: Option<i64>,
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
     /// The `next` cursor of the previous page.
     pub after: Option<String>,
 }
 
 /// One page of statistics rows (`items`), oldest period first, and the cursor of
-/// the next page (`null` on the last).
+/// the next page (`null` on the last): the shared [`Page`] with the range it
+/// covers beside it.
 #[derive(Debug, Serialize)]
 pub struct StatsPage {
     pub granularity: &'static str,
@@ -54,8 +58,9 @@ pub struct StatsPage {
     pub to: String,
     /// The platform time zone days and months are in.
     pub time_zone: &'static str,
-    pub items: Vec<StatsRow>,
-    pub next: Option<String>,
+    /// `items` and `next`.
+    #[serde(flatten)]
+    pub page: Page<StatsRow>,
 }
 
 /// The longest range of one request, in days.
@@ -79,7 +84,19 @@ fn parse_bound(field: &'static str, s: &str, end: bool) -> Result<Date, ApiError
     s.parse().map_err(|_| bad())
 }
 
-async fn stats(
+/// `GET /v1/stats`: statistics per period, service and operator, as JSON pages
+/// or CSV (`Accept: text/csv` or `?format=csv`).
+#[utoipa::path(
+    get,
+    path = "/v1/stats",
+    tag = "stats",
+    params(StatsParams),
+    responses(
+        (status = 200, description = "`{granularity, from, to, time_zone, items, next}`, oldest period first (or CSV with every row)", body = serde_json::Value),
+        (status = 400, description = "`invalid-granularity`, `invalid-format`, `invalid-date`, `invalid-range`, `invalid-operator`"),
+    ),
+)]
+pub(super) async fn stats(
     caller: Caller,
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -108,25 +125,10 @@ async fn stats(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("text/csv")),
     };
-    let limit = params.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid-limit",
-            format!("limit must be between 1 and 500, not {limit}"),
-        ));
-    }
-    let offset: usize = match params.after.as_deref() {
-        None => 0,
-        Some(c) => c
-            .strip_prefix("r")
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid-cursor",
-                    format!("`{c}` is not a cursor of this list"),
-                )
-            })?,
-    };
+    // The rows are computed whole; the cursor is the offset of the next row.
+    let paging = PageQuery::new(params.limit, params.after.clone());
+    let limit = paging.limit()?;
+    let offset: usize = paging.after()?.unwrap_or(0);
     let to = match params.to.as_deref() {
         Some(s) => parse_bound("to", s, true)?,
         None => crate::clock::day_of_ms(crate::store::now_ms()),
@@ -193,7 +195,7 @@ async fn stats(
     }
     let limit = usize::try_from(limit).unwrap_or(50);
     let end = offset.saturating_add(limit).min(rows.len());
-    let next = (end < rows.len()).then(|| format!("r{end}"));
+    let next = (end < rows.len()).then(|| cursor(&end));
     let items = rows
         .into_iter()
         .skip(offset)
@@ -208,8 +210,7 @@ async fn stats(
         from: from.to_string(),
         to: to.to_string(),
         time_zone: crate::clock::time_zone_name(),
-        items,
-        next,
+        page: Page { items, next },
     })
     .into_response())
 }

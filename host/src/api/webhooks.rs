@@ -9,11 +9,11 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
-use super::alerts::{before_cursor, page_limit};
 use super::auth::{Caller, PartnerContext, scope};
 use super::extract::{Json, PartnerParam, Path, Query};
+use super::page::{Page, PageQuery, PartnerPageQuery};
 use super::{ApiError, AppState, Routes};
-use crate::webhooks::{self, Delivery, Endpoint, EndpointChange, Event, WebhookError, rfc3339_ms};
+use crate::webhooks::{self, Delivery, Endpoint, EndpointChange, Event, WebhookError};
 
 pub(super) fn router() -> Routes {
     Routes::new()
@@ -40,7 +40,7 @@ impl From<WebhookError> for ApiError {
 
 /// An endpoint as the API shows it.
 #[derive(Debug, Serialize)]
-struct EndpointView {
+pub(super) struct EndpointView {
     id: i64,
     url: String,
     /// Event kinds sent to it; empty: every kind.
@@ -59,15 +59,18 @@ impl From<Endpoint> for EndpointView {
             events: e.events,
             description: e.description,
             enabled: e.enabled,
-            created_at: rfc3339_ms(e.created_at),
-            updated_at: rfc3339_ms(e.updated_at),
+            created_at: crate::api::time::format(e.created_at),
+            updated_at: crate::api::time::format(e.updated_at),
         }
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// A new endpoint: its URL, the event kinds it wants (empty: every kind) and a
+/// description.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateBody {
+#[schema(example = json!({"url": "https://hooks.example.com/tongdao", "events": ["alert", "mt.status"], "description": "ops"}))]
+pub(super) struct CreateBody {
     url: String,
     #[serde(default)]
     events: Vec<String>,
@@ -77,13 +80,25 @@ struct CreateBody {
 
 /// A new endpoint; `secret` only when the partner had none (shown once).
 #[derive(Debug, Serialize)]
-struct Created {
+pub(super) struct Created {
     #[serde(flatten)]
     endpoint: EndpointView,
     secret: Option<String>,
 }
 
-async fn create(
+/// `POST /v1/webhooks`: register an endpoint (201).
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks",
+    tag = "webhooks",
+    params(PartnerParam),
+    request_body = CreateBody,
+    responses(
+        (status = 201, description = "The endpoint; `secret` only when the partner had none (shown once)", body = serde_json::Value),
+        (status = 400, description = "`invalid-url`, `private-address`, `invalid-event-kind`, `invalid-input`"),
+    ),
+)]
+pub(super) async fn create(
     ctx: PartnerContext,
     State(state): State<AppState>,
     Json(body): Json<CreateBody>,
@@ -106,36 +121,27 @@ async fn create(
     ))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    partner: Option<String>,
-    limit: Option<i64>,
-    after: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct EndpointPage {
-    items: Vec<EndpointView>,
-    next: Option<String>,
-}
-
-async fn list(
+/// `GET /v1/webhooks`: endpoints, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks",
+    tag = "webhooks",
+    params(PartnerPageQuery),
+    responses((status = 200, description = "A page of endpoints, newest first", body = Page<serde_json::Value>)),
+)]
+pub(super) async fn list(
     caller: Caller,
     State(state): State<AppState>,
-    Query(query): Query<ListQuery>,
-) -> Result<Json<EndpointPage>, ApiError> {
+    Query(query): Query<PartnerPageQuery>,
+) -> Result<Json<Page<EndpointView>>, ApiError> {
+    let page = query.page();
+    page.check()?;
     let partner_id = scope(&state, &caller, query.partner.as_deref()).await?;
-    let limit = page_limit(query.limit)?;
-    let before = before_cursor(query.after.as_deref())?;
-    let found = webhooks::endpoints(&state.store, partner_id, before, limit).await?;
-    let next = (i64::try_from(found.len()).unwrap_or(0) == limit)
-        .then(|| found.last().map(|e| e.id.to_string()))
-        .flatten();
-    Ok(Json(EndpointPage {
-        items: found.into_iter().map(EndpointView::from).collect(),
-        next,
-    }))
+    let before = page.after::<i64>()?.unwrap_or(i64::MAX);
+    let found = webhooks::endpoints(&state.store, partner_id, before, page.fetch()?).await?;
+    Ok(Json(
+        Page::from_rows(found, &page, |e| e.id)?.map(EndpointView::from),
+    ))
 }
 
 fn parse_id(raw: &str) -> Result<i64, ApiError> {
@@ -145,7 +151,18 @@ fn parse_id(raw: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| ApiError::bad_request("invalid-id", format!("`{raw}` is not a webhook id")))
 }
 
-async fn show(
+/// `GET /v1/webhooks/{id}`: one endpoint.
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks/{id}",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "The endpoint id"), PartnerParam),
+    responses(
+        (status = 200, description = "The endpoint", body = serde_json::Value),
+        (status = 400, description = "`invalid-id`"),
+    ),
+)]
+pub(super) async fn show(
     ctx: PartnerContext,
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -155,16 +172,30 @@ async fn show(
     Ok(Json(endpoint.into()))
 }
 
-#[derive(Debug, Deserialize)]
+/// A change to an endpoint: only the fields given change.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UpdateBody {
+#[schema(example = json!({"enabled": false}))]
+pub(super) struct UpdateBody {
     url: Option<String>,
     events: Option<Vec<String>>,
     description: Option<String>,
     enabled: Option<bool>,
 }
 
-async fn update(
+/// `PATCH /v1/webhooks/{id}`: change an endpoint.
+#[utoipa::path(
+    patch,
+    path = "/v1/webhooks/{id}",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "The endpoint id"), PartnerParam),
+    request_body = UpdateBody,
+    responses(
+        (status = 200, description = "The endpoint as changed", body = serde_json::Value),
+        (status = 400, description = "`invalid-id`, `invalid-url`, `private-address`, `invalid-event-kind`, `invalid-input`"),
+    ),
+)]
+pub(super) async fn update(
     ctx: PartnerContext,
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -188,12 +219,23 @@ async fn update(
 
 /// The answer of a delete.
 #[derive(Debug, Serialize)]
-struct Deleted {
+pub(super) struct Deleted {
     id: i64,
     deleted: bool,
 }
 
-async fn remove(
+/// `DELETE /v1/webhooks/{id}`: remove an endpoint.
+#[utoipa::path(
+    delete,
+    path = "/v1/webhooks/{id}",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "The endpoint id"), PartnerParam),
+    responses(
+        (status = 200, description = "`{id, deleted: true}`", body = serde_json::Value),
+        (status = 400, description = "`invalid-id`"),
+    ),
+)]
+pub(super) async fn remove(
     ctx: PartnerContext,
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -205,7 +247,7 @@ async fn remove(
 
 /// A delivery as the log shows it.
 #[derive(Debug, Serialize)]
-struct DeliveryView {
+pub(super) struct DeliveryView {
     id: i64,
     event_id: i64,
     kind: String,
@@ -228,60 +270,75 @@ impl From<Delivery> for DeliveryView {
         Self {
             id: d.id,
             event_id: d.event_id,
-            next_attempt_at: (d.status == "pending").then(|| rfc3339_ms(d.next_attempt_at)),
+            next_attempt_at: (d.status == "pending").then(|| crate::api::time::format(d.next_attempt_at)),
             kind: d.kind,
             status: d.status,
             attempts: d.attempts,
             response_code: d.last_status_code,
             last_error: d.last_error,
             replays: d.replays,
-            created_at: rfc3339_ms(d.created_at),
-            last_attempt_at: d.last_attempt_at.map(rfc3339_ms),
-            delivered_at: d.delivered_at.map(rfc3339_ms),
+            created_at: crate::api::time::format(d.created_at),
+            last_attempt_at: d.last_attempt_at.map(crate::api::time::format),
+            delivered_at: d.delivered_at.map(crate::api::time::format),
         }
     }
 }
 
-#[derive(Debug, Serialize)]
-struct DeliveryPage {
-    items: Vec<DeliveryView>,
-    next: Option<String>,
-}
-
-async fn deliveries(
+/// `GET /v1/webhooks/{id}/deliveries`: the endpoint's delivery log, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks/{id}/deliveries",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "The endpoint id"), PartnerPageQuery),
+    responses(
+        (status = 200, description = "A page of deliveries, newest first", body = Page<serde_json::Value>),
+        (status = 400, description = "`invalid-id`"),
+    ),
+)]
+pub(super) async fn deliveries(
     ctx: PartnerContext,
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(query): Query<ListQuery>,
-) -> Result<Json<DeliveryPage>, ApiError> {
+    Query(query): Query<PartnerPageQuery>,
+) -> Result<Json<Page<DeliveryView>>, ApiError> {
+    let page = query.page();
+    page.check()?;
     let endpoint = webhooks::endpoint(&state.store, ctx.partner.id, parse_id(&id)?).await?;
-    let limit = page_limit(query.limit)?;
-    let before = before_cursor(query.after.as_deref())?;
-    let found = webhooks::deliveries(&state.store, endpoint.id, before, limit).await?;
-    let next = (i64::try_from(found.len()).unwrap_or(0) == limit)
-        .then(|| found.last().map(|d| d.id.to_string()))
-        .flatten();
-    Ok(Json(DeliveryPage {
-        items: found.into_iter().map(DeliveryView::from).collect(),
-        next,
-    }))
+    let before = page.after::<i64>()?.unwrap_or(i64::MAX);
+    let found = webhooks::deliveries(&state.store, endpoint.id, before, page.fetch()?).await?;
+    Ok(Json(
+        Page::from_rows(found, &page, |d| d.id)?.map(DeliveryView::from),
+    ))
 }
 
 /// Replay from an event id (inclusive) or from a time (RFC 3339): exactly one.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ReplayBody {
+#[schema(example = json!({"since": "2026-11-30T03:12:00.000Z"}))]
+pub(super) struct ReplayBody {
     from_event_id: Option<i64>,
     since: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
-struct Replayed {
+pub(super) struct Replayed {
     /// Events that will be sent again (or for the first time) to the endpoint.
     replayed: i64,
 }
 
-async fn replay(
+/// `POST /v1/webhooks/{id}/replay`: send events again to the endpoint.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/{id}/replay",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "The endpoint id"), PartnerParam),
+    request_body = ReplayBody,
+    responses(
+        (status = 200, description = "`{replayed}`: events queued for the endpoint", body = serde_json::Value),
+        (status = 400, description = "`invalid-id`, `invalid-time`, `invalid-input`"),
+    ),
+)]
+pub(super) async fn replay(
     ctx: PartnerContext,
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -312,12 +369,20 @@ async fn replay(
 
 /// A new signing secret (shown once) and when the previous ones stop signing.
 #[derive(Debug, Serialize)]
-struct Rotated {
+pub(super) struct Rotated {
     secret: String,
     previous_retire_at: String,
 }
 
-async fn rotate(
+/// `POST /v1/webhook-secret/rotate`: a new signing secret (shown once).
+#[utoipa::path(
+    post,
+    path = "/v1/webhook-secret/rotate",
+    tag = "webhooks",
+    params(PartnerParam),
+    responses((status = 200, description = "`{secret, previous_retire_at}`", body = serde_json::Value)),
+)]
+pub(super) async fn rotate(
     ctx: PartnerContext,
     State(state): State<AppState>,
     Query(_): Query<PartnerParam>,
@@ -330,46 +395,47 @@ async fn rotate(
     .await?;
     Ok(Json(Rotated {
         secret,
-        previous_retire_at: rfc3339_ms(retires_at),
+        previous_retire_at: crate::api::time::format(retires_at),
     }))
 }
 
-#[derive(Deserialize)]
+/// The query of `GET /v1/events`.
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct EventsQuery {
-    /// Read by [`PartnerContext`]; listed so that it is not an unknown parameter.
+#[into_params(parameter_in = Query)]
+pub(super) struct EventsQuery {
+    /// The admin's choice of partner (read by [`PartnerContext`]).
     #[allow(dead_code)]
     partner: Option<String>,
-    /// The `next` of a previous page (an event id); events after it.
+    /// The `next` of a previous page; events after it.
     after: Option<String>,
-    limit: Option<i64>,
+    /// Items per page, 1-500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u32>,
     /// Comma-separated event kinds; all when absent.
     kinds: Option<String>,
 }
 
-/// A page of the inbox, oldest first; `next` is the id of its last event (keep
-/// it and poll with `?after=`), `null` when the page is empty.
-#[derive(Debug, Serialize)]
-struct EventPage {
-    items: Vec<Event>,
-    next: Option<String>,
-}
-
-async fn events(
+/// `GET /v1/events`: the inbox, oldest first; `next` is the cursor of its last
+/// event (keep it and poll with `?after=`), `null` when the page is empty.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "webhooks",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "A page of events, oldest first", body = Page<serde_json::Value>),
+        (status = 400, description = "`invalid-event-kind`"),
+    ),
+)]
+pub(super) async fn events(
     ctx: PartnerContext,
     State(state): State<AppState>,
     Query(query): Query<EventsQuery>,
-) -> Result<Json<EventPage>, ApiError> {
-    let after = match query.after.as_deref() {
-        None => 0,
-        Some(raw) => raw
-            .parse::<i64>()
-            .ok()
-            .filter(|id| *id >= 0)
-            .ok_or_else(|| {
-                ApiError::bad_request("invalid-cursor", format!("`{raw}` is not an event id"))
-            })?,
-    };
+) -> Result<Json<Page<Event>>, ApiError> {
+    let page = PageQuery::new(query.limit, query.after.clone());
+    page.check()?;
+    let after = page.after::<i64>()?.unwrap_or(0);
     let kinds: Vec<String> = query
         .kinds
         .as_deref()
@@ -386,8 +452,8 @@ async fn events(
     {
         return Err(WebhookError::UnknownKind(kind.clone()).into());
     }
-    let limit = page_limit(query.limit)?;
-    let items = webhooks::events(&state.store, ctx.partner.id, after, limit, &kinds).await?;
-    let next = items.last().map(|e| e.id.to_string());
-    Ok(Json(EventPage { items, next }))
+    let items =
+        webhooks::events(&state.store, ctx.partner.id, after, page.limit()?, &kinds).await?;
+    let next = items.last().map(|e| crate::api::page::cursor(&e.id));
+    Ok(Json(Page { items, next }))
 }

@@ -131,7 +131,7 @@ pub async fn read(store: &Store, filter: &StatsFilter) -> Result<Vec<StatsRow>, 
     let overflow = || StoreError::Corrupt("a statistics sum overflows".into());
     for (hour_ms, day, partner, service_id, code, operator, metric, reason, count, amount) in raw {
         let period = match filter.granularity {
-            Granularity::Hour => rfc3339_ms(hour_ms),
+            Granularity::Hour => crate::api::time::format(hour_ms),
             Granularity::Day => day,
             Granularity::Month => day.get(..7).unwrap_or(&day).to_string(),
         };
@@ -168,13 +168,6 @@ pub async fn read(store: &Store, filter: &StatsFilter) -> Result<Vec<StatsRow>, 
         }
     }
     Ok(rows.into_values().collect())
-}
-
-/// `2026-11-30T03:00:00.000Z`.
-pub fn rfc3339_ms(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms)
-        .map(|t| format!("{t:.3}"))
-        .unwrap_or_default()
 }
 
 /// The rows as CSV (RFC 4180): one line per row, `failed_by_reason` as

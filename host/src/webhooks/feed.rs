@@ -14,7 +14,7 @@
 
 use serde_json::json;
 
-use super::{NewEvent, WebhooksConfig, append_in, lock_feed, rfc3339_ms};
+use super::{NewEvent, WebhooksConfig, append_in, lock_feed};
 use crate::store::{Backend, Store, StoreError, now_ms};
 
 /// Rows read per source per round.
@@ -185,7 +185,7 @@ async fn receipts(
                 "message_id": message_id, "service_id": service, "recipient": recipient,
                 "operator": operator, "status": status,
                 "failure_reason": if status == "delivered" { None } else { reason },
-                "segments": segments, "at": rfc3339_ms(at),
+                "segments": segments, "at": crate::api::time::format(at),
             }),
             at,
         });
@@ -243,8 +243,8 @@ async fn mos(
             data: json!({
                 "mo_id": id, "service_id": service, "service_code": code, "from": from,
                 "to": to, "text": text, "outcome": outcome,
-                "received_at": rfc3339_ms(received_at),
-                "routed_at": routed_at.map(rfc3339_ms),
+                "received_at": crate::api::time::format(received_at),
+                "routed_at": routed_at.map(crate::api::time::format),
             }),
             at: routed_at.unwrap_or(received_at),
         });
@@ -312,7 +312,7 @@ async fn runs(
                 "run_id": id, "service_id": service, "status": status,
                 "subscribers": subscribers, "queued": queued, "blocked": blocked,
                 "held": held, "skipped": skipped, "reason": reason,
-                "finished_at": rfc3339_ms(at),
+                "finished_at": crate::api::time::format(at),
             }),
             at,
         });
@@ -354,7 +354,7 @@ async fn faults(
             source_key: format!("fault:{id}"),
             data: json!({
                 "module": module, "version_id": version_id, "export": export,
-                "fault": kind, "message": message, "at": rfc3339_ms(at),
+                "fault": kind, "message": message, "at": crate::api::time::format(at),
             }),
             at,
         });
@@ -389,7 +389,7 @@ async fn suspensions(
             source_key: format!("suspension:{id}"),
             data: json!({
                 "service_id": service, "action": action, "actor": actor, "reason": reason,
-                "at": rfc3339_ms(at),
+                "at": crate::api::time::format(at),
             }),
             at,
         });
@@ -424,7 +424,7 @@ async fn notices(
             source_key: format!("notice:{id}"),
             data: json!({
                 "notice_id": id, "notice": kind, "subject": subject, "message": message,
-                "run_id": run_id, "at": rfc3339_ms(at),
+                "run_id": run_id, "at": crate::api::time::format(at),
             }),
             at,
         });
@@ -461,7 +461,7 @@ async fn agreement_terms(
             data: json!({
                 "terms": "agreement", "effective_from": effective_from, "tier_mode": tier_mode,
                 "tax_bp": tax_bp, "payment_days": payment_days, "activation_rule": activation,
-                "at": rfc3339_ms(at),
+                "at": crate::api::time::format(at),
             }),
             at,
         });
@@ -498,7 +498,7 @@ async fn operator_terms(
             data: json!({
                 "terms": "operator", "operator": operator, "effective_from": effective_from,
                 "collection_bp": collection_bp, "imbalance_rate_fen": imbalance,
-                "schedule": schedule, "at": rfc3339_ms(at),
+                "schedule": schedule, "at": crate::api::time::format(at),
             }),
             at,
         });
@@ -534,7 +534,7 @@ async fn statements(
             kind: "statement.ready",
             source_key: format!("statement:{month}"),
             data: json!({
-                "month": month, "issued_at": rfc3339_ms(at),
+                "month": month, "issued_at": crate::api::time::format(at),
                 "path": format!("/v1/statements/{month}"),
             }),
             at,
