@@ -200,14 +200,7 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,sqlx=warn,wasmtime=warn,cranelift=warn")
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Logging starts with the configuration (`load_config`: `[log] format`).
     let Cli { command, global } = Cli::parse();
     // Commands over the running server's API need no runtime of their own
     // (the blocking HTTP client brings one).
@@ -223,7 +216,6 @@ fn main() -> ExitCode {
         }
         Err(command) => *command,
     };
-    let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -321,6 +313,16 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         | Command::Messages(_)
         | Command::Module(ModuleCommand::Api(_)) => {
             anyhow::bail!("an API command reached the local runtime")
+        }
+        Command::Audit(AuditCommand::Verify { config }) => {
+            let config = load_config(config.as_deref())?;
+            return Ok(match tongdao::tools::audit_verify(&config).await? {
+                tongdao::audit::Verdict::Intact { rows, last_hash } => {
+                    println!("audit log intact: {rows} rows, last hash {last_hash}");
+                    ExitCode::SUCCESS
+                }
+                tongdao::audit::Verdict::Broken { row, reason } => {
+                    println!("audit log broken at row {row}: {reason}");
                     ExitCode::FAILURE
                 }
             });
