@@ -482,7 +482,7 @@ async fn item5_complaint_spike_suspends_the_service() {
             .await;
         assert_eq!(service["status"], "approved");
         let (_, violations) = env.server.get("/v1/violations", &env.acme).await;
-        let spike: Vec<&Value> = violations["violations"]
+        let spike: Vec<&Value> = violations["items"]
             .as_array()
             .unwrap()
             .iter()

@@ -161,7 +161,7 @@ async fn item3_console_tenant_walls_and_csrf() {
         let final_run = env.wait_run_final(run).await;
         assert_eq!(final_run["status"], "completed", "{final_run}");
         let (_, messages) = env.server.get("/v1/messages", &env.acme).await;
-        let message = messages["messages"][0]["id"].as_i64().unwrap();
+        let message = messages["items"][0]["id"].as_i64().unwrap();
 
         // Not logged in: to the login page; a wrong key: 401.
         let anonymous = Session::client();
