@@ -371,11 +371,15 @@ async fn screenshot(c: &Client, name: &str) {
     }
 }
 
-/// Fetch `href` inside the page (the browser's own session cookie) as text.
+/// Fetch `href` inside the page (the browser's own session cookie) as text: the
+/// body, decoded keeping a byte-order mark (the
+/// CSV statement starts with one for spreadsheets), so it compares byte for byte.
 async fn fetch_in_page(c: &Client, href: &str) -> String {
     let script = "const done = arguments[arguments.length - 1];
                   fetch(arguments[0], {credentials: 'same-origin'})
-                    .then(r => r.text()).then(done, e => done('ERROR ' + e));";
+                    .then(r => r.arrayBuffer())
+                    .then(b => new TextDecoder('utf-8', {ignoreBOM: true}).decode(b))
+                    .then(done, e => done('ERROR ' + e));";
     let value = c.execute_async(script, vec![json!(href)]).await.unwrap();
     value.as_str().unwrap().to_string()
 }
