@@ -23,8 +23,8 @@ mod schedules;
 mod services;
 mod settings;
 mod stats;
-mod webhooks;
 pub mod time;
+mod webhooks;
 
 use std::sync::Arc;
 

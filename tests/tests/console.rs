@@ -372,8 +372,8 @@ async fn screenshot(c: &Client, name: &str) {
 }
 
 /// Fetch `href` inside the page (the browser's own session cookie) as text: the
-/// body, decoded keeping a byte-order mark (the
-/// CSV statement starts with one for spreadsheets), so it compares byte for byte.
+/// body, decoded keeping a byte-order mark (the CSV statement starts with one for
+/// spreadsheets), so it compares byte for byte with the API's answer.
 async fn fetch_in_page(c: &Client, href: &str) -> String {
     let script = "const done = arguments[arguments.length - 1];
                   fetch(arguments[0], {credentials: 'same-origin'})

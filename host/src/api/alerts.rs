@@ -50,6 +50,13 @@ pub(super) async fn list(
     page.check()?;
     let partner_id = scope(&state, &caller, query.partner.as_deref()).await?;
     let before = page.after::<i64>()?.unwrap_or(i64::MAX);
-    let items = alerts::list(&state.store, partner_id, query.active, before, page.fetch()?).await?;
+    let items = alerts::list(
+        &state.store,
+        partner_id,
+        query.active,
+        before,
+        page.fetch()?,
+    )
+    .await?;
     Ok(Json(Page::from_rows(items, &page, |a| a.id)?))
 }

@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 use super::auth::{Admin, Caller, PartnerContext, scope};
 use super::extract::{Json, PartnerParam, Path, Query};
 use super::page::{Page, PageQuery};
-use crate::api::time::format as rfc3339;
 use super::{ApiError, AppState, Routes};
+use crate::api::time::format as rfc3339;
 use crate::complaints::{
     self, CAUSES, Complaint, ComplaintError, ComplaintEvent, Contacts, Handler, NewComplaint,
 };

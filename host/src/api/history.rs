@@ -131,12 +131,8 @@ pub(super) async fn history(
     };
     // The paging input first, so a bad one is its own 400 whatever else is wrong.
     // The key of an item: `(at, direction, id)`.
-    let cursor: Option<(i64, String, i64)> =
-        PageQuery::new(None, query.after.clone()).after()?;
-    if cursor
-        .as_ref()
-        .is_some_and(|c| c.1 != "mt" && c.1 != "mo")
-    {
+    let cursor: Option<(i64, String, i64)> = PageQuery::new(None, query.after.clone()).after()?;
+    if cursor.as_ref().is_some_and(|c| c.1 != "mt" && c.1 != "mo") {
         return Err(ApiError::bad_request(
             "invalid-cursor",
             "`after` must be the `next` of a previous page of this list",

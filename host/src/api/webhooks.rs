@@ -270,7 +270,8 @@ impl From<Delivery> for DeliveryView {
         Self {
             id: d.id,
             event_id: d.event_id,
-            next_attempt_at: (d.status == "pending").then(|| crate::api::time::format(d.next_attempt_at)),
+            next_attempt_at: (d.status == "pending")
+                .then(|| crate::api::time::format(d.next_attempt_at)),
             kind: d.kind,
             status: d.status,
             attempts: d.attempts,

@@ -227,7 +227,11 @@ pub async fn violations(
     State(state): State<ConsoleState>,
 ) -> Result<Markup, PageError> {
     let lang = viewer.lang;
-    let list = state.app.compliance.violations(viewer.scope(), None, 200).await?;
+    let list = state
+        .app
+        .compliance
+        .violations(viewer.scope(), None, 200)
+        .await?;
     let body = html! {
         table #violations {
             thead { tr { th { (lang.t("at")) } @if viewer.is_admin() { th { (lang.t("partner")) } } th { (lang.t("service")) } th { (lang.t("kind")) } th { (lang.t("rule")) } th { (lang.t("detail")) } th { (lang.t("excerpt")) } } }
