@@ -206,6 +206,7 @@ pub(super) struct FileComplaint {
     responses(
         (status = 201, description = "The complaint, routed and due", body = serde_json::Value),
         (status = 400, description = "`invalid-cause`, `invalid-note`, `invalid-msisdn`, `invalid-id`, `invalid-channel`"),
+        (status = 404, description = "`not-found`: no such partner, service or message"),
     ),
 )]
 pub(super) async fn file(
