@@ -35,15 +35,21 @@ for tool in node npm; do
 done
 
 # 1. componentize-js and its dependencies, exactly as locked. `npm ci` runs only
-#    when target/js-node does not hold this lock file's install yet; it prefers
-#    the tarballs kept in target/npm-cache and reaches the registry only for
-#    those it lacks.
+#    when target/js-node does not hold this lock file's install yet. It first
+#    tries the tarballs kept in target/npm-cache alone (--offline), and reaches
+#    the registry only when they are not all there.
 mkdir -p "$NODE_DIR"
 if ! cmp -s "$HERE/package-lock.json" "$NODE_DIR/node_modules/.tongdao-lock.json"; then
     say "installing guests/js/package-lock.json into $NODE_DIR"
     cp "$HERE/package.json" "$HERE/package-lock.json" "$NODE_DIR/"
-    npm ci --prefix "$NODE_DIR" --cache "$NPM_CACHE" --prefer-offline \
-        --no-audit --no-fund --loglevel=error
+    npm_ci() {
+        npm ci --prefix "$NODE_DIR" --cache "$NPM_CACHE" --no-audit --no-fund \
+            --loglevel=error "$@"
+    }
+    if ! npm_ci --offline 2>/dev/null; then
+        say "downloading the packages npm lacks from the npm registry into $NPM_CACHE"
+        npm_ci --prefer-offline
+    fi
     cp "$HERE/package-lock.json" "$NODE_DIR/node_modules/.tongdao-lock.json"
 fi
 CJS="$NODE_DIR/node_modules/.bin/componentize-js"
