@@ -124,27 +124,46 @@ fn module_run_calls_each_export_under_the_sandbox() {
     assert_eq!(report["result"]["kind"], "cpu-limit");
 }
 
+/// An example module that a language's build script puts under `target/guests/`
+/// (`lang`/`file`), or `None` after a note when it has not been built. CI builds
+/// both examples before the tests (`.ci/run`), so there a missing file fails.
+fn built_example(lang: &str, file: &str, build: &str, needs: &str) -> Option<PathBuf> {
+    let path = tongdao_test_programs::dir()
+        .join("../..")
+        .join(lang)
+        .join(file);
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "CI must build the {lang} example first ({build}): {} is missing",
+        path.display()
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "NOTE: {lang} example test SKIPPED: {} is missing; run {build} (needs {needs})",
+        path.display()
+    );
+    None
+}
+
 /// R-2.4: a partner who writes Python builds against the same WIT. CI builds the
 /// component with `guests/python/build.sh` first; elsewhere it may be absent.
 #[test]
 fn python_module_passes_check_and_runs() {
-    let path = tongdao_test_programs::dir().join("../../python/fortune_py.wasm");
-    if !path.exists() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI must build the Python module first (guests/python/build.sh): {} is missing",
-            path.display()
-        );
-        let _ = writeln!(
-            std::io::stderr(),
-            "NOTE: Python module test SKIPPED: run guests/python/build.sh to build {}",
-            path.display()
-        );
+    let Some(path) = built_example(
+        "python",
+        "fortune_py.wasm",
+        "guests/python/build.sh",
+        "python3 with venv",
+    ) else {
         return;
-    }
+    };
     let (ok, report, stderr) = run_json(tongdao().args(["module", "check"]).arg(&path));
     assert!(ok, "{stderr}");
     assert_eq!(report["description"]["name"], "fortune-py");
+    assert_eq!(report["wit_version"], "1.0.0");
     let (ok, report, stderr) = run_json(
         tongdao()
             .args(["module", "run", "--bulletin", "--date", "2026-11-28"])
@@ -175,6 +194,124 @@ fn python_module_passes_check_and_runs() {
             "{report}"
         );
     }
+}
+
+/// R-2.4: a partner who writes JavaScript builds against the same WIT with
+/// componentize-js (`guests/js/build.sh`). Every WIT shape the guide documents
+/// crosses the boundary here: a keyed variant with a list of records and an option
+/// (bulletin), an option<record> import (content), BigInt s64 both ways (`kv.incr`,
+/// `received-at-ms`), a u64 (`random`), attributes set in one run and read in the
+/// next, a thrown `module-error`, and `undefined` as none.
+#[test]
+fn js_module_passes_check_and_runs() {
+    let Some(path) = built_example(
+        "js",
+        "shengxiao_js.wasm",
+        "guests/js/build.sh",
+        "node and npm",
+    ) else {
+        return;
+    };
+    let (ok, report, stderr) = run_json(tongdao().args(["module", "check"]).arg(&path));
+    assert!(ok, "{stderr}");
+    assert_eq!(report["description"]["name"], "shengxiao-js");
+    assert_eq!(report["description"]["services"][0], "SX");
+    assert_eq!(report["wit_version"], "1.0.0");
+
+    // A keyed bulletin: twelve animals, each its own text for the date, a fallback,
+    // and the tip of the day from the content library in every text.
+    let mut tips = tempfile::NamedTempFile::new().unwrap();
+    write!(tips, r#"["早睡早起身体好"]"#).unwrap();
+    let (ok, report, stderr) = run_json(
+        tongdao()
+            .args(["module", "run", "--bulletin", "--date", "2026-11-28"])
+            .arg("--content")
+            .arg(format!("tips={}", tips.path().display()))
+            .arg(&path),
+    );
+    assert!(ok, "{stderr}");
+    let bulletin = &report["result"];
+    assert_eq!(bulletin["attribute"], "zodiac", "{report}");
+    let variants = bulletin["variants"].as_array().unwrap();
+    let keys: Vec<&str> = variants.iter().map(|v| v["key"].as_str().unwrap()).collect();
+    assert_eq!(
+        keys,
+        [
+            "rat", "ox", "tiger", "rabbit", "dragon", "snake", "horse", "goat", "monkey",
+            "rooster", "dog", "pig"
+        ]
+    );
+    for variant in variants {
+        let text = variant["text"].as_str().unwrap();
+        assert!(text.contains("11月28日"), "{text}");
+        assert!(text.ends_with("小贴士：早睡早起身体好"), "{text}");
+    }
+    assert!(
+        bulletin["fallback"].as_str().unwrap().contains("还没有设置属相"),
+        "{report}"
+    );
+
+    // The same date gives the same words (no randomness in a bulletin).
+    let (ok, again, stderr) = run_json(
+        tongdao()
+            .args(["module", "run", "--bulletin", "--date", "2026-11-28"])
+            .arg("--content")
+            .arg(format!("tips={}", tips.path().display()))
+            .arg(&path),
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(again["result"], report["result"]);
+
+    // A bad date is the module's own error, thrown as `module-error`, not a crash.
+    let (ok, report, _) = run_json(
+        tongdao()
+            .args(["module", "run", "--bulletin", "--date", "2026-13-01"])
+            .arg(&path),
+    );
+    assert!(!ok);
+    assert_eq!(report["result"]["kind"], "module-error", "{report}");
+    assert!(
+        report["result"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("2026-13-01"),
+        "{report}"
+    );
+
+    let data = tempfile::tempdir().unwrap();
+    let mo = |text: &str| {
+        let (ok, report, stderr) = run_json(
+            tongdao()
+                .args(["module", "run", "--mo", text, "--data"])
+                .arg(data.path())
+                .arg(&path),
+        );
+        assert!(ok, "{text}: {stderr}");
+        report["result"].as_str().unwrap().to_string()
+    };
+    // An MO naming an animal sets the attribute; the next run reads it back.
+    assert!(mo("查询").contains("还没有设置属相"));
+    let reply = mo("属龙");
+    assert!(reply.contains("属相设为龙") && reply.contains("【属龙"), "{reply}");
+    assert!(mo("查询").contains("您的属相是龙"));
+    assert!(mo("ＤＯＧ").contains("属相设为狗"));
+    // Other MOs are counted in the key-value store with BigInt `kv.incr`.
+    for n in 1..=2 {
+        let reply = mo("你好");
+        assert!(reply.contains(&format!("第{n}条")), "{reply}");
+    }
+    assert!(mo("再来").contains("今日幸运数字"));
+
+    let (ok, report, stderr) = run_json(tongdao().args(["module", "run", "--subscribe"]).arg(&path));
+    assert!(ok, "{stderr}");
+    assert!(
+        report["result"].as_str().unwrap().contains("欢迎订阅生肖运势"),
+        "{report}"
+    );
+    let (ok, report, stderr) =
+        run_json(tongdao().args(["module", "run", "--unsubscribe"]).arg(&path));
+    assert!(ok, "{stderr}");
+    assert!(report["result"].is_null(), "{report}");
 }
 
 #[test]
