@@ -233,7 +233,10 @@ fn js_module_passes_check_and_runs() {
     let bulletin = &report["result"];
     assert_eq!(bulletin["attribute"], "zodiac", "{report}");
     let variants = bulletin["variants"].as_array().unwrap();
-    let keys: Vec<&str> = variants.iter().map(|v| v["key"].as_str().unwrap()).collect();
+    let keys: Vec<&str> = variants
+        .iter()
+        .map(|v| v["key"].as_str().unwrap())
+        .collect();
     assert_eq!(
         keys,
         [
@@ -247,7 +250,10 @@ fn js_module_passes_check_and_runs() {
         assert!(text.ends_with("小贴士：早睡早起身体好"), "{text}");
     }
     assert!(
-        bulletin["fallback"].as_str().unwrap().contains("还没有设置属相"),
+        bulletin["fallback"]
+            .as_str()
+            .unwrap()
+            .contains("还没有设置属相"),
         "{report}"
     );
 
@@ -292,7 +298,10 @@ fn js_module_passes_check_and_runs() {
     // An MO naming an animal sets the attribute; the next run reads it back.
     assert!(mo("查询").contains("还没有设置属相"));
     let reply = mo("属龙");
-    assert!(reply.contains("属相设为龙") && reply.contains("【属龙"), "{reply}");
+    assert!(
+        reply.contains("属相设为龙") && reply.contains("【属龙"),
+        "{reply}"
+    );
     assert!(mo("查询").contains("您的属相是龙"));
     assert!(mo("ＤＯＧ").contains("属相设为狗"));
     // Other MOs are counted in the key-value store with BigInt `kv.incr`.
@@ -302,14 +311,21 @@ fn js_module_passes_check_and_runs() {
     }
     assert!(mo("再来").contains("今日幸运数字"));
 
-    let (ok, report, stderr) = run_json(tongdao().args(["module", "run", "--subscribe"]).arg(&path));
+    let (ok, report, stderr) =
+        run_json(tongdao().args(["module", "run", "--subscribe"]).arg(&path));
     assert!(ok, "{stderr}");
     assert!(
-        report["result"].as_str().unwrap().contains("欢迎订阅生肖运势"),
+        report["result"]
+            .as_str()
+            .unwrap()
+            .contains("欢迎订阅生肖运势"),
         "{report}"
     );
-    let (ok, report, stderr) =
-        run_json(tongdao().args(["module", "run", "--unsubscribe"]).arg(&path));
+    let (ok, report, stderr) = run_json(
+        tongdao()
+            .args(["module", "run", "--unsubscribe"])
+            .arg(&path),
+    );
     assert!(ok, "{stderr}");
     assert!(report["result"].is_null(), "{report}");
 }
