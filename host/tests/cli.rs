@@ -245,7 +245,7 @@ fn js_module_passes_check_and_runs() {
         ]
     );
     for variant in variants {
-        let text = variant["text"].as_str().unwrap();
+        let text = variant[1].as_str().unwrap();
         assert!(text.contains("11月28日"), "{text}");
         assert!(text.ends_with("小贴士：早睡早起身体好"), "{text}");
     }
@@ -268,10 +268,11 @@ fn js_module_passes_check_and_runs() {
     assert!(ok, "{stderr}");
     assert_eq!(again["result"], report["result"]);
 
-    // A bad date is the module's own error, thrown as `module-error`, not a crash.
+    // A service the module does not serve is its own error, thrown as
+    // `module-error` (with its `payload`), not a crash.
     let (ok, report, _) = run_json(
         tongdao()
-            .args(["module", "run", "--bulletin", "--date", "2026-13-01"])
+            .args(["module", "run", "--bulletin", "--service", "XX"])
             .arg(&path),
     );
     assert!(!ok);
@@ -280,7 +281,7 @@ fn js_module_passes_check_and_runs() {
         report["result"]["message"]
             .as_str()
             .unwrap()
-            .contains("2026-13-01"),
+            .contains("invalid-request"),
         "{report}"
     );
 
