@@ -42,7 +42,8 @@ fn main() {
 }
 
 async fn run(calls: usize) {
-    let built = tongdao_test_programs::dir().join("../..");
+    // Where guests/python/build.sh and guests/js/build.sh write.
+    let built = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guests");
     let guests: [(&str, PathBuf, &str); 3] = [
         ("rust", tongdao_test_programs::artifact("horoscope"), "XZ"),
         ("python", built.join("python/fortune_py.wasm"), "FP"),
