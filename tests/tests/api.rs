@@ -12,7 +12,11 @@ use serde_json::{Value, json};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partners_modules_and_isolation() {
     for db in databases().await {
-        let server = Server::start(db.clone()).await;
+        // `hostile-loop` runs live below: admission reports it, never blocks here.
+        let server = Server::start_with(db.clone(), |config| {
+            config.modules.admission = tongdao::modules::AdmissionMode::Report;
+        })
+        .await;
         let label = if db.is_some() { "postgres" } else { "sqlite" };
 
         // Health needs no key; everything else does.
