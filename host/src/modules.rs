@@ -585,10 +585,11 @@ impl Registry {
         .bind(number)
         .fetch_optional(&mut **tx)
         .await?;
-        let (version_id, pruned_at, passed) = version.ok_or_else(|| RegistryError::NoSuchVersion {
-            module: name.to_string(),
-            version: number,
-        })?;
+        let (version_id, pruned_at, passed) =
+            version.ok_or_else(|| RegistryError::NoSuchVersion {
+                module: name.to_string(),
+                version: number,
+            })?;
         if pruned_at.is_some() {
             return Err(RegistryError::VersionPruned {
                 module: name.to_string(),

@@ -354,7 +354,11 @@ impl Runtime {
     ) -> CallOutcome<Option<String>> {
         let joined = change.joined;
         let input = input_sha256(
-            if joined { "on-subscribe" } else { "on-unsubscribe" },
+            if joined {
+                "on-subscribe"
+            } else {
+                "on-unsubscribe"
+            },
             change,
         );
         let event = wit::SubscriptionEvent::from(change);

@@ -33,7 +33,10 @@ async fn r_8_1_a_version_violating_policy_on_5_percent_of_its_corpus_is_refused(
             .unwrap();
         let report = uploaded.admission.clone().unwrap();
         assert!(!report.passed, "{}: {report:?}", db.name);
-        assert!(!uploaded.activated, "a failed first version does not go live");
+        assert!(
+            !uploaded.activated,
+            "a failed first version does not go live"
+        );
         assert_eq!(report.figures.calls, 20, "{}: {:?}", db.name, report.calls);
         assert_eq!(report.figures.violating_calls, 1);
         assert_eq!(report.figures.violation_permille, 50);
@@ -43,8 +46,17 @@ async fn r_8_1_a_version_violating_policy_on_5_percent_of_its_corpus_is_refused(
             .iter()
             .find(|c| c.name == "content-policy")
             .unwrap();
-        assert!(!policy.passed && policy.detail.contains("1 of 20"), "{policy:?}");
-        assert!(report.checks.iter().filter(|c| c.name != "content-policy").all(|c| c.passed));
+        assert!(
+            !policy.passed && policy.detail.contains("1 of 20"),
+            "{policy:?}"
+        );
+        assert!(
+            report
+                .checks
+                .iter()
+                .filter(|c| c.name != "content-policy")
+                .all(|c| c.passed)
+        );
         let [hit] = report.policy_hits.as_slice() else {
             panic!("one hit expected: {:?}", report.policy_hits)
         };
@@ -124,7 +136,13 @@ async fn r_8_1_clean_examples_pass_and_a_trapping_module_fails() {
     let db = common::sqlite().await;
     let registry = common::registry(&db.store);
     let partner = common::partner(&db.store, "acme").await;
-    for name in ["horoscope", "quiz", "jokes", "clock-probe", "stateful-counter"] {
+    for name in [
+        "horoscope",
+        "quiz",
+        "jokes",
+        "clock-probe",
+        "stateful-counter",
+    ] {
         let uploaded = registry
             .upload(&partner, &common::guest(name), "t")
             .await

@@ -28,7 +28,11 @@ async fn item_1_admission_blocks_activation_and_the_admin_approves_activations()
         assert_eq!(body["admission"]["figures"]["violation_permille"], 50);
         assert_eq!(body["activated"], false);
         let (status, refused) = server
-            .post("/v1/modules/sly-words/activate", &acme, json!({"version": 1}))
+            .post(
+                "/v1/modules/sly-words/activate",
+                &acme,
+                json!({"version": 1}),
+            )
             .await;
         assert_eq!(
             (status, error_code(&refused)),
@@ -90,7 +94,11 @@ async fn item_1_admission_blocks_activation_and_the_admin_approves_activations()
             .await;
         assert_eq!(error_code(&body), "no-active-version", "{status} {body}");
         let (status, body) = server
-            .post("/v1/modules/horoscope/activate", &acme, json!({"version": 1}))
+            .post(
+                "/v1/modules/horoscope/activate",
+                &acme,
+                json!({"version": 1}),
+            )
             .await;
         assert_eq!(
             (status, error_code(&body)),
@@ -107,7 +115,11 @@ async fn item_1_admission_blocks_activation_and_the_admin_approves_activations()
         let items = queue["items"].as_array().unwrap();
         assert_eq!(items.len(), 1, "{queue}");
         assert_eq!(
-            (&items[0]["partner"], &items[0]["module"], &items[0]["version"]),
+            (
+                &items[0]["partner"],
+                &items[0]["module"],
+                &items[0]["version"]
+            ),
             (&json!("acme"), &json!("horoscope"), &json!(1))
         );
 
@@ -119,9 +131,16 @@ async fn item_1_admission_blocks_activation_and_the_admin_approves_activations()
             (StatusCode::BAD_REQUEST, "reason-required")
         );
         let (status, body) = server
-            .post(&refuse, ADMIN_KEY, json!({"reason": "test the texts first"}))
+            .post(
+                &refuse,
+                ADMIN_KEY,
+                json!({"reason": "test the texts first"}),
+            )
             .await;
-        assert_eq!((status, &body["status"]), (StatusCode::OK, &json!("refused")));
+        assert_eq!(
+            (status, &body["status"]),
+            (StatusCode::OK, &json!("refused"))
+        );
         assert_eq!(body["reason"], "test the texts first");
         let (_, module) = server.get("/v1/modules/horoscope", &acme).await;
         assert_eq!(module["active_version"], Value::Null);
@@ -129,13 +148,21 @@ async fn item_1_admission_blocks_activation_and_the_admin_approves_activations()
 
         // Asked again and approved: the version is live.
         let (status, body) = server
-            .post("/v1/modules/horoscope/activate", &acme, json!({"version": 1}))
+            .post(
+                "/v1/modules/horoscope/activate",
+                &acme,
+                json!({"version": 1}),
+            )
             .await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
         let second = body["id"].as_i64().unwrap();
         let approve = format!("/v1/admin/activations/{second}/approve");
         let (status, body) = server.post(&approve, ADMIN_KEY, json!({})).await;
-        assert_eq!((status, &body["status"]), (StatusCode::OK, &json!("approved")), "{body}");
+        assert_eq!(
+            (status, &body["status"]),
+            (StatusCode::OK, &json!("approved")),
+            "{body}"
+        );
         let (status, body) = server.post(&approve, ADMIN_KEY, json!({})).await;
         assert_eq!(
             (status, error_code(&body)),
@@ -160,9 +187,17 @@ async fn item_1_admission_blocks_activation_and_the_admin_approves_activations()
         let (status, body) = server.upload(&acme, v2).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let (status, body) = server
-            .post("/v1/modules/horoscope/activate", &acme, json!({"version": 2}))
+            .post(
+                "/v1/modules/horoscope/activate",
+                &acme,
+                json!({"version": 2}),
+            )
             .await;
-        assert_eq!((status, &body["active_version"]), (StatusCode::OK, &json!(2)), "{body}");
+        assert_eq!(
+            (status, &body["active_version"]),
+            (StatusCode::OK, &json!(2)),
+            "{body}"
+        );
         server.stop().await;
     }
 }
@@ -217,16 +252,16 @@ async fn item_2_dry_runs_send_and_store_nothing() {
                 && c["outcome"].as_str().unwrap().contains("not stored")),
             "{body}"
         );
-        assert_eq!(
-            body["input_sha256"].as_str().unwrap().len(),
-            64,
-            "{body}"
-        );
+        assert_eq!(body["input_sha256"].as_str().unwrap().len(), 64, "{body}");
 
         // The horoscope sets the sign as an attribute: shown, not stored; the
         // attributes given are what the module reads.
         let (status, body) = server
-            .post("/v1/modules/horoscope/mo", &env.acme, json!({"text": "白羊"}))
+            .post(
+                "/v1/modules/horoscope/mo",
+                &env.acme,
+                json!({"text": "白羊"}),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert!(body["reply"].as_str().unwrap().contains("白羊"), "{body}");
@@ -246,31 +281,55 @@ async fn item_2_dry_runs_send_and_store_nothing() {
         let (status, body) = server
             .post("/v1/modules/quiz/unsubscribe", &env.acme, Value::Null)
             .await;
-        assert_eq!((status, &body["export"]), (StatusCode::OK, &json!("on-unsubscribe")), "{body}");
+        assert_eq!(
+            (status, &body["export"]),
+            (StatusCode::OK, &json!("on-unsubscribe")),
+            "{body}"
+        );
 
         // A named version that is not live.
         let v2 = tongdao_test_programs::byte_different_copy(&guest("quiz"), 2, 16);
         let (status, body) = server.upload(&env.acme, v2).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let (status, body) = server
-            .post("/v1/modules/quiz/mo?version=2", &env.acme, json!({"text": "TOP"}))
+            .post(
+                "/v1/modules/quiz/mo?version=2",
+                &env.acme,
+                json!({"text": "TOP"}),
+            )
             .await;
-        assert_eq!((status, &body["version"]), (StatusCode::OK, &json!(2)), "{body}");
+        assert_eq!(
+            (status, &body["version"]),
+            (StatusCode::OK, &json!(2)),
+            "{body}"
+        );
         let (status, _) = server
-            .post("/v1/modules/quiz/mo?version=9", &env.acme, json!({"text": "A"}))
+            .post(
+                "/v1/modules/quiz/mo?version=9",
+                &env.acme,
+                json!({"text": "A"}),
+            )
             .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
 
         // Bad input is refused before any module runs.
         for (path, body, code) in [
             ("/v1/modules/quiz/mo", json!({}), "invalid-text"),
-            ("/v1/modules/quiz/subscribe", json!({"text": "A"}), "invalid-text"),
+            (
+                "/v1/modules/quiz/subscribe",
+                json!({"text": "A"}),
+                "invalid-text",
+            ),
             (
                 "/v1/modules/quiz/mo",
                 json!({"text": "A", "attributes": {"Bad Name": "x"}}),
                 "invalid-attribute",
             ),
-            ("/v1/modules/quiz/mo", json!({"text": "A", "service": "ZZ"}), "invalid-service"),
+            (
+                "/v1/modules/quiz/mo",
+                json!({"text": "A", "service": "ZZ"}),
+                "invalid-service",
+            ),
         ] {
             let (status, answer) = server.post(path, &env.acme, body).await;
             assert_eq!(
@@ -310,7 +369,8 @@ async fn mt_where(env: &Env, user: &str, basis: &str) -> i64 {
         .fetch_optional(env.server.platform.store.pool())
         .await
         .unwrap();
-        row.map(|(id,)| id).ok_or(format!("no {basis} MT to {user} yet"))
+        row.map(|(id,)| id)
+            .ok_or(format!("no {basis} MT to {user} yet"))
     })
     .await
 }
@@ -420,7 +480,10 @@ async fn item_6_every_mt_leads_to_the_code_and_the_input_that_wrote_it() {
         );
         assert_eq!(p["input_sha256"], expected.as_str(), "{pushed}");
         // The pushed text is the variant for the sign the reply set.
-        assert!(pushed["text"].as_str().unwrap().contains("白羊座"), "{pushed}");
+        assert!(
+            pushed["text"].as_str().unwrap().contains("白羊座"),
+            "{pushed}"
+        );
         env.stop().await;
     }
 }

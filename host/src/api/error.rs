@@ -121,9 +121,11 @@ impl From<RegistryError> for ApiError {
             RegistryError::Call(c) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, c.kind(), message)
             }
-            RegistryError::AdmissionFailed { .. } => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "admission-failed", message)
-            }
+            RegistryError::AdmissionFailed { .. } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "admission-failed",
+                message,
+            ),
             RegistryError::ApprovalRequired(_) => {
                 Self::new(StatusCode::CONFLICT, "approval-required", message)
             }
@@ -134,11 +136,9 @@ impl From<RegistryError> for ApiError {
             RegistryError::RequestDecided { .. } => {
                 Self::new(StatusCode::CONFLICT, "already-decided", message)
             }
-            RegistryError::Policy(_) => Self::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                message,
-            ),
+            RegistryError::Policy(_) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+            }
             RegistryError::Store(e) => e.into(),
         }
     }

@@ -21,8 +21,7 @@ use crate::modules::{
 };
 use crate::runtime::limits::CallErrorBody;
 use crate::runtime::{
-    BulletinRequest, DryRun, HostCallRecord, LogLine, MoMessage,
-    SubscriptionChange,
+    BulletinRequest, DryRun, HostCallRecord, LogLine, MoMessage, SubscriptionChange,
 };
 
 pub(super) fn router() -> Routes {
@@ -432,7 +431,10 @@ pub(super) async fn admission(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(super) struct DryRunQuery {
-    /// The admin's choice of partner (a partner key may name only itself).
+    /// The admin's choice of partner (a partner key may name only itself). Read
+    /// by the `PartnerContext` extractor; declared here for the document and so
+    /// `deny_unknown_fields` accepts it.
+    #[allow(dead_code)]
     partner: Option<String>,
     /// A version number; default the active version.
     version: Option<i64>,
@@ -569,8 +571,13 @@ async fn dry_run(
     };
     let policy = match &reply {
         Some(text) => {
-            let operators: Vec<String> =
-                state.compliance.config().operators.keys().cloned().collect();
+            let operators: Vec<String> = state
+                .compliance
+                .config()
+                .operators
+                .keys()
+                .cloned()
+                .collect();
             state
                 .compliance
                 .judge_text(text, &ctx.partner.display_name, &operators)
@@ -648,7 +655,14 @@ pub(super) async fn dry_subscribe(
     Query(query): Query<DryRunQuery>,
     OptionalJson(body): OptionalJson<DryRunInput>,
 ) -> Result<Json<DryRunAnswer>, ApiError> {
-    dry_run(ctx, state, (name, query), body.unwrap_or_default(), "on-subscribe").await
+    dry_run(
+        ctx,
+        state,
+        (name, query),
+        body.unwrap_or_default(),
+        "on-subscribe",
+    )
+    .await
 }
 
 /// `POST /v1/modules/{name}/unsubscribe`: run `on-unsubscribe` as a dry run (see
@@ -675,7 +689,14 @@ pub(super) async fn dry_unsubscribe(
     Query(query): Query<DryRunQuery>,
     OptionalJson(body): OptionalJson<DryRunInput>,
 ) -> Result<Json<DryRunAnswer>, ApiError> {
-    dry_run(ctx, state, (name, query), body.unwrap_or_default(), "on-unsubscribe").await
+    dry_run(
+        ctx,
+        state,
+        (name, query),
+        body.unwrap_or_default(),
+        "on-unsubscribe",
+    )
+    .await
 }
 
 /// The query of `GET /v1/admin/activations`.

@@ -183,10 +183,7 @@ pub async fn detail(
         .report
         .or_else(|| module.versions.iter().map(|v| v.number).max());
     let report = match shown {
-        Some(v) => registry
-            .admission(partner, &name, v)
-            .await?
-            .map(|r| (v, r)),
+        Some(v) => registry.admission(partner, &name, v).await?.map(|r| (v, r)),
         None => None,
     };
     let body = html! {
@@ -289,7 +286,12 @@ pub async fn activate(
                 format!("{} v{}", m.name, m.active_version.unwrap_or(0))
             }
             crate::modules::Activation::Pending(r) => {
-                format!("{} v{}: {}", r.module, r.version, viewer.lang.t("pending-activation"))
+                format!(
+                    "{} v{}: {}",
+                    r.module,
+                    r.version,
+                    viewer.lang.t("pending-activation")
+                )
             }
         })
         .map_err(ApiError::from);

@@ -314,10 +314,17 @@ pub async fn activation_approval(
 ) -> Result<Response, PageError> {
     viewer.check_csrf(&form.csrf)?;
     page::admin_only(&viewer)?;
-    let outcome = match crate::modules::approval::set_required(&state.app.store, &name, form.required)
-        .await
+    let outcome = match crate::modules::approval::set_required(
+        &state.app.store,
+        &name,
+        form.required,
+    )
+    .await
     {
-        Ok(true) => Ok(format!("{name}: activation approval {}", if form.required { "on" } else { "off" })),
+        Ok(true) => Ok(format!(
+            "{name}: activation approval {}",
+            if form.required { "on" } else { "off" }
+        )),
         Ok(false) => Err(ApiError::not_found(format!("no partner `{name}`"))),
         Err(e) => Err(ApiError::from(e)),
     };
@@ -326,7 +333,10 @@ pub async fn activation_approval(
 
 /// The pending module activations, each with approve and refuse forms: part of
 /// the approvals page.
-pub async fn pending_activations(viewer: &Viewer, state: &ConsoleState) -> Result<Markup, PageError> {
+pub async fn pending_activations(
+    viewer: &Viewer,
+    state: &ConsoleState,
+) -> Result<Markup, PageError> {
     let lang = viewer.lang;
     let requests = crate::modules::approval::list(&state.app.store, Some("pending"), None, 100)
         .await

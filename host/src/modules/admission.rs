@@ -215,7 +215,12 @@ fn ran<T>(outcome: CallOutcome<T>, texts: impl FnOnce(&T) -> Vec<String>) -> (Ra
         }
         // A fault, or the host could not run it (queue full, shutting down): the
         // corpus is incomplete either way, so it counts.
-        Err(error) => (CallErrorBody::from(&error).kind.to_string(), Vec::new(), None, true),
+        Err(error) => (
+            CallErrorBody::from(&error).kind.to_string(),
+            Vec::new(),
+            None,
+            true,
+        ),
     };
     (
         Ran {
@@ -254,7 +259,11 @@ impl Admission<'_> {
         for service in &services {
             // Bulletins first: their variant keys pick the keyed MOs.
             let mut dates: Vec<(String, String)> = vec![(crate::clock::today(), "today".into())];
-            dates.extend(DATES.iter().map(|(d, why)| ((*d).to_string(), (*why).to_string())));
+            dates.extend(
+                DATES
+                    .iter()
+                    .map(|(d, why)| ((*d).to_string(), (*why).to_string())),
+            );
             let mut keys: Vec<(String, String)> = Vec::new();
             let mut inputs: Vec<(Input, String)> = dates
                 .into_iter()
@@ -395,8 +404,7 @@ impl Admission<'_> {
         match input {
             Input::Bulletin(request) => {
                 let outcome = self.runtime.bulletin(module, scope, request).await;
-                let (mut ran, content) =
-                    ran(outcome, |b| b.texts().map(str::to_string).collect());
+                let (mut ran, content) = ran(outcome, |b| b.texts().map(str::to_string).collect());
                 ran.bulletin = content;
                 ran
             }
@@ -423,7 +431,8 @@ impl Admission<'_> {
         let faults = ran
             .iter()
             .filter(|c| {
-                !matches!(c.outcome.as_str(), "ok" | "silent") && !c.outcome.starts_with("module-error:")
+                !matches!(c.outcome.as_str(), "ok" | "silent")
+                    && !c.outcome.starts_with("module-error:")
             })
             .count();
         let mut cpu: Vec<u64> = ran.iter().map(|c| c.cpu_us).collect();
@@ -459,18 +468,27 @@ impl Admission<'_> {
             AdmissionCheck {
                 name: "contract".into(),
                 passed: true,
-                detail: format!("built against tongdao:partner@{contract}, which this platform serves"),
+                detail: format!(
+                    "built against tongdao:partner@{contract}, which this platform serves"
+                ),
             },
             AdmissionCheck {
                 name: "faults".into(),
-                passed: within(figures.fault_permille, faults, c.admission_max_fault_permille),
+                passed: within(
+                    figures.fault_permille,
+                    faults,
+                    c.admission_max_fault_permille,
+                ),
                 detail: format!(
                     "{faults} of {} calls faulted ({}‰; at most {}‰, [modules] admission_max_fault_permille){}",
                     figures.calls,
                     figures.fault_permille,
                     c.admission_max_fault_permille,
                     if figures.skipped > 0 {
-                        format!("; {} calls skipped after their export faulted", figures.skipped)
+                        format!(
+                            "; {} calls skipped after their export faulted",
+                            figures.skipped
+                        )
                     } else {
                         String::new()
                     }

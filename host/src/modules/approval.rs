@@ -222,7 +222,11 @@ pub async fn list(
 ///
 /// # Errors
 /// Store failures.
-pub async fn set_required(store: &Store, name: &str, required: bool) -> Result<bool, RegistryError> {
+pub async fn set_required(
+    store: &Store,
+    name: &str,
+    required: bool,
+) -> Result<bool, RegistryError> {
     let done = sqlx::query("UPDATE partners SET activation_approval = $2 WHERE name = $1")
         .bind(name)
         .bind(i64::from(required))
@@ -236,9 +240,10 @@ pub async fn set_required(store: &Store, name: &str, required: bool) -> Result<b
 /// # Errors
 /// Store failures.
 pub async fn is_required(store: &Store, partner_id: i64) -> Result<bool, RegistryError> {
-    let row: Option<(i64,)> = sqlx::query_as("SELECT activation_approval FROM partners WHERE id = $1")
-        .bind(partner_id)
-        .fetch_optional(store.pool())
-        .await?;
+    let row: Option<(i64,)> =
+        sqlx::query_as("SELECT activation_approval FROM partners WHERE id = $1")
+            .bind(partner_id)
+            .fetch_optional(store.pool())
+            .await?;
     Ok(row.is_some_and(|(flag,)| flag != 0))
 }

@@ -78,9 +78,10 @@ impl DryRun {
         let mut state = self.lock();
         state.subscribers.insert(subscriber.to_string());
         for (name, value) in attributes {
-            state
-                .attributes
-                .insert((subscriber.to_string(), name.to_string()), value.to_string());
+            state.attributes.insert(
+                (subscriber.to_string(), name.to_string()),
+                value.to_string(),
+            );
         }
     }
 
@@ -97,7 +98,13 @@ impl DryRun {
         self.lock().read_through
     }
 
-    pub(super) fn record(&self, interface: &'static str, op: &'static str, target: &str, outcome: String) {
+    pub(super) fn record(
+        &self,
+        interface: &'static str,
+        op: &'static str,
+        target: &str,
+        outcome: String,
+    ) {
         self.lock().calls.push(HostCallRecord {
             interface,
             op,
@@ -155,8 +162,9 @@ impl DryRun {
     }
 
     pub(super) fn set_attribute(&self, subscriber: &str, name: &str, value: &str) {
-        self.lock()
-            .attributes
-            .insert((subscriber.to_string(), name.to_string()), value.to_string());
+        self.lock().attributes.insert(
+            (subscriber.to_string(), name.to_string()),
+            value.to_string(),
+        );
     }
 }

@@ -136,7 +136,12 @@ impl subscribers::Host for CallState {
                 Ok(None) => "absent".into(),
                 Err(e) => format!("error: {e:?}"),
             };
-            dry.record("subscribers", "get-attribute", &format!("{subscriber}.{name}"), outcome);
+            dry.record(
+                "subscribers",
+                "get-attribute",
+                &format!("{subscriber}.{name}"),
+                outcome,
+            );
             return Ok(value);
         }
         match own_subscriber(&pool, partner, &subscriber).await {
@@ -188,7 +193,12 @@ impl subscribers::Host for CallState {
                 Ok(()) => format!("`{value}` kept in the dry run, not stored"),
                 Err(e) => format!("error: {e:?}"),
             };
-            dry.record("subscribers", "set-attribute", &format!("{subscriber}.{name}"), outcome);
+            dry.record(
+                "subscribers",
+                "set-attribute",
+                &format!("{subscriber}.{name}"),
+                outcome,
+            );
             return Ok(result);
         }
         match own_subscriber(&pool, partner, &subscriber).await {
