@@ -90,9 +90,26 @@ async fn item_1_admission_blocks_activation_and_the_admin_approves_activations()
         assert_eq!(module["pending_activation"]["id"], first);
         assert_eq!(module["versions"][0]["admission_passed"], true);
         let (status, body) = server
-            .post("/v1/modules/horoscope/bulletin", &acme, json!({}))
+            .post("/v1/modules/horoscope/mo", &acme, json!({"text": "白羊"}))
             .await;
-        assert_eq!(error_code(&body), "no-active-version", "{status} {body}");
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::CONFLICT, "no-active-version"),
+            "{body}"
+        );
+        // A version waiting for approval can be tried in a dry run by number.
+        let (status, body) = server
+            .post(
+                "/v1/modules/horoscope/mo?version=1",
+                &acme,
+                json!({"text": "白羊"}),
+            )
+            .await;
+        assert_eq!(
+            (status, &body["version"]),
+            (StatusCode::OK, &json!(1)),
+            "{body}"
+        );
         let (status, body) = server
             .post(
                 "/v1/modules/horoscope/activate",
@@ -279,7 +296,7 @@ async fn item_2_dry_runs_send_and_store_nothing() {
         assert_eq!(status, StatusCode::OK, "{body}");
         assert!(body["reply"].as_str().unwrap().contains("欢迎"), "{body}");
         let (status, body) = server
-            .post("/v1/modules/quiz/unsubscribe", &env.acme, Value::Null)
+            .post("/v1/modules/quiz/unsubscribe", &env.acme, json!({}))
             .await;
         assert_eq!(
             (status, &body["export"]),

@@ -325,7 +325,7 @@ pub(super) async fn bulletin(
         None => crate::clock::today(),
     };
     let module = state.registry.get(&ctx.partner, &name).await?;
-    let service = preview_service(&state, &ctx, &module, preview.service).await?;
+    let service = preview_service(&state, &ctx, &module, None, preview.service).await?;
     let request = BulletinRequest {
         service,
         push_id: format!("preview-{}", crate::store::now_ms()),
@@ -342,11 +342,14 @@ pub(super) async fn bulletin(
     }
 }
 
-/// The service code a preview passes to the module (see [`bulletin`]).
+/// The service code a preview or dry run passes to the module (see
+/// [`bulletin`]); the codes declared are those of `version` (default the active
+/// one).
 async fn preview_service(
     state: &AppState,
     ctx: &PartnerContext,
     module: &crate::modules::ModuleInfo,
+    version: Option<i64>,
     asked: Option<String>,
 ) -> Result<String, ApiError> {
     let bound: Vec<(String,)> = sqlx::query_as(
@@ -360,7 +363,7 @@ async fn preview_service(
     let declared = module
         .versions
         .iter()
-        .find(|v| Some(v.number) == module.active_version)
+        .find(|v| Some(v.number) == version.or(module.active_version))
         .map(|v| v.services.clone())
         .unwrap_or_default();
     let served: Vec<String> = bound
@@ -539,7 +542,10 @@ async fn dry_run(
         ));
     }
     let module = state.registry.get(&ctx.partner, &name).await?;
-    let service = preview_service(&state, &ctx, &module, input.service).await?;
+    if query.version.is_none() && module.active_version.is_none() {
+        return Err(RegistryError::NoActiveVersion(name).into());
+    }
+    let service = preview_service(&state, &ctx, &module, query.version, input.service).await?;
     let call = match export {
         "on-mo" => DryCall::Mo(MoMessage {
             subscriber: subscriber.clone(),
