@@ -96,6 +96,7 @@ async fn run(calls: usize) {
     let scope = PartnerScope {
         store: store.clone(),
         partner_id: partner.id,
+        dry: None,
     };
     let request = BulletinRequest {
         service: "XZ".into(),

@@ -226,6 +226,22 @@ impl Compliance {
         })
     }
 
+    /// without consequences: what [`Self::check_content`] would decide for
+    /// `text` of a partner signing `signature`, bound for `operators`, recording
+    /// nothing (the admission corpus, issue 17 item 1). Returns the text that would
+    /// be sent.
+    ///
+    /// # Errors
+    /// The [`PolicyViolation`](policy::PolicyViolation) naming the rule and why.
+    pub fn judge_text(
+        &self,
+        text: &str,
+        signature: &str,
+        operators: &[String],
+    ) -> Result<String, policy::PolicyViolation> {
+        self.inner.policy.check(text, signature, operators)
+    }
+
     /// The platform's own texts (notices, test sends) at the last gate: control and
     /// invisible characters refused or stripped as configured (issue 10 item 8).
     /// Partner texts get the same check inside [`Self::check_content`].

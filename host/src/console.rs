@@ -99,6 +99,14 @@ pub fn router(app: AppState) -> Router {
         )
         .route("/admin/partners/{name}/keys", post(platform::issue_key))
         .route(
+            "/admin/partners/{name}/activation-approval",
+            post(platform::activation_approval),
+        )
+        .route(
+            "/admin/activations/{id}/{action}",
+            post(platform::decide_activation),
+        )
+        .route(
             "/admin/partners/{name}/{action}",
             post(platform::partner_action),
         )

@@ -10,8 +10,13 @@
 //! - `loaded`: compiled versions in memory, least recently called evicted.
 //! - `active`: which version of each module is active, kept in memory and
 //!   dropped on activation, rollback and first upload.
+//! - [`admission`]: the conformance corpus every upload runs before it may be
+//!   activated (issue 17 item 1).
+//! - [`approval`]: activations waiting for the admin, for partners who need it.
 
 mod active;
+pub mod admission;
+pub mod approval;
 mod faults;
 mod loaded;
 pub mod quota;
@@ -20,14 +25,17 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+pub use admission::{AdmissionMode, AdmissionReport};
+pub use approval::{Activation, ActivationRequest};
 pub use faults::{Fault, FaultWindow};
 pub use quota::RegistryConfig;
 
+use crate::compliance::{Compliance, ComplianceConfig};
 use crate::partners::Partner;
 use crate::runtime::limits::CallErrorBody;
 use crate::runtime::{
-    BulletinContent, BulletinRequest, CallError, CallOutcome, Lane, LoadedModule, MoMessage,
-    ModuleDescription, PartnerScope, Runtime, SubscriptionChange, ValidationError,
+    BulletinContent, BulletinRequest, CallError, CallOutcome, DryRun, Lane, LoadedModule,
+    MoMessage, ModuleDescription, PartnerScope, Runtime, SubscriptionChange, ValidationError,
 };
 use crate::store::{Store, StoreError, now_ms};
 
@@ -60,8 +68,24 @@ pub enum RegistryError {
         "at most {limit} bytes of stored versions per partner; with this upload it would be {would_be}"
     )]
     StorageQuota { limit: u64, would_be: u64 },
+    #[error(
+        "version {version} of `{module}` failed admission and cannot be activated; its report: GET /v1/modules/{module}/versions/{version}/admission"
+    )]
+    AdmissionFailed { module: String, version: i64 },
+    #[error(
+        "activations of this partner wait for the admin's approval: request one (POST /v1/modules/{0}/activate answers 202 with the request)"
+    )]
+    ApprovalRequired(String),
+    #[error("module `{module}` already has activation request {request} waiting for the admin")]
+    ActivationPending { module: String, request: i64 },
+    #[error("no activation request {0}")]
+    NoSuchRequest(i64),
+    #[error("activation request {id} was already {status}")]
+    RequestDecided { id: i64, status: String },
     #[error("the call failed: {0}")]
     Call(CallError),
+    #[error("the content policy cannot be compiled: {0}")]
+    Policy(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -88,6 +112,9 @@ pub struct VersionInfo {
     /// Pruned by the retention rule: listed, but its bytes are gone.
     pub pruned: bool,
     pub fault_count: i64,
+    /// The admission verdict (issue 17 item 1): `null` for versions stored before
+    /// admission existed; the report is at `…/versions/{number}/admission`.
+    pub admission_passed: Option<bool>,
 }
 
 /// A module with its versions and fault figures.
@@ -99,6 +126,8 @@ pub struct ModuleInfo {
     pub versions: Vec<VersionInfo>,
     pub fault_count: i64,
     pub last_fault: Option<Fault>,
+    /// An activation waiting for the admin's approval, if any.
+    pub pending_activation: Option<ActivationRequest>,
     #[serde(serialize_with = "crate::api::time::ms")]
     pub created_at: i64,
 }
@@ -115,6 +144,12 @@ pub struct Uploaded {
     /// The version of `tongdao:partner` the component was built against.
     pub wit_version: String,
     pub description: ModuleDescription,
+    /// The admission report (issue 17 item 1); `null` only for bytes stored before
+    /// admission existed.
+    pub admission: Option<AdmissionReport>,
+    /// The first version's activation waits for the admin (partners who need
+    /// approval): the request.
+    pub activation_request: Option<ActivationRequest>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -137,9 +172,10 @@ struct VersionRow {
     size_bytes: i64,
     uploaded_at: i64,
     pruned_at: Option<i64>,
+    admission_passed: Option<i64>,
 }
 
-const VERSION_COLUMNS: &str = "id, seq, label, description, services, wit_version, sha256, size_bytes, uploaded_at, pruned_at";
+const VERSION_COLUMNS: &str = "id, seq, label, description, services, wit_version, sha256, size_bytes, uploaded_at, pruned_at, admission_passed";
 
 /// The registry: stored modules plus the loaded (compiled, linked) versions.
 pub struct Registry {
@@ -148,6 +184,9 @@ pub struct Registry {
     config: RegistryConfig,
     loaded: loaded::LoadedVersions,
     active: active::ActiveVersions,
+    /// The content policy the admission corpus is judged by; `None`: the default
+    /// `[compliance]` settings.
+    compliance: Option<Compliance>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -171,7 +210,46 @@ impl Registry {
             )),
             runtime,
             config,
+            compliance: None,
         }
+    }
+
+    /// Judge admission corpora by `compliance`'s content policy (the one the gate
+    /// applies) rather than the default `[compliance]` settings.
+    #[must_use]
+    pub fn with_compliance(mut self, compliance: Compliance) -> Self {
+        self.compliance = Some(compliance);
+        self
+    }
+
+    /// Run the admission corpus on a validated version (see [`admission`]).
+    async fn admit(
+        &self,
+        partner: &Partner,
+        loaded: &LoadedModule,
+        description: &ModuleDescription,
+    ) -> Result<AdmissionReport, RegistryError> {
+        let default;
+        let compliance = match &self.compliance {
+            Some(c) => c,
+            None => {
+                default = Compliance::new(self.store.clone(), ComplianceConfig::default())
+                    .map_err(|e| RegistryError::Policy(e.to_string()))?;
+                &default
+            }
+        };
+        let admission = admission::Admission {
+            runtime: &self.runtime,
+            store: &self.store,
+            compliance,
+            config: &self.config,
+        };
+        Ok(admission.run(partner, loaded, description).await)
+    }
+
+    /// Whether a version with this verdict may go live.
+    fn admitted(&self, passed: Option<i64>) -> bool {
+        passed != Some(0) || self.config.admission == AdmissionMode::Report
     }
 
     /// Compiled versions held in memory now (at most `[modules] loaded_versions`).
@@ -200,6 +278,18 @@ impl Registry {
         quota::count_upload(&self.store, &self.config, partner.id, wasm.len(), now_ms()).await?;
         let (loaded, description) =
             validate(&self.runtime, wasm.to_vec(), Lane::Partner(partner.id)).await?;
+        // The same bytes keep their report; new bytes run the corpus, outside the
+        // write transaction (it takes milliseconds to seconds).
+        let report = match self
+            .stored_report(partner, &description.name, &loaded.sha256)
+            .await?
+        {
+            Some(report) => report,
+            None => self.admit(partner, &loaded, &description).await?,
+        };
+        let report_json = serde_json::to_string(&report)
+            .map_err(|e| RegistryError::Store(StoreError::Corrupt(e.to_string())))?;
+        let passed = i64::from(report.passed);
         let mut tx = self.store.begin_write().await?;
         let now = now_ms();
         sqlx::query(
@@ -238,10 +328,18 @@ impl Registry {
                     .execute(&mut *tx)
                     .await?;
                 quota::check_stored(&mut tx, &self.config, partner.id).await?;
-                tx.commit().await?;
-            } else {
-                tx.rollback().await?;
             }
+            // A version stored before admission existed gets its report now.
+            sqlx::query(
+                "UPDATE module_versions SET admission = $2, admission_passed = $3
+                 WHERE id = $1 AND admission IS NULL",
+            )
+            .bind(id)
+            .bind(&report_json)
+            .bind(passed)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
             return Ok(Uploaded {
                 module: module.name,
                 version: seq,
@@ -250,6 +348,8 @@ impl Registry {
                 sha256: loaded.sha256.clone(),
                 wit_version: loaded.wit_version.clone(),
                 description,
+                admission: Some(report),
+                activation_request: None,
             });
         }
         let (next,): (i64,) = sqlx::query_as(
@@ -261,8 +361,9 @@ impl Registry {
         let services = serde_json::to_string(&description.services).unwrap_or_else(|_| "[]".into());
         let (version_id,): (i64,) = sqlx::query_as(
             "INSERT INTO module_versions
-             (module_id, seq, label, description, services, wit_version, sha256, size_bytes, wasm, uploaded_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+             (module_id, seq, label, description, services, wit_version, sha256, size_bytes, wasm, uploaded_at,
+              admission, admission_passed)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
         )
         .bind(module.id)
         .bind(next)
@@ -274,9 +375,27 @@ impl Registry {
         .bind(i64::try_from(wasm.len()).unwrap_or(i64::MAX))
         .bind(wasm)
         .bind(now)
+        .bind(&report_json)
+        .bind(passed)
         .fetch_one(&mut *tx)
         .await?;
-        let activated = module.active_version_id.is_none();
+        // The first version goes live on upload if admitted, unless the partner's
+        // activations wait for the admin: then it is a request.
+        let first = module.active_version_id.is_none() && self.admitted(Some(passed));
+        let mut activation_request = None;
+        if first && approval::required(&mut tx, partner.id).await? {
+            activation_request = Some(
+                approval::open(
+                    &mut tx,
+                    partner.id,
+                    (module.id, &module.name),
+                    version_id,
+                    actor,
+                )
+                .await?,
+            );
+        }
+        let activated = first && activation_request.is_none();
         if activated {
             set_active(&mut tx, module.id, version_id, None, "activate", actor).await?;
         }
@@ -295,7 +414,61 @@ impl Registry {
             sha256: loaded.sha256.clone(),
             wit_version: loaded.wit_version.clone(),
             description,
+            admission: Some(report),
+            activation_request,
         })
+    }
+
+    /// The report stored with these bytes of module `name`, if they were admitted
+    /// before.
+    async fn stored_report(
+        &self,
+        partner: &Partner,
+        name: &str,
+        sha256: &str,
+    ) -> Result<Option<AdmissionReport>, RegistryError> {
+        let row: Option<(Option<String>,)> = sqlx::query_as(
+            "SELECT v.admission FROM module_versions v JOIN modules m ON m.id = v.module_id
+             WHERE m.partner_id = $1 AND m.name = $2 AND v.sha256 = $3",
+        )
+        .bind(partner.id)
+        .bind(name)
+        .bind(sha256)
+        .fetch_optional(self.store.pool())
+        .await?;
+        Ok(row
+            .and_then(|(json,)| json)
+            .and_then(|json| serde_json::from_str(&json).ok()))
+    }
+
+    /// The admission report of version `number` of `name` (`None`: stored before
+    /// admission existed).
+    ///
+    /// # Errors
+    /// [`RegistryError::NotFound`], [`RegistryError::NoSuchVersion`], store failures.
+    pub async fn admission(
+        &self,
+        partner: &Partner,
+        name: &str,
+        number: i64,
+    ) -> Result<Option<AdmissionReport>, RegistryError> {
+        let row = self.module_row(partner, name).await?;
+        let found: Option<(Option<String>,)> = sqlx::query_as(
+            "SELECT admission FROM module_versions WHERE module_id = $1 AND seq = $2",
+        )
+        .bind(row.id)
+        .bind(number)
+        .fetch_optional(self.store.pool())
+        .await?;
+        let (json,) = found.ok_or_else(|| RegistryError::NoSuchVersion {
+            module: name.to_string(),
+            version: number,
+        })?;
+        json.map(|json| {
+            serde_json::from_str(&json)
+                .map_err(|e| RegistryError::Store(StoreError::Corrupt(e.to_string())))
+        })
+        .transpose()
     }
 
     /// Drop the compiled code of pruned versions whose bytes no version keeps.
@@ -329,7 +502,13 @@ impl Registry {
         self.info(partner, row).await
     }
 
-    /// Make version `number` the active one.
+    /// Make version `number` the active one, for a partner whose activations need
+    /// no approval.
+    ///
+    /// # Errors
+    /// [`RegistryError::ApprovalRequired`] for a partner whose activations wait
+    /// for the admin (use [`Self::request_activation`]); those of
+    /// [`Self::request_activation`].
     pub async fn activate(
         &self,
         partner: &Partner,
@@ -337,20 +516,80 @@ impl Registry {
         number: i64,
         actor: &str,
     ) -> Result<ModuleInfo, RegistryError> {
+        match self.activation(partner, name, number, actor, false).await? {
+            Activation::Live(info) => Ok(*info),
+            Activation::Pending(_) => Err(RegistryError::ApprovalRequired(name.to_string())),
+        }
+    }
+
+    /// Make version `number` the active one, or, for a partner whose activations
+    /// wait for the admin, open a pending request (issue 17 item 1).
+    ///
+    /// # Errors
+    /// [`RegistryError::NoSuchVersion`], [`RegistryError::VersionPruned`],
+    /// [`RegistryError::AlreadyActive`], [`RegistryError::AdmissionFailed`] (the
+    /// version failed admission and `[modules] admission = "enforce"`),
+    /// [`RegistryError::ActivationPending`] (a request already waits).
+    pub async fn request_activation(
+        &self,
+        partner: &Partner,
+        name: &str,
+        number: i64,
+        actor: &str,
+    ) -> Result<Activation, RegistryError> {
+        self.activation(partner, name, number, actor, true).await
+    }
+
+    async fn activation(
+        &self,
+        partner: &Partner,
+        name: &str,
+        number: i64,
+        actor: &str,
+        may_request: bool,
+    ) -> Result<Activation, RegistryError> {
         let row = self.module_row(partner, name).await?;
         let mut tx = self.store.begin_write().await?;
         let current = lock_module(&mut tx, row.id).await?;
-        let version: Option<(i64, Option<i64>)> = sqlx::query_as(
-            "SELECT id, pruned_at FROM module_versions WHERE module_id = $1 AND seq = $2",
+        let version_id = self
+            .activatable(&mut tx, (row.id, name), number, current)
+            .await?;
+        if approval::required(&mut tx, partner.id).await? {
+            if !may_request {
+                return Err(RegistryError::ApprovalRequired(name.to_string()));
+            }
+            let request =
+                approval::open(&mut tx, partner.id, (row.id, name), version_id, actor).await?;
+            tx.commit().await?;
+            return Ok(Activation::Pending(request));
+        }
+        set_active(&mut tx, row.id, version_id, current, "activate", actor).await?;
+        tx.commit().await?;
+        self.active.forget(partner.id, name);
+        Ok(Activation::Live(Box::new(self.get(partner, name).await?)))
+    }
+
+    /// The id of version `number` if it may go live now (in the transaction that
+    /// holds the module's lock).
+    async fn activatable(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        (module_id, name): (i64, &str),
+        number: i64,
+        current: Option<i64>,
+    ) -> Result<i64, RegistryError> {
+        let version: Option<(i64, Option<i64>, Option<i64>)> = sqlx::query_as(
+            "SELECT id, pruned_at, admission_passed FROM module_versions WHERE module_id = $1 AND seq = $2",
         )
-        .bind(row.id)
+        .bind(module_id)
         .bind(number)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?;
-        let (version_id, pruned_at) = version.ok_or_else(|| RegistryError::NoSuchVersion {
-            module: name.to_string(),
-            version: number,
-        })?;
+        let (version_id, pruned_at, passed) =
+            version.ok_or_else(|| RegistryError::NoSuchVersion {
+                module: name.to_string(),
+                version: number,
+            })?;
         if pruned_at.is_some() {
             return Err(RegistryError::VersionPruned {
                 module: name.to_string(),
@@ -363,10 +602,65 @@ impl Registry {
                 version: number,
             });
         }
-        set_active(&mut tx, row.id, version_id, current, "activate", actor).await?;
+        if !self.admitted(passed) {
+            return Err(RegistryError::AdmissionFailed {
+                module: name.to_string(),
+                version: number,
+            });
+        }
+        Ok(version_id)
+    }
+
+    /// The admin approves (`approve`) or refuses a pending activation request;
+    /// an approved version goes live in the same transaction.
+    ///
+    /// # Errors
+    /// [`RegistryError::NoSuchRequest`], [`RegistryError::RequestDecided`]; on
+    /// approval, those of [`Self::request_activation`] for the version now (it
+    /// may have been pruned, or made live meanwhile).
+    pub async fn decide_activation(
+        &self,
+        id: i64,
+        approve: bool,
+        actor: &str,
+        reason: Option<&str>,
+    ) -> Result<ActivationRequest, RegistryError> {
+        let mut tx = self.store.begin_write().await?;
+        let request = approval::lock(&mut tx, id).await?;
+        if request.status != "pending" {
+            return Err(RegistryError::RequestDecided {
+                id,
+                status: request.status,
+            });
+        }
+        if !approve {
+            let decided = approval::decide(&mut tx, id, "refused", actor, reason).await?;
+            tx.commit().await?;
+            return Ok(decided);
+        }
+        let current = lock_module(&mut tx, request.module_id).await?;
+        let version_id = self
+            .activatable(
+                &mut tx,
+                (request.module_id, &request.module),
+                request.version,
+                current,
+            )
+            .await?;
+        debug_assert_eq!(version_id, request.version_id);
+        set_active(
+            &mut tx,
+            request.module_id,
+            version_id,
+            current,
+            "activate",
+            &format!("{actor} (approving {})", request.requested_by),
+        )
+        .await?;
+        let decided = approval::decide(&mut tx, id, "approved", actor, reason).await?;
         tx.commit().await?;
-        self.active.forget(partner.id, name);
-        self.get(partner, name).await
+        self.active.forget(request.partner_id, &request.module);
+        Ok(decided)
     }
 
     /// Go back to the version that was active before the current one.
@@ -466,10 +760,11 @@ impl Registry {
     ) -> Result<CallOutcome<BulletinContent>, RegistryError> {
         let active = self.active(partner, name).await?;
         let started = std::time::Instant::now();
-        let outcome = self
+        let mut outcome = self
             .runtime
             .bulletin(&active.loaded, self.scope(partner), request)
             .await;
+        outcome.version_id = Some(active.version_id);
         self.record_outcome(
             partner,
             &active,
@@ -489,10 +784,11 @@ impl Registry {
     ) -> Result<CallOutcome<Option<String>>, RegistryError> {
         let active = self.active(partner, name).await?;
         let started = std::time::Instant::now();
-        let outcome = self
+        let mut outcome = self
             .runtime
             .on_mo(&active.loaded, self.scope(partner), message)
             .await;
+        outcome.version_id = Some(active.version_id);
         self.record_outcome(
             partner,
             &active,
@@ -512,10 +808,11 @@ impl Registry {
     ) -> Result<CallOutcome<Option<String>>, RegistryError> {
         let active = self.active(partner, name).await?;
         let started = std::time::Instant::now();
-        let outcome = self
+        let mut outcome = self
             .runtime
             .on_subscription(&active.loaded, self.scope(partner), change)
             .await;
+        outcome.version_id = Some(active.version_id);
         let took = started.elapsed();
         let export = if change.joined {
             "on-subscribe"
@@ -567,6 +864,7 @@ impl Registry {
         PartnerScope {
             store: self.store.clone(),
             partner_id: partner.id,
+            dry: None,
         }
     }
 
@@ -619,12 +917,18 @@ impl Registry {
         let version_id = row
             .version_id
             .ok_or_else(|| RegistryError::NoActiveVersion(name.to_string()))?;
+        Ok(ActiveVersion {
+            module_id: row.module_id,
+            version_id,
+            loaded: self.load(version_id).await?,
+        })
+    }
+
+    /// Version `version_id` compiled and linked: from the cache of loaded
+    /// versions, else from its stored bytes.
+    async fn load(&self, version_id: i64) -> Result<Arc<LoadedModule>, RegistryError> {
         if let Some(loaded) = self.loaded.get(version_id) {
-            return Ok(ActiveVersion {
-                module_id: row.module_id,
-                version_id,
-                loaded,
-            });
+            return Ok(loaded);
         }
         let (wasm,): (Vec<u8>,) = sqlx::query_as("SELECT wasm FROM module_versions WHERE id = $1")
             .bind(version_id)
@@ -636,11 +940,67 @@ impl Registry {
             .await
             .map_err(|e| RegistryError::Call(CallError::Unavailable(e.to_string())))??;
         self.loaded.insert(version_id, loaded.clone());
-        Ok(ActiveVersion {
-            module_id: row.module_id,
-            version_id,
-            loaded,
-        })
+        Ok(loaded)
+    }
+
+    /// Run `on-mo`, `on-subscribe` or `on-unsubscribe` of version `number` of
+    /// `name` (the active one for `None`) in `dry`, so nothing it writes is stored
+    /// and its data calls are recorded (issue 17 item 2). No fault is recorded
+    /// either: a dry run leaves no trace. Returns the version number that ran.
+    ///
+    /// # Errors
+    /// [`RegistryError::NotFound`], [`RegistryError::NoActiveVersion`],
+    /// [`RegistryError::NoSuchVersion`], [`RegistryError::VersionPruned`].
+    pub async fn dry_run(
+        &self,
+        partner: &Partner,
+        name: &str,
+        number: Option<i64>,
+        call: &DryCall,
+        dry: DryRun,
+    ) -> Result<(i64, CallOutcome<Option<String>>), RegistryError> {
+        let row = self.module_row(partner, name).await?;
+        let found: Option<(i64, i64, Option<i64>)> = match number {
+            Some(n) => sqlx::query_as(
+                "SELECT id, seq, pruned_at FROM module_versions WHERE module_id = $1 AND seq = $2",
+            )
+            .bind(row.id)
+            .bind(n)
+            .fetch_optional(self.store.pool())
+            .await?,
+            None => {
+                let active = row
+                    .active_version_id
+                    .ok_or_else(|| RegistryError::NoActiveVersion(name.to_string()))?;
+                sqlx::query_as("SELECT id, seq, pruned_at FROM module_versions WHERE id = $1")
+                    .bind(active)
+                    .fetch_optional(self.store.pool())
+                    .await?
+            }
+        };
+        let (version_id, seq, pruned_at) = found.ok_or_else(|| RegistryError::NoSuchVersion {
+            module: name.to_string(),
+            version: number.unwrap_or(0),
+        })?;
+        if pruned_at.is_some() {
+            return Err(RegistryError::VersionPruned {
+                module: name.to_string(),
+                version: seq,
+            });
+        }
+        let loaded = self.load(version_id).await?;
+        let scope = PartnerScope {
+            dry: Some(dry),
+            ..self.scope(partner)
+        };
+        let mut outcome = match call {
+            DryCall::Mo(message) => self.runtime.on_mo(&loaded, scope, message).await,
+            DryCall::Subscription(change) => {
+                self.runtime.on_subscription(&loaded, scope, change).await
+            }
+        };
+        outcome.version_id = Some(version_id);
+        Ok((seq, outcome))
     }
 
     async fn module_row(&self, partner: &Partner, name: &str) -> Result<ModuleRow, RegistryError> {
@@ -679,8 +1039,10 @@ impl Registry {
                 sha256: v.sha256,
                 size_bytes: v.size_bytes,
                 uploaded_at: v.uploaded_at,
+                admission_passed: v.admission_passed.map(|p| p != 0),
             })
             .collect();
+        let pending_activation = approval::pending_of(&self.store, row.id).await?;
         Ok(ModuleInfo {
             name: row.name,
             partner: partner.name.clone(),
@@ -688,9 +1050,17 @@ impl Registry {
             fault_count: counts.values().sum(),
             versions,
             last_fault,
+            pending_activation,
             created_at: row.created_at,
         })
     }
+}
+
+/// What a dry run calls (see [`Registry::dry_run`]).
+#[derive(Debug, Clone)]
+pub enum DryCall {
+    Mo(MoMessage),
+    Subscription(SubscriptionChange),
 }
 
 struct ActiveVersion {

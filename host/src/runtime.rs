@@ -23,7 +23,7 @@ use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Stor
 pub use admission::Lane;
 use bindings::latest::tongdao::partner::types as wit;
 use bindings::latest::{ContentModule, ContentModulePre};
-pub use host::{CallState, LogLine, PartnerScope};
+pub use host::{CallState, DryRun, HostCallRecord, LogLine, PartnerScope};
 pub use limits::CallError;
 pub use output::{
     BulletinContent, BulletinRequest, MoMessage, ModuleDescription, SubscriptionChange,
@@ -98,6 +98,30 @@ pub struct CallOutcome<T> {
     pub result: Result<T, CallError>,
     pub logs: Vec<LogLine>,
     pub logs_dropped: u32,
+    /// CPU time the module's own code used (the budget's measure).
+    pub cpu: Duration,
+    /// Wall time from admission in its lane to the answer.
+    pub wall: Duration,
+    /// SHA-256 (hex) of the call's inputs: the export's name, a newline, and the
+    /// request as JSON (provenance, issue 17 item 6; see [`input_sha256`]).
+    pub input_sha256: String,
+    /// The data calls made, recorded only in a dry run (see [`DryRun`]).
+    pub host_calls: Vec<HostCallRecord>,
+    /// The stored module version that ran (`module_versions.id`): set by the
+    /// registry, `None` from the bare runtime (provenance, issue 17 item 6).
+    pub version_id: Option<i64>,
+}
+
+/// The SHA-256 (hex) of one call's inputs: `export`, `\n`, then `request` as JSON
+/// (the host's own request types, so the hash does not depend on the contract
+/// version). An MT records it beside the module version that wrote it.
+pub fn input_sha256(export: &str, request: &impl serde::Serialize) -> String {
+    let json = serde_json::to_vec(request).unwrap_or_default();
+    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+    sha2::Digest::update(&mut hasher, export.as_bytes());
+    sha2::Digest::update(&mut hasher, b"\n");
+    sha2::Digest::update(&mut hasher, &json);
+    hex::encode(sha2::Digest::finalize(hasher))
 }
 
 /// The module runtime. Cheap to share behind an `Arc`.
@@ -258,7 +282,7 @@ impl Runtime {
         module: &LoadedModule,
         lane: Lane,
     ) -> CallOutcome<ModuleDescription> {
-        self.call(module, lane, None, async |m, store| {
+        self.call(module, lane, None, String::new(), async |m, store| {
             let info = m.tongdao_partner_module().call_describe(store).await?;
             Ok(Ok(ModuleDescription::from(info)))
         })
@@ -272,12 +296,14 @@ impl Runtime {
         scope: PartnerScope,
         request: &BulletinRequest,
     ) -> CallOutcome<BulletinContent> {
+        let input = input_sha256("bulletin", request);
         let request = wit::BulletinRequest::from(request);
         let limits = &self.limits;
         self.call(
             module,
             Lane::Partner(scope.partner_id),
             Some(scope),
+            input,
             async move |m, store| {
                 let result = m
                     .tongdao_partner_module()
@@ -298,12 +324,14 @@ impl Runtime {
         scope: PartnerScope,
         message: &MoMessage,
     ) -> CallOutcome<Option<String>> {
+        let input = input_sha256("on-mo", message);
         let message = wit::Mo::from(message);
         let limits = &self.limits;
         self.call(
             module,
             Lane::Partner(scope.partner_id),
             Some(scope),
+            input,
             async move |m, store| {
                 let result = m
                     .tongdao_partner_module()
@@ -324,13 +352,22 @@ impl Runtime {
         scope: PartnerScope,
         change: &SubscriptionChange,
     ) -> CallOutcome<Option<String>> {
-        let event = wit::SubscriptionEvent::from(change);
         let joined = change.joined;
+        let input = input_sha256(
+            if joined {
+                "on-subscribe"
+            } else {
+                "on-unsubscribe"
+            },
+            change,
+        );
+        let event = wit::SubscriptionEvent::from(change);
         let limits = &self.limits;
         self.call(
             module,
             Lane::Partner(scope.partner_id),
             Some(scope),
+            input,
             async move |m, store| {
                 let api = m.tongdao_partner_module();
                 let result = if joined {
@@ -355,6 +392,7 @@ impl Runtime {
         module: &LoadedModule,
         lane: Lane,
         scope: Option<PartnerScope>,
+        input_sha256: String,
         f: F,
     ) -> CallOutcome<T>
     where
@@ -363,6 +401,7 @@ impl Runtime {
             &mut Store<CallState>,
         ) -> wasmtime::Result<Result<T, CallError>>,
     {
+        let dry = scope.as_ref().and_then(|s| s.dry.clone());
         let _admitted = match self.admission.admit(lane).await {
             Ok(admitted) => admitted,
             Err(error) => {
@@ -370,9 +409,15 @@ impl Runtime {
                     result: Err(error),
                     logs: Vec::new(),
                     logs_dropped: 0,
+                    cpu: Duration::ZERO,
+                    wall: Duration::ZERO,
+                    input_sha256,
+                    host_calls: Vec::new(),
+                    version_id: None,
                 };
             }
         };
+        let started = std::time::Instant::now();
         let state = CallState::new(
             &self.limits,
             scope,
@@ -396,11 +441,17 @@ impl Runtime {
             Ok(Err(error)) => Err(self.classify(&error, store.data_mut())),
             Err(_elapsed) => Err(CallError::Timeout { limit_ms: wall_ms }),
         };
+        let wall = started.elapsed();
         let state = store.into_data();
         CallOutcome {
             result,
             logs: state.logs,
             logs_dropped: state.quota.logs_dropped,
+            cpu: state.cpu.finish(),
+            wall,
+            input_sha256,
+            host_calls: dry.map(|d| d.take_calls()).unwrap_or_default(),
+            version_id: None,
         }
     }
 

@@ -568,6 +568,10 @@ async fn prepare(
             return Ok(None);
         }
     };
+    // The version that really ran (an activation may have come between the read
+    // above and the call).
+    let module_version_id = outcome.version_id.or(module_version_id);
+    let input_sha256 = outcome.input_sha256;
     let content = match outcome.result {
         Ok(content) => content,
         Err(e) => {
@@ -600,6 +604,7 @@ async fn prepare(
         blocked_json: serde_json::to_string(&blocked)
             .map_err(|e| ScheduleError::Corrupt(e.to_string()))?,
         module_version_id,
+        input_sha256,
         variants: i64::try_from(variants).unwrap_or(i64::MAX),
     };
     match runs::store_prepared(store, run, owner, &prepared).await? {

@@ -102,13 +102,13 @@ impl Platform {
         let cache_dir = config.store.cache_dir();
         let runtime = Runtime::new(config.runtime.clone(), Some(cache_dir))
             .context("starting the module runtime")?;
-        let registry = Arc::new(Registry::with_config(
-            store.clone(),
-            Arc::new(runtime),
-            config.modules.clone(),
-        ));
         let compliance = Compliance::new(store.clone(), config.compliance.clone())
             .context("compiling the content policy")?;
+        // Admission judges every upload by the policy the gate applies.
+        let registry = Arc::new(
+            Registry::with_config(store.clone(), Arc::new(runtime), config.modules.clone())
+                .with_compliance(compliance.clone()),
+        );
         let relay = Arc::new(Relay::start(
             store.clone(),
             config.relay.clone(),

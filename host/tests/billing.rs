@@ -1421,6 +1421,7 @@ async fn per_message_charge_follows_a_real_dlr_and_a_replayed_dlr_charges_nothin
                 basis: Basis::Subscription(sub),
                 sender: None,
                 module_version_id: None,
+                input_sha256: None,
                 operator: None,
             })
             .await

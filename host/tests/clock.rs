@@ -28,9 +28,10 @@ async fn item_2_wall_clock_time_cannot_escape_the_limits() {
             wall_timeout_ms: WALL_MS,
             ..common::limits()
         };
-        let registry = Registry::new(
+        let registry = Registry::with_config(
             db.store.clone(),
             Arc::new(Runtime::new(limits, None).unwrap()),
+            common::reporting(),
         );
         let partner = common::partner(&db.store, "sleepy").await;
         registry
@@ -75,6 +76,7 @@ async fn item_2_wall_clock_time_cannot_escape_the_limits() {
         let scope = PartnerScope {
             store: db.store.clone(),
             partner_id: partner.id,
+            dry: None,
         };
         let mut blocker = db.store.begin_write().await.unwrap();
         sqlx::query(

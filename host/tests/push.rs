@@ -79,7 +79,12 @@ impl Rig {
         schedule: ScheduleConfig,
         compliance: Compliance,
     ) -> Self {
-        let registry = Arc::new(common::registry(store));
+        // Item 7 runs hostile fixtures live: admission reports, never blocks here.
+        let registry = Arc::new(tongdao::modules::Registry::with_config(
+            store.clone(),
+            common::runtime(),
+            common::reporting(),
+        ));
         let operators: Vec<OperatorConfig> = sim.map(operator).into_iter().collect();
         let relay = Arc::new(Relay::start(
             store.clone(),

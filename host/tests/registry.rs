@@ -235,7 +235,7 @@ async fn item3_an_activation_or_rollback_is_seen_by_the_next_call() {
     for db in common::stores().await {
         let config = RegistryConfig {
             active_recheck_ms: 200,
-            ..RegistryConfig::default()
+            ..common::reporting()
         };
         let registry = Registry::with_config(db.store.clone(), common::runtime(), config.clone());
         let partner = common::partner(&db.store, "acme").await;

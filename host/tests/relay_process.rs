@@ -111,6 +111,7 @@ async fn kill_9_in_the_bulk_fast_path_each_mt_final_once_no_double_charge() {
             basis: Basis::Subscription(*subscription),
             sender: None,
             module_version_id: None,
+            input_sha256: None,
             operator: None,
         };
         outbox::enqueue(&store, gate, message).await.unwrap();

@@ -82,6 +82,8 @@ async fn item_5_local_runner_and_server_agree_on_every_hostile_fixture() {
     config.store.data_dir = dir.path().to_path_buf();
     config.admin.key = Some(ADMIN_KEY.into());
     config.http.max_module_bytes = 4 << 20;
+    // The fixtures run live on both sides: admission reports, as in the runner.
+    config.modules.admission = tongdao::modules::AdmissionMode::Report;
     let platform = Platform::open(&config).await.unwrap();
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await

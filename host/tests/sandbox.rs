@@ -35,9 +35,10 @@ async fn hostile_bulletin(fixture: &str, call_timeout_ms: u64) -> CallError {
         wall_timeout_ms: GENEROUS_MS,
         ..common::limits()
     };
-    let registry = Registry::new(
+    let registry = Registry::with_config(
         db.store.clone(),
         Arc::new(Runtime::new(limits, None).unwrap()),
+        common::reporting(),
     );
     let partner = common::partner(&db.store, "acme").await;
     let hostile = registry
@@ -157,7 +158,8 @@ async fn every_call_gets_a_fresh_instance() {
     // `stateful-counter` counts its calls in its own linear memory: a fresh instance
     // answers `call 1`, a reused one would answer `call 2`, `call 3`…
     let db = common::sqlite().await;
-    let registry = common::registry(&db.store);
+    // The trap below runs live: admission reports it and does not block it.
+    let registry = Registry::with_config(db.store.clone(), common::runtime(), common::reporting());
     let partner = common::partner(&db.store, "acme").await;
     registry
         .upload(&partner, &common::guest("stateful-counter"), "t")

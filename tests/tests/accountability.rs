@@ -334,6 +334,7 @@ fn push(partner: i64, service: i64, subscription: i64, to: &str, text: &str) -> 
         basis: Basis::Subscription(subscription),
         sender: None,
         module_version_id: None,
+        input_sha256: None,
         operator: None,
     }
 }

@@ -12,7 +12,11 @@ use serde_json::{Value, json};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partners_modules_and_isolation() {
     for db in databases().await {
-        let server = Server::start(db.clone()).await;
+        // `hostile-loop` runs live below: admission reports it, never blocks here.
+        let server = Server::start_with(db.clone(), |config| {
+            config.modules.admission = tongdao::modules::AdmissionMode::Report;
+        })
+        .await;
         let label = if db.is_some() { "postgres" } else { "sqlite" };
 
         // Health needs no key; everything else does.
@@ -545,6 +549,22 @@ const ROUTES: &[(&str, &str, Who)] = &[
     ("/v1/modules/{name}/rollback", "POST", Who::Partner),
     ("/v1/modules/{name}/faults", "GET", Who::Partner),
     ("/v1/modules/{name}/bulletin", "POST?", Who::Partner),
+    (
+        "/v1/modules/{name}/versions/{version}/admission",
+        "GET",
+        Who::Partner,
+    ),
+    ("/v1/modules/{name}/mo", "POST*", Who::Partner),
+    ("/v1/modules/{name}/subscribe", "POST?", Who::Partner),
+    ("/v1/modules/{name}/unsubscribe", "POST?", Who::Partner),
+    ("/v1/admin/activations", "GET", Who::Admin),
+    ("/v1/admin/activations/{id}/approve", "POST?", Who::Admin),
+    ("/v1/admin/activations/{id}/refuse", "POST?", Who::Admin),
+    (
+        "/v1/partners/{name}/activation-approval",
+        "PUT*",
+        Who::Admin,
+    ),
 ];
 
 /// A body sent to a JSON route: content type, bytes, expected status and code.
@@ -566,6 +586,7 @@ fn fill(path: &str, broken: Option<usize>) -> String {
             "{calendar}" => "cn",
             "{day}" => "2026-10-01",
             "{collection}" => "jokes",
+            "{version}" => "1",
             other => panic!("no value for {other}"),
         };
         out.push_str(value);

@@ -26,6 +26,7 @@ fn push(service: i64, code: &str, subscription: i64, to: &str, text: &str) -> Ne
         basis: Basis::Subscription(subscription),
         sender: Some(format!("{SHORT_CODE}01")),
         module_version_id: None,
+        input_sha256: None,
         operator: None,
     }
 }
@@ -99,7 +100,12 @@ async fn double_confirmation_happy_path_and_timeout() {
 async fn td_stops_everything_of_that_service_within_one_message() {
     for db in databases().await {
         // Pushes wait in quiet hours, so they are still queued when TD arrives.
-        let env = Env::start(db, |c| c.compliance.quiet_hours = "00:00-23:59:59".into()).await;
+        // `hostile-trap` runs live: admission reports it, never blocks here.
+        let env = Env::start(db, |c| {
+            c.compliance.quiet_hours = "00:00-23:59:59".into();
+            c.modules.admission = tongdao::modules::AdmissionMode::Report;
+        })
+        .await;
         let (status, body) = env.server.upload(&env.acme, guest("hostile-trap")).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         let module = body["module"].as_str().unwrap().to_string();
@@ -176,6 +182,7 @@ async fn replies_to_non_subscribers_who_did_not_write_are_refused() {
             basis: Basis::Reply(mo_id),
             sender: None,
             module_version_id: None,
+            input_sha256: None,
             operator: None,
         };
         let refused = env.server.platform.relay.enqueue(forged).await;

@@ -121,6 +121,24 @@ impl From<RegistryError> for ApiError {
             RegistryError::Call(c) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, c.kind(), message)
             }
+            RegistryError::AdmissionFailed { .. } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "admission-failed",
+                message,
+            ),
+            RegistryError::ApprovalRequired(_) => {
+                Self::new(StatusCode::CONFLICT, "approval-required", message)
+            }
+            RegistryError::ActivationPending { .. } => {
+                Self::new(StatusCode::CONFLICT, "activation-pending", message)
+            }
+            RegistryError::NoSuchRequest(_) => Self::not_found(message),
+            RegistryError::RequestDecided { .. } => {
+                Self::new(StatusCode::CONFLICT, "already-decided", message)
+            }
+            RegistryError::Policy(_) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+            }
             RegistryError::Store(e) => e.into(),
         }
     }

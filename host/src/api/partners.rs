@@ -16,6 +16,10 @@ pub(super) fn router() -> Routes {
     Routes::new()
         .route("/v1/partners", post(create).get(list))
         .route("/v1/partners/{name}/keys", post(issue_key))
+        .route(
+            "/v1/partners/{name}/activation-approval",
+            axum::routing::put(set_activation_approval),
+        )
 }
 
 /// A new partner.
@@ -133,4 +137,40 @@ pub(super) async fn issue_key(
             revoked_others: request.revoke_others,
         }),
     ))
+}
+
+/// Whether a partner's module activations wait for the admin's approval.
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"required": true}))]
+pub(super) struct ActivationApproval {
+    required: bool,
+}
+
+/// `PUT /v1/partners/{name}/activation-approval`: require (or stop requiring) the
+/// admin's approval of the partner's module activations (issue 17 item 1). A
+/// request already pending stays pending.
+#[utoipa::path(
+    put,
+    path = "/v1/partners/{name}/activation-approval",
+    tag = "partners",
+    params(("name" = String, Path, description = "The partner's login name")),
+    request_body = ActivationApproval,
+    responses(
+        (status = 200, description = "The setting now", body = ActivationApproval),
+        (status = 403, description = "`forbidden`: admin only"),
+        (status = 404, description = "`not-found`: no such partner"),
+    ),
+)]
+pub(super) async fn set_activation_approval(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Json<ActivationApproval>,
+) -> Result<Json<ActivationApproval>, ApiError> {
+    let Json(body) = body;
+    if !crate::modules::approval::set_required(&state.store, &name, body.required).await? {
+        return Err(ApiError::not_found(format!("no partner `{name}`")));
+    }
+    Ok(Json(body))
 }

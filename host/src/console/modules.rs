@@ -2,7 +2,7 @@
 //! own upload path with every check the API's upload has), activate, roll back,
 //! and the faults recorded against each version.
 
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{Multipart, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{Markup, html};
@@ -90,8 +90,13 @@ pub async fn upload(
         Err(_) => "/console/modules".to_string(),
     };
     let outcome = outcome.map(|u| {
+        let verdict = match &u.admission {
+            Some(r) if r.passed => " · admission ✓",
+            Some(_) => " · admission ✗",
+            None => "",
+        };
         format!(
-            "{} v{}{}",
+            "{} v{}{}{verdict}",
             u.module,
             u.version,
             if u.activated { " ✓" } else { "" }
@@ -100,11 +105,73 @@ pub async fn upload(
     Ok(after(&state, &viewer, &to, outcome))
 }
 
-/// `GET /console/modules/{name}`: versions with activate buttons, faults.
+/// Which admission report the module page shows.
+#[derive(Deserialize, Default)]
+pub struct DetailQuery {
+    /// A version number; default the newest.
+    report: Option<i64>,
+}
+
+/// The admission report of one version: checks, figures, policy hits with the
+/// text that hit, and every corpus call (issue 17 item 1).
+fn admission_report(
+    lang: super::i18n::Lang,
+    version: i64,
+    report: &crate::modules::AdmissionReport,
+) -> Markup {
+    let f = &report.figures;
+    html! {
+        div.card #admission-report {
+            h2 { (lang.t("admission-report")) " · v" (version) " · "
+                (page::status(if report.passed { "passed" } else { "failed" })) }
+            table #admission-checks {
+                thead { tr { th { (lang.t("check")) } th { (lang.t("result")) } th { (lang.t("detail")) } } }
+                tbody {
+                    @for c in &report.checks {
+                        tr { td { (c.name) } td { (if c.passed { "✓" } else { "✗" }) } td { (c.detail) } }
+                    }
+                }
+            }
+            p.muted {
+                "calls " (f.calls) " · skipped " (f.skipped) " · faults " (f.faults)
+                " · module-errors " (f.module_errors) " · texts " (f.texts)
+                " · CPU p50 " (f.cpu_us_p50) " µs, max " (f.cpu_us_max) " µs"
+                " · wall max " (f.wall_us_max) " µs · output max " (f.output_bytes_max) " B"
+                " · " (f.took_ms) " ms"
+            }
+            @if !report.policy_hits.is_empty() {
+                h2 { (lang.t("policy-hits")) }
+                table #policy-hits {
+                    thead { tr { th { (lang.t("export")) } th { (lang.t("input")) } th { (lang.t("rule")) } th { (lang.t("text")) } } }
+                    tbody {
+                        @for h in &report.policy_hits {
+                            tr { td { (h.export) } td { (h.input) } td { (h.rule) } td { (h.text) } }
+                        }
+                    }
+                }
+            }
+            details {
+                summary { (lang.t("corpus-calls")) " (" (report.calls.len()) ")" }
+                table #corpus-calls {
+                    thead { tr { th { (lang.t("export")) } th { (lang.t("input")) } th { (lang.t("outcome")) } th.num { "CPU µs" } th.num { "bytes" } } }
+                    tbody {
+                        @for c in &report.calls {
+                            tr { td { (c.export) } td { (c.input) } td { (c.outcome) } td.num { (c.cpu_us) } td.num { (c.output_bytes) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /console/modules/{name}?report=N`: versions with their admission verdict
+/// and activate buttons, the admission report of one version, faults.
 pub async fn detail(
     viewer: Viewer,
     State(state): State<ConsoleState>,
     Path(name): Path<String>,
+    Query(query): Query<DetailQuery>,
 ) -> Result<Markup, PageError> {
     let partner = page::partner_only(&viewer)?;
     let lang = viewer.lang;
@@ -112,9 +179,21 @@ pub async fn detail(
     let module = registry.get(partner, &name).await?;
     let faults = registry.faults(partner, &name, 20).await?;
     let windows = registry.fault_windows(partner, &name, 20).await?;
+    let shown = query
+        .report
+        .or_else(|| module.versions.iter().map(|v| v.number).max());
+    let report = match shown {
+        Some(v) => registry.admission(partner, &name, v).await?.map(|r| (v, r)),
+        None => None,
+    };
     let body = html! {
+        @if let Some(request) = &module.pending_activation {
+            p.notice #pending-activation {
+                (lang.t("pending-activation")) ": v" (request.version) " · " (request.requested_by) " · " (when(request.requested_at))
+            }
+        }
         table #versions {
-            thead { tr { th { (lang.t("version")) } th { "label" } th { (lang.t("description")) } th { (lang.t("services")) } th.num { (lang.t("size")) } th { (lang.t("uploaded")) } th.num { (lang.t("faults")) } th {} } }
+            thead { tr { th { (lang.t("version")) } th { "label" } th { (lang.t("description")) } th { (lang.t("services")) } th.num { (lang.t("size")) } th { (lang.t("uploaded")) } th.num { (lang.t("faults")) } th { (lang.t("admission")) } th {} } }
             tbody {
                 @for v in &module.versions {
                     tr id={"version-" (v.number)} {
@@ -125,8 +204,17 @@ pub async fn detail(
                         td.num { (v.size_bytes) }
                         td { (when(v.uploaded_at)) }
                         td.num { (v.fault_count) }
+                        td.admission {
+                            a href={"/console/modules/" (module.name) "?report=" (v.number)} {
+                                @match v.admission_passed {
+                                    Some(true) => { "✓ " (lang.t("admission-passed")) }
+                                    Some(false) => { "✗ " (lang.t("admission-failed")) }
+                                    None => { "—" }
+                                }
+                            }
+                        }
                         td {
-                            @if !v.active && !v.pruned {
+                            @if !v.active && !v.pruned && v.admission_passed != Some(false) {
                                 form.inline method="post" action={"/console/modules/" (module.name) "/activate"} {
                                     (csrf(&viewer))
                                     input type="hidden" name="version" value=(v.number);
@@ -141,6 +229,9 @@ pub async fn detail(
         form.inline method="post" action={"/console/modules/" (module.name) "/rollback"} {
             (csrf(&viewer))
             button.warn #rollback type="submit" { (lang.t("rollback")) }
+        }
+        @if let Some((version, report)) = &report {
+            (admission_report(lang, *version, report))
         }
         h2 { (lang.t("fault-windows")) }
         table {
@@ -188,9 +279,21 @@ pub async fn activate(
     let outcome = state
         .app
         .registry
-        .activate(partner, &name, form.version, &viewer.caller.actor())
+        .request_activation(partner, &name, form.version, &viewer.caller.actor())
         .await
-        .map(|m| format!("{} v{}", m.name, m.active_version.unwrap_or(0)))
+        .map(|a| match a {
+            crate::modules::Activation::Live(m) => {
+                format!("{} v{}", m.name, m.active_version.unwrap_or(0))
+            }
+            crate::modules::Activation::Pending(r) => {
+                format!(
+                    "{} v{}: {}",
+                    r.module,
+                    r.version,
+                    viewer.lang.t("pending-activation")
+                )
+            }
+        })
         .map_err(ApiError::from);
     Ok(after(
         &state,

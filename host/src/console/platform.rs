@@ -1,6 +1,7 @@
 //! The platform's pages (admin): partners and keys (a new key shown once),
-//! partner suspension, operator binds with queue depth (live), complaints; and
-//! violations (the admin all, a partner its own).
+//! partner suspension and whether their module activations need approval,
+//! pending module activations (on the approvals page), operator binds with queue
+//! depth (live), complaints; and violations (the admin all, a partner its own).
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -22,6 +23,15 @@ pub async fn partners(
     page::admin_only(&viewer)?;
     let lang = viewer.lang;
     let list = partners::list(&state.app.store).await?;
+    let mut approval = std::collections::HashMap::new();
+    for p in &list {
+        approval.insert(
+            p.id,
+            crate::modules::approval::is_required(&state.app.store, p.id)
+                .await
+                .map_err(ApiError::from)?,
+        );
+    }
     let body = html! {
         div.card {
             h2 { (lang.t("create-partner")) }
@@ -33,7 +43,7 @@ pub async fn partners(
             }
         }
         table #partners {
-            thead { tr { th { (lang.t("name")) } th { (lang.t("display-name")) } th { (lang.t("status")) } th { (lang.t("created")) } th { (lang.t("issue-key")) } th {} } }
+            thead { tr { th { (lang.t("name")) } th { (lang.t("display-name")) } th { (lang.t("status")) } th { (lang.t("created")) } th { (lang.t("issue-key")) } th { (lang.t("activation-approval")) } th {} } }
             tbody {
                 @for p in &list {
                     tr id={"partner-" (p.name)} {
@@ -43,6 +53,17 @@ pub async fn partners(
                                 (csrf(&viewer))
                                 label { input type="checkbox" name="revoke_others" value="true"; " " (lang.t("revoke-others")) }
                                 button type="submit" { (lang.t("issue-key")) }
+                            }
+                        }
+                        td {
+                            @let required = approval.get(&p.id).copied().unwrap_or(false);
+                            form.inline method="post" action={"/console/admin/partners/" (p.name) "/activation-approval"} {
+                                (csrf(&viewer))
+                                input type="hidden" name="required" value=(if required { "false" } else { "true" });
+                                (if required { "✓ " } else { "— " })
+                                button id={"approval-" (p.name)} type="submit" {
+                                    (lang.t(if required { "approval-off" } else { "approval-on" }))
+                                }
                             }
                         }
                         td {
@@ -274,4 +295,116 @@ pub async fn complaints(
         @if list.is_empty() { p.muted { (lang.t("none")) } }
     };
     Ok(page::frame(&viewer, lang.t("complaints"), body))
+}
+
+#[derive(Deserialize)]
+pub struct ApprovalForm {
+    #[serde(default)]
+    csrf: String,
+    required: bool,
+}
+
+/// `POST /console/admin/partners/{name}/activation-approval` `required`: whether
+/// the partner's module activations wait for the admin (issue 17 item 1).
+pub async fn activation_approval(
+    viewer: Viewer,
+    State(state): State<ConsoleState>,
+    Path(name): Path<String>,
+    Form(form): Form<ApprovalForm>,
+) -> Result<Response, PageError> {
+    viewer.check_csrf(&form.csrf)?;
+    page::admin_only(&viewer)?;
+    let outcome = match crate::modules::approval::set_required(
+        &state.app.store,
+        &name,
+        form.required,
+    )
+    .await
+    {
+        Ok(true) => Ok(format!(
+            "{name}: activation approval {}",
+            if form.required { "on" } else { "off" }
+        )),
+        Ok(false) => Err(ApiError::not_found(format!("no partner `{name}`"))),
+        Err(e) => Err(ApiError::from(e)),
+    };
+    Ok(after(&state, &viewer, "/console/admin/partners", outcome))
+}
+
+/// The pending module activations, each with approve and refuse forms: part of
+/// the approvals page.
+pub async fn pending_activations(
+    viewer: &Viewer,
+    state: &ConsoleState,
+) -> Result<Markup, PageError> {
+    let lang = viewer.lang;
+    let requests = crate::modules::approval::list(&state.app.store, Some("pending"), None, 100)
+        .await
+        .map_err(ApiError::from)?;
+    Ok(html! {
+        h2 { (lang.t("activation-requests")) }
+        @if requests.is_empty() { p.muted #no-pending-activations { (lang.t("no-pending")) } }
+        @for r in &requests {
+            div.card id={"activation-" (r.id)} {
+                p {
+                    (r.partner) " · " (r.module) " v" (r.version) " · " (lang.t("requested-by")) " " (r.requested_by)
+                    " · " (when(r.requested_at))
+                }
+                @for action in ["approve", "refuse"] {
+                    form.inline method="post" action={"/console/admin/activations/" (r.id) "/" (action)} {
+                        (csrf(viewer))
+                        input type="text" name="reason" id={"activation-" (action) "-reason-" (r.id)} placeholder=(lang.t("reason")) required[action == "refuse"];
+                        button class=(if action == "refuse" { "warn" } else { "" }) id={"activation-" (action) "-" (r.id)} type="submit" { (lang.t(action)) }
+                    }
+                    " "
+                }
+            }
+        }
+    })
+}
+
+#[derive(Deserialize)]
+pub struct DecisionForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /console/admin/activations/{id}/{approve|refuse}` `reason`.
+pub async fn decide_activation(
+    viewer: Viewer,
+    State(state): State<ConsoleState>,
+    Path((id, action)): Path<(String, String)>,
+    Form(form): Form<DecisionForm>,
+) -> Result<Response, PageError> {
+    viewer.check_csrf(&form.csrf)?;
+    page::admin_only(&viewer)?;
+    let id = page::id(&id)?;
+    let approve = match action.as_str() {
+        "approve" => true,
+        "refuse" => false,
+        _ => return Err(PageError::not_found()),
+    };
+    let reason = form.reason.trim();
+    let outcome = if !approve && reason.is_empty() {
+        Err(ApiError::bad_request(
+            "reason-required",
+            "a refusal needs a reason the partner reads",
+        ))
+    } else {
+        state
+            .app
+            .registry
+            .decide_activation(
+                id,
+                approve,
+                &viewer.caller.actor(),
+                Some(reason).filter(|r| !r.is_empty()),
+            )
+            .await
+            .map(|r| format!("{} v{}: {}", r.module, r.version, r.status))
+            .map_err(ApiError::from)
+    };
+    Ok(after(&state, &viewer, "/console/admin/approvals", outcome))
 }

@@ -358,7 +358,10 @@ pub async fn approvals(
         .filter(|s| s.pending.as_ref().is_some_and(|p| p.status == "submitted"))
         .collect();
     let names = partner_names(&state).await?;
+    let activations = super::platform::pending_activations(&viewer, &state).await?;
     let body = html! {
+        (activations)
+        h2 { (lang.t("services")) }
         @if waiting.is_empty() { p.muted #no-pending { (lang.t("no-pending")) } }
         @for s in &waiting {
             div.card id={"approval-" (s.id)} {

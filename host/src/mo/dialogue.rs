@@ -50,14 +50,6 @@ impl Dialogue<'_> {
     }
 
     /// The module version that wrote a text (violations name it).
-    async fn version_of(&self, partner: &partners::Partner, module: &str) -> Option<i64> {
-        self.ctx
-            .registry
-            .active_version_id(partner, module)
-            .await
-            .ok()
-    }
-
     async fn set_service(&self, service: &LiveService) -> Result<(), RouteError> {
         sqlx::query("UPDATE mo_messages SET service_id = $1 WHERE id = $2")
             .bind(service.id)
@@ -130,14 +122,14 @@ impl Dialogue<'_> {
                 service: service.code.clone(),
                 joined: false,
             };
-            let text = match self
+            let (text, version, input) = match self
                 .ctx
                 .registry
                 .on_subscription(&partner, module, &change)
                 .await
             {
                 Ok(call) => match call.result {
-                    Ok(Some(text)) => text,
+                    Ok(Some(text)) => (text, call.version_id, call.input_sha256),
                     Ok(None) => continue,
                     Err(e) => {
                         tracing::warn!(service = %service.code, error = %e, "on-unsubscribe failed");
@@ -149,7 +141,6 @@ impl Dialogue<'_> {
                     continue;
                 }
             };
-            let version = self.version_of(&partner, module).await;
             let message = NewMessage {
                 partner_id: Some(service.partner_id),
                 service: Some(service.code.clone()),
@@ -161,6 +152,7 @@ impl Dialogue<'_> {
                 basis: Basis::Farewell(sub.id),
                 sender: Some(service.sender(&self.ctx.config.short_code)),
                 module_version_id: version,
+                input_sha256: Some(input),
                 operator: None,
             };
             if let Err(e) = self.ctx.relay.enqueue(message).await {
@@ -347,10 +339,14 @@ impl Dialogue<'_> {
         if let Ok(outcome_call) = call
             && let Ok(Some(text)) = outcome_call.result
         {
-            let version = self.version_of(&partner, module).await;
             // The welcome answers the user's own message and is never charged.
             let text = notices::with_stop_instruction(&text, &service.code);
-            let message = self.module_message(service, text, ChargePlan::Free, 0, version);
+            let message = self.module_message(
+                service,
+                text,
+                (ChargePlan::Free, 0),
+                (outcome_call.version_id, outcome_call.input_sha256),
+            );
             if let Err(e) = self.ctx.relay.enqueue(message).await {
                 tracing::warn!(service = %service.code, error = %e, "welcome text not queued");
             }
@@ -362,9 +358,8 @@ impl Dialogue<'_> {
         &self,
         service: &LiveService,
         text: String,
-        charge_plan: ChargePlan,
-        price_fen: i64,
-        module_version_id: Option<i64>,
+        (charge_plan, price_fen): (ChargePlan, i64),
+        (module_version_id, input_sha256): (Option<i64>, String),
     ) -> NewMessage {
         NewMessage {
             partner_id: Some(service.partner_id),
@@ -377,6 +372,7 @@ impl Dialogue<'_> {
             basis: Basis::Reply(self.mo.id),
             sender: Some(service.sender(&self.ctx.config.short_code)),
             module_version_id,
+            input_sha256: Some(input_sha256),
             operator: None,
         }
     }
@@ -412,8 +408,8 @@ impl Dialogue<'_> {
             text: self.mo.text.clone(),
             received_at_ms: self.mo.received_at,
         };
-        let reply = match self.ctx.registry.on_mo(&partner, module, &message).await {
-            Ok(call) => call.result,
+        let (reply, provenance) = match self.ctx.registry.on_mo(&partner, module, &message).await {
+            Ok(call) => (call.result, (call.version_id, call.input_sha256)),
             Err(e) => {
                 tracing::warn!(service = %service.code, error = %e, "on-mo could not run");
                 return self
@@ -436,8 +432,7 @@ impl Dialogue<'_> {
             FeeType::Monthly => (ChargePlan::Monthly, 0),
             FeeType::Free => (ChargePlan::Free, 0),
         };
-        let version = self.version_of(&partner, module).await;
-        let message = self.module_message(service, text, plan, price, version);
+        let message = self.module_message(service, text, (plan, price), provenance);
         match self.ctx.relay.enqueue(message).await {
             Ok(_) => Ok("module-reply".into()),
             Err(e) => Ok(format!("module-reply-blocked: {e}")),

@@ -36,6 +36,17 @@ pub struct RegistryConfig {
     /// unseen here (this process's own are seen by the next call). 0: every call
     /// reads it from the store.
     pub active_recheck_ms: u64,
+    /// `enforce`: a version that fails admission cannot be activated; `report`:
+    /// the report is made and stored but never blocks (issue 17 item 1).
+    pub admission: super::admission::AdmissionMode,
+    /// Calls of the admission corpus that may write a text the content policy
+    /// refuses, per thousand calls (0: none may).
+    pub admission_max_violation_permille: u32,
+    /// Calls of the corpus that may fault (trap, limit), per thousand (0: none).
+    pub admission_max_fault_permille: u32,
+    /// CPU time the longest corpus call may use, in milliseconds (the sandbox's
+    /// `[runtime] call_timeout_ms` still ends a call at its own limit).
+    pub admission_max_cpu_ms: u64,
 }
 
 impl Default for RegistryConfig {
@@ -50,16 +61,23 @@ impl Default for RegistryConfig {
             fault_samples: 5,
             fault_retention_days: 30,
             active_recheck_ms: 1000,
+            admission: super::admission::AdmissionMode::Enforce,
+            admission_max_violation_permille: 0,
+            admission_max_fault_permille: 0,
+            admission_max_cpu_ms: 50,
         }
     }
 }
 
 impl RegistryConfig {
     /// The local runner's registry: one partner trying modules on a laptop, so no
-    /// upload rate; everything else as on the platform.
+    /// upload rate and admission only reported; everything else as on the platform.
     pub fn local() -> Self {
         Self {
             uploads_per_hour: 0,
+            // A module tried locally runs whatever its report says; the report is
+            // still made (`module check` shows it).
+            admission: super::admission::AdmissionMode::Report,
             ..Self::default()
         }
     }
@@ -77,6 +95,13 @@ impl RegistryConfig {
         }
         if self.fault_window_secs == 0 {
             return Some(("modules.fault_window_secs", "must be greater than 0"));
+        }
+        if self.admission_max_violation_permille > 1000 || self.admission_max_fault_permille > 1000
+        {
+            return Some((
+                "modules.admission_max_violation_permille",
+                "shares are per thousand: at most 1000",
+            ));
         }
         None
     }

@@ -47,11 +47,34 @@ pub struct EventView {
     pub at: i64,
 }
 
-/// One MT with its segments and history.
+/// Which code wrote an MT, from what (issue 17 item 6, R-3.6): any message leads
+/// to the exact module version and the inputs of the call that wrote it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Provenance {
+    /// The module's name (`null`: a platform text, or a module since deleted).
+    pub module: Option<String>,
+    /// The version number within the module.
+    pub module_version: Option<i64>,
+    /// The stored version's id (`module_versions.id`).
+    pub module_version_id: Option<i64>,
+    /// SHA-256 of the component's bytes: the exact code.
+    pub module_sha256: Option<String>,
+    /// SHA-256 of the call's inputs: the export's name, a newline, the request as
+    /// JSON (`bulletin` with service, push id and date; `on-mo` with subscriber,
+    /// service, text and time; `on-subscribe`/`on-unsubscribe`).
+    pub input_sha256: Option<String>,
+    /// The push run the MT belongs to.
+    pub push_run_id: Option<i64>,
+    /// The MO the MT answered (replies, welcomes, notices).
+    pub mo_id: Option<i64>,
+}
+
+/// One MT with its segments, history and provenance.
 #[derive(Debug, Clone, Serialize)]
 pub struct MessageDetail {
     #[serde(flatten)]
     pub message: MessageSummary,
+    pub provenance: Provenance,
     pub segment_status: Vec<SegmentView>,
     pub history: Vec<EventView>,
 }
@@ -97,6 +120,17 @@ pub async fn get(
     let Some(message) = message else {
         return Ok(None);
     };
+    let provenance = sqlx::query_as(
+        "SELECT mo.name AS module, v.seq AS module_version, m.module_version_id, m.module_sha256,
+            m.input_sha256, m.push_run_id, m.mo_id
+         FROM messages m
+         LEFT JOIN module_versions v ON v.id = m.module_version_id
+         LEFT JOIN modules mo ON mo.id = v.module_id
+         WHERE m.id = $1",
+    )
+    .bind(id)
+    .fetch_one(store.pool())
+    .await?;
     let segment_status = sqlx::query_as(
         "SELECT seq, operator_message_id, status, error, submitted_at, done_at
          FROM message_segments WHERE message_id = $1 ORDER BY seq",
@@ -112,6 +146,7 @@ pub async fn get(
     .await?;
     Ok(Some(MessageDetail {
         message,
+        provenance,
         segment_status,
         history,
     }))

@@ -123,8 +123,12 @@ pub struct NewMessage {
     pub basis: Basis,
     /// Source address (the service's number); `None`: the operator's default.
     pub sender: Option<String>,
-    /// The module version that wrote the text, for violations.
+    /// The module version that wrote the text, for violations and provenance.
     pub module_version_id: Option<i64>,
+    /// SHA-256 of the inputs of the module call that wrote the text (provenance,
+    /// issue 17 item 6; `crate::runtime::input_sha256`); `None` for the platform's
+    /// own texts.
+    pub input_sha256: Option<String>,
     /// Send through this operator rather than the routed one (test sends).
     pub operator: Option<String>,
 }
@@ -152,6 +156,7 @@ impl NewMessage {
             },
             sender,
             module_version_id: None,
+            input_sha256: None,
             operator: None,
         }
     }

@@ -2,9 +2,11 @@
 //! random). Data capabilities live beside: [`kv`] and [`library`] (content library
 //! and subscriber attributes). Every capability is scoped to the calling partner.
 
+mod dry;
 mod kv;
 mod library;
 
+pub use dry::{DryRun, HostCallRecord};
 pub use library::valid_attribute_name;
 
 use rand::RngCore;
@@ -24,6 +26,8 @@ use crate::store::{Store, now_ms};
 pub struct PartnerScope {
     pub store: Store,
     pub partner_id: i64,
+    /// `Some`: nothing the call writes is stored (admission, dry runs); see [`DryRun`].
+    pub dry: Option<DryRun>,
 }
 
 /// One line a module logged.
@@ -86,6 +90,11 @@ impl CallState {
             max_kv_keys: limits.max_kv_keys,
             utc_offset_seconds,
         }
+    }
+
+    /// The dry run this call belongs to, if any.
+    fn dry(&self) -> Option<DryRun> {
+        self.scope.as_ref().and_then(|s| s.dry.clone())
     }
 
     /// Count one key-value operation; past the quota the call traps.

@@ -272,6 +272,13 @@ impl CpuMeter {
         )
     }
 
+    /// CPU time used up to now, counting the slice since the last mark: what a
+    /// finished call used.
+    pub fn finish(&self) -> std::time::Duration {
+        self.shared.checkpoint();
+        self.used()
+    }
+
     /// Mark a data call (the store): its time is not the module's CPU time. The
     /// guard holds no borrow of the call state, so it can live across awaits.
     pub fn host_call(&self) -> HostCall {

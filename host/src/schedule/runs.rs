@@ -273,6 +273,8 @@ pub struct Prepared {
     pub content_json: String,
     pub blocked_json: String,
     pub module_version_id: Option<i64>,
+    /// SHA-256 of the bulletin call's inputs (`crate::runtime::input_sha256`).
+    pub input_sha256: String,
     pub variants: i64,
 }
 
@@ -294,7 +296,7 @@ pub async fn store_prepared(
             .await?;
     let done = sqlx::query(
         "UPDATE push_runs SET content = $3, blocked_variants = $4, module_version_id = $5, variants = $6,
-            high_water = $7, updated_at = $8
+            high_water = $7, updated_at = $8, input_sha256 = $9
          WHERE id = $1 AND owner = $2 AND status = 'running' AND content IS NULL",
     )
     .bind(run.id)
@@ -305,6 +307,7 @@ pub async fn store_prepared(
     .bind(prepared.variants)
     .bind(high_water.unwrap_or(0))
     .bind(now)
+    .bind(&prepared.input_sha256)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

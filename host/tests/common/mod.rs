@@ -112,6 +112,16 @@ pub fn registry(store: &Store) -> Registry {
     Registry::new(store.clone(), runtime())
 }
 
+/// Registry settings for tests that run hostile fixtures live to prove the
+/// sandbox contains them at run time: admission reports (issue 17 item 1) but
+/// does not keep them from being activated.
+pub fn reporting() -> tongdao::modules::RegistryConfig {
+    tongdao::modules::RegistryConfig {
+        admission: tongdao::modules::AdmissionMode::Report,
+        ..tongdao::modules::RegistryConfig::default()
+    }
+}
+
 pub async fn partner(store: &Store, name: &str) -> Partner {
     partners::create(store, name, name).await.unwrap().0
 }
@@ -284,6 +294,7 @@ impl Audience {
             basis: tongdao::relay::Basis::Subscription(subscription),
             sender: None,
             module_version_id: None,
+            input_sha256: None,
             operator: None,
         }
     }

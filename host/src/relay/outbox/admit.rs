@@ -193,6 +193,7 @@ pub async fn enqueue_test(
         basis: Basis::Test,
         sender: None,
         module_version_id: None,
+        input_sha256: None,
         operator,
     };
     enqueue(store, gate, message).await
@@ -487,9 +488,9 @@ async fn write(
         "INSERT INTO messages (partner_id, service, recipient, operator, text, content_sha256, segments,
             charge_plan, is_test, status, attempts, next_attempt_at, expires_at, created_at, updated_at,
             service_id, subscription_id, price_fen, sender, basis, mo_id, content_key,
-            module_version_id, module_sha256)
+            module_version_id, module_sha256, input_sha256)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', 0, $10, $11, $12, $12, $13, $14, $15, $16, $17, $18, $19,
-            $20, (SELECT v.sha256 FROM module_versions v WHERE v.id = $20))
+            $20, (SELECT v.sha256 FROM module_versions v WHERE v.id = $20), $21)
          RETURNING id",
     )
     .bind(message.partner_id)
@@ -522,6 +523,7 @@ async fn write(
     })
     .bind(content_key(&message.text))
     .bind(message.module_version_id)
+    .bind(&message.input_sha256)
     .fetch_one(&mut **tx)
     .await?;
     for seq in 1..=i64::try_from(r.segments).unwrap_or(1) {

@@ -256,7 +256,8 @@ pub async fn admit_push_in(
     let key = variant_case(slice, &mut params, |v| Some(v.content_key.clone()));
     // Segment counts are integers: written as literals.
     let segments = variant_case(slice, &mut params, |_| None);
-    // The module version's digest, kept on every MT for the regulator (R-3.6).
+    // The module version's digest, kept on every MT for the regulator (R-3.6), and
+    // the hash of the bulletin call's inputs the run stored (issue 17 item 6).
     let (version, version_sha) = match slice.module_version_id {
         Some(v) => (
             v.to_string(),
@@ -270,11 +271,11 @@ pub async fn admit_push_in(
         "INSERT INTO messages (partner_id, service, recipient, operator, text, content_sha256, segments,
             charge_plan, is_test, status, attempts, next_attempt_at, expires_at, created_at, updated_at,
             service_id, subscription_id, price_fen, sender, basis, push_run_id, content_key,
-            module_version_id, module_sha256)
+            module_version_id, module_sha256, input_sha256)
          SELECT {partner}, {code}, x.msisdn, x.op, {text}, {sha}, {segments},
             {plan}, 0, 'queued', 0, {release_at}, {expires_at}, {now}, {now},
             {service_id}, x.id, {price}, {sender}, 'subscription', {run}, {key},
-            {version}, {version_sha}
+            {version}, {version_sha}, (SELECT r.input_sha256 FROM push_runs r WHERE r.id = {run})
          FROM ({source}) x
          WHERE x.v IS NOT NULL AND x.op IS NOT NULL{not_blocked}{room_filter}
          ORDER BY x.id{limit}

@@ -1,7 +1,7 @@
 //! The partner's key-value store (`tongdao:partner/kv`). Keys are shared by all
 //! modules of one partner and invisible to every other partner.
 
-use super::CallState;
+use super::{CallState, DryRun};
 use crate::runtime::bindings::latest::tongdao::partner::kv::{Host, KvError};
 use crate::store::now_ms;
 
@@ -186,14 +186,56 @@ impl KvScope {
     }
 }
 
+/// A few words on what a dry-run read returned.
+fn describe_read(value: &Result<Option<Vec<u8>>, KvError>) -> String {
+    match value {
+        Ok(Some(v)) => format!("found {} bytes", v.len()),
+        Ok(None) => "absent".into(),
+        Err(e) => format!("error: {e:?}"),
+    }
+}
+
+const NOT_STORED: &str = "kept in the dry run, not stored";
+
+/// The key-value calls of a dry run: writes go to the overlay, reads see it first
+/// and then (over the store) the stored value.
+impl KvScope {
+    async fn dry_read(&self, dry: &DryRun, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        match dry.kv_value(key) {
+            Some(value) => Ok(value),
+            None if dry.read_through() => self.read(key).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn dry_add(&self, dry: &DryRun, key: &str, delta: i64) -> Result<i64, KvError> {
+        let current = match self.dry_read(dry, key).await? {
+            None => 0,
+            Some(bytes) => std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .ok_or(KvError::WrongType)?,
+        };
+        let new = current.checked_add(delta).ok_or(KvError::WrongType)?;
+        dry.kv_put(key, Some(new.to_string().into_bytes()));
+        Ok(new)
+    }
+}
+
 impl Host for CallState {
     async fn get(&mut self, key: String) -> KvResult<Option<Vec<u8>>> {
         self.spend_kv_op()?;
         let _host = self.cpu.host_call();
         let scope = self.kv_scope();
-        Ok(match (check_key(&key), scope) {
-            (Err(e), _) | (_, Err(e)) => Err(e),
-            (Ok(()), Ok(scope)) => scope.read(&key).await,
+        let dry = self.dry();
+        Ok(match (check_key(&key), scope, dry) {
+            (Err(e), _, _) | (_, Err(e), _) => Err(e),
+            (Ok(()), Ok(scope), None) => scope.read(&key).await,
+            (Ok(()), Ok(scope), Some(dry)) => {
+                let value = scope.dry_read(&dry, &key).await;
+                dry.record("kv", "get", &key, describe_read(&value));
+                value
+            }
         })
     }
 
@@ -205,9 +247,20 @@ impl Host for CallState {
             return Ok(Err(KvError::ValueTooLarge(limit)));
         }
         let scope = self.kv_scope();
-        Ok(match (check_key(&key), scope) {
-            (Err(e), _) | (_, Err(e)) => Err(e),
-            (Ok(()), Ok(scope)) => scope.set(&key, &value).await,
+        let dry = self.dry();
+        Ok(match (check_key(&key), scope, dry) {
+            (Err(e), _, _) | (_, Err(e), _) => Err(e),
+            (Ok(()), Ok(scope), None) => scope.set(&key, &value).await,
+            (Ok(()), Ok(_), Some(dry)) => {
+                dry.record(
+                    "kv",
+                    "set",
+                    &key,
+                    format!("{} bytes {NOT_STORED}", value.len()),
+                );
+                dry.kv_put(&key, Some(value));
+                Ok(())
+            }
         })
     }
 
@@ -215,9 +268,18 @@ impl Host for CallState {
         self.spend_kv_op()?;
         let _host = self.cpu.host_call();
         let scope = self.kv_scope();
-        Ok(match (check_key(&key), scope) {
-            (Err(e), _) | (_, Err(e)) => Err(e),
-            (Ok(()), Ok(scope)) => scope.delete(&key).await,
+        let dry = self.dry();
+        Ok(match (check_key(&key), scope, dry) {
+            (Err(e), _, _) | (_, Err(e), _) => Err(e),
+            (Ok(()), Ok(scope), None) => scope.delete(&key).await,
+            (Ok(()), Ok(scope), Some(dry)) => {
+                let existed = scope.dry_read(&dry, &key).await.map(|v| v.is_some());
+                if existed.is_ok() {
+                    dry.kv_put(&key, None);
+                }
+                dry.record("kv", "delete", &key, format!("{existed:?}, {NOT_STORED}"));
+                existed
+            }
         })
     }
 
@@ -225,9 +287,19 @@ impl Host for CallState {
         self.spend_kv_op()?;
         let _host = self.cpu.host_call();
         let scope = self.kv_scope();
-        Ok(match (check_key(&key), scope) {
-            (Err(e), _) | (_, Err(e)) => Err(e),
-            (Ok(()), Ok(scope)) => scope.add(&key, delta).await,
+        let dry = self.dry();
+        Ok(match (check_key(&key), scope, dry) {
+            (Err(e), _, _) | (_, Err(e), _) => Err(e),
+            (Ok(()), Ok(scope), None) => scope.add(&key, delta).await,
+            (Ok(()), Ok(scope), Some(dry)) => {
+                let new = scope.dry_add(&dry, &key, delta).await;
+                let outcome = match &new {
+                    Ok(n) => format!("{delta:+} = {n}, {NOT_STORED}"),
+                    Err(e) => format!("error: {e:?}"),
+                };
+                dry.record("kv", "incr", &key, outcome);
+                new
+            }
         })
     }
 
@@ -240,9 +312,26 @@ impl Host for CallState {
         self.spend_kv_op()?;
         let _host = self.cpu.host_call();
         let scope = self.kv_scope();
-        Ok(match scope {
-            Err(e) => Err(e),
-            Ok(scope) => scope.list(&prefix, after, limit).await,
+        let dry = self.dry();
+        Ok(match (scope, dry) {
+            (Err(e), _) => Err(e),
+            (Ok(scope), None) => scope.list(&prefix, after, limit).await,
+            (Ok(scope), Some(dry)) => {
+                let stored = if dry.read_through() {
+                    scope.list(&prefix, after.clone(), limit).await
+                } else {
+                    Ok(Vec::new())
+                };
+                let keys = stored.map(|stored| {
+                    dry.kv_keys(stored, &prefix, after.as_deref(), limit.min(1000) as usize)
+                });
+                let outcome = match &keys {
+                    Ok(k) => format!("{} keys", k.len()),
+                    Err(e) => format!("error: {e:?}"),
+                };
+                dry.record("kv", "list-keys", &prefix, outcome);
+                keys
+            }
         })
     }
 }

@@ -1,7 +1,7 @@
 //! The partner's content library (`tongdao:partner/content`) and subscriber
 //! attributes (`tongdao:partner/subscribers`), both scoped to the calling partner.
 
-use super::CallState;
+use super::{CallState, DryRun};
 use crate::runtime::bindings::latest::tongdao::partner::content::{self, Item};
 use crate::runtime::bindings::latest::tongdao::partner::subscribers::{self, AttributeError};
 use crate::store::now_ms;
@@ -61,15 +61,19 @@ impl content::Host for CallState {
         .bind(&collection)
         .fetch_one(&pool)
         .await;
-        match count {
-            Ok((n,)) => Ok(u32::try_from(n).unwrap_or(u32::MAX)),
+        let count = match count {
+            Ok((n,)) => u32::try_from(n).unwrap_or(u32::MAX),
             Err(e) => {
                 // The WIT gives `count` no error case; an outage reads as empty, and
                 // the module's own no-content path takes over.
                 tracing::warn!(error = %e, "content library failure");
-                Ok(0)
+                0
             }
+        };
+        if let Some(dry) = self.dry() {
+            dry.record("content", "count", &collection, format!("{count} items"));
         }
+        Ok(count)
     }
 
     async fn get(&mut self, collection: String, index: u32) -> wasmtime::Result<Option<Item>> {
@@ -88,17 +92,24 @@ impl content::Host for CallState {
         .bind(i64::from(index))
         .fetch_optional(&pool)
         .await;
-        match row {
-            Ok(row) => Ok(row.map(|(id, text, tags)| Item {
+        let item = match row {
+            Ok(row) => row.map(|(id, text, tags)| Item {
                 id,
                 text,
                 tags: serde_json::from_str(&tags).unwrap_or_default(),
-            })),
+            }),
             Err(e) => {
                 tracing::warn!(error = %e, "content library failure");
-                Ok(None)
+                None
             }
+        };
+        if let Some(dry) = self.dry() {
+            let outcome = item
+                .as_ref()
+                .map_or_else(|| "absent".to_string(), |i| format!("item `{}`", i.id));
+            dry.record("content", "get", &format!("{collection}[{index}]"), outcome);
         }
+        Ok(item)
     }
 }
 
@@ -118,6 +129,21 @@ impl subscribers::Host for CallState {
                 "no subscriber store in this context".into(),
             )));
         };
+        if let Some(dry) = self.dry() {
+            let value = dry_get_attribute(&dry, &pool, partner, &subscriber, &name).await;
+            let outcome = match &value {
+                Ok(Some(v)) => format!("`{v}`"),
+                Ok(None) => "absent".into(),
+                Err(e) => format!("error: {e:?}"),
+            };
+            dry.record(
+                "subscribers",
+                "get-attribute",
+                &format!("{subscriber}.{name}"),
+                outcome,
+            );
+            return Ok(value);
+        }
         match own_subscriber(&pool, partner, &subscriber).await {
             Ok(true) => {}
             Ok(false) => return Ok(Err(AttributeError::UnknownSubscriber)),
@@ -153,6 +179,28 @@ impl subscribers::Host for CallState {
                 "no subscriber store in this context".into(),
             )));
         };
+        if let Some(dry) = self.dry() {
+            let known = dry_knows(&dry, &pool, partner, &subscriber).await;
+            let result = match known {
+                Ok(true) => {
+                    dry.set_attribute(&subscriber, &name, &value);
+                    Ok(())
+                }
+                Ok(false) => Err(AttributeError::UnknownSubscriber),
+                Err(e) => Err(e),
+            };
+            let outcome = match &result {
+                Ok(()) => format!("`{value}` kept in the dry run, not stored"),
+                Err(e) => format!("error: {e:?}"),
+            };
+            dry.record(
+                "subscribers",
+                "set-attribute",
+                &format!("{subscriber}.{name}"),
+                outcome,
+            );
+            return Ok(result);
+        }
         match own_subscriber(&pool, partner, &subscriber).await {
             Ok(true) => {}
             Ok(false) => return Ok(Err(AttributeError::UnknownSubscriber)),
@@ -173,4 +221,53 @@ impl subscribers::Host for CallState {
         .await;
         Ok(done.map(|_| ()).map_err(unavailable))
     }
+}
+
+/// Whether a dry run knows `subscriber`: added to it, or (over the store) one of
+/// the partner's own.
+async fn dry_knows(
+    dry: &DryRun,
+    pool: &sqlx::AnyPool,
+    partner: i64,
+    subscriber: &str,
+) -> Result<bool, AttributeError> {
+    if dry.knows(subscriber) {
+        return Ok(true);
+    }
+    if dry.read_through() {
+        return own_subscriber(pool, partner, subscriber).await;
+    }
+    Ok(false)
+}
+
+/// An attribute as a dry run sees it: its own value, else (over the store) the
+/// stored one.
+async fn dry_get_attribute(
+    dry: &DryRun,
+    pool: &sqlx::AnyPool,
+    partner: i64,
+    subscriber: &str,
+    name: &str,
+) -> Result<Option<String>, AttributeError> {
+    if let Some(value) = dry.attribute(subscriber, name) {
+        return Ok(Some(value));
+    }
+    if !dry_knows(dry, pool, partner, subscriber).await? {
+        return Err(AttributeError::UnknownSubscriber);
+    }
+    if !dry.read_through()
+        || (dry.knows(subscriber) && !own_subscriber(pool, partner, subscriber).await?)
+    {
+        return Ok(None);
+    }
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT value FROM subscriber_attributes WHERE partner_id = $1 AND subscriber_id = $2 AND name = $3",
+    )
+    .bind(partner)
+    .bind(subscriber)
+    .bind(name)
+    .fetch_optional(pool)
+    .await
+    .map_err(unavailable)?;
+    Ok(row.map(|(v,)| v))
 }
