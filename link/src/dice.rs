@@ -13,6 +13,8 @@ impl Dice {
     }
 
     /// The next value, uniform in `[0, 1)`.
+    // An endless source of rolls, not an iterator: `Option` would only add unwraps.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> f64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
