@@ -64,8 +64,7 @@ async fn insert(
     destination: &str,
     text: &str,
     (status, missing_parts): (&str, Option<&str>),
-    received_at: i64,
-    link_id: Option<&str>,
+    (received_at, link_id): (i64, Option<&str>),
 ) -> Result<MoRecord, OutboxError> {
     Ok(sqlx::query_as(
         "INSERT INTO mo_messages (operator, source, destination, text, status, received_at, missing_parts,
@@ -174,8 +173,7 @@ pub async fn mo(
             &pdu.destination_addr,
             &pdu.text,
             ("received", None),
-            now,
-            pdu.link_id.as_deref(),
+            (now, pdu.link_id.as_deref()),
         )
         .await?;
         tx.commit().await?;
@@ -244,9 +242,8 @@ pub async fn mo(
             &pdu.destination_addr,
             &text,
             ("received", None),
-            now,
             // Every part of a CMPP long MO carries the same LinkID.
-            pdu.link_id.as_deref(),
+            (now, pdu.link_id.as_deref()),
         )
         .await?;
         intake.stored.push(record);
@@ -409,8 +406,7 @@ impl GroupKey<'_> {
             destination,
             &text,
             (status, Some(&missing)),
-            first,
-            None,
+            (first, None),
         )
         .await?;
         tracing::warn!(
