@@ -41,6 +41,12 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use tongdao_link::encode::ESM_UDHI;
+use tongdao_link::{
+    Ack, Answer, Connect as LinkConnect, FeeType, FeeUserType, Inbound, MoPdu, Receipt,
+    ReceiptState, Session, StatusClass, SubmitError, SubmitOutcome, SubmitRequest,
+};
+
 use crate::auth;
 use crate::codec::{CmppCodec, Frame};
 use crate::link::{self, Out, OutTx};
@@ -49,10 +55,10 @@ use crate::pdu::{
     Connect, DecodeError, Deliver, DeliverResp, Packet, Pdu, Report, Submit, Version, command,
 };
 use crate::status::{
-    RESULT_BAD_STRUCTURE, RESULT_FLOW_CONTROL, RESULT_OK, StatusClass, classify,
-    connect_status_name, result_name,
+    RESULT_BAD_STRUCTURE, RESULT_FLOW_CONTROL, RESULT_OK, classify, connect_status_name,
+    result_name,
 };
-use crate::text::{self, Coding, ConcatInfo, TextError};
+use crate::text;
 
 /// `CMPP_DELIVER_RESP` `Result` for a delivery the owner did not store (9~: other).
 const RESULT_NOT_STORED: u32 = 9;
@@ -145,300 +151,132 @@ pub enum ConnectError {
     Protocol(String),
 }
 
-/// The fee fields of one MT (§8.4.3.1), from the service and the MT's charge plan.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fee {
-    /// `Service_Id` (≤ 10): the service code the operator bills under.
-    pub service_id: String,
-    /// `FeeType`.
-    pub fee_type: FeeType,
-    /// `FeeCode` in fen (0–999,999; written as 6 digits).
-    pub fee_code: u32,
-    /// `Fee_UserType`: 0 recipient pays, 1 sender, 2 SP, 3 see `fee_terminal_id`.
-    pub fee_user_type: u8,
-    /// `Fee_terminal_Id` when `fee_user_type` is 3; empty otherwise.
-    pub fee_terminal_id: String,
-    /// `LinkID` (3.0): the MO's, when this MT answers a user's request (点播).
-    pub link_id: String,
-}
-
-impl Fee {
-    /// A free message under `service_id`, recipient as the fee user.
-    pub fn free(service_id: impl Into<String>) -> Self {
-        Self {
-            service_id: service_id.into(),
-            fee_type: FeeType::Free,
-            fee_code: 0,
-            fee_user_type: 0,
-            fee_terminal_id: String::new(),
-            link_id: String::new(),
-        }
-    }
-}
-
-/// `FeeType` (§8.4.3.1; 04 and 05 from the 2.0 text, still used in 3.0 networks).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FeeType {
-    /// `01`: free for the charged number.
-    Free,
-    /// `02`: per message (点播), `FeeCode` each.
-    PerMessage,
-    /// `03`: monthly (包月), `FeeCode` a month.
-    Monthly,
-    /// `04`: capped.
-    Capped,
-    /// `05`: charged by the SP itself.
-    SpCharged,
-}
-
-impl FeeType {
-    /// The two wire digits.
-    pub fn code(self) -> &'static str {
-        match self {
-            FeeType::Free => "01",
-            FeeType::PerMessage => "02",
-            FeeType::Monthly => "03",
-            FeeType::Capped => "04",
-            FeeType::SpCharged => "05",
-        }
-    }
-
-    /// The type of two wire digits.
-    pub fn from_code(code: &str) -> Option<Self> {
-        Some(match code {
-            "01" => FeeType::Free,
-            "02" => FeeType::PerMessage,
-            "03" => FeeType::Monthly,
-            "04" => FeeType::Capped,
-            "05" => FeeType::SpCharged,
-            _ => return None,
-        })
-    }
-}
-
-/// One `CMPP_SUBMIT`: one segment to one handset.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubmitRequest {
-    /// `Src_Id`: service number (+ extension), ≤ 21.
-    pub src_id: String,
-    /// `Dest_terminal_Id`: the handset.
-    pub destination: String,
-    /// The segment (`Msg_Content`, `Msg_Fmt`, `TP_udhi`, `Pk_total`, `Pk_number`).
-    pub segment: text::Segment,
-    /// `Registered_Delivery`: 0 none, 1 report, 2 billing record only.
-    pub registered_delivery: u8,
-    /// `Msg_level`.
-    pub msg_level: u8,
-    /// The fee fields.
-    pub fee: Fee,
-    /// `ValId_Time` (SMPP 3.3 format) or empty.
-    pub valid_time: String,
-    /// `At_Time` or empty.
-    pub at_time: String,
-}
-
-impl SubmitRequest {
-    /// Requests for each segment of `text` (see [`crate::text`]), report requested.
-    ///
-    /// # Errors
-    /// [`TextError`] when the text cannot be encoded.
-    pub fn for_text(
-        src_id: &str,
-        destination: &str,
-        text: &str,
-        coding: Coding,
-        reference: u8,
-        fee: &Fee,
-    ) -> Result<Vec<SubmitRequest>, TextError> {
-        Ok(text::encode(text, coding, reference)?
-            .into_iter()
-            .map(|segment| SubmitRequest {
-                src_id: src_id.to_string(),
-                destination: destination.to_string(),
-                segment,
-                registered_delivery: 1,
-                msg_level: 0,
-                fee: fee.clone(),
-                valid_time: String::new(),
-                at_time: String::new(),
-            })
-            .collect())
-    }
-
-    /// The packet body, `Msg_src` = `sp_id`.
-    ///
-    /// # Errors
-    /// [`SubmitError::Invalid`] for a `FeeCode` above 999,999 (lengths are checked when
-    /// encoding).
-    pub fn to_submit(&self, sp_id: &str) -> Result<Submit, SubmitError> {
-        if self.fee.fee_code > 999_999 {
-            return Err(SubmitError::Invalid(format!(
-                "FeeCode {} fen does not fit 6 digits",
-                self.fee.fee_code
-            )));
-        }
-        Ok(Submit {
-            msg_id: 0,
-            pk_total: self.segment.pk_total,
-            pk_number: self.segment.pk_number,
-            registered_delivery: self.registered_delivery,
-            msg_level: self.msg_level,
-            service_id: self.fee.service_id.clone(),
-            fee_user_type: self.fee.fee_user_type,
-            fee_terminal_id: self.fee.fee_terminal_id.clone(),
-            fee_terminal_type: 0,
-            tp_pid: 0,
-            tp_udhi: self.segment.tp_udhi,
-            msg_fmt: self.segment.msg_fmt,
-            msg_src: sp_id.to_string(),
-            fee_type: self.fee.fee_type.code().to_string(),
-            fee_code: format!("{:06}", self.fee.fee_code),
-            valid_time: self.valid_time.clone(),
-            at_time: self.at_time.clone(),
-            src_id: self.src_id.clone(),
-            dest_terminal_ids: vec![self.destination.clone()],
-            dest_terminal_type: 0,
-            msg_content: self.segment.content.clone(),
-            link_id: self.fee.link_id.clone(),
-            reserve: String::new(),
-        })
-    }
-}
-
-/// A submit the ISMG accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubmitOutcome {
-    /// The ISMG's `Msg_Id`.
-    pub msg_id: MsgId,
-    /// `msg_id` as the decimal string reports are matched by.
-    pub message_id: String,
-    /// How many times the packet was sent (> 1 after flow control).
-    pub attempts: u32,
-}
-
-/// Why a submit did not succeed.
-#[derive(Debug, thiserror::Error)]
-pub enum SubmitError {
-    /// The request cannot be encoded (a field too long, LinkID on 2.0…). Permanent.
-    #[error("invalid submit: {0}")]
-    Invalid(String),
-    /// The link is closed or closing; nothing was sent. Safe to send elsewhere.
-    #[error("not connected")]
-    NotConnected,
-    /// The ISMG answered with a non-zero `Result`.
-    #[error("rejected: Result {result} ({}, {class:?})", result_name(*result))]
-    Rejected {
-        /// `Result` of the `CMPP_SUBMIT_RESP`.
-        result: u32,
-        /// How to treat it.
-        class: StatusClass,
-    },
-    /// Sent, no response within the timeout: outcome unknown.
-    #[error("no CMPP_SUBMIT_RESP within the timeout: outcome unknown")]
-    Timeout,
-    /// Sent, then the connection was lost before a response: outcome unknown.
-    #[error("connection lost before CMPP_SUBMIT_RESP: outcome unknown")]
-    ConnectionLost,
-    /// A `CMPP_SUBMIT_RESP` arrived but could not be read: outcome unknown.
-    #[error("unreadable CMPP_SUBMIT_RESP: {0}")]
-    MalformedResponse(String),
-}
-
-impl SubmitError {
-    /// True when the message may or may not have reached the ISMG.
-    pub fn outcome_unknown(&self) -> bool {
-        matches!(
-            self,
-            SubmitError::Timeout | SubmitError::ConnectionLost | SubmitError::MalformedResponse(_)
-        )
-    }
-
-    /// How the relay should treat this failure (see [`crate::status`]).
-    pub fn class(&self) -> StatusClass {
-        match self {
-            SubmitError::Invalid(_) => StatusClass::Permanent,
-            SubmitError::Rejected { class, .. } => *class,
-            _ => StatusClass::Temporary,
-        }
-    }
-}
-
-/// A mobile-originated message (one part of it, if long).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mo {
-    /// The delivery's `Msg_Id`.
-    pub msg_id: u64,
-    /// `Src_terminal_Id`: the handset.
-    pub src_terminal_id: String,
-    /// `Dest_Id`: the service number (+ extension) it was sent to.
-    pub dest_id: String,
-    /// `Service_Id`.
-    pub service_id: String,
-    /// `LinkID` (3.0): echo it in the replies' [`Fee::link_id`].
-    pub link_id: String,
-    /// `Msg_Fmt`.
-    pub msg_fmt: u8,
-    /// `TP_udhi`.
-    pub tp_udhi: u8,
-    /// Raw `Msg_Content`, UDH included.
-    pub content: Vec<u8>,
-    /// Concatenation info from the UDH.
-    pub concat: Option<ConcatInfo>,
-    /// This part's text.
-    pub text: String,
-}
-
-/// Events from the ISMG.
-#[derive(Debug)]
-pub enum Inbound {
-    /// A status report. Match it by [`Report::msg_id`] (decimal: `report.msg_id()`).
-    Report(Report, Ack),
-    /// An MO.
-    Mo(Mo, Ack),
-    /// The connection is gone (the reason); nothing follows.
-    Closed(String),
-}
-
-/// Acknowledgement of one `CMPP_DELIVER`: call [`Ack::ack`] once it is stored; dropping
-/// it answers `Result` 9 so the ISMG redelivers.
-#[derive(Debug)]
-pub struct Ack {
-    seq: u32,
-    msg_id: u64,
+/// How this crate fills `CMPP_SUBMIT` from a link [`SubmitRequest`] (§8.4.3.1):
+///
+/// | `CMPP_SUBMIT` | from |
+/// | --- | --- |
+/// | `Src_Id` / `Dest_terminal_Id` | `source_addr` / `destination_addr` (one handset) |
+/// | `Msg_Fmt`, `Msg_Content`, `TP_udhi` | `data_coding`, `short_message`, `esm_class` & 0x40 ([`crate::text::to_msg_fmt`]) |
+/// | `Pk_total` / `Pk_number` | `concat` (1/1 without) |
+/// | `Registered_Delivery` | 1 if `registered_delivery`, else 0; 2 (billing record only, not delivered) for [`FeeType::MonthlyRecordOnly`] on CMPP 2.0 (3.0's table has no 2: it is sent as 03 with the request's report flag) |
+/// | `FeeType` | `01` free, `02` per message, `03` monthly and monthly record; `01` without a fee |
+/// | `FeeCode` | `fee_code_fen`, 6 digits zero-padded; above 999,999 fen is refused |
+/// | `Fee_UserType` | 0 destination, 1 source, 2 SP, 3 charge number |
+/// | `Fee_terminal_Id` | `charge_number` when `Fee_UserType` is 3, else empty |
+/// | `Service_Id` | `service_id` |
+/// | `LinkID` | `link_id` (3.0; a LinkID on 2.0 is refused: 2.0 has no such field) |
+/// | `Msg_src` | the SP_Id of the login |
+/// | `ValId_Time` | `validity_period` |
+///
+/// # Errors
+/// [`SubmitError::Invalid`] for a fee that does not fit or a GSM 7-bit text that is not
+/// ASCII; field widths are checked when encoding.
+pub fn to_submit(
+    request: &SubmitRequest,
+    sp_id: &str,
     version: Version,
-    out: Option<OutTx>,
+) -> Result<Submit, SubmitError> {
+    let invalid = SubmitError::Invalid;
+    let (msg_fmt, msg_content) = text::to_msg_fmt(
+        request.data_coding,
+        request.esm_class,
+        &request.short_message,
+    )
+    .map_err(invalid)?;
+    let (pk_total, pk_number) = request.concat.map_or((1, 1), |c| (c.total, c.seq));
+    let mut registered_delivery = u8::from(request.registered_delivery);
+    let (fee_type, fee_code, fee_user_type, fee_terminal_id, service_id, link_id) =
+        match &request.fee {
+            None => ("01", 0, 0, String::new(), String::new(), String::new()),
+            Some(fee) => {
+                if fee.fee_code_fen > 999_999 {
+                    return Err(invalid(format!(
+                        "FeeCode {} fen does not fit 6 digits",
+                        fee.fee_code_fen
+                    )));
+                }
+                let fee_type = match fee.fee_type {
+                    FeeType::Free => "01",
+                    FeeType::PerMessage => "02",
+                    FeeType::Monthly => "03",
+                    FeeType::MonthlyRecordOnly => {
+                        if version == Version::V20 {
+                            registered_delivery = 2;
+                        }
+                        "03"
+                    }
+                };
+                let user_type = match fee.fee_user_type {
+                    FeeUserType::Destination => 0,
+                    FeeUserType::Source => 1,
+                    FeeUserType::Sp => 2,
+                    FeeUserType::ChargeNumber => 3,
+                };
+                let terminal = if user_type == 3 {
+                    fee.charge_number.clone()
+                } else {
+                    String::new()
+                };
+                (
+                    fee_type,
+                    fee.fee_code_fen,
+                    user_type,
+                    terminal,
+                    fee.service_id.clone(),
+                    fee.link_id.clone().unwrap_or_default(),
+                )
+            }
+        };
+    Ok(Submit {
+        msg_id: 0,
+        pk_total,
+        pk_number,
+        registered_delivery,
+        msg_level: 0,
+        service_id,
+        fee_user_type,
+        fee_terminal_id,
+        fee_terminal_type: 0,
+        tp_pid: 0,
+        tp_udhi: u8::from(request.esm_class & ESM_UDHI != 0),
+        msg_fmt,
+        msg_src: sp_id.to_string(),
+        fee_type: fee_type.to_string(),
+        fee_code: format!("{fee_code:06}"),
+        valid_time: request.validity_period.clone(),
+        at_time: String::new(),
+        src_id: request.source_addr.clone(),
+        dest_terminal_ids: vec![request.destination_addr.clone()],
+        dest_terminal_type: 0,
+        msg_content,
+        link_id,
+        reserve: String::new(),
+    })
 }
 
-impl Ack {
-    /// Answers `Result` 0.
-    pub fn ack(mut self) {
-        self.respond(RESULT_OK);
-    }
-
-    /// Answers with `result`.
-    pub fn reject(mut self, result: u32) {
-        self.respond(result);
-    }
-
-    fn respond(&mut self, result: u32) {
-        if let Some(out) = self.out.take() {
-            link::send(
-                &out,
-                self.version,
-                self.seq,
-                Pdu::DeliverResp(DeliverResp {
-                    msg_id: self.msg_id,
-                    result,
-                }),
-            );
-        }
+/// A `CMPP_DELIVER_RESP` answer for a link [`Answer`]: 0 stored; 9 (other error) not
+/// stored, so the ISMG redelivers; or the given `Result`.
+fn result_of(answer: Answer) -> u32 {
+    match answer {
+        Answer::Ok => RESULT_OK,
+        Answer::Retry => RESULT_NOT_STORED,
+        Answer::Status(s) => s,
     }
 }
 
-impl Drop for Ack {
-    fn drop(&mut self) {
-        self.respond(RESULT_NOT_STORED);
-    }
+fn ack(out: &OutTx, version: Version, seq: u32, msg_id: u64) -> Ack {
+    let out = out.clone();
+    Ack::new(move |answer| {
+        link::send(
+            &out,
+            version,
+            seq,
+            Pdu::DeliverResp(DeliverResp {
+                msg_id,
+                result: result_of(answer),
+            }),
+        );
+    })
 }
 
 /// Handle to one logged-in connection. Clones share it; when the last is dropped the
@@ -650,7 +488,7 @@ impl Client {
         let mut reader = FramedRead::new(read, CmppCodec::new(version));
         let (out, out_rx) = mpsc::unbounded_channel();
         let cancel = CancellationToken::new();
-        tokio::spawn(link::writer(write, out_rx, cancel.clone(), version));
+        tokio::spawn(link::writer(write, out_rx, cancel.clone()));
         let _ = out.send(Out::Raw(login.freeze()));
 
         let secret = config.secret.clone();
@@ -758,7 +596,7 @@ impl Client {
     /// # Errors
     /// [`SubmitError`]; see [`SubmitError::outcome_unknown`] and [`SubmitError::class`].
     pub async fn submit(&self, request: &SubmitRequest) -> Result<SubmitOutcome, SubmitError> {
-        let submit = request.to_submit(&self.inner.config.sp_id)?;
+        let submit = to_submit(request, &self.inner.config.sp_id, self.inner.config.version)?;
         // Checked before anything is sent, so a bad field is a clean permanent failure.
         Packet {
             sequence_id: 0,
@@ -795,10 +633,8 @@ impl Client {
             match classify(result) {
                 StatusClass::Ok => {
                     inner.accepted();
-                    let id = MsgId::from_u64(msg_id);
                     return Ok(SubmitOutcome {
-                        msg_id: id,
-                        message_id: id.to_string(),
+                        message_id: MsgId::from_u64(msg_id).to_string(),
                         attempts,
                     });
                 }
@@ -809,7 +645,11 @@ impl Client {
                     if class == StatusClass::Throttled {
                         inner.throttled();
                     }
-                    return Err(SubmitError::Rejected { result, class });
+                    return Err(SubmitError::Rejected {
+                        status: result,
+                        name: format!("Result {result} ({})", result_name(result)),
+                        class,
+                    });
                 }
             }
         }
@@ -973,27 +813,22 @@ fn on_packet(inner: &Inner, p: Packet, inbound: &mpsc::Sender<Inbound>) -> Optio
             Some("terminated by the ISMG".to_string())
         }
         Pdu::Deliver(d) => {
-            let msg_id = d.msg_id;
-            let ack = Ack {
-                seq,
-                msg_id,
-                version,
-                out: Some(inner.out.clone()),
-            };
             let item = match inbound_event(&d, version) {
-                Ok(Event::Report(r)) => Inbound::Report(r, ack),
-                Ok(Event::Mo(m)) => Inbound::Mo(m, ack),
+                Ok(Event::Report(r)) => {
+                    Inbound::Receipt(r, ack(&inner.out, version, seq, d.msg_id))
+                }
+                Ok(Event::Mo(m)) => Inbound::Mo(m, ack(&inner.out, version, seq, d.msg_id)),
                 Err(reason) => {
                     warn!(%reason, "cmpp unreadable status report");
-                    ack.reject(RESULT_BAD_STRUCTURE);
+                    ack(&inner.out, version, seq, d.msg_id).reject(RESULT_BAD_STRUCTURE);
                     return None;
                 }
             };
             if let Err(e) = inbound.try_send(item) {
-                let (Inbound::Report(_, ack) | Inbound::Mo(_, ack)) = e.into_inner() else {
-                    return None;
-                };
-                ack.reject(RESULT_FLOW_CONTROL);
+                // Full (or gone): flow control, the ISMG delivers it again later.
+                if let Inbound::Receipt(_, a) | Inbound::Mo(_, a) = e.into_inner() {
+                    a.reject(RESULT_FLOW_CONTROL);
+                }
             }
             None
         }
@@ -1006,25 +841,93 @@ fn on_packet(inner: &Inner, p: Packet, inbound: &mpsc::Sender<Inbound>) -> Optio
 }
 
 enum Event {
-    Report(Report),
-    Mo(Mo),
+    Report(Receipt),
+    Mo(MoPdu),
 }
 
+/// A delivery as a link event: a status report ([`Receipt`], `message_id` the MT's
+/// `Msg_Id` in decimal as in [`SubmitOutcome::message_id`]) or an MO ([`MoPdu`] in UCS-2
+/// terms, [`text::to_ucs2`], with its `LinkID`).
 fn inbound_event(d: &Deliver, version: Version) -> Result<Event, String> {
     if d.registered_delivery == 1 {
-        return Report::decode(&d.msg_content, version).map(Event::Report);
+        let r = Report::decode(&d.msg_content, version)?;
+        let state = ReceiptState::from_stat(&r.stat);
+        // ISMG codes (MA:0001, DB:0008…) are failures with a reason: keep the code.
+        let error_code =
+            (state == ReceiptState::Unknown && r.stat != "UNKNOWN").then(|| r.stat.clone());
+        return Ok(Event::Report(Receipt {
+            message_id: MsgId::from_u64(r.msg_id).to_string(),
+            state,
+            error_code,
+            submit_date: Some(r.submit_time.clone()),
+            done_date: Some(r.done_time.clone()),
+            source_addr: r.dest_terminal_id.clone(),
+            destination_addr: d.dest_id.clone(),
+            raw: format!(
+                "Msg_Id:{} Stat:{} Submit_time:{} Done_time:{} Dest_terminal_Id:{} SMSC_sequence:{}",
+                r.msg_id, r.stat, r.submit_time, r.done_time, r.dest_terminal_id, r.smsc_sequence
+            ),
+        }));
     }
-    let (concat, text) = text::decode_content(d.msg_fmt, d.tp_udhi, &d.msg_content);
-    Ok(Event::Mo(Mo {
-        msg_id: d.msg_id,
-        src_terminal_id: d.src_terminal_id.clone(),
-        dest_id: d.dest_id.clone(),
-        service_id: d.service_id.clone(),
-        link_id: d.link_id.clone(),
-        msg_fmt: d.msg_fmt,
-        tp_udhi: d.tp_udhi,
-        content: d.msg_content.clone(),
+    let (data_coding, esm_class, short_message) =
+        text::to_ucs2(d.msg_fmt, d.tp_udhi, &d.msg_content);
+    let (concat, text) = tongdao_link::encode::decode(data_coding, esm_class, &short_message);
+    Ok(Event::Mo(MoPdu {
+        source_addr: d.src_terminal_id.clone(),
+        destination_addr: d.dest_id.clone(),
+        service_type: d.service_id.clone(),
+        data_coding,
+        esm_class,
+        short_message,
         concat,
         text,
+        link_id: (!d.link_id.is_empty()).then(|| d.link_id.clone()),
     }))
+}
+
+impl Session for Client {
+    async fn submit(&self, request: &SubmitRequest) -> Result<SubmitOutcome, SubmitError> {
+        Client::submit(self, request).await
+    }
+
+    fn stop_submitting(&self) {
+        Client::stop_submitting(self);
+    }
+
+    async fn close_within(&self, grace: Duration) {
+        Client::close_within(self, grace).await;
+    }
+
+    fn is_closed(&self) -> bool {
+        Client::is_closed(self)
+    }
+
+    async fn closed(&self) {
+        Client::closed(self).await;
+    }
+
+    fn in_flight(&self) -> usize {
+        Client::in_flight(self)
+    }
+}
+
+/// A CMPP login's settings open a CMPP [`Client`] (`cmpp3` or `cmpp2`).
+impl LinkConnect for ClientConfig {
+    type Session = Client;
+    type Error = ConnectError;
+
+    fn protocol(&self) -> &'static str {
+        match self.version {
+            Version::V30 => "cmpp3",
+            Version::V20 => "cmpp2",
+        }
+    }
+
+    fn address(&self) -> &str {
+        &self.address
+    }
+
+    async fn connect(&self) -> Result<(Client, mpsc::Receiver<Inbound>), ConnectError> {
+        Client::connect(self.clone()).await
+    }
 }

@@ -31,9 +31,9 @@ pub(crate) async fn writer(
     half: OwnedWriteHalf,
     mut rx: mpsc::UnboundedReceiver<Out>,
     cancel: CancellationToken,
-    version: Version,
 ) -> Result<(), CodecError> {
-    let mut sink = FramedWrite::new(half, CmppCodec::new(version));
+    // Only raw bytes go through it, so the codec's version does not matter.
+    let mut sink = FramedWrite::new(half, CmppCodec::new(Version::V30));
     let result = async {
         loop {
             let first = tokio::select! {

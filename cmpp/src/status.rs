@@ -11,18 +11,7 @@
 //! Unknown codes default to *temporary*, as for SMPP: a retry bounded by the validity
 //! costs less than a wrongly final failure.
 
-/// How a `Result` should be treated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum StatusClass {
-    /// 0.
-    Ok,
-    /// The ISMG is shedding load: back off, then resend.
-    Throttled,
-    /// Failed now, may succeed later.
-    Temporary,
-    /// Will never succeed as sent.
-    Permanent,
-}
+pub use tongdao_link::StatusClass;
 
 /// `Result` 0: accepted.
 pub const RESULT_OK: u32 = 0;
