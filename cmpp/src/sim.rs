@@ -365,13 +365,13 @@ impl SimHandle {
             };
             self.state
                 .ctl
-                .send(Ctl::Enqueue(Pending {
+                .send(Ctl::Enqueue(Box::new(Pending {
                     sp_id: None,
                     kind: Kind::Mo,
                     deliver,
                     report: None,
                     due: Instant::now(),
-                }))
+                })))
                 .map_err(|_| SimError::Stopped)?;
         }
         Ok(segments.len())
@@ -456,7 +456,7 @@ enum Ctl {
     Down {
         session: u64,
     },
-    Enqueue(Pending),
+    Enqueue(Box<Pending>),
     Resp {
         session: u64,
         seq: u32,
@@ -577,7 +577,7 @@ async fn dispatcher(state: Arc<State>, mut rx: mpsc::UnboundedReceiver<Ctl>) {
                 let id = next_item;
                 next_item += 1;
                 queue.push(Reverse((item.due, id)));
-                items.insert(id, item);
+                items.insert(id, *item);
             }
             Ctl::Resp {
                 session,
@@ -890,13 +890,13 @@ fn accept(state: &State, sp_id: &str, version: Version, submit: Submit, dice: &m
                 registered_delivery: 1,
                 ..Deliver::default()
             };
-            let _ = state.ctl.send(Ctl::Enqueue(Pending {
+            let _ = state.ctl.send(Ctl::Enqueue(Box::new(Pending {
                 sp_id: Some(sp_id.to_string()),
                 kind: Kind::Report,
                 deliver,
                 report: Some(report),
                 due: Instant::now() + state.config.report_delay,
-            }));
+            })));
         }
     }
     if let Ok(mut r) = state.received.lock() {
