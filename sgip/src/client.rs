@@ -1,0 +1,855 @@
+//! The SP's side towards the SMG: Bind (Login Type 1), Submit with a window and TPS,
+//! outcomes keyed by the three-part sequence number, Unbind on close.
+//!
+//! SGIP links are short-lived by convention: the SMG closes links that stay idle, and
+//! SPs open one when they have something to send. So a [`Client`] is not one connection
+//! but a handle that connects and binds on demand (on the first submit, or the first
+//! after a drop), closes the link with Unbind once it has been idle for
+//! [`ClientConfig::idle_timeout`] with nothing in flight, and binds again on the next
+//! submit.
+//!
+//! # Delivery semantics (the same classes as the SMPP session)
+//! * [`Client::submit`] returns `Ok` only for Result 0. The outcome's `message_id` is the
+//!   canonical string of the Submit's [`SequenceNumber`]: SGIP's Submit_Resp carries no
+//!   message id, and the SMG's Report names the MT by that sequence number.
+//! * [`SubmitError::outcome_unknown`] is true when the Submit may have reached the SMG
+//!   without an answer (timeout, link lost with it in flight, unreadable Submit_Resp).
+//! * Nothing is resent on its own except after a throttling Result (11 node busy,
+//!   33 queue full), which the SMG refused without accepting.
+//!
+//! # Closing
+//! [`Client::close_within`] stops new submits ([`SubmitError::NotConnected`], nothing
+//! sent), waits up to a grace for those in flight, sends Unbind, waits for Unbind_Resp
+//! (at most the response timeout) and closes.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::{Instant, sleep_until, timeout};
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+use tongdao_smpp::StatusClass;
+use tracing::{debug, warn};
+
+use crate::codec::{
+    Bind, DecodeError, Frame, LOGIN_SP_TO_SMG, Packet, Pdu, SequenceNumber, SgipCodec, Submit,
+    command,
+};
+use crate::link::{self, Minter, Out, OutTx};
+use crate::result::{self, classify};
+use crate::text::Segment;
+
+/// Settings of the SP's link to one SMG.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `host:port` of the SMG.
+    pub address: String,
+    /// Login Name (≤ 16 ASCII chars).
+    pub login_name: String,
+    /// Login Password (≤ 16 ASCII chars).
+    pub password: String,
+    /// The SP's node id, the first part of every sequence number (`3AAAAQQQQQ`).
+    pub node_id: u32,
+    /// CorpId (≤ 5 chars) written in every Submit.
+    pub corp_id: String,
+    /// Most Submits outstanding without a Submit_Resp.
+    pub window: usize,
+    /// Submits per second; 0 = unlimited.
+    pub tps: u32,
+    /// How long to wait for any response (Bind, Submit, Unbind).
+    pub response_timeout: Duration,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// A link idle this long with nothing in flight is closed with Unbind; the next
+    /// submit binds again. Zero keeps links open until closed.
+    pub idle_timeout: Duration,
+    /// First pause after a throttling Result; doubles per episode up to 32×.
+    pub throttle_backoff: Duration,
+    /// How often one Submit is resent after throttling before it fails.
+    pub throttle_retries: u32,
+}
+
+impl ClientConfig {
+    /// Defaults: window 16, unlimited TPS, 10 s response and connect timeouts, links
+    /// closed after 30 s idle, 100 ms first throttle pause, 10 throttle retries.
+    pub fn new(
+        address: impl Into<String>,
+        login_name: impl Into<String>,
+        password: impl Into<String>,
+        node_id: u32,
+        corp_id: impl Into<String>,
+    ) -> Self {
+        Self {
+            address: address.into(),
+            login_name: login_name.into(),
+            password: password.into(),
+            node_id,
+            corp_id: corp_id.into(),
+            window: 16,
+            tps: 0,
+            response_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            throttle_backoff: Duration::from_millis(100),
+            throttle_retries: 10,
+        }
+    }
+}
+
+/// The fee fields of one Submit (SGIP 1.2 Submit table), filled from the MT's charge
+/// plan so that what the SMG bills equals what the charge events say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fee {
+    /// FeeType: 0 record only, 1 free, 2 per message, 3 monthly (包月), 4 capped,
+    /// 5 SP-charged.
+    pub fee_type: u8,
+    /// FeeValue in fen (0–99999): the per-message fee, or the monthly fee for 包月.
+    pub fee_value: u32,
+    /// GivenValue in fen (0–99999).
+    pub given_value: u32,
+    /// ChargeNumber: empty = the recipient pays.
+    pub charge_number: String,
+    /// AgentFlag: 0 receivable, 1 collected.
+    pub agent_flag: u8,
+    /// MorelatetoMTFlag: 0 first reply to a user's MO, 1 later reply, 2 unsolicited,
+    /// 3 system message.
+    pub morelateto_mt_flag: u8,
+    /// ReportFlag: 0 on failure only, 1 always, 2 never, 3 monthly billing record only
+    /// (not delivered to the phone).
+    pub report_flag: u8,
+}
+
+impl Default for Fee {
+    /// A free, unsolicited MT with a report always: FeeType 1, no value, the recipient
+    /// as charge number, AgentFlag 0, MorelatetoMTFlag 2, ReportFlag 1.
+    fn default() -> Self {
+        Self {
+            fee_type: 1,
+            fee_value: 0,
+            given_value: 0,
+            charge_number: String::new(),
+            agent_flag: 0,
+            morelateto_mt_flag: 2,
+            report_flag: 1,
+        }
+    }
+}
+
+/// One MT Submit to one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubmitRequest {
+    /// SPNumber: the service number (+ extension), ≤ 21 chars.
+    pub sp_number: String,
+    /// UserNumber: the recipient, ≤ 21 chars (`86` + number).
+    pub user_number: String,
+    /// ServiceType (≤ 10 chars): the service code billed under.
+    pub service_type: String,
+    /// The fee fields; `None` sends [`Fee::default`] (free).
+    pub fee: Option<Fee>,
+    /// Priority 0–9.
+    pub priority: u8,
+    /// ExpireTime (`YYMMDDhhmmsstnnp`) or empty.
+    pub expire_time: String,
+    /// ScheduleTime or empty.
+    pub schedule_time: String,
+    /// TP_pid.
+    pub tp_pid: u8,
+    /// TP_udhi.
+    pub tp_udhi: u8,
+    /// MessageCoding.
+    pub message_coding: u8,
+    /// MessageContent, UDH included.
+    pub content: Vec<u8>,
+}
+
+impl SubmitRequest {
+    /// A request for one [`Segment`], free, report always.
+    pub fn new(sp_number: &str, user_number: &str, segment: &Segment) -> Self {
+        Self {
+            sp_number: sp_number.to_string(),
+            user_number: user_number.to_string(),
+            service_type: String::new(),
+            fee: None,
+            priority: 0,
+            expire_time: String::new(),
+            schedule_time: String::new(),
+            tp_pid: 0,
+            tp_udhi: segment.tp_udhi,
+            message_coding: segment.message_coding,
+            content: segment.content.clone(),
+        }
+    }
+
+    /// The Submit body with `corp_id`.
+    pub fn to_submit(&self, corp_id: &str) -> Submit {
+        let fee = self.fee.clone().unwrap_or_default();
+        Submit {
+            sp_number: self.sp_number.clone(),
+            charge_number: fee.charge_number,
+            user_numbers: vec![self.user_number.clone()],
+            corp_id: corp_id.to_string(),
+            service_type: self.service_type.clone(),
+            fee_type: fee.fee_type,
+            fee_value: fee.fee_value,
+            given_value: fee.given_value,
+            agent_flag: fee.agent_flag,
+            morelateto_mt_flag: fee.morelateto_mt_flag,
+            priority: self.priority,
+            expire_time: self.expire_time.clone(),
+            schedule_time: self.schedule_time.clone(),
+            report_flag: fee.report_flag,
+            tp_pid: self.tp_pid,
+            tp_udhi: self.tp_udhi,
+            message_coding: self.message_coding,
+            message_type: 0,
+            message_content: self.content.clone(),
+            reserve: [0; 8],
+        }
+    }
+}
+
+/// A Submit the SMG accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubmitOutcome {
+    /// The canonical string of [`SubmitOutcome::sequence`]: what the Report names.
+    pub message_id: String,
+    /// The Submit's header sequence number.
+    pub sequence: SequenceNumber,
+    /// How many times it was sent (> 1 after throttling).
+    pub attempts: u32,
+}
+
+/// Why a submit did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The request cannot be encoded (a field too long, a fee out of range). Permanent.
+    #[error("invalid submit: {0}")]
+    Invalid(String),
+    /// The client is closing or no link could be bound; nothing was sent.
+    #[error("not connected: {0}")]
+    NotConnected(String),
+    /// The SMG answered with a non-zero Result.
+    #[error("rejected: {} ({class:?})", result::name(*result))]
+    Rejected {
+        /// Result of the Submit_Resp.
+        result: u8,
+        /// How to treat it.
+        class: StatusClass,
+    },
+    /// Sent, no Submit_Resp within the timeout: outcome unknown.
+    #[error("no Submit_Resp within the timeout: outcome unknown")]
+    Timeout,
+    /// Sent, then the link was lost before a Submit_Resp: outcome unknown.
+    #[error("link lost before Submit_Resp: outcome unknown")]
+    ConnectionLost,
+    /// A Submit_Resp arrived with a body that did not decode: outcome unknown.
+    #[error("unreadable Submit_Resp: {0}")]
+    MalformedResponse(String),
+}
+
+impl SubmitError {
+    /// True when the MT may or may not have reached the SMG.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            SubmitError::Timeout | SubmitError::ConnectionLost | SubmitError::MalformedResponse(_)
+        )
+    }
+
+    /// `Permanent` for invalid requests and permanent Results, `Throttled` for
+    /// throttling, `Temporary` otherwise (outcome-unknown cases included).
+    pub fn class(&self) -> StatusClass {
+        match self {
+            SubmitError::Invalid(_) => StatusClass::Permanent,
+            SubmitError::Rejected { class, .. } => *class,
+            _ => StatusClass::Temporary,
+        }
+    }
+}
+
+/// Why a Bind failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// Invalid settings.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// TCP connect failed.
+    #[error("connect to {address}: {source}")]
+    Io {
+        /// The address tried.
+        address: String,
+        /// The socket error.
+        source: std::io::Error,
+    },
+    /// No connection or no Bind_Resp within the timeout.
+    #[error("timed out connecting or binding")]
+    Timeout,
+    /// The SMG refused the Bind.
+    #[error("bind rejected: {}", result::name(*result))]
+    BindRejected {
+        /// Result of the Bind_Resp.
+        result: u8,
+    },
+    /// The peer closed or answered something else.
+    #[error("bind failed: {0}")]
+    Protocol(String),
+}
+
+type Answer = Result<Pdu, DecodeError>;
+
+/// One bound connection.
+#[derive(Debug)]
+struct Link {
+    out: OutTx,
+    /// `None` once the link is down, so late registrations fail fast.
+    pending: Mutex<Option<HashMap<SequenceNumber, oneshot::Sender<Answer>>>>,
+    cancel: CancellationToken,
+    last_used: Mutex<Instant>,
+}
+
+impl Link {
+    fn register(&self, seq: SequenceNumber) -> Option<oneshot::Receiver<Answer>> {
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().ok()?.as_mut()?.insert(seq, tx);
+        if let Ok(mut t) = self.last_used.lock() {
+            *t = Instant::now();
+        }
+        Some(rx)
+    }
+
+    fn unregister(&self, seq: &SequenceNumber) {
+        if let Ok(mut g) = self.pending.lock()
+            && let Some(m) = g.as_mut()
+        {
+            m.remove(seq);
+        }
+    }
+
+    fn complete(&self, seq: &SequenceNumber, answer: Answer) -> bool {
+        let tx = self
+            .pending
+            .lock()
+            .ok()
+            .and_then(|mut g| g.as_mut().and_then(|m| m.remove(seq)));
+        if let Ok(mut t) = self.last_used.lock() {
+            *t = Instant::now();
+        }
+        tx.is_some_and(|tx| tx.send(answer).is_ok())
+    }
+
+    fn in_flight(&self) -> usize {
+        self.pending
+            .lock()
+            .ok()
+            .and_then(|g| g.as_ref().map(HashMap::len))
+            .unwrap_or(0)
+    }
+
+    fn is_down(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    fn shut(&self) {
+        if let Ok(mut g) = self.pending.lock() {
+            // Dropping the senders wakes the waiters with ConnectionLost.
+            g.take();
+        }
+        self.cancel.cancel();
+    }
+
+    /// Sends a request and waits for its answer.
+    async fn request(
+        &self,
+        seq: SequenceNumber,
+        rx: oneshot::Receiver<Answer>,
+        pdu: Pdu,
+        wait: Duration,
+    ) -> Result<Pdu, SubmitError> {
+        if self.out.send(link::packet(seq, pdu)).is_err() {
+            self.unregister(&seq);
+            return Err(SubmitError::NotConnected("link closed".into()));
+        }
+        match timeout(wait, rx).await {
+            Err(_) => {
+                self.unregister(&seq);
+                Err(SubmitError::Timeout)
+            }
+            Ok(Err(_)) => Err(SubmitError::ConnectionLost),
+            Ok(Ok(Err(e))) => Err(SubmitError::MalformedResponse(e.to_string())),
+            Ok(Ok(Ok(pdu))) => Ok(pdu),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Pace {
+    /// Token bucket (rate, burst, tokens, last) when a TPS is set.
+    bucket: Option<(f64, f64, f64, Instant)>,
+    throttled_until: Instant,
+    next_pause: Duration,
+}
+
+#[derive(Debug)]
+struct Shared {
+    config: ClientConfig,
+    minter: Minter,
+    window: Semaphore,
+    pace: Mutex<Pace>,
+    link: tokio::sync::Mutex<Option<Arc<Link>>>,
+    draining: AtomicBool,
+    binds: AtomicU64,
+}
+
+/// Handle to the SP's link(s) to one SMG. Cheap to clone; clones share the link.
+#[derive(Debug, Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+}
+
+impl Client {
+    /// A client that binds on the first submit.
+    ///
+    /// # Errors
+    /// [`ConnectError::Config`] for window 0 or a login that does not fit its field.
+    pub fn new(config: ClientConfig) -> Result<Client, ConnectError> {
+        if config.window == 0 {
+            return Err(ConnectError::Config("window must be at least 1".into()));
+        }
+        for (field, value, width) in [
+            ("login_name", &config.login_name, 16),
+            ("password", &config.password, 16),
+            ("corp_id", &config.corp_id, 5),
+        ] {
+            if value.len() > width || !value.is_ascii() {
+                return Err(ConnectError::Config(format!(
+                    "{field} {value:?}: at most {width} ASCII chars"
+                )));
+            }
+        }
+        let bucket = (config.tps > 0).then(|| {
+            let rate = f64::from(config.tps);
+            let burst = (rate / 10.0).max(1.0);
+            (rate, burst, burst, Instant::now())
+        });
+        Ok(Client {
+            shared: Arc::new(Shared {
+                minter: Minter::new(config.node_id),
+                window: Semaphore::new(config.window),
+                pace: Mutex::new(Pace {
+                    bucket,
+                    throttled_until: Instant::now(),
+                    next_pause: config.throttle_backoff,
+                }),
+                link: tokio::sync::Mutex::new(None),
+                draining: AtomicBool::new(false),
+                binds: AtomicU64::new(0),
+                config,
+            }),
+        })
+    }
+
+    /// A client bound now (fails fast on a bad address or password).
+    ///
+    /// # Errors
+    /// [`ConnectError`] when the Bind fails.
+    pub async fn connect(config: ClientConfig) -> Result<Client, ConnectError> {
+        let client = Client::new(config)?;
+        client.ensure_link().await?;
+        Ok(client)
+    }
+
+    /// Successful Binds so far (each on-demand reconnect counts one).
+    pub fn binds(&self) -> u64 {
+        self.shared.binds.load(Ordering::Relaxed)
+    }
+
+    /// True while a link is bound.
+    pub async fn is_bound(&self) -> bool {
+        self.shared
+            .link
+            .lock()
+            .await
+            .as_ref()
+            .is_some_and(|l| !l.is_down())
+    }
+
+    /// Submits in flight on the current link.
+    pub async fn in_flight(&self) -> usize {
+        self.shared
+            .link
+            .lock()
+            .await
+            .as_ref()
+            .map_or(0, |l| l.in_flight())
+    }
+
+    async fn ensure_link(&self) -> Result<Arc<Link>, ConnectError> {
+        let mut slot = self.shared.link.lock().await;
+        if let Some(l) = slot.as_ref()
+            && !l.is_down()
+        {
+            return Ok(l.clone());
+        }
+        let l = self.bind().await?;
+        *slot = Some(l.clone());
+        Ok(l)
+    }
+
+    /// Sends one Submit and waits for its Submit_Resp: waits for a window slot, the TPS
+    /// pace and any throttling pause, binds if no link is up, resends after a throttling
+    /// Result up to `throttle_retries` times.
+    ///
+    /// # Errors
+    /// [`SubmitError`]; see the module docs for which are outcome-unknown.
+    pub async fn submit(&self, request: &SubmitRequest) -> Result<SubmitOutcome, SubmitError> {
+        let shared = &self.shared;
+        let submit = request.to_submit(&shared.config.corp_id);
+        // Checked before anything is sent: an invalid request is permanent.
+        crate::codec::to_bytes(&Packet {
+            sequence: SequenceNumber::default(),
+            pdu: Pdu::Submit(Box::new(submit.clone())),
+        })
+        .map_err(|e| SubmitError::Invalid(e.to_string()))?;
+        let mut attempts = 0;
+        loop {
+            if shared.draining.load(Ordering::SeqCst) {
+                return Err(SubmitError::NotConnected("closing".into()));
+            }
+            let _permit = shared
+                .window
+                .acquire()
+                .await
+                .map_err(|_| SubmitError::NotConnected("closed".into()))?;
+            self.pace().await;
+            if shared.draining.load(Ordering::SeqCst) {
+                return Err(SubmitError::NotConnected("closing".into()));
+            }
+            // Registered under the link slot, so the idle closer never takes a link a
+            // submit is about to use.
+            let seq = shared.minter.next();
+            let (l, rx) = {
+                let mut slot = shared.link.lock().await;
+                let l = match slot.as_ref() {
+                    Some(l) if !l.is_down() => l.clone(),
+                    _ => {
+                        let l = self
+                            .bind()
+                            .await
+                            .map_err(|e| SubmitError::NotConnected(e.to_string()))?;
+                        *slot = Some(l.clone());
+                        l
+                    }
+                };
+                let rx = l
+                    .register(seq)
+                    .ok_or_else(|| SubmitError::NotConnected("link closed".into()))?;
+                (l, rx)
+            };
+            attempts += 1;
+            let answer = l
+                .request(
+                    seq,
+                    rx,
+                    Pdu::Submit(Box::new(submit.clone())),
+                    shared.config.response_timeout,
+                )
+                .await?;
+            let Pdu::SubmitResp(resp) = answer else {
+                return Err(SubmitError::MalformedResponse(format!(
+                    "answered with Command ID {:#010x}",
+                    answer.command_id()
+                )));
+            };
+            match classify(resp.result) {
+                StatusClass::Ok => {
+                    self.accepted();
+                    return Ok(SubmitOutcome {
+                        message_id: seq.to_string(),
+                        sequence: seq,
+                        attempts,
+                    });
+                }
+                StatusClass::Throttled if attempts <= shared.config.throttle_retries => {
+                    self.throttled();
+                }
+                class => {
+                    if class == StatusClass::Throttled {
+                        self.throttled();
+                    }
+                    return Err(SubmitError::Rejected {
+                        result: resp.result,
+                        class,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Stops new submits; those in flight keep waiting for their answers.
+    pub fn stop_submitting(&self) {
+        self.shared.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Graceful close with the response timeout as grace.
+    pub async fn close(&self) {
+        self.close_within(self.shared.config.response_timeout).await;
+    }
+
+    /// Graceful close: stops new submits, waits up to `grace` for those in flight (any
+    /// still unanswered then fail with [`SubmitError::ConnectionLost`]: outcome
+    /// unknown), sends Unbind, waits for Unbind_Resp (at most the response timeout),
+    /// closes the socket.
+    pub async fn close_within(&self, grace: Duration) {
+        let shared = &self.shared;
+        shared.draining.store(true, Ordering::SeqCst);
+        let window = u32::try_from(shared.config.window).unwrap_or(u32::MAX);
+        let _drained = timeout(grace, shared.window.acquire_many(window)).await;
+        let taken = shared.link.lock().await.take();
+        if let Some(l) = taken {
+            unbind(&l, &shared.minter, shared.config.response_timeout).await;
+        }
+        shared.window.close();
+    }
+
+    async fn pace(&self) {
+        let wait = self.shared.pace.lock().ok().map(|mut p| {
+            let now = Instant::now();
+            let mut until = p.throttled_until.max(now);
+            if let Some((rate, burst, tokens, last)) = p.bucket.as_mut() {
+                let elapsed = now.saturating_duration_since(*last).as_secs_f64();
+                *last = now;
+                *tokens = (*tokens + elapsed * *rate).min(*burst) - 1.0;
+                if *tokens < 0.0 {
+                    until = until.max(now + Duration::from_secs_f64(-*tokens / *rate));
+                }
+            }
+            until
+        });
+        if let Some(until) = wait
+            && until > Instant::now()
+        {
+            sleep_until(until).await;
+        }
+    }
+
+    fn throttled(&self) {
+        if let Ok(mut p) = self.shared.pace.lock() {
+            let now = Instant::now();
+            if now >= p.throttled_until {
+                p.throttled_until = now + p.next_pause;
+                p.next_pause = (p.next_pause * 2).min(self.shared.config.throttle_backoff * 32);
+                debug!(pause = ?p.throttled_until.duration_since(now), "sgip throttled");
+            }
+        }
+    }
+
+    fn accepted(&self) {
+        if let Ok(mut p) = self.shared.pace.lock() {
+            p.next_pause = self.shared.config.throttle_backoff;
+        }
+    }
+
+    /// Connects and binds one link (Login Type 1), starts its reader and idle closer.
+    async fn bind(&self) -> Result<Arc<Link>, ConnectError> {
+        let config = &self.shared.config;
+        let stream = timeout(config.connect_timeout, TcpStream::connect(&config.address))
+            .await
+            .map_err(|_| ConnectError::Timeout)?
+            .map_err(|source| ConnectError::Io {
+                address: config.address.clone(),
+                source,
+            })?;
+        let _ = stream.set_nodelay(true);
+        let (read, write) = stream.into_split();
+        let mut reader = FramedRead::new(read, SgipCodec);
+        let (out, out_rx) = mpsc::unbounded_channel();
+        let cancel = CancellationToken::new();
+        tokio::spawn(link::writer(write, out_rx, cancel.clone()));
+        let seq = self.shared.minter.next();
+        let bind = Bind {
+            login_type: LOGIN_SP_TO_SMG,
+            login_name: config.login_name.clone(),
+            login_password: config.password.clone(),
+            reserve: [0; 8],
+        };
+        let _ = out.send(link::packet(seq, Pdu::Bind(bind)));
+        let answer = timeout(config.response_timeout, async {
+            loop {
+                match reader.next().await {
+                    Some(Ok(Frame::Packet(p))) if p.sequence == seq => match p.pdu {
+                        Pdu::BindResp(r) if r.result == 0 => return Ok(()),
+                        Pdu::BindResp(r) => {
+                            return Err(ConnectError::BindRejected { result: r.result });
+                        }
+                        other => {
+                            return Err(ConnectError::Protocol(format!(
+                                "answered Bind with Command ID {:#010x}",
+                                other.command_id()
+                            )));
+                        }
+                    },
+                    Some(Ok(Frame::Packet(p))) => {
+                        debug!(id = p.pdu.command_id(), "sgip packet before Bind_Resp ignored");
+                    }
+                    Some(Ok(Frame::Undecodable(u))) => {
+                        return Err(ConnectError::Protocol(format!(
+                            "undecodable Bind_Resp: {}",
+                            u.error
+                        )));
+                    }
+                    Some(Err(e)) => return Err(ConnectError::Protocol(e.to_string())),
+                    None => return Err(ConnectError::Protocol("connection closed".into())),
+                }
+            }
+        })
+        .await;
+        match answer {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                cancel.cancel();
+                return Err(e);
+            }
+            Err(_) => {
+                cancel.cancel();
+                return Err(ConnectError::Timeout);
+            }
+        }
+        self.shared.binds.fetch_add(1, Ordering::Relaxed);
+        let l = Arc::new(Link {
+            out,
+            pending: Mutex::new(Some(HashMap::new())),
+            cancel,
+            last_used: Mutex::new(Instant::now()),
+        });
+        tokio::spawn(read_loop(l.clone(), reader));
+        if !config.idle_timeout.is_zero() {
+            tokio::spawn(idle_closer(self.shared.clone(), Arc::downgrade(&l)));
+        }
+        Ok(l)
+    }
+}
+
+/// Unbinds a link taken out of the slot and closes it; anything still in flight fails
+/// with ConnectionLost.
+async fn unbind(l: &Link, minter: &Minter, wait: Duration) {
+    let seq = minter.next();
+    if let Some(rx) = l.register(seq) {
+        let _ = l.request(seq, rx, Pdu::Unbind, wait).await;
+    }
+    let _ = l.out.send(Out::Close);
+    let _ = timeout(Duration::from_secs(1), l.cancel.cancelled()).await;
+    l.shut();
+}
+
+/// Closes the link once it has been idle for `idle_timeout` with nothing in flight.
+async fn idle_closer(shared: Arc<Shared>, weak: std::sync::Weak<Link>) {
+    let idle = shared.config.idle_timeout;
+    loop {
+        let Some(l) = weak.upgrade() else { return };
+        if l.is_down() {
+            return;
+        }
+        let last = l.last_used.lock().map(|t| *t).unwrap_or_else(|_| Instant::now());
+        let due = last + idle;
+        let cancel = l.cancel.clone();
+        drop(l);
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = sleep_until(due) => {}
+        }
+        let taken = {
+            let mut slot = shared.link.lock().await;
+            let Some(l) = weak.upgrade() else { return };
+            let idle_now = l.in_flight() == 0
+                && l.last_used
+                    .lock()
+                    .map(|t| t.elapsed() >= idle)
+                    .unwrap_or(false);
+            if idle_now && slot.as_ref().is_some_and(|s| Arc::ptr_eq(s, &l)) {
+                slot.take()
+            } else {
+                None
+            }
+        };
+        if let Some(l) = taken {
+            debug!("sgip link idle: unbinding");
+            unbind(&l, &shared.minter, shared.config.response_timeout).await;
+            return;
+        }
+    }
+}
+
+/// Dispatches answers; answers what the SMG asks (Unbind) and what does not decode.
+async fn read_loop(l: Arc<Link>, mut reader: FramedRead<OwnedReadHalf, SgipCodec>) {
+    let reason = loop {
+        let frame = tokio::select! {
+            _ = l.cancel.cancelled() => break "closed locally".to_string(),
+            f = reader.next() => f,
+        };
+        match frame {
+            None => break "connection closed by peer".to_string(),
+            Some(Err(e)) => break format!("link error: {e}"),
+            Some(Ok(Frame::Undecodable(u))) => {
+                warn!(command_id = u.command_id, seq = %u.sequence, error = %u.error, "sgip undecodable packet");
+                if u.is_response() {
+                    l.complete(&u.sequence, Err(u.error));
+                } else if let Some(pdu) = Pdu::response_to(u.command_id, undecodable_result(&u.error)) {
+                    let _ = l.out.send(link::packet(u.sequence, pdu));
+                } else {
+                    let resp = bare_resp(u.command_id, u.sequence, result::MESSAGE_ID);
+                    let _ = l.out.send(Out::Raw(resp));
+                }
+            }
+            Some(Ok(Frame::Packet(p))) => match p.pdu {
+                Pdu::Unbind => {
+                    let _ = l.out.send(link::packet(p.sequence, Pdu::UnbindResp));
+                    let _ = l.out.send(Out::Close);
+                    break "SMG unbound".to_string();
+                }
+                pdu if pdu.command_id() & command::RESP_BIT != 0 => {
+                    if !l.complete(&p.sequence, Ok(pdu)) {
+                        debug!(seq = %p.sequence, "sgip response without request (late or unknown)");
+                    }
+                }
+                pdu => {
+                    // Deliver/Report/Bind belong on the SMG's own link to the SP.
+                    if let Some(resp) = Pdu::response_to(pdu.command_id(), result::LOGIN_TYPE) {
+                        let _ = l.out.send(link::packet(p.sequence, resp));
+                    }
+                }
+            },
+        }
+    };
+    debug!(%reason, "sgip link ended");
+    l.shut();
+}
+
+/// The Result for a request whose body did not decode.
+pub(crate) fn undecodable_result(e: &DecodeError) -> u8 {
+    match e {
+        DecodeError::UnknownCommand(_) => result::MESSAGE_ID,
+        DecodeError::Short { field, .. } if *field == "MessageContent" => result::MESSAGE_LENGTH,
+        _ => result::PARAMETER_FORMAT,
+    }
+}
+
+/// A bare response (Result + Reserve, the shape of every SGIP response) to a request
+/// with an unknown Command ID, echoing its sequence number.
+pub(crate) fn bare_resp(command_id: u32, sequence: SequenceNumber, result_code: u8) -> bytes::Bytes {
+    use bytes::BufMut;
+    let mut b = bytes::BytesMut::with_capacity(29);
+    b.put_u32(29);
+    b.put_u32(command_id | command::RESP_BIT);
+    b.put_u32(sequence.node_id);
+    b.put_u32(sequence.timestamp);
+    b.put_u32(sequence.sequence);
+    b.put_u8(result_code);
+    b.put_bytes(0, 8);
+    b.freeze()
+}
