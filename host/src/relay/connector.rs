@@ -484,6 +484,7 @@ fn classify(error: &SubmitError) -> Failure {
     }
     match error.class() {
         StatusClass::Permanent => Failure::Permanent(reason),
+        StatusClass::UnknownOutcome => Failure::Unknown(reason),
         StatusClass::Ok | StatusClass::Throttled | StatusClass::Temporary => {
             Failure::Temporary(reason)
         }

@@ -1,15 +1,19 @@
 //! splitmix64: enough randomness for fault dice and reconnect jitter, no dependency.
 
-/// A small deterministic generator of uniform `f64`s in `[0, 1)`.
+/// A small deterministic generator of uniform `f64`s in `[0, 1)` (splitmix64). Shared by
+/// the reconnect jitter and the protocol simulators' fault dice, so a seeded run is
+/// reproducible.
 #[derive(Debug, Clone)]
-pub(crate) struct Dice(u64);
+pub struct Dice(u64);
 
 impl Dice {
-    pub(crate) fn new(seed: u64) -> Self {
+    /// A generator started at `seed`.
+    pub fn new(seed: u64) -> Self {
         Self(seed)
     }
 
-    pub(crate) fn next(&mut self) -> f64 {
+    /// The next value, uniform in `[0, 1)`.
+    pub fn next(&mut self) -> f64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -26,8 +26,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::sleep;
 use tracing::{info, warn};
 
-use crate::client::{Client, ClientConfig, Inbound};
 use crate::dice::Dice;
+use crate::session::{Connect, Inbound};
 
 /// Reconnect back-off for [`run_with_reconnect`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,19 +129,21 @@ fn unix_ms(at: SystemTime) -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Keeps one bind alive: connects, hands each bound session to `session` and awaits it;
+/// Keeps one bind alive, for any protocol's [`Connect`]: connects, hands each bound
+/// session to `session` and awaits it;
 /// when it returns `Continue` (typically after [`Inbound::Closed`]), or when connecting
 /// fails, waits by the back-off rule of this module and binds again. Returns when
 /// `session` returns `Break`, or when `stop` resolves while no session runs (a running
 /// session is the owner's to end). `status` receives every change of state.
-pub async fn run_with_reconnect<F, Fut>(
-    config: ClientConfig,
+pub async fn run_with_reconnect<C, F, Fut>(
+    config: C,
     backoff: Backoff,
     status: watch::Sender<LinkStatus>,
     stop: impl Future<Output = ()>,
     mut session: F,
 ) where
-    F: FnMut(Client, mpsc::Receiver<Inbound>) -> Fut,
+    C: Connect,
+    F: FnMut(C::Session, mpsc::Receiver<Inbound>) -> Fut,
     Fut: Future<Output = ControlFlow<()>>,
 {
     tokio::pin!(stop);
@@ -154,19 +156,20 @@ pub async fn run_with_reconnect<F, Fut>(
     };
     let seed = unix_ms(SystemTime::now()).unsigned_abs()
         ^ config
-            .address
+            .address()
             .bytes()
             .fold(0u64, |h, b| h.rotate_left(5) ^ u64::from(b));
     let mut dice = Dice::new(seed);
     let mut attempts = 0u32;
-    let address = config.address.clone();
+    let address = config.address().to_string();
+    let protocol = config.protocol();
     loop {
         status.send_modify(|s| {
             s.state = LinkState::Connecting;
             s.next_attempt_ms = None;
         });
         let connected = tokio::select! {
-            connected = Client::connect(config.clone()) => connected,
+            connected = config.connect() => connected,
             () = &mut stop => {
                 stopped(&status);
                 return;
@@ -179,7 +182,7 @@ pub async fn run_with_reconnect<F, Fut>(
                     s.binds += 1;
                     s.bound_since_ms = Some(unix_ms(SystemTime::now()));
                 });
-                info!(%address, attempts, "smpp bound");
+                info!(%address, protocol, attempts, "bound");
                 let run = session(client, inbound);
                 tokio::pin!(run);
                 let stable = sleep(backoff.stable_after);
@@ -192,7 +195,7 @@ pub async fn run_with_reconnect<F, Fut>(
                             proved_stable = true;
                             attempts = 0;
                             status.send_modify(|s| s.attempts = 0);
-                            info!(%address, stable_after = ?backoff.stable_after, "smpp link stable; reconnect back-off reset");
+                            info!(%address, protocol, stable_after = ?backoff.stable_after, "link stable; reconnect back-off reset");
                         }
                     }
                 };
@@ -206,12 +209,12 @@ pub async fn run_with_reconnect<F, Fut>(
                 });
                 if !proved_stable {
                     attempts = attempts.saturating_add(1);
-                    warn!(%address, attempts, "smpp link dropped before it was stable (flapping)");
+                    warn!(%address, protocol, attempts, "link dropped before it was stable (flapping)");
                 }
             }
             Err(e) => {
                 attempts = attempts.saturating_add(1);
-                warn!(%address, attempts, error = %e, "smpp bind failed");
+                warn!(%address, protocol, attempts, error = %e, "bind failed");
                 status.send_modify(|s| s.last_error = Some(e.to_string()));
             }
         }
@@ -226,7 +229,7 @@ pub async fn run_with_reconnect<F, Fut>(
             s.attempts = attempts;
             s.next_attempt_ms = Some(next);
         });
-        info!(%address, attempts, pause_ms = pause.as_millis() as u64, "smpp reconnecting after a pause");
+        info!(%address, protocol, attempts, pause_ms = pause.as_millis() as u64, "reconnecting after a pause");
         tokio::select! {
             () = sleep(pause) => {}
             () = &mut stop => {

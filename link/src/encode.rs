@@ -1,5 +1,11 @@
-//! Text ↔ `short_message`: alphabet choice, segmentation with UDH, MO decoding and
-//! reassembly.
+//! Text ↔ message octets: alphabet choice, segmentation with UDH, MO decoding and
+//! reassembly, shared by every protocol (SMPP `esm_class` 0x40, CMPP/SGIP `TP_udhi` = 1
+//! carry the same GSM 03.40 TP-UDHI concatenation header).
+//!
+//! The field names follow SMPP (`short_message`, `data_coding`, `esm_class`); a
+//! protocol maps them onto its own (CMPP `Msg_Content`, `Msg_Fmt`, `TP_udhi`).
+//! [`Alphabet::Auto`] is SMPP's choice (GSM 7-bit when the text fits, else UCS-2);
+//! protocols without an unpacked GSM 7-bit coding (CMPP, SGIP) use [`Alphabet::Ucs2`].
 //!
 //! * GSM 7-bit (`data_coding` 0x00) when every character is in the GSM 03.38 default
 //!   alphabet or its extension table (an extension character costs two septets: escape
@@ -199,8 +205,28 @@ fn chunk(units: &[([u8; 4], usize)], cap: usize, coding: Coding) -> Vec<Vec<u8>>
     out
 }
 
-fn segments_of(text: &str) -> (Coding, Vec<Vec<u8>>) {
-    let coding = choose_coding(text);
+/// Which alphabets a protocol may send a text in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Alphabet {
+    /// GSM 7-bit (unpacked) when every character fits, else UCS-2: SMPP.
+    #[default]
+    Auto,
+    /// Always UCS-2 (`data_coding`/`Msg_Fmt` 8): CMPP and SGIP, whose 0 means ASCII.
+    Ucs2,
+}
+
+impl Alphabet {
+    /// The coding `text` is sent in under this policy.
+    pub fn coding(self, text: &str) -> Coding {
+        match self {
+            Alphabet::Auto => choose_coding(text),
+            Alphabet::Ucs2 => Coding::Ucs2,
+        }
+    }
+}
+
+fn segments_of(text: &str, alphabet: Alphabet) -> (Coding, Vec<Vec<u8>>) {
+    let coding = alphabet.coding(text);
     let units = units(text, coding);
     let (single, multi) = capacity(coding);
     let total: usize = units.iter().map(|(_, n)| n).sum();
@@ -208,15 +234,35 @@ fn segments_of(text: &str) -> (Coding, Vec<Vec<u8>>) {
     (coding, chunk(&units, cap, coding))
 }
 
-/// Number of segments [`encode`] produces for `text`.
+/// Number of segments [`encode`] produces for `text` (the [`Alphabet::Auto`] rule).
 pub fn segment_count(text: &str) -> usize {
-    segments_of(text).1.len()
+    segment_count_in(text, Alphabet::Auto)
 }
 
-/// Encodes `text` into one or more segments (see the module docs). The decoded segments
-/// concatenate to exactly `text`.
+/// Number of segments [`encode_in`] produces for `text` under `alphabet`.
+pub fn segment_count_in(text: &str, alphabet: Alphabet) -> usize {
+    segments_of(text, alphabet).1.len()
+}
+
+/// Encodes `text` into one or more segments under [`Alphabet::Auto`] (see the module
+/// docs). The decoded segments concatenate to exactly `text`.
+///
+/// # Errors
+/// [`EncodeError::TooLong`] when more than 255 segments would be needed.
 pub fn encode(text: &str, concat: Concat) -> Result<Vec<Segment>, EncodeError> {
-    let (coding, bodies) = segments_of(text);
+    encode_in(text, Alphabet::Auto, concat)
+}
+
+/// Encodes `text` into one or more segments in the coding `alphabet` picks.
+///
+/// # Errors
+/// [`EncodeError::TooLong`] when more than 255 segments would be needed.
+pub fn encode_in(
+    text: &str,
+    alphabet: Alphabet,
+    concat: Concat,
+) -> Result<Vec<Segment>, EncodeError> {
+    let (coding, bodies) = segments_of(text, alphabet);
     let total = bodies.len();
     if total > 255 {
         return Err(EncodeError::TooLong(total));
@@ -320,9 +366,9 @@ pub fn split_udh(esm_class: u8, short_message: &[u8]) -> (Option<ConcatInfo>, &[
 /// groups), IA5/ASCII (0x01), Latin-1 (0x03), UCS-2/UTF-16BE (0x08), 8-bit data (0x02,
 /// 0x04) as lossy UTF-8. Never fails: undecodable input yields U+FFFD.
 pub fn decode_payload(data_coding: u8, payload: &[u8]) -> String {
-    match alphabet(data_coding) {
-        Alphabet::Gsm7 => decode_gsm7(payload),
-        Alphabet::Ucs2 => {
+    match decoding(data_coding) {
+        Decoding::Gsm7 => decode_gsm7(payload),
+        Decoding::Ucs2 => {
             let units: Vec<u16> = payload
                 .chunks(2)
                 .map(|c| match c {
@@ -332,8 +378,8 @@ pub fn decode_payload(data_coding: u8, payload: &[u8]) -> String {
                 .collect();
             String::from_utf16_lossy(&units)
         }
-        Alphabet::Latin1 => payload.iter().map(|&b| b as char).collect(),
-        Alphabet::Octets => String::from_utf8_lossy(payload).into_owned(),
+        Decoding::Latin1 => payload.iter().map(|&b| b as char).collect(),
+        Decoding::Octets => String::from_utf8_lossy(payload).into_owned(),
     }
 }
 
@@ -347,30 +393,30 @@ pub fn decode(
     (concat, decode_payload(data_coding, payload))
 }
 
-enum Alphabet {
+enum Decoding {
     Gsm7,
     Ucs2,
     Latin1,
     Octets,
 }
 
-fn alphabet(dc: u8) -> Alphabet {
+fn decoding(dc: u8) -> Decoding {
     match dc {
-        0x00 => Alphabet::Gsm7,
-        0x01 | 0x03 => Alphabet::Latin1, // IA5 is a subset of Latin-1
-        0x08 => Alphabet::Ucs2,
-        0x02 | 0x04 => Alphabet::Octets,
+        0x00 => Decoding::Gsm7,
+        0x01 | 0x03 => Decoding::Latin1, // IA5 is a subset of Latin-1
+        0x08 => Decoding::Ucs2,
+        0x02 | 0x04 => Decoding::Octets,
         // GSM 03.38 general data coding groups: bits 3..2 give the alphabet.
         0x10..=0x3F => match (dc >> 2) & 0x03 {
-            0 => Alphabet::Gsm7,
-            2 => Alphabet::Ucs2,
-            _ => Alphabet::Octets,
+            0 => Decoding::Gsm7,
+            2 => Decoding::Ucs2,
+            _ => Decoding::Octets,
         },
-        0xC0..=0xDF => Alphabet::Gsm7,
-        0xE0..=0xEF => Alphabet::Ucs2,
-        0xF0..=0xFF if dc & 0x04 == 0 => Alphabet::Gsm7,
-        0xF0..=0xFF => Alphabet::Octets,
-        _ => Alphabet::Octets,
+        0xC0..=0xDF => Decoding::Gsm7,
+        0xE0..=0xEF => Decoding::Ucs2,
+        0xF0..=0xFF if dc & 0x04 == 0 => Decoding::Gsm7,
+        0xF0..=0xFF => Decoding::Octets,
+        _ => Decoding::Octets,
     }
 }
 
@@ -541,6 +587,18 @@ mod tests {
         assert_eq!(segs[0].short_message.len(), 6 + 132);
         assert_eq!(segs.len(), 2);
         roundtrip("hi 😀");
+    }
+
+    #[test]
+    fn ucs2_alphabet_for_ascii_text() {
+        let segs = encode_in(&"a".repeat(71), Alphabet::Ucs2, Concat::Udh8(9)).expect("encode");
+        assert_eq!(segs.len(), 2);
+        assert!(segs.iter().all(|s| s.data_coding == DC_UCS2));
+        assert_eq!(&segs[0].short_message[..6], &[5, 0, 3, 9, 2, 1]);
+        assert_eq!(segs[0].short_message.len(), 6 + 2 * 67);
+        assert_eq!(segment_count_in(&"a".repeat(70), Alphabet::Ucs2), 1);
+        assert_eq!(segment_count_in(&"a".repeat(70), Alphabet::Auto), 1);
+        assert_eq!(segment_count_in(&"a".repeat(71), Alphabet::Ucs2), 2);
     }
 
     #[test]
