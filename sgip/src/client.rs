@@ -34,7 +34,9 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
-use tongdao_smpp::StatusClass;
+use tongdao_link::{
+    Fee, FeeType, FeeUserType, Session, StatusClass, SubmitError, SubmitOutcome, SubmitRequest,
+};
 use tracing::{debug, warn};
 
 use crate::codec::{
@@ -102,20 +104,23 @@ impl ClientConfig {
     }
 }
 
-/// The fee fields of one Submit (SGIP 1.2 Submit table), filled from the MT's charge
-/// plan so that what the SMG bills equals what the charge events say.
+/// The fee fields of one Submit in SGIP's own terms (SGIP 1.2 Submit table), for
+/// callers that set them directly; the relay passes a [`tongdao_link::Fee`] instead and
+/// [`SgipFee::from_link`] maps it. What the SMG bills must equal what the charge events
+/// say.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fee {
-    /// FeeType: 0 record only, 1 free, 2 per message, 3 monthly (包月), 4 capped,
-    /// 5 SP-charged.
+pub struct SgipFee {
+    /// FeeType: 0 record only (offsets the SP's channel fee), 1 free, 2 per message,
+    /// 3 monthly (包月), 4 capped, 5 SP-charged.
     pub fee_type: u8,
     /// FeeValue in fen (0–99999): the per-message fee, or the monthly fee for 包月.
     pub fee_value: u32,
     /// GivenValue in fen (0–99999).
     pub given_value: u32,
-    /// ChargeNumber: empty = the recipient pays.
+    /// ChargeNumber: the billed number; `000000000000000000000` = the SP pays; empty =
+    /// the recipient (the specification allows empty only for group sends).
     pub charge_number: String,
-    /// AgentFlag: 0 receivable, 1 collected.
+    /// AgentFlag: 0 receivable (应收), 1 collected (实收).
     pub agent_flag: u8,
     /// MorelatetoMTFlag: 0 first reply to a user's MO, 1 later reply, 2 unsolicited,
     /// 3 system message.
@@ -123,35 +128,81 @@ pub struct Fee {
     /// ReportFlag: 0 on failure only, 1 always, 2 never, 3 monthly billing record only
     /// (not delivered to the phone).
     pub report_flag: u8,
+    /// ServiceType (≤ 10 chars): the service code billed under.
+    pub service_type: String,
 }
 
-impl Default for Fee {
-    /// A free, unsolicited MT with a report always: FeeType 1, no value, the recipient
-    /// as charge number, AgentFlag 0, MorelatetoMTFlag 2, ReportFlag 1.
-    fn default() -> Self {
+/// ChargeNumber meaning "the SP pays" (21 zeros).
+pub const CHARGE_SP: &str = "000000000000000000000";
+
+impl SgipFee {
+    /// A free MT to `user`: FeeType 1, no value, `user` as ChargeNumber, AgentFlag 0,
+    /// MorelatetoMTFlag 2 (unsolicited), ReportFlag 1 (always) or 2 (never).
+    pub fn free(user: &str, report: bool) -> Self {
         Self {
             fee_type: 1,
             fee_value: 0,
             given_value: 0,
-            charge_number: String::new(),
+            charge_number: user.to_string(),
             agent_flag: 0,
             morelateto_mt_flag: 2,
-            report_flag: 1,
+            report_flag: if report { 1 } else { 2 },
+            service_type: String::new(),
+        }
+    }
+
+    /// The SGIP fields of the relay's fee for an MT to `user` (issue 16 item 4):
+    ///
+    /// | `tongdao_link` | SGIP |
+    /// | --- | --- |
+    /// | `None` | [`SgipFee::free`] |
+    /// | `FeeType::Free` / `PerMessage` / `Monthly` | FeeType 1 / 2 / 3, ReportFlag 1 (2 without a receipt) |
+    /// | `FeeType::MonthlyRecordOnly` | FeeType 3, ReportFlag 3 (billing record, not delivered) |
+    /// | `fee_code_fen` | FeeValue (fen) |
+    /// | `fee_user_type` Destination / Source / ChargeNumber / Sp | ChargeNumber `user` / `user` / `charge_number` / 21 zeros |
+    /// | `service_id` | ServiceType |
+    /// | `in_reply_to_mo` | MorelatetoMTFlag 0, else 2 |
+    ///
+    /// GivenValue is 0 and AgentFlag 0 (receivable); FeeType 0 (record only) has no
+    /// counterpart in the relay's model and is sent only through [`MtRequest`].
+    pub fn from_link(fee: Option<&Fee>, user: &str, report: bool) -> Self {
+        let Some(fee) = fee else {
+            return Self::free(user, report);
+        };
+        let report_flag = if report { 1 } else { 2 };
+        let (fee_type, report_flag) = match fee.fee_type {
+            FeeType::Free => (1, report_flag),
+            FeeType::PerMessage => (2, report_flag),
+            FeeType::Monthly => (3, report_flag),
+            FeeType::MonthlyRecordOnly => (3, 3),
+        };
+        let charge_number = match fee.fee_user_type {
+            FeeUserType::Destination | FeeUserType::Source => user.to_string(),
+            FeeUserType::ChargeNumber => fee.charge_number.clone(),
+            FeeUserType::Sp => CHARGE_SP.to_string(),
+        };
+        Self {
+            fee_type,
+            fee_value: fee.fee_code_fen,
+            given_value: 0,
+            charge_number,
+            agent_flag: 0,
+            morelateto_mt_flag: if fee.in_reply_to_mo { 0 } else { 2 },
+            report_flag,
+            service_type: fee.service_id.clone(),
         }
     }
 }
 
-/// One MT Submit to one recipient.
+/// One MT Submit to one recipient, in SGIP's own fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubmitRequest {
+pub struct MtRequest {
     /// SPNumber: the service number (+ extension), ≤ 21 chars.
     pub sp_number: String,
-    /// UserNumber: the recipient, ≤ 21 chars (`86` + number).
+    /// UserNumber: the recipient, ≤ 21 chars.
     pub user_number: String,
-    /// ServiceType (≤ 10 chars): the service code billed under.
-    pub service_type: String,
-    /// The fee fields; `None` sends [`Fee::default`] (free).
-    pub fee: Option<Fee>,
+    /// The fee fields and ServiceType.
+    pub fee: SgipFee,
     /// Priority 0–9.
     pub priority: u8,
     /// ExpireTime (`YYMMDDhhmmsstnnp`) or empty.
@@ -168,14 +219,13 @@ pub struct SubmitRequest {
     pub content: Vec<u8>,
 }
 
-impl SubmitRequest {
-    /// A request for one [`Segment`], free, report always.
+impl MtRequest {
+    /// A free request for one [`Segment`], report always.
     pub fn new(sp_number: &str, user_number: &str, segment: &Segment) -> Self {
         Self {
             sp_number: sp_number.to_string(),
             user_number: user_number.to_string(),
-            service_type: String::new(),
-            fee: None,
+            fee: SgipFee::free(user_number, true),
             priority: 0,
             expire_time: String::new(),
             schedule_time: String::new(),
@@ -186,15 +236,54 @@ impl SubmitRequest {
         }
     }
 
+    /// The relay's request in SGIP fields: `data_coding` 8 (UCS-2) and other codings
+    /// pass through as MessageCoding; 0 (GSM 7-bit unpacked, SMPP's default alphabet)
+    /// is re-encoded as ASCII when the text is ASCII. TP_udhi from `esm_class` 0x40.
+    ///
+    /// # Errors
+    /// [`SubmitError::Invalid`] for GSM 7-bit text that is not ASCII (send it with
+    /// `Alphabet::Ucs2`, as SGIP needs).
+    pub fn from_link(request: &SubmitRequest) -> Result<Self, SubmitError> {
+        let tp_udhi = u8::from(request.esm_class & tongdao_link::encode::ESM_UDHI != 0);
+        let (message_coding, content) = if request.data_coding == tongdao_link::encode::DC_GSM7 {
+            let (_, payload) = crate::text::split(tp_udhi, &request.short_message);
+            let udh_len = request.short_message.len() - payload.len();
+            let decoded = tongdao_link::encode::decode_payload(0, payload);
+            if !decoded.is_ascii() {
+                return Err(SubmitError::Invalid(format!(
+                    "GSM 7-bit text {decoded:?} is not ASCII; SGIP needs UCS-2 for it"
+                )));
+            }
+            let mut content = request.short_message[..udh_len].to_vec();
+            content.extend_from_slice(decoded.as_bytes());
+            (crate::text::CODING_ASCII, content)
+        } else {
+            (request.data_coding, request.short_message.clone())
+        };
+        let user = request.destination_addr.as_str();
+        Ok(Self {
+            sp_number: request.source_addr.clone(),
+            user_number: user.to_string(),
+            fee: SgipFee::from_link(request.fee.as_ref(), user, request.registered_delivery),
+            priority: 0,
+            expire_time: String::new(),
+            schedule_time: String::new(),
+            tp_pid: 0,
+            tp_udhi,
+            message_coding,
+            content,
+        })
+    }
+
     /// The Submit body with `corp_id`.
     pub fn to_submit(&self, corp_id: &str) -> Submit {
-        let fee = self.fee.clone().unwrap_or_default();
+        let fee = &self.fee;
         Submit {
             sp_number: self.sp_number.clone(),
-            charge_number: fee.charge_number,
+            charge_number: fee.charge_number.clone(),
             user_numbers: vec![self.user_number.clone()],
             corp_id: corp_id.to_string(),
-            service_type: self.service_type.clone(),
+            service_type: fee.service_type.clone(),
             fee_type: fee.fee_type,
             fee_value: fee.fee_value,
             given_value: fee.given_value,
@@ -214,62 +303,12 @@ impl SubmitRequest {
     }
 }
 
-/// A Submit the SMG accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubmitOutcome {
-    /// The canonical string of [`SubmitOutcome::sequence`]: what the Report names.
-    pub message_id: String,
-    /// The Submit's header sequence number.
-    pub sequence: SequenceNumber,
-    /// How many times it was sent (> 1 after throttling).
-    pub attempts: u32,
-}
-
-/// Why a submit did not succeed.
-#[derive(Debug, thiserror::Error)]
-pub enum SubmitError {
-    /// The request cannot be encoded (a field too long, a fee out of range). Permanent.
-    #[error("invalid submit: {0}")]
-    Invalid(String),
-    /// The client is closing or no link could be bound; nothing was sent.
-    #[error("not connected: {0}")]
-    NotConnected(String),
-    /// The SMG answered with a non-zero Result.
-    #[error("rejected: {} ({class:?})", result::name(*result))]
-    Rejected {
-        /// Result of the Submit_Resp.
-        result: u8,
-        /// How to treat it.
-        class: StatusClass,
-    },
-    /// Sent, no Submit_Resp within the timeout: outcome unknown.
-    #[error("no Submit_Resp within the timeout: outcome unknown")]
-    Timeout,
-    /// Sent, then the link was lost before a Submit_Resp: outcome unknown.
-    #[error("link lost before Submit_Resp: outcome unknown")]
-    ConnectionLost,
-    /// A Submit_Resp arrived with a body that did not decode: outcome unknown.
-    #[error("unreadable Submit_Resp: {0}")]
-    MalformedResponse(String),
-}
-
-impl SubmitError {
-    /// True when the MT may or may not have reached the SMG.
-    pub fn outcome_unknown(&self) -> bool {
-        matches!(
-            self,
-            SubmitError::Timeout | SubmitError::ConnectionLost | SubmitError::MalformedResponse(_)
-        )
-    }
-
-    /// `Permanent` for invalid requests and permanent Results, `Throttled` for
-    /// throttling, `Temporary` otherwise (outcome-unknown cases included).
-    pub fn class(&self) -> StatusClass {
-        match self {
-            SubmitError::Invalid(_) => StatusClass::Permanent,
-            SubmitError::Rejected { class, .. } => *class,
-            _ => StatusClass::Temporary,
-        }
+/// A [`SubmitError::Rejected`] for a Result.
+fn rejected(result_code: u8, class: StatusClass) -> SubmitError {
+    SubmitError::Rejected {
+        status: result_code.into(),
+        name: result::name(result_code),
+        class,
     }
 }
 
@@ -373,7 +412,7 @@ impl Link {
     ) -> Result<Pdu, SubmitError> {
         if self.out.send(link::packet(seq, pdu)).is_err() {
             self.unregister(&seq);
-            return Err(SubmitError::NotConnected("link closed".into()));
+            return Err(SubmitError::NotConnected);
         }
         match timeout(wait, rx).await {
             Err(_) => {
@@ -401,12 +440,28 @@ struct Shared {
     minter: Minter,
     window: Semaphore,
     pace: Mutex<Pace>,
-    link: tokio::sync::Mutex<Option<Arc<Link>>>,
+    /// The current link; a std mutex, never held across an await.
+    link: Mutex<Option<Arc<Link>>>,
+    /// Serialises binds, so concurrent submits wait for one connect.
+    connecting: tokio::sync::Mutex<()>,
     draining: AtomicBool,
     binds: AtomicU64,
+    /// Cancelled once the client is closed.
+    closed: CancellationToken,
 }
 
-/// Handle to the SP's link(s) to one SMG. Cheap to clone; clones share the link.
+impl Shared {
+    /// The bound link, if one is up.
+    fn live(&self) -> Option<Arc<Link>> {
+        self.link
+            .lock()
+            .ok()
+            .and_then(|g| g.as_ref().filter(|l| !l.is_down()).cloned())
+    }
+}
+
+/// Handle to the SP's link(s) to one SMG. Cheap to clone; clones share the link. It is
+/// the [`Session`] of `tongdao-link` (see [`crate::Sgip`] for its [`tongdao_link::Connect`]).
 #[derive(Debug, Clone)]
 pub struct Client {
     shared: Arc<Shared>,
@@ -446,9 +501,11 @@ impl Client {
                     throttled_until: Instant::now(),
                     next_pause: config.throttle_backoff,
                 }),
-                link: tokio::sync::Mutex::new(None),
+                link: Mutex::new(None),
+                connecting: tokio::sync::Mutex::new(()),
                 draining: AtomicBool::new(false),
                 binds: AtomicU64::new(0),
+                closed: CancellationToken::new(),
                 config,
             }),
         })
@@ -470,44 +527,48 @@ impl Client {
     }
 
     /// True while a link is bound.
-    pub async fn is_bound(&self) -> bool {
-        self.shared
-            .link
-            .lock()
-            .await
-            .as_ref()
-            .is_some_and(|l| !l.is_down())
+    pub fn is_bound(&self) -> bool {
+        self.shared.live().is_some()
     }
 
     /// Submits in flight on the current link.
-    pub async fn in_flight(&self) -> usize {
-        self.shared
-            .link
-            .lock()
-            .await
-            .as_ref()
-            .map_or(0, |l| l.in_flight())
+    pub fn in_flight(&self) -> usize {
+        self.shared.live().map_or(0, |l| l.in_flight())
     }
 
+    /// True once the client is closing or closed.
+    pub fn is_closed(&self) -> bool {
+        self.shared.draining.load(Ordering::SeqCst) || self.shared.closed.is_cancelled()
+    }
+
+    /// Resolves when the client is closed.
+    pub async fn closed(&self) {
+        self.shared.closed.cancelled().await;
+    }
+
+    /// The bound link, binding one if none is up.
     async fn ensure_link(&self) -> Result<Arc<Link>, ConnectError> {
-        let mut slot = self.shared.link.lock().await;
-        if let Some(l) = slot.as_ref()
-            && !l.is_down()
-        {
-            return Ok(l.clone());
+        if let Some(l) = self.shared.live() {
+            return Ok(l);
+        }
+        let _one = self.shared.connecting.lock().await;
+        if let Some(l) = self.shared.live() {
+            return Ok(l);
         }
         let l = self.bind().await?;
-        *slot = Some(l.clone());
+        if let Ok(mut slot) = self.shared.link.lock() {
+            *slot = Some(l.clone());
+        }
         Ok(l)
     }
 
-    /// Sends one Submit and waits for its Submit_Resp: waits for a window slot, the TPS
-    /// pace and any throttling pause, binds if no link is up, resends after a throttling
-    /// Result up to `throttle_retries` times.
+    /// Sends one Submit in SGIP's own fields and waits for its Submit_Resp: waits for a
+    /// window slot, the TPS pace and any throttling pause, binds if no link is up,
+    /// resends after a throttling Result up to `throttle_retries` times.
     ///
     /// # Errors
     /// [`SubmitError`]; see the module docs for which are outcome-unknown.
-    pub async fn submit(&self, request: &SubmitRequest) -> Result<SubmitOutcome, SubmitError> {
+    pub async fn submit_mt(&self, request: &MtRequest) -> Result<SubmitOutcome, SubmitError> {
         let shared = &self.shared;
         let submit = request.to_submit(&shared.config.corp_id);
         // Checked before anything is sent: an invalid request is permanent.
@@ -518,38 +579,34 @@ impl Client {
         .map_err(|e| SubmitError::Invalid(e.to_string()))?;
         let mut attempts = 0;
         loop {
-            if shared.draining.load(Ordering::SeqCst) {
-                return Err(SubmitError::NotConnected("closing".into()));
+            if self.is_closed() {
+                return Err(SubmitError::NotConnected);
             }
             let _permit = shared
                 .window
                 .acquire()
                 .await
-                .map_err(|_| SubmitError::NotConnected("closed".into()))?;
+                .map_err(|_| SubmitError::NotConnected)?;
             self.pace().await;
-            if shared.draining.load(Ordering::SeqCst) {
-                return Err(SubmitError::NotConnected("closing".into()));
+            if self.is_closed() {
+                return Err(SubmitError::NotConnected);
             }
-            // Registered under the link slot, so the idle closer never takes a link a
-            // submit is about to use.
             let seq = shared.minter.next();
-            let (l, rx) = {
-                let mut slot = shared.link.lock().await;
-                let l = match slot.as_ref() {
-                    Some(l) if !l.is_down() => l.clone(),
-                    _ => {
-                        let l = self
-                            .bind()
-                            .await
-                            .map_err(|e| SubmitError::NotConnected(e.to_string()))?;
-                        *slot = Some(l.clone());
-                        l
-                    }
-                };
-                let rx = l
-                    .register(seq)
-                    .ok_or_else(|| SubmitError::NotConnected("link closed".into()))?;
-                (l, rx)
+            let (l, rx) = loop {
+                let l = self.ensure_link().await.map_err(|e| {
+                    debug!(error = %e, "sgip bind failed");
+                    SubmitError::NotConnected
+                })?;
+                // Registered under the slot lock, so the idle closer never takes a link
+                // a submit is about to use.
+                let registered = shared.link.lock().ok().and_then(|slot| {
+                    slot.as_ref()
+                        .filter(|s| Arc::ptr_eq(s, &l))
+                        .and_then(|_| l.register(seq))
+                });
+                if let Some(rx) = registered {
+                    break (l, rx);
+                }
             };
             attempts += 1;
             let answer = l
@@ -571,7 +628,6 @@ impl Client {
                     self.accepted();
                     return Ok(SubmitOutcome {
                         message_id: seq.to_string(),
-                        sequence: seq,
                         attempts,
                     });
                 }
@@ -582,10 +638,7 @@ impl Client {
                     if class == StatusClass::Throttled {
                         self.throttled();
                     }
-                    return Err(SubmitError::Rejected {
-                        result: resp.result,
-                        class,
-                    });
+                    return Err(rejected(resp.result, class));
                 }
             }
         }
@@ -610,11 +663,12 @@ impl Client {
         shared.draining.store(true, Ordering::SeqCst);
         let window = u32::try_from(shared.config.window).unwrap_or(u32::MAX);
         let _drained = timeout(grace, shared.window.acquire_many(window)).await;
-        let taken = shared.link.lock().await.take();
+        let taken = shared.link.lock().ok().and_then(|mut slot| slot.take());
         if let Some(l) = taken {
             unbind(&l, &shared.minter, shared.config.response_timeout).await;
         }
         shared.window.close();
+        shared.closed.cancel();
     }
 
     async fn pace(&self) {
@@ -695,7 +749,10 @@ impl Client {
                         }
                     },
                     Some(Ok(Frame::Packet(p))) => {
-                        debug!(id = p.pdu.command_id(), "sgip packet before Bind_Resp ignored");
+                        debug!(
+                            id = p.pdu.command_id(),
+                            "sgip packet before Bind_Resp ignored"
+                        );
                     }
                     Some(Ok(Frame::Undecodable(u))) => {
                         return Err(ConnectError::Protocol(format!(
@@ -755,7 +812,11 @@ async fn idle_closer(shared: Arc<Shared>, weak: std::sync::Weak<Link>) {
         if l.is_down() {
             return;
         }
-        let last = l.last_used.lock().map(|t| *t).unwrap_or_else(|_| Instant::now());
+        let last = l
+            .last_used
+            .lock()
+            .map(|t| *t)
+            .unwrap_or_else(|_| Instant::now());
         let due = last + idle;
         let cancel = l.cancel.clone();
         drop(l);
@@ -764,17 +825,17 @@ async fn idle_closer(shared: Arc<Shared>, weak: std::sync::Weak<Link>) {
             _ = sleep_until(due) => {}
         }
         let taken = {
-            let mut slot = shared.link.lock().await;
             let Some(l) = weak.upgrade() else { return };
             let idle_now = l.in_flight() == 0
                 && l.last_used
                     .lock()
                     .map(|t| t.elapsed() >= idle)
                     .unwrap_or(false);
-            if idle_now && slot.as_ref().is_some_and(|s| Arc::ptr_eq(s, &l)) {
-                slot.take()
-            } else {
-                None
+            match shared.link.lock() {
+                Ok(mut slot) if idle_now && slot.as_ref().is_some_and(|s| Arc::ptr_eq(s, &l)) => {
+                    slot.take()
+                }
+                _ => None,
             }
         };
         if let Some(l) = taken {
@@ -799,7 +860,9 @@ async fn read_loop(l: Arc<Link>, mut reader: FramedRead<OwnedReadHalf, SgipCodec
                 warn!(command_id = u.command_id, seq = %u.sequence, error = %u.error, "sgip undecodable packet");
                 if u.is_response() {
                     l.complete(&u.sequence, Err(u.error));
-                } else if let Some(pdu) = Pdu::response_to(u.command_id, undecodable_result(&u.error)) {
+                } else if let Some(pdu) =
+                    Pdu::response_to(u.command_id, undecodable_result(&u.error))
+                {
                     let _ = l.out.send(link::packet(u.sequence, pdu));
                 } else {
                     let resp = bare_resp(u.command_id, u.sequence, result::MESSAGE_ID);
@@ -841,7 +904,11 @@ pub(crate) fn undecodable_result(e: &DecodeError) -> u8 {
 
 /// A bare response (Result + Reserve, the shape of every SGIP response) to a request
 /// with an unknown Command ID, echoing its sequence number.
-pub(crate) fn bare_resp(command_id: u32, sequence: SequenceNumber, result_code: u8) -> bytes::Bytes {
+pub(crate) fn bare_resp(
+    command_id: u32,
+    sequence: SequenceNumber,
+    result_code: u8,
+) -> bytes::Bytes {
     use bytes::BufMut;
     let mut b = bytes::BytesMut::with_capacity(29);
     b.put_u32(29);
@@ -852,4 +919,41 @@ pub(crate) fn bare_resp(command_id: u32, sequence: SequenceNumber, result_code: 
     b.put_u8(result_code);
     b.put_bytes(0, 8);
     b.freeze()
+}
+
+/// The relay's view: [`Client`] is a `tongdao-link` [`Session`]. Requests are mapped by
+/// [`MtRequest::from_link`] (fee fields by [`SgipFee::from_link`]); the outcome's
+/// `message_id` is the Submit's sequence number (`node-MMDDHHMMSS-counter`), which
+/// the Report names.
+impl Session for Client {
+    fn submit(
+        &self,
+        request: &SubmitRequest,
+    ) -> impl std::future::Future<Output = Result<SubmitOutcome, SubmitError>> + Send {
+        let mt = MtRequest::from_link(request);
+        let this = self.clone();
+        async move { this.submit_mt(&mt?).await }
+    }
+
+    fn stop_submitting(&self) {
+        Client::stop_submitting(self);
+    }
+
+    fn close_within(&self, grace: Duration) -> impl std::future::Future<Output = ()> + Send {
+        let this = self.clone();
+        async move { Client::close_within(&this, grace).await }
+    }
+
+    fn is_closed(&self) -> bool {
+        Client::is_closed(self)
+    }
+
+    fn closed(&self) -> impl std::future::Future<Output = ()> + Send {
+        let this = self.clone();
+        async move { Client::closed(&this).await }
+    }
+
+    fn in_flight(&self) -> usize {
+        Client::in_flight(self)
+    }
 }

@@ -112,7 +112,11 @@ impl fmt::Display for SequenceNumber {
     /// `node-MMDDHHMMSS-counter`, the time zero-padded to 10 digits:
     /// `3075512345-1130062959-42`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{:010}-{}", self.node_id, self.timestamp, self.sequence)
+        write!(
+            f,
+            "{}-{:010}-{}",
+            self.node_id, self.timestamp, self.sequence
+        )
     }
 }
 
@@ -588,7 +592,8 @@ impl<'a> Reader<'a> {
             });
         }
         // At most 6 digits: fits u32.
-        t.parse().map_err(|_| DecodeError::NotNumeric { field, value: s })
+        t.parse()
+            .map_err(|_| DecodeError::NotNumeric { field, value: s })
     }
 
     fn reserve(&mut self) -> Result<[u8; 8], DecodeError> {
@@ -901,8 +906,10 @@ mod tests {
         frame.put_slice(b"abc");
         frame.put_slice(b"tail"); // the next frame's first octets stay in the buffer
         let got = decode_from(&mut frame).ok().flatten();
-        assert!(matches!(got, Some(Frame::Undecodable(u)) if !u.is_response()
-            && matches!(u.error, DecodeError::Short { .. })));
+        assert!(
+            matches!(got, Some(Frame::Undecodable(u)) if !u.is_response()
+            && matches!(u.error, DecodeError::Short { .. }))
+        );
         assert_eq!(&frame[..], b"tail");
     }
 }

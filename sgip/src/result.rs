@@ -1,5 +1,5 @@
 //! SGIP 1.2 Result / ErrorCode values (the specification's "错误代码" table) and how the
-//! relay treats them, in the SMPP crate's [`StatusClass`] terms.
+//! relay treats them, in `tongdao-link`'s [`StatusClass`] terms.
 //!
 //! | class | codes | relay action |
 //! | --- | --- | --- |
@@ -11,7 +11,7 @@
 //! Unknown codes default to temporary, as in the SMPP table: a bounded retry costs less
 //! than a wrongly final failure.
 
-use tongdao_smpp::StatusClass;
+use tongdao_link::StatusClass;
 
 /// Success.
 pub const OK: u8 = 0;

@@ -15,6 +15,7 @@
 //!   Unbinds when done; a link silent for [`ServerConfig::idle_timeout`] is closed here.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -23,8 +24,7 @@ use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
-use tongdao_smpp::ReceiptState;
-use tongdao_smpp::encode::ConcatInfo;
+use tongdao_link::{Ack, Answer, Inbound, MoPdu, Receipt, ReceiptState};
 use tracing::{debug, warn};
 
 use crate::client::{bare_resp, undecodable_result};
@@ -64,144 +64,102 @@ impl ServerConfig {
     }
 }
 
-/// A mobile-originated message (one part, if concatenated).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mo {
-    /// UserNumber: the handset.
-    pub user_number: String,
-    /// SPNumber: the service number it was sent to.
-    pub sp_number: String,
-    /// TP_pid.
-    pub tp_pid: u8,
-    /// TP_udhi.
-    pub tp_udhi: u8,
-    /// MessageCoding.
-    pub message_coding: u8,
-    /// MessageContent, UDH included.
-    pub content: Vec<u8>,
-    /// Concatenation info from the UDH.
-    pub concat: Option<ConcatInfo>,
-    /// This part's text, decoded.
-    pub text: String,
+/// The `tongdao-link` MO for one Deliver. The content is handed over as UCS-2
+/// (`data_coding` 8, UDH kept, `esm_class` 0x40 when TP_udhi), whatever its
+/// MessageCoding (0 ASCII, 15 GBK…), so the shared [`tongdao_link::encode::Reassembler`]
+/// joins parts in any coding.
+pub fn mo_of(d: &Deliver) -> MoPdu {
+    let (concat, payload) = text::split(d.tp_udhi, &d.message_content);
+    let body = text::decode(d.message_coding, payload);
+    let udh_len = d.message_content.len() - payload.len();
+    let mut short_message = d.message_content[..udh_len].to_vec();
+    short_message.extend(body.encode_utf16().flat_map(u16::to_be_bytes));
+    MoPdu {
+        source_addr: d.user_number.clone(),
+        destination_addr: d.sp_number.clone(),
+        service_type: String::new(),
+        data_coding: text::CODING_UCS2,
+        esm_class: if d.tp_udhi != 0 {
+            tongdao_link::encode::ESM_UDHI
+        } else {
+            0
+        },
+        short_message,
+        concat,
+        text: body,
+        link_id: None,
+    }
 }
 
-impl Mo {
-    fn from_deliver(d: Deliver) -> Self {
-        let (concat, payload) = text::split(d.tp_udhi, &d.message_content);
-        let body = text::decode(d.message_coding, payload);
-        Self {
-            user_number: d.user_number,
-            sp_number: d.sp_number,
-            tp_pid: d.tp_pid,
-            tp_udhi: d.tp_udhi,
-            message_coding: d.message_coding,
-            concat,
-            text: body,
-            content: d.message_content,
+/// The `tongdao-link` receipt for one Report: `message_id` is the SubmitSequenceNumber's
+/// canonical string (what [`crate::Client`] returned for the MT); State 0 → Delivered,
+/// 1 → Enroute, 2 → Undeliverable (ErrorCode kept), else Unknown; `source_addr` the
+/// recipient. SGIP Reports carry no dates and no SPNumber.
+pub fn receipt_of(r: &Report) -> Receipt {
+    let state = match r.state {
+        STATE_DELIVERED => ReceiptState::Delivered,
+        STATE_WAITING => ReceiptState::Enroute,
+        STATE_FAILED => ReceiptState::Undeliverable,
+        _ => ReceiptState::Unknown,
+    };
+    Receipt {
+        message_id: r.submit_sequence.to_string(),
+        state,
+        error_code: (r.state == STATE_FAILED).then(|| r.error_code.to_string()),
+        submit_date: None,
+        done_date: None,
+        source_addr: r.user_number.clone(),
+        destination_addr: String::new(),
+        raw: format!(
+            "SGIP Report submit={} type={} user={} state={} error={}",
+            r.submit_sequence, r.report_type, r.user_number, r.state, r.error_code
+        ),
+    }
+}
+
+/// Where the listener delivers its events: the receiver of the current session.
+/// [`crate::Sgip`] points it at each new session's channel; [`Server::start`] at the one
+/// it returns. With no receiver (or a full one) an event is answered Result 11 and the
+/// SMG sends it again.
+#[derive(Debug, Clone, Default)]
+pub struct Inlet(Arc<Mutex<Option<mpsc::Sender<Inbound>>>>);
+
+impl Inlet {
+    /// Sends events to `tx` from now on.
+    pub fn set(&self, tx: mpsc::Sender<Inbound>) {
+        if let Ok(mut g) = self.0.lock() {
+            *g = Some(tx);
         }
     }
 
-    /// Feeds this part to `reassembler`; the full text once every part is in.
-    pub fn reassemble(&self, reassembler: &mut tongdao_smpp::encode::Reassembler) -> Option<String> {
-        text::reassemble(
-            reassembler,
-            &self.user_number,
-            self.tp_udhi,
-            self.message_coding,
-            &self.content,
-        )
-    }
-}
-
-/// A status report of an earlier Submit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusReport {
-    /// The MT's message id: the canonical string of `submit_sequence`, as
-    /// [`crate::SubmitOutcome::message_id`] gave it.
-    pub message_id: String,
-    /// SubmitSequenceNumber.
-    pub submit_sequence: SequenceNumber,
-    /// ReportType (0 for a Submit).
-    pub report_type: u8,
-    /// UserNumber.
-    pub user_number: String,
-    /// State: 0 delivered, 1 waiting, 2 failed.
-    pub state: u8,
-    /// ErrorCode.
-    pub error_code: u8,
-}
-
-impl StatusReport {
-    fn from_report(r: Report) -> Self {
-        Self {
-            message_id: r.submit_sequence.to_string(),
-            submit_sequence: r.submit_sequence,
-            report_type: r.report_type,
-            user_number: r.user_number,
-            state: r.state,
-            error_code: r.error_code,
-        }
-    }
-
-    /// The SMPP-style receipt state: 0 Delivered, 1 Enroute, 2 Undeliverable, anything
-    /// else Unknown.
-    pub fn receipt_state(&self) -> ReceiptState {
-        match self.state {
-            STATE_DELIVERED => ReceiptState::Delivered,
-            STATE_WAITING => ReceiptState::Enroute,
-            STATE_FAILED => ReceiptState::Undeliverable,
-            _ => ReceiptState::Unknown,
+    fn send(&self, event: Inbound) {
+        let tx = self.0.lock().ok().and_then(|g| g.clone());
+        // Full or gone: the event's dropped Ack answers Result 11; the SMG resends.
+        if let Some(tx) = tx {
+            let _ = tx.try_send(event);
         }
     }
 }
 
-/// Events from the SMG.
-#[derive(Debug)]
-pub enum Inbound {
-    /// A status report (Report).
-    Report(StatusReport, Ack),
-    /// A mobile-originated message (Deliver).
-    Mo(Mo, Ack),
-}
-
-/// Acknowledgement of one Deliver or Report. Call [`Ack::ack`] once it is stored;
-/// dropping it answers Result 11 (node busy) so the SMG sends it again.
-#[derive(Debug)]
-pub struct Ack {
-    sequence: SequenceNumber,
-    report: bool,
-    out: Option<OutTx>,
-}
-
-impl Ack {
-    /// Answers Result 0.
-    pub fn ack(mut self) {
-        self.respond(result::OK);
-    }
-
-    /// Answers with `result` (a permanent refusal, e.g. 5).
-    pub fn reject(mut self, result: u8) {
-        self.respond(result);
-    }
-
-    fn respond(&mut self, result: u8) {
-        if let Some(out) = self.out.take() {
-            let resp = Resp::new(result);
-            let pdu = if self.report {
-                Pdu::ReportResp(resp)
-            } else {
-                Pdu::DeliverResp(resp)
-            };
-            // A closed link loses the answer; the SMG resends.
-            let _ = out.send(link::packet(self.sequence, pdu));
-        }
-    }
-}
-
-impl Drop for Ack {
-    fn drop(&mut self) {
-        self.respond(result::NODE_BUSY);
-    }
+/// An Ack answering a Deliver/Report on `out`: Ok → Result 0, Retry → 11 (node busy,
+/// the SMG resends), `Status(s)` → Result `s` (32 if above 255).
+fn ack(out: &OutTx, sequence: SequenceNumber, report: bool) -> Ack {
+    let out = out.clone();
+    Ack::new(move |answer| {
+        let code = match answer {
+            Answer::Ok => result::OK,
+            Answer::Retry => result::NODE_BUSY,
+            Answer::Status(s) => u8::try_from(s).unwrap_or(result::SYSTEM_FAILURE),
+        };
+        let resp = Resp::new(code);
+        let pdu = if report {
+            Pdu::ReportResp(resp)
+        } else {
+            Pdu::DeliverResp(resp)
+        };
+        // A closed link loses the answer; the SMG resends.
+        let _ = out.send(link::packet(sequence, pdu));
+    })
 }
 
 /// A running listener. Dropping it stops listening and closes every link.
@@ -209,6 +167,7 @@ impl Drop for Ack {
 pub struct Server {
     local_addr: SocketAddr,
     cancel: CancellationToken,
+    inlet: Inlet,
 }
 
 impl Server {
@@ -216,15 +175,27 @@ impl Server {
     ///
     /// # Errors
     /// The socket error when the address cannot be bound.
-    pub async fn start(
-        config: ServerConfig,
-    ) -> std::io::Result<(Server, mpsc::Receiver<Inbound>)> {
+    pub async fn start(config: ServerConfig) -> std::io::Result<(Server, mpsc::Receiver<Inbound>)> {
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
         let cancel = CancellationToken::new();
         let (tx, rx) = mpsc::channel(config.inbound_capacity.max(1));
-        tokio::spawn(accept_loop(listener, config, tx, cancel.clone()));
-        Ok((Server { local_addr, cancel }, rx))
+        let inlet = Inlet::default();
+        inlet.set(tx);
+        tokio::spawn(accept_loop(listener, config, inlet.clone(), cancel.clone()));
+        Ok((
+            Server {
+                local_addr,
+                cancel,
+                inlet,
+            },
+            rx,
+        ))
+    }
+
+    /// Where events go (see [`Inlet`]).
+    pub fn inlet(&self) -> Inlet {
+        self.inlet.clone()
     }
 
     /// The address the SMG should connect to.
@@ -247,7 +218,7 @@ impl Drop for Server {
 async fn accept_loop(
     listener: TcpListener,
     config: ServerConfig,
-    tx: mpsc::Sender<Inbound>,
+    inlet: Inlet,
     cancel: CancellationToken,
 ) {
     loop {
@@ -258,7 +229,12 @@ async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 debug!(%peer, "sgip SMG connected");
-                tokio::spawn(serve(stream, config.clone(), tx.clone(), cancel.child_token()));
+                tokio::spawn(serve(
+                    stream,
+                    config.clone(),
+                    inlet.clone(),
+                    cancel.child_token(),
+                ));
             }
             Err(e) => {
                 warn!(error = %e, "sgip accept failed");
@@ -268,12 +244,7 @@ async fn accept_loop(
     }
 }
 
-async fn serve(
-    stream: TcpStream,
-    config: ServerConfig,
-    inbound: mpsc::Sender<Inbound>,
-    cancel: CancellationToken,
-) {
+async fn serve(stream: TcpStream, config: ServerConfig, inlet: Inlet, cancel: CancellationToken) {
     let _ = stream.set_nodelay(true);
     let (read, write) = stream.into_split();
     let mut reader = FramedRead::new(read, SgipCodec);
@@ -324,8 +295,7 @@ async fn serve(
                     result::REPEATED_LOGIN
                 } else if b.login_type != LOGIN_SMG_TO_SP {
                     result::LOGIN_TYPE
-                } else if b.login_name != config.login_name || b.login_password != config.password
-                {
+                } else if b.login_name != config.login_name || b.login_password != config.password {
                     result::ILLEGAL_LOGIN
                 } else {
                     result::OK
@@ -344,24 +314,16 @@ async fn serve(
                 break "SMG unbound";
             }
             Pdu::Deliver(d) if bound => {
-                let ack = Ack {
-                    sequence: seq,
-                    report: false,
-                    out: Some(out.clone()),
-                };
-                // Full or gone: the dropped Ack answers node busy; the SMG resends.
-                let _ = inbound.try_send(Inbound::Mo(Mo::from_deliver(*d), ack));
+                inlet.send(Inbound::Mo(mo_of(&d), ack(&out, seq, false)));
             }
             Pdu::Report(r) if bound => {
-                let ack = Ack {
-                    sequence: seq,
-                    report: true,
-                    out: Some(out.clone()),
-                };
-                let _ = inbound.try_send(Inbound::Report(StatusReport::from_report(r), ack));
+                inlet.send(Inbound::Receipt(receipt_of(&r), ack(&out, seq, true)));
             }
             pdu if pdu.command_id() & command::RESP_BIT != 0 => {
-                debug!(id = pdu.command_id(), "sgip response on the SMG's link ignored");
+                debug!(
+                    id = pdu.command_id(),
+                    "sgip response on the SMG's link ignored"
+                );
             }
             pdu => {
                 // Before Bind, or a command an SP does not serve (Submit).

@@ -36,7 +36,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
-use tongdao_smpp::encode::Reassembler;
+use tongdao_link::encode::Reassembler;
 use tracing::debug;
 
 use crate::client::{bare_resp, undecodable_result};
@@ -415,7 +415,8 @@ impl SimHandle {
     /// [`SimError::Stopped`].
     pub fn send_mo(&self, from: &str, to: &str, body: &str) -> Result<usize, SimError> {
         let reference = self.state.mo_ref.fetch_add(1, Ordering::Relaxed) as u8;
-        let parts = text::encode(body, reference).map_err(|e| SimError::InvalidMo(e.to_string()))?;
+        let parts =
+            text::encode(body, reference).map_err(|e| SimError::InvalidMo(e.to_string()))?;
         let mut items = Vec::with_capacity(parts.len());
         for p in &parts {
             let d = Deliver {
@@ -672,7 +673,13 @@ fn accept(state: &State, login: &str, seq: SequenceNumber, s: Submit, dice: &mut
     for user in &s.user_numbers {
         let key = format!("{}\u{0}{user}", s.sp_number);
         let done = state.reassembler.lock().ok().and_then(|mut r| {
-            text::reassemble(&mut r, &key, s.tp_udhi, s.message_coding, &s.message_content)
+            text::reassemble(
+                &mut r,
+                &key,
+                s.tp_udhi,
+                s.message_coding,
+                &s.message_content,
+            )
         });
         if let Some(full) = done
             && let Ok(mut m) = state.messages.lock()
@@ -698,7 +705,11 @@ fn accept(state: &State, login: &str, seq: SequenceNumber, s: Submit, dice: &mut
                 submit_sequence: seq,
                 report_type: 0,
                 user_number: user.clone(),
-                state: if failed { STATE_FAILED } else { STATE_DELIVERED },
+                state: if failed {
+                    STATE_FAILED
+                } else {
+                    STATE_DELIVERED
+                },
                 error_code: if failed {
                     state.config.report_error_code
                 } else {

@@ -9,7 +9,7 @@
 //! character never split). Parts carry the 8-bit-reference concatenation IE
 //! (`05 00 03 ref total seq`), the layout handsets and the SMPP crate use.
 
-use tongdao_smpp::encode::{ConcatInfo, Reassembler, split_udh};
+use tongdao_link::encode::{ConcatInfo, Reassembler, split_udh};
 
 /// MessageCoding: ASCII.
 pub const CODING_ASCII: u8 = 0;
@@ -181,7 +181,7 @@ pub fn split(tp_udhi: u8, content: &[u8]) -> (Option<ConcatInfo>, &[u8]) {
     // TP_udhi 1 means the same as SMPP's esm_class UDHI bit.
     split_udh(
         if tp_udhi != 0 {
-            tongdao_smpp::encode::ESM_UDHI
+            tongdao_link::encode::ESM_UDHI
         } else {
             0
         },
@@ -205,7 +205,10 @@ pub fn decode(message_coding: u8, payload: &[u8]) -> String {
                 .collect();
             String::from_utf16_lossy(&units)
         }
-        CODING_GBK => encoding_rs::GB18030.decode_without_bom_handling(payload).0.into_owned(),
+        CODING_GBK => encoding_rs::GB18030
+            .decode_without_bom_handling(payload)
+            .0
+            .into_owned(),
         _ => String::from_utf8_lossy(payload).into_owned(),
     }
 }
@@ -252,7 +255,13 @@ mod tests {
         for p in parts.iter().rev() {
             assert_eq!(p.tp_udhi, 1);
             assert!(p.content.len() <= 140);
-            done = reassemble(&mut r, "8613000000000", p.tp_udhi, p.message_coding, &p.content);
+            done = reassemble(
+                &mut r,
+                "8613000000000",
+                p.tp_udhi,
+                p.message_coding,
+                &p.content,
+            );
         }
         assert_eq!(done.as_deref(), Some(text.as_str()));
     }

@@ -9,14 +9,16 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::mpsc;
+use tongdao_link::encode::{Alphabet, Concat, Reassembler, encode_in};
+use tongdao_link::{
+    Connect, Fee, FeeType, FeeUserType, Inbound, MoPdu, Receipt, ReceiptState, Session,
+    SubmitError, SubmitRequest,
+};
 use tongdao_sgip::client::ConnectError;
-use tongdao_sgip::codec::{STATE_DELIVERED, STATE_FAILED};
 use tongdao_sgip::sim::{Faults, Sim, SimConfig, SimHandle};
 use tongdao_sgip::{
-    Client, ClientConfig, Fee, Inbound, Mo, Server, ServerConfig, StatusReport, SubmitError,
-    SubmitRequest, text,
+    CHARGE_SP, Client, ClientConfig, MtRequest, Server, ServerConfig, Sgip, SgipFee, text,
 };
-use tongdao_smpp::encode::Reassembler;
 
 const SP_NODE: u32 = 3_010_012_345;
 
@@ -34,8 +36,8 @@ async fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
 /// What the SP's listener received (acked after "storing" it here).
 #[derive(Default)]
 struct Collected {
-    reports: Vec<StatusReport>,
-    mos: Vec<Mo>,
+    reports: Vec<Receipt>,
+    mos: Vec<MoPdu>,
     texts: Vec<String>,
 }
 
@@ -53,10 +55,11 @@ fn collect(mut inbound: mpsc::Receiver<Inbound>) -> Arc<Mutex<Collected>> {
         while let Some(event) = inbound.recv().await {
             let mut c = sink.lock().expect("lock");
             match event {
-                Inbound::Report(r, ack) => {
+                Inbound::Receipt(r, ack) => {
                     c.reports.push(r);
                     ack.ack();
                 }
+                Inbound::Closed(_) => break,
                 Inbound::Mo(mo, ack) => {
                     if let Some(full) = mo.reassemble(&mut reassembler) {
                         c.texts.push(full);
@@ -112,12 +115,13 @@ async fn binds_both_directions_and_refuses_bad_passwords() {
         other => panic!("expected a refused bind, got {other:?}"),
     }
     let client = Client::connect(client_config(&sim)).await.expect("bind");
-    assert!(client.is_bound().await);
+    assert!(client.is_bound());
     assert_eq!(sim.stats().binds, 1);
     assert_eq!(sim.stats().bind_failures, 1);
 
     // SMG → SP, Login Type 2: an MO makes the simulator bind to our listener.
-    sim.send_mo("8613100000001", "10661234", "hello").expect("mo");
+    sim.send_mo("8613100000001", "10661234", "hello")
+        .expect("mo");
     wait_for("the MO over the reverse link", 10, || {
         got.lock().expect("lock").texts == ["hello"]
     })
@@ -141,7 +145,7 @@ async fn binds_both_directions_and_refuses_bad_passwords() {
     assert_eq!(wrong.stats().mos_acked, 0);
     assert_eq!(got.lock().expect("lock").mos.len(), 1);
     client.close().await;
-    assert!(!client.is_bound().await);
+    assert!(!client.is_bound());
 }
 
 /// 2,000 MTs through a window of 16, every Report matched to its MT by the
@@ -167,8 +171,8 @@ async fn two_thousand_submits_through_a_window_with_every_report_matched() {
         let c = client.clone();
         let user = format!("86131{i:08}");
         pending.push(async move {
-            let request = SubmitRequest::new("10661234", &user, &segment("code 4711"));
-            (user, c.submit(&request).await)
+            let request = MtRequest::new("10661234", &user, &segment("code 4711"));
+            (user, c.submit_mt(&request).await)
         });
     }
     while let Some((user, outcome)) = pending.next().await {
@@ -188,15 +192,15 @@ async fn two_thousand_submits_through_a_window_with_every_report_matched() {
     let mut failed = 0;
     for r in &c.reports {
         let user = ids.get(&r.message_id).expect("report names a sent MT");
-        assert_eq!(&r.user_number, user, "report for the MT's recipient");
+        assert_eq!(&r.source_addr, user, "report for the MT's recipient");
         assert!(matched.insert(r.message_id.clone()), "one report per MT");
         match r.state {
-            STATE_DELIVERED => assert_eq!(r.error_code, 0),
-            STATE_FAILED => {
-                assert_eq!(r.error_code, 29);
+            ReceiptState::Delivered => assert_eq!(r.error_code, None),
+            ReceiptState::Undeliverable => {
+                assert_eq!(r.error_code.as_deref(), Some("29"));
                 failed += 1;
             }
-            other => panic!("unexpected State {other}"),
+            other => panic!("unexpected state {other:?}"),
         }
     }
     assert_eq!(matched.len(), 2000);
@@ -210,87 +214,174 @@ async fn two_thousand_submits_through_a_window_with_every_report_matched() {
     client.close().await;
 }
 
-/// the fee fields on the wire are the request's Fee, for a mixed scenario
-/// (free, per message, 包月 billing record, record-only, reply to an MO, SP pays).
+fn link_fee(fee_type: FeeType, fen: u32, who: FeeUserType, reply: bool) -> Fee {
+    Fee {
+        fee_type,
+        fee_code_fen: fen,
+        fee_user_type: who,
+        charge_number: "8613999999999".into(),
+        service_id: format!("SVC{fen}"),
+        link_id: None,
+        in_reply_to_mo: reply,
+    }
+}
+
+/// R-4.3 (issue 16 item 4): for a mixed scenario sent through the `tongdao-link`
+/// session (free, per message, 包月 delivered, 包月 fee record, SP pays, a third
+/// party pays, no fee), the fee fields the SMG records on the wire are exactly what
+/// the relay's fee says, and the 包月 record gets no Report.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fee_fields_on_the_wire_equal_the_request() {
+async fn fee_fields_on_the_wire_equal_the_relays_fee() {
     let (server, got) = listener("smg", "smg-secret").await;
     let sim = smg(&server, SimConfig::default()).await;
-    let client = Client::new(client_config(&sim)).expect("client");
-    let fees = [
-        None,
-        Some(Fee {
-            fee_type: 2,
-            fee_value: 10,
-            morelateto_mt_flag: 0,
-            ..Fee::default()
-        }),
-        Some(Fee {
-            fee_type: 3,
-            fee_value: 500,
-            report_flag: 3,
-            morelateto_mt_flag: 3,
-            ..Fee::default()
-        }),
-        Some(Fee {
-            fee_type: 0,
-            fee_value: 0,
-            given_value: 5,
-            agent_flag: 1,
-            morelateto_mt_flag: 1,
-            ..Fee::default()
-        }),
-        Some(Fee {
-            fee_type: 2,
-            fee_value: 99_999,
-            charge_number: "000000000000000000000".into(),
-            ..Fee::default()
-        }),
+    let sgip = Sgip::new(client_config(&sim), &server);
+    let (session, inbound) = sgip.connect().await.expect("connect");
+    let got_session = collect(inbound);
+    // (fee, expected (FeeType, FeeValue, ChargeNumber, MorelatetoMTFlag, ReportFlag, ServiceType))
+    let cases: Vec<(Option<Fee>, (u8, u32, &str, u8, u8, &str))> = vec![
+        (None, (1, 0, "U", 2, 1, "")),
+        (
+            Some(link_fee(FeeType::Free, 0, FeeUserType::Destination, false)),
+            (1, 0, "U", 2, 1, "SVC0"),
+        ),
+        (
+            Some(link_fee(
+                FeeType::PerMessage,
+                200,
+                FeeUserType::Destination,
+                true,
+            )),
+            (2, 200, "U", 0, 1, "SVC200"),
+        ),
+        (
+            Some(link_fee(
+                FeeType::Monthly,
+                0,
+                FeeUserType::Destination,
+                false,
+            )),
+            (3, 0, "U", 2, 1, "SVC0"),
+        ),
+        (
+            Some(link_fee(
+                FeeType::MonthlyRecordOnly,
+                1500,
+                FeeUserType::Destination,
+                false,
+            )),
+            (3, 1500, "U", 2, 3, "SVC1500"),
+        ),
+        (
+            Some(link_fee(FeeType::PerMessage, 100, FeeUserType::Sp, false)),
+            (2, 100, CHARGE_SP, 2, 1, "SVC100"),
+        ),
+        (
+            Some(link_fee(
+                FeeType::PerMessage,
+                50,
+                FeeUserType::ChargeNumber,
+                true,
+            )),
+            (2, 50, "8613999999999", 0, 1, "SVC50"),
+        ),
     ];
-    let mut sent = HashMap::new();
-    for (i, fee) in fees.iter().enumerate() {
-        let mut request =
-            SubmitRequest::new("1066123401", &format!("8613200000{i:03}"), &segment("fee"));
-        request.service_type = format!("SVC{i}");
-        request.fee = fee.clone();
-        let outcome = client.submit(&request).await.expect("accepted");
-        sent.insert(outcome.message_id, (request, fee.clone().unwrap_or_default()));
+    let mut expected = HashMap::new();
+    for (i, (fee, want)) in cases.iter().enumerate() {
+        let user = format!("8613200000{i:03}");
+        let segment = encode_in("天气预报", Alphabet::Ucs2, Concat::Udh8(0)).expect("encode");
+        let request = SubmitRequest::new("1066123401", &user, &segment[0]).with_fee(fee.clone());
+        let outcome = Session::submit(&session, &request).await.expect("accepted");
+        expected.insert(outcome.message_id, (user, *want));
     }
     let received = sim.received();
-    assert_eq!(received.len(), fees.len());
+    assert_eq!(received.len(), cases.len());
     for r in &received {
-        let (request, fee) = sent.get(&r.message_id).expect("recorded under its id");
+        let (user, (fee_type, value, charge, mt_flag, report_flag, service)) =
+            expected.get(&r.message_id).expect("recorded under its id");
         let s = &r.submit;
-        assert_eq!(s.user_numbers, [request.user_number.clone()]);
-        assert_eq!(s.service_type, request.service_type);
-        assert_eq!(s.corp_id, "12345");
-        assert_eq!(s.sp_number, "1066123401");
+        let charge = if *charge == "U" {
+            user.as_str()
+        } else {
+            charge
+        };
+        assert_eq!(s.user_numbers, [user.clone()]);
         assert_eq!(
-            (s.fee_type, s.fee_value, s.given_value, s.agent_flag),
-            (fee.fee_type, fee.fee_value, fee.given_value, fee.agent_flag)
+            (s.fee_type, s.fee_value, s.charge_number.as_str()),
+            (*fee_type, *value, charge),
+            "{user}"
         );
-        assert_eq!(s.charge_number, fee.charge_number);
-        assert_eq!(s.morelateto_mt_flag, fee.morelateto_mt_flag);
-        assert_eq!(s.report_flag, fee.report_flag);
+        assert_eq!(
+            (s.morelateto_mt_flag, s.report_flag),
+            (*mt_flag, *report_flag)
+        );
+        assert_eq!(
+            (s.service_type.as_str(), s.given_value, s.agent_flag),
+            (*service, 0, 0)
+        );
+        assert_eq!(
+            (s.corp_id.as_str(), s.sp_number.as_str()),
+            ("12345", "1066123401")
+        );
+        assert_eq!((s.message_coding, s.tp_udhi), (8, 0));
     }
-    // ReportFlag 3 (包月 billing record only) gets no Report; the other four do.
-    wait_for("four reports", 10, || got.lock().expect("lock").reports.len() >= 4).await;
-    let monthly = received
+    // Six Reports reach the session's channel; none for the 包月 fee record.
+    wait_for("six reports", 10, || {
+        got_session.lock().expect("lock").reports.len() >= 6
+    })
+    .await;
+    let record = received
         .iter()
         .find(|r| r.submit.report_flag == 3)
-        .expect("monthly MT");
-    let c = got.lock().expect("lock");
-    assert!(c.reports.iter().all(|r| r.message_id != monthly.message_id));
-    assert_eq!(c.reports.len(), 4);
-    // A fee the field cannot hold is refused before anything is sent.
-    let mut too_big = SubmitRequest::new("1066", "8613200000999", &segment("x"));
-    too_big.fee = Some(Fee {
-        fee_value: 100_000,
-        ..Fee::default()
-    });
-    let err = client.submit(&too_big).await.expect_err("refused");
+        .expect("the monthly record");
+    let c = got_session.lock().expect("lock");
+    assert_eq!(c.reports.len(), 6);
+    assert!(c.reports.iter().all(|r| r.message_id != record.message_id));
+    assert!(
+        got.lock().expect("lock").reports.is_empty(),
+        "routed to the session"
+    );
+    drop(c);
+    session.close_within(Duration::from_secs(2)).await;
+    assert!(Session::is_closed(&session));
+}
+
+/// The native fee fields reach the wire as set, FeeType 0 (record only) and GivenValue
+/// included; a fee the 6-digit field cannot hold is refused before anything is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_fee_fields_reach_the_wire() {
+    let (server, _got) = listener("smg", "smg-secret").await;
+    let sim = smg(&server, SimConfig::default()).await;
+    let client = Client::new(client_config(&sim)).expect("client");
+    let fee = SgipFee {
+        fee_type: 0,
+        fee_value: 0,
+        given_value: 5,
+        charge_number: CHARGE_SP.into(),
+        agent_flag: 1,
+        morelateto_mt_flag: 1,
+        report_flag: 0,
+        service_type: "RECORD".into(),
+    };
+    let mut request = MtRequest::new("1066", "8613200000001", &segment("x"));
+    request.fee = fee.clone();
+    let outcome = client.submit_mt(&request).await.expect("accepted");
+    let r = sim.received();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].message_id, outcome.message_id);
+    let s = &r[0].submit;
+    assert_eq!(
+        (s.fee_type, s.fee_value, s.given_value, s.agent_flag),
+        (0, 0, 5, 1)
+    );
+    assert_eq!((s.morelateto_mt_flag, s.report_flag), (1, 0));
+    assert_eq!(
+        (s.charge_number.as_str(), s.service_type.as_str()),
+        (CHARGE_SP, "RECORD")
+    );
+    request.fee.fee_value = 100_000;
+    let err = client.submit_mt(&request).await.expect_err("refused");
     assert!(matches!(err, SubmitError::Invalid(_)), "{err}");
-    assert_eq!(sim.stats().submits, fees.len() as u64);
+    assert_eq!(sim.stats().submits, 1);
 }
 
 /// a long Chinese MT goes as UCS-2 parts with TP_udhi 1 and the SMG reassembles
@@ -306,7 +397,7 @@ async fn long_chinese_text_is_segmented_and_mo_reassembled() {
     for p in &parts {
         assert_eq!((p.tp_udhi, p.message_coding), (1, 8));
         client
-            .submit(&SubmitRequest::new("10661234", "8613300000001", p))
+            .submit_mt(&MtRequest::new("10661234", "8613300000001", p))
             .await
             .expect("accepted");
     }
@@ -324,9 +415,13 @@ async fn long_chinese_text_is_segmented_and_mo_reassembled() {
     .await;
     let c = got.lock().expect("lock");
     assert_eq!(c.mos.len(), 2);
-    assert!(c.mos.iter().all(|m| m.tp_udhi == 1 && m.concat.is_some()));
-    assert_eq!(c.mos[0].user_number, "8613300000001");
-    assert_eq!(c.mos[0].sp_number, "10661234");
+    assert!(
+        c.mos
+            .iter()
+            .all(|m| m.esm_class == 0x40 && m.concat.is_some())
+    );
+    assert_eq!(c.mos[0].source_addr, "8613300000001");
+    assert_eq!(c.mos[0].destination_addr, "10661234");
 }
 
 /// submits in flight when the link drops end with an unknown outcome; the next
@@ -350,12 +445,12 @@ async fn link_drop_with_submits_in_flight_gives_unknown_outcome() {
     for i in 0..5 {
         let c = client.clone();
         in_flight.push(tokio::spawn(async move {
-            let request = SubmitRequest::new("10661234", &format!("861340000000{i}"), &segment("x"));
-            c.submit(&request).await
+            let request = MtRequest::new("10661234", &format!("861340000000{i}"), &segment("x"));
+            c.submit_mt(&request).await
         }));
     }
     wait_for("five stalled submits", 10, || sim.stats().stalled == 5).await;
-    assert_eq!(client.in_flight().await, 5);
+    assert_eq!(client.in_flight(), 5);
     sim.disconnect_all();
     for task in in_flight {
         let err = task.await.expect("join").expect_err("no answer");
@@ -364,7 +459,11 @@ async fn link_drop_with_submits_in_flight_gives_unknown_outcome() {
     }
     sim.set_faults(Faults::default());
     let outcome = client
-        .submit(&SubmitRequest::new("10661234", "8613400000009", &segment("again")))
+        .submit_mt(&MtRequest::new(
+            "10661234",
+            "8613400000009",
+            &segment("again"),
+        ))
         .await
         .expect("accepted after rebinding");
     assert_eq!(outcome.attempts, 1);
@@ -380,15 +479,24 @@ async fn idle_link_is_closed_and_rebound_on_demand() {
     let mut config = client_config(&sim);
     config.idle_timeout = Duration::from_millis(200);
     let client = Client::new(config).expect("client");
-    let send = |n: &str| SubmitRequest::new("10661234", n, &segment("hi"));
-    client.submit(&send("8613500000001")).await.expect("first");
-    assert!(client.is_bound().await);
+    let send = |n: &str| MtRequest::new("10661234", n, &segment("hi"));
+    client
+        .submit_mt(&send("8613500000001"))
+        .await
+        .expect("first");
+    assert!(client.is_bound());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while client.is_bound().await {
-        assert!(tokio::time::Instant::now() < deadline, "idle link not closed");
+    while client.is_bound() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "idle link not closed"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    client.submit(&send("8613500000002")).await.expect("second");
+    client
+        .submit_mt(&send("8613500000002"))
+        .await
+        .expect("second");
     assert_eq!(client.binds(), 2);
     assert_eq!(sim.stats().accepted, 2);
 }
@@ -400,7 +508,8 @@ async fn malformed_packets_are_answered_without_dropping_the_link() {
     let sim = smg(&server, SimConfig::default()).await;
     // SMG → SP: a Deliver cut short, then a good MO on the same link.
     sim.send_malformed_deliver().expect("queue");
-    sim.send_mo("8613600000001", "10661234", "after").expect("mo");
+    sim.send_mo("8613600000001", "10661234", "after")
+        .expect("mo");
     wait_for("the MO after the malformed Deliver", 10, || {
         got.lock().expect("lock").texts == ["after"]
     })
@@ -415,7 +524,9 @@ async fn malformed_packets_are_answered_without_dropping_the_link() {
     use bytes::BufMut;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tongdao_sgip::codec::{Bind, Packet, Pdu, SequenceNumber, Submit, command, to_bytes};
-    let mut s = tokio::net::TcpStream::connect(sim.local_addr()).await.expect("tcp");
+    let mut s = tokio::net::TcpStream::connect(sim.local_addr())
+        .await
+        .expect("tcp");
     let seq = |n| SequenceNumber {
         node_id: SP_NODE,
         timestamp: 1_130_000_000,
@@ -427,9 +538,15 @@ async fn malformed_packets_are_answered_without_dropping_the_link() {
         login_password: "sp-secret".into(),
         reserve: [0; 8],
     });
-    s.write_all(&to_bytes(&Packet { sequence: seq(1), pdu: bind }).expect("encode"))
-        .await
-        .expect("write");
+    s.write_all(
+        &to_bytes(&Packet {
+            sequence: seq(1),
+            pdu: bind,
+        })
+        .expect("encode"),
+    )
+    .await
+    .expect("write");
     let mut bad = bytes::BytesMut::new();
     bad.put_u32(20 + 10);
     bad.put_u32(command::SUBMIT);
@@ -444,9 +561,15 @@ async fn malformed_packets_are_answered_without_dropping_the_link() {
         message_content: b"ok".to_vec(),
         ..Submit::default()
     }));
-    s.write_all(&to_bytes(&Packet { sequence: seq(3), pdu: good }).expect("encode"))
-        .await
-        .expect("write");
+    s.write_all(
+        &to_bytes(&Packet {
+            sequence: seq(3),
+            pdu: good,
+        })
+        .expect("encode"),
+    )
+    .await
+    .expect("write");
     let mut answers = Vec::new();
     for _ in 0..3 {
         let mut frame = [0u8; 29];
@@ -473,7 +596,8 @@ async fn lost_ack_makes_the_smg_resend() {
     let (server, got) = listener("smg", "smg-secret").await;
     let sim = smg(&server, SimConfig::default()).await;
     sim.lose_next_acks(1);
-    sim.send_mo("8613700000001", "10661234", "twice").expect("mo");
+    sim.send_mo("8613700000001", "10661234", "twice")
+        .expect("mo");
     wait_for("the resent MO", 10, || {
         got.lock().expect("lock").texts.len() == 2
     })
