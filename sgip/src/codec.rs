@@ -822,7 +822,7 @@ mod tests {
     }
 
     /// Body sizes from the SGIP 1.2 field tables: Bind 41, every Resp 9, Report 44,
-    /// Submit with one recipient and n octets 143 + n, Deliver 57 + n.
+    /// Submit with one recipient and n octets 144 + n, Deliver 57 + n.
     #[test]
     fn body_sizes_match_the_field_tables() {
         let seq = SequenceNumber::default();
@@ -842,7 +842,7 @@ mod tests {
             message_content: b"hello".to_vec(),
             ..Submit::default()
         };
-        assert_eq!(len(Pdu::Submit(Box::new(submit))), Ok(143 + 5));
+        assert_eq!(len(Pdu::Submit(Box::new(submit))), Ok(144 + 5));
         let deliver = Deliver {
             message_content: b"hi".to_vec(),
             ..Deliver::default()
