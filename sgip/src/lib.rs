@@ -75,6 +75,7 @@
 
 pub mod client;
 pub mod codec;
+pub mod fuzzing;
 mod link;
 pub mod result;
 pub mod server;
