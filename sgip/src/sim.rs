@@ -36,6 +36,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
+use tongdao_link::dice::Dice;
 use tongdao_link::encode::Reassembler;
 use tracing::debug;
 
@@ -232,21 +233,6 @@ pub enum SimError {
     /// The simulator has stopped.
     #[error("simulator stopped")]
     Stopped,
-}
-
-/// splitmix64 dice for the fault rates.
-#[derive(Debug)]
-struct Dice(u64);
-
-impl Dice {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -539,7 +525,7 @@ async fn serve(state: Arc<State>, stream: TcpStream, session: u64) {
     let conn = state.cancel.child_token();
     let writer = tokio::spawn(link::writer(write, out_rx, conn.clone()));
     let kill = state.kill_token();
-    let mut dice = Dice(state.config.seed ^ session.wrapping_mul(0x2545_F491_4F6C_DD1D));
+    let mut dice = Dice::new(state.config.seed ^ session.wrapping_mul(0x2545_F491_4F6C_DD1D));
     let c = &state.counters;
     let idle = state.config.idle_timeout;
     let mut bound: Option<String> = None;

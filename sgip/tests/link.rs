@@ -187,10 +187,10 @@ async fn two_thousand_submits_through_a_window_with_every_report_matched() {
         got.lock().expect("lock").reports.len() >= 2000
     })
     .await;
-    let c = got.lock().expect("lock");
+    let reports = got.lock().expect("lock").reports.clone();
     let mut matched = HashSet::new();
     let mut failed = 0;
-    for r in &c.reports {
+    for r in &reports {
         let user = ids.get(&r.message_id).expect("report names a sent MT");
         assert_eq!(&r.source_addr, user, "report for the MT's recipient");
         assert!(matched.insert(r.message_id.clone()), "one report per MT");
@@ -213,6 +213,10 @@ async fn two_thousand_submits_through_a_window_with_every_report_matched() {
     );
     client.close().await;
 }
+
+/// Expected (FeeType, FeeValue, ChargeNumber — "U" for the recipient —,
+/// MorelatetoMTFlag, ReportFlag, ServiceType).
+type Wire = (u8, u32, &'static str, u8, u8, &'static str);
 
 fn link_fee(fee_type: FeeType, fen: u32, who: FeeUserType, reply: bool) -> Fee {
     Fee {
@@ -237,8 +241,7 @@ async fn fee_fields_on_the_wire_equal_the_relays_fee() {
     let sgip = Sgip::new(client_config(&sim), &server);
     let (session, inbound) = sgip.connect().await.expect("connect");
     let got_session = collect(inbound);
-    // (fee, expected (FeeType, FeeValue, ChargeNumber, MorelatetoMTFlag, ReportFlag, ServiceType))
-    let cases: Vec<(Option<Fee>, (u8, u32, &str, u8, u8, &str))> = vec![
+    let cases: Vec<(Option<Fee>, Wire)> = vec![
         (None, (1, 0, "U", 2, 1, "")),
         (
             Some(link_fee(FeeType::Free, 0, FeeUserType::Destination, false)),
@@ -304,7 +307,7 @@ async fn fee_fields_on_the_wire_equal_the_relays_fee() {
         } else {
             charge
         };
-        assert_eq!(s.user_numbers, [user.clone()]);
+        assert_eq!(s.user_numbers, std::slice::from_ref(user));
         assert_eq!(
             (s.fee_type, s.fee_value, s.charge_number.as_str()),
             (*fee_type, *value, charge),
@@ -333,14 +336,13 @@ async fn fee_fields_on_the_wire_equal_the_relays_fee() {
         .iter()
         .find(|r| r.submit.report_flag == 3)
         .expect("the monthly record");
-    let c = got_session.lock().expect("lock");
-    assert_eq!(c.reports.len(), 6);
-    assert!(c.reports.iter().all(|r| r.message_id != record.message_id));
+    let reports = got_session.lock().expect("lock").reports.clone();
+    assert_eq!(reports.len(), 6);
+    assert!(reports.iter().all(|r| r.message_id != record.message_id));
     assert!(
         got.lock().expect("lock").reports.is_empty(),
         "routed to the session"
     );
-    drop(c);
     session.close_within(Duration::from_secs(2)).await;
     assert!(Session::is_closed(&session));
 }
