@@ -83,27 +83,28 @@ pub(crate) async fn writer(
     result
 }
 
-/// Mints sequence numbers for one node: its id, the current `MMDDHHMMSS` (UTC), and a
-/// wrapping counter.
+/// The counter part of every sequence number this process mints. One counter for all
+/// clients, so a session opened again within the same second never reuses a number
+/// (the Report matches MTs by it).
+static COUNTER: AtomicU32 = AtomicU32::new(1);
+
+/// Mints sequence numbers for one node: its id, the current `MMDDHHMMSS` (UTC), and the
+/// process-wide wrapping counter.
 #[derive(Debug)]
 pub(crate) struct Minter {
     node_id: u32,
-    counter: AtomicU32,
 }
 
 impl Minter {
     pub(crate) fn new(node_id: u32) -> Self {
-        Self {
-            node_id,
-            counter: AtomicU32::new(1),
-        }
+        Self { node_id }
     }
 
     pub(crate) fn next(&self) -> SequenceNumber {
         SequenceNumber {
             node_id: self.node_id,
             timestamp: mmddhhmmss(SystemTime::now()),
-            sequence: self.counter.fetch_add(1, Ordering::Relaxed),
+            sequence: COUNTER.fetch_add(1, Ordering::Relaxed),
         }
     }
 }
