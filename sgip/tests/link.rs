@@ -610,3 +610,46 @@ async fn lost_ack_makes_the_smg_resend() {
     assert_eq!(stats.mos_redelivered, 1);
     assert_eq!(stats.reverse_binds, 2);
 }
+
+/// error Results are classified (21 unreachable → temporary), throttling
+/// (Result 11) is resent up to `throttle_retries` times and then reported as throttled;
+/// neither is an unknown outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_and_throttle_results_are_classified() {
+    use tongdao_link::StatusClass;
+    let (server, _got) = listener("smg", "smg-secret").await;
+    let sim = smg(
+        &server,
+        SimConfig {
+            faults: Faults {
+                error: 1.0,
+                ..Faults::default()
+            },
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    let mut config = client_config(&sim);
+    config.throttle_retries = 2;
+    config.throttle_backoff = Duration::from_millis(1);
+    let client = Client::new(config).expect("client");
+    let request = MtRequest::new("10661234", "8613800000001", &segment("x"));
+    match client.submit_mt(&request).await {
+        Err(SubmitError::Rejected { status, class, .. }) => {
+            assert_eq!((status, class), (21, StatusClass::Temporary));
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    sim.set_faults(Faults {
+        throttle: 1.0,
+        ..Faults::default()
+    });
+    let err = client.submit_mt(&request).await.expect_err("throttled");
+    assert_eq!(err.class(), StatusClass::Throttled);
+    assert!(!err.outcome_unknown());
+    assert_eq!(sim.stats().throttled, 3, "sent once and resent twice");
+    sim.set_faults(Faults::default());
+    let ok = client.submit_mt(&request).await.expect("accepted");
+    assert_eq!(ok.attempts, 1);
+    assert_eq!(sim.stats().accepted, 1);
+}
