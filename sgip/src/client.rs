@@ -60,6 +60,8 @@ pub struct ClientConfig {
     pub node_id: u32,
     /// CorpId (≤ 5 chars) written in every Submit.
     pub corp_id: String,
+    /// ServiceType (≤ 10 chars) for MTs whose request names none.
+    pub service_type: String,
     /// Most Submits outstanding without a Submit_Resp.
     pub window: usize,
     /// Submits per second; 0 = unlimited.
@@ -78,7 +80,7 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    /// Defaults: window 16, unlimited TPS, 10 s response and connect timeouts, links
+    /// Defaults: no default ServiceType, window 16, unlimited TPS, 10 s response and connect timeouts, links
     /// closed after 30 s idle, 100 ms first throttle pause, 10 throttle retries.
     pub fn new(
         address: impl Into<String>,
@@ -93,6 +95,7 @@ impl ClientConfig {
             password: password.into(),
             node_id,
             corp_id: corp_id.into(),
+            service_type: String::new(),
             window: 16,
             tps: 0,
             response_timeout: Duration::from_secs(10),
@@ -237,26 +240,39 @@ impl MtRequest {
     }
 
     /// The relay's request in SGIP fields: `data_coding` 8 (UCS-2) and other codings
-    /// pass through as MessageCoding; 0 (GSM 7-bit unpacked, SMPP's default alphabet)
-    /// is re-encoded as ASCII when the text is ASCII. TP_udhi from `esm_class` 0x40.
+    /// pass through as MessageCoding; 0 (GSM 7-bit unpacked, the relay's single-byte
+    /// parts) is re-encoded as MessageCoding 0 ASCII when the text is ASCII (the SMG
+    /// packs it, so 153 characters a part still fit), else as 15 GBK when that fits
+    /// 140 octets. TP_udhi from `esm_class` 0x40; the fee fields by
+    /// [`SgipFee::from_link`]; ServiceType from the fee's `service_id`, else
+    /// [`ClientConfig::service_type`] (filled in by the client).
     ///
     /// # Errors
-    /// [`SubmitError::Invalid`] for GSM 7-bit text that is not ASCII (send it with
-    /// `Alphabet::Ucs2`, as SGIP needs).
+    /// [`SubmitError::Invalid`] for GSM 7-bit text that is neither ASCII nor fits as GBK
+    /// (send it with `Alphabet::Ucs2`).
     pub fn from_link(request: &SubmitRequest) -> Result<Self, SubmitError> {
         let tp_udhi = u8::from(request.esm_class & tongdao_link::encode::ESM_UDHI != 0);
         let (message_coding, content) = if request.data_coding == tongdao_link::encode::DC_GSM7 {
             let (_, payload) = crate::text::split(tp_udhi, &request.short_message);
             let udh_len = request.short_message.len() - payload.len();
             let decoded = tongdao_link::encode::decode_payload(0, payload);
-            if !decoded.is_ascii() {
-                return Err(SubmitError::Invalid(format!(
-                    "GSM 7-bit text {decoded:?} is not ASCII; SGIP needs UCS-2 for it"
-                )));
-            }
             let mut content = request.short_message[..udh_len].to_vec();
-            content.extend_from_slice(decoded.as_bytes());
-            (crate::text::CODING_ASCII, content)
+            if decoded.is_ascii() {
+                content.extend_from_slice(decoded.as_bytes());
+                (crate::text::CODING_ASCII, content)
+            } else {
+                // GSM 7-bit letters outside ASCII (é, £, €…): GBK has them, two octets
+                // each, if the part still fits 140 octets.
+                let (gbk, _, unmappable) = encoding_rs::GBK.encode(&decoded);
+                if unmappable || udh_len + gbk.len() > 140 {
+                    return Err(SubmitError::Invalid(format!(
+                        "GSM 7-bit text {decoded:?} is neither ASCII nor 140 octets of GBK; \
+                         send it in UCS-2 parts"
+                    )));
+                }
+                content.extend_from_slice(&gbk);
+                (crate::text::CODING_GBK, content)
+            }
         } else {
             (request.data_coding, request.short_message.clone())
         };
@@ -480,6 +496,7 @@ impl Client {
             ("login_name", &config.login_name, 16),
             ("password", &config.password, 16),
             ("corp_id", &config.corp_id, 5),
+            ("service_type", &config.service_type, 10),
         ] {
             if value.len() > width || !value.is_ascii() {
                 return Err(ConnectError::Config(format!(
@@ -570,7 +587,10 @@ impl Client {
     /// [`SubmitError`]; see the module docs for which are outcome-unknown.
     pub async fn submit_mt(&self, request: &MtRequest) -> Result<SubmitOutcome, SubmitError> {
         let shared = &self.shared;
-        let submit = request.to_submit(&shared.config.corp_id);
+        let mut submit = request.to_submit(&shared.config.corp_id);
+        if submit.service_type.is_empty() {
+            submit.service_type.clone_from(&shared.config.service_type);
+        }
         // Checked before anything is sent: an invalid request is permanent.
         crate::codec::to_bytes(&Packet {
             sequence: SequenceNumber::default(),
@@ -955,5 +975,49 @@ impl Session for Client {
 
     fn in_flight(&self) -> usize {
         Client::in_flight(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tongdao_link::encode::{Alphabet, Concat, encode_in};
+
+    fn relay_request(text: &str) -> Vec<SubmitRequest> {
+        encode_in(text, Alphabet::Auto, Concat::Udh8(1))
+            .expect("encode")
+            .iter()
+            .map(|s| SubmitRequest::new("1066", "8613000000001", s))
+            .collect()
+    }
+
+    /// The relay's GSM 7-bit parts become ASCII (or GBK for é, £…), its UCS-2 parts stay
+    /// UCS-2, TP_udhi follows the UDH.
+    #[test]
+    fn relay_parts_map_to_message_codings() {
+        let ascii = MtRequest::from_link(&relay_request("Hello @ home")[0]).expect("ascii");
+        assert_eq!((ascii.message_coding, ascii.tp_udhi), (0, 0));
+        assert_eq!(ascii.content, b"Hello @ home");
+
+        let latin = MtRequest::from_link(&relay_request("Café 5€")[0]).expect("gbk");
+        assert_eq!(latin.message_coding, 15);
+        assert_eq!(crate::text::decode(15, &latin.content), "Café 5€");
+
+        let long: Vec<_> = relay_request(&"a".repeat(200))
+            .iter()
+            .map(|r| MtRequest::from_link(r).expect("ascii parts"))
+            .collect();
+        assert_eq!(long.len(), 2);
+        assert!(long.iter().all(|m| m.tp_udhi == 1 && m.message_coding == 0));
+        assert_eq!(&long[0].content[..3], &[5, 0, 3]);
+
+        let chinese = MtRequest::from_link(&relay_request("你好")[0]).expect("ucs2");
+        assert_eq!(chinese.message_coding, 8);
+
+        let too_wide = relay_request(&"é".repeat(150));
+        assert!(matches!(
+            MtRequest::from_link(&too_wide[0]),
+            Err(SubmitError::Invalid(_))
+        ));
     }
 }
