@@ -193,3 +193,25 @@ proptest! {
         prop_assert_eq!(second, Frame::Packet(Box::new(good)));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Any text splits into Submits of at most 160 (ASCII) / 140 octets, TP_udhi set
+    /// exactly when there are parts, and reassembles to itself in any part order.
+    #[test]
+    fn text_segments_fit_and_reassemble(text in "\\PC{1,400}", reverse in any::<bool>()) {
+        let parts = tongdao_sgip::text::encode(&text, 7).expect("encode");
+        let limit = if parts[0].message_coding == 0 { 160 } else { 140 };
+        prop_assert!(parts.iter().all(|p| p.content.len() <= limit));
+        prop_assert!(parts.iter().all(|p| (p.tp_udhi == 1) == (parts.len() > 1)));
+        let mut reassembler = tongdao_link::encode::Reassembler::new();
+        let mut done = None;
+        let ordered: Vec<_> = if reverse { parts.iter().rev().collect() } else { parts.iter().collect() };
+        for p in ordered {
+            done = tongdao_sgip::text::reassemble(
+                &mut reassembler, "8613000000000", p.tp_udhi, p.message_coding, &p.content);
+        }
+        prop_assert_eq!(done, Some(text));
+    }
+}
