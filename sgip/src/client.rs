@@ -9,7 +9,8 @@
 //! submit.
 //!
 //! # Delivery semantics (the same classes as the SMPP session)
-//! * [`Client::submit`] returns `Ok` only for Result 0. The outcome's `message_id` is the
+//! * [`Client::submit_mt`] (SGIP fields) and `Session::submit` (the relay's request,
+//!   mapped by [`MtRequest::from_link`]) return `Ok` only for Result 0. The outcome's `message_id` is the
 //!   canonical string of the Submit's [`SequenceNumber`]: SGIP's Submit_Resp carries no
 //!   message id, and the SMG's Report names the MT by that sequence number.
 //! * [`SubmitError::outcome_unknown`] is true when the Submit may have reached the SMG
