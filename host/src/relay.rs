@@ -1,5 +1,5 @@
 //! The relay: the durable outbox, operator links over
-//! SMPP 3.4, receipts and MO intake.
+//! SMPP 3.4, CMPP 3.0/2.0 or SGIP 1.2 (issue 16), receipts and MO intake.
 //!
 //! - [`routing`]: number normalisation and longest-prefix routing to an operator.
 //! - [`outbox`]: MT rows, claims, submit outcomes, retries, expiry, receipts applied.
@@ -204,7 +204,7 @@ impl Relay {
         }
         let receipt_ids: Vec<(String, ReceiptIds)> = operators
             .iter()
-            .map(|o| (o.name.clone(), o.receipt_ids))
+            .map(|o| (o.name.clone(), o.receipt_format()))
             .collect();
         let sweeper = tokio::spawn(sweeper(shared.clone(), receipt_ids));
         Self {

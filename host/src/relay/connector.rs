@@ -33,8 +33,14 @@ use super::outbox::{self, Claimed, Failure, SubmitResult};
 use super::settings::{ConcatMode, OperatorConfig, Protocol, ReceiptIds};
 use super::{BindView, RelayShared};
 
-/// The protocols this binary can speak to an operator.
-pub const SUPPORTED: &[Protocol] = &[Protocol::Smpp];
+/// The protocols this binary can speak to an operator (issue 16): SMPP 3.4
+/// (`tongdao-smpp`), CMPP 3.0 and 2.0 (`tongdao-cmpp`), SGIP 1.2 (`tongdao-sgip`).
+pub const SUPPORTED: &[Protocol] = &[
+    Protocol::Smpp,
+    Protocol::Cmpp3,
+    Protocol::Cmpp2,
+    Protocol::Sgip12,
+];
 
 /// Most outcomes (in batches of `[relay] batch`) that may wait in memory for the
 /// writer before the binds of this process claim again.
@@ -47,31 +53,99 @@ const UNSTORED_WAIT: Duration = Duration::from_millis(200);
 const IDLE_POLL: Duration = Duration::from_millis(100);
 
 /// Run one bind of `operator` until the relay stops, over its protocol.
+///
+/// An SGIP operator's bind also runs the SP listener of `[operators.sgip] listen`
+/// for as long as the bind runs: the SMG connects back to it with its Deliver
+/// (MO) and Report (receipt) commands, which reach the same inbound path as the
+/// other protocols' (issue 16 item 2). A listener that cannot be bound stops the
+/// bind with the reason in its link status.
 pub(super) async fn run_bind(
     shared: Arc<RelayShared>,
     operator: OperatorConfig,
     view: Arc<BindView>,
     status: watch::Sender<LinkStatus>,
 ) {
+    let window = usize::try_from(operator.window).unwrap_or(1).max(1);
     match operator.protocol {
         Protocol::Smpp => {
             let mut config =
                 ClientConfig::new(&operator.address, &operator.system_id, &operator.password);
             config.system_type = operator.system_type.clone();
-            config.window = usize::try_from(operator.window).unwrap_or(1).max(1);
+            config.window = window;
             config.tps = operator.tps;
             run_over(shared, operator, view, status, config).await;
         }
-        other => {
-            // Configuration validation refuses this first; never a silent idle bind.
-            let reason = format!("protocol {} is not built into this binary", other.as_str());
-            tracing::error!(operator = %operator.name, %reason, "operator bind not started");
-            status.send_modify(|s| {
-                s.state = LinkState::Stopped;
-                s.last_error = Some(reason);
-            });
+        Protocol::Cmpp3 | Protocol::Cmpp2 => {
+            let version = if operator.protocol == Protocol::Cmpp3 {
+                tongdao_cmpp::Version::V30
+            } else {
+                tongdao_cmpp::Version::V20
+            };
+            let mut config = tongdao_cmpp::ClientConfig::new(
+                &operator.address,
+                &operator.system_id,
+                &operator.password,
+                version,
+            );
+            config.window = window;
+            config.tps = operator.tps;
+            if let Some(secs) = operator
+                .cmpp
+                .as_ref()
+                .map(|c| c.active_test_secs)
+                .filter(|s| *s > 0)
+            {
+                config.active_test_interval = Duration::from_secs(secs);
+            }
+            run_over(shared, operator, view, status, config).await;
+        }
+        Protocol::Sgip12 => {
+            let settings = operator.sgip.clone().unwrap_or_default();
+            let listener = match settings.listen.parse::<std::net::SocketAddr>() {
+                Ok(listen) => tongdao_sgip::Server::start(tongdao_sgip::ServerConfig::new(
+                    listen,
+                    &settings.smg_login,
+                    &settings.smg_password,
+                ))
+                .await
+                .map_err(|e| format!("SGIP listener on {listen}: {e}")),
+                Err(e) => Err(format!(
+                    "[operators.sgip] listen `{}` is not host:port: {e}",
+                    settings.listen
+                )),
+            };
+            // Until a session is up, the listener answers the SMG "busy" (Result 11)
+            // and it sends again: nothing reaches this first receiver.
+            let server = match listener {
+                Ok((server, _before_first_session)) => server,
+                Err(reason) => return not_started(&operator, &status, reason),
+            };
+            tracing::info!(operator = %operator.name, listen = %server.local_addr(), "SGIP listener up");
+            let mut client = tongdao_sgip::ClientConfig::new(
+                &operator.address,
+                &operator.system_id,
+                &operator.password,
+                settings.node_id,
+                &settings.corp_id,
+            );
+            client.service_type = settings.service_type.clone();
+            client.window = window;
+            client.tps = operator.tps;
+            let config = tongdao_sgip::Sgip::new(client, &server);
+            run_over(shared, operator, view, status, config).await;
+            server.shutdown();
         }
     }
+}
+
+/// A bind that cannot start: logged and shown in its link status, never a silent
+/// idle bind.
+fn not_started(operator: &OperatorConfig, status: &watch::Sender<LinkStatus>, reason: String) {
+    tracing::error!(operator = %operator.name, %reason, "operator bind not started");
+    status.send_modify(|s| {
+        s.state = LinkState::Stopped;
+        s.last_error = Some(reason);
+    });
 }
 
 /// [`run_bind`] over one protocol's [`Connect`].
@@ -366,7 +440,7 @@ impl Outcomes {
         if let Ok(mut queue) = self.queue.lock() {
             queue.bursts.push(ReceiptBurst {
                 operator: operator.name.clone(),
-                receipt_ids: operator.receipt_ids,
+                receipt_ids: operator.receipt_format(),
                 receipts,
                 stored,
             });

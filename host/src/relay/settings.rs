@@ -93,6 +93,13 @@ impl Protocol {
         }
     }
 
+    /// Parses [`Protocol::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Smpp, Self::Cmpp3, Self::Cmpp2, Self::Sgip12]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
+
     /// Whether submits carry the operator fee fields (代计费, issue 16 item 4): CMPP and
     /// SGIP do; SMPP 3.4 has no such fields.
     pub fn carries_fees(self) -> bool {
@@ -105,7 +112,8 @@ impl Protocol {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CmppSettings {
-    /// `Msg_src` of every submit (the SP_Id, 6 chars); empty: `system_id`.
+    /// `Msg_src` of every submit: the SP_Id of the login; empty or equal to `system_id`
+    /// (anything else is refused: the session writes the login's SP_Id).
     pub msg_src: String,
     /// `Service_Id` for MTs without a service of their own (notices, tests), ≤ 10
     /// chars; a service's MTs carry its code.
@@ -151,6 +159,15 @@ impl OperatorConfig {
                 "operator `{name}`: [operators.cmpp] is for protocol cmpp3 or cmpp2, not {protocol}"
             ));
         }
+        if let Some(c) = &self.cmpp
+            && !c.msg_src.is_empty()
+            && c.msg_src != self.system_id
+        {
+            return Err(format!(
+                "operator `{name}`: [operators.cmpp] msg_src `{}` differs from system_id: the CMPP session writes the login's SP_Id as Msg_src (leave msg_src empty)",
+                c.msg_src
+            ));
+        }
         if self.sgip.is_some() && self.protocol != Protocol::Sgip12 {
             return Err(format!(
                 "operator `{name}`: [operators.sgip] is for protocol sgip12, not {protocol}"
@@ -161,6 +178,11 @@ impl OperatorConfig {
         {
             return Err(format!(
                 "operator `{name}`: protocol sgip12 needs [operators.sgip] listen (the SMG connects back to it)"
+            ));
+        }
+        if self.protocol == Protocol::Sgip12 && self.binds > 1 {
+            return Err(format!(
+                "operator `{name}`: protocol sgip12 runs one session per operator (its links open on demand and the SMG's Reports come to one listener); set binds = 1 and use window for concurrency"
             ));
         }
         if !super::connector::SUPPORTED.contains(&self.protocol) {
@@ -183,6 +205,17 @@ impl OperatorConfig {
             (Some(c), _) => &c.service_id,
             (None, Some(s)) => &s.service_type,
             (None, None) => "",
+        }
+    }
+
+    /// How this operator's receipt ids relate to its submit ids. CMPP writes the
+    /// `Msg_Id` of the submit response in its status report, and SGIP names the MT by
+    /// the Submit's sequence number in its Report, both spelled the same by their
+    /// sessions, so `auto` is `same` for them; SMPP's is the configured or learned one.
+    pub fn receipt_format(&self) -> ReceiptIds {
+        match (self.protocol, self.receipt_ids) {
+            (Protocol::Smpp, format) | (_, format @ (ReceiptIds::Same | ReceiptIds::HexToDecimal | ReceiptIds::DecimalToHex)) => format,
+            (_, ReceiptIds::Auto) => ReceiptIds::Same,
         }
     }
 
@@ -393,6 +426,45 @@ mod tests {
             assert_eq!(op.check_protocol().is_ok(), supported, "{protocol:?}");
         }
         assert!(Protocol::Cmpp3.carries_fees() && !Protocol::Smpp.carries_fees());
+    }
+
+    /// Issue 16 part D: every protocol is built in; an SGIP operator runs one session
+    /// (its SMG reports to one listener); a CMPP `msg_src` the session would not write
+    /// is refused; CMPP and SGIP receipts are read as spelled unless configured.
+    #[test]
+    fn wired_protocols_and_their_limits() {
+        for protocol in ["smpp", "cmpp3", "cmpp2", "sgip12"] {
+            let p = Protocol::parse(protocol).expect("known");
+            assert_eq!(p.as_str(), protocol);
+            assert!(super::super::connector::SUPPORTED.contains(&p), "{protocol}");
+        }
+        assert_eq!(Protocol::parse("cmpp4"), None);
+        let mut sgip = operator(Protocol::Sgip12);
+        sgip.sgip = Some(SgipSettings {
+            listen: "127.0.0.1:8801".into(),
+            ..SgipSettings::default()
+        });
+        assert_eq!(sgip.check_protocol(), Ok(()));
+        sgip.binds = 2;
+        let reason = sgip.check_protocol().expect_err("refused");
+        assert!(reason.contains("binds = 1"), "{reason}");
+        let mut cmpp = operator(Protocol::Cmpp3);
+        cmpp.system_id = "901234".into();
+        cmpp.cmpp = Some(CmppSettings {
+            msg_src: "901234".into(),
+            ..CmppSettings::default()
+        });
+        assert_eq!(cmpp.check_protocol(), Ok(()));
+        cmpp.cmpp = Some(CmppSettings {
+            msg_src: "999999".into(),
+            ..CmppSettings::default()
+        });
+        let reason = cmpp.check_protocol().expect_err("refused");
+        assert!(reason.contains("msg_src"), "{reason}");
+        assert_eq!(cmpp.receipt_format(), ReceiptIds::Same);
+        assert_eq!(operator(Protocol::Smpp).receipt_format(), ReceiptIds::Auto);
+        cmpp.receipt_ids = ReceiptIds::HexToDecimal;
+        assert_eq!(cmpp.receipt_format(), ReceiptIds::HexToDecimal);
     }
 
     #[test]
