@@ -425,6 +425,10 @@ const DEMO_UNICOM_PREFIXES: &[&str] = &[
     "130", "131", "132", "145", "155", "156", "166", "167", "175", "176", "185", "186", "196",
 ];
 
+/// The demo SP's login at both gateways (CMPP SP_Id, SGIP Login Name) and its secret.
+const DEMO_SP_ID: &str = "901234";
+const DEMO_SECRET: &str = "demo";
+
 /// The demo's operator gateways: China Mobile's ISMG (CMPP 3.0) and China Unicom's
 /// SMG (SGIP 1.2), simulated in process, each serving its operator's prefixes.
 pub struct Gateways {
@@ -461,7 +465,9 @@ impl Gateways {
 /// `unicom` (SGIP 1.2, with the relay's listener on a free loopback port the SMG
 /// connects back to) at them.
 async fn operators(config: &mut Config) -> anyhow::Result<Gateways> {
+    // The ISMG checks our authenticator and proves it knows the secret too.
     let cmpp = tongdao_cmpp::sim::Sim::start(tongdao_cmpp::sim::SimConfig {
+        credentials: Some((DEMO_SP_ID.into(), DEMO_SECRET.into())),
         report_delay: RECEIPT_DELAY,
         report_failure: UNDELIVERABLE,
         ..Default::default()
@@ -483,8 +489,8 @@ async fn operators(config: &mut Config) -> anyhow::Result<Gateways> {
     let base = |name: &str, prefixes: &[&str], address: String| OperatorConfig {
         name: name.into(),
         address,
-        system_id: "901234".into(),
-        password: "demo".into(),
+        system_id: DEMO_SP_ID.into(),
+        password: DEMO_SECRET.into(),
         binds: 1,
         window: 50,
         prefixes: prefixes.iter().map(|p| (*p).to_string()).collect(),
@@ -498,7 +504,11 @@ async fn operators(config: &mut Config) -> anyhow::Result<Gateways> {
             service_id: "HELP".into(),
             ..CmppSettings::default()
         }),
-        ..base("mobile", DEMO_MOBILE_PREFIXES, cmpp.local_addr().to_string())
+        ..base(
+            "mobile",
+            DEMO_MOBILE_PREFIXES,
+            cmpp.local_addr().to_string(),
+        )
     };
     let unicom = OperatorConfig {
         protocol: Protocol::Sgip12,
@@ -510,7 +520,11 @@ async fn operators(config: &mut Config) -> anyhow::Result<Gateways> {
             smg_login: "smg".into(),
             smg_password: "demo".into(),
         }),
-        ..base("unicom", DEMO_UNICOM_PREFIXES, sgip.local_addr().to_string())
+        ..base(
+            "unicom",
+            DEMO_UNICOM_PREFIXES,
+            sgip.local_addr().to_string(),
+        )
     };
     config.operators.push(mobile);
     config.operators.push(unicom);

@@ -220,11 +220,15 @@ async fn send_mo(
     Json(mo): Json<MoRequest>,
 ) -> Result<Json<Value>, (axum::http::StatusCode, Json<Value>)> {
     let sent = match sim.as_ref() {
-        AnySim::Smpp(s) => s.send_mo(&mo.from, &mo.to, &mo.text).map_err(|e| e.to_string()),
+        AnySim::Smpp(s) => s
+            .send_mo(&mo.from, &mo.to, &mo.text)
+            .map_err(|e| e.to_string()),
         AnySim::Cmpp(s) => s
             .send_mo(&mo.from, &mo.to, "", &mo.text, &mo.link_id)
             .map_err(|e| e.to_string()),
-        AnySim::Sgip(s) => s.send_mo(&mo.from, &mo.to, &mo.text).map_err(|e| e.to_string()),
+        AnySim::Sgip(s) => s
+            .send_mo(&mo.from, &mo.to, &mo.text)
+            .map_err(|e| e.to_string()),
     };
     sent.map(|parts| Json(json!({ "parts": parts })))
         .map_err(|message| {

@@ -469,19 +469,22 @@ async fn mo_and_reply(protocol: Protocol) {
             common::count_messages(&store, "delivered").await == 1
         })
         .await;
-        let (reply_text,): (String,) =
-            sqlx::query_as("SELECT text FROM messages WHERE mo_id = $1")
-                .bind(mo_id)
-                .fetch_one(store.pool())
-                .await
-                .unwrap();
+        let (reply_text,): (String,) = sqlx::query_as("SELECT text FROM messages WHERE mo_id = $1")
+            .bind(mo_id)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
         assert!(reply_text.contains("白羊"), "{}: {reply_text}", db.name);
         let reply: Vec<Wire> = gateway
             .received()
             .into_iter()
             .filter(|w| w.dest == number && w.service == "XZ")
             .collect();
-        assert!(!reply.is_empty(), "{}: the reply reached the gateway", db.name);
+        assert!(
+            !reply.is_empty(),
+            "{}: the reply reached the gateway",
+            db.name
+        );
         match protocol {
             Protocol::Cmpp3 => {
                 assert_eq!(stored_link.as_deref(), Some(link_id), "{}", db.name);
@@ -561,9 +564,16 @@ async fn fees_equal_charge_events(protocol: Protocol) {
             Some(31),
         )
         .await;
-        let free =
-            bulk::approved_service_with(&store, partner.id, "MF", "horoscope", FeeType::Free, 0, None)
-                .await;
+        let free = bulk::approved_service_with(
+            &store,
+            partner.id,
+            "MF",
+            "horoscope",
+            FeeType::Free,
+            0,
+            None,
+        )
+        .await;
         let long: String = PHRASE.chars().cycle().take(100).collect();
         // (number, service code, service id, plan, price, texts)
         let plan: [(&str, &str, i64, ChargePlan, i64, Vec<String>); 5] = [
@@ -621,9 +631,16 @@ async fn fees_equal_charge_events(protocol: Protocol) {
             } else {
                 *price
             };
-            let subscription =
-                subscription(&store, partner.id, *service_id, number, fee_type, monthly_price, now)
-                    .await;
+            let subscription = subscription(
+                &store,
+                partner.id,
+                *service_id,
+                number,
+                fee_type,
+                monthly_price,
+                now,
+            )
+            .await;
             for text in texts {
                 relay
                     .enqueue(NewMessage {
@@ -666,9 +683,17 @@ async fn fees_equal_charge_events(protocol: Protocol) {
                 3 => {
                     let fee = i64::from(w.fee_fen);
                     let seen = *wire_monthly.entry(key.clone()).or_insert(fee);
-                    assert_eq!(seen, fee, "{}: one monthly fee per subscription: {w:?}", db.name);
+                    assert_eq!(
+                        seen, fee,
+                        "{}: one monthly fee per subscription: {w:?}",
+                        db.name
+                    );
                 }
-                1 => assert_eq!(w.fee_fen, 0, "{}: a free part carries no fee: {w:?}", db.name),
+                1 => assert_eq!(
+                    w.fee_fen, 0,
+                    "{}: a free part carries no fee: {w:?}",
+                    db.name
+                ),
                 other => panic!("{}: unexpected fee type {other}: {w:?}", db.name),
             }
         }
@@ -710,26 +735,34 @@ async fn fees_equal_charge_events(protocol: Protocol) {
         }
         let key = |n: &str, s: &str| (n.to_string(), s.to_string());
         assert_eq!(
-            wire_per_message, events_per_message,
+            wire_per_message,
+            events_per_message,
             "{} {}: per-message fees on the wire = per-message charge events",
             protocol.as_str(),
             db.name
         );
         assert_eq!(
             events_per_message,
-            BTreeMap::from([(key("13800000001", "DB"), 30), (key("13800000002", "DB"), 10)]),
+            BTreeMap::from([
+                (key("13800000001", "DB"), 30),
+                (key("13800000002", "DB"), 10)
+            ]),
             "{}: three MTs (one of them long) and one at 10 fen",
             db.name
         );
         assert_eq!(
-            wire_monthly, events_monthly,
+            wire_monthly,
+            events_monthly,
             "{} {}: the monthly fee on the wire = the month's charge event",
             protocol.as_str(),
             db.name
         );
         assert_eq!(
             events_monthly,
-            BTreeMap::from([(key("13800000003", "BY"), 300), (key("13800000004", "BY"), 300)]),
+            BTreeMap::from([
+                (key("13800000003", "BY"), 300),
+                (key("13800000004", "BY"), 300)
+            ]),
             "{}",
             db.name
         );

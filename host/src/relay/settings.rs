@@ -214,7 +214,11 @@ impl OperatorConfig {
     /// sessions, so `auto` is `same` for them; SMPP's is the configured or learned one.
     pub fn receipt_format(&self) -> ReceiptIds {
         match (self.protocol, self.receipt_ids) {
-            (Protocol::Smpp, format) | (_, format @ (ReceiptIds::Same | ReceiptIds::HexToDecimal | ReceiptIds::DecimalToHex)) => format,
+            (Protocol::Smpp, format)
+            | (
+                _,
+                format @ (ReceiptIds::Same | ReceiptIds::HexToDecimal | ReceiptIds::DecimalToHex),
+            ) => format,
             (_, ReceiptIds::Auto) => ReceiptIds::Same,
         }
     }
@@ -436,7 +440,10 @@ mod tests {
         for protocol in ["smpp", "cmpp3", "cmpp2", "sgip12"] {
             let p = Protocol::parse(protocol).expect("known");
             assert_eq!(p.as_str(), protocol);
-            assert!(super::super::connector::SUPPORTED.contains(&p), "{protocol}");
+            assert!(
+                super::super::connector::SUPPORTED.contains(&p),
+                "{protocol}"
+            );
         }
         assert_eq!(Protocol::parse("cmpp4"), None);
         let mut sgip = operator(Protocol::Sgip12);
