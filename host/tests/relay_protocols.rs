@@ -263,12 +263,7 @@ const PHRASE: &str = "通道平台为合作伙伴提供短信内容服务，星�
 async fn thousands_of_mts(protocol: Protocol) {
     let db = common::sqlite().await;
     let (gateway, operator) = Gateway::start(protocol, 0.1).await;
-    let relay = Relay::start(
-        db.store.clone(),
-        relay_config(),
-        &[operator],
-        common::relay_compliance(&db.store),
-    );
+    let operators = [operator];
     let audience = common::Audience::new(&db.store, &["mobile"]).await;
     let n = 2_000u32;
     let chinese: String = PHRASE.chars().cycle().take(300).collect();
@@ -278,7 +273,15 @@ async fn thousands_of_mts(protocol: Protocol) {
         .take(200)
         .collect();
     let mut expected: HashMap<String, String> = HashMap::new();
-    let mut mts = Vec::new();
+    // Queued before the relay starts, so the time below is the relay's alone.
+    let routes = Routes::new(&operators);
+    let relay_config = relay_config();
+    let compliance = common::relay_compliance(&db.store);
+    let gate = tongdao::relay::outbox::Gate {
+        routes: &routes,
+        relay: &relay_config,
+        compliance: &compliance,
+    };
     for i in 0..n {
         let number = format!("1390000{i:04}");
         let text = match i {
@@ -287,16 +290,22 @@ async fn thousands_of_mts(protocol: Protocol) {
             _ => format!("第{i}条 bulletin {i}"),
         };
         expected.insert(number.clone(), text.clone());
-        mts.push(audience.mt(&db.store, number, text).await);
+        let mt = audience.mt(&db.store, number, text).await;
+        tongdao::relay::outbox::enqueue(&db.store, gate, mt)
+            .await
+            .unwrap();
     }
     let started = Instant::now();
-    for mt in mts {
-        relay.enqueue(mt).await.unwrap();
-    }
+    let relay = Relay::start(
+        db.store.clone(),
+        relay_config.clone(),
+        &operators,
+        compliance.clone(),
+    );
     wait_final(&db.store, i64::from(n), Duration::from_secs(180)).await;
     let elapsed = started.elapsed();
     eprintln!(
-        "{}: {n} MTs final in {:.2} s, {:.0} MT/s (receipts included, SQLite, debug build)",
+        "{}: {n} queued MTs final in {:.2} s from the relay's start, {:.0} MT/s (one bind, window 32, receipts included, SQLite, debug build)",
         protocol.as_str(),
         elapsed.as_secs_f64(),
         f64::from(n) / elapsed.as_secs_f64()
