@@ -584,8 +584,7 @@ async fn fees_equal_charge_events(protocol: Protocol) {
         )
         .await;
         let long: String = PHRASE.chars().cycle().take(100).collect();
-        // (number, service code, service id, plan, price, texts)
-        let plan: [(&str, &str, i64, ChargePlan, i64, Vec<String>); 5] = [
+        let plan: [Sends; 5] = [
             (
                 "13800000001",
                 "DB",
@@ -629,7 +628,7 @@ async fn fees_equal_charge_events(protocol: Protocol) {
         ];
         let now = now_ms();
         let mut total = 0;
-        for (number, _code, service_id, charge_plan, price, texts) in &plan {
+        for (number, code, service_id, charge_plan, price, texts) in &plan {
             let fee_type = match charge_plan {
                 ChargePlan::PerMessage => "per-message",
                 ChargePlan::Monthly => "monthly",
@@ -654,7 +653,7 @@ async fn fees_equal_charge_events(protocol: Protocol) {
                 relay
                     .enqueue(NewMessage {
                         partner_id: Some(partner.id),
-                        service: Some((*_code).into()),
+                        service: Some((*code).into()),
                         service_id: Some(*service_id),
                         recipient: (*number).into(),
                         text: text.clone(),
@@ -784,6 +783,17 @@ async fn fees_equal_charge_events(protocol: Protocol) {
         relay.stop();
     }
 }
+
+/// MTs of the fee test: (number, service code, service id, charge plan, price in
+/// fen, texts).
+type Sends = (
+    &'static str,
+    &'static str,
+    i64,
+    ChargePlan,
+    i64,
+    Vec<String>,
+);
 
 /// An active subscription of `msisdn` to `service`, activated at `at`.
 async fn subscription(
