@@ -151,6 +151,10 @@ impl Config {
                     reason: format!("`{}` is empty or used twice", op.name),
                 });
             }
+            op.check_protocol().map_err(|reason| ConfigError::Invalid {
+                key: "operators.protocol",
+                reason,
+            })?;
             if op.binds == 0 || op.window == 0 {
                 return Err(ConfigError::Invalid {
                     key: "operators.binds",

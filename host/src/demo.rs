@@ -1,6 +1,9 @@
 //! `serve --demo`: the whole flow on one machine with nothing installed, alive
-//! from the first minute. The built-in SMSC simulator stands in for two operators
-//! (receipts after 0.2–2 s, 2 % of them `UNDELIV`); the example modules (built
+//! from the first minute. Built-in gateway simulators stand in for two operators,
+//! each over its own protocol: 移动 (`mobile`) over CMPP 3.0 to an ISMG simulator,
+//! 联通 (`unicom`) over SGIP 1.2 to an SMG simulator that connects back to the
+//! relay's SGIP listener (receipts after 0.2 s or more, 2 % of them undelivered);
+//! the example modules (built
 //! from `guests/` with the SDK and embedded in the binary) are registered under
 //! the partner `demo` (乐游) with three approved, scheduled services and 3,000
 //! subscribers; simulated handsets keep texting (subscribe, confirm `Y`, answer the
@@ -19,7 +22,7 @@ use crate::config::Config;
 use crate::modules::Registry;
 use crate::partners::{self, PartnerError};
 use crate::relay::Routes;
-use crate::relay::settings::{ConcatMode, OperatorConfig};
+use crate::relay::settings::{CmppSettings, ConcatMode, OperatorConfig, Protocol, SgipSettings};
 use crate::schedule::{Scheduler, schedules};
 use crate::services::{self, FeeType, ServiceTerms};
 use crate::store::Store;
@@ -47,9 +50,8 @@ pub const EXAMPLES: &[(&str, &[u8])] =
 pub const PARTNER: &str = "demo";
 pub const PARTNER_DISPLAY_NAME: &str = "乐游";
 
-/// Receipts come 200 ms to 2 s after a submit, and this share says `UNDELIV`.
+/// Receipts come this long after a submit, and this share says undelivered.
 const RECEIPT_DELAY: Duration = Duration::from_millis(200);
-const RECEIPT_SPREAD: Duration = Duration::from_millis(1800);
 const UNDELIVERABLE: f64 = 0.02;
 
 /// How often a simulated handset texts (one MO per tick: 0.5 MO/s, bounded).
@@ -102,14 +104,12 @@ pub const QUIZ_FIRST: i64 = 15_000_000_000;
 pub const JOKES_FIRST: i64 = 13_800_000_000;
 
 /// Before the platform opens: with no operators configured, start the built-in
-/// SMSC simulator and point two operators at it; turn the default quiet hours off
-/// so pushes show at any hour (a configured window is kept).
+/// gateway simulators and point two operators at them (see [`Gateways`]); turn the
+/// default quiet hours off so pushes show at any hour (a configured window is kept).
 ///
 /// # Errors
-/// The simulator cannot listen.
-pub async fn prepare(
-    config: &mut Config,
-) -> anyhow::Result<Option<Arc<tongdao_smpp::sim::SimHandle>>> {
+/// A simulator cannot listen.
+pub async fn prepare(config: &mut Config) -> anyhow::Result<Option<Arc<Gateways>>> {
     let simulator = if config.operators.is_empty() {
         Some(Arc::new(operators(config).await?))
     } else {
@@ -425,45 +425,123 @@ const DEMO_UNICOM_PREFIXES: &[&str] = &[
     "130", "131", "132", "145", "155", "156", "166", "167", "175", "176", "185", "186", "196",
 ];
 
-/// Start the built-in SMSC simulator and point two operators at it.
-async fn operators(config: &mut Config) -> anyhow::Result<tongdao_smpp::sim::SimHandle> {
-    let sim = tongdao_smpp::sim::Sim::start(tongdao_smpp::sim::SimConfig {
-        dlr_delay: RECEIPT_DELAY,
-        dlr_jitter: RECEIPT_SPREAD,
-        faults: tongdao_smpp::sim::Faults {
-            undeliverable: UNDELIVERABLE,
-            ..Default::default()
-        },
+/// The demo SP's login at both gateways (CMPP SP_Id, SGIP Login Name) and its secret.
+const DEMO_SP_ID: &str = "901234";
+const DEMO_SECRET: &str = "demo";
+
+/// The demo's operator gateways: China Mobile's ISMG (CMPP 3.0) and China Unicom's
+/// SMG (SGIP 1.2), simulated in process, each serving its operator's prefixes.
+pub struct Gateways {
+    /// 移动's ISMG.
+    pub cmpp: tongdao_cmpp::sim::SimHandle,
+    /// 联通's SMG.
+    pub sgip: tongdao_sgip::sim::SimHandle,
+    /// Which operator serves a number.
+    routes: Routes,
+    /// Numbers the LinkIDs of MOs (CMPP 3.0).
+    link_ids: std::sync::atomic::AtomicU64,
+}
+
+impl Gateways {
+    /// A handset texts `to`: the MO comes from its own operator's gateway (with a
+    /// `LinkID` over CMPP 3.0).
+    ///
+    /// # Errors
+    /// A number no operator serves, or a text the gateway cannot send.
+    pub fn send_mo(&self, from: &str, to: &str, text: &str) -> anyhow::Result<usize> {
+        let (_, operator) = self.routes.route(from)?;
+        if operator == "unicom" {
+            return Ok(self.sgip.send_mo(from, to, text)?);
+        }
+        let n = self
+            .link_ids
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let link_id = format!("DEMO{n:016}");
+        Ok(self.cmpp.send_mo(from, to, "", text, &link_id)?)
+    }
+}
+
+/// Start the built-in ISMG and SMG simulators and point `mobile` (CMPP 3.0) and
+/// `unicom` (SGIP 1.2, with the relay's listener on a free loopback port the SMG
+/// connects back to) at them.
+async fn operators(config: &mut Config) -> anyhow::Result<Gateways> {
+    // The ISMG checks our authenticator and proves it knows the secret too.
+    let cmpp = tongdao_cmpp::sim::Sim::start(tongdao_cmpp::sim::SimConfig {
+        credentials: Some((DEMO_SP_ID.into(), DEMO_SECRET.into())),
+        report_delay: RECEIPT_DELAY,
+        report_failure: UNDELIVERABLE,
         ..Default::default()
     })
     .await
-    .context("starting the built-in SMSC simulator")?;
-    let address = sim.local_addr().to_string();
-    for (name, prefixes) in [
-        ("mobile", DEMO_MOBILE_PREFIXES),
-        ("unicom", DEMO_UNICOM_PREFIXES),
-    ] {
-        config.operators.push(OperatorConfig {
-            name: name.into(),
-            address: address.clone(),
-            system_id: format!("tongdao-{name}"),
-            password: "demo".into(),
-            system_type: String::new(),
-            binds: 1,
-            window: 50,
-            tps: 0,
-            prefixes: prefixes.iter().map(|p| (*p).to_string()).collect(),
-            source_addr: config.dialogue.short_code.clone(),
-            concat: ConcatMode::Udh,
-            ..Default::default()
-        });
-    }
-    tracing::info!(%address, "built-in SMSC simulator listening (SMPP 3.4)");
+    .context("starting the built-in ISMG simulator (CMPP)")?;
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|probe| probe.local_addr())
+        .context("finding a loopback port for the SGIP listener")?;
+    let sgip = tongdao_sgip::sim::Sim::start(tongdao_sgip::sim::SimConfig {
+        sp_address: Some(listen),
+        sp_credentials: ("smg".into(), "demo".into()),
+        report_delay: RECEIPT_DELAY,
+        failure_share: UNDELIVERABLE,
+        ..Default::default()
+    })
+    .await
+    .context("starting the built-in SMG simulator (SGIP)")?;
+    let base = |name: &str, prefixes: &[&str], address: String| OperatorConfig {
+        name: name.into(),
+        address,
+        system_id: DEMO_SP_ID.into(),
+        password: DEMO_SECRET.into(),
+        binds: 1,
+        window: 50,
+        prefixes: prefixes.iter().map(|p| (*p).to_string()).collect(),
+        source_addr: config.dialogue.short_code.clone(),
+        concat: ConcatMode::Udh,
+        ..Default::default()
+    };
+    let mobile = OperatorConfig {
+        protocol: Protocol::Cmpp3,
+        cmpp: Some(CmppSettings {
+            service_id: "HELP".into(),
+            ..CmppSettings::default()
+        }),
+        ..base(
+            "mobile",
+            DEMO_MOBILE_PREFIXES,
+            cmpp.local_addr().to_string(),
+        )
+    };
+    let unicom = OperatorConfig {
+        protocol: Protocol::Sgip12,
+        sgip: Some(SgipSettings {
+            node_id: 3_010_099_001,
+            corp_id: "12345".into(),
+            service_type: "HELP".into(),
+            listen: listen.to_string(),
+            smg_login: "smg".into(),
+            smg_password: "demo".into(),
+        }),
+        ..base(
+            "unicom",
+            DEMO_UNICOM_PREFIXES,
+            sgip.local_addr().to_string(),
+        )
+    };
+    config.operators.push(mobile);
+    config.operators.push(unicom);
+    tracing::info!(ismg = %cmpp.local_addr(), smg = %sgip.local_addr(), "built-in gateway simulators listening");
     println!(
-        "built-in SMSC simulator on {address} (operators: mobile, unicom; receipts after 0.2-2 s, {}% UNDELIV)",
+        "built-in gateways: mobile over CMPP 3.0 (ISMG {}), unicom over SGIP 1.2 (SMG {}, reports to {listen}); receipts after {} ms, {}% undelivered",
+        cmpp.local_addr(),
+        sgip.local_addr(),
+        RECEIPT_DELAY.as_millis(),
         UNDELIVERABLE * 100.0
     );
-    Ok(sim)
+    Ok(Gateways {
+        cmpp,
+        sgip,
+        routes: Routes::new(&config.operators),
+        link_ids: std::sync::atomic::AtomicU64::new(1),
+    })
 }
 
 /// Simulated handsets, one MO every [`HANDSET_TICK`] in a cycle of ten steps:
@@ -473,10 +551,7 @@ async fn operators(config: &mut Config) -> anyhow::Result<tongdao_smpp::sim::Sim
 /// for the leaderboard (`TOP`), a jokes subscriber asks for `MORE`. Every number
 /// acts once per cycle, so no user is sent the same paid text twice. Stopped with
 /// the platform's background tasks.
-pub fn handsets(
-    sim: Arc<tongdao_smpp::sim::SimHandle>,
-    short_code: &str,
-) -> tokio::task::JoinHandle<()> {
+pub fn handsets(sim: Arc<Gateways>, short_code: &str) -> tokio::task::JoinHandle<()> {
     let number = |ext: &str| format!("{short_code}{ext}");
     let (horoscope, quiz, jokes) = (number("01"), number("02"), number("03"));
     println!(

@@ -76,10 +76,23 @@ enum Command {
     /// Check the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
-    /// Run the SMSC simulator: a real SMPP 3.4 server on loopback for demos and tests.
+    /// Run an operator gateway simulator on loopback for demos and tests: an SMSC
+    /// (SMPP 3.4), an ISMG (CMPP 3.0/2.0) or an SMG (SGIP 1.2).
     SmscSim {
+        /// smpp, cmpp3, cmpp2 (the ISMG speaks both CMPP versions) or sgip12.
+        #[arg(long, default_value = "smpp", value_parser = parse_protocol)]
+        protocol: tongdao::relay::settings::Protocol,
         #[arg(long, default_value = "127.0.0.1:2775")]
         listen: std::net::SocketAddr,
+        /// SGIP: the SP's listener the SMG connects back to ([operators.sgip] listen).
+        #[arg(long)]
+        sp_address: Option<std::net::SocketAddr>,
+        /// SGIP: the login the SMG presents to the SP ([operators.sgip] smg_login).
+        #[arg(long, default_value = "")]
+        sp_login: String,
+        /// SGIP: its password ([operators.sgip] smg_password).
+        #[arg(long, default_value = "")]
+        sp_password: String,
         /// HTTP hook to send MOs (POST /mo) and read counters (GET /stats).
         #[arg(long)]
         http: Option<std::net::SocketAddr>,
@@ -89,22 +102,22 @@ enum Command {
         /// Up to this many ms more per receipt, drawn uniformly (a realistic spread).
         #[arg(long, default_value_t = 0)]
         dlr_jitter_ms: u64,
-        /// Message ids in hex in submit_sm_resp and in decimal in receipts.
+        /// Message ids in hex in submit_sm_resp and in decimal in receipts (SMPP only).
         #[arg(long)]
         hex_ids: bool,
         /// Share of submits whose receipt says UNDELIV (0.0-1.0).
         #[arg(long, default_value_t = 0.0)]
         undeliverable: f64,
-        /// Share of submits refused as ESME_RINVDSTADR.
+        /// Share of submits refused (SMPP ESME_RINVDSTADR, CMPP Result 13, SGIP Result 21).
         #[arg(long, default_value_t = 0.0)]
         reject: f64,
-        /// Share of submits answered ESME_RTHROTTLED.
+        /// Share of submits throttled (SMPP ESME_RTHROTTLED, CMPP Result 8, SGIP flow control).
         #[arg(long, default_value_t = 0.0)]
         throttle: f64,
         /// Share of submits on which the connection is dropped.
         #[arg(long, default_value_t = 0.0)]
         disconnect: f64,
-        /// Accept every bind and drop the link this many ms later (a flapping SMSC); 0: off.
+        /// Accept every bind and drop the link this many ms later (a flapping SMSC; SMPP only); 0: off.
         #[arg(long, default_value_t = 0)]
         drop_after_bind_ms: u64,
     },
@@ -191,6 +204,12 @@ struct RunArgs {
     /// Configuration file whose [runtime] limits apply.
     #[arg(long)]
     config: Option<PathBuf>,
+}
+
+/// `--protocol` of `smsc-sim`.
+fn parse_protocol(s: &str) -> Result<tongdao::relay::settings::Protocol, String> {
+    tongdao::relay::settings::Protocol::parse(s)
+        .ok_or_else(|| format!("unknown protocol `{s}` (smpp, cmpp3, cmpp2, sgip12)"))
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {
@@ -328,7 +347,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             });
         }
         Command::SmscSim {
+            protocol,
             listen,
+            sp_address,
+            sp_login,
+            sp_password,
             http,
             dlr_delay_ms,
             dlr_jitter_ms,
@@ -341,7 +364,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             tongdao::telemetry::init_logging(&tongdao::config::LogConfig::default());
             tongdao::tools::smsc_sim(tongdao::tools::SimOptions {
+                protocol,
                 listen,
+                sp_address,
+                sp_login,
+                sp_password,
                 http,
                 dlr_delay: std::time::Duration::from_millis(dlr_delay_ms),
                 dlr_jitter: std::time::Duration::from_millis(dlr_jitter_ms),

@@ -1,5 +1,5 @@
 //! The relay: the durable outbox, operator links over
-//! SMPP 3.4, receipts and MO intake.
+//! SMPP 3.4, CMPP 3.0/2.0 or SGIP 1.2 (issue 16), receipts and MO intake.
 //!
 //! - [`routing`]: number normalisation and longest-prefix routing to an operator.
 //! - [`outbox`]: MT rows, claims, submit outcomes, retries, expiry, receipts applied.
@@ -11,6 +11,7 @@
 //! - [`settings`]: `[relay]` and `[[operators]]`.
 
 pub mod connector;
+pub mod fees;
 pub mod inbound;
 pub mod messages;
 pub mod outbox;
@@ -26,7 +27,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinHandle;
-use tongdao_smpp::LinkStatus;
+use tongdao_link::{LinkStatus, Session};
 
 use crate::compliance::Compliance;
 use crate::store::Store;
@@ -48,10 +49,11 @@ pub struct RelayShared {
     pub mo_events: broadcast::Sender<MoRecord>,
     /// `true` once the relay is shutting down.
     stop: watch::Sender<bool>,
-    /// Names this process's SMPP sessions (`<nonce>:<operator>:<bind>:<n>`).
+    /// Names this process's operator sessions (`<nonce>:<operator>:<bind>:<n>`).
     nonce: String,
-    /// This process's SMPP sessions, by name, while their session task runs.
-    sessions: Mutex<HashMap<String, tongdao_smpp::Client>>,
+    /// This process's operator sessions (any protocol), by name, while their session
+    /// task runs: whether each is still up.
+    sessions: Mutex<HashMap<String, SessionAlive>>,
     /// Submit outcomes on their way to the store (one recorder, group commits).
     outcomes: connector::Outcomes,
     /// One hot-path write at a time on SQLite (claims, submit outcomes, receipts,
@@ -75,11 +77,12 @@ impl RelayShared {
     }
 
     /// A new session's name, registered as up.
-    fn open_session(&self, view: &BindView, client: &tongdao_smpp::Client) -> String {
+    fn open_session<S: Session>(&self, view: &BindView, client: &S) -> String {
         let n = view.sessions.fetch_add(1, Ordering::Relaxed) + 1;
         let name = format!("{}:{}:{}:{n}", self.nonce, view.operator, view.bind);
+        let client = client.clone();
         if let Ok(mut sessions) = self.sessions.lock() {
-            sessions.insert(name.clone(), client.clone());
+            sessions.insert(name.clone(), Box::new(move || !client.is_closed()));
         }
         name
     }
@@ -90,15 +93,18 @@ impl RelayShared {
         }
     }
 
-    /// Is the SMPP session `name` still up? Another process's sessions count as gone.
+    /// Is the operator session `name` still up? Another process's sessions count as gone.
     pub fn session_alive(&self, name: &str) -> bool {
         self.sessions
             .lock()
             .ok()
-            .and_then(|s| s.get(name).map(|client| !client.is_closed()))
+            .and_then(|s| s.get(name).map(|alive| alive()))
             .unwrap_or(false)
     }
 }
+
+/// Whether one session is still up (type-erased over the protocol).
+type SessionAlive = Box<dyn Fn() -> bool + Send + Sync>;
 
 /// What one bind shows of itself (log and API).
 pub struct BindView {
@@ -198,7 +204,7 @@ impl Relay {
         }
         let receipt_ids: Vec<(String, ReceiptIds)> = operators
             .iter()
-            .map(|o| (o.name.clone(), o.receipt_ids))
+            .map(|o| (o.name.clone(), o.receipt_format()))
             .collect();
         let sweeper = tokio::spawn(sweeper(shared.clone(), receipt_ids));
         Self {

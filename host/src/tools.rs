@@ -1,6 +1,6 @@
 //! Operator tools of the `tongdao` command: `send-test` (a test MT through the
-//! running platform's outbox, waiting for its receipt) and `smsc-sim` (the SMSC
-//! simulator as a process, with a small HTTP hook to send MOs).
+//! running platform's outbox, waiting for its receipt) and `smsc-sim` (the gateway
+//! simulator of any operator protocol as a process, with a small HTTP hook to send MOs).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -16,6 +16,7 @@ use tongdao_smpp::sim::{Faults, Sim, SimConfig, SimHandle};
 use crate::compliance::Compliance;
 use crate::config::Config;
 use crate::relay::messages::{self, MessageDetail};
+use crate::relay::settings::Protocol;
 use crate::relay::{Routes, outbox};
 use crate::store::Store;
 
@@ -59,34 +60,134 @@ pub async fn send_test(
 /// Settings of `tongdao smsc-sim`.
 #[derive(Debug, Clone)]
 pub struct SimOptions {
+    /// The gateway to simulate: an SMSC (SMPP 3.4), an ISMG (CMPP 3.0 / 2.0) or an SMG
+    /// (SGIP 1.2).
+    pub protocol: Protocol,
     pub listen: SocketAddr,
     pub http: Option<SocketAddr>,
     pub dlr_delay: Duration,
-    /// Up to this much more per receipt, drawn uniformly.
+    /// Up to this much more per receipt, drawn uniformly (SMPP only).
     pub dlr_jitter: Duration,
+    /// Hex ids in `submit_sm_resp`, decimal in receipts (SMPP only).
     pub hex_ids: bool,
+    /// SGIP: where the SP listens for the SMG's Deliver and Report
+    /// (`[operators.sgip] listen`), and the login the SMG presents there.
+    pub sp_address: Option<SocketAddr>,
+    pub sp_login: String,
+    pub sp_password: String,
+    /// Fault shares; `drop_after_bind` is SMPP only.
     pub faults: Faults,
 }
 
-/// Run the simulator until Ctrl-C.
-pub async fn smsc_sim(options: SimOptions) -> anyhow::Result<()> {
-    let sim = Sim::start(SimConfig {
-        listen: options.listen,
-        dlr_delay: options.dlr_delay,
-        dlr_jitter: options.dlr_jitter,
-        hex_ids: options.hex_ids,
-        faults: options.faults,
-        ..SimConfig::default()
+/// A running simulator of any protocol.
+enum AnySim {
+    Smpp(SimHandle),
+    Cmpp(tongdao_cmpp::sim::SimHandle),
+    Sgip(tongdao_sgip::sim::SimHandle),
+}
+
+impl AnySim {
+    fn local_addr(&self) -> SocketAddr {
+        match self {
+            Self::Smpp(s) => s.local_addr(),
+            Self::Cmpp(s) => s.local_addr(),
+            Self::Sgip(s) => s.local_addr(),
+        }
+    }
+
+    fn shutdown(&self) {
+        match self {
+            Self::Smpp(s) => s.shutdown(),
+            Self::Cmpp(s) => s.shutdown(),
+            Self::Sgip(s) => s.shutdown(),
+        }
+    }
+}
+
+/// Start the simulator of `options.protocol`.
+///
+/// # Errors
+/// An option the protocol does not have (`--hex-ids` and `--drop-after-bind-ms` are
+/// SMPP's; SGIP needs `--sp-address`), or the listener cannot be bound.
+async fn start_sim(options: &SimOptions) -> anyhow::Result<AnySim> {
+    let faults = &options.faults;
+    let smpp_only = options.hex_ids || faults.drop_after_bind.is_some();
+    if options.protocol != Protocol::Smpp && smpp_only {
+        anyhow::bail!("--hex-ids and --drop-after-bind-ms apply to --protocol smpp only");
+    }
+    Ok(match options.protocol {
+        Protocol::Smpp => AnySim::Smpp(
+            Sim::start(SimConfig {
+                listen: options.listen,
+                dlr_delay: options.dlr_delay,
+                dlr_jitter: options.dlr_jitter,
+                hex_ids: options.hex_ids,
+                faults: *faults,
+                ..SimConfig::default()
+            })
+            .await?,
+        ),
+        Protocol::Cmpp3 | Protocol::Cmpp2 => AnySim::Cmpp(
+            tongdao_cmpp::sim::Sim::start(tongdao_cmpp::sim::SimConfig {
+                listen: options.listen,
+                report_delay: options.dlr_delay,
+                report_failure: faults.undeliverable,
+                faults: tongdao_cmpp::sim::Faults {
+                    disconnect: faults.disconnect,
+                    throttle: faults.throttle,
+                    reject: faults.reject,
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+            .await?,
+        ),
+        Protocol::Sgip12 => {
+            let Some(sp_address) = options.sp_address else {
+                anyhow::bail!(
+                    "--protocol sgip12 needs --sp-address: the SMG connects back to the SP's listener ([operators.sgip] listen)"
+                );
+            };
+            AnySim::Sgip(
+                tongdao_sgip::sim::Sim::start(tongdao_sgip::sim::SimConfig {
+                    listen: options.listen,
+                    sp_address: Some(sp_address),
+                    sp_credentials: (options.sp_login.clone(), options.sp_password.clone()),
+                    report_delay: options.dlr_delay,
+                    failure_share: faults.undeliverable,
+                    faults: tongdao_sgip::sim::Faults {
+                        disconnect: faults.disconnect,
+                        throttle: faults.throttle,
+                        error: faults.reject,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                })
+                .await?,
+            )
+        }
     })
-    .await?;
-    println!("SMSC simulator (SMPP 3.4) on {}", sim.local_addr());
+}
+
+/// Run the simulator until Ctrl-C.
+///
+/// # Errors
+/// See [`start_sim`]; the MO hook's address cannot be bound.
+pub async fn smsc_sim(options: SimOptions) -> anyhow::Result<()> {
+    let sim = start_sim(&options).await?;
+    let what = match options.protocol {
+        Protocol::Smpp => "SMSC simulator (SMPP 3.4)",
+        Protocol::Cmpp3 | Protocol::Cmpp2 => "ISMG simulator (CMPP 3.0 and 2.0)",
+        Protocol::Sgip12 => "SMG simulator (SGIP 1.2)",
+    };
+    println!("{what} on {}", sim.local_addr());
     let sim = std::sync::Arc::new(sim);
     if let Some(http) = options.http {
         let listener = tokio::net::TcpListener::bind(http)
             .await
             .with_context(|| format!("binding {http}"))?;
         println!(
-            "MO hook on http://{}: POST /mo {{\"from\",\"to\",\"text\"}}, GET /stats",
+            "MO hook on http://{}: POST /mo {{\"from\",\"to\",\"text\",\"link_id\"?}}, GET /stats",
             listener.local_addr()?
         );
         let app = Router::new()
@@ -109,24 +210,41 @@ struct MoRequest {
     from: String,
     to: String,
     text: String,
+    /// CMPP 3.0 `LinkID` of the MO (ignored by the other protocols).
+    #[serde(default)]
+    link_id: String,
 }
 
 async fn send_mo(
-    State(sim): State<std::sync::Arc<SimHandle>>,
+    State(sim): State<std::sync::Arc<AnySim>>,
     Json(mo): Json<MoRequest>,
 ) -> Result<Json<Value>, (axum::http::StatusCode, Json<Value>)> {
-    sim.send_mo(&mo.from, &mo.to, &mo.text)
-        .map(|parts| Json(json!({ "parts": parts })))
-        .map_err(|e| {
+    let sent = match sim.as_ref() {
+        AnySim::Smpp(s) => s
+            .send_mo(&mo.from, &mo.to, &mo.text)
+            .map_err(|e| e.to_string()),
+        AnySim::Cmpp(s) => s
+            .send_mo(&mo.from, &mo.to, "", &mo.text, &mo.link_id)
+            .map_err(|e| e.to_string()),
+        AnySim::Sgip(s) => s
+            .send_mo(&mo.from, &mo.to, &mo.text)
+            .map_err(|e| e.to_string()),
+    };
+    sent.map(|parts| Json(json!({ "parts": parts })))
+        .map_err(|message| {
             (
                 axum::http::StatusCode::BAD_REQUEST,
-                Json(json!({ "error": { "code": "invalid-mo", "message": e.to_string() } })),
+                Json(json!({ "error": { "code": "invalid-mo", "message": message } })),
             )
         })
 }
 
-async fn stats(State(sim): State<std::sync::Arc<SimHandle>>) -> Json<Value> {
-    Json(json!(format!("{:?}", sim.stats())))
+async fn stats(State(sim): State<std::sync::Arc<AnySim>>) -> Json<Value> {
+    Json(json!(match sim.as_ref() {
+        AnySim::Smpp(s) => format!("{:?}", s.stats()),
+        AnySim::Cmpp(s) => format!("{:?}", s.stats()),
+        AnySim::Sgip(s) => format!("{:?}", s.stats()),
+    }))
 }
 
 /// `tongdao audit verify`: walk the audit chain of the configured store.

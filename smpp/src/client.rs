@@ -52,11 +52,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::codec::{Frame, SmppCodec, Undecodable};
-use crate::encode::{ConcatInfo, Reassembler, Segment, decode_payload, split_udh};
 use crate::link::{self, Out, OutTx};
 use crate::receipt::{Receipt, ReceiptState, build_receipt, parse_receipt_text};
 use crate::status::{
     ESME_RINVCMDID, ESME_ROK, ESME_RSYSERR, ESME_RX_T_APPN, StatusClass, classify, status_name,
+};
+use tongdao_link::encode::{ConcatInfo, decode_payload, split_udh};
+use tongdao_link::{
+    Ack, Answer, Connect, Inbound, MoPdu, Session, SubmitError, SubmitOutcome, SubmitRequest,
 };
 
 /// Settings of one bind.
@@ -144,245 +147,45 @@ pub enum ConnectError {
     Protocol(String),
 }
 
-/// One `submit_sm`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubmitRequest {
-    /// `service_type` (≤ 5 chars), usually empty.
-    pub service_type: String,
-    /// Sender (service number or alphanumeric), ≤ 20 chars.
-    pub source_addr: String,
-    /// `source_addr_ton`.
-    pub source_ton: u8,
-    /// `source_addr_npi`.
-    pub source_npi: u8,
-    /// Recipient, ≤ 20 chars.
-    pub destination_addr: String,
-    /// `dest_addr_ton`.
-    pub dest_ton: u8,
-    /// `dest_addr_npi`.
-    pub dest_npi: u8,
-    /// `esm_class` (0x40 when `short_message` starts with a UDH).
-    pub esm_class: u8,
-    /// `data_coding`.
-    pub data_coding: u8,
-    /// `short_message` octets (≤ 254).
-    pub short_message: Vec<u8>,
-    /// Request a final delivery receipt (`registered_delivery` 0x01).
-    pub registered_delivery: bool,
-    /// `validity_period` in SMPP absolute/relative format (16 chars), or empty.
-    pub validity_period: String,
-    /// Extra TLVs (`sar_*`, operator fee TLVs…): (tag, value).
-    pub tlvs: Vec<(u16, Vec<u8>)>,
-}
-
-impl SubmitRequest {
-    /// A request for one [`Segment`], receipt requested. TON/NPI: a source of digits is
-    /// (0 unknown, 1 ISDN), an alphanumeric source (5, 0); a destination starting with
-    /// `+` is sent without it as (1 international, 1), otherwise (0, 1).
-    pub fn new(source_addr: &str, destination_addr: &str, segment: &Segment) -> Self {
-        let numeric = !source_addr.is_empty() && source_addr.bytes().all(|b| b.is_ascii_digit());
-        let (source_ton, source_npi) = if numeric { (0, 1) } else { (5, 0) };
-        let (dest, dest_ton) = match destination_addr.strip_prefix('+') {
-            Some(rest) => (rest, 1),
-            None => (destination_addr, 0),
-        };
-        Self {
-            service_type: String::new(),
-            source_addr: source_addr.to_string(),
-            source_ton,
-            source_npi,
-            destination_addr: dest.to_string(),
-            dest_ton,
-            dest_npi: 1,
-            esm_class: segment.esm_class,
-            data_coding: segment.data_coding,
-            short_message: segment.short_message.clone(),
-            registered_delivery: true,
-            validity_period: String::new(),
-            tlvs: segment.tlvs.clone(),
-        }
-    }
-
-    fn to_pdu(&self) -> Result<Pdu, SubmitError> {
-        let invalid = SubmitError::Invalid;
-        let tlvs = self
-            .tlvs
-            .iter()
-            .map(|(tag, value)| MessageSubmissionRequestTlvValue::Other {
-                tag: TlvTag::from(*tag),
-                value: AnyOctetString::from_vec(value.clone()),
-            })
-            .collect();
-        let validity = if self.validity_period.is_empty() {
-            EmptyOrFullCOctetString::empty()
-        } else {
-            EmptyOrFullCOctetString::from_string(self.validity_period.clone())
-                .map_err(|e| invalid(format!("validity_period: {e}")))?
-        };
-        let sm = OctetString::from_vec(self.short_message.clone())
-            .map_err(|e| invalid(format!("short_message: {e}")))?;
-        Ok(Pdu::SubmitSm(SubmitSm::new(
-            ServiceType::new(link::c_string("service_type", &self.service_type).map_err(invalid)?),
-            Ton::from(self.source_ton),
-            Npi::from(self.source_npi),
-            link::c_string("source_addr", &self.source_addr).map_err(invalid)?,
-            Ton::from(self.dest_ton),
-            Npi::from(self.dest_npi),
-            link::c_string("destination_addr", &self.destination_addr).map_err(invalid)?,
-            EsmClass::from(self.esm_class),
-            0,
-            PriorityFlag::from(0),
-            EmptyOrFullCOctetString::empty(),
-            validity,
-            RegisteredDelivery::from(u8::from(self.registered_delivery)),
-            ReplaceIfPresentFlag::from(0),
-            DataCoding::from(self.data_coding),
-            0,
-            sm,
-            tlvs,
-        )))
-    }
-}
-
-/// A submit the SMSC accepted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubmitOutcome {
-    /// `message_id` from `submit_sm_resp`, as the SMSC wrote it.
-    pub message_id: String,
-    /// How many times the PDU was sent (> 1 after throttling).
-    pub attempts: u32,
-}
-
-/// Why a submit did not succeed.
-#[derive(Debug, thiserror::Error)]
-pub enum SubmitError {
-    /// The request cannot be encoded (address too long…). Permanent.
-    #[error("invalid submit: {0}")]
-    Invalid(String),
-    /// The bind is closed or closing; nothing was sent. Safe to resend elsewhere.
-    #[error("not connected")]
-    NotConnected,
-    /// The SMSC answered with an error status.
-    #[error("rejected: {} ({class:?})", status_name(*status))]
-    Rejected {
-        /// `command_status` of the response (or of a `generic_nack`).
-        status: u32,
-        /// How to treat it.
-        class: StatusClass,
-    },
-    /// Sent, no response within the timeout: outcome unknown.
-    #[error("no submit_sm_resp within the timeout: outcome unknown")]
-    Timeout,
-    /// Sent, then the connection was lost before a response: outcome unknown.
-    #[error("connection lost before submit_sm_resp: outcome unknown")]
-    ConnectionLost,
-    /// A `submit_sm_resp` arrived with `ESME_ROK` but an unreadable body: the SMSC accepted
-    /// the message but its id is unknown, so its receipt cannot be matched.
-    #[error("unreadable submit_sm_resp: {0}")]
-    MalformedResponse(String),
-}
-
-impl SubmitError {
-    /// True when the message may or may not have reached the SMSC.
-    pub fn outcome_unknown(&self) -> bool {
-        matches!(
-            self,
-            SubmitError::Timeout | SubmitError::ConnectionLost | SubmitError::MalformedResponse(_)
-        )
-    }
-
-    /// How the relay should treat this failure: `Permanent` for invalid requests and
-    /// permanent statuses, `Throttled` for throttling, `Temporary` otherwise (including
-    /// outcome-unknown cases, whose retry policy is the caller's).
-    pub fn class(&self) -> StatusClass {
-        match self {
-            SubmitError::Invalid(_) => StatusClass::Permanent,
-            SubmitError::Rejected { class, .. } => *class,
-            _ => StatusClass::Temporary,
-        }
-    }
-}
-
-/// A mobile-originated message (one part of it, if concatenated).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MoPdu {
-    /// The handset.
-    pub source_addr: String,
-    /// The service number it was sent to.
-    pub destination_addr: String,
-    /// `service_type`.
-    pub service_type: String,
-    /// `data_coding`.
-    pub data_coding: u8,
-    /// `esm_class`.
-    pub esm_class: u8,
-    /// Raw `short_message` (or `message_payload`), UDH included.
-    pub short_message: Vec<u8>,
-    /// Concatenation info from the UDH or the `sar_*` TLVs.
-    pub concat: Option<ConcatInfo>,
-    /// This part's text, decoded. For concatenated MOs feed the parts to
-    /// [`crate::encode::Reassembler`].
-    pub text: String,
-}
-
-impl MoPdu {
-    /// Feeds this part to `reassembler`; returns the full text once every part is in
-    /// (at once for a single-part MO).
-    pub fn reassemble(&self, reassembler: &mut Reassembler) -> Option<String> {
-        reassembler.push(
-            &self.source_addr,
-            self.data_coding,
-            self.esm_class,
-            &self.short_message,
-            self.concat,
-        )
-    }
-}
-
-/// Events from the SMSC.
-#[derive(Debug)]
-pub enum Inbound {
-    /// A delivery receipt. Unparsable receipts come with an empty `message_id` and state
-    /// `Unknown`, so they can be kept.
-    Receipt(Receipt, Ack),
-    /// A mobile-originated message.
-    Mo(MoPdu, Ack),
-    /// The connection is gone (the reason); no more events follow.
-    Closed(String),
-}
-
-/// Acknowledgement of one inbound PDU. Call [`Ack::ack`] once it is stored; dropping it
-/// answers `ESME_RX_T_APPN` (temporary) so the SMSC redelivers.
-#[derive(Debug)]
-pub struct Ack {
-    seq: u32,
-    data_sm: bool,
-    out: Option<OutTx>,
-}
-
-impl Ack {
-    /// Answers `ESME_ROK`.
-    pub fn ack(mut self) {
-        self.respond(ESME_ROK);
-    }
-
-    /// Answers with `status` (e.g. `ESME_RX_P_APPN` for a permanent refusal).
-    pub fn reject(mut self, status: u32) {
-        self.respond(status);
-    }
-
-    fn respond(&mut self, status: u32) {
-        if let Some(out) = self.out.take() {
-            // A closed link just loses the response; the SMSC redelivers.
-            let _ = out.send(link::deliver_resp(self.data_sm, status, self.seq));
-        }
-    }
-}
-
-impl Drop for Ack {
-    fn drop(&mut self) {
-        self.respond(ESME_RX_T_APPN);
-    }
+/// The `submit_sm` for `request`. The fee fields are not sent: SMPP 3.4 has none.
+fn submit_pdu(request: &SubmitRequest) -> Result<Pdu, SubmitError> {
+    let invalid = SubmitError::Invalid;
+    let tlvs = request
+        .tlvs
+        .iter()
+        .map(|(tag, value)| MessageSubmissionRequestTlvValue::Other {
+            tag: TlvTag::from(*tag),
+            value: AnyOctetString::from_vec(value.clone()),
+        })
+        .collect();
+    let validity = if request.validity_period.is_empty() {
+        EmptyOrFullCOctetString::empty()
+    } else {
+        EmptyOrFullCOctetString::from_string(request.validity_period.clone())
+            .map_err(|e| invalid(format!("validity_period: {e}")))?
+    };
+    let sm = OctetString::from_vec(request.short_message.clone())
+        .map_err(|e| invalid(format!("short_message: {e}")))?;
+    Ok(Pdu::SubmitSm(SubmitSm::new(
+        ServiceType::new(link::c_string("service_type", &request.service_type).map_err(invalid)?),
+        Ton::from(request.source_ton),
+        Npi::from(request.source_npi),
+        link::c_string("source_addr", &request.source_addr).map_err(invalid)?,
+        Ton::from(request.dest_ton),
+        Npi::from(request.dest_npi),
+        link::c_string("destination_addr", &request.destination_addr).map_err(invalid)?,
+        EsmClass::from(request.esm_class),
+        0,
+        PriorityFlag::from(0),
+        EmptyOrFullCOctetString::empty(),
+        validity,
+        RegisteredDelivery::from(u8::from(request.registered_delivery)),
+        ReplaceIfPresentFlag::from(0),
+        DataCoding::from(request.data_coding),
+        0,
+        sm,
+        tlvs,
+    )))
 }
 
 /// Handle to one bound transceiver session. Clones share it; when the last clone is
@@ -682,7 +485,7 @@ impl Client {
     /// the TPS pace and any throttling pause first; resends after `ESME_RTHROTTLED` /
     /// `ESME_RMSGQFUL` up to `throttle_retries` times.
     pub async fn submit(&self, request: &SubmitRequest) -> Result<SubmitOutcome, SubmitError> {
-        let pdu = request.to_pdu()?;
+        let pdu = submit_pdu(request)?;
         let inner = &self.inner;
         let mut attempts = 0;
         loop {
@@ -721,6 +524,7 @@ impl Client {
                     }
                     return Err(SubmitError::Rejected {
                         status: resp.status,
+                        name: status_name(resp.status),
                         class,
                     });
                 }
@@ -893,11 +697,16 @@ fn on_command(inner: &Inner, cmd: Command, inbound: &mpsc::Sender<Inbound>) -> O
                 let _ = inner.out.send(link::generic_nack(ESME_RSYSERR, seq));
                 return None;
             };
-            let ack = Ack {
-                seq,
-                data_sm,
-                out: Some(inner.out.clone()),
-            };
+            let out = inner.out.clone();
+            let ack = Ack::new(move |answer| {
+                let status = match answer {
+                    Answer::Ok => ESME_ROK,
+                    Answer::Retry => ESME_RX_T_APPN,
+                    Answer::Status(status) => status,
+                };
+                // A closed link just loses the response; the SMSC redelivers.
+                let _ = out.send(link::deliver_resp(data_sm, status, seq));
+            });
             let item = match event {
                 Event::Receipt(r) => Inbound::Receipt(r, ack),
                 Event::Mo(m) => Inbound::Mo(m, ack),
@@ -1022,5 +831,51 @@ fn inbound_event(cmd: &Command) -> Option<Event> {
         short_message: short_message.to_vec(),
         concat: udh.or(sar),
         text,
+        link_id: None,
     }))
+}
+
+/// The relay's view of an SMPP bind (see [`tongdao_link::Session`]).
+impl Session for Client {
+    async fn submit(&self, request: &SubmitRequest) -> Result<SubmitOutcome, SubmitError> {
+        Client::submit(self, request).await
+    }
+
+    fn stop_submitting(&self) {
+        Client::stop_submitting(self);
+    }
+
+    async fn close_within(&self, grace: Duration) {
+        Client::close_within(self, grace).await;
+    }
+
+    fn is_closed(&self) -> bool {
+        Client::is_closed(self)
+    }
+
+    async fn closed(&self) {
+        Client::closed(self).await;
+    }
+
+    fn in_flight(&self) -> usize {
+        Client::in_flight(self)
+    }
+}
+
+/// An SMPP transceiver bind's settings open an SMPP [`Client`].
+impl Connect for ClientConfig {
+    type Session = Client;
+    type Error = ConnectError;
+
+    fn protocol(&self) -> &'static str {
+        "smpp"
+    }
+
+    fn address(&self) -> &str {
+        &self.address
+    }
+
+    async fn connect(&self) -> Result<(Client, mpsc::Receiver<Inbound>), ConnectError> {
+        Client::connect(self.clone()).await
+    }
 }

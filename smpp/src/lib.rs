@@ -1,5 +1,7 @@
 //! SMPP 3.4 links for Tongdao: the ESME session the relay uses towards operators, and an
-//! SMSC simulator for tests and the demo. Built on rusmpp's PDU types and command codec,
+//! SMSC simulator for tests and the demo. [`Client`] implements the protocol-neutral
+//! [`Session`] of `tongdao-link` and [`ClientConfig`] its [`Connect`]; the neutral types
+//! (requests, outcomes, receipts, segmentation, the reconnect loop) are re-exported here. Built on rusmpp's PDU types and command codec,
 //! with our own connection handling (rusmppc stalls and drops the link on quirky PDUs).
 //!
 //! # Layout
@@ -9,12 +11,13 @@
 //! * [`client`] — [`Client`]: bind_transceiver, window, TPS pacing, throttling back-off,
 //!   enquire_link, `submit` with outcome classes, inbound receipts/MOs with durable-ack
 //!   handles.
-//! * [`reconnect`] — [`run_with_reconnect`]: binds again after failures and flaps with an
-//!   exponential, jittered back-off that resets only once a link stayed up; [`LinkStatus`].
+//! * [`reconnect`] (re-exported) — [`run_with_reconnect`]: binds again after failures and
+//!   flaps with an exponential, jittered back-off that resets only once a link stayed up;
+//!   [`LinkStatus`].
 //! * [`status`] — `command_status` classification ([`StatusClass`], table in the module
 //!   docs) and names.
-//! * [`encode`] — GSM 7-bit / UCS-2 choice, UDH (or SAR) segmentation, MO decoding,
-//!   [`encode::Reassembler`].
+//! * [`encode`] (re-exported) — GSM 7-bit / UCS-2 choice, UDH (or SAR) segmentation, MO
+//!   decoding, [`encode::Reassembler`].
 //! * [`receipt`] — receipt text/TLV parsing ([`Receipt`]) and [`normalize_message_id`].
 //! * [`sim`] — [`sim::Sim`]: an SMSC on a TCP listener with receipts, fault injection and
 //!   MO sending.
@@ -53,19 +56,22 @@
 
 pub mod client;
 pub mod codec;
-mod dice;
-pub mod encode;
 mod link;
 pub mod receipt;
-pub mod reconnect;
 pub mod sim;
 pub mod status;
 
-pub use client::{
-    Ack, Client, ClientConfig, ConnectError, Inbound, MoPdu, SubmitError, SubmitOutcome,
-    SubmitRequest,
-};
+/// Segmentation, UDH and reassembly (protocol-neutral, from `tongdao-link`).
+pub use tongdao_link::encode;
+/// The reconnect loop (protocol-neutral, from `tongdao-link`).
+pub use tongdao_link::reconnect;
+
+pub use client::{Client, ClientConfig, ConnectError};
 pub use encode::{Concat, ConcatInfo, Segment};
 pub use receipt::{Receipt, ReceiptState, canonical_message_id, normalize_message_id};
 pub use reconnect::{Backoff, LinkState, LinkStatus, run_with_reconnect};
 pub use status::{StatusClass, classify};
+pub use tongdao_link::{
+    Ack, Answer, Connect, Fee, FeeType, FeeUserType, Inbound, MoPdu, Session, SubmitError,
+    SubmitOutcome, SubmitRequest,
+};

@@ -52,7 +52,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::codec::{Frame, SmppCodec, encode_command};
-use crate::dice::Dice;
 use crate::encode::{self, Concat, Reassembler};
 use crate::link::{self, Out, OutTx};
 use crate::receipt::ReceiptState;
@@ -60,6 +59,7 @@ use crate::status::{
     ESME_RINVBNDSTS, ESME_RINVCMDID, ESME_RINVDSTADR, ESME_RINVPASWD, ESME_RINVSYSID, ESME_ROK,
     ESME_RSYSERR, ESME_RTHROTTLED,
 };
+use tongdao_link::dice::Dice;
 
 /// Fault injection rates, each a probability in `0.0..=1.0` per submit.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

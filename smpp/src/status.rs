@@ -1,4 +1,5 @@
-//! `command_status` values and how the relay should treat them.
+//! `command_status` values and how the relay should treat them (the SMPP mapping onto
+//! the protocol-neutral [`StatusClass`] of `tongdao-link`).
 //!
 //! | class | statuses | relay action |
 //! | --- | --- | --- |
@@ -10,18 +11,7 @@
 //! Unknown codes default to *temporary*: the platform promises not to lose messages, and a
 //! retry bounded by the validity period costs less than a wrongly final failure.
 
-/// How a `command_status` should be treated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum StatusClass {
-    /// `ESME_ROK`.
-    Ok,
-    /// The SMSC is shedding load: back off, then resend.
-    Throttled,
-    /// Failed now, may succeed later: retry with back-off.
-    Temporary,
-    /// Will never succeed as sent: final failure.
-    Permanent,
-}
+pub use tongdao_link::StatusClass;
 
 /// `ESME_ROK`.
 pub const ESME_ROK: u32 = 0x00;

@@ -1,7 +1,10 @@
-//! One operator bind: keeps an SMPP transceiver session up (reconnecting with the
-//! back-off of `tongdao_smpp::reconnect`), claims queued MTs for its operator, submits
-//! them within the window, stores the outcomes, and stores receipts and MOs before
-//! acknowledging them.
+//! One operator bind, whatever its protocol: keeps a session up over the
+//! protocol-neutral [`tongdao_link::Session`] (reconnecting with the back-off of
+//! `tongdao_link::reconnect`), claims queued MTs for its operator, segments them,
+//! fills their operator fee fields ([`super::fees`]), submits them within the window,
+//! stores the outcomes under the unknown-outcome rule, and stores receipts and MOs
+//! before acknowledging them. Only [`run_bind`] knows which protocol an operator
+//! speaks.
 //!
 //! On shutdown a bind claims nothing more, writes no new submit, waits up to
 //! `[relay] shutdown_grace_ms` for the responses of those already written, records
@@ -13,16 +16,31 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tongdao_smpp::client::{ClientConfig, SubmitError, SubmitRequest};
-use tongdao_smpp::encode::{self, Concat};
-use tongdao_smpp::{Client, Inbound, LinkStatus, Receipt, StatusClass, run_with_reconnect};
+use tongdao_link::encode::{self, Concat};
+use tongdao_link::{
+    Connect, Inbound, LinkState, LinkStatus, Receipt, Session, StatusClass, SubmitError,
+    SubmitRequest, run_with_reconnect,
+};
+use tongdao_smpp::ClientConfig;
 
+use super::fees::{self, FeeContext};
 use super::inbound;
 use super::outbox::{self, Claimed, Failure, SubmitResult};
-use super::settings::{ConcatMode, OperatorConfig, ReceiptIds};
+use super::settings::{ConcatMode, OperatorConfig, Protocol, ReceiptIds};
 use super::{BindView, RelayShared};
+
+/// The protocols this binary can speak to an operator (issue 16): SMPP 3.4
+/// (`tongdao-smpp`), CMPP 3.0 and 2.0 (`tongdao-cmpp`), SGIP 1.2 (`tongdao-sgip`).
+pub const SUPPORTED: &[Protocol] = &[
+    Protocol::Smpp,
+    Protocol::Cmpp3,
+    Protocol::Cmpp2,
+    Protocol::Sgip12,
+];
 
 /// Most outcomes (in batches of `[relay] batch`) that may wait in memory for the
 /// writer before the binds of this process claim again.
@@ -34,18 +52,112 @@ const UNSTORED_WAIT: Duration = Duration::from_millis(200);
 /// wakes it at once through `RelayShared::wake`).
 const IDLE_POLL: Duration = Duration::from_millis(100);
 
-/// Run one bind of `operator` until the relay stops.
+/// Run one bind of `operator` until the relay stops, over its protocol.
+///
+/// An SGIP operator's bind also runs the SP listener of `[operators.sgip] listen`
+/// for as long as the bind runs: the SMG connects back to it with its Deliver
+/// (MO) and Report (receipt) commands, which reach the same inbound path as the
+/// other protocols' (issue 16 item 2). A listener that cannot be bound stops the
+/// bind with the reason in its link status.
 pub(super) async fn run_bind(
     shared: Arc<RelayShared>,
     operator: OperatorConfig,
     view: Arc<BindView>,
     status: watch::Sender<LinkStatus>,
 ) {
-    let mut config = ClientConfig::new(&operator.address, &operator.system_id, &operator.password);
-    config.system_type = operator.system_type.clone();
-    config.window = usize::try_from(operator.window).unwrap_or(1).max(1);
-    config.tps = operator.tps;
+    let window = usize::try_from(operator.window).unwrap_or(1).max(1);
+    match operator.protocol {
+        Protocol::Smpp => {
+            let mut config =
+                ClientConfig::new(&operator.address, &operator.system_id, &operator.password);
+            config.system_type = operator.system_type.clone();
+            config.window = window;
+            config.tps = operator.tps;
+            run_over(shared, operator, view, status, config).await;
+        }
+        Protocol::Cmpp3 | Protocol::Cmpp2 => {
+            let version = if operator.protocol == Protocol::Cmpp3 {
+                tongdao_cmpp::Version::V30
+            } else {
+                tongdao_cmpp::Version::V20
+            };
+            let mut config = tongdao_cmpp::ClientConfig::new(
+                &operator.address,
+                &operator.system_id,
+                &operator.password,
+                version,
+            );
+            config.window = window;
+            config.tps = operator.tps;
+            if let Some(secs) = operator
+                .cmpp
+                .as_ref()
+                .map(|c| c.active_test_secs)
+                .filter(|s| *s > 0)
+            {
+                config.active_test_interval = Duration::from_secs(secs);
+            }
+            run_over(shared, operator, view, status, config).await;
+        }
+        Protocol::Sgip12 => {
+            let settings = operator.sgip.clone().unwrap_or_default();
+            let listener = match settings.listen.parse::<std::net::SocketAddr>() {
+                Ok(listen) => tongdao_sgip::Server::start(tongdao_sgip::ServerConfig::new(
+                    listen,
+                    &settings.smg_login,
+                    &settings.smg_password,
+                ))
+                .await
+                .map_err(|e| format!("SGIP listener on {listen}: {e}")),
+                Err(e) => Err(format!(
+                    "[operators.sgip] listen `{}` is not host:port: {e}",
+                    settings.listen
+                )),
+            };
+            // Until a session is up, the listener answers the SMG "busy" (Result 11)
+            // and it sends again: nothing reaches this first receiver.
+            let server = match listener {
+                Ok((server, _before_first_session)) => server,
+                Err(reason) => return not_started(&operator, &status, reason),
+            };
+            tracing::info!(operator = %operator.name, listen = %server.local_addr(), "SGIP listener up");
+            let mut client = tongdao_sgip::ClientConfig::new(
+                &operator.address,
+                &operator.system_id,
+                &operator.password,
+                settings.node_id,
+                &settings.corp_id,
+            );
+            client.service_type = settings.service_type.clone();
+            client.window = window;
+            client.tps = operator.tps;
+            let config = tongdao_sgip::Sgip::new(client, &server);
+            run_over(shared, operator, view, status, config).await;
+            server.shutdown();
+        }
+    }
+}
+
+/// A bind that cannot start: logged and shown in its link status, never a silent
+/// idle bind.
+fn not_started(operator: &OperatorConfig, status: &watch::Sender<LinkStatus>, reason: String) {
+    tracing::error!(operator = %operator.name, %reason, "operator bind not started");
+    status.send_modify(|s| {
+        s.state = LinkState::Stopped;
+        s.last_error = Some(reason);
+    });
+}
+
+/// [`run_bind`] over one protocol's [`Connect`].
+async fn run_over<C: Connect>(
+    shared: Arc<RelayShared>,
+    operator: OperatorConfig,
+    view: Arc<BindView>,
+    status: watch::Sender<LinkStatus>,
+    config: C,
+) {
     let backoff = operator.backoff();
+    let protocol = config.protocol();
     // Connecting or backing off ends at once on shutdown; a bound session drains first.
     let mut stop = shared.stop.subscribe();
     let stopped = async move {
@@ -61,7 +173,7 @@ pub(super) async fn run_bind(
         let view = view.clone();
         async move {
             let session = shared.open_session(&view, &client);
-            tracing::info!(operator = %operator.name, bind = view.bind, %session, "smpp bind up");
+            tracing::info!(operator = %operator.name, protocol, bind = view.bind, %session, "bind up");
             let inbound = tokio::spawn(handle_inbound(
                 shared.clone(),
                 operator.clone(),
@@ -74,10 +186,10 @@ pub(super) async fn run_bind(
             let _ = inbound.await;
             shared.close_session(&session);
             if shared.stopping() {
-                tracing::info!(operator = %operator.name, bind = view.bind, "smpp bind closed for shutdown");
+                tracing::info!(operator = %operator.name, protocol, bind = view.bind, "bind closed for shutdown");
                 ControlFlow::Break(())
             } else {
-                tracing::warn!(operator = %operator.name, bind = view.bind, "smpp bind down; reconnecting");
+                tracing::warn!(operator = %operator.name, protocol, bind = view.bind, "bind down; reconnecting");
                 ControlFlow::Continue(())
             }
         }
@@ -91,10 +203,10 @@ pub(super) async fn run_bind(
 /// group commits, see [`Outcomes`]). Ends when the relay stops (nothing new written,
 /// answers awaited for the shutdown grace) or the link closes, once every outcome of
 /// this bind is stored.
-async fn send_loop(
+async fn send_loop<S: Session>(
     shared: &Arc<RelayShared>,
     operator: &OperatorConfig,
-    client: &Client,
+    client: &S,
     view: &BindView,
 ) {
     let lease = Duration::from_secs(shared.relay.lease_secs);
@@ -160,8 +272,29 @@ async fn send_loop(
                         }
                         continue;
                     }
+                    let mut contexts = if operator.protocol.carries_fees() {
+                        match fees::contexts(&shared.store, &claimed).await {
+                            Ok(c) => c,
+                            Err(e) => {
+                                // Not sent without its bill: back to the queue, unmarked.
+                                tracing::error!(operator = %operator.name, error = %e, "cannot read the fee fields; releasing the claim");
+                                let _turn = shared.write_turn().await;
+                                let _ = outbox::release_unsent(
+                                    &shared.store,
+                                    &claimed,
+                                    "fee fields unavailable",
+                                )
+                                .await;
+                                more = false;
+                                continue;
+                            }
+                        }
+                    } else {
+                        HashMap::new()
+                    };
                     for message in claimed {
-                        spawn_submit(&mut submits, shared, operator, client, message);
+                        let context = contexts.remove(&message.id).unwrap_or_default();
+                        spawn_submit(&mut submits, shared, operator, client, message, context);
                     }
                     continue;
                 }
@@ -215,15 +348,21 @@ async fn send_loop(
 const RECORD_WAIT_AT_END: Duration = Duration::from_secs(30);
 
 /// Submit one claimed MT in its own task and hand its outcome to the recorder.
-fn spawn_submit(
+fn spawn_submit<S: Session>(
     submits: &mut JoinSet<()>,
     shared: &Arc<RelayShared>,
     operator: &OperatorConfig,
-    client: &Client,
+    client: &S,
     message: Claimed,
+    context: FeeContext,
 ) {
     let client = client.clone();
     let shared = shared.clone();
+    // The fee fields, for protocols that carry them (None: SMPP).
+    let fee = operator
+        .protocol
+        .carries_fees()
+        .then(|| (context, operator.default_service_id().to_string()));
     // A service's MTs come from its own number, so a bare `TD` reaches it.
     let source = message
         .sender
@@ -235,8 +374,13 @@ fn spawn_submit(
     let span = tracing::debug_span!("submit", message = message.id, operator = %operator_name);
     submits.spawn(tracing::Instrument::instrument(
         async move {
-            let result =
-                submit_message(&shared, &client, &operator_name, &source, concat, &message).await;
+            let result = submit_message(
+                &shared,
+                &client,
+                (&operator_name, &source, concat, fee.as_ref()),
+                &message,
+            )
+            .await;
             shared.outcomes.push(message, result);
         },
         span,
@@ -296,7 +440,7 @@ impl Outcomes {
         if let Ok(mut queue) = self.queue.lock() {
             queue.bursts.push(ReceiptBurst {
                 operator: operator.name.clone(),
-                receipt_ids: operator.receipt_ids,
+                receipt_ids: operator.receipt_format(),
                 receipts,
                 stored,
             });
@@ -406,12 +550,14 @@ async fn store_together(
 }
 
 /// Submit the segments of one MT not yet accepted, in order; stop at the first failure.
-async fn submit_message(
+///
+/// `fee` is the MT's fee context and the operator's default `Service_Id` when the
+/// protocol carries fee fields; a fee that cannot be written fails the MT
+/// permanently before anything is sent.
+async fn submit_message<S: Session>(
     shared: &RelayShared,
-    client: &Client,
-    operator: &str,
-    source: &str,
-    concat: ConcatMode,
+    client: &S,
+    (operator, source, concat, fee): (&str, &str, ConcatMode, Option<&(FeeContext, String)>),
     message: &Claimed,
 ) -> SubmitResult {
     // The same reference on every attempt, so a resent segment joins its siblings.
@@ -447,7 +593,21 @@ async fn submit_message(
         if already.contains(&seq) {
             continue;
         }
-        let request = SubmitRequest::new(source, &message.recipient, segment);
+        let fee = match fee {
+            Some((context, default_service_id)) => {
+                match fees::fee_for(message, context, default_service_id, seq) {
+                    Ok(fee) => Some(fee),
+                    Err(e) => {
+                        return SubmitResult::Failed {
+                            accepted,
+                            failure: Failure::Permanent(e.to_string()),
+                        };
+                    }
+                }
+            }
+            None => None,
+        };
+        let request = SubmitRequest::new(source, &message.recipient, segment).with_fee(fee);
         // Window in use, submit latency and throttling (issue 15 item 1).
         let timer = crate::telemetry::SubmitTimer::start(operator);
         let submitted = client.submit(&request).await;
@@ -473,7 +633,7 @@ async fn submit_message(
     SubmitResult::Accepted(accepted)
 }
 
-/// Map an SMPP failure onto the outbox's retry rules.
+/// Map a submit failure (any protocol) onto the outbox's retry rules.
 fn classify(error: &SubmitError) -> Failure {
     let reason = error.to_string();
     if error.outcome_unknown() {
@@ -484,6 +644,7 @@ fn classify(error: &SubmitError) -> Failure {
     }
     match error.class() {
         StatusClass::Permanent => Failure::Permanent(reason),
+        StatusClass::UnknownOutcome => Failure::Unknown(reason),
         StatusClass::Ok | StatusClass::Throttled | StatusClass::Temporary => {
             Failure::Temporary(reason)
         }
@@ -523,7 +684,7 @@ async fn handle_inbound(
                 }
                 Inbound::Mo(pdu, ack) => handle_mo(&shared, (name, &session), &pdu, ack).await,
                 Inbound::Closed(reason) => {
-                    tracing::warn!(operator = %name, %reason, "smpp link closed");
+                    tracing::warn!(operator = %name, %reason, "operator link closed");
                     closed = true;
                 }
             }
@@ -535,7 +696,7 @@ async fn handle_inbound(
         // receipts answer (their responses came first).
         // Not stored: dropping the acks answers "temporary error", the SMSC resends.
         if shared.outcomes.store_receipts(&operator, receipts).await {
-            acks.into_iter().for_each(tongdao_smpp::Ack::ack);
+            acks.into_iter().for_each(tongdao_link::Ack::ack);
         }
     }
 }
@@ -543,8 +704,8 @@ async fn handle_inbound(
 async fn handle_mo(
     shared: &RelayShared,
     (operator, session): (&str, &str),
-    pdu: &tongdao_smpp::MoPdu,
-    ack: tongdao_smpp::Ack,
+    pdu: &tongdao_link::MoPdu,
+    ack: tongdao_link::Ack,
 ) {
     let alive = |name: &str| shared.session_alive(name);
     match inbound::mo::mo(

@@ -196,6 +196,18 @@ pub struct Claimed {
     pub attempts: i64,
     pub expires_at: i64,
     pub sender: Option<String>,
+    /// `messages.charge_plan` ([`ChargePlan::as_str`]): the fee fields follow it.
+    pub charge_plan: String,
+    /// What the recipient pays per MT (per-message services), in fen.
+    pub price_fen: i64,
+    /// The service's code (its `Service_Id` at the operator), if a service's MT.
+    pub service: Option<String>,
+    /// `messages.basis` ([`Basis::as_str`]).
+    pub basis: String,
+    /// The MO this MT answers (replies and notices).
+    pub mo_id: Option<i64>,
+    /// The subscription this MT was pushed under.
+    pub subscription_id: Option<i64>,
 }
 
 /// How one claimed message's submit attempt ended.

@@ -4,17 +4,26 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tongdao_smpp::Backoff;
+use tongdao_link::Backoff;
 
-/// One operator: an SMSC reached over SMPP 3.4, and the number prefixes it serves.
+/// One operator: its gateway (an SMSC over SMPP 3.4, an ISMG over CMPP, an SMG over
+/// SGIP), and the number prefixes it serves.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct OperatorConfig {
     /// Used in routing, billing and settlement.
     pub name: String,
-    /// `host:port` of the SMSC.
+    /// The protocol its gateway speaks (issue 16 item 1): `smpp` (the default),
+    /// `cmpp3`, `cmpp2` or `sgip12`.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// `host:port` of the gateway.
     pub address: String,
+    /// The login name: SMPP `system_id`; CMPP `Source_Addr` (the SP_Id); SGIP
+    /// `Login Name`.
     pub system_id: String,
+    /// SMPP `password`; the CMPP shared secret (MD5 authenticator); SGIP
+    /// `Login Password`.
     pub password: String,
     #[serde(default)]
     pub system_type: String,
@@ -50,9 +59,170 @@ pub struct OperatorConfig {
     /// a link that drops sooner is flapping and the back-off keeps growing.
     #[serde(default = "default_reconnect_stable_secs")]
     pub reconnect_stable_secs: u64,
+    /// `[operators.cmpp]`: settings only a CMPP operator has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmpp: Option<CmppSettings>,
+    /// `[operators.sgip]`: settings only an SGIP operator has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sgip: Option<SgipSettings>,
+}
+
+/// The protocol an operator's gateway speaks.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// SMPP 3.4 (an SMSC).
+    #[default]
+    Smpp,
+    /// CMPP 3.0 (China Mobile's ISMG).
+    Cmpp3,
+    /// CMPP 2.0 (older ISMGs; differs in field widths).
+    Cmpp2,
+    /// SGIP 1.2 (China Unicom's SMG; the SMG connects back for MOs and reports).
+    Sgip12,
+}
+
+impl Protocol {
+    /// `smpp`, `cmpp3`, `cmpp2`, `sgip12`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Smpp => "smpp",
+            Self::Cmpp3 => "cmpp3",
+            Self::Cmpp2 => "cmpp2",
+            Self::Sgip12 => "sgip12",
+        }
+    }
+
+    /// Parses [`Protocol::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Smpp, Self::Cmpp3, Self::Cmpp2, Self::Sgip12]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
+
+    /// Whether submits carry the operator fee fields (代计费, issue 16 item 4): CMPP and
+    /// SGIP do; SMPP 3.4 has no such fields.
+    pub fn carries_fees(self) -> bool {
+        !matches!(self, Self::Smpp)
+    }
+}
+
+/// `[operators.cmpp]`: what a CMPP 3.0/2.0 operator needs beyond the login
+/// (`system_id` is the SP_Id, `password` the shared secret).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CmppSettings {
+    /// `Msg_src` of every submit: the SP_Id of the login; empty or equal to `system_id`
+    /// (anything else is refused: the session writes the login's SP_Id).
+    pub msg_src: String,
+    /// `Service_Id` for MTs without a service of their own (notices, tests), ≤ 10
+    /// chars; a service's MTs carry its code.
+    pub service_id: String,
+    /// The ISMG's gateway code, as it appears in the `Msg_Id` (for logs and checks).
+    pub gateway: String,
+    /// `CMPP_ACTIVE_TEST` interval when idle, in seconds (0: the session's default).
+    pub active_test_secs: u64,
+}
+
+/// `[operators.sgip]`: what an SGIP 1.2 operator needs beyond the login. The SMG
+/// also connects back to Tongdao (Bind, Deliver, Report), so Tongdao listens.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SgipSettings {
+    /// The SP's node id (`3AAAAQQQQQ`), the first part of every sequence number.
+    pub node_id: u32,
+    /// The SP's corporate code (企业代码, 5 digits, `CorpId`).
+    pub corp_id: String,
+    /// `ServiceType` for MTs without a service of their own, ≤ 10 chars.
+    pub service_type: String,
+    /// `host:port` Tongdao listens on for the SMG's own connections.
+    pub listen: String,
+    /// The login the SMG must present when it binds to Tongdao.
+    pub smg_login: String,
+    /// Its password.
+    pub smg_password: String,
 }
 
 impl OperatorConfig {
+    /// Checks the protocol against its per-protocol table: `[operators.cmpp]` only on a
+    /// CMPP operator, `[operators.sgip]` (with its `listen` address) only on an SGIP
+    /// one, and the protocol built into this binary.
+    ///
+    /// # Errors
+    /// A reason naming the operator and what to change.
+    pub fn check_protocol(&self) -> Result<(), String> {
+        let name = &self.name;
+        let protocol = self.protocol.as_str();
+        let cmpp = matches!(self.protocol, Protocol::Cmpp3 | Protocol::Cmpp2);
+        if self.cmpp.is_some() && !cmpp {
+            return Err(format!(
+                "operator `{name}`: [operators.cmpp] is for protocol cmpp3 or cmpp2, not {protocol}"
+            ));
+        }
+        if let Some(c) = &self.cmpp
+            && !c.msg_src.is_empty()
+            && c.msg_src != self.system_id
+        {
+            return Err(format!(
+                "operator `{name}`: [operators.cmpp] msg_src `{}` differs from system_id: the CMPP session writes the login's SP_Id as Msg_src (leave msg_src empty)",
+                c.msg_src
+            ));
+        }
+        if self.sgip.is_some() && self.protocol != Protocol::Sgip12 {
+            return Err(format!(
+                "operator `{name}`: [operators.sgip] is for protocol sgip12, not {protocol}"
+            ));
+        }
+        if self.protocol == Protocol::Sgip12
+            && self.sgip.as_ref().is_none_or(|s| s.listen.is_empty())
+        {
+            return Err(format!(
+                "operator `{name}`: protocol sgip12 needs [operators.sgip] listen (the SMG connects back to it)"
+            ));
+        }
+        if self.protocol == Protocol::Sgip12 && self.binds > 1 {
+            return Err(format!(
+                "operator `{name}`: protocol sgip12 runs one session per operator (its links open on demand and the SMG's Reports come to one listener); set binds = 1 and use window for concurrency"
+            ));
+        }
+        if !super::connector::SUPPORTED.contains(&self.protocol) {
+            return Err(format!(
+                "operator `{name}`: protocol {protocol} is not built into this binary (supported: {})",
+                super::connector::SUPPORTED
+                    .iter()
+                    .map(|p| p.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    /// `Service_Id` / `ServiceType` for MTs without a service (notices, tests): the
+    /// per-protocol table's default, else empty.
+    pub fn default_service_id(&self) -> &str {
+        match (&self.cmpp, &self.sgip) {
+            (Some(c), _) => &c.service_id,
+            (None, Some(s)) => &s.service_type,
+            (None, None) => "",
+        }
+    }
+
+    /// How this operator's receipt ids relate to its submit ids. CMPP writes the
+    /// `Msg_Id` of the submit response in its status report, and SGIP names the MT by
+    /// the Submit's sequence number in its Report, both spelled the same by their
+    /// sessions, so `auto` is `same` for them; SMPP's is the configured or learned one.
+    pub fn receipt_format(&self) -> ReceiptIds {
+        match (self.protocol, self.receipt_ids) {
+            (Protocol::Smpp, format)
+            | (
+                _,
+                format @ (ReceiptIds::Same | ReceiptIds::HexToDecimal | ReceiptIds::DecimalToHex),
+            ) => format,
+            (_, ReceiptIds::Auto) => ReceiptIds::Same,
+        }
+    }
+
     /// The reconnect back-off of this operator's binds.
     pub fn backoff(&self) -> Backoff {
         Backoff {
@@ -83,6 +253,9 @@ impl Default for OperatorConfig {
             reconnect_initial_ms: default_reconnect_initial_ms(),
             reconnect_max_ms: default_reconnect_max_ms(),
             reconnect_stable_secs: default_reconnect_stable_secs(),
+            protocol: Protocol::default(),
+            cmpp: None,
+            sgip: None,
         }
     }
 }
@@ -219,5 +392,96 @@ impl Default for RelayConfig {
 impl RelayConfig {
     pub(crate) fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn operator(protocol: Protocol) -> OperatorConfig {
+        OperatorConfig {
+            name: "mobile".into(),
+            protocol,
+            ..OperatorConfig::default()
+        }
+    }
+
+    /// Issue 16 item 1: SMPP stays the default; each per-protocol table belongs to its
+    /// protocol; a protocol this binary lacks is refused with a clear reason.
+    #[test]
+    fn protocol_and_its_table() {
+        assert_eq!(OperatorConfig::default().protocol, Protocol::Smpp);
+        assert_eq!(operator(Protocol::Smpp).check_protocol(), Ok(()));
+        let mut smpp_with_cmpp = operator(Protocol::Smpp);
+        smpp_with_cmpp.cmpp = Some(CmppSettings::default());
+        let reason = smpp_with_cmpp.check_protocol().expect_err("refused");
+        assert!(reason.contains("[operators.cmpp]"), "{reason}");
+        let sgip = operator(Protocol::Sgip12);
+        let reason = sgip.check_protocol().expect_err("refused");
+        assert!(reason.contains("listen"), "{reason}");
+        for protocol in [Protocol::Cmpp3, Protocol::Cmpp2, Protocol::Sgip12] {
+            let mut op = operator(protocol);
+            op.sgip = (protocol == Protocol::Sgip12).then(|| SgipSettings {
+                listen: "127.0.0.1:8801".into(),
+                ..SgipSettings::default()
+            });
+            let supported = super::super::connector::SUPPORTED.contains(&protocol);
+            assert_eq!(op.check_protocol().is_ok(), supported, "{protocol:?}");
+        }
+        assert!(Protocol::Cmpp3.carries_fees() && !Protocol::Smpp.carries_fees());
+    }
+
+    /// Issue 16 part D: every protocol is built in; an SGIP operator runs one session
+    /// (its SMG reports to one listener); a CMPP `msg_src` the session would not write
+    /// is refused; CMPP and SGIP receipts are read as spelled unless configured.
+    #[test]
+    fn wired_protocols_and_their_limits() {
+        for protocol in ["smpp", "cmpp3", "cmpp2", "sgip12"] {
+            let p = Protocol::parse(protocol).expect("known");
+            assert_eq!(p.as_str(), protocol);
+            assert!(
+                super::super::connector::SUPPORTED.contains(&p),
+                "{protocol}"
+            );
+        }
+        assert_eq!(Protocol::parse("cmpp4"), None);
+        let mut sgip = operator(Protocol::Sgip12);
+        sgip.sgip = Some(SgipSettings {
+            listen: "127.0.0.1:8801".into(),
+            ..SgipSettings::default()
+        });
+        assert_eq!(sgip.check_protocol(), Ok(()));
+        sgip.binds = 2;
+        let reason = sgip.check_protocol().expect_err("refused");
+        assert!(reason.contains("binds = 1"), "{reason}");
+        let mut cmpp = operator(Protocol::Cmpp3);
+        cmpp.system_id = "901234".into();
+        cmpp.cmpp = Some(CmppSettings {
+            msg_src: "901234".into(),
+            ..CmppSettings::default()
+        });
+        assert_eq!(cmpp.check_protocol(), Ok(()));
+        cmpp.cmpp = Some(CmppSettings {
+            msg_src: "999999".into(),
+            ..CmppSettings::default()
+        });
+        let reason = cmpp.check_protocol().expect_err("refused");
+        assert!(reason.contains("msg_src"), "{reason}");
+        assert_eq!(cmpp.receipt_format(), ReceiptIds::Same);
+        assert_eq!(operator(Protocol::Smpp).receipt_format(), ReceiptIds::Auto);
+        cmpp.receipt_ids = ReceiptIds::HexToDecimal;
+        assert_eq!(cmpp.receipt_format(), ReceiptIds::HexToDecimal);
+    }
+
+    #[test]
+    fn the_default_service_id_comes_from_the_protocol_table() {
+        let mut op = operator(Protocol::Cmpp3);
+        assert_eq!(op.default_service_id(), "");
+        op.cmpp = Some(CmppSettings {
+            service_id: "HELP".into(),
+            ..CmppSettings::default()
+        });
+        assert_eq!(op.default_service_id(), "HELP");
     }
 }

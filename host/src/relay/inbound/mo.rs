@@ -64,12 +64,12 @@ async fn insert(
     destination: &str,
     text: &str,
     (status, missing_parts): (&str, Option<&str>),
-    received_at: i64,
+    (received_at, link_id): (i64, Option<&str>),
 ) -> Result<MoRecord, OutboxError> {
     Ok(sqlx::query_as(
         "INSERT INTO mo_messages (operator, source, destination, text, status, received_at, missing_parts,
-            content_sha256)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            content_sha256, link_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          RETURNING id, operator, source, destination, text, status, received_at",
     )
     .bind(operator)
@@ -81,6 +81,7 @@ async fn insert(
     .bind(missing_parts)
     // Kept for the regulator's history (R-3.6), as on every MT.
     .bind(hex::encode(Sha256::digest(text.as_bytes())))
+    .bind(link_id)
     .fetch_one(&mut **tx)
     .await?)
 }
@@ -172,7 +173,7 @@ pub async fn mo(
             &pdu.destination_addr,
             &pdu.text,
             ("received", None),
-            now,
+            (now, pdu.link_id.as_deref()),
         )
         .await?;
         tx.commit().await?;
@@ -241,7 +242,8 @@ pub async fn mo(
             &pdu.destination_addr,
             &text,
             ("received", None),
-            now,
+            // Every part of a CMPP long MO carries the same LinkID.
+            (now, pdu.link_id.as_deref()),
         )
         .await?;
         intake.stored.push(record);
@@ -404,7 +406,7 @@ impl GroupKey<'_> {
             destination,
             &text,
             (status, Some(&missing)),
-            first,
+            (first, None),
         )
         .await?;
         tracing::warn!(

@@ -23,7 +23,8 @@ pub async fn claim(
          WHERE id IN (SELECT id FROM messages
                       WHERE operator = $1 AND status = 'queued' AND next_attempt_at <= $4
                       ORDER BY next_attempt_at, id LIMIT $2 {lock})
-         RETURNING id, recipient, text, attempts, expires_at, sender"
+         RETURNING id, recipient, text, attempts, expires_at, sender, charge_plan, price_fen,
+                   service, basis, mo_id, subscription_id"
     );
     let mut claimed: Vec<Claimed> = sqlx::query_as(&sql)
         .bind(operator)
