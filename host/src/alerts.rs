@@ -350,7 +350,7 @@ struct Count {
 const COUNTS: &[Count] = &[
     Count {
         kind: &MODULE_FAULTS,
-        sql: "SELECT w.partner_id, w.module_id, m.name, SUM(w.count) FROM module_fault_windows w
+        sql: "SELECT w.partner_id, w.module_id, m.name, CAST(SUM(w.count) AS BIGINT) FROM module_fault_windows w
               JOIN modules m ON m.id = w.module_id
               WHERE w.last_at >= $1 GROUP BY w.partner_id, w.module_id, m.name",
         scope: "module",
@@ -533,7 +533,9 @@ impl Evaluator {
         let window = c.window_secs;
         let scopes = operators
             .iter()
-            .map(|(operator, counts)| (Scope::operator(operator), format!("on {operator}"), *counts))
+            .map(|(operator, counts)| {
+                (Scope::operator(operator), format!("on {operator}"), *counts)
+            })
             .chain(
                 partners
                     .iter()
@@ -550,7 +552,9 @@ impl Evaluator {
                     scope,
                     bp,
                     c.delivery_rate_min_bp,
-                    format!("{delivered} of {finals} final MTs {whose} delivered in the last {window} s"),
+                    format!(
+                        "{delivered} of {finals} final MTs {whose} delivered in the last {window} s"
+                    ),
                 ));
             }
         }

@@ -94,14 +94,23 @@ pub struct Purged {
 impl Purged {
     /// Rows removed in all.
     pub fn total(&self) -> u64 {
-        self.mts + self.mos + self.receipts + self.mo_seen + self.deliveries + self.events
+        self.mts
+            + self.mos
+            + self.receipts
+            + self.mo_seen
+            + self.deliveries
+            + self.events
             + self.complaints
     }
 }
 
 /// Run `one` (a batch delete returning how many rows went) until a batch comes
 /// back short, pausing `pause` between batches; returns the rows removed.
-async fn drain<F>(batch: i64, pause: Duration, mut one: impl FnMut() -> F) -> Result<u64, StoreError>
+async fn drain<F>(
+    batch: i64,
+    pause: Duration,
+    mut one: impl FnMut() -> F,
+) -> Result<u64, StoreError>
 where
     F: Future<Output = Result<u64, StoreError>>,
 {
@@ -145,7 +154,10 @@ pub async fn purge_once(
             relay::outbox::retention::purge_mt_batch(store, cutoff, batch)
         })
         .await?,
-        mos: drain(batch, pause, || mo::retention::purge_mo_batch(store, cutoff, batch)).await?,
+        mos: drain(batch, pause, || {
+            mo::retention::purge_mo_batch(store, cutoff, batch)
+        })
+        .await?,
         receipts: drain(batch, pause, || {
             relay::inbound::receipts::purge_batch(store, cutoff, batch)
         })

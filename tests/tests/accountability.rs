@@ -923,10 +923,18 @@ async fn item6_purge_removes_exactly_what_is_older_than_n_months() {
             q.fetch_one(pool).await.unwrap().0
         };
         let receipt = async |at: i64| {
-            one("INSERT INTO receipts (operator, operator_message_id, state, raw, received_at)
-                 VALUES ('mobile', 'x', 'DELIVRD', 'raw', $1) RETURNING id", &[at]).await
+            one(
+                "INSERT INTO receipts (operator, operator_message_id, state, raw, received_at)
+                 VALUES ('mobile', 'x', 'DELIVRD', 'raw', $1) RETURNING id",
+                &[at],
+            )
+            .await
         };
-        let old_receipts = [receipt(cutoff - 1).await, receipt(ms("2026-03-01", 0)).await, receipt(ms("2026-08-09", 23)).await];
+        let old_receipts = [
+            receipt(cutoff - 1).await,
+            receipt(ms("2026-03-01", 0)).await,
+            receipt(ms("2026-08-09", 23)).await,
+        ];
         let kept_receipts = [receipt(cutoff).await, receipt(now).await];
         for (i, at) in [cutoff - 1, ms("2026-05-01", 0), cutoff].iter().enumerate() {
             sqlx::query("INSERT INTO mo_seen (operator, fingerprint, received_at, session) VALUES ('mobile', $1, $2, 's')")
@@ -937,15 +945,23 @@ async fn item6_purge_removes_exactly_what_is_older_than_n_months() {
                 .unwrap();
         }
         let (status, hook) = server
-            .post("/v1/webhooks", &acme, json!({"url": "https://example.com/hook"}))
+            .post(
+                "/v1/webhooks",
+                &acme,
+                json!({"url": "https://example.com/hook"}),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{hook}");
         let endpoint = hook["id"].as_i64().unwrap();
         let event = async |n: i64, at: i64| {
-            one(&format!(
-                "INSERT INTO partner_events (partner_id, kind, source_key, payload, at)
+            one(
+                &format!(
+                    "INSERT INTO partner_events (partner_id, kind, source_key, payload, at)
                  VALUES ($1, 'notice', 'test:{n}', '{{}}', $2) RETURNING id"
-            ), &[partner_id, at]).await
+                ),
+                &[partner_id, at],
+            )
+            .await
         };
         let delivery = async |event: i64, status: &str, created: i64| {
             sqlx::query(
@@ -968,7 +984,10 @@ async fn item6_purge_removes_exactly_what_is_older_than_n_months() {
         delivery(e_failed, "failed", ms("2026-06-01", 0)).await;
         let e_pending = event(3, ms("2026-06-01", 0)).await;
         delivery(e_pending, "pending", ms("2026-06-01", 0)).await;
-        let e_bare = [event(4, ms("2026-07-01", 0)).await, event(5, cutoff - 1000).await];
+        let e_bare = [
+            event(4, ms("2026-07-01", 0)).await,
+            event(5, cutoff - 1000).await,
+        ];
         let e_kept = event(6, cutoff).await;
         delivery(e_kept, "delivered", cutoff).await;
         let e_recent = event(7, now).await;
@@ -1039,25 +1058,50 @@ async fn item6_purge_removes_exactly_what_is_older_than_n_months() {
             .unwrap();
         assert_eq!((purged.mts, purged.mos), (13, 6));
         assert_eq!(
-            (purged.receipts, purged.mo_seen, purged.deliveries, purged.events, purged.complaints),
+            (
+                purged.receipts,
+                purged.mo_seen,
+                purged.deliveries,
+                purged.events,
+                purged.complaints
+            ),
             (3, 2, 2, 4, 2),
             "{purged:?}"
         );
         let list = |v: &[i64]| v.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
         let count = async |table: &str, column: &str, ids: &[i64]| -> i64 {
-            one(&format!("SELECT COUNT(*) FROM {table} WHERE {column} IN ({})", list(ids)), &[]).await
+            one(
+                &format!(
+                    "SELECT COUNT(*) FROM {table} WHERE {column} IN ({})",
+                    list(ids)
+                ),
+                &[],
+            )
+            .await
         };
         assert_eq!(count("receipts", "id", &old_receipts).await, 0);
         assert_eq!(count("receipts", "id", &kept_receipts).await, 2);
         assert_eq!(one("SELECT COUNT(*) FROM receipts", &[]).await, 2);
-        let (seen,): (String,) = sqlx::query_as("SELECT fingerprint FROM mo_seen").fetch_one(pool).await.unwrap();
+        let (seen,): (String,) = sqlx::query_as("SELECT fingerprint FROM mo_seen")
+            .fetch_one(pool)
+            .await
+            .unwrap();
         assert_eq!(seen, "fp2", "only the fingerprint at the cutoff stays");
         let gone_events = [e_delivered, e_failed, e_bare[0], e_bare[1]];
         assert_eq!(count("partner_events", "id", &gone_events).await, 0);
-        assert_eq!(count("partner_events", "id", &[e_pending, e_kept, e_recent]).await, 3);
+        assert_eq!(
+            count("partner_events", "id", &[e_pending, e_kept, e_recent]).await,
+            3
+        );
         assert_eq!(one("SELECT COUNT(*) FROM partner_events", &[]).await, 3);
-        assert_eq!(count("webhook_deliveries", "event_id", &[e_delivered, e_failed]).await, 0);
-        assert_eq!(count("webhook_deliveries", "event_id", &[e_pending, e_kept]).await, 2);
+        assert_eq!(
+            count("webhook_deliveries", "event_id", &[e_delivered, e_failed]).await,
+            0
+        );
+        assert_eq!(
+            count("webhook_deliveries", "event_id", &[e_pending, e_kept]).await,
+            2
+        );
         assert_eq!(count("complaints", "id", &c_gone).await, 0);
         assert_eq!(count("complaint_events", "complaint_id", &c_gone).await, 0);
         assert_eq!(count("complaints", "id", &c_kept).await, 4);

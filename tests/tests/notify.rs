@@ -544,7 +544,9 @@ async fn item4_an_https_receiver_gets_every_event_signed() {
         .unwrap();
         let refused = untrusting.post(&url).body("{}").send().await.unwrap_err();
         assert!(
-            format!("{refused:?}").to_lowercase().contains("certificate"),
+            format!("{refused:?}")
+                .to_lowercase()
+                .contains("certificate"),
             "{refused:?}"
         );
         assert!(receiver.hits().is_empty());
@@ -560,6 +562,22 @@ async fn item4_an_https_receiver_gets_every_event_signed() {
         for user in ["13900000001", "13900000002"] {
             env.mo(user, "1066123403", "笑话");
         }
+        // Both welcomes final before the suspension, so that neither is held.
+        poll_until(WAIT, async || {
+            let (finals,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM messages WHERE partner_id IS NOT NULL
+                   AND status IN ('delivered', 'failed', 'expired')",
+            )
+            .fetch_one(server.platform.store.pool())
+            .await
+            .unwrap();
+            if finals == 2 {
+                Ok(())
+            } else {
+                Err(format!("{finals} welcomes final"))
+            }
+        })
+        .await;
         for action in ["suspend", "resume"] {
             let (status, body) = server
                 .post(
@@ -573,14 +591,18 @@ async fn item4_an_https_receiver_gets_every_event_signed() {
         // Two MOs routed, two welcomes final, the suspension and the resumption.
         let events = poll_until(WAIT, async || {
             let events = inbox(server, &env.acme).await;
-            let kinds: BTreeMap<String, usize> =
-                events.iter().fold(BTreeMap::new(), |mut m, e| {
-                    *m.entry(e["kind"].as_str().unwrap().to_string()).or_default() += 1;
-                    m
-                });
-            let want = [("message.receipt", 2), ("mo.received", 2), ("suspension", 2)]
-                .map(|(k, n)| (k.to_string(), n))
-                .into();
+            let kinds: BTreeMap<String, usize> = events.iter().fold(BTreeMap::new(), |mut m, e| {
+                *m.entry(e["kind"].as_str().unwrap().to_string())
+                    .or_default() += 1;
+                m
+            });
+            let want = [
+                ("message.receipt", 2),
+                ("mo.received", 2),
+                ("suspension", 2),
+            ]
+            .map(|(k, n)| (k.to_string(), n))
+            .into();
             if kinds != want {
                 return Err(format!("inbox kinds {kinds:?}"));
             }
@@ -607,7 +629,11 @@ async fn item4_an_https_receiver_gets_every_event_signed() {
             assert_eq!(body["id"].as_i64(), Some(hit.event_id));
             assert_eq!(body["data"], event["data"]);
         }
-        eprintln!("https webhooks: {} events, {} requests", events.len(), hits.len());
+        eprintln!(
+            "https webhooks: {} events, {} requests",
+            events.len(),
+            hits.len()
+        );
         serving.abort();
         env.stop().await;
     }
@@ -1069,7 +1095,10 @@ fn assert_measured(alert: &Value, severity: &str, unit: &str, threshold: i64, at
         assert!(value >= threshold, "{alert}");
     }
     let started: jiff::Timestamp = alert["started_at"].as_str().unwrap().parse().unwrap();
-    assert!(started.as_millisecond() <= tongdao::store::now_ms(), "{alert}");
+    assert!(
+        started.as_millisecond() <= tongdao::store::now_ms(),
+        "{alert}"
+    );
     assert_eq!(alert["ended_at"], Value::Null, "{alert}");
     assert_eq!(alert["active"], true, "{alert}");
     assert!(!alert["detail"].as_str().unwrap().is_empty());
@@ -1098,7 +1127,10 @@ async fn wait_cleared(server: &Server, key: &str, alert: &Value) -> Value {
 /// The state of the first bind, as `/v1/admin/relay/binds` shows it.
 async fn bind_state(server: &Server) -> String {
     let (_, binds) = server.get("/v1/admin/relay/binds", ADMIN_KEY).await;
-    binds["binds"][0]["state"].as_str().unwrap_or("").to_string()
+    binds["binds"][0]["state"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
 }
 
 /// Start the simulator again on `addr` (where a stopped one listened).
@@ -1205,13 +1237,15 @@ async fn item3_a_failure_reason_surge_opens_an_alert_that_clears_itself() {
         let alert = wait_alert(server, &env.acme, "failure-reason", true).await;
         assert_measured(&alert, "warning", "bp", 5000, true);
         assert_eq!(alert["operator"], "mobile");
-        assert_eq!(alert["value"], 10_000, "every final MT failed alike: {alert}");
-        let (reason,): (String,) = sqlx::query_as(
-            "SELECT failure_reason FROM messages WHERE status = 'failed' LIMIT 1",
-        )
-        .fetch_one(server.platform.store.pool())
-        .await
-        .unwrap();
+        assert_eq!(
+            alert["value"], 10_000,
+            "every final MT failed alike: {alert}"
+        );
+        let (reason,): (String,) =
+            sqlx::query_as("SELECT failure_reason FROM messages WHERE status = 'failed' LIMIT 1")
+                .fetch_one(server.platform.store.pool())
+                .await
+                .unwrap();
         assert!(
             alert["detail"].as_str().unwrap().contains(&reason),
             "{alert} names `{reason}`"
@@ -1365,7 +1399,10 @@ async fn item3_module_faults_open_an_alert_that_clears_itself() {
         let alert = wait_alert(&server, &key, "module-faults", true).await;
         assert_measured(&alert, "warning", "count", 3, true);
         assert_eq!(alert["value"], 3);
-        assert!(alert["detail"].as_str().unwrap().contains("hostile-trap"), "{alert}");
+        assert!(
+            alert["detail"].as_str().unwrap().contains("hostile-trap"),
+            "{alert}"
+        );
         let partner = tongdao::partners::get(&server.platform.store, "acme")
             .await
             .unwrap()
@@ -1427,7 +1464,7 @@ async fn item3_a_volume_spike_against_the_partners_baseline_opens_and_clears() {
 
         let alert = wait_alert(&server, &key, "volume-spike", true).await;
         assert_measured(&alert, "warning", "pct-of-baseline", 500, true);
-        assert_eq!(alert["value"], 20 * 100 * 3_600_000 / (10 * 2000));
+        assert_eq!(alert["value"], 20_i64 * 100 * 3_600_000 / (10 * 2000));
         assert_eq!(alert["partner_id"], acme_id);
         let (_, all) = server.get("/v1/alerts", ADMIN_KEY).await;
         let spikes: Vec<&Value> = all["items"]
@@ -1516,17 +1553,28 @@ async fn item3_bind_down_is_judged_across_replicas() {
             .unwrap();
         n
     };
-    assert_eq!(bind_down().await, 0, "a replica with its binds down raised an alert the other is up for");
+    assert_eq!(
+        bind_down().await,
+        0,
+        "a replica with its binds down raised an alert the other is up for"
+    );
 
     sim.shutdown();
     let key = a.new_partner("acme").await;
     let alert = wait_alert(&a, &key, "bind-down", true).await;
     assert_measured(&alert, "critical", "secs", 1, true);
     assert_eq!(alert["operator"], "mobile");
-    assert!(alert["detail"].as_str().unwrap().contains("2 replica"), "{alert}");
+    assert!(
+        alert["detail"].as_str().unwrap().contains("2 replica"),
+        "{alert}"
+    );
     let back = sim_again(sim_addr).await;
     wait_cleared(&b, &key, &alert).await;
-    assert_eq!(bind_down().await, 1, "one alert, opened once and cleared once");
+    assert_eq!(
+        bind_down().await,
+        1,
+        "one alert, opened once and cleared once"
+    );
     back.shutdown();
     a.stop().await;
     b.stop().await;

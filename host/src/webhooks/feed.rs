@@ -249,7 +249,13 @@ async fn read(
 }
 
 /// An event of `kind` for `partner_id` from the record `source_key`.
-fn event(partner_id: i64, kind: &'static str, source_key: String, data: Value, at: i64) -> NewEvent {
+fn event(
+    partner_id: i64,
+    kind: &'static str,
+    source_key: String,
+    data: Value,
+    at: i64,
+) -> NewEvent {
     NewEvent {
         partner_id: Some(partner_id),
         kind,
@@ -343,7 +349,13 @@ fn run(r: &AnyRow) -> Result<Step, sqlx::Error> {
         cursor: (at, id),
         at,
         hold: false,
-        event: Some(event(r.try_get(2)?, "run.finished", format!("run:{id}"), data, at)),
+        event: Some(event(
+            r.try_get(2)?,
+            "run.finished",
+            format!("run:{id}"),
+            data,
+            at,
+        )),
     })
 }
 
@@ -359,7 +371,13 @@ fn fault(r: &AnyRow) -> Result<Step, sqlx::Error> {
         cursor: (id, 0),
         at,
         hold: false,
-        event: Some(event(r.try_get(2)?, "module.fault", format!("fault:{id}"), data, at)),
+        event: Some(event(
+            r.try_get(2)?,
+            "module.fault",
+            format!("fault:{id}"),
+            data,
+            at,
+        )),
     })
 }
 
@@ -375,7 +393,13 @@ fn suspension(r: &AnyRow) -> Result<Step, sqlx::Error> {
         cursor: (id, 0),
         at,
         hold: false,
-        event: Some(event(r.try_get(2)?, "suspension", format!("suspension:{id}"), data, at)),
+        event: Some(event(
+            r.try_get(2)?,
+            "suspension",
+            format!("suspension:{id}"),
+            data,
+            at,
+        )),
     })
 }
 
@@ -391,7 +415,13 @@ fn notice(r: &AnyRow) -> Result<Step, sqlx::Error> {
         cursor: (id, 0),
         at,
         hold: false,
-        event: Some(event(r.try_get(2)?, "notice", format!("notice:{id}"), data, at)),
+        event: Some(event(
+            r.try_get(2)?,
+            "notice",
+            format!("notice:{id}"),
+            data,
+            at,
+        )),
     })
 }
 
@@ -408,7 +438,13 @@ fn agreement_terms(r: &AnyRow) -> Result<Step, sqlx::Error> {
         cursor: (id, 0),
         at,
         hold: false,
-        event: Some(event(r.try_get(2)?, "terms.changed", format!("agreement-terms:{id}"), data, at)),
+        event: Some(event(
+            r.try_get(2)?,
+            "terms.changed",
+            format!("agreement-terms:{id}"),
+            data,
+            at,
+        )),
     })
 }
 
@@ -426,14 +462,19 @@ fn operator_terms(r: &AnyRow) -> Result<Step, sqlx::Error> {
         cursor: (id, 0),
         at,
         hold: false,
-        event: Some(event(r.try_get(2)?, "terms.changed", format!("operator-terms:{id}"), data, at)),
+        event: Some(event(
+            r.try_get(2)?,
+            "terms.changed",
+            format!("operator-terms:{id}"),
+            data,
+            at,
+        )),
     })
 }
 
 /// Issued statements: `statement.ready`.
 fn statement(r: &AnyRow) -> Result<Step, sqlx::Error> {
-    let (at, partner_id, month): (i64, i64, String) =
-        (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+    let (at, partner_id, month): (i64, i64, String) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
     let data = json!({
         "month": month, "issued_at": time(at), "path": format!("/v1/statements/{month}"),
     });
@@ -441,6 +482,12 @@ fn statement(r: &AnyRow) -> Result<Step, sqlx::Error> {
         cursor: (at, partner_id),
         at,
         hold: false,
-        event: Some(event(partner_id, "statement.ready", format!("statement:{month}"), data, at)),
+        event: Some(event(
+            partner_id,
+            "statement.ready",
+            format!("statement:{month}"),
+            data,
+            at,
+        )),
     })
 }
