@@ -3,28 +3,44 @@
 //!
 //! The evaluator ([`Evaluator::run_once`], every `[alerts] interval_ms`) reads the
 //! records, read-only (`messages`, `message_events`, `module_fault_windows`,
-//! `complaints`, `subscriptions`) and the relay's bind states, and computes the
+//! `complaints`, `subscriptions`) and the bind states of every replica, and computes the
 //! conditions that hold now. In one transaction (holding the feed lock) it opens
 //! an alert for each new condition, updates the measured value of open ones, and
 //! ends the open alerts whose condition no longer holds; each opening and clearing
 //! is an `alert` event to the partner (a platform alert, `partner_id` NULL, to
-//! every partner). It is the only writer of `alerts`.
+//! every partner). It is the only writer of `alerts` and `bind_heartbeats`.
 //!
 //! | kind | scope | condition (`[alerts]`) | severity |
 //! |---|---|---|---|
 //! | `delivery-rate` | operator; partner | delivered ÷ final MTs in the window < `delivery_rate_min_bp`, at least `delivery_min_final` final | critical below half the threshold, else warning |
 //! | `failure-reason` | operator and reason | one reason ≥ `failure_reason_share_bp` of the final MTs and ≥ `failure_reason_min` | warning |
-//! | `bind-down` | operator | no bind bound for `bind_down_secs` | critical |
-//! | `bind-flapping` | operator | binds made ≥ `flap_binds` times in the window and one is not stable now | warning |
+//! | `bind-down` | operator | no bind bound on any replica for `bind_down_secs` | critical |
+//! | `bind-flapping` | operator | binds made (all replicas) ≥ `flap_binds` times in the window and one is not stable now | warning |
 //! | `queue-age` | operator | the oldest due queued MT waited ≥ `queue_age_secs` | warning |
 //! | `volume-spike` | partner | MTs queued in the window ≥ `volume_spike_pct` % of its average per window over `baseline_hours`, and ≥ `volume_min` | warning |
 //! | `module-faults` | partner and module | faults in the window ≥ `module_faults` | warning |
 //! | `complaints` | partner and service | complaints in the window ≥ `complaints` | warning |
 //! | `unsubscribes` | partner and service | cancellations in the window ≥ `unsubscribes` | warning |
 //!
+//! Each kind is defined once ([`KIND_TABLE`]: name, unit, severity rule), and the
+//! plain counts (module faults, complaints, cancellations) are one table of
+//! queries (`COUNTS`); a condition's scope key is built from its scope by one
+//! function.
+//!
 //! Windows over `messages` and `message_events` are found by id (a binary search
 //! on the primary key for the first row of the window), so no scan of the tables
-//! by time is needed. Bind states are those of this process's binds.
+//! by time is needed.
+//!
+//! **Binds across replicas.** Every round each evaluator writes what its own
+//! relay sees of each operator's binds to `bind_heartbeats` (bound, stopped,
+//! since when none is bound, binds made in the window; its only writer), and
+//! judges `bind-down` and `bind-flapping` from the fresh rows of every replica
+//! (updated within three rounds, at least 5 s): an operator is down only when no
+//! replica has a bind to it bound, counted from when the last replica lost its
+//! last bind. So with N replicas on PostgreSQL a replica whose link is down does
+//! not open an alert that another replica, seeing its binds up, would clear: every
+//! evaluator reaches the same verdict. A replica that dies stops counting once its
+//! heartbeat is stale.
 
 pub mod settings;
 
@@ -169,11 +185,231 @@ pub async fn list(
     Ok(rows.into_iter().map(alert_from_row).collect())
 }
 
+/// One definition per alert kind: its name, the unit of what it measures, and
+/// its severity for a measured value against the threshold.
+#[derive(Debug)]
+pub struct Kind {
+    pub name: &'static str,
+    /// `bp`, `count`, `secs` or `pct-of-baseline`.
+    pub unit: &'static str,
+    severity: fn(value: i64, threshold: i64) -> &'static str,
+}
+
+fn warning(_: i64, _: i64) -> &'static str {
+    "warning"
+}
+
+fn critical(_: i64, _: i64) -> &'static str {
+    "critical"
+}
+
+/// A rate under half its minimum is critical.
+fn critical_under_half(value: i64, threshold: i64) -> &'static str {
+    if value.saturating_mul(2) < threshold {
+        "critical"
+    } else {
+        "warning"
+    }
+}
+
+const DELIVERY_RATE: Kind = Kind {
+    name: "delivery-rate",
+    unit: "bp",
+    severity: critical_under_half,
+};
+const FAILURE_REASON: Kind = Kind {
+    name: "failure-reason",
+    unit: "bp",
+    severity: warning,
+};
+const BIND_DOWN: Kind = Kind {
+    name: "bind-down",
+    unit: "secs",
+    severity: critical,
+};
+const BIND_FLAPPING: Kind = Kind {
+    name: "bind-flapping",
+    unit: "count",
+    severity: warning,
+};
+const QUEUE_AGE: Kind = Kind {
+    name: "queue-age",
+    unit: "secs",
+    severity: warning,
+};
+const VOLUME_SPIKE: Kind = Kind {
+    name: "volume-spike",
+    unit: "pct-of-baseline",
+    severity: warning,
+};
+const MODULE_FAULTS: Kind = Kind {
+    name: "module-faults",
+    unit: "count",
+    severity: warning,
+};
+const COMPLAINTS: Kind = Kind {
+    name: "complaints",
+    unit: "count",
+    severity: warning,
+};
+const UNSUBSCRIBES: Kind = Kind {
+    name: "unsubscribes",
+    unit: "count",
+    severity: warning,
+};
+
+/// Every alert kind, in the order of the table in the module docs.
+pub const KIND_TABLE: &[&Kind] = &[
+    &DELIVERY_RATE,
+    &FAILURE_REASON,
+    &BIND_DOWN,
+    &BIND_FLAPPING,
+    &QUEUE_AGE,
+    &VOLUME_SPIKE,
+    &MODULE_FAULTS,
+    &COMPLAINTS,
+    &UNSUBSCRIBES,
+];
+
+/// What an alert is about: the parts of its scope key, in key order.
+#[derive(Debug, Clone, Default)]
+struct Scope {
+    partner_id: Option<i64>,
+    service_id: Option<i64>,
+    operator: Option<String>,
+    /// Further parts (`module`, `reason`).
+    more: Vec<(&'static str, String)>,
+}
+
+impl Scope {
+    fn operator(operator: &str) -> Self {
+        Self {
+            operator: Some(operator.to_string()),
+            ..Self::default()
+        }
+    }
+
+    fn partner(partner_id: i64) -> Self {
+        Self {
+            partner_id: Some(partner_id),
+            ..Self::default()
+        }
+    }
+
+    fn with(mut self, key: &'static str, value: impl ToString) -> Self {
+        self.more.push((key, value.to_string()));
+        self
+    }
+}
+
+impl Condition {
+    /// A condition of `kind` in `scope`: the scope key is the kind and every part
+    /// of the scope (`delivery-rate:operator=mobile`,
+    /// `complaints:partner=3:service=7`).
+    fn new(kind: &Kind, scope: Scope, value: i64, threshold: i64, detail: String) -> Self {
+        let mut scope_key = kind.name.to_string();
+        for (key, part) in [
+            ("operator", scope.operator.clone()),
+            ("partner", scope.partner_id.map(|p| p.to_string())),
+            ("service", scope.service_id.map(|s| s.to_string())),
+        ] {
+            if let Some(part) = part {
+                scope_key.push_str(&format!(":{key}={part}"));
+            }
+        }
+        for (key, part) in &scope.more {
+            scope_key.push_str(&format!(":{key}={part}"));
+        }
+        Self {
+            kind: kind.name,
+            severity: (kind.severity)(value, threshold),
+            scope_key,
+            partner_id: scope.partner_id,
+            service_id: scope.service_id,
+            operator: scope.operator,
+            value,
+            threshold,
+            unit: kind.unit,
+            detail,
+        }
+    }
+}
+
+/// A count over the window, per partner and a second scope, that opens an alert
+/// at a threshold: `(kind, SQL, what is counted)`. The SQL binds the window's
+/// start as `$1` and answers `(partner_id, scope id, label, count)`.
+struct Count {
+    kind: &'static Kind,
+    sql: &'static str,
+    /// The second scope: `module` or `service`.
+    scope: &'static str,
+    threshold: fn(&AlertsConfig) -> i64,
+    detail: fn(label: &str, n: i64, window_secs: u64) -> String,
+}
+
+const COUNTS: &[Count] = &[
+    Count {
+        kind: &MODULE_FAULTS,
+        sql: "SELECT w.partner_id, w.module_id, m.name, CAST(SUM(w.count) AS BIGINT) FROM module_fault_windows w
+              JOIN modules m ON m.id = w.module_id
+              WHERE w.last_at >= $1 GROUP BY w.partner_id, w.module_id, m.name",
+        scope: "module",
+        threshold: |c| c.module_faults,
+        detail: |name, n, w| format!("module `{name}` faulted {n} times in the last {w} s"),
+    },
+    Count {
+        kind: &COMPLAINTS,
+        sql: "SELECT partner_id, service_id, CAST(service_id AS TEXT), COUNT(*) FROM complaints
+              WHERE at >= $1 AND service_id IS NOT NULL GROUP BY partner_id, service_id",
+        scope: "service",
+        threshold: |c| c.complaints,
+        detail: |service, n, w| format!("{n} complaints of service {service} in the last {w} s"),
+    },
+    Count {
+        kind: &UNSUBSCRIBES,
+        sql: "SELECT partner_id, service_id, CAST(service_id AS TEXT), COUNT(*) FROM subscriptions
+              WHERE status = 'cancelled' AND ended_at >= $1 GROUP BY partner_id, service_id",
+        scope: "service",
+        threshold: |c| c.unsubscribes,
+        detail: |service, n, w| {
+            format!("{n} cancelled subscriptions of service {service} in the last {w} s")
+        },
+    },
+];
+
+/// One replica's view of an operator's binds (a row of `bind_heartbeats`).
+#[derive(Debug, Clone)]
+struct Heartbeat {
+    operator: String,
+    binds: i64,
+    bound: i64,
+    stopped: bool,
+    down_since: Option<i64>,
+    made: i64,
+    unstable: bool,
+    last_error: Option<String>,
+}
+
+type HeartbeatRow = (
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    i64,
+    i64,
+    Option<String>,
+);
+
 /// The evaluator: its settings, the relay whose binds it watches, and what it
-/// remembers between rounds (when each operator went down, bind counts).
+/// remembers between rounds (when this replica's binds to each operator went
+/// down, bind counts).
 pub struct Evaluator {
     store: Store,
     relay: Option<Arc<Relay>>,
+    /// Names this replica in `bind_heartbeats`.
+    replica: String,
     config: AlertsConfig,
     down_since: HashMap<String, i64>,
     binds_seen: HashMap<String, VecDeque<(i64, u64)>>,
@@ -185,6 +421,7 @@ pub struct Evaluator {
 impl std::fmt::Debug for Evaluator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Evaluator")
+            .field("replica", &self.replica)
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
@@ -214,9 +451,14 @@ pub struct Round {
 impl Evaluator {
     /// An evaluator over `store` (and the binds of `relay`, if given).
     pub fn new(store: Store, relay: Option<Arc<Relay>>, config: AlertsConfig) -> Self {
+        let replica = relay.as_ref().map_or_else(
+            || format!("{:016x}", rand::random::<u64>()),
+            |r| r.replica().to_string(),
+        );
         Self {
             store,
             relay,
+            replica,
             config,
             down_since: HashMap::new(),
             binds_seen: HashMap::new(),
@@ -239,11 +481,17 @@ impl Evaluator {
         i64::try_from(self.config.window_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
     }
 
+    /// How long a replica's heartbeat counts: three rounds, at least 5 s.
+    fn heartbeat_fresh_ms(&self) -> i64 {
+        i64::try_from(self.config.interval_ms.saturating_mul(3).max(5000)).unwrap_or(i64::MAX)
+    }
+
     /// Every condition that holds at `now`.
     async fn conditions(&mut self, now: i64) -> Result<Vec<Condition>, StoreError> {
         let mut out = Vec::new();
         self.delivery(now, &mut out).await?;
-        self.binds(now, &mut out);
+        self.beat(now).await?;
+        self.binds(now, &mut out).await?;
         self.queue_age(now, &mut out).await?;
         self.volume(now, &mut out).await?;
         self.counts(now, &mut out).await?;
@@ -282,55 +530,32 @@ impl Evaluator {
                 *reasons.entry((operator, reason)).or_default() += n;
             }
         }
-        let window = self.config.window_secs;
-        let rate = |(finals, delivered): (i64, i64)| {
-            (finals >= c.delivery_min_final && finals > 0)
-                .then(|| delivered.saturating_mul(10_000) / finals)
-        };
-        for (operator, counts) in &operators {
-            if let Some(bp) = rate(*counts).filter(|bp| *bp < c.delivery_rate_min_bp) {
-                out.push(Condition {
-                    kind: "delivery-rate",
-                    severity: if bp * 2 < c.delivery_rate_min_bp {
-                        "critical"
-                    } else {
-                        "warning"
-                    },
-                    scope_key: format!("delivery-rate:operator={operator}"),
-                    partner_id: None,
-                    service_id: None,
-                    operator: Some(operator.clone()),
-                    value: bp,
-                    threshold: c.delivery_rate_min_bp,
-                    unit: "bp",
-                    detail: format!(
-                        "{} of {} final MTs on {operator} delivered in the last {window} s",
-                        counts.1, counts.0
-                    ),
-                });
+        let window = c.window_secs;
+        let scopes = operators
+            .iter()
+            .map(|(operator, counts)| {
+                (Scope::operator(operator), format!("on {operator}"), *counts)
+            })
+            .chain(
+                partners
+                    .iter()
+                    .map(|(p, counts)| (Scope::partner(*p), "of yours".to_string(), *counts)),
+            );
+        for (scope, whose, (finals, delivered)) in scopes {
+            if finals < c.delivery_min_final || finals == 0 {
+                continue;
             }
-        }
-        for (partner, counts) in &partners {
-            if let Some(bp) = rate(*counts).filter(|bp| *bp < c.delivery_rate_min_bp) {
-                out.push(Condition {
-                    kind: "delivery-rate",
-                    severity: if bp * 2 < c.delivery_rate_min_bp {
-                        "critical"
-                    } else {
-                        "warning"
-                    },
-                    scope_key: format!("delivery-rate:partner={partner}"),
-                    partner_id: Some(*partner),
-                    service_id: None,
-                    operator: None,
-                    value: bp,
-                    threshold: c.delivery_rate_min_bp,
-                    unit: "bp",
-                    detail: format!(
-                        "{} of {} of your final MTs delivered in the last {window} s",
-                        counts.1, counts.0
+            let bp = delivered.saturating_mul(10_000) / finals;
+            if bp < c.delivery_rate_min_bp {
+                out.push(Condition::new(
+                    &DELIVERY_RATE,
+                    scope,
+                    bp,
+                    c.delivery_rate_min_bp,
+                    format!(
+                        "{delivered} of {finals} final MTs {whose} delivered in the last {window} s"
                     ),
-                });
+                ));
             }
         }
         for ((operator, reason), n) in &reasons {
@@ -340,27 +565,26 @@ impl Evaluator {
             }
             let share = n.saturating_mul(10_000) / finals;
             if share >= c.failure_reason_share_bp {
-                out.push(Condition {
-                    kind: "failure-reason",
-                    severity: "warning",
-                    scope_key: format!("failure-reason:operator={operator}:reason={reason}"),
-                    partner_id: None,
-                    service_id: None,
-                    operator: Some(operator.clone()),
-                    value: share,
-                    threshold: c.failure_reason_share_bp,
-                    unit: "bp",
-                    detail: format!(
+                out.push(Condition::new(
+                    &FAILURE_REASON,
+                    Scope::operator(operator).with("reason", reason),
+                    share,
+                    c.failure_reason_share_bp,
+                    format!(
                         "{n} of {finals} final MTs on {operator} failed with `{reason}` in the last {window} s"
                     ),
-                });
+                ));
             }
         }
         Ok(())
     }
 
-    fn binds(&mut self, now: i64, out: &mut Vec<Condition>) {
-        let Some(relay) = &self.relay else { return };
+    /// Write this replica's view of its binds to `bind_heartbeats` (one row per
+    /// operator), and drop the rows of replicas silent for an hour.
+    async fn beat(&mut self, now: i64) -> Result<(), StoreError> {
+        let Some(relay) = &self.relay else {
+            return Ok(());
+        };
         let mut by_operator: BTreeMap<String, Vec<crate::relay::BindStatus>> = BTreeMap::new();
         for bind in relay.binds() {
             by_operator
@@ -369,35 +593,16 @@ impl Evaluator {
                 .push(bind);
         }
         let window = self.window_ms();
+        let mut beats = Vec::new();
         for (operator, binds) in by_operator {
-            let up = binds.iter().any(|b| b.state == "bound");
+            let bound = binds.iter().filter(|b| b.state == "bound").count();
             let stopped = binds.iter().all(|b| b.state == "stopped");
-            if up || stopped {
+            let down_since = if bound > 0 || stopped {
                 self.down_since.remove(&operator);
+                None
             } else {
-                let since = *self.down_since.entry(operator.clone()).or_insert(now);
-                let secs = (now - since) / 1000;
-                if u64::try_from(now - since).unwrap_or(0)
-                    >= self.config.bind_down_secs.saturating_mul(1000)
-                {
-                    let error = binds
-                        .iter()
-                        .find_map(|b| b.last_error.clone())
-                        .unwrap_or_else(|| "not bound".into());
-                    out.push(Condition {
-                        kind: "bind-down",
-                        severity: "critical",
-                        scope_key: format!("bind-down:operator={operator}"),
-                        partner_id: None,
-                        service_id: None,
-                        operator: Some(operator.clone()),
-                        value: secs,
-                        threshold: i64::try_from(self.config.bind_down_secs).unwrap_or(i64::MAX),
-                        unit: "secs",
-                        detail: format!("no bind to {operator} for {secs} s: {error}"),
-                    });
-                }
-            }
+                Some(*self.down_since.entry(operator.clone()).or_insert(now))
+            };
             let total: u64 = binds.iter().map(|b| b.binds).sum();
             let seen = self.binds_seen.entry(operator.clone()).or_default();
             seen.push_back((now, total));
@@ -405,25 +610,123 @@ impl Evaluator {
                 seen.pop_front();
             }
             let made = total.saturating_sub(seen.front().map_or(total, |(_, n)| *n));
-            let unstable = binds.iter().any(|b| b.attempts > 0);
-            if unstable && made >= self.config.flap_binds {
-                out.push(Condition {
-                    kind: "bind-flapping",
-                    severity: "warning",
-                    scope_key: format!("bind-flapping:operator={operator}"),
-                    partner_id: None,
-                    service_id: None,
-                    operator: Some(operator.clone()),
-                    value: i64::try_from(made).unwrap_or(i64::MAX),
-                    threshold: i64::try_from(self.config.flap_binds).unwrap_or(i64::MAX),
-                    unit: "count",
-                    detail: format!(
-                        "{made} binds to {operator} within {} s, dropped soon after binding",
-                        self.config.window_secs
+            beats.push(Heartbeat {
+                operator,
+                binds: i64::try_from(binds.len()).unwrap_or(i64::MAX),
+                bound: i64::try_from(bound).unwrap_or(i64::MAX),
+                stopped,
+                down_since,
+                made: i64::try_from(made).unwrap_or(i64::MAX),
+                unstable: binds.iter().any(|b| b.attempts > 0),
+                last_error: binds.iter().find_map(|b| b.last_error.clone()),
+            });
+        }
+        let mut tx = self.store.begin_write().await?;
+        for beat in &beats {
+            sqlx::query(
+                "INSERT INTO bind_heartbeats (replica, operator, binds, bound, stopped, down_since, made,
+                   unstable, last_error, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                 ON CONFLICT (replica, operator) DO UPDATE SET binds = excluded.binds,
+                   bound = excluded.bound, stopped = excluded.stopped, down_since = excluded.down_since,
+                   made = excluded.made, unstable = excluded.unstable, last_error = excluded.last_error,
+                   updated_at = excluded.updated_at",
+            )
+            .bind(&self.replica)
+            .bind(&beat.operator)
+            .bind(beat.binds)
+            .bind(beat.bound)
+            .bind(i64::from(beat.stopped))
+            .bind(beat.down_since)
+            .bind(beat.made)
+            .bind(i64::from(beat.unstable))
+            .bind(&beat.last_error)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("DELETE FROM bind_heartbeats WHERE updated_at < $1")
+            .bind(now.saturating_sub(3_600_000))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// `bind-down` and `bind-flapping`, judged across replicas from their fresh
+    /// heartbeats: an operator is down when no replica has a bind to it bound
+    /// (and not every replica stopped it), since the last replica lost its last
+    /// bind; it flaps when the binds all replicas made within the window reach
+    /// `flap_binds` and one is unstable now.
+    async fn binds(&self, now: i64, out: &mut Vec<Condition>) -> Result<(), StoreError> {
+        let rows: Vec<HeartbeatRow> = sqlx::query_as(
+            "SELECT replica, operator, binds, bound, stopped, down_since, made, unstable, last_error
+             FROM bind_heartbeats WHERE updated_at >= $1 ORDER BY operator, replica",
+        )
+        .bind(now.saturating_sub(self.heartbeat_fresh_ms()))
+        .fetch_all(self.store.pool())
+        .await?;
+        let mut by_operator: BTreeMap<String, Vec<(String, Heartbeat)>> = BTreeMap::new();
+        for (replica, operator, binds, bound, stopped, down_since, made, unstable, last_error) in
+            rows
+        {
+            by_operator.entry(operator.clone()).or_default().push((
+                replica,
+                Heartbeat {
+                    operator,
+                    binds,
+                    bound,
+                    stopped: stopped != 0,
+                    down_since,
+                    made,
+                    unstable: unstable != 0,
+                    last_error,
+                },
+            ));
+        }
+        let c = &self.config;
+        for (operator, beats) in by_operator {
+            let replicas = beats.len();
+            let up = beats.iter().any(|(_, b)| b.bound > 0);
+            let stopped = beats.iter().all(|(_, b)| b.stopped);
+            let since = beats.iter().filter_map(|(_, b)| b.down_since).max();
+            if let (false, false, Some(since)) = (up, stopped, since) {
+                let down_ms = now.saturating_sub(since);
+                if u64::try_from(down_ms).unwrap_or(0) >= c.bind_down_secs.saturating_mul(1000) {
+                    let secs = down_ms / 1000;
+                    let binds: i64 = beats.iter().map(|(_, b)| b.binds).sum();
+                    let error = beats
+                        .iter()
+                        .find_map(|(_, b)| b.last_error.clone())
+                        .unwrap_or_else(|| "not bound".into());
+                    out.push(Condition::new(
+                        &BIND_DOWN,
+                        Scope::operator(&operator),
+                        secs,
+                        i64::try_from(c.bind_down_secs).unwrap_or(i64::MAX),
+                        format!(
+                            "none of {binds} binds to {operator} on {replicas} replica(s) bound for {secs} s: {error}"
+                        ),
+                    ));
+                }
+            }
+            let made: i64 = beats.iter().map(|(_, b)| b.made).sum();
+            let unstable = beats.iter().any(|(_, b)| b.unstable);
+            let flap = i64::try_from(c.flap_binds).unwrap_or(i64::MAX);
+            if unstable && made >= flap {
+                out.push(Condition::new(
+                    &BIND_FLAPPING,
+                    Scope::operator(&operator),
+                    made,
+                    flap,
+                    format!(
+                        "{made} binds to {operator} within {} s on {replicas} replica(s), dropped soon after binding",
+                        c.window_secs
                     ),
-                });
+                ));
             }
         }
+        Ok(())
     }
 
     async fn queue_age(&self, now: i64, out: &mut Vec<Condition>) -> Result<(), StoreError> {
@@ -437,18 +740,13 @@ impl Evaluator {
         for (operator, oldest) in rows {
             let secs = (now - oldest) / 1000;
             if u64::try_from(secs).unwrap_or(0) >= self.config.queue_age_secs {
-                out.push(Condition {
-                    kind: "queue-age",
-                    severity: "warning",
-                    scope_key: format!("queue-age:operator={operator}"),
-                    partner_id: None,
-                    service_id: None,
-                    operator: Some(operator.clone()),
-                    value: secs,
-                    threshold: i64::try_from(self.config.queue_age_secs).unwrap_or(i64::MAX),
-                    unit: "secs",
-                    detail: format!("the oldest MT queued for {operator} has waited {secs} s"),
-                });
+                out.push(Condition::new(
+                    &QUEUE_AGE,
+                    Scope::operator(&operator),
+                    secs,
+                    i64::try_from(self.config.queue_age_secs).unwrap_or(i64::MAX),
+                    format!("the oldest MT queued for {operator} has waited {secs} s"),
+                ));
             }
         }
         Ok(())
@@ -507,89 +805,43 @@ impl Evaluator {
                 / (i128::from(base) * i128::from(window)).max(1);
             let pct = i64::try_from(pct).unwrap_or(i64::MAX);
             if pct >= c.volume_spike_pct {
-                out.push(Condition {
-                    kind: "volume-spike",
-                    severity: "warning",
-                    scope_key: format!("volume-spike:partner={partner}"),
-                    partner_id: Some(partner),
-                    service_id: None,
-                    operator: None,
-                    value: pct,
-                    threshold: c.volume_spike_pct,
-                    unit: "pct-of-baseline",
-                    detail: format!(
+                out.push(Condition::new(
+                    &VOLUME_SPIKE,
+                    Scope::partner(partner),
+                    pct,
+                    c.volume_spike_pct,
+                    format!(
                         "{n} MTs in the last {} s, {pct} % of the average of the {} h before",
                         c.window_secs, c.baseline_hours
                     ),
-                });
+                ));
             }
         }
         Ok(())
     }
 
+    /// The counts of [`COUNTS`] over the window.
     async fn counts(&self, now: i64, out: &mut Vec<Condition>) -> Result<(), StoreError> {
-        let c = &self.config;
         let since = now - self.window_ms();
-        let window = c.window_secs;
-        let faults: Vec<(i64, i64, String, i64)> = sqlx::query_as(
-            "SELECT w.partner_id, w.module_id, m.name, SUM(w.count) FROM module_fault_windows w
-             JOIN modules m ON m.id = w.module_id
-             WHERE w.last_at >= $1 GROUP BY w.partner_id, w.module_id, m.name",
-        )
-        .bind(since)
-        .fetch_all(self.store.pool())
-        .await?;
-        for (partner, module_id, name, n) in faults {
-            if n >= c.module_faults {
-                out.push(Condition {
-                    kind: "module-faults",
-                    severity: "warning",
-                    scope_key: format!("module-faults:partner={partner}:module={module_id}"),
-                    partner_id: Some(partner),
-                    service_id: None,
-                    operator: None,
-                    value: n,
-                    threshold: c.module_faults,
-                    unit: "count",
-                    detail: format!("module `{name}` faulted {n} times in the last {window} s"),
-                });
-            }
-        }
-        for (kind, sql, threshold, what) in [
-            (
-                "complaints",
-                "SELECT partner_id, service_id, COUNT(*) FROM complaints
-                 WHERE at >= $1 AND service_id IS NOT NULL GROUP BY partner_id, service_id",
-                c.complaints,
-                "complaints",
-            ),
-            (
-                "unsubscribes",
-                "SELECT partner_id, service_id, COUNT(*) FROM subscriptions
-                 WHERE status = 'cancelled' AND ended_at >= $1 GROUP BY partner_id, service_id",
-                c.unsubscribes,
-                "cancelled subscriptions",
-            ),
-        ] {
-            let rows: Vec<(i64, i64, i64)> = sqlx::query_as(sql)
+        for count in COUNTS {
+            let threshold = (count.threshold)(&self.config);
+            let rows: Vec<(i64, i64, String, i64)> = sqlx::query_as(count.sql)
                 .bind(since)
                 .fetch_all(self.store.pool())
                 .await?;
-            for (partner, service, n) in rows {
-                if n >= threshold && threshold > 0 {
-                    out.push(Condition {
-                        kind,
-                        severity: "warning",
-                        scope_key: format!("{kind}:partner={partner}:service={service}"),
-                        partner_id: Some(partner),
-                        service_id: Some(service),
-                        operator: None,
-                        value: n,
-                        threshold,
-                        unit: "count",
-                        detail: format!("{n} {what} of service {service} in the last {window} s"),
-                    });
+            for (partner, id, label, n) in rows {
+                if n < threshold || threshold <= 0 {
+                    continue;
                 }
+                let scope = match count.scope {
+                    "service" => Scope {
+                        service_id: Some(id),
+                        ..Scope::partner(partner)
+                    },
+                    other => Scope::partner(partner).with(other, id),
+                };
+                let detail = (count.detail)(&label, n, self.config.window_secs);
+                out.push(Condition::new(count.kind, scope, n, threshold, detail));
             }
         }
         Ok(())
@@ -699,25 +951,12 @@ impl Evaluator {
     }
 }
 
-/// The alert kinds, as `&'static str`.
-pub const KINDS: &[&str] = &[
-    "delivery-rate",
-    "failure-reason",
-    "bind-down",
-    "bind-flapping",
-    "queue-age",
-    "volume-spike",
-    "module-faults",
-    "complaints",
-    "unsubscribes",
-];
-
+/// The stored kind's name as `&'static str` (`alert` for one no longer known).
 fn known_kind(kind: &str) -> &'static str {
-    KINDS
+    KIND_TABLE
         .iter()
-        .find(|k| **k == kind)
-        .copied()
-        .unwrap_or("alert")
+        .find(|k| k.name == kind)
+        .map_or("alert", |k| k.name)
 }
 
 /// The `alert` event of an opening or a clearing.

@@ -543,3 +543,48 @@ pub async fn set_contacts(
     tx.commit().await?;
     Ok(contacts(store, partner_id).await?)
 }
+
+/// History retention (R-3.6): delete at most `batch` complaints closed
+/// (`resolved` or `rejected`) before `cutoff_ms` (Unix ms), with their
+/// `complaint_events`, in one transaction; returns how many complaints went. An
+/// open or acknowledged complaint stays however old it is: it is still being
+/// handled.
+///
+/// # Errors
+/// A store failure; the batch is then left whole.
+pub async fn purge_closed_batch(
+    store: &Store,
+    cutoff_ms: i64,
+    batch: i64,
+) -> Result<u64, StoreError> {
+    let mut tx = store.begin_write().await?;
+    let ids: Vec<(i64,)> = sqlx::query_as(
+        "SELECT id FROM complaints
+         WHERE status IN ('resolved', 'rejected') AND closed_at < $1 ORDER BY id LIMIT $2",
+    )
+    .bind(cutoff_ms)
+    .bind(batch.max(1))
+    .fetch_all(&mut *tx)
+    .await?;
+    if ids.is_empty() {
+        tx.commit().await?;
+        return Ok(0);
+    }
+    // Integers from the store.
+    let ids = ids
+        .iter()
+        .map(|(id,)| id.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    sqlx::query(&format!(
+        "DELETE FROM complaint_events WHERE complaint_id IN ({ids})"
+    ))
+    .execute(&mut *tx)
+    .await?;
+    let gone = sqlx::query(&format!("DELETE FROM complaints WHERE id IN ({ids})"))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    Ok(gone)
+}

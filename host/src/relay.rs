@@ -266,6 +266,12 @@ impl Relay {
         self.shared.mo_events.subscribe()
     }
 
+    /// Names this process among the replicas (random per start, as in its SMPP
+    /// session names).
+    pub fn replica(&self) -> &str {
+        &self.shared.nonce
+    }
+
     /// The state of every bind: link state, attempts since the link was last stable,
     /// binds so far, timestamps, last error.
     pub fn binds(&self) -> Vec<BindStatus> {

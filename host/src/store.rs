@@ -127,6 +127,33 @@ impl Store {
         Ok(tx)
     }
 
+    /// Delete at most `batch` rows of `table` that match `filter` (SQL with `$1`
+    /// bound to `cutoff`), oldest `key` first, in one short statement; returns how
+    /// many went. The mechanism of the history purge (R-3.6); each table's owner
+    /// calls it for its own table (one writer per table). `key` is the primary key
+    /// (`id`, or a column list such as `operator, fingerprint`).
+    ///
+    /// # Errors
+    /// A store failure; nothing is deleted then.
+    pub async fn delete_batch(
+        &self,
+        table: &'static str,
+        key: &'static str,
+        filter: &'static str,
+        cutoff: i64,
+        batch: i64,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(&format!(
+            "DELETE FROM {table} WHERE ({key}) IN (
+               SELECT {key} FROM {table} WHERE {filter} ORDER BY {key} LIMIT $2)"
+        ))
+        .bind(cutoff)
+        .bind(batch.max(1))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// A stored setting.
     pub async fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
         let value: Option<(String,)> = sqlx::query_as("SELECT value FROM settings WHERE key = $1")

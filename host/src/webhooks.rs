@@ -19,6 +19,7 @@
 //!   `rotation_grace_secs` after a rotation.
 
 pub mod feed;
+pub mod retention;
 pub mod sender;
 pub mod settings;
 pub mod sign;

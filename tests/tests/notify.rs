@@ -63,6 +63,71 @@ impl Receiver {
             axum::serve(listener, app).await.unwrap();
         })
     }
+
+    /// Serve HTTPS on a free loopback port with `tls` (a certificate for
+    /// 127.0.0.1) until the returned task is aborted; returns the address too.
+    async fn serve_tls(
+        &self,
+        tls: tokio_rustls::rustls::ServerConfig,
+    ) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(hook))
+            .with_state(self.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    // A client that does not trust the certificate ends the
+                    // handshake: nothing to serve then.
+                    let Ok(stream) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(
+                            hyper_util::rt::TokioIo::new(stream),
+                            hyper_util::service::TowerToHyperService::new(app),
+                        )
+                        .await;
+                });
+            }
+        });
+        (addr, task)
+    }
+}
+
+/// A throw-away CA (its PEM) and a server certificate it signed for 127.0.0.1.
+fn test_pki() -> (String, tokio_rustls::rustls::ServerConfig) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+    use tokio_rustls::rustls;
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "tongdao test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+    leaf.subject_alt_names = vec![SanType::IpAddress([127, 0, 0, 1].into())];
+    leaf.distinguished_name
+        .push(DnType::CommonName, "partner receiver");
+    let cert = leaf.signed_by(&key, &ca_cert, &ca_key).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    (ca_cert.pem(), config)
 }
 
 async fn hook(
@@ -442,6 +507,132 @@ async fn item4_a_receiver_down_then_back_gets_every_event_once_signed_across_rot
         assert_eq!(
             (status, error_code(&body)),
             (StatusCode::BAD_REQUEST, "invalid-input")
+        );
+        serving.abort();
+        env.stop().await;
+    }
+}
+
+/// Issue 15 item 4 (R-2.7), `https` endpoints: a real TLS receiver on loopback
+/// with a certificate from a private CA the platform trusts through `[webhooks]
+/// ca_file` receives every event of the partner's inbox with a 200, and every
+/// request verifies with the partner's secret. A client without that CA refuses
+/// the same receiver (the certificate is checked, not skipped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item4_an_https_receiver_gets_every_event_signed() {
+    let (ca_pem, tls) = test_pki();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca_pem).unwrap();
+    for db in databases().await {
+        let env = Env::start(db, |config| {
+            fast_webhooks(config);
+            config.webhooks.ca_file = Some(ca_file.clone());
+        })
+        .await;
+        let server = &env.server;
+        let receiver = Receiver::default();
+        receiver.status.store(200, Ordering::SeqCst);
+        let (addr, serving) = receiver.serve_tls(tls.clone()).await;
+        let url = format!("https://{addr}/hook");
+
+        // Without the private CA the certificate is refused.
+        let untrusting = tongdao::webhooks::sender::client(&tongdao::webhooks::WebhooksConfig {
+            allow_private: true,
+            ..Default::default()
+        })
+        .unwrap();
+        let refused = untrusting.post(&url).body("{}").send().await.unwrap_err();
+        assert!(
+            format!("{refused:?}")
+                .to_lowercase()
+                .contains("certificate"),
+            "{refused:?}"
+        );
+        assert!(receiver.hits().is_empty());
+
+        let (status, created) = server
+            .post("/v1/webhooks", &env.acme, json!({"url": url}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let secret = created["secret"].as_str().unwrap().to_string();
+        let service = env
+            .approved_service(&env.acme, "XH", "jokes", free("笑话", "03"))
+            .await;
+        for user in ["13900000001", "13900000002"] {
+            env.mo(user, "1066123403", "笑话");
+        }
+        // Both welcomes final before the suspension, so that neither is held.
+        poll_until(WAIT, async || {
+            let (finals,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM messages WHERE partner_id IS NOT NULL
+                   AND status IN ('delivered', 'failed', 'expired')",
+            )
+            .fetch_one(server.platform.store.pool())
+            .await
+            .unwrap();
+            if finals == 2 {
+                Ok(())
+            } else {
+                Err(format!("{finals} welcomes final"))
+            }
+        })
+        .await;
+        for action in ["suspend", "resume"] {
+            let (status, body) = server
+                .post(
+                    &format!("/v1/admin/services/{service}/{action}"),
+                    ADMIN_KEY,
+                    json!({"reason": "https test"}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+        // Two MOs routed, two welcomes final, the suspension and the resumption.
+        let events = poll_until(WAIT, async || {
+            let events = inbox(server, &env.acme).await;
+            let kinds: BTreeMap<String, usize> = events.iter().fold(BTreeMap::new(), |mut m, e| {
+                *m.entry(e["kind"].as_str().unwrap().to_string())
+                    .or_default() += 1;
+                m
+            });
+            let want = [
+                ("message.receipt", 2),
+                ("mo.received", 2),
+                ("suspension", 2),
+            ]
+            .map(|(k, n)| (k.to_string(), n))
+            .into();
+            if kinds != want {
+                return Err(format!("inbox kinds {kinds:?}"));
+            }
+            let delivered: BTreeSet<i64> = receiver
+                .hits()
+                .iter()
+                .filter(|h| h.answered == 200)
+                .map(|h| h.event_id)
+                .collect();
+            let ids: BTreeSet<i64> = events.iter().map(|e| e["id"].as_i64().unwrap()).collect();
+            if delivered == ids {
+                Ok(events)
+            } else {
+                Err(format!("delivered {delivered:?} of {ids:?}"))
+            }
+        })
+        .await;
+        let hits = receiver.hits();
+        assert_eq!(hits.len(), events.len(), "one request per event");
+        for hit in &hits {
+            assert!(verifies(&secret, hit), "{hit:?}");
+            let body: Value = serde_json::from_slice(&hit.body).unwrap();
+            let event = events.iter().find(|e| e["id"] == body["id"]).unwrap();
+            assert_eq!(body["id"].as_i64(), Some(hit.event_id));
+            assert_eq!(body["data"], event["data"]);
+        }
+        eprintln!(
+            "https webhooks: {} events, {} requests",
+            events.len(),
+            hits.len()
         );
         serving.abort();
         env.stop().await;
@@ -890,4 +1081,501 @@ async fn item4_a_delivery_that_keeps_failing_is_marked_failed_and_replayed() {
         serving.abort();
         server.stop().await;
     }
+}
+
+/// What every alert carries: its kind's severity and unit, the threshold, a
+/// measured value at or past it (`at_least`: a rate threshold is a minimum),
+/// when it started, and no end while open.
+fn assert_measured(alert: &Value, severity: &str, unit: &str, threshold: i64, at_least: bool) {
+    assert_eq!(alert["severity"], severity, "{alert}");
+    assert_eq!(alert["unit"], unit, "{alert}");
+    assert_eq!(alert["threshold"], threshold, "{alert}");
+    let value = alert["value"].as_i64().unwrap();
+    if at_least {
+        assert!(value >= threshold, "{alert}");
+    }
+    let started: jiff::Timestamp = alert["started_at"].as_str().unwrap().parse().unwrap();
+    assert!(
+        started.as_millisecond() <= tongdao::store::now_ms(),
+        "{alert}"
+    );
+    assert_eq!(alert["ended_at"], Value::Null, "{alert}");
+    assert_eq!(alert["active"], true, "{alert}");
+    assert!(!alert["detail"].as_str().unwrap().is_empty());
+}
+
+/// Wait for the open alert `alert` to end (the same id, with an end after its start).
+async fn wait_cleared(server: &Server, key: &str, alert: &Value) -> Value {
+    let ended = poll_until(WAIT, async || {
+        let (_, page) = server.get("/v1/alerts?active=false", key).await;
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == alert["id"])
+            .cloned()
+            .ok_or_else(|| format!("alert {} still open: {page}", alert["id"]))
+    })
+    .await;
+    let started: jiff::Timestamp = ended["started_at"].as_str().unwrap().parse().unwrap();
+    let end: jiff::Timestamp = ended["ended_at"].as_str().unwrap().parse().unwrap();
+    assert!(end >= started, "{ended}");
+    assert_eq!(ended["active"], false);
+    ended
+}
+
+/// The state of the first bind, as `/v1/admin/relay/binds` shows it.
+async fn bind_state(server: &Server) -> String {
+    let (_, binds) = server.get("/v1/admin/relay/binds", ADMIN_KEY).await;
+    binds["binds"][0]["state"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Start the simulator again on `addr` (where a stopped one listened).
+async fn sim_again(addr: SocketAddr) -> tongdao_smpp::sim::SimHandle {
+    poll_until(WAIT, async || {
+        Sim::start(SimConfig {
+            listen: addr,
+            dlr_delay: Duration::from_millis(5),
+            ..SimConfig::default()
+        })
+        .await
+        .map_err(|e| format!("restarting the simulator: {e}"))
+    })
+    .await
+}
+
+/// Queue a test MT to `to` through the admin API.
+async fn test_mt(server: &Server, to: &str, text: &str) {
+    let (status, body) = server
+        .post(
+            "/v1/admin/test-messages",
+            ADMIN_KEY,
+            json!({"to": to, "text": text}),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+}
+
+/// Issue 15 item 3 (R-2.6), `queue-age`: with the SMSC gone, a queued MT waits;
+/// once it has waited `queue_age_secs` a platform `queue-age` alert opens for the
+/// operator with the age measured in seconds; the SMSC back, the MT is sent and
+/// the alert clears itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item3_queue_age_opens_while_mts_wait_and_clears_once_sent() {
+    for db in databases().await {
+        let env = Env::start(db, |config| {
+            config.relay.test_numbers = vec!["13800138000".into()];
+            config.alerts.interval_ms = 100;
+            config.alerts.queue_age_secs = 1;
+        })
+        .await;
+        let server = &env.server;
+        poll_until(WAIT, async || match bind_state(server).await.as_str() {
+            "bound" => Ok(()),
+            other => Err(other.to_string()),
+        })
+        .await;
+        let sim_addr = env.sim.local_addr();
+        env.sim.shutdown();
+        poll_until(WAIT, async || match bind_state(server).await.as_str() {
+            "bound" => Err("still bound".to_string()),
+            _ => Ok(()),
+        })
+        .await;
+        test_mt(server, "13800138000", "queue age").await;
+        let alert = wait_alert(server, &env.acme, "queue-age", true).await;
+        assert_measured(&alert, "warning", "secs", 1, true);
+        assert_eq!(alert["operator"], "mobile");
+        assert_eq!(alert["partner_id"], Value::Null, "a platform alert");
+
+        let sim = sim_again(sim_addr).await;
+        wait_cleared(server, &env.acme, &alert).await;
+        poll_until(WAIT, async || {
+            let (delivered,): (i64,) =
+                sqlx::query_as("SELECT COUNT(*) FROM messages WHERE status = 'delivered'")
+                    .fetch_one(server.platform.store.pool())
+                    .await
+                    .unwrap();
+            if delivered == 1 {
+                Ok(())
+            } else {
+                Err("the waiting MT is not delivered yet".to_string())
+            }
+        })
+        .await;
+        sim.shutdown();
+        env.stop().await;
+    }
+}
+
+/// Issue 15 item 3 (R-2.6), `failure-reason`: the SMSC reports every MT
+/// undeliverable; one failure reason makes all of the operator's final MTs in the
+/// window, so `failure-reason` opens for the operator and that reason with the
+/// share measured (10,000 bp); healthy traffic replacing them clears it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item3_a_failure_reason_surge_opens_an_alert_that_clears_itself() {
+    for db in databases().await {
+        let env = Env::start(db, |config| {
+            config.relay.test_numbers = vec!["13800138000".into()];
+            config.alerts.interval_ms = 100;
+            config.alerts.window_secs = 3;
+            config.alerts.failure_reason_min = 5;
+            config.alerts.failure_reason_share_bp = 5000;
+        })
+        .await;
+        let server = &env.server;
+        env.sim.set_faults(Faults {
+            undeliverable: 1.0,
+            ..Faults::default()
+        });
+        for i in 0..6 {
+            test_mt(server, "13800138000", &format!("surge {i}")).await;
+        }
+        let alert = wait_alert(server, &env.acme, "failure-reason", true).await;
+        assert_measured(&alert, "warning", "bp", 5000, true);
+        assert_eq!(alert["operator"], "mobile");
+        assert_eq!(
+            alert["value"], 10_000,
+            "every final MT failed alike: {alert}"
+        );
+        let (reason,): (String,) =
+            sqlx::query_as("SELECT failure_reason FROM messages WHERE status = 'failed' LIMIT 1")
+                .fetch_one(server.platform.store.pool())
+                .await
+                .unwrap();
+        assert!(
+            alert["detail"].as_str().unwrap().contains(&reason),
+            "{alert} names `{reason}`"
+        );
+
+        env.sim.set_faults(Faults::default());
+        let ended = poll_until(WAIT, async || {
+            test_mt(server, "13800138000", "healthy").await;
+            let (_, page) = server.get("/v1/alerts?active=false", &env.acme).await;
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["id"] == alert["id"])
+                .cloned()
+                .ok_or_else(|| format!("still open: {page}"))
+        })
+        .await;
+        assert!(ended["ended_at"].is_string());
+        env.stop().await;
+    }
+}
+
+/// Issue 15 item 3 (R-2.6), `bind-flapping`: the SMSC drops every bind soon after
+/// accepting it; the relay binds again and again, and once `flap_binds` binds
+/// were made within the window while the link is unstable, `bind-flapping` opens
+/// with the count; the SMSC steady again, the link stays up past
+/// `reconnect_stable_secs` and the alert clears itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item3_a_flapping_bind_opens_an_alert_that_clears_itself() {
+    for db in databases().await {
+        let env = Env::start(db, |config| {
+            config.alerts.interval_ms = 100;
+            config.alerts.window_secs = 3;
+            config.alerts.flap_binds = 3;
+            config.alerts.bind_down_secs = 600;
+            for op in &mut config.operators {
+                op.reconnect_initial_ms = 50;
+                op.reconnect_max_ms = 200;
+                op.reconnect_stable_secs = 1;
+            }
+        })
+        .await;
+        let server = &env.server;
+        // The SMSC is replaced, on the same address, by one that drops every bind.
+        let addr = env.sim.local_addr();
+        env.sim.shutdown();
+        let flappy = poll_until(WAIT, async || {
+            Sim::start(SimConfig {
+                listen: addr,
+                faults: Faults {
+                    drop_after_bind: Some(Duration::from_millis(50)),
+                    ..Faults::default()
+                },
+                ..SimConfig::default()
+            })
+            .await
+            .map_err(|e| format!("starting the flapping simulator: {e}"))
+        })
+        .await;
+        let alert = wait_alert(server, &env.acme, "bind-flapping", true).await;
+        assert_measured(&alert, "warning", "count", 3, true);
+        assert_eq!(alert["operator"], "mobile");
+        assert_eq!(alert["partner_id"], Value::Null);
+
+        flappy.shutdown();
+        let steady = sim_again(addr).await;
+        wait_cleared(server, &env.acme, &alert).await;
+        assert_eq!(bind_state(server).await, "bound");
+        steady.shutdown();
+        env.stop().await;
+    }
+}
+
+/// Issue 15 item 3 (R-2.6), `unsubscribes`: users of one service text the stop
+/// word; once `unsubscribes` subscriptions were cancelled within the window the
+/// partner's own alert opens for that service with the count, and clears itself
+/// when they leave the window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item3_an_unsubscribe_surge_opens_an_alert_that_clears_itself() {
+    for db in databases().await {
+        let env = Env::start(db, |config| {
+            config.alerts.interval_ms = 100;
+            config.alerts.window_secs = 3;
+            config.alerts.unsubscribes = 2;
+        })
+        .await;
+        let server = &env.server;
+        let xh = env
+            .approved_service(&env.acme, "XH", "jokes", free("笑话", "02"))
+            .await;
+        let number = format!("{}02", common::env::SHORT_CODE);
+        for user in ["13800002001", "13800002002"] {
+            let (status, body) = env.subscribe(xh, user).await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            env.mo(user, &number, "TD");
+        }
+        let alert = wait_alert(server, &env.acme, "unsubscribes", true).await;
+        assert_measured(&alert, "warning", "count", 2, true);
+        assert_eq!(alert["value"], 2);
+        assert_eq!(alert["service_id"], xh);
+        let partner = tongdao::partners::get(&server.platform.store, "acme")
+            .await
+            .unwrap()
+            .id;
+        assert_eq!(alert["partner_id"], partner);
+        let subs = env.subscriptions(xh).await;
+        assert!(subs.iter().all(|s| s["status"] == "cancelled"), "{subs:?}");
+        let (_, rival) = server
+            .get("/v1/alerts", &server.new_partner("rival").await)
+            .await;
+        assert!(
+            !rival["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["kind"] == "unsubscribes"),
+            "{rival}"
+        );
+        wait_cleared(server, &env.acme, &alert).await;
+        env.stop().await;
+    }
+}
+
+/// Issue 15 item 3 (R-2.6), `module-faults`: a partner's module traps on every
+/// call; once it faulted `module_faults` times within the window the partner's
+/// alert opens for that module with the count, and clears itself when the faults
+/// leave the window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item3_module_faults_open_an_alert_that_clears_itself() {
+    for db in databases().await {
+        let server = Server::start_with(db, |config| {
+            config.alerts.interval_ms = 100;
+            config.alerts.window_secs = 3;
+            config.alerts.module_faults = 3;
+        })
+        .await;
+        let key = server.new_partner("acme").await;
+        let (status, body) = server.upload(&key, common::guest("hostile-trap")).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        for _ in 0..3 {
+            let (status, body) = server
+                .post("/v1/modules/hostile-trap/bulletin", &key, json!({}))
+                .await;
+            assert_eq!(
+                (status, error_code(&body)),
+                (StatusCode::UNPROCESSABLE_ENTITY, "trap"),
+                "{body}"
+            );
+        }
+        let alert = wait_alert(&server, &key, "module-faults", true).await;
+        assert_measured(&alert, "warning", "count", 3, true);
+        assert_eq!(alert["value"], 3);
+        assert!(
+            alert["detail"].as_str().unwrap().contains("hostile-trap"),
+            "{alert}"
+        );
+        let partner = tongdao::partners::get(&server.platform.store, "acme")
+            .await
+            .unwrap()
+            .id;
+        assert_eq!(alert["partner_id"], partner);
+        wait_cleared(&server, &key, &alert).await;
+        server.stop().await;
+    }
+}
+
+/// Issue 15 item 3 (R-2.6), `volume-spike`: a partner that queued 10 MTs in the
+/// hour before the window queues 20 within it: 20 ÷ (10 × 2 s ÷ 3600 s) =
+/// 360,000 % of its own baseline, past `volume_spike_pct`; the alert opens with
+/// exactly that, only for that partner, and clears itself when the burst leaves
+/// the window. Another partner with the same burst and no history has no
+/// baseline to compare with and gets no alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item3_a_volume_spike_against_the_partners_baseline_opens_and_clears() {
+    for db in databases().await {
+        let server = Server::start_with(db, |config| {
+            config.alerts.interval_ms = 100;
+            config.alerts.window_secs = 2;
+            config.alerts.baseline_hours = 1;
+            config.alerts.volume_min = 20;
+            config.alerts.volume_spike_pct = 500;
+        })
+        .await;
+        let key = server.new_partner("acme").await;
+        let rival = server.new_partner("rival").await;
+        let store = server.platform.store.clone();
+        let id = async |name: &str| tongdao::partners::get(&store, name).await.unwrap().id;
+        let (acme_id, rival_id) = (id("acme").await, id("rival").await);
+        // MTs as the outbox writes them (final, so the relay leaves them be), in
+        // id order of their time, one transaction per batch.
+        let write = async |partner: i64, at: &[i64]| {
+            let mut tx = store.begin_write().await.unwrap();
+            for at in at {
+                sqlx::query(
+                    "INSERT INTO messages (partner_id, service, recipient, operator, text, content_sha256,
+                        segments, charge_plan, is_test, status, attempts, next_attempt_at, expires_at,
+                        created_at, updated_at, done_at, price_fen, basis)
+                     VALUES ($1, 'XZ', '13800000010', 'mobile', 'text', 'sha', 1, 'per-message', 0,
+                        'delivered', 1, $2, $2, $2, $2, $2, 0, 'reply')",
+                )
+                .bind(partner)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            }
+            tx.commit().await.unwrap();
+        };
+        let now = tongdao::store::now_ms();
+        let history: Vec<i64> = (0..10).map(|i| now - 3_000_000 + i * 60_000).collect();
+        write(acme_id, &history).await;
+        let burst = vec![tongdao::store::now_ms(); 20];
+        write(acme_id, &burst).await;
+        write(rival_id, &burst).await;
+
+        let alert = wait_alert(&server, &key, "volume-spike", true).await;
+        assert_measured(&alert, "warning", "pct-of-baseline", 500, true);
+        assert_eq!(alert["value"], 20_i64 * 100 * 3_600_000 / (10 * 2000));
+        assert_eq!(alert["partner_id"], acme_id);
+        let (_, all) = server.get("/v1/alerts", ADMIN_KEY).await;
+        let spikes: Vec<&Value> = all["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["kind"] == "volume-spike")
+            .collect();
+        assert_eq!(spikes.len(), 1, "only acme's: {all}");
+        let (_, theirs) = server.get("/v1/alerts", &rival).await;
+        assert!(
+            !theirs["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["kind"] == "volume-spike"),
+            "{theirs}"
+        );
+        wait_cleared(&server, &key, &alert).await;
+        server.stop().await;
+    }
+}
+
+/// Issue 15 item 3 (R-2.6) with N replicas: two platforms on one PostgreSQL
+/// database, where replica A reaches the SMSC and replica B's address for the
+/// operator leads nowhere. B's binds are down, A's up: every evaluator judges
+/// from both replicas' bind heartbeats, so no `bind-down` opens (none flaps open
+/// and shut between the replicas). When the SMSC stops, no replica is bound and
+/// one critical alert opens, naming both replicas; the SMSC back on A, it clears.
+/// SQLite is one process only: PostgreSQL is needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item3_bind_down_is_judged_across_replicas() {
+    let Some(url) = databases().await.into_iter().flatten().next() else {
+        return;
+    };
+    let sim = Sim::start(SimConfig {
+        dlr_delay: Duration::from_millis(5),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let sim_addr = sim.local_addr();
+    let replica = async |address: String| {
+        Server::start_with(Some(url.clone()), |config| {
+            config.alerts.interval_ms = 100;
+            config.alerts.bind_down_secs = 1;
+            let mut op = common::sim_operator(address);
+            op.name = "mobile".into();
+            op.reconnect_initial_ms = 50;
+            op.reconnect_max_ms = 200;
+            config.operators = vec![op];
+        })
+        .await
+    };
+    let a = replica(sim_addr.to_string()).await;
+    let b = replica(closed_port().to_string()).await;
+    let pool = a.platform.store.pool().clone();
+    poll_until(WAIT, async || {
+        match (bind_state(&a).await.as_str(), bind_state(&b).await.as_str()) {
+            ("bound", b) if b != "bound" => Ok(()),
+            seen => Err(format!("{seen:?}")),
+        }
+    })
+    .await;
+    // Both evaluators have judged, more than once, with B down for longer than
+    // `bind_down_secs`: B's heartbeat says since when, and both wrote theirs later.
+    poll_until(WAIT, async || {
+        let beats: Vec<(i64, Option<i64>, i64)> = sqlx::query_as(
+            "SELECT bound, down_since, updated_at FROM bind_heartbeats WHERE operator = 'mobile'",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let since = beats.iter().find_map(|(_, s, _)| *s);
+        let oldest_beat = beats.iter().map(|(_, _, at)| *at).min();
+        match (beats.len(), since, oldest_beat) {
+            (2, Some(since), Some(beat)) if beat - since >= 2_000 => Ok(()),
+            _ => Err(format!("heartbeats {beats:?}")),
+        }
+    })
+    .await;
+    let bind_down = async || -> i64 {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM alerts WHERE kind = 'bind-down'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        n
+    };
+    assert_eq!(
+        bind_down().await,
+        0,
+        "a replica with its binds down raised an alert the other is up for"
+    );
+
+    sim.shutdown();
+    let key = a.new_partner("acme").await;
+    let alert = wait_alert(&a, &key, "bind-down", true).await;
+    assert_measured(&alert, "critical", "secs", 1, true);
+    assert_eq!(alert["operator"], "mobile");
+    assert!(
+        alert["detail"].as_str().unwrap().contains("2 replica"),
+        "{alert}"
+    );
+    let back = sim_again(sim_addr).await;
+    wait_cleared(&b, &key, &alert).await;
+    assert_eq!(
+        bind_down().await,
+        1,
+        "one alert, opened once and cleared once"
+    );
+    back.shutdown();
+    a.stop().await;
+    b.stop().await;
 }

@@ -10,9 +10,14 @@
 //! lag. Sources read by time (`push_runs.finished_at`, `statement_issues.issued_at`)
 //! take rows older than the lag on both stores.
 //!
+//! Each source is one row of `SOURCES` (its cursor, how it is read, the query,
+//! and a function from a row to its event); one loop reads them all.
+//!
 //! Nothing here writes another part's tables; the hot paths write nothing more.
 
-use serde_json::json;
+use serde_json::{Value, json};
+use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use super::{NewEvent, WebhooksConfig, append_in, lock_feed};
 use crate::store::{Backend, Store, StoreError, now_ms};
@@ -20,17 +25,114 @@ use crate::store::{Backend, Store, StoreError, now_ms};
 /// Rows read per source per round.
 const BATCH: i64 = 500;
 
+/// How a source is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Order {
+    /// By id: `$1` the last id read, `$2` the batch size; a row younger than the
+    /// lag (PostgreSQL) holds back the ones after it.
+    Id,
+    /// By time: `$1` the last time read, `$2` its tiebreak, `$3` until when rows
+    /// are ready, `$4` the batch size.
+    Time,
+}
+
+/// What one row of a source gives: where the cursor moves to, when it happened,
+/// whether it holds the rows after it back (an MO the router has not handled),
+/// and the event, if it makes one.
+struct Step {
+    cursor: (i64, i64),
+    at: i64,
+    hold: bool,
+    event: Option<NewEvent>,
+}
+
+/// One source of partner events: its cursor name (the table), how it is read,
+/// the query, and what a row makes.
+struct Source {
+    name: &'static str,
+    order: Order,
+    sql: &'static str,
+    step: fn(&AnyRow) -> Result<Step, sqlx::Error>,
+}
+
 /// Every source, in the order they are read.
-const SOURCES: &[&str] = &[
-    "message_events",
-    "mo_messages",
-    "push_runs",
-    "module_faults",
-    "suspensions",
-    "partner_notices",
-    "agreement_terms",
-    "operator_terms",
-    "statement_issues",
+const SOURCES: &[Source] = &[
+    Source {
+        name: "message_events",
+        order: Order::Id,
+        sql: "SELECT e.id, e.at, e.status, m.id, m.partner_id, m.service_id, m.recipient, m.operator,
+                     m.failure_reason, m.segments
+              FROM message_events e JOIN messages m ON m.id = e.message_id
+              WHERE e.id > $1 ORDER BY e.id LIMIT $2",
+        step: receipt,
+    },
+    Source {
+        name: "mo_messages",
+        order: Order::Id,
+        sql: "SELECT mo.id, mo.received_at, mo.status, mo.source, mo.destination, mo.text, mo.service_id,
+                     mo.outcome, mo.routed_at, s.partner_id, s.code
+              FROM mo_messages mo LEFT JOIN services s ON s.id = mo.service_id
+              WHERE mo.id > $1 ORDER BY mo.id LIMIT $2",
+        step: mo,
+    },
+    Source {
+        name: "push_runs",
+        order: Order::Time,
+        sql: "SELECT id, finished_at, partner_id, service_id, status, subscribers, queued, blocked, held,
+                     skipped, reason
+              FROM push_runs
+              WHERE finished_at IS NOT NULL AND finished_at <= $3
+                AND (finished_at > $1 OR (finished_at = $1 AND id > $2))
+              ORDER BY finished_at, id LIMIT $4",
+        step: run,
+    },
+    Source {
+        name: "module_faults",
+        order: Order::Id,
+        sql: "SELECT f.id, f.at, f.partner_id, m.name, f.version_id, f.export, f.kind, f.message
+              FROM module_faults f JOIN modules m ON m.id = f.module_id
+              WHERE f.id > $1 ORDER BY f.id LIMIT $2",
+        step: fault,
+    },
+    Source {
+        name: "suspensions",
+        order: Order::Id,
+        sql: "SELECT id, at, partner_id, service_id, action, actor, reason FROM suspensions
+              WHERE id > $1 ORDER BY id LIMIT $2",
+        step: suspension,
+    },
+    Source {
+        name: "partner_notices",
+        order: Order::Id,
+        sql: "SELECT id, at, partner_id, kind, subject, message, run_id FROM partner_notices
+              WHERE id > $1 ORDER BY id LIMIT $2",
+        step: notice,
+    },
+    Source {
+        name: "agreement_terms",
+        order: Order::Id,
+        sql: "SELECT id, created_at, partner_id, effective_from, tier_mode, tax_bp, payment_days,
+                     activation_rule
+              FROM agreement_terms WHERE id > $1 ORDER BY id LIMIT $2",
+        step: agreement_terms,
+    },
+    Source {
+        name: "operator_terms",
+        order: Order::Id,
+        sql: "SELECT id, created_at, partner_id, operator, effective_from, collection_bp,
+                     imbalance_rate_fen, schedule
+              FROM operator_terms WHERE id > $1 ORDER BY id LIMIT $2",
+        step: operator_terms,
+    },
+    // The tiebreak of this time cursor is the partner id.
+    Source {
+        name: "statement_issues",
+        order: Order::Time,
+        sql: "SELECT issued_at, partner_id, month FROM statement_issues
+              WHERE issued_at <= $3 AND (issued_at > $1 OR (issued_at = $1 AND partner_id > $2))
+              ORDER BY issued_at, partner_id, month LIMIT $4",
+        step: statement,
+    },
 ];
 
 /// What one source read gives: events, and the new cursor if it moved.
@@ -59,7 +161,7 @@ pub async fn feed_once(store: &Store, config: &WebhooksConfig) -> Result<usize, 
 async fn feed_source(
     store: &Store,
     config: &WebhooksConfig,
-    source: &str,
+    source: &Source,
 ) -> Result<(usize, bool), StoreError> {
     let now = now_ms();
     let lag = i64::try_from(config.feed_lag_ms).unwrap_or(i64::MAX);
@@ -92,7 +194,7 @@ async fn feed_source(
         "INSERT INTO event_cursors (source, position, tiebreak) VALUES ($1, $2, $3)
          ON CONFLICT (source) DO UPDATE SET position = $2, tiebreak = $3",
     )
-    .bind(source)
+    .bind(source.name)
     .bind(new_position)
     .bind(new_tiebreak)
     .execute(&mut *tx)
@@ -111,434 +213,281 @@ struct Ready {
 /// Read one source from its stored cursor: the events and the new cursor.
 async fn read(
     conn: &mut sqlx::AnyConnection,
-    source: &str,
+    source: &Source,
     ready: Ready,
 ) -> Result<Read, StoreError> {
     let (position, tiebreak): (i64, i64) =
         sqlx::query_as("SELECT position, tiebreak FROM event_cursors WHERE source = $1")
-            .bind(source)
+            .bind(source.name)
             .fetch_optional(&mut *conn)
             .await?
             .unwrap_or((0, 0));
-    let id = ready.id;
-    Ok(match source {
-        "message_events" => receipts(conn, position, id).await?,
-        "mo_messages" => mos(conn, position, id).await?,
-        "push_runs" => runs(conn, position, tiebreak, ready.time).await?,
-        "module_faults" => faults(conn, position, id).await?,
-        "suspensions" => suspensions(conn, position, id).await?,
-        "partner_notices" => notices(conn, position, id).await?,
-        "agreement_terms" => agreement_terms(conn, position, id).await?,
-        "operator_terms" => operator_terms(conn, position, id).await?,
-        "statement_issues" => statements(conn, position, tiebreak, ready.time).await?,
-        _ => (Vec::new(), None),
+    let query = sqlx::query(source.sql).bind(position);
+    let (rows, ready_before) = match source.order {
+        Order::Id => (query.bind(BATCH).fetch_all(&mut *conn).await?, ready.id),
+        Order::Time => (
+            query
+                .bind(tiebreak)
+                .bind(ready.time)
+                .bind(BATCH)
+                .fetch_all(&mut *conn)
+                .await?,
+            ready.time,
+        ),
+    };
+    let mut events = Vec::new();
+    let mut last = None;
+    for row in &rows {
+        let step = (source.step)(row)?;
+        if step.at > ready_before || step.hold {
+            break;
+        }
+        last = Some(step.cursor);
+        events.extend(step.event);
+    }
+    Ok((events, last))
+}
+
+/// An event of `kind` for `partner_id` from the record `source_key`.
+fn event(
+    partner_id: i64,
+    kind: &'static str,
+    source_key: String,
+    data: Value,
+    at: i64,
+) -> NewEvent {
+    NewEvent {
+        partner_id: Some(partner_id),
+        kind,
+        source_key,
+        data,
+        at,
+    }
+}
+
+fn time(ms: i64) -> String {
+    crate::api::time::format(ms)
+}
+
+/// MTs in a final state: `message.receipt`.
+fn receipt(r: &AnyRow) -> Result<Step, sqlx::Error> {
+    let (id, at, status): (i64, i64, String) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+    let partner: Option<i64> = r.try_get(4)?;
+    let event = partner
+        .filter(|_| matches!(status.as_str(), "delivered" | "failed" | "expired"))
+        .map(|partner_id| -> Result<NewEvent, sqlx::Error> {
+            let reason: Option<String> = r.try_get(8)?;
+            Ok(event(
+                partner_id,
+                "message.receipt",
+                format!("me:{id}"),
+                json!({
+                    "message_id": r.try_get::<i64, _>(3)?,
+                    "service_id": r.try_get::<Option<i64>, _>(5)?,
+                    "recipient": r.try_get::<String, _>(6)?,
+                    "operator": r.try_get::<String, _>(7)?, "status": status,
+                    "failure_reason": if status == "delivered" { None } else { reason },
+                    "segments": r.try_get::<i64, _>(9)?, "at": time(at),
+                }),
+                at,
+            ))
+        })
+        .transpose()?;
+    Ok(Step {
+        cursor: (id, 0),
+        at,
+        hold: false,
+        event,
     })
 }
 
-type ReceiptRow = (
-    i64,
-    i64,
-    String,
-    i64,
-    Option<i64>,
-    Option<i64>,
-    String,
-    String,
-    Option<String>,
-    i64,
-);
-
-/// MTs in a final state: `message.receipt`.
-async fn receipts(
-    conn: &mut sqlx::AnyConnection,
-    position: i64,
-    ready_before: i64,
-) -> Result<Read, StoreError> {
-    let rows: Vec<ReceiptRow> = sqlx::query_as(
-        "SELECT e.id, e.at, e.status, m.id, m.partner_id, m.service_id, m.recipient, m.operator,
-                m.failure_reason, m.segments
-         FROM message_events e JOIN messages m ON m.id = e.message_id
-         WHERE e.id > $1 ORDER BY e.id LIMIT $2",
-    )
-    .bind(position)
-    .bind(BATCH)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut events = Vec::new();
-    let mut last = None;
-    for (id, at, status, message_id, partner, service, recipient, operator, reason, segments) in
-        rows
-    {
-        if at > ready_before {
-            break;
-        }
-        last = Some((id, 0));
-        let Some(partner_id) = partner else { continue };
-        if !matches!(status.as_str(), "delivered" | "failed" | "expired") {
-            continue;
-        }
-        events.push(NewEvent {
-            partner_id: Some(partner_id),
-            kind: "message.receipt",
-            source_key: format!("me:{id}"),
-            data: json!({
-                "message_id": message_id, "service_id": service, "recipient": recipient,
-                "operator": operator, "status": status,
-                "failure_reason": if status == "delivered" { None } else { reason },
-                "segments": segments, "at": crate::api::time::format(at),
-            }),
-            at,
-        });
-    }
-    Ok((events, last))
+/// MOs routed to a partner's service: `mo.received`. An MO still waiting for the
+/// router holds the ones after it back.
+fn mo(r: &AnyRow) -> Result<Step, sqlx::Error> {
+    let (id, received_at, status): (i64, i64, String) =
+        (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+    let partner: Option<i64> = r.try_get(9)?;
+    let routed_at: Option<i64> = r.try_get(8)?;
+    let event = partner
+        .filter(|_| status == "routed")
+        .map(|partner_id| -> Result<NewEvent, sqlx::Error> {
+            Ok(event(
+                partner_id,
+                "mo.received",
+                format!("mo:{id}"),
+                json!({
+                    "mo_id": id, "service_id": r.try_get::<Option<i64>, _>(6)?,
+                    "service_code": r.try_get::<Option<String>, _>(10)?,
+                    "from": r.try_get::<String, _>(3)?, "to": r.try_get::<String, _>(4)?,
+                    "text": r.try_get::<String, _>(5)?,
+                    "outcome": r.try_get::<Option<String>, _>(7)?,
+                    "received_at": time(received_at), "routed_at": routed_at.map(time),
+                }),
+                routed_at.unwrap_or(received_at),
+            ))
+        })
+        .transpose()?;
+    Ok(Step {
+        cursor: (id, 0),
+        at: received_at,
+        hold: matches!(status.as_str(), "received" | "routing"),
+        event,
+    })
 }
-
-type MoRow = (
-    i64,
-    i64,
-    String,
-    String,
-    String,
-    String,
-    Option<i64>,
-    Option<String>,
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
-);
-
-/// MOs routed to a partner's service: `mo.received`.
-async fn mos(
-    conn: &mut sqlx::AnyConnection,
-    position: i64,
-    ready_before: i64,
-) -> Result<Read, StoreError> {
-    let rows: Vec<MoRow> = sqlx::query_as(
-        "SELECT mo.id, mo.received_at, mo.status, mo.source, mo.destination, mo.text, mo.service_id,
-                mo.outcome, mo.routed_at, s.partner_id, s.code
-         FROM mo_messages mo LEFT JOIN services s ON s.id = mo.service_id
-         WHERE mo.id > $1 ORDER BY mo.id LIMIT $2",
-    )
-    .bind(position)
-    .bind(BATCH)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut events = Vec::new();
-    let mut last = None;
-    for (id, received_at, status, from, to, text, service, outcome, routed_at, partner, code) in
-        rows
-    {
-        // An MO still waiting for the router holds the ones after it back.
-        if received_at > ready_before || matches!(status.as_str(), "received" | "routing") {
-            break;
-        }
-        last = Some((id, 0));
-        let (Some(partner_id), "routed") = (partner, status.as_str()) else {
-            continue;
-        };
-        events.push(NewEvent {
-            partner_id: Some(partner_id),
-            kind: "mo.received",
-            source_key: format!("mo:{id}"),
-            data: json!({
-                "mo_id": id, "service_id": service, "service_code": code, "from": from,
-                "to": to, "text": text, "outcome": outcome,
-                "received_at": crate::api::time::format(received_at),
-                "routed_at": routed_at.map(crate::api::time::format),
-            }),
-            at: routed_at.unwrap_or(received_at),
-        });
-    }
-    Ok((events, last))
-}
-
-type RunRow = (
-    i64,
-    i64,
-    i64,
-    i64,
-    String,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    Option<String>,
-);
 
 /// Push runs that ended: `run.finished`.
-async fn runs(
-    conn: &mut sqlx::AnyConnection,
-    position: i64,
-    tiebreak: i64,
-    ready_before: i64,
-) -> Result<Read, StoreError> {
-    let rows: Vec<RunRow> = sqlx::query_as(
-        "SELECT id, finished_at, partner_id, service_id, status, subscribers, queued, blocked, held,
-                skipped, reason
-         FROM push_runs
-         WHERE finished_at IS NOT NULL AND finished_at <= $3
-           AND (finished_at > $1 OR (finished_at = $1 AND id > $2))
-         ORDER BY finished_at, id LIMIT $4",
-    )
-    .bind(position)
-    .bind(tiebreak)
-    .bind(ready_before)
-    .bind(BATCH)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut events = Vec::new();
-    let mut last = None;
-    for (
-        id,
+fn run(r: &AnyRow) -> Result<Step, sqlx::Error> {
+    let (id, at): (i64, i64) = (r.try_get(0)?, r.try_get(1)?);
+    let data = json!({
+        "run_id": id, "service_id": r.try_get::<i64, _>(3)?, "status": r.try_get::<String, _>(4)?,
+        "subscribers": r.try_get::<i64, _>(5)?, "queued": r.try_get::<i64, _>(6)?,
+        "blocked": r.try_get::<i64, _>(7)?, "held": r.try_get::<i64, _>(8)?,
+        "skipped": r.try_get::<i64, _>(9)?, "reason": r.try_get::<Option<String>, _>(10)?,
+        "finished_at": time(at),
+    });
+    Ok(Step {
+        cursor: (at, id),
         at,
-        partner_id,
-        service,
-        status,
-        subscribers,
-        queued,
-        blocked,
-        held,
-        skipped,
-        reason,
-    ) in rows
-    {
-        last = Some((at, id));
-        events.push(NewEvent {
-            partner_id: Some(partner_id),
-            kind: "run.finished",
-            source_key: format!("run:{id}"),
-            data: json!({
-                "run_id": id, "service_id": service, "status": status,
-                "subscribers": subscribers, "queued": queued, "blocked": blocked,
-                "held": held, "skipped": skipped, "reason": reason,
-                "finished_at": crate::api::time::format(at),
-            }),
+        hold: false,
+        event: Some(event(
+            r.try_get(2)?,
+            "run.finished",
+            format!("run:{id}"),
+            data,
             at,
-        });
-    }
-    Ok((events, last))
+        )),
+    })
 }
 
-type FaultRow = (i64, i64, i64, String, i64, String, String, String);
-type SuspensionRow = (i64, i64, i64, Option<i64>, String, String, String);
-type NoticeRow = (i64, i64, i64, String, String, String, Option<i64>);
-/// Agreement terms and operator terms alike: id, created_at, partner, five values.
-type TermsRow = (i64, i64, i64, String, String, i64, i64, String);
-
 /// Module fault samples (the first few of each window): `module.fault`.
-async fn faults(
-    conn: &mut sqlx::AnyConnection,
-    position: i64,
-    ready_before: i64,
-) -> Result<Read, StoreError> {
-    let rows: Vec<FaultRow> = sqlx::query_as(
-        "SELECT f.id, f.at, f.partner_id, m.name, f.version_id, f.export, f.kind, f.message
-         FROM module_faults f JOIN modules m ON m.id = f.module_id
-         WHERE f.id > $1 ORDER BY f.id LIMIT $2",
-    )
-    .bind(position)
-    .bind(BATCH)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut events = Vec::new();
-    let mut last = None;
-    for (id, at, partner_id, module, version_id, export, kind, message) in rows {
-        if at > ready_before {
-            break;
-        }
-        last = Some((id, 0));
-        events.push(NewEvent {
-            partner_id: Some(partner_id),
-            kind: "module.fault",
-            source_key: format!("fault:{id}"),
-            data: json!({
-                "module": module, "version_id": version_id, "export": export,
-                "fault": kind, "message": message, "at": crate::api::time::format(at),
-            }),
+fn fault(r: &AnyRow) -> Result<Step, sqlx::Error> {
+    let (id, at): (i64, i64) = (r.try_get(0)?, r.try_get(1)?);
+    let data = json!({
+        "module": r.try_get::<String, _>(3)?, "version_id": r.try_get::<i64, _>(4)?,
+        "export": r.try_get::<String, _>(5)?, "fault": r.try_get::<String, _>(6)?,
+        "message": r.try_get::<String, _>(7)?, "at": time(at),
+    });
+    Ok(Step {
+        cursor: (id, 0),
+        at,
+        hold: false,
+        event: Some(event(
+            r.try_get(2)?,
+            "module.fault",
+            format!("fault:{id}"),
+            data,
             at,
-        });
-    }
-    Ok((events, last))
+        )),
+    })
 }
 
 /// Suspensions and resumptions of the partner or a service: `suspension`.
-async fn suspensions(
-    conn: &mut sqlx::AnyConnection,
-    position: i64,
-    ready_before: i64,
-) -> Result<Read, StoreError> {
-    let rows: Vec<SuspensionRow> = sqlx::query_as(
-        "SELECT id, at, partner_id, service_id, action, actor, reason FROM suspensions
-         WHERE id > $1 ORDER BY id LIMIT $2",
-    )
-    .bind(position)
-    .bind(BATCH)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut events = Vec::new();
-    let mut last = None;
-    for (id, at, partner_id, service, action, actor, reason) in rows {
-        if at > ready_before {
-            break;
-        }
-        last = Some((id, 0));
-        events.push(NewEvent {
-            partner_id: Some(partner_id),
-            kind: "suspension",
-            source_key: format!("suspension:{id}"),
-            data: json!({
-                "service_id": service, "action": action, "actor": actor, "reason": reason,
-                "at": crate::api::time::format(at),
-            }),
+fn suspension(r: &AnyRow) -> Result<Step, sqlx::Error> {
+    let (id, at): (i64, i64) = (r.try_get(0)?, r.try_get(1)?);
+    let data = json!({
+        "service_id": r.try_get::<Option<i64>, _>(3)?, "action": r.try_get::<String, _>(4)?,
+        "actor": r.try_get::<String, _>(5)?, "reason": r.try_get::<String, _>(6)?,
+        "at": time(at),
+    });
+    Ok(Step {
+        cursor: (id, 0),
+        at,
+        hold: false,
+        event: Some(event(
+            r.try_get(2)?,
+            "suspension",
+            format!("suspension:{id}"),
+            data,
             at,
-        });
-    }
-    Ok((events, last))
+        )),
+    })
 }
 
 /// The platform's notices to the partner: `notice`.
-async fn notices(
-    conn: &mut sqlx::AnyConnection,
-    position: i64,
-    ready_before: i64,
-) -> Result<Read, StoreError> {
-    let rows: Vec<NoticeRow> = sqlx::query_as(
-        "SELECT id, at, partner_id, kind, subject, message, run_id FROM partner_notices
-         WHERE id > $1 ORDER BY id LIMIT $2",
-    )
-    .bind(position)
-    .bind(BATCH)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut events = Vec::new();
-    let mut last = None;
-    for (id, at, partner_id, kind, subject, message, run_id) in rows {
-        if at > ready_before {
-            break;
-        }
-        last = Some((id, 0));
-        events.push(NewEvent {
-            partner_id: Some(partner_id),
-            kind: "notice",
-            source_key: format!("notice:{id}"),
-            data: json!({
-                "notice_id": id, "notice": kind, "subject": subject, "message": message,
-                "run_id": run_id, "at": crate::api::time::format(at),
-            }),
+fn notice(r: &AnyRow) -> Result<Step, sqlx::Error> {
+    let (id, at): (i64, i64) = (r.try_get(0)?, r.try_get(1)?);
+    let data = json!({
+        "notice_id": id, "notice": r.try_get::<String, _>(3)?,
+        "subject": r.try_get::<String, _>(4)?, "message": r.try_get::<String, _>(5)?,
+        "run_id": r.try_get::<Option<i64>, _>(6)?, "at": time(at),
+    });
+    Ok(Step {
+        cursor: (id, 0),
+        at,
+        hold: false,
+        event: Some(event(
+            r.try_get(2)?,
+            "notice",
+            format!("notice:{id}"),
+            data,
             at,
-        });
-    }
-    Ok((events, last))
+        )),
+    })
 }
 
 /// New money terms of the agreement (R-4.8): `terms.changed`.
-async fn agreement_terms(
-    conn: &mut sqlx::AnyConnection,
-    position: i64,
-    ready_before: i64,
-) -> Result<Read, StoreError> {
-    let rows: Vec<TermsRow> = sqlx::query_as(
-        "SELECT id, created_at, partner_id, effective_from, tier_mode, tax_bp, payment_days,
-                activation_rule
-         FROM agreement_terms WHERE id > $1 ORDER BY id LIMIT $2",
-    )
-    .bind(position)
-    .bind(BATCH)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut events = Vec::new();
-    let mut last = None;
-    for (id, at, partner_id, effective_from, tier_mode, tax_bp, payment_days, activation) in rows {
-        if at > ready_before {
-            break;
-        }
-        last = Some((id, 0));
-        events.push(NewEvent {
-            partner_id: Some(partner_id),
-            kind: "terms.changed",
-            source_key: format!("agreement-terms:{id}"),
-            data: json!({
-                "terms": "agreement", "effective_from": effective_from, "tier_mode": tier_mode,
-                "tax_bp": tax_bp, "payment_days": payment_days, "activation_rule": activation,
-                "at": crate::api::time::format(at),
-            }),
+fn agreement_terms(r: &AnyRow) -> Result<Step, sqlx::Error> {
+    let (id, at): (i64, i64) = (r.try_get(0)?, r.try_get(1)?);
+    let data = json!({
+        "terms": "agreement", "effective_from": r.try_get::<String, _>(3)?,
+        "tier_mode": r.try_get::<String, _>(4)?, "tax_bp": r.try_get::<i64, _>(5)?,
+        "payment_days": r.try_get::<i64, _>(6)?,
+        "activation_rule": r.try_get::<String, _>(7)?, "at": time(at),
+    });
+    Ok(Step {
+        cursor: (id, 0),
+        at,
+        hold: false,
+        event: Some(event(
+            r.try_get(2)?,
+            "terms.changed",
+            format!("agreement-terms:{id}"),
+            data,
             at,
-        });
-    }
-    Ok((events, last))
+        )),
+    })
 }
 
 /// New terms of an operator for the partner (its fee policy, R-4.8): `terms.changed`.
-async fn operator_terms(
-    conn: &mut sqlx::AnyConnection,
-    position: i64,
-    ready_before: i64,
-) -> Result<Read, StoreError> {
-    let rows: Vec<TermsRow> = sqlx::query_as(
-        "SELECT id, created_at, partner_id, operator, effective_from, collection_bp,
-                imbalance_rate_fen, schedule
-         FROM operator_terms WHERE id > $1 ORDER BY id LIMIT $2",
-    )
-    .bind(position)
-    .bind(BATCH)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut events = Vec::new();
-    let mut last = None;
-    for (id, at, partner_id, operator, effective_from, collection_bp, imbalance, schedule) in rows {
-        if at > ready_before {
-            break;
-        }
-        last = Some((id, 0));
-        events.push(NewEvent {
-            partner_id: Some(partner_id),
-            kind: "terms.changed",
-            source_key: format!("operator-terms:{id}"),
-            data: json!({
-                "terms": "operator", "operator": operator, "effective_from": effective_from,
-                "collection_bp": collection_bp, "imbalance_rate_fen": imbalance,
-                "schedule": schedule, "at": crate::api::time::format(at),
-            }),
+fn operator_terms(r: &AnyRow) -> Result<Step, sqlx::Error> {
+    let (id, at): (i64, i64) = (r.try_get(0)?, r.try_get(1)?);
+    let data = json!({
+        "terms": "operator", "operator": r.try_get::<String, _>(3)?,
+        "effective_from": r.try_get::<String, _>(4)?,
+        "collection_bp": r.try_get::<i64, _>(5)?,
+        "imbalance_rate_fen": r.try_get::<i64, _>(6)?,
+        "schedule": r.try_get::<String, _>(7)?, "at": time(at),
+    });
+    Ok(Step {
+        cursor: (id, 0),
+        at,
+        hold: false,
+        event: Some(event(
+            r.try_get(2)?,
+            "terms.changed",
+            format!("operator-terms:{id}"),
+            data,
             at,
-        });
-    }
-    Ok((events, last))
+        )),
+    })
 }
 
-/// Issued statements: `statement.ready`. The tiebreak of the time cursor is the
-/// partner id.
-async fn statements(
-    conn: &mut sqlx::AnyConnection,
-    position: i64,
-    tiebreak: i64,
-    ready_before: i64,
-) -> Result<Read, StoreError> {
-    let rows: Vec<(i64, i64, String)> = sqlx::query_as(
-        "SELECT issued_at, partner_id, month FROM statement_issues
-         WHERE issued_at <= $3 AND (issued_at > $1 OR (issued_at = $1 AND partner_id > $2))
-         ORDER BY issued_at, partner_id, month LIMIT $4",
-    )
-    .bind(position)
-    .bind(tiebreak)
-    .bind(ready_before)
-    .bind(BATCH)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut events = Vec::new();
-    let mut last = None;
-    for (at, partner_id, month) in rows {
-        last = Some((at, partner_id));
-        events.push(NewEvent {
-            partner_id: Some(partner_id),
-            kind: "statement.ready",
-            source_key: format!("statement:{month}"),
-            data: json!({
-                "month": month, "issued_at": crate::api::time::format(at),
-                "path": format!("/v1/statements/{month}"),
-            }),
+/// Issued statements: `statement.ready`.
+fn statement(r: &AnyRow) -> Result<Step, sqlx::Error> {
+    let (at, partner_id, month): (i64, i64, String) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+    let data = json!({
+        "month": month, "issued_at": time(at), "path": format!("/v1/statements/{month}"),
+    });
+    Ok(Step {
+        cursor: (at, partner_id),
+        at,
+        hold: false,
+        event: Some(event(
+            partner_id,
+            "statement.ready",
+            format!("statement:{month}"),
+            data,
             at,
-        });
-    }
-    Ok((events, last))
+        )),
+    })
 }

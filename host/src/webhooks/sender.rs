@@ -79,12 +79,17 @@ impl reqwest::dns::Resolve for PublicOnly {
 }
 
 /// The HTTP client: the timeout, no redirects (a redirect could lead anywhere),
-/// the address rule on every resolution.
+/// the address rule on every resolution; `https` through rustls, trusting the
+/// web PKI roots and the certificates of `[webhooks] ca_file`.
 ///
 /// # Errors
-/// When the TLS or HTTP stack cannot start.
-pub fn client(config: &WebhooksConfig) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
+/// When `ca_file` cannot be read, or the TLS or HTTP stack cannot start.
+pub fn client(config: &WebhooksConfig) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder().use_rustls_tls();
+    for certificate in config.ca_certificates()? {
+        builder = builder.add_root_certificate(certificate);
+    }
+    builder
         .timeout(Duration::from_millis(config.timeout_ms))
         .connect_timeout(Duration::from_millis(config.timeout_ms))
         .redirect(reqwest::redirect::Policy::none())
@@ -93,6 +98,7 @@ pub fn client(config: &WebhooksConfig) -> Result<reqwest::Client, reqwest::Error
         }))
         .user_agent(concat!("tongdao-webhooks/", env!("CARGO_PKG_VERSION")))
         .build()
+        .map_err(|e| format!("the webhook client: {e}"))
 }
 
 /// The pause before attempt `attempts + 1`, before jitter (ms).

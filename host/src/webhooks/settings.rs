@@ -1,5 +1,7 @@
 //! `[webhooks]`: the partner event feed and signed webhook deliveries.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 /// How events are fed, signed, sent and retried.
@@ -34,6 +36,10 @@ pub struct WebhooksConfig {
     pub rotation_grace_secs: u64,
     /// Deliveries sent at once by one process.
     pub concurrency: usize,
+    /// A PEM file of extra CA certificates trusted for `https` endpoints, beside
+    /// the built-in web PKI roots (a private deployment's CA, tests). `None`: the
+    /// web PKI roots only.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for WebhooksConfig {
@@ -48,6 +54,7 @@ impl Default for WebhooksConfig {
             give_up_secs: 86_400,
             rotation_grace_secs: 86_400,
             concurrency: 16,
+            ca_file: None,
         }
     }
 }
@@ -74,6 +81,25 @@ impl WebhooksConfig {
                 "must be at least retry_initial_ms".into(),
             ));
         }
+        self.ca_certificates()
+            .map_err(|reason| ("webhooks.ca_file", reason))?;
         Ok(())
+    }
+
+    /// The certificates of `ca_file` (none without one).
+    ///
+    /// # Errors
+    /// Why the file cannot be used: unreadable, not PEM, or no certificate in it.
+    pub fn ca_certificates(&self) -> Result<Vec<reqwest::Certificate>, String> {
+        let Some(path) = &self.ca_file else {
+            return Ok(Vec::new());
+        };
+        let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("{}: not a PEM certificate bundle: {e}", path.display()))?;
+        if certificates.is_empty() {
+            return Err(format!("{}: holds no certificate", path.display()));
+        }
+        Ok(certificates)
     }
 }

@@ -295,6 +295,29 @@ pub async fn sweep(store: &Store, relay: &RelayConfig) -> Result<Vec<MoRecord>, 
     Ok(stored)
 }
 
+/// History retention: delete at most `batch` MO fingerprints (`mo_seen`)
+/// received before `cutoff_ms` (Unix ms); returns how many went. (Each stored MO
+/// also prunes those older than the de-duplication window; this catches an
+/// operator whose MOs stopped.)
+///
+/// # Errors
+/// A store failure.
+pub async fn purge_seen_batch(
+    store: &Store,
+    cutoff_ms: i64,
+    batch: i64,
+) -> Result<u64, crate::store::StoreError> {
+    store
+        .delete_batch(
+            "mo_seen",
+            "operator, fingerprint",
+            "received_at < $1",
+            cutoff_ms,
+            batch,
+        )
+        .await
+}
+
 fn dedup_window_ms(relay: &RelayConfig, part: bool) -> i64 {
     let secs = if part {
         relay.mo_dedup_window_secs.max(relay.mo_part_window_secs)

@@ -64,6 +64,22 @@ pub fn submit_id_for(receipt_id: &str, format: ReceiptIds) -> Option<String> {
     }
 }
 
+/// History retention: delete at most `batch` stored receipts received
+/// before `cutoff_ms` (Unix ms), matched or not (an unmatched one is only
+/// matched again within minutes); returns how many went.
+///
+/// # Errors
+/// A store failure.
+pub async fn purge_batch(
+    store: &Store,
+    cutoff_ms: i64,
+    batch: i64,
+) -> Result<u64, crate::store::StoreError> {
+    store
+        .delete_batch("receipts", "id", "received_at < $1", cutoff_ms, batch)
+        .await
+}
+
 /// Store receipts and apply each to its MT when it can be matched now, all in one
 /// transaction (receipts arrive in bursts; one commit per burst keeps up with them).
 /// `configured` is the operator's `receipt_ids` setting. Returns how many matched.
