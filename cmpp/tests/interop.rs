@@ -11,6 +11,9 @@ use cmppprotocol::{
 use tongdao_cmpp::pdu::Version;
 use tongdao_cmpp::sim::{Sim, SimConfig};
 
+/// How often a wait looks again (tests wait for states, never for time).
+const POLL: Duration = Duration::from_millis(10);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cmppprotocol_client_logs_in_submits_and_gets_reports() {
     let sim = Sim::start(SimConfig {
@@ -99,6 +102,6 @@ async fn cmppprotocol_client_logs_in_submits_and_gets_reports() {
     let closed = tokio::time::Instant::now() + Duration::from_secs(10);
     while sim.stats().terminates < 1 {
         assert!(tokio::time::Instant::now() < closed, "no CMPP_TERMINATE");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(POLL).await;
     }
 }

@@ -16,6 +16,9 @@ use tongdao_link::{
     StatusClass, SubmitError, SubmitRequest,
 };
 
+/// How often a wait looks again (tests wait for states, never for time).
+const POLL: Duration = Duration::from_millis(10);
+
 const SP: &str = "901234";
 const SECRET: &str = "s3cret";
 
@@ -99,7 +102,7 @@ async fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
             tokio::time::Instant::now() < deadline,
             "timed out waiting for {what}"
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(POLL).await;
     }
 }
 

@@ -481,7 +481,7 @@ async fn operators(config: &mut Config) -> anyhow::Result<Gateways> {
         sp_address: Some(listen),
         sp_credentials: ("smg".into(), "demo".into()),
         report_delay: RECEIPT_DELAY,
-        failure_share: UNDELIVERABLE,
+        failure_ratio: UNDELIVERABLE,
         ..Default::default()
     })
     .await

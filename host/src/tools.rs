@@ -154,7 +154,7 @@ async fn start_sim(options: &SimOptions) -> anyhow::Result<AnySim> {
                     sp_address: Some(sp_address),
                     sp_credentials: (options.sp_login.clone(), options.sp_password.clone()),
                     report_delay: options.dlr_delay,
-                    failure_share: faults.undeliverable,
+                    failure_ratio: faults.undeliverable,
                     faults: tongdao_sgip::sim::Faults {
                         disconnect: faults.disconnect,
                         throttle: faults.throttle,

@@ -84,7 +84,7 @@ impl Gateway {
                     sp_address: Some(listen),
                     sp_credentials: ("smg".into(), "smg-pw".into()),
                     report_delay: Duration::from_millis(5),
-                    failure_share: report_failure,
+                    failure_ratio: report_failure,
                     redelivery_delay: Duration::from_millis(100),
                     // The SMG's links to our listener stay up for the whole test.
                     idle_timeout: Duration::from_secs(300),
@@ -196,14 +196,14 @@ impl Gateway {
         }
     }
 
-    fn disconnect_on_submit(&self, share: f64) {
+    fn disconnect_on_submit(&self, ratio: f64) {
         match self {
             Gateway::Cmpp(sim) => sim.set_faults(tongdao_cmpp::sim::Faults {
-                disconnect: share,
+                disconnect: ratio,
                 ..Default::default()
             }),
             Gateway::Sgip(sim) => sim.set_faults(tongdao_sgip::sim::Faults {
-                disconnect: share,
+                disconnect: ratio,
                 ..Default::default()
             }),
         }

@@ -7,7 +7,7 @@
 //!   concatenated ones ([`SimHandle::messages`]).
 //! * Sends a Report per recipient [`SimConfig::report_delay`] after each accepted Submit
 //!   whose ReportFlag asks for one (1 always; 0 on failure only; 2 and 3 never), State 2
-//!   with ErrorCode [`SimConfig::report_error_code`] for a [`SimConfig::failure_share`]
+//!   with ErrorCode [`SimConfig::report_error_code`] for a [`SimConfig::failure_ratio`]
 //!   of them, State 0 otherwise.
 //! * Reports and MOs ([`SimHandle::send_mo`]) go over the simulator's own link to the
 //!   SP's listener ([`SimConfig::sp_address`], Bind with Login Type 2), opened when
@@ -78,7 +78,7 @@ pub struct SimConfig {
     /// Delay between accepting a Submit and sending its Report.
     pub report_delay: Duration,
     /// Share of Reports with State 2 (failed).
-    pub failure_share: f64,
+    pub failure_ratio: f64,
     /// ErrorCode of failed Reports.
     pub report_error_code: u8,
     /// Result of Submits failed by [`Faults::error`].
@@ -109,7 +109,7 @@ impl Default for SimConfig {
             sp_address: None,
             sp_credentials: (String::new(), String::new()),
             report_delay: Duration::from_millis(100),
-            failure_share: 0.0,
+            failure_ratio: 0.0,
             report_error_code: result::UNKNOWN_USER,
             error_result: result::UNREACHABLE,
             faults: Faults::default(),
@@ -680,7 +680,7 @@ fn accept(state: &State, login: &str, seq: SequenceNumber, s: Submit, dice: &mut
                 },
             );
         }
-        let failed = state.config.failure_share > 0.0 && dice.next() < state.config.failure_share;
+        let failed = state.config.failure_ratio > 0.0 && dice.next() < state.config.failure_ratio;
         let wants = match s.report_flag {
             1 => true,
             0 => failed,

@@ -20,6 +20,9 @@ use tongdao_sgip::{
     CHARGE_SP, Client, ClientConfig, MtRequest, Server, ServerConfig, Sgip, SgipFee, text,
 };
 
+/// How often a wait looks again (tests wait for states, never for time).
+const POLL: Duration = Duration::from_millis(10);
+
 const SP_NODE: u32 = 3_010_012_345;
 
 async fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
@@ -29,7 +32,7 @@ async fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
             tokio::time::Instant::now() < deadline,
             "timed out waiting for {what}"
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(POLL).await;
     }
 }
 
@@ -156,7 +159,7 @@ async fn two_thousand_submits_through_a_window_with_every_report_matched() {
     let sim = smg(
         &server,
         SimConfig {
-            failure_share: 0.1,
+            failure_ratio: 0.1,
             ..SimConfig::default()
         },
     )
@@ -493,7 +496,7 @@ async fn idle_link_is_closed_and_rebound_on_demand() {
             tokio::time::Instant::now() < deadline,
             "idle link not closed"
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(POLL).await;
     }
     client
         .submit_mt(&send("8613500000002"))
