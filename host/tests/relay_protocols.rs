@@ -662,6 +662,7 @@ async fn fees_equal_charge_events(protocol: Protocol) {
                         basis: Basis::Subscription(subscription),
                         sender: None,
                         module_version_id: None,
+                        input_sha256: None,
                         operator: None,
                     })
                     .await
