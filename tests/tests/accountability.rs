@@ -365,6 +365,24 @@ async fn delivered_mts(env: &Env, partner: i64, service: i64, first: u64, n: u64
     for user in &users {
         env.wait_outbox_settled(user).await;
     }
+    // Settled in the outbox is `submitted`; these MTs are counted as delivered, so
+    // wait for every receipt too.
+    let store = &env.server.platform.store;
+    common::poll_until(Duration::from_secs(20), async || {
+        let (waiting,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM messages WHERE service_id = $1 AND status = 'submitted'",
+        )
+        .bind(service)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        if waiting == 0 {
+            Ok(())
+        } else {
+            Err(format!("{waiting} MTs still wait for their receipt"))
+        }
+    })
+    .await;
     users
 }
 
