@@ -64,6 +64,7 @@ async fn run(calls: usize) {
     let scope = PartnerScope {
         store: store.clone(),
         partner_id: partner.id,
+        dry: None,
     };
 
     let mut summary = Vec::new();
