@@ -877,3 +877,50 @@ async fn item1_shutdown_mid_batch_releases_unsent_claims_unmarked() {
         relay.stop();
     }
 }
+
+/// A user reads their MTs in the order they were queued (a confirmation before the
+/// module's farewell, a prompt before its answer): one bind's submits to one
+/// recipient go one after the other, across claims, while different recipients'
+/// submits share the window. Short and two-segment texts are mixed so a longer MT
+/// would be overtaken if the order were left to chance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_recipients_mts_reach_the_smsc_in_queue_order() {
+    let db = common::sqlite().await;
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let mut mobile = operator("mobile", &sim, &["13"]);
+    mobile.binds = 1;
+    let relay = Relay::start(
+        db.store.clone(),
+        relay_config(),
+        &[mobile],
+        common::relay_compliance(&db.store),
+    );
+    let audience = common::Audience::new(&db.store, &["mobile"]).await;
+    let users = ["13800138001", "13800138002", "13800138003"];
+    let long = "长".repeat(80);
+    let mut queued: HashMap<&str, Vec<String>> = HashMap::new();
+    for i in 0..120 {
+        let user = users[i % users.len()];
+        let text = if i % 4 == 0 {
+            format!("第{i}条{long}")
+        } else {
+            format!("第{i}条")
+        };
+        relay
+            .enqueue(audience.mt(&db.store, user, text.clone()).await)
+            .await
+            .unwrap();
+        queued.entry(user).or_default().push(text);
+    }
+    wait_final(&db.store, 120, Duration::from_secs(60)).await;
+    let messages = sim.messages();
+    for user in users {
+        let received: Vec<&str> = messages
+            .iter()
+            .filter(|m| m.destination_addr == user)
+            .map(|m| m.text.as_str())
+            .collect();
+        assert_eq!(received, queued[user], "{user}");
+    }
+    relay.stop();
+}

@@ -1,8 +1,8 @@
 //! One operator bind, whatever its protocol: keeps a session up over the
 //! protocol-neutral [`tongdao_link::Session`] (reconnecting with the back-off of
 //! `tongdao_link::reconnect`), claims queued MTs for its operator, segments them,
-//! fills their operator fee fields ([`super::fees`]), submits them within the window,
-//! stores the outcomes under the unknown-outcome rule, and stores receipts and MOs
+//! fills their operator fee fields ([`super::fees`]), submits them within the window
+//! (one recipient's MTs one after the other, in queue order), stores the outcomes under the unknown-outcome rule, and stores receipts and MOs
 //! before acknowledging them. Only [`run_bind`] knows which protocol an operator
 //! speaks.
 //!
@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use std::collections::HashMap;
 
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 use tongdao_link::encode::{self, Concat};
 use tongdao_link::{
@@ -217,6 +217,7 @@ async fn send_loop<S: Session>(
         .saturating_mul(UNSTORED_BATCHES);
     let mut stop = shared.stop.subscribe();
     let mut submits: JoinSet<()> = JoinSet::new();
+    let mut order = RecipientOrder::default();
     // The queue may hold more for this operator (false after a short claim, until a
     // wake-up or the idle poll).
     let mut more = true;
@@ -292,9 +293,16 @@ async fn send_loop<S: Session>(
                     } else {
                         HashMap::new()
                     };
-                    for message in claimed {
-                        let context = contexts.remove(&message.id).unwrap_or_default();
-                        spawn_submit(&mut submits, shared, operator, client, message, context);
+                    for chain in per_recipient(claimed) {
+                        let turn = order.next(&chain[0].recipient);
+                        let chain = chain
+                            .into_iter()
+                            .map(|m| {
+                                let context = contexts.remove(&m.id).unwrap_or_default();
+                                (m, context)
+                            })
+                            .collect();
+                        spawn_submit(&mut submits, shared, operator, client, chain, turn);
                     }
                     continue;
                 }
@@ -347,41 +355,107 @@ async fn send_loop<S: Session>(
 /// How long a bind that stops waits for its last outcomes to be stored.
 const RECORD_WAIT_AT_END: Duration = Duration::from_secs(30);
 
-/// Submit one claimed MT in its own task and hand its outcome to the recorder.
+/// The claimed MTs split into one chain per recipient, each in queue order (the
+/// claim returns them sorted by id). Chains are submitted concurrently, the MTs of
+/// one chain one after the other, so a user reads the platform's confirmation
+/// before the module's farewell, a prompt before its answer.
+fn per_recipient(claimed: Vec<Claimed>) -> Vec<Vec<Claimed>> {
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut chains: Vec<Vec<Claimed>> = Vec::new();
+    for message in claimed {
+        match index.get(&message.recipient) {
+            Some(&i) => chains[i].push(message),
+            None => {
+                index.insert(message.recipient.clone(), chains.len());
+                chains.push(vec![message]);
+            }
+        }
+    }
+    chains
+}
+
+/// Keeps one recipient's chains of one bind in claim order across claims: a chain
+/// starts once the recipient's previous chain has finished.
+#[derive(Default)]
+struct RecipientOrder {
+    /// The last chain of each recipient still (possibly) in flight: it closes its
+    /// sender when done.
+    last: HashMap<String, oneshot::Receiver<()>>,
+}
+
+/// A chain's place in its recipient's order: wait for `after`, drop `done` at the end.
+struct Turn {
+    after: Option<oneshot::Receiver<()>>,
+    done: oneshot::Sender<()>,
+}
+
+impl RecipientOrder {
+    /// Recipients remembered before the finished chains are forgotten.
+    const PRUNE_ABOVE: usize = 4096;
+
+    fn next(&mut self, recipient: &str) -> Turn {
+        if self.last.len() > Self::PRUNE_ABOVE {
+            self.last
+                .retain(|_, rx| matches!(rx.try_recv(), Err(oneshot::error::TryRecvError::Empty)));
+        }
+        let (done, rx) = oneshot::channel();
+        let after = self.last.insert(recipient.to_string(), rx);
+        Turn { after, done }
+    }
+}
+
+/// Submit one recipient's claimed MTs in their own task, one after the other (after
+/// the recipient's previous chain), and hand each outcome to the recorder as it
+/// arrives.
 fn spawn_submit<S: Session>(
     submits: &mut JoinSet<()>,
     shared: &Arc<RelayShared>,
     operator: &OperatorConfig,
     client: &S,
-    message: Claimed,
-    context: FeeContext,
+    chain: Vec<(Claimed, FeeContext)>,
+    turn: Turn,
 ) {
     let client = client.clone();
     let shared = shared.clone();
-    // The fee fields, for protocols that carry them (None: SMPP).
-    let fee = operator
-        .protocol
-        .carries_fees()
-        .then(|| (context, operator.default_service_id().to_string()));
-    // A service's MTs come from its own number, so a bare `TD` reaches it.
-    let source = message
-        .sender
-        .clone()
-        .unwrap_or_else(|| operator.source_addr.clone());
+    let carries_fees = operator.protocol.carries_fees();
+    let service_id = operator.default_service_id().to_string();
+    let default_source = operator.source_addr.clone();
     let concat = operator.concat;
     let operator_name = operator.name.clone();
-    // At debug level: a span per MT costs on the hot path when enabled.
-    let span = tracing::debug_span!("submit", message = message.id, operator = %operator_name);
+    // At debug level: a span per chain costs on the hot path when enabled.
+    let span = tracing::debug_span!("submit", first = chain.first().map(|(m, _)| m.id), operator = %operator_name);
     submits.spawn(tracing::Instrument::instrument(
         async move {
-            let result = submit_message(
-                &shared,
-                &client,
-                (&operator_name, &source, concat, fee.as_ref()),
-                &message,
-            )
-            .await;
-            shared.outcomes.push(message, result);
+            if let Some(previous) = turn.after {
+                // Ok or closed: either way the previous chain has finished.
+                let _ = previous.await;
+            }
+            for (message, context) in chain {
+                // The fee fields, for protocols that carry them (None: SMPP).
+                let fee = carries_fees.then(|| (context, service_id.clone()));
+                // A service's MTs come from its own number, so a bare `TD` reaches it.
+                let source = message
+                    .sender
+                    .clone()
+                    .unwrap_or_else(|| default_source.clone());
+                // A chain's later MTs are new submits: none once the bind stops.
+                let result = if shared.stopping() || client.is_closed() {
+                    SubmitResult::Failed {
+                        accepted: Vec::new(),
+                        failure: Failure::NotSent("the bind stopped before this MT's turn".into()),
+                    }
+                } else {
+                    submit_message(
+                        &shared,
+                        &client,
+                        (&operator_name, &source, concat, fee.as_ref()),
+                        &message,
+                    )
+                    .await
+                };
+                shared.outcomes.push(message, result);
+            }
+            drop(turn.done);
         },
         span,
     ));
