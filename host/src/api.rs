@@ -33,6 +33,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{MethodRouter, get};
 
+pub(crate) use audit::record_admin_request;
 pub use auth::{Caller, authenticate};
 pub use error::ApiError;
 pub use services::check_reason;

@@ -115,6 +115,10 @@ pub fn router(app: AppState) -> Router {
         .route("/admin/complaints", get(platform::complaints))
         .route("/admin/billing", get(billing::admin))
         .fallback(page::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            session::audit_admin_forms,
+        ))
         .layer(axum::middleware::from_fn(i18n::remember_lang))
         .with_state(state)
 }

@@ -192,13 +192,28 @@ pub async fn list(store: &Store) -> Result<Vec<Partner>, PartnerError> {
 }
 
 /// The partner a presented key belongs to, if the key is valid and not revoked.
+///
+/// # Errors
+/// A store failure.
 pub async fn authenticate(store: &Store, key: &str) -> Result<Option<Partner>, PartnerError> {
+    authenticate_hash(store, &hash_key(key)).await
+}
+
+/// The partner whose live (not revoked) key has this [`hash_key`] digest: how a
+/// console session re-checks, on every page, the key it was opened with.
+///
+/// # Errors
+/// A store failure.
+pub async fn authenticate_hash(
+    store: &Store,
+    key_hash: &str,
+) -> Result<Option<Partner>, PartnerError> {
     Ok(sqlx::query_as(
         "SELECT p.id, p.name, p.display_name, p.status, p.created_at
          FROM api_keys k JOIN partners p ON p.id = k.partner_id
          WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
     )
-    .bind(hash_key(key))
+    .bind(key_hash)
     .fetch_optional(store.pool())
     .await?)
 }

@@ -254,12 +254,57 @@ async fn item3_console_tenant_walls_and_csrf() {
         let (status, _) = acme.get("/console/dashboard").await;
         assert_eq!(status, StatusCode::SEE_OTHER);
 
+        // A revoked key ends the sessions opened with it (SECURITY.md, stolen key):
+        // the rival's key is rotated out, its open session goes to the login page at
+        // its next request, and the new key logs in.
+        let (status, _) = rival.get("/console/dashboard").await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, issued) = env
+            .server
+            .post(
+                "/v1/partners/rival/keys",
+                ADMIN_KEY,
+                json!({"revoke_others": true}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{issued}");
+        let (status, location) = rival.get("/console/dashboard").await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{location}");
+        let (status, _) = rival.post(&push, &[("csrf", &rival_token)]).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "a form of the ended session");
+        let renewed = Session::login(&base, issued["api_key"].as_str().unwrap()).await;
+        let (status, _) = renewed.get("/console/dashboard").await;
+        assert_eq!(status, StatusCode::OK);
+
         // Labels: Chinese by default, English on request (and remembered).
         let admin = Session::login(&base, ADMIN_KEY).await;
         let (_, zh) = admin.get("/console/admin/approvals").await;
         assert!(zh.contains("业务审批"), "{zh}");
         let (_, en) = admin.get("/console/admin/approvals?lang=en").await;
         assert!(en.contains("Approvals"), "{en}");
+        // An admin form goes on the audit chain like the same request through the
+        // API: the partner created in the console is a chained row with its
+        // console path, and the chain verifies.
+        let admin_token = admin.csrf().await;
+        let (status, _) = admin
+            .post(
+                "/console/admin/partners",
+                &[
+                    ("csrf", admin_token.as_str()),
+                    ("name", "kuaile"),
+                    ("display_name", "快乐"),
+                ],
+            )
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let (status, audit) = env.server.get("/v1/admin/audit", ADMIN_KEY).await;
+        assert_eq!(status, StatusCode::OK, "{audit}");
+        let newest = &audit["items"][0];
+        assert_eq!(newest["actor"], "admin", "{audit}");
+        assert_eq!(newest["method"], "POST", "{audit}");
+        assert_eq!(newest["detail"], "/console/admin/partners", "{audit}");
+        let (_, verdict) = env.server.get("/v1/admin/audit/verify", ADMIN_KEY).await;
+        assert_eq!(verdict["result"], "intact", "{verdict}");
         env.stop().await;
     }
 }

@@ -155,6 +155,20 @@ pub(super) async fn record(
     if !mutating || !is_admin(&state, &request) {
         return next.run(request).await;
     }
+    record_admin_request(&state.store, "", request, next).await
+}
+
+/// Run a mutating request the admin made (through the API or the console) and
+/// append it to the chain: method, matched route, the real path and query (behind
+/// `mount`, where the router is nested: `/console`), body SHA-256, status and
+/// `x-request-id`. A failed append is logged as an error; the answer stands (the
+/// action is done).
+pub(crate) async fn record_admin_request(
+    store: &crate::store::Store,
+    mount: &str,
+    request: Request,
+    next: Next,
+) -> Response {
     let method = request.method().to_string();
     let path = request
         .extensions()
@@ -163,7 +177,7 @@ pub(super) async fn record(
     let detail = request
         .uri()
         .path_and_query()
-        .map(ToString::to_string)
+        .map(|p| format!("{mount}{p}"))
         .unwrap_or_default();
     let request_id = request
         .headers()
@@ -192,7 +206,7 @@ pub(super) async fn record(
         request_id,
         detail,
     };
-    if let Err(e) = audit::append(&state.store, entry).await {
+    if let Err(e) = audit::append(store, entry).await {
         tracing::error!(error = %e, "audit log append failed");
     }
     response

@@ -15,6 +15,11 @@
 //!   (retry later). A claim left by a crashed request is taken over after a minute.
 //! - Answers that may change on a retry (409 conflicts, 429 limits, 5xx) are not
 //!   stored: the key is released. Keys are kept 24 hours.
+//! - An answer that holds a secret shown once (a partner's API key: only its hash
+//!   is kept anywhere, SECURITY.md) is never stored: its handler marks it
+//!   [`ShownOnce`], and a replay answers 409 `idempotency-secret-shown-once`
+//!   (the work was done once; a new key is one `POST /v1/partners/{name}/keys`
+//!   away).
 
 use axum::Json;
 use axum::body::Body;
@@ -42,6 +47,22 @@ const MAX_BODY: usize = 16 * 1024 * 1024;
 /// The one route whose POST is not covered: a module upload is idempotent by its
 /// bytes already (the same bytes again answer the same version).
 const NOT_COVERED: &[&str] = &["/v1/modules"];
+
+/// A response extension for answers that carry a secret shown once: the layer
+/// keeps the fact that the request was done, never the answer.
+#[derive(Clone, Copy, Debug)]
+pub struct ShownOnce;
+
+/// What a replay of a [`ShownOnce`] answer says instead of the secret.
+fn shown_once(status: StatusCode) -> Value {
+    serde_json::json!({"error": {
+        "code": "idempotency-secret-shown-once",
+        "message": format!(
+            "this request was already done (it answered {}); the key it issued is shown only once and is not kept: issue a new key with POST /v1/partners/{{name}}/keys",
+            status.as_u16()
+        ),
+    }})
+}
 
 /// The request's `Idempotency-Key` header, if any: 1-255 visible ASCII characters.
 fn key_of(parts: &Parts) -> Result<Option<String>, ApiError> {
@@ -140,12 +161,18 @@ async fn once(
         || status == StatusCode::TOO_MANY_REQUESTS
         || status.is_server_error())
         && serde_json::from_slice::<Value>(&body).is_ok();
+    // A secret shown once is not kept: what a replay answers instead.
+    let (kept_status, kept_body) = if head.extensions.get::<ShownOnce>().is_some() {
+        (StatusCode::CONFLICT, shown_once(status).to_string())
+    } else {
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
     let stored = if keep {
         sqlx::query(
             "UPDATE idempotency_keys SET status_code = $1, response = $2 WHERE scope = $3 AND key = $4",
         )
-        .bind(i64::from(status.as_u16()))
-        .bind(String::from_utf8_lossy(&body).into_owned())
+        .bind(i64::from(kept_status.as_u16()))
+        .bind(kept_body)
         .bind(&scope)
         .bind(key)
         .execute(state.store.pool())

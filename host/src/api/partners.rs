@@ -1,5 +1,6 @@
 //! `/v1/partners`: the admin creates partners and issues their keys.
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
@@ -8,6 +9,7 @@ use utoipa::ToSchema;
 
 use super::auth::Admin;
 use super::extract::{Json, OptionalJson, Path, Query};
+use super::idempotency::ShownOnce;
 use super::page::{Order, Page, PageQuery};
 use super::{ApiError, AppState, Routes};
 use crate::partners::{self, Partner};
@@ -51,18 +53,19 @@ pub(super) struct CreatedPartner {
     responses(
         (status = 201, description = "Created; the key is in the answer, once", body = CreatedPartner),
         (status = 400, description = "`invalid-partner`: a bad name or display name"),
-        (status = 409, description = "`partner-exists`"),
+        (status = 409, description = "`partner-exists`; `idempotency-secret-shown-once`: a replay of a creation already done (the key is not kept)"),
     ),
 )]
 pub(super) async fn create(
     _: Admin,
     State(state): State<AppState>,
     body: Json<NewPartner>,
-) -> Result<(StatusCode, Json<CreatedPartner>), ApiError> {
+) -> Result<(StatusCode, Extension<ShownOnce>, Json<CreatedPartner>), ApiError> {
     let Json(body) = body;
     let (partner, key) = partners::create(&state.store, &body.name, &body.display_name).await?;
     Ok((
         StatusCode::CREATED,
+        Extension(ShownOnce),
         Json(CreatedPartner {
             partner,
             api_key: key.key,
@@ -119,18 +122,22 @@ pub(super) struct IssuedKey {
     tag = "partners",
     params(("name" = String, Path, description = "The partner's login name")),
     request_body(content = Option<KeyRequest>, description = "Optional; an empty body is `{}`"),
-    responses((status = 201, description = "The new key, shown once", body = IssuedKey)),
+    responses(
+        (status = 201, description = "The new key, shown once", body = IssuedKey),
+        (status = 409, description = "`idempotency-secret-shown-once`: a replay of an issue already done (the key is not kept)"),
+    ),
 )]
 pub(super) async fn issue_key(
     _: Admin,
     State(state): State<AppState>,
     Path(name): Path<String>,
     OptionalJson(body): OptionalJson<KeyRequest>,
-) -> Result<(StatusCode, Json<IssuedKey>), ApiError> {
+) -> Result<(StatusCode, Extension<ShownOnce>, Json<IssuedKey>), ApiError> {
     let request = body.unwrap_or_default();
     let key = partners::issue_key(&state.store, &name, request.revoke_others).await?;
     Ok((
         StatusCode::CREATED,
+        Extension(ShownOnce),
         Json(IssuedKey {
             api_key: key.key,
             prefix: key.prefix,

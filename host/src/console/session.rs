@@ -1,7 +1,10 @@
 //! Console sessions: log in with an API key, checked exactly as the API checks it
 //! ([`crate::api::authenticate`]); the browser gets an opaque random session id in
-//! an `HttpOnly; SameSite=Strict` cookie, kept here in memory with its CSRF token.
-//! Every form carries that token; a POST without it is refused with 403.
+//! an `HttpOnly; SameSite=Strict` cookie, kept here in memory with its CSRF token
+//! and the digest of the key it was opened with. Every form carries that token; a
+//! POST without it is refused with 403. A partner's session lives only as long as
+//! its key: every page re-checks the digest, so a revoked (or rotated-out) key ends
+//! the sessions opened with it at their next request.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -37,6 +40,8 @@ pub enum Flash {
 #[derive(Debug)]
 struct Session {
     caller: Caller,
+    /// [`crate::partners::hash_key`] of the key the session was opened with.
+    key_hash: String,
     csrf: String,
     expires: Instant,
     flash: Vec<Flash>,
@@ -53,7 +58,7 @@ fn random_hex() -> String {
 }
 
 impl Sessions {
-    fn open(&self, caller: Caller) -> String {
+    fn open(&self, caller: Caller, key_hash: String) -> String {
         let id = random_hex();
         if let Ok(mut map) = self.0.lock() {
             let now = Instant::now();
@@ -62,6 +67,7 @@ impl Sessions {
                 id.clone(),
                 Session {
                     caller,
+                    key_hash,
                     csrf: random_hex(),
                     expires: now + SESSION_TTL,
                     flash: Vec::new(),
@@ -77,8 +83,9 @@ impl Sessions {
         }
     }
 
-    /// (caller, CSRF token, flash messages if `take_flash`) of a live session.
-    fn find(&self, id: &str, take_flash: bool) -> Option<(Caller, String, Vec<Flash>)> {
+    /// (caller, key digest, CSRF token, flash messages if `take_flash`) of a live
+    /// session.
+    fn find(&self, id: &str, take_flash: bool) -> Option<(Caller, String, String, Vec<Flash>)> {
         let mut map = self.0.lock().ok()?;
         let session = map.get_mut(id).filter(|s| s.expires > Instant::now())?;
         let flash = if take_flash {
@@ -86,7 +93,20 @@ impl Sessions {
         } else {
             Vec::new()
         };
-        Some((session.caller.clone(), session.csrf.clone(), flash))
+        Some((
+            session.caller.clone(),
+            session.key_hash.clone(),
+            session.csrf.clone(),
+            flash,
+        ))
+    }
+
+    /// Whether `id` is a live session opened with the admin key.
+    fn is_admin(&self, id: &str) -> bool {
+        self.0.lock().ok().is_some_and(|map| {
+            map.get(id)
+                .is_some_and(|s| s.expires > Instant::now() && matches!(s.caller, Caller::Admin))
+        })
     }
 
     /// Show `flash` on the session's next page.
@@ -180,7 +200,28 @@ impl FromRequestParts<ConsoleState> for Viewer {
     ) -> Result<Self, Self::Rejection> {
         let sid = cookie(&parts.headers, SESSION_COOKIE).ok_or(LoginFirst)?;
         let take_flash = parts.method == Method::GET && !is_htmx(&parts.headers);
-        let (caller, csrf, flash) = state.sessions.find(&sid, take_flash).ok_or(LoginFirst)?;
+        let (caller, key_hash, csrf, flash) =
+            state.sessions.find(&sid, take_flash).ok_or(LoginFirst)?;
+        // A partner's key may have been revoked since login: the session ends with
+        // it. The partner is read afresh, so a status change shows at once. (The
+        // admin key is configuration: changing it means a restart, which ends every
+        // session.)
+        let caller = match caller {
+            Caller::Admin => Caller::Admin,
+            Caller::Partner(_) => {
+                match crate::partners::authenticate_hash(&state.app.store, &key_hash).await {
+                    Ok(Some(partner)) => Caller::Partner(partner),
+                    Ok(None) => {
+                        state.sessions.close(&sid);
+                        return Err(LoginFirst);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "console: cannot re-check the session's key");
+                        return Err(LoginFirst);
+                    }
+                }
+            }
+        };
         Ok(Self {
             sid,
             caller,
@@ -191,6 +232,26 @@ impl FromRequestParts<ConsoleState> for Viewer {
             path: format!("/console{}", parts.uri.path()),
             query: parts.uri.query().unwrap_or("").to_string(),
         })
+    }
+}
+
+/// The console's audit layer: a form an admin session posts (approve a
+/// service, create a partner, issue a key, suspend…) goes on the audit chain as the
+/// same request through the API would, with its real `/console/…` path. The login
+/// form is not an admin action (no session yet) and is not recorded: its body is
+/// the key.
+pub async fn audit_admin_forms(
+    State(state): State<ConsoleState>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let admin = request.method() == Method::POST
+        && cookie(request.headers(), SESSION_COOKIE)
+            .is_some_and(|sid| state.sessions.is_admin(&sid));
+    if admin {
+        crate::api::record_admin_request(&state.app.store, "/console", request, next).await
+    } else {
+        next.run(request).await
     }
 }
 
@@ -276,7 +337,7 @@ pub async fn login(
         }
         Err(e) => return Err(e.into()),
     };
-    let sid = state.sessions.open(caller);
+    let sid = state.sessions.open(caller, crate::partners::hash_key(key));
     let mut response = Redirect::to("/console/dashboard").into_response();
     let cookie = format!(
         "{SESSION_COOKIE}={sid}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}",
