@@ -256,3 +256,195 @@ async fn send_test_waits_for_the_receipt_and_reports_operator_ids() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+/// SECURITY.md (secrets in logs): at `RUST_LOG=trace`, with JSON log lines, no
+/// secret the server handles reaches its log: the admin key and a partner key (in
+/// `Authorization` headers, a console login form, a failed login), the webhook
+/// signing secrets (created, rotated, used to sign deliveries), the operator link's
+/// password (sent in every bind). Each secret is checked to have really been used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_reach_the_log_even_at_trace() {
+    use std::io::Read;
+    use std::process::Stdio;
+
+    const ADMIN: &str = "admin-secret-3b9f27c1d0e4a6f8";
+    const OPERATOR_PASSWORD: &str = "opw5x9k2";
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(SimConfig {
+        credentials: Some(("td".into(), OPERATOR_PASSWORD.into())),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    // A webhook receiver on loopback that answers every delivery 200.
+    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver_addr = receiver.local_addr().unwrap();
+    let deliveries = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = deliveries.clone();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut socket, _)) = receiver.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                if socket.read(&mut buf).await.is_ok_and(|n| n > 0) {
+                    seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let _ = socket
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                }
+            });
+        }
+    });
+    std::fs::write(
+        dir.path().join("tongdao.toml"),
+        format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n[admin]\nkey = \"{ADMIN}\"\n[log]\nformat = \"json\"\n\
+             [webhooks]\nallow_private = true\n\
+             [[operators]]\nname = \"mobile\"\naddress = \"{}\"\nsystem_id = \"td\"\npassword = \"{OPERATOR_PASSWORD}\"\n\
+             prefixes = [\"13\"]\nsource_addr = \"10661234\"\n",
+            sim.local_addr()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tongdao"))
+        .args(["serve", "--config"])
+        .arg(dir.path().join("tongdao.toml"))
+        .current_dir(dir.path())
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut all = String::new();
+        let _ = stderr.read_to_string(&mut all);
+        all
+    });
+    let stdout = child.stdout.take().unwrap();
+    let (base_tx, base_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut out = String::new();
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(url) = line.strip_prefix("tongdao listening on ") {
+                let _ = base_tx.send(url.trim().to_string());
+            }
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
+    });
+    let base = tokio::task::spawn_blocking(move || base_rx.recv().unwrap())
+        .await
+        .unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    let created: serde_json::Value = http
+        .post(format!("{base}/v1/partners"))
+        .bearer_auth(ADMIN)
+        .json(&serde_json::json!({"name": "leyou", "display_name": "乐游"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let partner_key = created["api_key"].as_str().unwrap().to_string();
+    let modules = http
+        .get(format!("{base}/v1/modules"))
+        .bearer_auth(&partner_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(modules.status(), reqwest::StatusCode::OK);
+    let console = http
+        .post(format!("{base}/console/login"))
+        .form(&[("key", partner_key.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(console.status(), reqwest::StatusCode::SEE_OTHER);
+    let wrong = format!("{partner_key}x");
+    let refused = http
+        .get(format!("{base}/v1/modules"))
+        .bearer_auth(&wrong)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let webhook: serde_json::Value = http
+        .post(format!("{base}/v1/webhooks"))
+        .bearer_auth(&partner_key)
+        .json(&serde_json::json!({"url": format!("http://{receiver_addr}/hook")}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let first_secret = webhook["secret"].as_str().unwrap().to_string();
+    let rotated: serde_json::Value = http
+        .post(format!("{base}/v1/webhook-secret/rotate"))
+        .bearer_auth(&partner_key)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let second_secret = rotated["secret"].as_str().unwrap().to_string();
+    // Events to deliver, signed with the secrets: the partner suspended and resumed.
+    for action in ["suspend", "resume"] {
+        let answer = http
+            .post(format!("{base}/v1/admin/partners/leyou/{action}"))
+            .bearer_auth(ADMIN)
+            .json(&serde_json::json!({"reason": "a test of the log"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            answer.status().is_success(),
+            "{}",
+            answer.text().await.unwrap()
+        );
+    }
+    common::wait_until(
+        "a webhook delivery reached the receiver, and the link is bound",
+        Duration::from_secs(30),
+        || async {
+            deliveries.load(std::sync::atomic::Ordering::SeqCst) > 0 && !sim.bind_times().is_empty()
+        },
+    )
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log = log.join().unwrap();
+    assert!(
+        log.lines().count() > 100,
+        "trace logging was on: {} lines",
+        log.lines().count()
+    );
+    for (what, secret) in [
+        ("the admin key", ADMIN),
+        ("the partner key", partner_key.as_str()),
+        ("a wrong key", wrong.as_str()),
+        ("the first webhook secret", first_secret.as_str()),
+        ("the rotated webhook secret", second_secret.as_str()),
+        ("the operator password", OPERATOR_PASSWORD),
+    ] {
+        if let Some(line) = log.lines().find(|l| l.contains(secret)) {
+            panic!("{what} is in the log: {line}");
+        }
+    }
+}

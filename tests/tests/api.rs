@@ -1149,6 +1149,30 @@ async fn item14_idempotency_key_on_creating_posts() {
             (StatusCode::CONFLICT, "duplicate-item"),
             "without a key the second add is a duplicate"
         );
+        // Keys are per caller (SECURITY.md): another partner sending the same key
+        // with its own body gets its own answer, neither leyou's nor a 422.
+        let rival = server.new_partner("rival").await;
+        let (status, body) = server
+            .send(
+                server
+                    .http
+                    .post(server.url("/v1/content/jokes"))
+                    .bearer_auth(&rival)
+                    .header("idempotency-key", "add-1")
+                    .json(&json!({"items": [{"id": "r1", "text": "二"}]})),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert!(!body.to_string().contains("j1"), "{body}");
+        let (_, rival_items) = server.get("/v1/content/jokes", &rival).await;
+        let ids: Vec<&str> = rival_items["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["r1"], "{rival_items}");
         server.stop().await;
     }
 }
