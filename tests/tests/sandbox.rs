@@ -371,3 +371,54 @@ async fn item_6_fault_rows_are_bounded() {
         Arc::into_inner(server).unwrap().stop().await;
     }
 }
+
+/// SECURITY.md (a hostile partner module): a module built with the standard Rust
+/// toolchain tries the file system, the environment and the network from a live
+/// service's MO, through the real router and relay: every attempt is denied, a TCP
+/// listener on loopback it aims at accepts nothing, and the subscriber id it is
+/// given is opaque — the handset's number is nowhere in what it could see or say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_reaches_no_files_environment_network_or_phone_number() {
+    use common::env::{Env, SHORT_CODE, free};
+    for db in databases().await {
+        let env = Env::start(db, |_| {}).await;
+        let (status, body) = env.server.upload(&env.acme, guest("wasi-probe")).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let service = env
+            .approved_service(&env.acme, "TS", "wasi-probe", free("探测", "07"))
+            .await;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let user = "13800007001";
+        let (status, body) = env.subscribe(service, user).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let number = format!("{SHORT_CODE}07");
+        env.mo(user, &number, &listener.local_addr().unwrap().to_string());
+        let inbox = env.wait_inbox(user, 1).await;
+        let reply = inbox
+            .iter()
+            .find(|t| t.contains("dir="))
+            .unwrap_or_else(|| panic!("the probe answered: {inbox:?}"));
+        for denied in [
+            "dir=denied",
+            "read=denied",
+            "write=denied",
+            "env=0",
+            "tcp=denied",
+            "dns=denied",
+        ] {
+            assert!(reply.contains(denied), "{denied}: {reply}");
+        }
+        assert!(
+            matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "the module connected to the loopback listener"
+        );
+        let subscriber = reply.split("sub=").nth(1).unwrap_or_default();
+        assert!(!subscriber.is_empty(), "{reply}");
+        assert!(
+            !reply.contains(user) && !reply.contains(&user[3..]),
+            "the phone number reached the module: {reply}"
+        );
+        env.stop().await;
+    }
+}
