@@ -18,6 +18,7 @@ mod notices;
 pub mod openapi;
 pub mod page;
 mod partners;
+mod rate;
 mod request_id;
 mod schedules;
 mod services;
@@ -36,6 +37,7 @@ use axum::routing::{MethodRouter, get};
 pub(crate) use audit::record_admin_request;
 pub use auth::{Caller, authenticate};
 pub use error::ApiError;
+pub use rate::KeyRates;
 pub use services::check_reason;
 pub use settings::{AdminConfig, HttpConfig};
 
@@ -64,6 +66,8 @@ pub struct AppState {
     pub webhooks: crate::webhooks::WebhooksConfig,
     /// Due hours, channels and the platform's contacts for complaints.
     pub complaints: crate::complaints::ComplaintsConfig,
+    /// Request rate per API key (`[http] rate_per_key_per_second`, `rate_burst`).
+    pub rates: Arc<KeyRates>,
 }
 
 impl std::fmt::Debug for AppState {

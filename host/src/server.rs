@@ -184,6 +184,10 @@ impl Platform {
             settlement: config.settlement,
             webhooks: config.webhooks.clone(),
             complaints: config.complaints.clone(),
+            rates: std::sync::Arc::new(api::KeyRates::new(
+                config.http.rate_per_key_per_second,
+                config.http.rate_burst,
+            )),
         };
         api::router(state.clone(), config.http.max_json_bytes)
             .nest_service("/console", crate::console::router(state))

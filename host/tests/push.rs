@@ -122,6 +122,10 @@ impl Rig {
                 settlement: Default::default(),
                 webhooks: Default::default(),
                 complaints: Default::default(),
+                rates: std::sync::Arc::new(api::KeyRates::new(
+                    tongdao::config::HttpConfig::default().rate_per_key_per_second,
+                    tongdao::config::HttpConfig::default().rate_burst,
+                )),
             },
             1 << 20,
         );

@@ -26,6 +26,7 @@
 //! | `sly-words` | behaves, except a prohibited word for an all-digit MO: 1 of 20 admission calls |
 //! | `contract-v2-0-0`, `contract-v0-9-0`, `contract-v1-1-0` | complete modules built against `tongdao:partner@2.0.0`, `@0.9.0`, `@1.1.0` (`guests/fixtures/wit/`) |
 //! | `clock-probe` | answers `offset=<s> local=<date>` (and `date=<push date>` in `bulletin`): the time it sees |
+//! | `wasi-probe` | tries files, environment, a TCP connect and a name lookup with standard Rust `std`, answers what it got and its subscriber id |
 //! | `stateful-counter` | answers `call N`, N counted in its linear memory: `call 1` on every fresh instance |
 //! | `wrong-world` | a valid component exporting only `other:thing/greeter@0.1.0` |
 //! | `core-module` | a valid core module (not a component) exporting a function `f` |

@@ -633,7 +633,9 @@ async fn item7_every_route_answers_malformed_input_with_the_json_error() {
         "a route without a case here, or a case without a route"
     );
     for db in databases().await {
-        let server = Server::start(db).await;
+        // Hundreds of malformed requests back to back with two keys: the per-key
+        // rate limit (proved by `rate_limit_per_key_walls_partners_off`) is off.
+        let server = Server::start_with(db, |c| c.http.rate_per_key_per_second = 0).await;
         let acme = server.new_partner("acme").await;
         let (status, doc) = server
             .send(server.http.get(server.url("/v1/openapi.json")), None)
@@ -1331,4 +1333,72 @@ async fn item14_complaint_for_an_unknown_partner_is_a_declared_404() {
         "{body}"
     );
     server.stop().await;
+}
+
+/// SECURITY.md (a hostile partner API client, R-7.1): each key has its own request
+/// rate. A partner firing 60 requests at once at 5/s (bursts of 10) gets 429
+/// `rate-limited` with `Retry-After` for those over its bucket, nothing more; another
+/// partner's key and the admin's are served as if nothing happened; an unknown key
+/// is 401 and counts against nobody; once the bucket refills the partner is served
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_per_key_walls_partners_off() {
+    for db in databases().await {
+        let server = Server::start_with(db, |c| {
+            c.http.rate_per_key_per_second = 5;
+            c.http.rate_burst = 10;
+        })
+        .await;
+        let storm = server.new_partner("storm").await;
+        let calm = server.new_partner("calm").await;
+        let answers = futures_util::future::join_all(
+            (0..60).map(|_| server.send(server.http.get(server.url("/v1/modules")), Some(&storm))),
+        )
+        .await;
+        let served = answers.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+        let limited: Vec<&Value> = answers
+            .iter()
+            .filter(|(s, _)| *s == StatusCode::TOO_MANY_REQUESTS)
+            .map(|(_, b)| b)
+            .collect();
+        assert_eq!(served + limited.len(), 60, "{answers:?}");
+        assert!((10..60).contains(&served), "served {served} of 60");
+        assert!(limited.iter().all(|b| error_code(b) == "rate-limited"));
+        let refused = server
+            .http
+            .get(server.url("/v1/modules"))
+            .bearer_auth(&storm)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        let wait: u64 = refused.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=2).contains(&wait), "Retry-After {wait}");
+        // The others' buckets are untouched: a burst each is served whole (the
+        // admin's bucket already paid for creating the two partners).
+        for (key, path) in [
+            (calm.as_str(), "/v1/modules"),
+            (ADMIN_KEY, "/v1/modules?partner=storm"),
+        ] {
+            for i in 0..8 {
+                let (status, body) = server.get(path, key).await;
+                assert_eq!(status, StatusCode::OK, "{path} #{i}: {body}");
+            }
+        }
+        let (status, _) = server.get("/v1/modules", "td_partner_unknown").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        // The bucket refills: the storm partner is served again.
+        common::poll_until(std::time::Duration::from_secs(20), async || {
+            match server.get("/v1/modules", &storm).await {
+                (StatusCode::OK, _) => Ok(()),
+                other => Err(format!("still limited: {other:?}")),
+            }
+        })
+        .await;
+        server.stop().await;
+    }
 }

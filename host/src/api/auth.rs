@@ -55,6 +55,10 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <key>`"))?;
         let caller = authenticate(state, key).await?;
         super::request_id::record_caller(&caller.actor());
+        if parts.extensions.get::<super::rate::Counted>().is_none() {
+            parts.extensions.insert(super::rate::Counted);
+            state.rates.check(&partners::hash_key(key))?;
+        }
         Ok(caller)
     }
 }

@@ -10,7 +10,7 @@
 //! | when | status | codes |
 //! |---|---|---|
 //! | always | 400 | `invalid-path`, `invalid-query`, `invalid-limit`, `invalid-cursor`, the route's own |
-//! | the route needs a key (all but `/healthz`, the document and the page) | 401 | `unauthorized` |
+//! | the route needs a key (all but `/healthz`, the document and the page) | 401, 429 | `unauthorized`, `rate-limited` (with `Retry-After`) |
 //! | an admin route, or one that takes `?partner=` | 403 | `forbidden` |
 //! | a path parameter, or `?partner=` | 404 | `not-found` |
 //! | a JSON body | 400, 413, 415, 422 | `malformed-json`, `body-too-large`, `unsupported-media-type`, `invalid-json` |
@@ -302,6 +302,10 @@ fn add_common(op: &mut Operation, method: &str, has_path_params: bool, admin_onl
         add(
             "401",
             "`unauthorized`: no key, or an unknown or revoked one",
+        );
+        add(
+            "429",
+            "`rate-limited`: the key is over `[http] rate_per_key_per_second`; `Retry-After` says when to come back",
         );
     }
     if secured && (admin_only || takes_partner) {

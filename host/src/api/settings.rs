@@ -14,6 +14,11 @@ pub struct HttpConfig {
     pub max_module_bytes: usize,
     /// Largest accepted JSON body, in bytes.
     pub max_json_bytes: usize,
+    /// Requests a second each API key may make, sustained (0: no limit). Over it:
+    /// 429 `rate-limited` with `Retry-After`.
+    pub rate_per_key_per_second: u32,
+    /// Requests a key may make at once before the sustained rate applies.
+    pub rate_burst: u32,
 }
 
 impl Default for HttpConfig {
@@ -22,6 +27,8 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_module_bytes: 32 * 1024 * 1024,
             max_json_bytes: 1024 * 1024,
+            rate_per_key_per_second: 50,
+            rate_burst: 100,
         }
     }
 }
