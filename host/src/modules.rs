@@ -901,9 +901,12 @@ impl Registry {
             Err(error) if error.is_module_fault() => Some(CallErrorBody::from(error).kind),
             _ => None,
         };
-        // The automatic rollback's denominators (issue 17 item 5).
-        self.counts
-            .add(active.version_id, fault.is_some(), now_ms());
+        // The automatic rollback's denominators (issue 17 item 5), kept only when
+        // a watcher adds them to the store.
+        if self.config.rollback_interval_ms > 0 {
+            self.counts
+                .add(active.version_id, fault.is_some(), now_ms());
+        }
         crate::telemetry::module_call(&partner.name, module, export, took, fault);
         for line in &outcome.logs {
             tracing::info!(partner = %partner.name, module_version = active.version_id, export, level = line.level, "module log: {}", line.message);

@@ -111,6 +111,8 @@ impl RegistryConfig {
             // A module tried locally runs whatever its report says; the report is
             // still made (`module check` shows it).
             admission: super::admission::AdmissionMode::Report,
+            // No platform watches the local runner's versions.
+            rollback_interval_ms: 0,
             ..Self::default()
         }
     }

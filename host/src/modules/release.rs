@@ -102,29 +102,38 @@ impl Registry {
         );
         let canary = match row.canary {
             Some((version_id, percent)) if Some(version_id) != row.version_id => {
-                let canary = super::ActiveVersion {
-                    module_id: row.module_id,
-                    version_id,
-                    loaded: self.load(version_id).await?,
-                };
-                let started = std::time::Instant::now();
-                let mut outcome = self
-                    .runtime
-                    .bulletin(&canary.loaded, self.scope(partner), request)
-                    .await;
-                outcome.version_id = Some(version_id);
-                self.record_outcome(
-                    partner,
-                    &canary,
-                    (name, "bulletin", started.elapsed()),
-                    &outcome,
-                )
-                .await?;
-                Some(CanaryBulletin {
-                    version_id,
-                    percent,
-                    outcome,
-                })
+                match self.load(version_id).await {
+                    Ok(loaded) => {
+                        let canary = super::ActiveVersion {
+                            module_id: row.module_id,
+                            version_id,
+                            loaded,
+                        };
+                        let started = std::time::Instant::now();
+                        let mut outcome = self
+                            .runtime
+                            .bulletin(&canary.loaded, self.scope(partner), request)
+                            .await;
+                        outcome.version_id = Some(version_id);
+                        self.record_outcome(
+                            partner,
+                            &canary,
+                            (name, "bulletin", started.elapsed()),
+                            &outcome,
+                        )
+                        .await?;
+                        Some(CanaryBulletin {
+                            version_id,
+                            percent,
+                            outcome,
+                        })
+                    }
+                    // The canary cannot run: its cohort gets the active version.
+                    Err(e) => {
+                        tracing::warn!(partner = %partner.name, module = name, error = %e, "the canary could not be loaded");
+                        None
+                    }
+                }
             }
             _ => None,
         };
@@ -223,10 +232,26 @@ impl Registry {
     ) -> Result<super::ActiveVersion, RegistryError> {
         let version_id = Self::version_for(row, subscription)
             .ok_or_else(|| RegistryError::NoActiveVersion(name.to_string()))?;
+        let loaded = match self.load(version_id).await {
+            Ok(loaded) => loaded,
+            // A canary that cannot be loaded: its cohort gets the active version.
+            Err(e) if Some(version_id) != row.version_id => {
+                tracing::warn!(module = name, error = %e, "the canary could not be loaded");
+                let active = row
+                    .version_id
+                    .ok_or_else(|| RegistryError::NoActiveVersion(name.to_string()))?;
+                return Ok(super::ActiveVersion {
+                    module_id: row.module_id,
+                    version_id: active,
+                    loaded: self.load(active).await?,
+                });
+            }
+            Err(e) => return Err(e),
+        };
         Ok(super::ActiveVersion {
             module_id: row.module_id,
             version_id,
-            loaded: self.load(version_id).await?,
+            loaded,
         })
     }
 
