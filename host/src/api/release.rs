@@ -89,7 +89,7 @@ pub(super) async fn stop_shadow(
 }
 
 /// `?partner=&limit=&after=&differing=`.
-#[derive(Debug, Default, Deserialize, IntoParams)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(super) struct ShadowQuery {
