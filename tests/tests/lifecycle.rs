@@ -969,7 +969,9 @@ async fn item_5_a_version_crossing_the_violation_rate_is_rolled_back_with_eviden
             if module["active_version"] == 1 {
                 Ok(module)
             } else {
-                Err(format!("not rolled back yet: {module}"))
+                let v2 = version_id(&env, "sly-words", 2).await;
+                let figures = server.platform.registry.figures(v2, 0).await.unwrap();
+                Err(format!("not rolled back yet: {figures:?}"))
             }
         })
         .await;

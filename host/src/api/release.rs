@@ -94,6 +94,10 @@ pub(super) async fn stop_shadow(
 #[into_params(parameter_in = Query)]
 pub(super) struct ShadowQuery {
     /// The admin's choice of partner (a partner key may name only itself).
+    #[expect(
+        dead_code,
+        reason = "read by the `PartnerContext` extractor; declared for the document and `deny_unknown_fields`"
+    )]
     partner: Option<String>,
     /// Only the runs whose outputs differ (default false: every run).
     differing: Option<bool>,

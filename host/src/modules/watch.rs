@@ -176,7 +176,8 @@ impl Registry {
         let pool = self.store.pool();
         let minute = since - since.rem_euclid(MINUTE_MS);
         let (calls, faults): (i64, i64) = sqlx::query_as(
-            "SELECT COALESCE(SUM(calls), 0), COALESCE(SUM(faults), 0) FROM module_call_counts
+            "SELECT CAST(COALESCE(SUM(calls), 0) AS BIGINT), CAST(COALESCE(SUM(faults), 0) AS BIGINT)
+             FROM module_call_counts
              WHERE version_id = $1 AND minute_start >= $2",
         )
         .bind(version_id)
