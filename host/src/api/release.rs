@@ -159,9 +159,9 @@ pub(super) async fn shadow_runs(
     }))
 }
 
-/// The canary to run.
+/// The canary to run. Only a JSON object is one (an array of two numbers is not).
 #[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, try_from = "serde_json::Map<String, Value>")]
 #[schema(example = json!({"version": 2, "percent": 10}))]
 pub(super) struct Canary {
     /// A stored version that passed admission, other than the active one.
@@ -169,6 +169,23 @@ pub(super) struct Canary {
     /// The share of subscribers who get it, 1-99: subscription `id` is in the
     /// cohort when `((id × 2654435761) mod 2³²) × 100 div 2³² < percent`.
     percent: i64,
+}
+
+/// [`Canary`]'s fields, read from an object only.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CanaryFields {
+    version: i64,
+    percent: i64,
+}
+
+impl TryFrom<serde_json::Map<String, Value>> for Canary {
+    type Error = serde_json::Error;
+
+    fn try_from(object: serde_json::Map<String, Value>) -> Result<Self, Self::Error> {
+        let CanaryFields { version, percent } = serde_json::from_value(Value::Object(object))?;
+        Ok(Self { version, percent })
+    }
 }
 
 /// `PUT /v1/modules/{name}/canary`: make a version live for a percentage of the
