@@ -846,6 +846,7 @@ async fn item_4_a_canary_at_10_percent_reaches_exactly_its_cohort() {
             );
         }
         assert!((20..=40).contains(&cohort), "{cohort} of 300 in the cohort");
+        eprintln!("canary at 10 %: {cohort} of 300 MTs written by the canary, each in its cohort");
         // The API shows it per message too.
         let (in_id, in_sub) = mts
             .iter()
@@ -1015,6 +1016,10 @@ async fn item_5_a_version_crossing_the_violation_rate_is_rolled_back_with_eviden
             "{e}"
         );
         assert!(figures["violation_permille"].as_i64().unwrap() > 100, "{e}");
+        eprintln!(
+            "rolled back: {violations} refused of {calls} calls ({} ‰ > 100 ‰) in {} s of traffic",
+            figures["violation_permille"], e["window"]["secs"]
+        );
         assert!(
             e["window"]["from"].is_string() && e["window"]["to"].is_string(),
             "{e}"
