@@ -918,7 +918,8 @@ async fn item_4_a_canary_at_10_percent_reaches_exactly_its_cohort() {
 /// Item 5: a live version whose policy-violation rate crosses the configured
 /// threshold (with its minimum sample) is rolled back to the last good version by
 /// the platform, and the partner's event inbox has the evidence: the rule, the
-/// rate and its threshold, the counts and the window.
+/// rate and its threshold, the counts and the window. The same version run again
+/// as a canary is ended the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item_5_a_version_crossing_the_violation_rate_is_rolled_back_with_evidence() {
     for db in databases().await {
@@ -1046,6 +1047,59 @@ async fn item_5_a_version_crossing_the_violation_rate_is_rolled_back_with_eviden
         let rival = server.new_partner("rival").await;
         let (_, theirs) = server.get("/v1/events?kinds=module.rollback", &rival).await;
         assert_eq!(theirs["items"], json!([]), "{theirs}");
+
+        // The same version as a canary for 99 % of the subscribers: its cohort's
+        // refused replies end the canary the same way; version 1 stays live.
+        let (status, body) = server
+            .put(
+                "/v1/modules/sly-words/canary",
+                &env.acme,
+                json!({"version": 2, "percent": 99}),
+            )
+            .await;
+        assert_eq!(
+            (status, &body["canary"]["version"]),
+            (StatusCode::OK, &json!(2)),
+            "{body}"
+        );
+        for user in &users {
+            env.mo(user, &number, "6666");
+            env.mo(user, &number, "5555");
+        }
+        let events = common::poll_until(WAIT, async || {
+            let (_, events) = server
+                .get("/v1/events?kinds=module.rollback", &env.acme)
+                .await;
+            if events["items"].as_array().map_or(0, Vec::len) == 2 {
+                Ok(events)
+            } else {
+                Err(format!("the canary is not rolled back yet: {events}"))
+            }
+        })
+        .await;
+        let e = &events["items"][1]["data"];
+        assert_eq!(
+            (
+                &e["phase"],
+                &e["rule"],
+                &e["from_version"],
+                &e["to_version"]
+            ),
+            (
+                &json!("canary"),
+                &json!("violation-rate"),
+                &json!(2),
+                &json!(1)
+            ),
+            "{e}"
+        );
+        let (_, module) = server.get("/v1/modules/sly-words", &env.acme).await;
+        assert_eq!(
+            (&module["canary"], &module["active_version"]),
+            (&Value::Null, &json!(1)),
+            "{module}"
+        );
+
         // No handset ever got the prohibited word: the gate refused each.
         for user in &users {
             assert!(env.inbox(user).iter().all(|t| !t.contains("赌博")));
