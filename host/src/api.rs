@@ -19,6 +19,7 @@ pub mod openapi;
 pub mod page;
 mod partners;
 mod rate;
+mod release;
 mod request_id;
 mod schedules;
 mod services;
@@ -121,6 +122,7 @@ fn json_routes() -> Routes {
         // The module upload reads its body itself, up to `max_module_bytes`; its
         // other routes take JSON like every route.
         .merge(modules::router())
+        .merge(release::router())
         .merge(notices::router())
         .merge(stats::router())
         .merge(metrics::router())

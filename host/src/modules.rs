@@ -13,6 +13,12 @@
 //! - [`admission`]: the conformance corpus every upload runs before it may be
 //!   activated (issue 17 item 1).
 //! - [`approval`]: activations waiting for the admin, for partners who need it.
+//! - [`release`]: shadow candidates and canaries, started, promoted and rolled
+//!   back (issue 17 items 3 and 4); the cohort rule ([`release::in_cohort`]).
+//! - [`shadow`]: a candidate run beside the active version on real calls, its
+//!   output recorded and diffed, never sent (issue 17 item 3).
+//! - [`watch`]: calls and faults counted per version, and the automatic rollback
+//!   of a version whose rates cross `[modules] rollback_*` (issue 17 item 5).
 
 mod active;
 pub mod admission;
@@ -20,6 +26,9 @@ pub mod approval;
 mod faults;
 mod loaded;
 pub mod quota;
+pub mod release;
+pub mod shadow;
+pub mod watch;
 
 use std::sync::Arc;
 
@@ -29,6 +38,9 @@ pub use admission::{AdmissionMode, AdmissionReport};
 pub use approval::{Activation, ActivationRequest};
 pub use faults::{Fault, FaultWindow};
 pub use quota::RegistryConfig;
+pub use release::{CanaryInfo, PushBulletin, in_cohort};
+pub use shadow::ShadowRun;
+pub use watch::RolledBack;
 
 use crate::compliance::{Compliance, ComplianceConfig};
 use crate::partners::Partner;
@@ -86,6 +98,18 @@ pub enum RegistryError {
     Call(CallError),
     #[error("the content policy cannot be compiled: {0}")]
     Policy(String),
+    #[error("module `{0}` has no shadow version")]
+    NoShadow(String),
+    #[error("module `{0}` has no canary")]
+    NoCanary(String),
+    #[error(
+        "module `{module}` already has version {version} as its canary: promote it or roll it back first"
+    )]
+    CanaryRunning { module: String, version: i64 },
+    #[error(
+        "activations of this partner wait for the admin's approval, so it cannot run a canary: ask for an activation (POST /v1/modules/{0}/activate)"
+    )]
+    CanaryNeedsApproval(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -128,6 +152,11 @@ pub struct ModuleInfo {
     pub last_fault: Option<Fault>,
     /// An activation waiting for the admin's approval, if any.
     pub pending_activation: Option<ActivationRequest>,
+    /// The version run beside the active one on real calls, never sent (issue
+    /// 17 item 3); its runs: `GET /v1/modules/{name}/shadow`.
+    pub shadow_version: Option<i64>,
+    /// The version live for a percentage of the subscribers (issue 17 item 4).
+    pub canary: Option<CanaryInfo>,
     #[serde(serialize_with = "crate::api::time::ms")]
     pub created_at: i64,
 }
@@ -158,7 +187,27 @@ struct ModuleRow {
     name: String,
     active_version_id: Option<i64>,
     created_at: i64,
+    shadow_version_id: Option<i64>,
+    canary_version_id: Option<i64>,
+    canary_percent: Option<i64>,
+    canary_since: Option<i64>,
 }
+
+impl ModuleRow {
+    fn active(&self) -> active::Active {
+        active::Active {
+            module_id: self.id,
+            version_id: self.active_version_id,
+            shadow_version_id: self.shadow_version_id,
+            canary: self.canary_version_id.map(|v| {
+                let percent = self.canary_percent.unwrap_or(0).clamp(0, 100);
+                (v, u32::try_from(percent).unwrap_or(0))
+            }),
+        }
+    }
+}
+
+const MODULE_COLUMNS: &str = "id, name, active_version_id, created_at, shadow_version_id, canary_version_id, canary_percent, canary_since";
 
 #[derive(sqlx::FromRow)]
 struct VersionRow {
@@ -182,8 +231,12 @@ pub struct Registry {
     store: Store,
     runtime: Arc<Runtime>,
     config: RegistryConfig,
-    loaded: loaded::LoadedVersions,
+    loaded: Arc<loaded::LoadedVersions>,
     active: active::ActiveVersions,
+    /// Shadow runs running now (at most `[modules] shadow_concurrency`).
+    shadow_slots: Arc<tokio::sync::Semaphore>,
+    /// Calls and faults per version, added to the store by the watcher.
+    counts: watch::CallCounts,
     /// The content policy the admission corpus is judged by; `None`: the default
     /// `[compliance]` settings.
     compliance: Option<Compliance>,
@@ -204,7 +257,11 @@ impl Registry {
     pub fn with_config(store: Store, runtime: Arc<Runtime>, config: RegistryConfig) -> Self {
         Self {
             store,
-            loaded: loaded::LoadedVersions::new(config.loaded_versions),
+            loaded: Arc::new(loaded::LoadedVersions::new(config.loaded_versions)),
+            shadow_slots: Arc::new(tokio::sync::Semaphore::new(
+                config.shadow_concurrency as usize,
+            )),
+            counts: watch::CallCounts::default(),
             active: active::ActiveVersions::new(std::time::Duration::from_millis(
                 config.active_recheck_ms,
             )),
@@ -303,10 +360,10 @@ impl Registry {
         .await?;
         // Touching the row takes its lock on both backends, so concurrent uploads of
         // one module get distinct version numbers.
-        let module: ModuleRow = sqlx::query_as(
+        let module: ModuleRow = sqlx::query_as(&format!(
             "UPDATE modules SET updated_at = $3 WHERE partner_id = $1 AND name = $2
-             RETURNING id, name, active_version_id, created_at",
-        )
+             RETURNING {MODULE_COLUMNS}"
+        ))
         .bind(partner.id)
         .bind(&description.name)
         .bind(now)
@@ -483,9 +540,9 @@ impl Registry {
 
     /// Every module of `partner`.
     pub async fn list(&self, partner: &Partner) -> Result<Vec<ModuleInfo>, RegistryError> {
-        let rows: Vec<ModuleRow> = sqlx::query_as(
-            "SELECT id, name, active_version_id, created_at FROM modules WHERE partner_id = $1 ORDER BY name",
-        )
+        let rows: Vec<ModuleRow> = sqlx::query_as(&format!(
+            "SELECT {MODULE_COLUMNS} FROM modules WHERE partner_id = $1 ORDER BY name"
+        ))
         .bind(partner.id)
         .fetch_all(self.store.pool())
         .await?;
@@ -673,40 +730,7 @@ impl Registry {
         let row = self.module_row(partner, name).await?;
         let mut tx = self.store.begin_write().await?;
         let current = lock_module(&mut tx, row.id).await?;
-        let latest: Option<(i64, Option<i64>)> = sqlx::query_as(
-            "SELECT id, previous_version_id FROM module_activations WHERE module_id = $1 ORDER BY id DESC LIMIT 1",
-        )
-        .bind(row.id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((latest_id, Some(target))) = latest else {
-            return Err(RegistryError::NothingToRollBack(name.to_string()));
-        };
-        // What was active before `target` became active: a second rollback goes one
-        // step further back.
-        let before_target: Option<(Option<i64>,)> = sqlx::query_as(
-            "SELECT previous_version_id FROM module_activations
-             WHERE module_id = $1 AND version_id = $2 AND id < $3 ORDER BY id DESC LIMIT 1",
-        )
-        .bind(row.id)
-        .bind(target)
-        .bind(latest_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let previous = before_target.and_then(|(p,)| p);
-        let (target_seq, target_pruned): (i64, Option<i64>) =
-            sqlx::query_as("SELECT seq, pruned_at FROM module_versions WHERE id = $1")
-                .bind(target)
-                .fetch_one(&mut *tx)
-                .await?;
-        if target_pruned.is_some() {
-            return Err(RegistryError::VersionPruned {
-                module: name.to_string(),
-                version: target_seq,
-            });
-        }
-        set_active(&mut tx, row.id, target, previous, "rollback", actor).await?;
-        debug_assert_ne!(current, Some(target));
+        rollback_in(&mut tx, (row.id, name), current, ("rollback", actor)).await?;
         tx.commit().await?;
         self.active.forget(partner.id, name);
         self.get(partner, name).await
@@ -852,10 +876,7 @@ impl Registry {
             active::Lookup::Miss { generation } => generation,
         };
         let row = self.module_row(partner, name).await?;
-        let found = active::Active {
-            module_id: row.id,
-            version_id: row.active_version_id,
-        };
+        let found = row.active();
         self.active.keep(partner.id, name, generation, found);
         Ok(found)
     }
@@ -880,6 +901,12 @@ impl Registry {
             Err(error) if error.is_module_fault() => Some(CallErrorBody::from(error).kind),
             _ => None,
         };
+        // The automatic rollback's denominators (issue 17 item 5), kept only when
+        // a watcher adds them to the store.
+        if self.config.rollback_interval_ms > 0 {
+            self.counts
+                .add(active.version_id, fault.is_some(), now_ms());
+        }
         crate::telemetry::module_call(&partner.name, module, export, took, fault);
         for line in &outcome.logs {
             tracing::info!(partner = %partner.name, module_version = active.version_id, export, level = line.level, "module log: {}", line.message);
@@ -927,20 +954,7 @@ impl Registry {
     /// Version `version_id` compiled and linked: from the cache of loaded
     /// versions, else from its stored bytes.
     async fn load(&self, version_id: i64) -> Result<Arc<LoadedModule>, RegistryError> {
-        if let Some(loaded) = self.loaded.get(version_id) {
-            return Ok(loaded);
-        }
-        let (wasm,): (Vec<u8>,) = sqlx::query_as("SELECT wasm FROM module_versions WHERE id = $1")
-            .bind(version_id)
-            .fetch_one(self.store.pool())
-            .await?;
-        let runtime = self.runtime.clone();
-        // Compiling takes milliseconds to seconds: keep it off the async workers.
-        let loaded = tokio::task::spawn_blocking(move || runtime.load(&wasm))
-            .await
-            .map_err(|e| RegistryError::Call(CallError::Unavailable(e.to_string())))??;
-        self.loaded.insert(version_id, loaded.clone());
-        Ok(loaded)
+        load_version(&self.store, &self.runtime, &self.loaded, version_id).await
     }
 
     /// Run `on-mo`, `on-subscribe` or `on-unsubscribe` of version `number` of
@@ -1004,12 +1018,14 @@ impl Registry {
     }
 
     async fn module_row(&self, partner: &Partner, name: &str) -> Result<ModuleRow, RegistryError> {
-        sqlx::query_as("SELECT id, name, active_version_id, created_at FROM modules WHERE partner_id = $1 AND name = $2")
-            .bind(partner.id)
-            .bind(name)
-            .fetch_optional(self.store.pool())
-            .await?
-            .ok_or_else(|| RegistryError::NotFound(name.to_string()))
+        sqlx::query_as(&format!(
+            "SELECT {MODULE_COLUMNS} FROM modules WHERE partner_id = $1 AND name = $2"
+        ))
+        .bind(partner.id)
+        .bind(name)
+        .fetch_optional(self.store.pool())
+        .await?
+        .ok_or_else(|| RegistryError::NotFound(name.to_string()))
     }
 
     async fn info(&self, partner: &Partner, row: ModuleRow) -> Result<ModuleInfo, RegistryError> {
@@ -1025,6 +1041,7 @@ impl Registry {
             .iter()
             .find(|v| Some(v.id) == row.active_version_id)
             .map(|v| v.seq);
+        let versions_by_id: Vec<(i64, i64)> = versions.iter().map(|v| (v.id, v.seq)).collect();
         let versions: Vec<VersionInfo> = versions
             .into_iter()
             .map(|v| VersionInfo {
@@ -1043,7 +1060,21 @@ impl Registry {
             })
             .collect();
         let pending_activation = approval::pending_of(&self.store, row.id).await?;
+        let number_of = |id: Option<i64>| {
+            versions_by_id
+                .iter()
+                .find(|(v, _)| Some(*v) == id)
+                .map(|(_, seq)| *seq)
+        };
+        let shadow_version = number_of(row.shadow_version_id);
+        let canary = number_of(row.canary_version_id).map(|version| CanaryInfo {
+            version,
+            percent: row.canary_percent.unwrap_or(0),
+            since: row.canary_since.unwrap_or(0),
+        });
         Ok(ModuleInfo {
+            shadow_version,
+            canary,
             name: row.name,
             partner: partner.name.clone(),
             active_version,
@@ -1069,6 +1100,30 @@ struct ActiveVersion {
     loaded: Arc<LoadedModule>,
 }
 
+/// Version `version_id` compiled and linked: from the cache of loaded versions,
+/// else from its stored bytes (kept in the cache).
+async fn load_version(
+    store: &Store,
+    runtime: &Arc<Runtime>,
+    cache: &loaded::LoadedVersions,
+    version_id: i64,
+) -> Result<Arc<LoadedModule>, RegistryError> {
+    if let Some(loaded) = cache.get(version_id) {
+        return Ok(loaded);
+    }
+    let (wasm,): (Vec<u8>,) = sqlx::query_as("SELECT wasm FROM module_versions WHERE id = $1")
+        .bind(version_id)
+        .fetch_one(store.pool())
+        .await?;
+    let runtime = runtime.clone();
+    // Compiling takes milliseconds to seconds: keep it off the async workers.
+    let loaded = tokio::task::spawn_blocking(move || runtime.load(&wasm))
+        .await
+        .map_err(|e| RegistryError::Call(CallError::Unavailable(e.to_string())))??;
+    cache.insert(version_id, loaded.clone());
+    Ok(loaded)
+}
+
 /// Take the module row's lock (both backends) and read the active version.
 async fn lock_module(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -1082,6 +1137,52 @@ async fn lock_module(
     .fetch_one(&mut **tx)
     .await?;
     Ok(active)
+}
+
+/// Make the version active before the current one live again, in `tx` (which
+/// holds the module's lock); returns its id and number. A second rollback goes
+/// one step further back.
+async fn rollback_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    (module_id, name): (i64, &str),
+    current: Option<i64>,
+    (action, actor): (&str, &str),
+) -> Result<(i64, i64), RegistryError> {
+    let latest: Option<(i64, Option<i64>)> = sqlx::query_as(
+            "SELECT id, previous_version_id FROM module_activations WHERE module_id = $1 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(module_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some((latest_id, Some(target))) = latest else {
+        return Err(RegistryError::NothingToRollBack(name.to_string()));
+    };
+    // What was active before `target` became active: a second rollback goes one
+    // step further back.
+    let before_target: Option<(Option<i64>,)> = sqlx::query_as(
+        "SELECT previous_version_id FROM module_activations
+             WHERE module_id = $1 AND version_id = $2 AND id < $3 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(module_id)
+    .bind(target)
+    .bind(latest_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let previous = before_target.and_then(|(p,)| p);
+    let (target_seq, target_pruned): (i64, Option<i64>) =
+        sqlx::query_as("SELECT seq, pruned_at FROM module_versions WHERE id = $1")
+            .bind(target)
+            .fetch_one(&mut **tx)
+            .await?;
+    if target_pruned.is_some() {
+        return Err(RegistryError::VersionPruned {
+            module: name.to_string(),
+            version: target_seq,
+        });
+    }
+    set_active(tx, module_id, target, previous, action, actor).await?;
+    debug_assert_ne!(current, Some(target));
+    Ok((target, target_seq))
 }
 
 async fn set_active(
@@ -1104,11 +1205,20 @@ async fn set_active(
     .bind(now_ms())
     .execute(&mut **tx)
     .await?;
-    sqlx::query("UPDATE modules SET active_version_id = $2 WHERE id = $1")
-        .bind(module_id)
-        .bind(version_id)
-        .execute(&mut **tx)
-        .await?;
+    // A version going live is no longer a shadow or a canary of itself.
+    sqlx::query(
+        "UPDATE modules SET active_version_id = $2, active_since = $3,
+            shadow_version_id = CASE WHEN shadow_version_id = $2 THEN NULL ELSE shadow_version_id END,
+            canary_percent = CASE WHEN canary_version_id = $2 THEN NULL ELSE canary_percent END,
+            canary_since = CASE WHEN canary_version_id = $2 THEN NULL ELSE canary_since END,
+            canary_version_id = CASE WHEN canary_version_id = $2 THEN NULL ELSE canary_version_id END
+         WHERE id = $1",
+    )
+    .bind(module_id)
+    .bind(version_id)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

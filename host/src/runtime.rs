@@ -301,7 +301,7 @@ impl Runtime {
         let limits = &self.limits;
         self.call(
             module,
-            Lane::Partner(scope.partner_id),
+            scope.lane(),
             Some(scope),
             input,
             async move |m, store| {
@@ -329,7 +329,7 @@ impl Runtime {
         let limits = &self.limits;
         self.call(
             module,
-            Lane::Partner(scope.partner_id),
+            scope.lane(),
             Some(scope),
             input,
             async move |m, store| {
@@ -365,7 +365,7 @@ impl Runtime {
         let limits = &self.limits;
         self.call(
             module,
-            Lane::Partner(scope.partner_id),
+            scope.lane(),
             Some(scope),
             input,
             async move |m, store| {

@@ -31,7 +31,7 @@ use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::compliance::Compliance;
-use crate::modules::{Registry, RegistryError};
+use crate::modules::{PushBulletin, Registry, RegistryError};
 use crate::partners::Partner;
 use crate::relay::Relay;
 use crate::runtime::{BulletinContent, BulletinRequest};
@@ -403,42 +403,62 @@ async fn drive(inner: &Inner, run: Run) -> Result<(), ScheduleError> {
 
     // The version that wrote the bulletin: the run's stored one when resumed, the
     // one just called when prepared now (every MT records it, R-3.6).
-    let (content, blocked, high_water, module_version_id) = match (&run.content, run.high_water) {
-        (Some(json), Some(high_water)) => {
-            let content: BulletinContent =
-                serde_json::from_str(json).map_err(|e| ScheduleError::Corrupt(e.to_string()))?;
-            let mut blocked: Vec<String> = run
-                .blocked_variants
-                .as_deref()
-                .map(serde_json::from_str)
-                .transpose()
-                .map_err(|e| ScheduleError::Corrupt(e.to_string()))?
-                .unwrap_or_default();
-            // Resumed: the policy may have changed meanwhile (a suspension is often
-            // about content), so the variants still allowed are checked again.
-            let before = blocked.len();
-            for (key, text) in variant_texts(&content) {
-                if !blocked.contains(&key)
-                    && let Err(reason) =
-                        hooks::check_content(inner, &service, run.module_version_id, text).await?
+    let (content, blocked, high_water, module_version_id, canary) =
+        match (&run.content, run.high_water) {
+            (Some(json), Some(high_water)) => {
+                let content: BulletinContent = serde_json::from_str(json)
+                    .map_err(|e| ScheduleError::Corrupt(e.to_string()))?;
+                let mut blocked = parse_blocked(run.blocked_variants.as_deref())?;
+                // Resumed: the policy may have changed meanwhile (a suspension is
+                // often about content), so the variants still allowed are checked
+                // again.
+                if recheck(
+                    inner,
+                    &service,
+                    (run.id, run.module_version_id),
+                    &content,
+                    &mut blocked,
+                )
+                .await?
                 {
-                    tracing::warn!(run = run.id, variant = %key, %reason, "bulletin variant refused by policy on resume");
-                    blocked.push(key);
+                    let json = serde_json::to_string(&blocked).unwrap_or_default();
+                    runs::store_blocked(store, run.id, owner, &json).await?;
                 }
+                let canary = match (
+                    &run.canary_content,
+                    run.canary_version_id,
+                    run.canary_percent,
+                ) {
+                    (Some(json), Some(version_id), Some(percent)) => {
+                        let content: BulletinContent = serde_json::from_str(json)
+                            .map_err(|e| ScheduleError::Corrupt(e.to_string()))?;
+                        let mut blocked = parse_blocked(run.canary_blocked.as_deref())?;
+                        recheck(
+                            inner,
+                            &service,
+                            (run.id, Some(version_id)),
+                            &content,
+                            &mut blocked,
+                        )
+                        .await?;
+                        Some(RunCanary {
+                            version_id,
+                            percent: u32::try_from(percent).unwrap_or(0),
+                            content,
+                            blocked,
+                        })
+                    }
+                    _ => None,
+                };
+                (content, blocked, high_water, run.module_version_id, canary)
             }
-            if blocked.len() != before {
-                let json = serde_json::to_string(&blocked).unwrap_or_default();
-                runs::store_blocked(store, run.id, owner, &json).await?;
-            }
-            (content, blocked, high_water, run.module_version_id)
-        }
-        _ => match prepare(inner, &run, &service).await? {
-            Some(prepared) => prepared,
-            None => return Ok(()),
-        },
-    };
+            _ => match prepare(inner, &run, &service).await? {
+                Some(prepared) => prepared,
+                None => return Ok(()),
+            },
+        };
 
-    let plan = Plan::new(
+    let mut plan = Plan::new(
         run.id,
         owner.to_string(),
         service.terms.clone(),
@@ -449,6 +469,14 @@ async fn drive(inner: &Inner, run: Run) -> Result<(), ScheduleError> {
         config.batch,
         lease_ms(config),
     );
+    if let Some(canary) = &canary {
+        plan = plan.with_canary(
+            canary.version_id,
+            canary.percent,
+            &canary.content,
+            &canary.blocked,
+        );
+    }
     loop {
         if inner.stopping.load(Ordering::Relaxed) {
             return Ok(());
@@ -469,6 +497,78 @@ async fn drive(inner: &Inner, run: Run) -> Result<(), ScheduleError> {
             }
         }
     }
+}
+
+/// A canary's bulletin in a run (issue 17 item 4).
+struct RunCanary {
+    version_id: i64,
+    percent: u32,
+    content: BulletinContent,
+    blocked: Vec<String>,
+}
+
+/// What a run fans out: the bulletin, its refused variants, the subscriber range's
+/// end, the version that wrote it, and a canary's bulletin.
+type PreparedRun = (
+    BulletinContent,
+    Vec<String>,
+    i64,
+    Option<i64>,
+    Option<RunCanary>,
+);
+
+fn parse_blocked(json: Option<&str>) -> Result<Vec<String>, ScheduleError> {
+    Ok(json
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|e| ScheduleError::Corrupt(e.to_string()))?
+        .unwrap_or_default())
+}
+
+/// Check the variants of `content` not yet in `blocked` against the content
+/// policy again (a resumed run); true when one more was refused.
+async fn recheck(
+    inner: &Inner,
+    service: &hooks::Service,
+    (run_id, version_id): (i64, Option<i64>),
+    content: &BulletinContent,
+    blocked: &mut Vec<String>,
+) -> Result<bool, ScheduleError> {
+    let before = blocked.len();
+    for (key, text) in variant_texts(content) {
+        if !blocked.contains(&key)
+            && let Err(reason) = hooks::check_content(inner, service, version_id, text).await?
+        {
+            tracing::warn!(run = run_id, variant = %key, %reason, "bulletin variant refused by policy on resume");
+            blocked.push(key);
+        }
+    }
+    Ok(blocked.len() != before)
+}
+
+/// Check every variant of `content` (written by `version_id`) against the content
+/// policy: the bulletin with each allowed text as it will be sent
+/// (signed), and the keys refused.
+async fn judged(
+    inner: &Inner,
+    service: &hooks::Service,
+    (run_id, version_id): (i64, Option<i64>),
+    content: BulletinContent,
+) -> Result<(BulletinContent, Vec<String>), ScheduleError> {
+    let mut blocked = Vec::new();
+    let mut signed = HashMap::new();
+    for (key, text) in variant_texts(&content) {
+        match hooks::check_content(inner, service, version_id, text).await? {
+            Ok(text) => {
+                signed.insert(key, text);
+            }
+            Err(reason) => {
+                tracing::warn!(run = run_id, variant = %key, %reason, "bulletin variant refused by policy");
+                blocked.push(key);
+            }
+        }
+    }
+    Ok((with_texts(content, &signed), blocked))
 }
 
 /// Every text of a bulletin with the key it has in `blocked_variants`.
@@ -514,13 +614,14 @@ fn with_texts(content: BulletinContent, signed: &HashMap<String, String>) -> Bul
     }
 }
 
-/// Call the module's `bulletin` (once per run), check every variant against the
-/// content policy, and store both with the run. None: the run ended or is not ours.
+/// Call the module's `bulletin` (once per run; under a canary once on each
+/// version), check every variant against the content policy, and store both with
+/// the run. None: the run ended or is not ours.
 async fn prepare(
     inner: &Inner,
     run: &Run,
     service: &hooks::Service,
-) -> Result<Option<(BulletinContent, Vec<String>, i64, Option<i64>)>, ScheduleError> {
+) -> Result<Option<PreparedRun>, ScheduleError> {
     let store = &inner.store;
     let owner = inner.owner.as_str();
     let fail = |reason: String| async move {
@@ -555,8 +656,12 @@ async fn prepare(
         push_id: format!("run-{}", run.id),
         date: run.push_date.clone(),
     };
-    let outcome = match inner.registry.bulletin(&partner, module, &request).await {
-        Ok(outcome) => outcome,
+    let (outcome, canary) = match inner
+        .registry
+        .push_bulletin(&partner, module, &request)
+        .await
+    {
+        Ok(PushBulletin { active, canary }) => (active, canary),
         Err(RegistryError::Store(e)) => return Err(e.into()),
         Err(RegistryError::Call(e)) => {
             retry::bulletin_failed(inner, run, module, retry::Failure::Call(e)).await?;
@@ -580,20 +685,28 @@ async fn prepare(
         }
     };
     // Each variant is checked and kept as it will be sent (signed).
-    let mut blocked = Vec::new();
-    let mut signed = HashMap::new();
-    for (key, text) in variant_texts(&content) {
-        match hooks::check_content(inner, service, module_version_id, text).await? {
-            Ok(text) => {
-                signed.insert(key, text);
+    let (content, blocked) = judged(inner, service, (run.id, module_version_id), content).await?;
+    // A canary that failed is its own fault (counted against it): its cohort gets
+    // the active version's text.
+    let canary = match canary {
+        Some(c) => match c.outcome.result {
+            Ok(content) => {
+                let (content, blocked) =
+                    judged(inner, service, (run.id, Some(c.version_id)), content).await?;
+                Some(RunCanary {
+                    version_id: c.version_id,
+                    percent: c.percent,
+                    content,
+                    blocked,
+                })
             }
-            Err(reason) => {
-                tracing::warn!(run = run.id, variant = %key, %reason, "bulletin variant refused by policy");
-                blocked.push(key);
+            Err(e) => {
+                tracing::warn!(run = run.id, error = %e, "the canary's bulletin failed; its cohort gets the active version's");
+                None
             }
-        }
-    }
-    let content = with_texts(content, &signed);
+        },
+        None => None,
+    };
     let variants = match &content {
         BulletinContent::Single { .. } => 1,
         BulletinContent::Keyed { variants, .. } => variants.len(),
@@ -606,9 +719,26 @@ async fn prepare(
         module_version_id,
         input_sha256,
         variants: i64::try_from(variants).unwrap_or(i64::MAX),
+        canary: match &canary {
+            Some(c) => Some(runs::PreparedCanary {
+                version_id: c.version_id,
+                percent: i64::from(c.percent),
+                content_json: serde_json::to_string(&c.content)
+                    .map_err(|e| ScheduleError::Corrupt(e.to_string()))?,
+                blocked_json: serde_json::to_string(&c.blocked)
+                    .map_err(|e| ScheduleError::Corrupt(e.to_string()))?,
+            }),
+            None => None,
+        },
     };
     match runs::store_prepared(store, run, owner, &prepared).await? {
-        Some(high_water) => Ok(Some((content, blocked, high_water, module_version_id))),
+        Some(high_water) => Ok(Some((
+            content,
+            blocked,
+            high_water,
+            module_version_id,
+            canary,
+        ))),
         None => Ok(None),
     }
 }

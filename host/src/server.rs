@@ -157,6 +157,10 @@ impl Platform {
             store.clone(),
             config.retention.clone(),
         ));
+        // Automatic rollback of versions whose rates cross `[modules] rollback_*`.
+        if let Some(watcher) = crate::modules::watch::spawn(registry.clone()) {
+            background.push(watcher);
+        }
         Ok(Self {
             store,
             registry,

@@ -8,6 +8,7 @@
 //! the user, so `TD` stops everything at once.
 
 pub mod bulk;
+pub mod cohort;
 
 use serde::{Deserialize, Serialize};
 

@@ -39,6 +39,7 @@ pub use settings::WebhooksConfig;
 /// | `run.finished` | a push run ended (completed, failed, cancelled, expired, skipped) |
 /// | `alert` | an anomaly alert of the partner, or of the platform, opened or cleared |
 /// | `module.fault` | a fault sample of one of the partner's modules |
+/// | `module.rollback` | a version of one of its modules was rolled back automatically, with the evidence (issue 17 item 5) |
 /// | `suspension` | the partner or one of its services was suspended or resumed |
 /// | `terms.changed` | new money terms of the agreement or of an operator (R-4.8) |
 /// | `statement.ready` | a monthly statement was issued |
@@ -49,6 +50,7 @@ pub const KINDS: &[&str] = &[
     "run.finished",
     "alert",
     "module.fault",
+    "module.rollback",
     "suspension",
     "terms.changed",
     "statement.ready",

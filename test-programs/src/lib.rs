@@ -24,6 +24,7 @@
 //! | `hostile-log-flood` | logs three 30 MB lines in `bulletin`; a 40 MB reply in `on-mo` |
 //! | `hostile-flaky` | `bulletin` runs past the deadline twice (counted in KV), then answers |
 //! | `sly-words` | behaves, except a prohibited word for an all-digit MO: 1 of 20 admission calls |
+//! | `sly-words-clean` | version `2.0.0` of the module `sly-words`: a clean text for an all-digit MO (shadow runs, rollback) |
 //! | `contract-v2-0-0`, `contract-v0-9-0`, `contract-v1-1-0` | complete modules built against `tongdao:partner@2.0.0`, `@0.9.0`, `@1.1.0` (`guests/fixtures/wit/`) |
 //! | `clock-probe` | answers `offset=<s> local=<date>` (and `date=<push date>` in `bulletin`): the time it sees |
 //! | `wasi-probe` | tries files, environment, a TCP connect and a name lookup with standard Rust `std`, answers what it got and its subscriber id |

@@ -152,6 +152,14 @@ impl From<RegistryError> for ApiError {
             RegistryError::RequestDecided { .. } => {
                 Self::new(StatusCode::CONFLICT, "already-decided", message)
             }
+            RegistryError::NoShadow(_) => Self::new(StatusCode::CONFLICT, "no-shadow", message),
+            RegistryError::NoCanary(_) => Self::new(StatusCode::CONFLICT, "no-canary", message),
+            RegistryError::CanaryRunning { .. } => {
+                Self::new(StatusCode::CONFLICT, "canary-running", message)
+            }
+            RegistryError::CanaryNeedsApproval(_) => {
+                Self::new(StatusCode::CONFLICT, "approval-required", message)
+            }
             RegistryError::Policy(_) => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
             }

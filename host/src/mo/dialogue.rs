@@ -125,7 +125,7 @@ impl Dialogue<'_> {
             let (text, version, input) = match self
                 .ctx
                 .registry
-                .on_subscription(&partner, module, &change)
+                .on_subscription_for(&partner, module, &change, sub.id)
                 .await
             {
                 Ok(call) => match call.result {
@@ -334,7 +334,7 @@ impl Dialogue<'_> {
         let call = self
             .ctx
             .registry
-            .on_subscription(&partner, module, &change)
+            .on_subscription_for(&partner, module, &change, sub.id)
             .await;
         if let Ok(outcome_call) = call
             && let Ok(Some(text)) = outcome_call.result
@@ -408,7 +408,12 @@ impl Dialogue<'_> {
             text: self.mo.text.clone(),
             received_at_ms: self.mo.received_at,
         };
-        let (reply, provenance) = match self.ctx.registry.on_mo(&partner, module, &message).await {
+        let (reply, provenance) = match self
+            .ctx
+            .registry
+            .on_mo_for(&partner, module, &message, sub.id)
+            .await
+        {
             Ok(call) => (call.result, (call.version_id, call.input_sha256)),
             Err(e) => {
                 tracing::warn!(service = %service.code, error = %e, "on-mo could not run");

@@ -19,11 +19,15 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// The module row's answer: its id and its active version (None: no version active).
+/// The module row's answer: its id and its active version (None: no version
+/// active), the shadow candidate and the canary with its percentage (issue 17
+/// items 3 and 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Active {
     pub module_id: i64,
     pub version_id: Option<i64>,
+    pub shadow_version_id: Option<i64>,
+    pub canary: Option<(i64, u32)>,
 }
 
 /// What a lookup found.
@@ -107,6 +111,8 @@ mod tests {
     const A: Active = Active {
         module_id: 1,
         version_id: Some(10),
+        shadow_version_id: None,
+        canary: None,
     };
 
     fn miss(lookup: Lookup) -> u64 {

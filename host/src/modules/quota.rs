@@ -1,8 +1,9 @@
 //! What one partner may keep in the registry: an upload rate,
 //! a number of stored versions and a number of stored bytes, and the retention
 //! rule that prunes old versions (keep the newest `keep_versions` of a module, the
-//! active one, the one a rollback would return to, and every version that wrote a
-//! stored message: a push run or a violation names it). A pruned version keeps its
+//! active one, the shadow and canary versions, the one a rollback would return to,
+//! and every version that wrote a stored message: a push run or a violation names
+//! it). A pruned version keeps its
 //! row and history, not its bytes or its compiled code.
 
 use serde::{Deserialize, Serialize};
@@ -47,6 +48,29 @@ pub struct RegistryConfig {
     /// CPU time the longest corpus call may use, in milliseconds (the sandbox's
     /// `[runtime] call_timeout_ms` still ends a call at its own limit).
     pub admission_max_cpu_ms: u64,
+    /// Shadow runs (issue 17 item 3) running at once in this process; a shadow
+    /// run that finds none free is skipped (counted), never queued behind the
+    /// active path.
+    pub shadow_concurrency: u32,
+    /// Shadow runs kept per module (older ones are deleted).
+    pub shadow_keep: u32,
+    /// Automatic rollback (issue 17 item 5): how often the watcher looks, in ms
+    /// (0: never; no automatic rollback).
+    pub rollback_interval_ms: u64,
+    /// How long after its activation an active version is watched, in seconds (a
+    /// canary is watched as long as it runs).
+    pub rollback_watch_secs: u64,
+    /// Faulting calls per thousand calls that roll a version back.
+    pub rollback_max_fault_permille: u32,
+    /// Texts refused by the content policy per thousand calls that roll a
+    /// version back.
+    pub rollback_max_violation_permille: u32,
+    /// Complaints per thousand MTs the version wrote that roll it back.
+    pub rollback_max_complaint_permille: u32,
+    /// Calls a version must have made before its fault and violation rates count.
+    pub rollback_min_calls: u64,
+    /// MTs a version must have written before its complaint rate counts.
+    pub rollback_min_mts: u64,
 }
 
 impl Default for RegistryConfig {
@@ -65,6 +89,15 @@ impl Default for RegistryConfig {
             admission_max_violation_permille: 0,
             admission_max_fault_permille: 0,
             admission_max_cpu_ms: 50,
+            shadow_concurrency: 2,
+            shadow_keep: 1000,
+            rollback_interval_ms: 5000,
+            rollback_watch_secs: 86_400,
+            rollback_max_fault_permille: 50,
+            rollback_max_violation_permille: 20,
+            rollback_max_complaint_permille: 10,
+            rollback_min_calls: 100,
+            rollback_min_mts: 200,
         }
     }
 }
@@ -78,6 +111,8 @@ impl RegistryConfig {
             // A module tried locally runs whatever its report says; the report is
             // still made (`module check` shows it).
             admission: super::admission::AdmissionMode::Report,
+            // No platform watches the local runner's versions.
+            rollback_interval_ms: 0,
             ..Self::default()
         }
     }
@@ -95,6 +130,15 @@ impl RegistryConfig {
         }
         if self.fault_window_secs == 0 {
             return Some(("modules.fault_window_secs", "must be greater than 0"));
+        }
+        if self.rollback_max_violation_permille > 1000
+            || self.rollback_max_fault_permille > 1000
+            || self.rollback_max_complaint_permille > 1000
+        {
+            return Some((
+                "modules.rollback_max_violation_permille",
+                "rollback rates are per thousand: at most 1000",
+            ));
         }
         if self.admission_max_violation_permille > 1000 || self.admission_max_fault_permille > 1000
         {
@@ -162,6 +206,8 @@ pub(super) async fn prune(
          WHERE v.module_id = $1 AND v.pruned_at IS NULL
            AND v.seq <= (SELECT MAX(seq) FROM module_versions WHERE module_id = $1) - $2
            AND v.id <> COALESCE((SELECT active_version_id FROM modules WHERE id = $1), -1)
+           AND v.id <> COALESCE((SELECT shadow_version_id FROM modules WHERE id = $1), -1)
+           AND v.id <> COALESCE((SELECT canary_version_id FROM modules WHERE id = $1), -1)
            AND v.id NOT IN (SELECT COALESCE(a.previous_version_id, -1) FROM module_activations a
                             WHERE a.module_id = $1 ORDER BY a.id DESC LIMIT 1)
            AND NOT EXISTS (SELECT 1 FROM push_runs r WHERE r.module_version_id = v.id)

@@ -44,7 +44,7 @@ use crate::compliance::blocked::Blocked;
 use crate::store::StoreError;
 
 pub use admit::{Gate, Outcome, admit, enqueue, enqueue_test};
-pub use push::{PushAdmitted, PushSlice, Variant, admit_push_in};
+pub use push::{CanarySlice, PushAdmitted, PushSlice, Variant, admit_push_in};
 pub use sending::{
     SegmentReceipt, accepted_segments, apply_receipts, claim, record_submits, record_submits_in,
     release_unsent, sweep,

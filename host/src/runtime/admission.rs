@@ -22,6 +22,9 @@ pub enum Lane {
     Partner(i64),
     /// Calls on nobody's behalf (the local runner's `module check`).
     Local,
+    /// A partner's shadow runs (issue 17 item 3): slots of their own, so a
+    /// candidate never delays a live call of the same partner.
+    Shadow(i64),
 }
 
 struct PartnerLane {

@@ -30,6 +30,17 @@ pub struct PartnerScope {
     pub dry: Option<DryRun>,
 }
 
+impl PartnerScope {
+    /// The lane its calls queue in: the partner's own, or for a shadow run the
+    /// partner's shadow lane (so a candidate never takes a live call's slot).
+    pub fn lane(&self) -> super::Lane {
+        match &self.dry {
+            Some(dry) if dry.is_shadow() => super::Lane::Shadow(self.partner_id),
+            _ => super::Lane::Partner(self.partner_id),
+        }
+    }
+}
+
 /// One line a module logged.
 #[derive(Debug, Clone, Serialize)]
 pub struct LogLine {

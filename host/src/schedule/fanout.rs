@@ -21,7 +21,7 @@ use serde::Serialize;
 use super::ScheduleError;
 use crate::compliance::Blocked;
 use crate::relay::ChargePlan;
-use crate::relay::outbox::{self, Gate, OutboxError, PushSlice, Variant};
+use crate::relay::outbox::{self, CanarySlice, Gate, OutboxError, PushSlice, Variant};
 use crate::runtime::BulletinContent;
 use crate::services::LiveService;
 use crate::store::{Backend, Store};
@@ -60,9 +60,47 @@ pub struct Plan {
     pub fallback: Option<usize>,
     /// The module version that wrote the bulletin.
     pub module_version_id: Option<i64>,
+    /// A canary's bulletin for its cohort (issue 17 item 4).
+    pub canary: Option<PlanCanary>,
     pub high_water: i64,
     pub batch: u32,
     pub lease_ms: i64,
+}
+
+/// A canary's part of a run: its version, cohort and texts.
+#[derive(Debug, Clone)]
+pub struct PlanCanary {
+    pub module_version_id: i64,
+    pub percent: u32,
+    pub attribute: Option<String>,
+    pub variants: Vec<Variant>,
+    pub fallback: Option<usize>,
+}
+
+/// The texts of a bulletin as the gate writes them: the attribute it is keyed
+/// on, the variants (refused ones marked), the fallback's index.
+fn variants_of(
+    content: &BulletinContent,
+    blocked: &[String],
+) -> (Option<String>, Vec<Variant>, Option<usize>) {
+    let variant = |key: &str, text: &str| Variant::new(key, text, blocked.iter().any(|b| b == key));
+    let (attribute, mut variants, fallback) = match content {
+        BulletinContent::Single { text } => (None, vec![variant(SINGLE_KEY, text)], Some(0)),
+        BulletinContent::Keyed {
+            attribute,
+            variants,
+            fallback,
+        } => {
+            let mut list: Vec<Variant> = variants.iter().map(|(k, t)| variant(k, t)).collect();
+            let fallback = fallback.as_ref().map(|t| {
+                list.push(variant(FALLBACK_KEY, t));
+                list.len() - 1
+            });
+            (Some(attribute.clone()), list, fallback)
+        }
+    };
+    variants.shrink_to_fit();
+    (attribute, variants, fallback)
 }
 
 /// The key the fallback text has in `blocked_variants`.
@@ -85,24 +123,7 @@ impl Plan {
         batch: u32,
         lease_ms: i64,
     ) -> Self {
-        let variant =
-            |key: &str, text: &str| Variant::new(key, text, blocked.iter().any(|b| b == key));
-        let (attribute, mut variants, fallback) = match content {
-            BulletinContent::Single { text } => (None, vec![variant(SINGLE_KEY, text)], Some(0)),
-            BulletinContent::Keyed {
-                attribute,
-                variants,
-                fallback,
-            } => {
-                let mut list: Vec<Variant> = variants.iter().map(|(k, t)| variant(k, t)).collect();
-                let fallback = fallback.as_ref().map(|t| {
-                    list.push(variant(FALLBACK_KEY, t));
-                    list.len() - 1
-                });
-                (Some(attribute.clone()), list, fallback)
-            }
-        };
-        variants.shrink_to_fit();
+        let (attribute, variants, fallback) = variants_of(content, blocked);
         Self {
             run_id,
             owner,
@@ -111,10 +132,33 @@ impl Plan {
             variants,
             fallback,
             module_version_id,
+            canary: None,
             high_water,
             batch,
             lease_ms,
         }
+    }
+
+    /// The plan with a canary: the subscriptions of the cohort of `percent`
+    /// percent get `content` (with `blocked` refused), written by version
+    /// `module_version_id`.
+    #[must_use]
+    pub fn with_canary(
+        mut self,
+        module_version_id: i64,
+        percent: u32,
+        content: &BulletinContent,
+        blocked: &[String],
+    ) -> Self {
+        let (attribute, variants, fallback) = variants_of(content, blocked);
+        self.canary = Some(PlanCanary {
+            module_version_id,
+            percent,
+            attribute,
+            variants,
+            fallback,
+        });
+        self
     }
 }
 
@@ -186,6 +230,13 @@ pub async fn step(
         attribute: plan.attribute.as_deref(),
         variants: &plan.variants,
         fallback: plan.fallback,
+        canary: plan.canary.as_ref().map(|c| CanarySlice {
+            module_version_id: c.module_version_id,
+            percent: c.percent,
+            attribute: c.attribute.as_deref(),
+            variants: &c.variants,
+            fallback: c.fallback,
+        }),
         after: cursor,
         up_to: plan.high_water,
         limit: plan.batch,

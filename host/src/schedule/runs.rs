@@ -60,6 +60,15 @@ pub struct Run {
     #[serde(skip)]
     pub blocked_variants: Option<String>,
     pub module_version_id: Option<i64>,
+    /// Under a canary (issue 17 item 4): the canary's version and percentage;
+    /// the subscriptions of its cohort got the canary's bulletin.
+    pub canary_version_id: Option<i64>,
+    pub canary_percent: Option<i64>,
+    /// The canary's bulletin (JSON of `BulletinContent`) and its refused variants.
+    #[serde(skip)]
+    pub canary_content: Option<String>,
+    #[serde(skip)]
+    pub canary_blocked: Option<String>,
     /// The last subscription id this run covers (fixed when the bulletin is taken).
     pub high_water: Option<i64>,
     /// The last subscription id fanned out.
@@ -89,7 +98,8 @@ pub struct Run {
 
 const COLUMNS: &str =
     "id, schedule_id, partner_id, service_id, origin, fire_at, push_date, status, owner,
-    lease_until, attempts, content, blocked_variants, module_version_id, high_water, cursor_id,
+    lease_until, attempts, content, blocked_variants, module_version_id, canary_version_id,
+    canary_percent, canary_content, canary_blocked, high_water, cursor_id,
     release_at, subscribers, variants, queued, blocked, held, skipped, late_ms, reason, actor,
     created_at, started_at, finished_at, updated_at";
 
@@ -276,6 +286,17 @@ pub struct Prepared {
     /// SHA-256 of the bulletin call's inputs (`crate::runtime::input_sha256`).
     pub input_sha256: String,
     pub variants: i64,
+    /// The canary's bulletin, if the module had a canary that answered.
+    pub canary: Option<PreparedCanary>,
+}
+
+/// The canary's part of a prepared run (issue 17 item 4).
+#[derive(Debug, Clone)]
+pub struct PreparedCanary {
+    pub version_id: i64,
+    pub percent: i64,
+    pub content_json: String,
+    pub blocked_json: String,
 }
 
 /// Store the bulletin and fix the run's subscriber range (`high_water`: the last
@@ -296,7 +317,8 @@ pub async fn store_prepared(
             .await?;
     let done = sqlx::query(
         "UPDATE push_runs SET content = $3, blocked_variants = $4, module_version_id = $5, variants = $6,
-            high_water = $7, updated_at = $8, input_sha256 = $9
+            high_water = $7, updated_at = $8, input_sha256 = $9, canary_version_id = $10,
+            canary_percent = $11, canary_content = $12, canary_blocked = $13
          WHERE id = $1 AND owner = $2 AND status = 'running' AND content IS NULL",
     )
     .bind(run.id)
@@ -308,6 +330,10 @@ pub async fn store_prepared(
     .bind(high_water.unwrap_or(0))
     .bind(now)
     .bind(&prepared.input_sha256)
+    .bind(prepared.canary.as_ref().map(|c| c.version_id))
+    .bind(prepared.canary.as_ref().map(|c| c.percent))
+    .bind(prepared.canary.as_ref().map(|c| c.content_json.clone()))
+    .bind(prepared.canary.as_ref().map(|c| c.blocked_json.clone()))
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -18,6 +18,11 @@
 //!    index `(push_run_id, subscription_id)`);
 //! 5. refusals by a cap are recorded as one violation per slice and rule.
 //!
+//! Under a canary (issue 17 item 4) the slice carries the canary's variants too:
+//! a subscription in the cohort (`subscriptions::cohort`) gets the
+//! canary's text and the canary's version digest, the others the active
+//! version's; both sets are judged, capped and counted the same way.
+//!
 //! `UNIQUE (push_run_id, subscription_id)` is the last guard (`ON CONFLICT DO
 //! NOTHING`): a subscription never gets a run's MT twice.
 
@@ -61,6 +66,19 @@ impl Variant {
     }
 }
 
+/// The canary's part of a push slice: the subscriptions of its cohort get its
+/// variants (issue 17 item 4).
+#[derive(Debug, Clone, Copy)]
+pub struct CanarySlice<'a> {
+    /// The canary's `module_versions.id`.
+    pub module_version_id: i64,
+    /// The cohort: `subscriptions::cohort::in_cohort(subscription id, percent)`.
+    pub percent: u32,
+    pub attribute: Option<&'a str>,
+    pub variants: &'a [Variant],
+    pub fallback: Option<usize>,
+}
+
 /// A slice of a push run handed to the gate: the active subscriptions of
 /// `service` with `after < id <= up_to`, at most `limit`, by id.
 #[derive(Debug, Clone, Copy)]
@@ -80,6 +98,8 @@ pub struct PushSlice<'a> {
     pub variants: &'a [Variant],
     /// The variant of subscribers whose attribute has no variant of its own.
     pub fallback: Option<usize>,
+    /// A canary's variants for its cohort (None: everyone gets `variants`).
+    pub canary: Option<CanarySlice<'a>>,
     pub after: i64,
     pub up_to: i64,
     pub limit: u32,
@@ -163,7 +183,13 @@ pub async fn admit_push_in(
     };
     admitted.last_id = Some(last_id);
     admitted.subscribers = subscribers;
-    if slice.variants.is_empty() {
+    // Every text of the slice: the active version's, then the canary's.
+    let all: Vec<&Variant> = slice
+        .variants
+        .iter()
+        .chain(slice.canary.iter().flat_map(|c| c.variants.iter()))
+        .collect();
+    if all.is_empty() {
         // A keyed bulletin with no text at all: nobody has a variant.
         admitted.skipped = subscribers;
         return Ok(admitted);
@@ -177,8 +203,7 @@ pub async fn admit_push_in(
     // The subscriptions of the slice with their variant (`v`) and operator (`op`).
     let mut params = Params::default();
     let source = source_sql(store.backend(), gate, slice, last_id, &mut params);
-    let blocked: Vec<String> = slice
-        .variants
+    let blocked: Vec<String> = all
         .iter()
         .enumerate()
         .filter(|(_, v)| v.blocked)
@@ -199,7 +224,10 @@ pub async fn admit_push_in(
     let may_leave_out = !blocked.is_empty()
         || room.is_some()
         || daily_left.is_some()
-        || (slice.attribute.is_some() && slice.fallback.is_none());
+        || (slice.attribute.is_some() && slice.fallback.is_none())
+        || slice
+            .canary
+            .is_some_and(|c| c.attribute.is_some() && c.fallback.is_none());
     let mut eligible = None;
     if may_leave_out {
         let is_blocked = if blocked.is_empty() {
@@ -251,20 +279,29 @@ pub async fn admit_push_in(
     let code = params.add(Some(&service.code));
     let plan = params.add(Some(slice.charge_plan.as_str()));
     let sender = params.add(slice.sender);
-    let text = variant_case(slice, &mut params, |v| Some(v.text.clone()));
-    let sha = variant_case(slice, &mut params, |v| Some(v.sha256.clone()));
-    let key = variant_case(slice, &mut params, |v| Some(v.content_key.clone()));
+    let text = variant_case(&all, &mut params, |v| Some(v.text.clone()));
+    let sha = variant_case(&all, &mut params, |v| Some(v.sha256.clone()));
+    let key = variant_case(&all, &mut params, |v| Some(v.content_key.clone()));
     // Segment counts are integers: written as literals.
-    let segments = variant_case(slice, &mut params, |_| None);
+    let segments = variant_case(&all, &mut params, |_| None);
     // The module version's digest, kept on every MT for the regulator (R-3.6), and
     // the hash of the bulletin call's inputs the run stored (issue 17 item 6).
-    let (version, version_sha) = match slice.module_version_id {
+    let (mut version, mut version_sha) = match slice.module_version_id {
         Some(v) => (
             v.to_string(),
             format!("(SELECT v.sha256 FROM module_versions v WHERE v.id = {v})"),
         ),
         None => ("NULL".to_string(), "NULL".to_string()),
     };
+    if let Some(canary) = slice.canary {
+        // The canary's texts are the variants from `slice.variants.len()` on.
+        let first = slice.variants.len();
+        let c = canary.module_version_id;
+        version = format!("CASE WHEN x.v >= {first} THEN {c} ELSE {version} END");
+        version_sha = format!(
+            "CASE WHEN x.v >= {first} THEN (SELECT v.sha256 FROM module_versions v WHERE v.id = {c}) ELSE {version_sha} END"
+        );
+    }
     let room_filter = room.map(|r| format!(" AND {r}")).unwrap_or_default();
     let expires_at = gate.expires_at(release_at);
     let sql = format!(
@@ -305,13 +342,7 @@ pub async fn admit_push_in(
         )
     };
     let written = written_by("");
-    let max_segments = slice
-        .variants
-        .iter()
-        .map(|v| v.segments)
-        .max()
-        .unwrap_or(1)
-        .max(1);
+    let max_segments = all.iter().map(|v| v.segments).max().unwrap_or(1).max(1);
     let segment_sql = if max_segments == 1 {
         format!(
             "INSERT INTO message_segments (message_id, seq, operator, status)
@@ -367,34 +398,23 @@ fn source_sql(
     last_id: i64,
     params: &mut Params,
 ) -> String {
-    let (join, variant) = match slice.attribute {
-        None => (String::new(), "0".to_string()),
-        Some(attribute) => {
-            let name = params.add(Some(attribute));
-            let join = format!(
-                " LEFT JOIN subscriber_attributes a ON a.partner_id = s.partner_id
-                   AND a.subscriber_id = s.subscriber_id AND a.name = {name}"
-            );
-            let fallback = slice
-                .fallback
-                .map_or_else(|| "NULL".to_string(), |f| f.to_string());
-            let mut case = String::new();
-            for (i, v) in slice.variants.iter().enumerate() {
-                if Some(i) == slice.fallback {
-                    continue;
-                }
-                // The first of duplicate keys wins, as `CASE` takes the first match.
-                let key = params.add(Some(&v.key));
-                let _ = write!(case, " WHEN {key} THEN {i}");
-            }
-            let variant = if case.is_empty() {
-                fallback
-            } else {
-                format!("CASE a.value{case} ELSE {fallback} END")
-            };
-            (join, variant)
-        }
-    };
+    let (mut join, mut variant) = keyed_variant(
+        ("a", 0),
+        (slice.attribute, slice.variants, slice.fallback),
+        params,
+    );
+    if let Some(canary) = slice.canary {
+        let (canary_join, canary_variant) = keyed_variant(
+            ("ca", slice.variants.len()),
+            (canary.attribute, canary.variants, canary.fallback),
+            params,
+        );
+        join.push_str(&canary_join);
+        variant = format!(
+            "CASE WHEN {} THEN {canary_variant} ELSE {variant} END",
+            crate::subscriptions::cohort::cohort_sql("s.id", canary.percent)
+        );
+    }
     // Routed numbers are 11 digits starting with 1, longest prefix first.
     let well_formed = match backend {
         Backend::Sqlite => format!("s.msisdn GLOB '1{}'", "[0-9]".repeat(10)),
@@ -419,15 +439,49 @@ fn source_sql(
     )
 }
 
+/// The join and the expression giving a subscription's variant index among
+/// `variants` (numbered from `first`), keyed on `attribute` through the join
+/// alias `alias` (`text_for` semantics: the value's variant, else the fallback).
+fn keyed_variant(
+    (alias, first): (&str, usize),
+    (attribute, variants, fallback): (Option<&str>, &[Variant], Option<usize>),
+    params: &mut Params,
+) -> (String, String) {
+    let Some(attribute) = attribute else {
+        return (String::new(), first.to_string());
+    };
+    let name = params.add(Some(attribute));
+    let join = format!(
+        " LEFT JOIN subscriber_attributes {alias} ON {alias}.partner_id = s.partner_id
+           AND {alias}.subscriber_id = s.subscriber_id AND {alias}.name = {name}"
+    );
+    let otherwise = fallback.map_or_else(|| "NULL".to_string(), |f| (first + f).to_string());
+    let mut case = String::new();
+    for (i, v) in variants.iter().enumerate() {
+        if Some(i) == fallback {
+            continue;
+        }
+        // The first of duplicate keys wins, as `CASE` takes the first match.
+        let key = params.add(Some(&v.key));
+        let _ = write!(case, " WHEN {key} THEN {}", first + i);
+    }
+    let variant = if case.is_empty() {
+        otherwise
+    } else {
+        format!("CASE {alias}.value{case} ELSE {otherwise} END")
+    };
+    (join, variant)
+}
+
 /// `CASE x.v WHEN 0 THEN … END` over the variants: a bound text from `text`, or
 /// (when it gives `None`) the variant's segment count as a literal.
 fn variant_case(
-    slice: &PushSlice<'_>,
+    variants: &[&Variant],
     params: &mut Params,
     text: impl Fn(&Variant) -> Option<String>,
 ) -> String {
     let mut case = String::from("CASE x.v");
-    for (i, v) in slice.variants.iter().enumerate() {
+    for (i, v) in variants.iter().enumerate() {
         let value = match text(v) {
             Some(t) => params.add(Some(&t)),
             None => v.segments.to_string(),

@@ -35,6 +35,7 @@ pub struct DryRun {
 #[derive(Debug, Default)]
 struct DryState {
     read_through: bool,
+    shadow: bool,
     kv: BTreeMap<String, Option<Vec<u8>>>,
     attributes: HashMap<(String, String), String>,
     subscribers: HashSet<String>,
@@ -55,6 +56,20 @@ impl DryRun {
         let dry = Self::default();
         dry.lock().read_through = true;
         dry
+    }
+
+    /// A shadow run (issue 17 item 3): reads fall through to the partner's stored
+    /// data as in [`Self::over_store`], writes stay in the overlay, and the call
+    /// queues in the partner's shadow lane, never in the lane of its live calls.
+    pub fn shadow() -> Self {
+        let dry = Self::over_store();
+        dry.lock().shadow = true;
+        dry
+    }
+
+    /// Whether this is a shadow run's overlay (see [`Self::shadow`]).
+    pub fn is_shadow(&self) -> bool {
+        self.lock().shadow
     }
 
     /// Make `subscriber` known to the calls with these attributes (a synthetic
