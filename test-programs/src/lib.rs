@@ -24,7 +24,8 @@
 //! | `hostile-log-flood` | logs three 30 MB lines in `bulletin`; a 40 MB reply in `on-mo` |
 //! | `hostile-flaky` | `bulletin` runs past the deadline twice (counted in KV), then answers |
 //! | `sly-words` | behaves, except a prohibited word for an all-digit MO: 1 of 20 admission calls |
-//! | `contract-v2-0-0`, `contract-v0-9-0`, `contract-v1-1-0` | complete modules built against `tongdao:partner@2.0.0`, `@0.9.0`, `@1.1.0` (`guests/fixtures/wit/`) |
+//! | `contract-v2-0-0`, `contract-v0-9-0` | complete modules built against `tongdao:partner@2.0.0`, `@0.9.0` (`guests/fixtures/wit/`), versions this host does not serve |
+//! | `contract-v1-1-0` | `jokes` 2.0.0 built against `tongdao:partner@1.1.0` (`wit/v1.1.0`): a per-operator bulletin, and `on-mo` counts jokes told in `kv` |
 //! | `clock-probe` | answers `offset=<s> local=<date>` (and `date=<push date>` in `bulletin`): the time it sees |
 //! | `stateful-counter` | answers `call N`, N counted in its linear memory: `call 1` on every fresh instance |
 //! | `wrong-world` | a valid component exporting only `other:thing/greeter@0.1.0` |

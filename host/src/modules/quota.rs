@@ -47,6 +47,14 @@ pub struct RegistryConfig {
     /// CPU time the longest corpus call may use, in milliseconds (the sandbox's
     /// `[runtime] call_timeout_ms` still ends a call at its own limit).
     pub admission_max_cpu_ms: u64,
+    /// Calls kept for replay by sampling, per thousand (issue 17 item 7): on top
+    /// of every call that wrote a text, which is kept for `complaint_window_days`.
+    pub record_permille: u32,
+    /// Days the recording of a call that wrote a text is kept, so a complaint
+    /// about its MT can be replayed; a complaint keeps it longer.
+    pub complaint_window_days: u64,
+    /// Days a sampled recording is kept.
+    pub record_retention_days: u64,
 }
 
 impl Default for RegistryConfig {
@@ -65,6 +73,9 @@ impl Default for RegistryConfig {
             admission_max_violation_permille: 0,
             admission_max_fault_permille: 0,
             admission_max_cpu_ms: 50,
+            record_permille: 10,
+            complaint_window_days: 30,
+            record_retention_days: 90,
         }
     }
 }
@@ -95,6 +106,12 @@ impl RegistryConfig {
         }
         if self.fault_window_secs == 0 {
             return Some(("modules.fault_window_secs", "must be greater than 0"));
+        }
+        if self.record_permille > 1000 {
+            return Some((
+                "modules.record_permille",
+                "a share per thousand: at most 1000",
+            ));
         }
         if self.admission_max_violation_permille > 1000 || self.admission_max_fault_permille > 1000
         {

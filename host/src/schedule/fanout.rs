@@ -55,6 +55,8 @@ pub struct Plan {
     pub terms: Terms,
     /// The subscriber attribute the bulletin is keyed on (None: one text for all).
     pub attribute: Option<String>,
+    /// The variants are keyed by operator (`tongdao:partner@1.1.0`).
+    pub by_operator: bool,
     pub variants: Vec<Variant>,
     /// The variant for subscribers whose attribute has no variant.
     pub fallback: Option<usize>,
@@ -87,6 +89,14 @@ impl Plan {
     ) -> Self {
         let variant =
             |key: &str, text: &str| Variant::new(key, text, blocked.iter().any(|b| b == key));
+        let keyed = |variants: &[(String, String)], fallback: &Option<String>| {
+            let mut list: Vec<Variant> = variants.iter().map(|(k, t)| variant(k, t)).collect();
+            let fallback = fallback.as_ref().map(|t| {
+                list.push(variant(FALLBACK_KEY, t));
+                list.len() - 1
+            });
+            (list, fallback)
+        };
         let (attribute, mut variants, fallback) = match content {
             BulletinContent::Single { text } => (None, vec![variant(SINGLE_KEY, text)], Some(0)),
             BulletinContent::Keyed {
@@ -94,20 +104,22 @@ impl Plan {
                 variants,
                 fallback,
             } => {
-                let mut list: Vec<Variant> = variants.iter().map(|(k, t)| variant(k, t)).collect();
-                let fallback = fallback.as_ref().map(|t| {
-                    list.push(variant(FALLBACK_KEY, t));
-                    list.len() - 1
-                });
+                let (list, fallback) = keyed(variants, fallback);
                 (Some(attribute.clone()), list, fallback)
             }
+            BulletinContent::PerOperator { variants, fallback } => {
+                let (list, fallback) = keyed(variants, fallback);
+                (None, list, fallback)
+            }
         };
+        let by_operator = matches!(content, BulletinContent::PerOperator { .. });
         variants.shrink_to_fit();
         Self {
             run_id,
             owner,
             terms,
             attribute,
+            by_operator,
             variants,
             fallback,
             module_version_id,
@@ -184,6 +196,7 @@ pub async fn step(
         sender: plan.terms.sender.as_deref(),
         module_version_id: plan.module_version_id,
         attribute: plan.attribute.as_deref(),
+        by_operator: plan.by_operator,
         variants: &plan.variants,
         fallback: plan.fallback,
         after: cursor,

@@ -8,7 +8,8 @@
 //!    id (being `active` is the opt-in basis, R-3.2);
 //! 3. one `INSERT … SELECT` writes the MTs: the variant is chosen by `CASE` on the
 //!    subscriber's attribute (`text_for` semantics: the variant of the value, else
-//!    the fallback), the operator by `CASE` on the number's prefix (longest first),
+//!    the fallback) or, for a per-operator bulletin, on the operator of the
+//!    number's block ([`crate::relay::numbering`]), the operator by `CASE` on the number's prefix (longest first),
 //!    subscriptions whose variant the content policy refused, that have no variant,
 //!    or whose number is not routable are left out, and so are those over the
 //!    monthly cap (the same SQL predicate a reply is checked with) and, past the
@@ -77,6 +78,9 @@ pub struct PushSlice<'a> {
     /// The subscriber attribute the variants are keyed on (None: `variants[0]`
     /// for everyone).
     pub attribute: Option<&'a str>,
+    /// The variants are keyed by the operator of the subscriber's number block
+    /// (`tongdao:partner@1.1.0`), not by an attribute.
+    pub by_operator: bool,
     pub variants: &'a [Variant],
     /// The variant of subscribers whose attribute has no variant of its own.
     pub fallback: Option<usize>,
@@ -199,7 +203,7 @@ pub async fn admit_push_in(
     let may_leave_out = !blocked.is_empty()
         || room.is_some()
         || daily_left.is_some()
-        || (slice.attribute.is_some() && slice.fallback.is_none());
+        || ((slice.attribute.is_some() || slice.by_operator) && slice.fallback.is_none());
     let mut eligible = None;
     if may_leave_out {
         let is_blocked = if blocked.is_empty() {
@@ -368,6 +372,7 @@ fn source_sql(
     params: &mut Params,
 ) -> String {
     let (join, variant) = match slice.attribute {
+        None if slice.by_operator => (String::new(), operator_variant(slice)),
         None => (String::new(), "0".to_string()),
         Some(attribute) => {
             let name = params.add(Some(attribute));
@@ -417,6 +422,29 @@ fn source_sql(
          WHERE s.service_id = {} AND s.status = 'active' AND s.id > {} AND s.id <= {last_id}",
         slice.service.id, slice.after
     )
+}
+
+/// The variant of a per-operator bulletin: `CASE` on the number's three-digit
+/// block, each block of an operator with a text giving that text's index, the
+/// rest the fallback. Blocks are digits: written as literals.
+fn operator_variant(slice: &PushSlice<'_>) -> String {
+    let fallback = slice
+        .fallback
+        .map_or_else(|| "NULL".to_string(), |f| f.to_string());
+    let mut case = String::new();
+    for (i, v) in slice.variants.iter().enumerate() {
+        if Some(i) == slice.fallback {
+            continue;
+        }
+        for block in crate::relay::numbering::blocks(&v.key) {
+            let _ = write!(case, " WHEN '{block}' THEN {i}");
+        }
+    }
+    if case.is_empty() {
+        fallback
+    } else {
+        format!("CASE substr(s.msisdn, 1, 3){case} ELSE {fallback} END")
+    }
 }
 
 /// `CASE x.v WHEN 0 THEN … END` over the variants: a bound text from `text`, or
