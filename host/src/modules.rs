@@ -952,8 +952,8 @@ impl Registry {
         }
     }
 
-    /// The newest `limit` recorded calls of module `name`, newest first (issue 17
-    /// item 7).
+    /// Up to `limit` recorded calls of module `name` with an id below `before`,
+    /// newest first (issue 17 item 7).
     ///
     /// # Errors
     /// [`RegistryError::NotFound`], or a store error.
@@ -961,10 +961,11 @@ impl Registry {
         &self,
         partner: &Partner,
         name: &str,
+        before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<RecordedCall>, RegistryError> {
         let row = self.module_row(partner, name).await?;
-        recordings::list(&self.store, row.id, limit).await
+        recordings::list(&self.store, row.id, before, limit).await
     }
 
     /// Replay recorded call `id` on the version that made it, or on version
@@ -1025,13 +1026,18 @@ impl Registry {
             )
             .await
             .map_err(RegistryError::BadRecording)?;
+        // The replay could not run (a busy host): no answer to compare.
         if let Some(error) = replayed.output.get("error")
             && let Some(kind) = error.get("kind").and_then(serde_json::Value::as_str)
-            && matches!(kind, "concurrency-limit" | "unavailable")
         {
-            return Err(RegistryError::Call(CallError::Unavailable(
-                error["message"].as_str().unwrap_or(kind).to_string(),
-            )));
+            let message = error["message"].as_str().unwrap_or(kind).to_string();
+            match kind {
+                "concurrency-limit" => {
+                    return Err(RegistryError::Call(CallError::ConcurrencyLimit(message)));
+                }
+                "unavailable" => return Err(RegistryError::Call(CallError::Unavailable(message))),
+                _ => {}
+            }
         }
         let differences = recordings::differences(&stored.call.output, &replayed);
         Ok(ReplayReport {

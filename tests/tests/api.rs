@@ -557,6 +557,8 @@ const ROUTES: &[(&str, &str, Who)] = &[
     ("/v1/modules/{name}/mo", "POST*", Who::Partner),
     ("/v1/modules/{name}/subscribe", "POST?", Who::Partner),
     ("/v1/modules/{name}/unsubscribe", "POST?", Who::Partner),
+    ("/v1/modules/{name}/calls", "GET", Who::Partner),
+    ("/v1/calls/{id}/replay", "POST", Who::Partner),
     ("/v1/admin/activations", "GET", Who::Admin),
     ("/v1/admin/activations/{id}/approve", "POST?", Who::Admin),
     ("/v1/admin/activations/{id}/refuse", "POST?", Who::Admin),

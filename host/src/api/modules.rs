@@ -849,35 +849,17 @@ pub(super) async fn refuse(
     ))
 }
 
-/// Which recorded calls to list.
-#[derive(Deserialize, Default, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub(super) struct CallsQuery {
-    /// The admin's choice of partner (read by the `PartnerContext` extractor).
-    #[allow(dead_code)]
-    partner: Option<String>,
-    /// How many, newest first (1-100, default 20).
-    limit: Option<i64>,
-}
-
-/// Recorded calls of a module, newest first.
-#[derive(Serialize, ToSchema)]
-pub(super) struct CallsAnswer {
-    items: Vec<RecordedCall>,
-}
-
-/// `GET /v1/modules/{name}/calls`: the module's recorded calls, newest first
-/// (issue 17 item 7): every call that wrote a text within `[modules]
+/// `GET /v1/modules/{name}/calls`: the module's recorded calls, newest first,
+/// paged (issue 17 item 7): every call that wrote a text within `[modules]
 /// complaint_window_days`, a sample of the others, and those behind a complaint.
 #[utoipa::path(
     get,
     path = "/v1/modules/{name}/calls",
     tag = "modules",
-    params(("name" = String, Path, description = "The module's name"), CallsQuery),
+    params(("name" = String, Path, description = "The module's name"), PartnerPageQuery),
     responses(
-        (status = 200, description = "Recorded calls: id (for replay), version, export, request, output", body = CallsAnswer),
-        (status = 400, description = "`invalid-limit`, `partner-required`"),
+        (status = 200, description = "Recorded calls, newest first: id (for replay), version, contract version, export, request, output", body = Page<RecordedCall>),
+        (status = 400, description = "`invalid-limit`, `invalid-cursor`, `partner-required`"),
         (status = 404, description = "`not-found`: no such module"),
     ),
 )]
@@ -885,20 +867,15 @@ pub(super) async fn calls(
     ctx: PartnerContext,
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Query(query): Query<CallsQuery>,
-) -> Result<Json<CallsAnswer>, ApiError> {
-    let limit = query.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid-limit",
-            "`limit` must be 1-100",
-        ));
-    }
-    let items = state
+    Query(query): Query<PartnerPageQuery>,
+) -> Result<Json<Page<RecordedCall>>, ApiError> {
+    let page: PageQuery = query.page();
+    page.check()?;
+    let calls = state
         .registry
-        .recorded_calls(&ctx.partner, &name, limit)
+        .recorded_calls(&ctx.partner, &name, page.after::<i64>()?, page.fetch()?)
         .await?;
-    Ok(Json(CallsAnswer { items }))
+    Ok(Json(Page::from_rows(calls, &page, |c| c.id)?))
 }
 
 /// Which version a replay runs.

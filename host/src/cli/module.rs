@@ -55,9 +55,9 @@ pub enum ModuleApiCommand {
     /// The module's recorded calls, newest first: their ids are what `replay` takes.
     Calls {
         name: String,
-        /// How many (1-100).
+        /// How many (1-500).
         #[arg(long, default_value_t = 20)]
-        limit: i64,
+        limit: u32,
         #[arg(long)]
         partner: Option<String>,
     },
@@ -227,24 +227,25 @@ pub fn run(global: &Global, command: ModuleApiCommand) -> Result<(), CliError> {
         } => {
             let mut query = partner_query(partner.as_ref());
             query.push(("limit", limit.to_string()));
-            let answer = client.get(&format!("/v1/modules/{}/calls", segment(&name)), &query)?;
+            let listed = client.list(
+                &format!("/v1/modules/{}/calls", segment(&name)),
+                &query,
+                "items",
+            )?;
             if global.json {
-                output::json(&answer);
+                output::json(&listed.raw);
             } else {
-                let items = answer["items"].as_array().cloned().unwrap_or_default();
-                print!(
-                    "{}",
-                    output::table(
-                        &items,
-                        &[
-                            ("CALL", "id"),
-                            ("VERSION", "version"),
-                            ("CONTRACT", "wit_version"),
-                            ("EXPORT", "export"),
-                            ("OUTPUT", "output"),
-                            ("RECORDED", "recorded_at"),
-                        ],
-                    )
+                output::list(
+                    &listed.items,
+                    listed.next.as_deref(),
+                    &[
+                        ("CALL", "id"),
+                        ("VERSION", "version"),
+                        ("CONTRACT", "wit_version"),
+                        ("EXPORT", "export"),
+                        ("OUTPUT", "output"),
+                        ("RECORDED", "recorded_at"),
+                    ],
                 );
             }
         }

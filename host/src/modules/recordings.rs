@@ -171,16 +171,19 @@ pub(super) async fn keep(
     Ok(Some(id))
 }
 
-/// The newest `limit` recordings of module `module_id`, newest first.
+/// Up to `limit` recordings of module `module_id` with an id below `before`,
+/// newest first.
 pub(super) async fn list(
     store: &Store,
     module_id: i64,
+    before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<RecordedCall>, RegistryError> {
     let rows: Vec<Row> = sqlx::query_as(&format!(
-        "{SELECT} WHERE r.module_id = $1 ORDER BY r.id DESC LIMIT $2"
+        "{SELECT} WHERE r.module_id = $1 AND r.id < $2 ORDER BY r.id DESC LIMIT $3"
     ))
     .bind(module_id)
+    .bind(before.unwrap_or(i64::MAX))
     .bind(limit)
     .fetch_all(store.pool())
     .await?;
