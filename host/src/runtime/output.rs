@@ -193,3 +193,14 @@ pub struct SubscriptionChange {
     pub service: String,
     pub joined: bool,
 }
+
+impl SubscriptionChange {
+    /// The export it calls: `on-subscribe` or `on-unsubscribe`.
+    pub fn export(&self) -> &'static str {
+        if self.joined {
+            "on-subscribe"
+        } else {
+            "on-unsubscribe"
+        }
+    }
+}

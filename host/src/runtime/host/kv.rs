@@ -343,7 +343,8 @@ impl Host for CallState {
         let scope = self.kv_scope();
         let dry = self.dry();
         let tape = self.tape.clone();
-        let args: &[&str] = &[&prefix, after.as_deref().unwrap_or(""), &limit.to_string()];
+        let after_arg = after.clone().unwrap_or_default();
+        let args: &[&str] = &[&prefix, &after_arg, &limit.to_string()];
         Ok(
             answer(tape.as_ref(), "kv.list-keys", args, not_recorded, async {
                 match (scope, dry) {
