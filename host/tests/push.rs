@@ -1077,8 +1077,8 @@ async fn issue_17_item_9_a_1_0_0_and_a_1_1_0_module_serve_side_by_side() {
         }
         assert_eq!(views[0]["queued"], 24, "{}", views[0]);
         assert_eq!(views[0]["delivery"]["delivered"], 24, "{}", views[0]);
-        // Jokes: a text for 移动, one for 联通, the fallback (电信 has none).
-        assert_eq!(views[1]["variants"], 3, "{}", views[1]);
+        // Jokes: a text for 移动 and one for 联通 (and the fallback, for 电信).
+        assert_eq!(views[1]["variants"], 2, "{}", views[1]);
         assert_eq!(views[1]["queued"], 6, "{}", views[1]);
         assert_eq!(views[1]["delivery"]["delivered"], 6, "{}", views[1]);
 
@@ -1280,7 +1280,11 @@ async fn issue_17_item_7_a_recorded_call_replays_identically_and_another_version
 
         // The same through the CLI.
         let out = cli(&rig, &key, &["module", "replay", &call.to_string()]).await;
-        assert!(out.contains("identical") && out.contains("true"), "{out}");
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("identical") && l.ends_with("yes")),
+            "{out}"
+        );
         let out = cli(
             &rig,
             &key,
