@@ -68,7 +68,7 @@ async fn live_count(data: Data, dry: Option<DryRun>, collection: &str) -> u32 {
         "SELECT COUNT(*) FROM content_items WHERE partner_id = $1 AND collection = $2",
     )
     .bind(partner)
-    .bind(&collection)
+    .bind(collection)
     .fetch_one(&pool)
     .await;
     let count = match count {
@@ -81,22 +81,20 @@ async fn live_count(data: Data, dry: Option<DryRun>, collection: &str) -> u32 {
         }
     };
     if let Some(dry) = dry {
-        dry.record("content", "count", &collection, format!("{count} items"));
+        dry.record("content", "count", collection, format!("{count} items"));
     }
     count
 }
 
 async fn live_item(data: Data, dry: Option<DryRun>, collection: &str, index: u32) -> Option<Item> {
-    let Some((pool, partner)) = data else {
-        return None;
-    };
+    let (pool, partner) = data?;
     let row: Result<Option<(String, String, String)>, _> = sqlx::query_as(
         "SELECT item_key, text, tags FROM content_items
          WHERE partner_id = $1 AND collection = $2
          ORDER BY position LIMIT 1 OFFSET $3",
     )
     .bind(partner)
-    .bind(&collection)
+    .bind(collection)
     .bind(i64::from(index))
     .fetch_optional(&pool)
     .await;
@@ -126,7 +124,7 @@ async fn live_get_attribute(
     subscriber: &str,
     name: &str,
 ) -> Result<Option<String>, AttributeError> {
-    if !valid_attribute_name(&name) {
+    if !valid_attribute_name(name) {
         return Err(AttributeError::InvalidName);
     }
     let Some((pool, partner)) = data else {
@@ -135,7 +133,7 @@ async fn live_get_attribute(
         ));
     };
     if let Some(dry) = dry {
-        let value = dry_get_attribute(&dry, &pool, partner, &subscriber, &name).await;
+        let value = dry_get_attribute(&dry, &pool, partner, subscriber, name).await;
         let outcome = match &value {
             Ok(Some(v)) => format!("`{v}`"),
             Ok(None) => "absent".into(),
@@ -149,7 +147,7 @@ async fn live_get_attribute(
         );
         return value;
     }
-    match own_subscriber(&pool, partner, &subscriber).await {
+    match own_subscriber(&pool, partner, subscriber).await {
         Ok(true) => {}
         Ok(false) => return Err(AttributeError::UnknownSubscriber),
         Err(e) => return Err(e),
@@ -158,8 +156,8 @@ async fn live_get_attribute(
         "SELECT value FROM subscriber_attributes WHERE partner_id = $1 AND subscriber_id = $2 AND name = $3",
     )
     .bind(partner)
-    .bind(&subscriber)
-    .bind(&name)
+    .bind(subscriber)
+    .bind(name)
     .fetch_optional(&pool)
     .await;
     row.map(|r| r.map(|(v,)| v)).map_err(unavailable)
@@ -170,7 +168,7 @@ async fn live_set_attribute(
     dry: Option<DryRun>,
     (subscriber, name, value): (&str, &str, &str),
 ) -> Result<(), AttributeError> {
-    if !valid_attribute_name(&name) {
+    if !valid_attribute_name(name) {
         return Err(AttributeError::InvalidName);
     }
     if value.len() > MAX_ATTRIBUTE_VALUE_BYTES {
@@ -182,10 +180,10 @@ async fn live_set_attribute(
         ));
     };
     if let Some(dry) = dry {
-        let known = dry_knows(&dry, &pool, partner, &subscriber).await;
+        let known = dry_knows(&dry, &pool, partner, subscriber).await;
         let result = match known {
             Ok(true) => {
-                dry.set_attribute(&subscriber, &name, &value);
+                dry.set_attribute(subscriber, name, value);
                 Ok(())
             }
             Ok(false) => Err(AttributeError::UnknownSubscriber),
@@ -203,7 +201,7 @@ async fn live_set_attribute(
         );
         return result;
     }
-    match own_subscriber(&pool, partner, &subscriber).await {
+    match own_subscriber(&pool, partner, subscriber).await {
         Ok(true) => {}
         Ok(false) => return Err(AttributeError::UnknownSubscriber),
         Err(e) => return Err(e),
@@ -215,9 +213,9 @@ async fn live_set_attribute(
          DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
     )
     .bind(partner)
-    .bind(&subscriber)
-    .bind(&name)
-    .bind(&value)
+    .bind(subscriber)
+    .bind(name)
+    .bind(value)
     .bind(now_ms())
     .execute(&pool)
     .await;
