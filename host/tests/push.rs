@@ -1214,9 +1214,11 @@ async fn issue_17_item_7_a_recorded_call_replays_identically_and_another_version
             .await
             .unwrap();
         for _ in 0..2 {
+            let started = Instant::now();
             let (status, replay) = rig
                 .call("POST", &format!("/v1/calls/{call}/replay"), &key, None)
                 .await;
+            let took = started.elapsed();
             assert_eq!(status, StatusCode::OK, "{replay}");
             assert_eq!(replay["identical"], true, "{}: {replay}", db.name);
             assert_eq!(replay["replayed_output"]["ok"], reply.as_str(), "{replay}");
@@ -1230,6 +1232,19 @@ async fn issue_17_item_7_a_recorded_call_replays_identically_and_another_version
                 (Some(1), Some(1))
             );
             assert_eq!(replay["sent"], false);
+            let (bytes,): (i64,) = sqlx::query_as(
+                "SELECT CAST(LENGTH(recording) + LENGTH(request) + LENGTH(output) AS BIGINT)
+                 FROM call_recordings WHERE id = $1",
+            )
+            .bind(call)
+            .fetch_one(db.store.pool())
+            .await
+            .unwrap();
+            eprintln!(
+                "{}: on-mo recording: {} answers, {bytes} bytes of JSON; replay over the API {took:?}",
+                db.name,
+                recording.answers.len()
+            );
         }
 
         // Version 2: the module rebuilt against 1.1.0 (it counts jokes told in the
