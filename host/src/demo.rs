@@ -416,15 +416,6 @@ const DEMO_JOKES: &[&str] = &[
     "同事问我为什么总是笑，我说因为工资太少，哭不起。",
 ];
 
-/// China Mobile's and China Unicom's mobile prefixes, for the demo's two operators.
-const DEMO_MOBILE_PREFIXES: &[&str] = &[
-    "134", "135", "136", "137", "138", "139", "147", "150", "151", "152", "157", "158", "159",
-    "172", "178", "182", "183", "184", "187", "188", "195", "197", "198",
-];
-const DEMO_UNICOM_PREFIXES: &[&str] = &[
-    "130", "131", "132", "145", "155", "156", "166", "167", "175", "176", "185", "186", "196",
-];
-
 /// The demo SP's login at both gateways (CMPP SP_Id, SGIP Login Name) and its secret.
 const DEMO_SP_ID: &str = "901234";
 const DEMO_SECRET: &str = "demo";
@@ -506,7 +497,7 @@ async fn operators(config: &mut Config) -> anyhow::Result<Gateways> {
         }),
         ..base(
             "mobile",
-            DEMO_MOBILE_PREFIXES,
+            crate::relay::numbering::blocks(crate::relay::numbering::CHINA_MOBILE),
             cmpp.local_addr().to_string(),
         )
     };
@@ -522,7 +513,7 @@ async fn operators(config: &mut Config) -> anyhow::Result<Gateways> {
         }),
         ..base(
             "unicom",
-            DEMO_UNICOM_PREFIXES,
+            crate::relay::numbering::blocks(crate::relay::numbering::CHINA_UNICOM),
             sgip.local_addr().to_string(),
         )
     };

@@ -19,6 +19,7 @@
 //!   output recorded and diffed, never sent (issue 17 item 3).
 //! - [`watch`]: calls and faults counted per version, and the automatic rollback
 //!   of a version whose rates cross `[modules] rollback_*` (issue 17 item 5).
+//! - [`recordings`]: live calls recorded for replay (issue 17 item 7).
 
 mod active;
 pub mod admission;
@@ -29,6 +30,7 @@ pub mod quota;
 pub mod release;
 pub mod shadow;
 pub mod watch;
+pub mod recordings;
 
 use std::sync::Arc;
 
@@ -41,6 +43,7 @@ pub use quota::RegistryConfig;
 pub use release::{CanaryInfo, PushBulletin, in_cohort};
 pub use shadow::ShadowRun;
 pub use watch::RolledBack;
+pub use recordings::{Difference, RecordedCall, ReplayReport};
 
 use crate::compliance::{Compliance, ComplianceConfig};
 use crate::partners::Partner;
@@ -96,6 +99,10 @@ pub enum RegistryError {
     RequestDecided { id: i64, status: String },
     #[error("the call failed: {0}")]
     Call(CallError),
+    #[error("no recorded call {0}")]
+    NoSuchCall(i64),
+    #[error("the recording cannot be replayed: {0}")]
+    BadRecording(String),
     #[error("the content policy cannot be compiled: {0}")]
     Policy(String),
     #[error("module `{0}` has no shadow version")]
@@ -796,6 +803,9 @@ impl Registry {
             &outcome,
         )
         .await?;
+        outcome.call_id = self
+            .keep_recording(partner, &active, "bulletin", request, &outcome)
+            .await;
         Ok(outcome)
     }
 
@@ -820,6 +830,9 @@ impl Registry {
             &outcome,
         )
         .await?;
+        outcome.call_id = self
+            .keep_recording(partner, &active, "on-mo", message, &outcome)
+            .await;
         Ok(outcome)
     }
 
@@ -838,13 +851,12 @@ impl Registry {
             .await;
         outcome.version_id = Some(active.version_id);
         let took = started.elapsed();
-        let export = if change.joined {
-            "on-subscribe"
-        } else {
-            "on-unsubscribe"
-        };
+        let export = change.export();
         self.record_outcome(partner, &active, (name, export, took), &outcome)
             .await?;
+        outcome.call_id = self
+            .keep_recording(partner, &active, export, change, &outcome)
+            .await;
         Ok(outcome)
     }
 
@@ -934,6 +946,143 @@ impl Registry {
             },
         )
         .await
+    }
+
+    /// Keep the recording of a live call if the rule does (see [`recordings`]);
+    /// its id. A failure to store it is logged: the call itself stands.
+    async fn keep_recording<T: Serialize>(
+        &self,
+        partner: &Partner,
+        active: &ActiveVersion,
+        export: &str,
+        request: &impl Serialize,
+        outcome: &CallOutcome<T>,
+    ) -> Option<i64> {
+        let recording = outcome.recording.as_ref()?;
+        let new = recordings::NewRecording {
+            partner_id: partner.id,
+            module_id: active.module_id,
+            version_id: active.version_id,
+            export,
+            request: serde_json::to_value(request).unwrap_or_default(),
+            recording,
+            output: crate::runtime::output_json(&outcome.result),
+            input_sha256: &outcome.input_sha256,
+            at: now_ms(),
+        };
+        match recordings::keep(&self.store, &self.config, new).await {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::warn!(partner = %partner.name, export, error = %e, "cannot store a call recording");
+                None
+            }
+        }
+    }
+
+    /// Up to `limit` recorded calls of module `name` with an id below `before`,
+    /// newest first (issue 17 item 7).
+    ///
+    /// # Errors
+    /// [`RegistryError::NotFound`], or a store error.
+    pub async fn recorded_calls(
+        &self,
+        partner: &Partner,
+        name: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<RecordedCall>, RegistryError> {
+        let row = self.module_row(partner, name).await?;
+        recordings::list(&self.store, row.id, before, limit).await
+    }
+
+    /// Replay recorded call `id` on the version that made it, or on version
+    /// `number` of the same module, with every host answer taken from the
+    /// recording; report both outputs and every difference (issue 17 item 7).
+    /// Nothing is read from the store but the recording, nothing is written, no
+    /// fault is recorded.
+    ///
+    /// # Errors
+    /// [`RegistryError::NoSuchCall`] (not this partner's either),
+    /// [`RegistryError::NoSuchVersion`], [`RegistryError::VersionPruned`],
+    /// [`RegistryError::BadRecording`], a call that could not run
+    /// ([`RegistryError::Call`]: concurrency, unavailable), or a store error.
+    pub async fn replay(
+        &self,
+        partner: &Partner,
+        id: i64,
+        number: Option<i64>,
+    ) -> Result<ReplayReport, RegistryError> {
+        let stored = recordings::get(&self.store, partner.id, id)
+            .await?
+            .ok_or(RegistryError::NoSuchCall(id))?;
+        let number = number.unwrap_or(stored.call.version);
+        let found: Option<(i64, i64, String, Option<i64>)> = sqlx::query_as(
+            "SELECT id, seq, wit_version, pruned_at FROM module_versions
+             WHERE module_id = $1 AND seq = $2",
+        )
+        .bind(stored.module_id)
+        .bind(number)
+        .fetch_optional(self.store.pool())
+        .await?;
+        let (version_id, seq, wit_version, pruned_at) =
+            found.ok_or_else(|| RegistryError::NoSuchVersion {
+                module: stored.module.clone(),
+                version: number,
+            })?;
+        if pruned_at.is_some() {
+            return Err(RegistryError::VersionPruned {
+                module: stored.module.clone(),
+                version: seq,
+            });
+        }
+        let loaded = self.load(version_id).await?;
+        // Belt and braces: the tape answers every data call, and the isolated
+        // dry run would keep any write that slipped past it.
+        let scope = PartnerScope {
+            dry: Some(DryRun::isolated()),
+            ..self.scope(partner)
+        };
+        let replayed = self
+            .runtime
+            .replay(
+                &loaded,
+                scope,
+                &stored.call.export,
+                &stored.call.request,
+                &stored.recording,
+            )
+            .await
+            .map_err(RegistryError::BadRecording)?;
+        // The replay could not run (a busy host): no answer to compare.
+        if let Some(error) = replayed.output.get("error")
+            && let Some(kind) = error.get("kind").and_then(serde_json::Value::as_str)
+        {
+            let message = error["message"].as_str().unwrap_or(kind).to_string();
+            match kind {
+                "concurrency-limit" => {
+                    return Err(RegistryError::Call(CallError::ConcurrencyLimit(message)));
+                }
+                "unavailable" => return Err(RegistryError::Call(CallError::Unavailable(message))),
+                _ => {}
+            }
+        }
+        let differences = recordings::differences(&stored.call.output, &replayed);
+        Ok(ReplayReport {
+            call: id,
+            module: stored.module,
+            export: stored.call.export,
+            request: stored.call.request,
+            recorded_version: stored.call.version,
+            recorded_wit_version: stored.call.wit_version,
+            replayed_version: seq,
+            replayed_wit_version: wit_version,
+            recorded_output: stored.call.output,
+            replayed_output: replayed.output,
+            identical: differences.is_empty(),
+            differences,
+            logs: replayed.logs,
+            sent: false,
+        })
     }
 
     /// The active version of `name`, compiled and linked: what every call runs.

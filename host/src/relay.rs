@@ -14,6 +14,7 @@ pub mod connector;
 pub mod fees;
 pub mod inbound;
 pub mod messages;
+pub mod numbering;
 pub mod outbox;
 pub mod routing;
 pub mod settings;

@@ -7,6 +7,7 @@ mod admission;
 pub mod bindings;
 mod cache;
 pub mod clock;
+mod contract;
 pub mod host;
 pub mod limits;
 mod output;
@@ -17,13 +18,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use wasmtime::component::Linker;
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
 pub use admission::Lane;
-use bindings::latest::tongdao::partner::types as wit;
-use bindings::latest::{ContentModule, ContentModulePre};
-pub use host::{CallState, DryRun, HostCallRecord, LogLine, PartnerScope};
+use contract::{Instance, Linkers, Pre};
+pub use host::{
+    CallStart, CallState, DryRun, HostAnswer, HostCallRecord, LogLine, PartnerScope, Tape,
+};
 pub use limits::CallError;
 pub use output::{
     BulletinContent, BulletinRequest, MoMessage, ModuleDescription, SubscriptionChange,
@@ -57,7 +60,7 @@ pub enum ValidationError {
         found: String,
         supported: Vec<&'static str>,
     },
-    #[error("does not implement the world tongdao:partner/content-module@1.0.0: {0}")]
+    #[error("does not implement the world tongdao:partner/content-module{0}")]
     WrongWorld(String),
     #[error("`describe` failed: {0}")]
     Describe(CallError),
@@ -76,7 +79,7 @@ pub enum RuntimeError {
 
 /// A component ready to be instantiated: validated, compiled, linked.
 pub struct LoadedModule {
-    pre: ContentModulePre<CallState>,
+    pre: Pre,
     /// SHA-256 of the component bytes (hex).
     pub sha256: String,
     /// The version of `tongdao:partner` the component was built against.
@@ -110,6 +113,48 @@ pub struct CallOutcome<T> {
     /// The stored module version that ran (`module_versions.id`): set by the
     /// registry, `None` from the bare runtime (provenance, issue 17 item 6).
     pub version_id: Option<i64>,
+    /// What the host answered a live call, for replay (issue 17 item 7); `None`
+    /// for dry runs, `describe` and replays.
+    pub recording: Option<CallRecording>,
+    /// The id of the stored recording (`tongdao module replay` takes it): set by
+    /// the registry when it kept one.
+    pub call_id: Option<i64>,
+}
+
+/// The host's side of one live call, enough to run it again deterministically
+/// (issue 17 item 7; see [`host::Tape`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CallRecording {
+    /// Unix ms the call clock started at.
+    pub clock_ms: i64,
+    /// The UTC offset the module was told, in seconds.
+    pub utc_offset_seconds: i32,
+    /// WASI's `insecure-seed` (decimal, a 128-bit number).
+    pub wasi_seed: String,
+    /// Every answer of the contract's imports, in order.
+    pub answers: Vec<HostAnswer>,
+}
+
+/// A replay's outcome: what the call returned as JSON (`{"ok": …}` or
+/// `{"error": {"kind", "message"}}`), what it logged, and how its questions met
+/// the recording.
+#[derive(Debug, Clone)]
+pub struct Replayed {
+    pub output: serde_json::Value,
+    pub logs: Vec<LogLine>,
+    /// Questions the recording had no answer for, with the neutral answer given.
+    pub unrecorded: Vec<HostAnswer>,
+    /// Recorded answers no question used.
+    pub unused: Vec<HostAnswer>,
+}
+
+/// A call's result as recorded and replayed: `{"ok": value}` or `{"error":
+/// {"kind", "message"}}`.
+pub fn output_json<T: serde::Serialize>(result: &Result<T, CallError>) -> serde_json::Value {
+    match result {
+        Ok(value) => serde_json::json!({ "ok": value }),
+        Err(error) => serde_json::json!({ "error": limits::CallErrorBody::from(error) }),
+    }
 }
 
 /// The SHA-256 (hex) of one call's inputs: `export`, `\n`, then `request` as JSON
@@ -127,7 +172,8 @@ pub fn input_sha256(export: &str, request: &impl serde::Serialize) -> String {
 /// The module runtime. Cheap to share behind an `Arc`.
 pub struct Runtime {
     engine: Engine,
-    linker: Linker<CallState>,
+    /// One linker per served contract version (see [`contract`]).
+    linkers: Linkers,
     limits: RuntimeConfig,
     cache: cache::ComponentCache,
     admission: admission::Admission,
@@ -194,11 +240,7 @@ impl Runtime {
         >(&mut linker, |s| s)
         .map_err(engine_err)?;
         linker.allow_shadowing(false);
-        ContentModule::add_to_linker::<CallState, wasmtime::component::HasSelf<CallState>>(
-            &mut linker,
-            |s| s,
-        )
-        .map_err(engine_err)?;
+        let linkers = Linkers::new(&linker).map_err(engine_err)?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), ticker_stop.clone());
@@ -206,7 +248,7 @@ impl Runtime {
         let admission = admission::Admission::new(&limits);
         Ok(Self {
             engine,
-            linker,
+            linkers,
             limits,
             cache,
             admission,
@@ -231,12 +273,7 @@ impl Runtime {
         let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(wasm));
         let component = self.cache.compile(&self.engine, &sha256, wasm)?;
         let wit_version = contract_version(&self.engine, &component)?;
-        let instance_pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| ValidationError::UnsupportedImport(root_message(&e)))?;
-        let pre = ContentModulePre::new(instance_pre)
-            .map_err(|e| ValidationError::WrongWorld(root_message(&e)))?;
+        let pre = self.linkers.link(&component, &wit_version)?;
         Ok(Arc::new(LoadedModule {
             pre,
             sha256,
@@ -282,10 +319,15 @@ impl Runtime {
         module: &LoadedModule,
         lane: Lane,
     ) -> CallOutcome<ModuleDescription> {
-        self.call(module, lane, None, String::new(), async |m, store| {
-            let info = m.tongdao_partner_module().call_describe(store).await?;
-            Ok(Ok(ModuleDescription::from(info)))
-        })
+        let start = CallStart::now(None);
+        self.call(
+            module,
+            lane,
+            None,
+            String::new(),
+            start,
+            async |m, store| Ok(Ok(m.describe(store).await?)),
+        )
         .await
     }
 
@@ -296,22 +338,28 @@ impl Runtime {
         scope: PartnerScope,
         request: &BulletinRequest,
     ) -> CallOutcome<BulletinContent> {
+        let start = live_start(&scope);
+        self.bulletin_from(module, scope, request, start).await
+    }
+
+    async fn bulletin_from(
+        &self,
+        module: &LoadedModule,
+        scope: PartnerScope,
+        request: &BulletinRequest,
+        start: CallStart,
+    ) -> CallOutcome<BulletinContent> {
         let input = input_sha256("bulletin", request);
-        let request = wit::BulletinRequest::from(request);
         let limits = &self.limits;
         self.call(
             module,
             scope.lane(),
             Some(scope),
             input,
+            start,
             async move |m, store| {
-                let result = m
-                    .tongdao_partner_module()
-                    .call_bulletin(store, &request)
-                    .await?;
-                Ok(result
-                    .map_err(module_error)
-                    .and_then(|b| BulletinContent::checked(b, limits)))
+                let result = m.bulletin(store, request).await?;
+                Ok(result.and_then(|b| b.checked(limits)))
             },
         )
         .await
@@ -324,22 +372,28 @@ impl Runtime {
         scope: PartnerScope,
         message: &MoMessage,
     ) -> CallOutcome<Option<String>> {
+        let start = live_start(&scope);
+        self.on_mo_from(module, scope, message, start).await
+    }
+
+    async fn on_mo_from(
+        &self,
+        module: &LoadedModule,
+        scope: PartnerScope,
+        message: &MoMessage,
+        start: CallStart,
+    ) -> CallOutcome<Option<String>> {
         let input = input_sha256("on-mo", message);
-        let message = wit::Mo::from(message);
         let limits = &self.limits;
         self.call(
             module,
             scope.lane(),
             Some(scope),
             input,
+            start,
             async move |m, store| {
-                let result = m
-                    .tongdao_partner_module()
-                    .call_on_mo(store, &message)
-                    .await?;
-                Ok(result
-                    .map_err(module_error)
-                    .and_then(|r| output::checked_reply(r, limits)))
+                let result = m.on_mo(store, message).await?;
+                Ok(result.and_then(|r| output::checked_reply(r, limits)))
             },
         )
         .await
@@ -352,35 +406,85 @@ impl Runtime {
         scope: PartnerScope,
         change: &SubscriptionChange,
     ) -> CallOutcome<Option<String>> {
-        let joined = change.joined;
-        let input = input_sha256(
-            if joined {
-                "on-subscribe"
-            } else {
-                "on-unsubscribe"
-            },
-            change,
-        );
-        let event = wit::SubscriptionEvent::from(change);
+        let start = live_start(&scope);
+        self.on_subscription_from(module, scope, change, start)
+            .await
+    }
+
+    async fn on_subscription_from(
+        &self,
+        module: &LoadedModule,
+        scope: PartnerScope,
+        change: &SubscriptionChange,
+        start: CallStart,
+    ) -> CallOutcome<Option<String>> {
+        let input = input_sha256(change.export(), change);
         let limits = &self.limits;
         self.call(
             module,
             scope.lane(),
             Some(scope),
             input,
+            start,
             async move |m, store| {
-                let api = m.tongdao_partner_module();
-                let result = if joined {
-                    api.call_on_subscribe(store, &event).await?
-                } else {
-                    api.call_on_unsubscribe(store, &event).await?
-                };
-                Ok(result
-                    .map_err(module_error)
-                    .and_then(|r| output::checked_reply(r, limits)))
+                let result = m.on_subscription(store, change).await?;
+                Ok(result.and_then(|r| output::checked_reply(r, limits)))
             },
         )
         .await
+    }
+
+    /// Run the recorded call `export` (`bulletin`, `on-mo`, `on-subscribe`,
+    /// `on-unsubscribe`) with `request` (its recorded JSON) on `module` again,
+    /// every host answer taken from `recording` (issue 17 item 7). Nothing is
+    /// read from or written to the store: `scope` only names the partner's lane.
+    ///
+    /// # Errors
+    /// A message when the export is unknown or the request does not parse.
+    pub async fn replay(
+        &self,
+        module: &LoadedModule,
+        scope: PartnerScope,
+        export: &str,
+        request: &serde_json::Value,
+        recording: &CallRecording,
+    ) -> Result<Replayed, String> {
+        let tape = Tape::replaying(recording.answers.clone());
+        let start = CallStart {
+            clock_ms: recording.clock_ms,
+            utc_offset_seconds: recording.utc_offset_seconds,
+            wasi_seed: recording.wasi_seed.parse().unwrap_or_default(),
+            tape: Some(tape.clone()),
+        };
+        let bad = |e: serde_json::Error| format!("the recorded `{export}` request: {e}");
+        let (output, logs) = match export {
+            "bulletin" => {
+                let request: BulletinRequest =
+                    serde_json::from_value(request.clone()).map_err(bad)?;
+                let outcome = self.bulletin_from(module, scope, &request, start).await;
+                (output_json(&outcome.result), outcome.logs)
+            }
+            "on-mo" => {
+                let message: MoMessage = serde_json::from_value(request.clone()).map_err(bad)?;
+                let outcome = self.on_mo_from(module, scope, &message, start).await;
+                (output_json(&outcome.result), outcome.logs)
+            }
+            "on-subscribe" | "on-unsubscribe" => {
+                let change: SubscriptionChange =
+                    serde_json::from_value(request.clone()).map_err(bad)?;
+                let outcome = self
+                    .on_subscription_from(module, scope, &change, start)
+                    .await;
+                (output_json(&outcome.result), outcome.logs)
+            }
+            other => return Err(format!("`{other}` is not an export that can be replayed")),
+        };
+        Ok(Replayed {
+            output,
+            logs,
+            unrecorded: tape.unrecorded(),
+            unused: tape.answers(),
+        })
     }
 
     /// Admit the call in its lane, instantiate `module` in a fresh store and run
@@ -393,13 +497,11 @@ impl Runtime {
         lane: Lane,
         scope: Option<PartnerScope>,
         input_sha256: String,
+        start: CallStart,
         f: F,
     ) -> CallOutcome<T>
     where
-        F: AsyncFnOnce(
-            &ContentModule,
-            &mut Store<CallState>,
-        ) -> wasmtime::Result<Result<T, CallError>>,
+        F: AsyncFnOnce(&Instance, &mut Store<CallState>) -> wasmtime::Result<Result<T, CallError>>,
     {
         let dry = scope.as_ref().and_then(|s| s.dry.clone());
         let _admitted = match self.admission.admit(lane).await {
@@ -414,15 +516,22 @@ impl Runtime {
                     input_sha256,
                     host_calls: Vec::new(),
                     version_id: None,
+                    recording: None,
+                    call_id: None,
                 };
             }
         };
         let started = std::time::Instant::now();
-        let state = CallState::new(
-            &self.limits,
-            scope,
-            crate::clock::utc_offset_seconds(crate::store::now_ms()),
-        );
+        let recording = start.tape.clone().filter(|t| !t.is_replay()).map(|tape| {
+            let header = CallRecording {
+                clock_ms: start.clock_ms,
+                utc_offset_seconds: start.utc_offset_seconds,
+                wasi_seed: start.wasi_seed.to_string(),
+                answers: Vec::new(),
+            };
+            (header, tape)
+        });
+        let state = CallState::new(&self.limits, scope, start);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
@@ -433,7 +542,7 @@ impl Runtime {
         // budget up.
         let wall_ms = self.wall_timeout_ms();
         let run = async {
-            let instance = module.pre.instantiate_async(&mut store).await?;
+            let instance = module.pre.instantiate(&mut store).await?;
             f(&instance, &mut store).await
         };
         let result = match tokio::time::timeout(Duration::from_millis(wall_ms), run).await {
@@ -452,6 +561,11 @@ impl Runtime {
             input_sha256,
             host_calls: dry.map(|d| d.take_calls()).unwrap_or_default(),
             version_id: None,
+            recording: recording.map(|(recording, tape)| CallRecording {
+                answers: tape.answers(),
+                ..recording
+            }),
+            call_id: None,
         }
     }
 
@@ -492,17 +606,10 @@ impl Runtime {
     }
 }
 
-fn module_error(e: wit::ModuleError) -> CallError {
-    let (kind, message) = match e {
-        wit::ModuleError::InvalidRequest(m) => ("invalid-request", m),
-        wit::ModuleError::NoContent(m) => ("no-content", m),
-        wit::ModuleError::HostFailure(m) => ("host-failure", m),
-        wit::ModuleError::Other(m) => ("other", m),
-    };
-    CallError::Module {
-        kind,
-        message: host::truncate_utf8(message, 1024),
-    }
+/// How a live call starts: recording its host answers when it runs on a
+/// partner's real data (not a dry run).
+fn live_start(scope: &PartnerScope) -> CallStart {
+    CallStart::now(scope.dry.is_none().then(Tape::recording))
 }
 
 /// The guest backtrace wasmtime attaches to a trap, if any, shortened.

@@ -577,7 +577,8 @@ fn variant_texts(content: &BulletinContent) -> Vec<(String, &str)> {
         BulletinContent::Single { text } => vec![(fanout::SINGLE_KEY.to_string(), text.as_str())],
         BulletinContent::Keyed {
             variants, fallback, ..
-        } => variants
+        }
+        | BulletinContent::PerOperator { variants, fallback } => variants
             .iter()
             .map(|(k, t)| (k.clone(), t.as_str()))
             .chain(
@@ -602,6 +603,16 @@ fn with_texts(content: BulletinContent, signed: &HashMap<String, String>) -> Bul
             fallback,
         } => BulletinContent::Keyed {
             attribute,
+            variants: variants
+                .into_iter()
+                .map(|(k, t)| {
+                    let t = pick(&k, t);
+                    (k, t)
+                })
+                .collect(),
+            fallback: fallback.map(|t| pick(fanout::FALLBACK_KEY, t)),
+        },
+        BulletinContent::PerOperator { variants, fallback } => BulletinContent::PerOperator {
             variants: variants
                 .into_iter()
                 .map(|(k, t)| {
@@ -709,7 +720,9 @@ async fn prepare(
     };
     let variants = match &content {
         BulletinContent::Single { .. } => 1,
-        BulletinContent::Keyed { variants, .. } => variants.len(),
+        BulletinContent::Keyed { variants, .. } | BulletinContent::PerOperator { variants, .. } => {
+            variants.len()
+        }
     };
     let prepared = runs::Prepared {
         content_json: serde_json::to_string(&content)

@@ -1,7 +1,9 @@
 //! Scheduled pushes end to end (R-8.3, R-8.4, R-3.2, R-1.3): a real compiled module
 //! writes the bulletin, the scheduler fans it out to the active subscriptions, the
 //! relay sends it over SMPP to the SMSC simulator, receipts come back; schedules and
-//! runs through the HTTP API with partners kept apart (R-7.1). SQLite and PostgreSQL.
+//! runs through the HTTP API with partners kept apart (R-7.1). Issue 17: modules
+//! built against contract 1.0.0 and 1.1.0 push side by side (item 9); recorded
+//! calls replay (item 7). SQLite and PostgreSQL.
 
 #![allow(clippy::unwrap_used)]
 
@@ -939,6 +941,445 @@ async fn item_7_a_push_run_retries_transient_faults_and_tells_the_partner_when_i
         let (status, theirs) = rig.call("GET", "/v1/notices", &key, None).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(theirs["items"].as_array().unwrap().len(), 0, "{theirs}");
+        rig.stop().await;
+    }
+}
+
+/// The number blocks of the per-operator test: 138 is China Mobile's, 130 China
+/// Unicom's, 133 China Telecom's (`tongdao::relay::numbering`); the simulator's
+/// one operator serves every `13…` number.
+const MOBILE_FIRST: i64 = 13_800_100_000;
+const UNICOM_FIRST: i64 = 13_000_100_000;
+const TELECOM_FIRST: i64 = 13_300_100_000;
+
+/// Two subscribers of `service` in each of the three operators' blocks.
+async fn subscribers_per_operator(store: &Store, partner_id: i64, service_id: i64) {
+    for (prefix, first) in [
+        ("m-", MOBILE_FIRST),
+        ("u-", UNICOM_FIRST),
+        ("t-", TELECOM_FIRST),
+    ] {
+        tongdao::subscriptions::bulk::seed(
+            store,
+            &tongdao::subscriptions::bulk::Cohort {
+                partner_id,
+                service_id,
+                first,
+                n: 2,
+                id_prefix: prefix,
+                fee_type: tongdao::services::FeeType::Free,
+                price_fen: 0,
+                source: "test",
+                activated_at: 0,
+                signs: false,
+            },
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// A partner with three jokes in its content library (added over the API).
+async fn jokes_partner(rig: &Rig, name: &str) -> (Partner, String) {
+    let (partner, key) = partners::create(&rig.store, name, name).await.unwrap();
+    let items: Vec<Value> = [
+        "程序员的三大谎言：马上就好、这个很简单、我没改过那段代码。",
+        "我问手机：我胖吗？它说：请勿遮挡屏幕。",
+        "同事问我为什么总是笑，我说因为工资太少，哭不起。",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, text)| json!({"id": format!("j{i}"), "text": text}))
+    .collect();
+    let (status, added) = rig
+        .call(
+            "POST",
+            "/v1/content/jokes",
+            &key.key,
+            Some(json!({ "items": items })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{added}");
+    (partner, key.key)
+}
+
+/// Issue 17 item 9 (R-8.1): a module built against `tongdao:partner@1.0.0` (the
+/// horoscope example) and one built against `@1.1.0` (`contract-v1-1-0`: jokes
+/// 2.0.0, whose bulletin is worded per operator) serve side by side in one
+/// server, each through its own bindings and reported with its real contract
+/// version (upload, admission report, module view). Both push through the relay
+/// to the SMSC simulator, and the 1.1.0 addition takes effect: each subscriber
+/// gets the text of the operator its number block belongs to, the rest the
+/// fallback. SQLite and PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_17_item_9_a_1_0_0_and_a_1_1_0_module_serve_side_by_side() {
+    for db in common::stores().await {
+        let sim = Sim::start(SimConfig {
+            dlr_delay: Duration::from_millis(5),
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let rig = Rig::start(&db.store, Some(&sim), schedule_config()).await;
+        let (stars, stars_key) = horoscope_partner(&rig, "stars").await;
+        let (jester, jester_key) = jokes_partner(&rig, "jester").await;
+        let uploaded = rig
+            .registry
+            .upload(&jester, &common::guest("contract-v1-1-0"), "test")
+            .await
+            .unwrap();
+        assert_eq!(
+            (uploaded.module.as_str(), uploaded.wit_version.as_str()),
+            ("jokes", "1.1.0")
+        );
+        let report = uploaded.admission.as_ref().unwrap();
+        assert_eq!(report.contract, "1.1.0");
+        assert!(report.passed, "{}: {report:?}", db.name);
+        assert!(uploaded.activated);
+
+        // Each module is reported with the version it was built against.
+        for (name, key, version) in [
+            ("horoscope", &stars_key, "1.0.0"),
+            ("jokes", &jester_key, "1.1.0"),
+        ] {
+            let (status, view) = rig
+                .call("GET", &format!("/v1/modules/{name}"), key, None)
+                .await;
+            assert_eq!(status, StatusCode::OK, "{view}");
+            assert_eq!(view["versions"][0]["wit_version"], version, "{view}");
+            let (status, admission) = rig
+                .call(
+                    "GET",
+                    &format!("/v1/modules/{name}/versions/1/admission"),
+                    key,
+                    None,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{admission}");
+            assert_eq!(admission["contract"], version, "{admission}");
+        }
+
+        let xz = bulk::approved_service(&db.store, stars.id, "XZ", "horoscope").await;
+        bulk::subscribers(&db.store, stars.id, xz, FIRST_NUMBER, 24).await;
+        let xh = bulk::approved_service(&db.store, jester.id, "XH", "jokes").await;
+        subscribers_per_operator(&db.store, jester.id, xh).await;
+
+        // Both push in the same server, at the same time.
+        let mut runs = Vec::new();
+        for (service, key) in [(xz, &stars_key), (xh, &jester_key)] {
+            let (status, run) = rig
+                .call("POST", &format!("/v1/services/{service}/push"), key, None)
+                .await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+            runs.push((run["id"].as_i64().unwrap(), key));
+        }
+        let mut views = Vec::new();
+        for (run_id, key) in runs {
+            let view = wait_run_done(&rig, key, run_id, Duration::from_secs(120)).await;
+            assert_eq!(view["status"], "completed", "{} {view}", db.name);
+            views.push(view);
+        }
+        assert_eq!(views[0]["queued"], 24, "{}", views[0]);
+        assert_eq!(views[0]["delivery"]["delivered"], 24, "{}", views[0]);
+        // Jokes: a text for 移动 and one for 联通 (and the fallback, for 电信).
+        assert_eq!(views[1]["variants"], 2, "{}", views[1]);
+        assert_eq!(views[1]["queued"], 6, "{}", views[1]);
+        assert_eq!(views[1]["delivery"]["delivered"], 6, "{}", views[1]);
+
+        let date = views[0]["push_date"].as_str().unwrap().to_string();
+        let signs = expected_texts(&rig, &stars, &date).await;
+        let messages = sim.messages();
+        let horoscope = messages
+            .iter()
+            .filter(|m| m.destination_addr.parse::<i64>().unwrap() < FIRST_NUMBER + 24)
+            .filter(|m| m.destination_addr.parse::<i64>().unwrap() >= FIRST_NUMBER);
+        let mut horoscope_count = 0;
+        for message in horoscope {
+            let i = message.destination_addr.parse::<i64>().unwrap() - FIRST_NUMBER;
+            assert_eq!(message.text, signs[bulk::sign(i)], "{}", db.name);
+            horoscope_count += 1;
+        }
+        assert_eq!(horoscope_count, 24, "{}", db.name);
+        for (first, greeting) in [
+            (MOBILE_FIRST, "移动用户您好！"),
+            (UNICOM_FIRST, "联通用户您好！"),
+            (TELECOM_FIRST, "您好！"),
+        ] {
+            for i in 0..2 {
+                let number = bulk::number(first, i);
+                let texts: Vec<&str> = messages
+                    .iter()
+                    .filter(|m| m.destination_addr.ends_with(&number))
+                    .map(|m| m.text.as_str())
+                    .collect();
+                assert_eq!(texts.len(), 1, "{}: {number} got {texts:?}", db.name);
+                assert!(
+                    texts[0].starts_with(&format!("{greeting}今日笑话 joke j")),
+                    "{}: {number} got {texts:?}",
+                    db.name
+                );
+            }
+        }
+        rig.stop().await;
+    }
+}
+
+/// The CLI against the rig's API with `key`; its standard output (it must succeed).
+async fn cli(rig: &Rig, key: &str, args: &[&str]) -> String {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tongdao"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("TONGDAO_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env("RUST_LOG", "warn")
+        .env("TONGDAO_KEY", key)
+        .args(["--url", &rig.base])
+        .args(args);
+    let out = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "tongdao {args:?}: {}{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Issue 17 item 7 (R-2.4, R-6.2): live calls are recorded with the host's
+/// answers (clock, random, key-value, content, attributes); a replay of a recorded
+/// call gives identical output, whatever the store holds meanwhile; the same call
+/// replayed on another version (the module's 1.1.0 rebuild) shows the
+/// differences, through the API and `tongdao module replay`. A recording behind a
+/// complaint outlives the complaint window; others go. SQLite and PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_17_item_7_a_recorded_call_replays_identically_and_another_version_differs() {
+    for db in common::stores().await {
+        let sim = Sim::start(SimConfig {
+            dlr_delay: Duration::from_millis(5),
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let rig = Rig::start(&db.store, Some(&sim), schedule_config()).await;
+        let (jester, key) = jokes_partner(&rig, "jester").await;
+        let uploaded = rig
+            .registry
+            .upload(&jester, &common::guest("jokes"), "test")
+            .await
+            .unwrap();
+        assert_eq!(uploaded.wit_version, "1.0.0");
+        let xh = bulk::approved_service(&db.store, jester.id, "XH", "jokes").await;
+        subscribers_per_operator(&db.store, jester.id, xh).await;
+
+        // A live MO: a random joke (random, content count and get).
+        let message = tongdao::runtime::MoMessage {
+            subscriber: "m-0".into(),
+            service: "XH".into(),
+            text: "再来".into(),
+            received_at_ms: now_ms(),
+        };
+        let outcome = rig
+            .registry
+            .on_mo(&jester, "jokes", &message)
+            .await
+            .unwrap();
+        let reply = outcome.result.unwrap().unwrap();
+        let call = outcome
+            .call_id
+            .expect("a call that wrote a text is recorded");
+        let recording = outcome.recording.unwrap();
+        let asked: Vec<&str> = recording.answers.iter().map(|a| a.call.as_str()).collect();
+        assert!(
+            asked.contains(&"random.next-u64")
+                && asked.contains(&"content.count")
+                && asked.contains(&"content.get"),
+            "{asked:?}"
+        );
+
+        // Listed with the module's calls.
+        let (status, calls) = rig.call("GET", "/v1/modules/jokes/calls", &key, None).await;
+        assert_eq!(status, StatusCode::OK, "{calls}");
+        let listed = &calls["items"][0];
+        assert_eq!(
+            (listed["id"].as_i64(), listed["export"].as_str()),
+            (Some(call), Some("on-mo"))
+        );
+        assert_eq!(listed["output"]["ok"], reply.as_str());
+
+        // The library changes (every joke goes): the replay still reads what the
+        // call read, and answers the same, every time.
+        sqlx::query("DELETE FROM content_items WHERE partner_id = $1")
+            .bind(jester.id)
+            .execute(db.store.pool())
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            let started = Instant::now();
+            let (status, replay) = rig
+                .call("POST", &format!("/v1/calls/{call}/replay"), &key, None)
+                .await;
+            let took = started.elapsed();
+            assert_eq!(status, StatusCode::OK, "{replay}");
+            assert_eq!(replay["identical"], true, "{}: {replay}", db.name);
+            assert_eq!(replay["replayed_output"]["ok"], reply.as_str(), "{replay}");
+            assert_eq!(replay["replayed_output"], replay["recorded_output"]);
+            assert_eq!(replay["differences"].as_array().unwrap().len(), 0);
+            assert_eq!(
+                (
+                    replay["recorded_version"].as_i64(),
+                    replay["replayed_version"].as_i64()
+                ),
+                (Some(1), Some(1))
+            );
+            assert_eq!(replay["sent"], false);
+            let (bytes,): (i64,) = sqlx::query_as(
+                "SELECT CAST(LENGTH(recording) + LENGTH(request) + LENGTH(output) AS BIGINT)
+                 FROM call_recordings WHERE id = $1",
+            )
+            .bind(call)
+            .fetch_one(db.store.pool())
+            .await
+            .unwrap();
+            eprintln!(
+                "{}: on-mo recording: {} answers, {bytes} bytes of JSON; replay over the API {took:?}",
+                db.name,
+                recording.answers.len()
+            );
+        }
+
+        // Version 2: the module rebuilt against 1.1.0 (it counts jokes told in the
+        // key-value store and says so). Replayed on it, the call differs.
+        let second = rig
+            .registry
+            .upload(&jester, &common::guest("contract-v1-1-0"), "test")
+            .await
+            .unwrap();
+        assert_eq!((second.version, second.wit_version.as_str()), (2, "1.1.0"));
+        let (status, replay) = rig
+            .call(
+                "POST",
+                &format!("/v1/calls/{call}/replay?version=2"),
+                &key,
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{replay}");
+        assert_eq!(replay["identical"], false, "{replay}");
+        assert_eq!(
+            (
+                replay["replayed_version"].as_i64(),
+                replay["replayed_wit_version"].as_str(),
+                replay["recorded_wit_version"].as_str()
+            ),
+            (Some(2), Some("1.1.0"), Some("1.0.0"))
+        );
+        let whats: Vec<&str> = replay["differences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["what"].as_str().unwrap())
+            .collect();
+        assert!(whats.contains(&"output"), "{replay}");
+        assert!(whats.contains(&"unrecorded-call"), "kv.incr: {replay}");
+        let replayed = replay["replayed_output"].to_string();
+        assert_ne!(replay["replayed_output"], replay["recorded_output"]);
+        // Its `kv.incr` was not in the recording: `unavailable`, a host failure.
+        assert!(replayed.contains("not in the recording"), "{replayed}");
+        // Nothing was written: the rebuild's counter is not in the store.
+        let (kv,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM kv_entries WHERE partner_id = $1")
+            .bind(jester.id)
+            .fetch_one(db.store.pool())
+            .await
+            .unwrap();
+        assert_eq!(kv, 0, "{}", db.name);
+
+        // The same through the CLI.
+        let out = cli(&rig, &key, &["module", "replay", &call.to_string()]).await;
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("identical") && l.ends_with("yes")),
+            "{out}"
+        );
+        let out = cli(
+            &rig,
+            &key,
+            &["module", "replay", &call.to_string(), "--with-version", "2"],
+        )
+        .await;
+        assert!(out.contains("differs (output)"), "{out}");
+        assert!(out.contains("differs (unrecorded-call)"), "{out}");
+        let out = cli(&rig, &key, &["module", "calls", "jokes"]).await;
+        assert!(out.contains("on-mo"), "{out}");
+        // Another partner cannot replay it (R-7.1).
+        let (_, other_key) = horoscope_partner(&rig, "stars").await;
+        let (status, refused) = rig
+            .call(
+                "POST",
+                &format!("/v1/calls/{call}/replay"),
+                &other_key,
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{refused}");
+        assert_eq!(refused["error"]["code"], "not-found");
+
+        // A push: its bulletin call is recorded; a complaint names one of its MTs.
+        // (The library is empty now: a joke goes back in first.)
+        let (status, _) = rig
+            .call(
+                "POST",
+                "/v1/content/jokes",
+                &key,
+                Some(json!({"items": [{"id": "j9", "text": "今天的笑话：周一。"}]})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let (status, run) = rig
+            .call("POST", &format!("/v1/services/{xh}/push"), &key, None)
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+        let run_id = run["id"].as_i64().unwrap();
+        let view = wait_run_done(&rig, &key, run_id, Duration::from_secs(60)).await;
+        assert_eq!(view["status"], "completed", "{}: {view}", db.name);
+        let (message_id,): (i64,) =
+            sqlx::query_as("SELECT id FROM messages WHERE push_run_id = $1 ORDER BY id LIMIT 1")
+                .bind(run_id)
+                .fetch_one(db.store.pool())
+                .await
+                .unwrap();
+        tongdao::complaints::file(
+            &db.store,
+            &tongdao::complaints::ComplaintsConfig::default(),
+            tongdao::complaints::NewComplaint {
+                partner_id: jester.id,
+                service_id: Some(xh),
+                msisdn: None,
+                message_id: Some(message_id),
+                channel: "10086".into(),
+                cause: "content".into(),
+                note: "不好笑".into(),
+            },
+            "test",
+        )
+        .await
+        .unwrap();
+        // Long after every window: only the recording behind the complaint stays.
+        let config = tongdao::modules::RegistryConfig::default();
+        let later = now_ms() + 400 * 86_400_000;
+        tongdao::modules::recordings::purge_batch(&db.store, &config, later, 1000)
+            .await
+            .unwrap();
+        let kept: Vec<(String,)> =
+            sqlx::query_as("SELECT export FROM call_recordings WHERE partner_id = $1")
+                .bind(jester.id)
+                .fetch_all(db.store.pool())
+                .await
+                .unwrap();
+        assert_eq!(kept, vec![("bulletin".to_string(),)], "{}", db.name);
         rig.stop().await;
     }
 }

@@ -105,18 +105,33 @@
 #![warn(missing_docs)]
 
 /// The bindings `wit-bindgen` generates from the contract, `tongdao:partner@1.0.0`
-/// (world `content-module`).
+/// (world `content-module`), or `@1.1.0` with the feature `contract-v1-1`.
 ///
 /// Partners rarely need this module: the types are re-exported at the crate root
 /// and the imports are wrapped by [`kv`], [`content`], [`subscribers`], [`log`],
 /// [`clock`] and [`random`]. The generated trait the component exports is
 /// [`bindings::exports::tongdao::partner::module::Guest`]; [`export_module!`]
 /// implements it for you.
+#[cfg(not(feature = "contract-v1-1"))]
 #[allow(unsafe_code, missing_docs, clippy::all, clippy::unwrap_used)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "content-module",
         path: "../wit/v1.0.0",
+        pub_export_macro: true,
+        default_bindings_module: "tongdao_sdk::bindings",
+        additional_derives: [PartialEq, Eq],
+    });
+}
+
+/// The bindings of `tongdao:partner@1.1.0` (feature `contract-v1-1`): 1.0.0 plus
+/// per-operator bulletins ([`Bulletin::PerOperator`], [`OperatorBulletin`]).
+#[cfg(feature = "contract-v1-1")]
+#[allow(unsafe_code, missing_docs, clippy::all, clippy::unwrap_used)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "content-module",
+        path: "../wit/v1.1.0",
         pub_export_macro: true,
         default_bindings_module: "tongdao_sdk::bindings",
         additional_derives: [PartialEq, Eq],
@@ -138,6 +153,8 @@ pub use bindings::tongdao::partner::types::{
     Bulletin, BulletinRequest, KeyedBulletin, KeyedText, Mo, ModuleError, ModuleInfo, SubscriberId,
     SubscriptionEvent,
 };
+#[cfg(feature = "contract-v1-1")]
+pub use bindings::tongdao::partner::types::{Operator, OperatorBulletin, OperatorText};
 
 /// What a partner implements: one associated function per call the host makes.
 ///

@@ -25,7 +25,8 @@
 //! | `hostile-flaky` | `bulletin` runs past the deadline twice (counted in KV), then answers |
 //! | `sly-words` | behaves, except a prohibited word for an all-digit MO: 1 of 20 admission calls |
 //! | `sly-words-clean` | version `2.0.0` of the module `sly-words`: a clean text for an all-digit MO (shadow runs, rollback) |
-//! | `contract-v2-0-0`, `contract-v0-9-0`, `contract-v1-1-0` | complete modules built against `tongdao:partner@2.0.0`, `@0.9.0`, `@1.1.0` (`guests/fixtures/wit/`) |
+//! | `contract-v2-0-0`, `contract-v0-9-0` | complete modules built against `tongdao:partner@2.0.0`, `@0.9.0` (`guests/fixtures/wit/`), versions this host does not serve |
+//! | `contract-v1-1-0` | `jokes` 2.0.0 built against `tongdao:partner@1.1.0` (`wit/v1.1.0`): a per-operator bulletin, and `on-mo` counts jokes told in `kv` |
 //! | `clock-probe` | answers `offset=<s> local=<date>` (and `date=<push date>` in `bulletin`): the time it sees |
 //! | `wasi-probe` | tries files, environment, a TCP connect and a name lookup with standard Rust `std`, answers what it got and its subscriber id |
 //! | `stateful-counter` | answers `call N`, N counted in its linear memory: `call 1` on every fresh instance |

@@ -560,6 +560,8 @@ const ROUTES: &[(&str, &str, Who)] = &[
     ("/v1/modules/{name}/shadow", "PUT* GET DELETE", Who::Partner),
     ("/v1/modules/{name}/canary", "PUT* DELETE", Who::Partner),
     ("/v1/modules/{name}/canary/promote", "POST", Who::Partner),
+    ("/v1/modules/{name}/calls", "GET", Who::Partner),
+    ("/v1/calls/{id}/replay", "POST", Who::Partner),
     ("/v1/admin/activations", "GET", Who::Admin),
     ("/v1/admin/activations/{id}/approve", "POST?", Who::Admin),
     ("/v1/admin/activations/{id}/refuse", "POST?", Who::Admin),

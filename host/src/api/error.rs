@@ -148,7 +148,12 @@ impl From<RegistryError> for ApiError {
             RegistryError::ActivationPending { .. } => {
                 Self::new(StatusCode::CONFLICT, "activation-pending", message)
             }
-            RegistryError::NoSuchRequest(_) => Self::not_found(message),
+            RegistryError::NoSuchRequest(_) | RegistryError::NoSuchCall(_) => {
+                Self::not_found(message)
+            }
+            RegistryError::BadRecording(_) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "bad-recording", message)
+            }
             RegistryError::RequestDecided { .. } => {
                 Self::new(StatusCode::CONFLICT, "already-decided", message)
             }

@@ -1,7 +1,9 @@
 //! `/v1/modules`: upload (`application/wasm`, with its admission report), list,
 //! get, activate (or request it), rollback, faults, a version's admission report,
 //! the bulletin preview and dry runs of `on-mo`, `on-subscribe`, `on-unsubscribe`;
-//! `/v1/admin/activations`: the activations waiting for the admin (issue 17).
+//! `/v1/admin/activations`: the activations waiting for the admin;
+//! `/v1/modules/{name}/calls` and `/v1/calls/{id}/replay`: recorded calls and
+//! their replay (issue 17).
 
 use axum::body::Body;
 use axum::extract::State;
@@ -17,7 +19,7 @@ use super::page::{Order, Page, PageQuery, PartnerPageQuery};
 use super::{ApiError, AppState, Routes};
 use crate::modules::{
     Activation, ActivationRequest, AdmissionReport, DryCall, Fault, FaultWindow, ModuleInfo,
-    RegistryError,
+    RecordedCall, RegistryError, ReplayReport,
 };
 use crate::runtime::limits::CallErrorBody;
 use crate::runtime::{
@@ -39,6 +41,8 @@ pub(super) fn router() -> Routes {
         .route("/v1/modules/{name}/mo", post(dry_mo))
         .route("/v1/modules/{name}/subscribe", post(dry_subscribe))
         .route("/v1/modules/{name}/unsubscribe", post(dry_unsubscribe))
+        .route("/v1/modules/{name}/calls", get(calls))
+        .route("/v1/calls/{id}/replay", post(replay))
         .route("/v1/admin/activations", get(activations))
         .route("/v1/admin/activations/{id}/approve", post(approve))
         .route("/v1/admin/activations/{id}/refuse", post(refuse))
@@ -841,6 +845,81 @@ pub(super) async fn refuse(
         state
             .registry
             .decide_activation(id, false, &caller.actor(), reason.as_deref())
+            .await?,
+    ))
+}
+
+/// `GET /v1/modules/{name}/calls`: the module's recorded calls, newest first,
+/// paged (issue 17 item 7): every call that wrote a text within `[modules]
+/// complaint_window_days`, a sample of the others, and those behind a complaint.
+#[utoipa::path(
+    get,
+    path = "/v1/modules/{name}/calls",
+    tag = "modules",
+    params(("name" = String, Path, description = "The module's name"), PartnerPageQuery),
+    responses(
+        (status = 200, description = "Recorded calls, newest first: id (for replay), version, contract version, export, request, output", body = Page<RecordedCall>),
+        (status = 400, description = "`invalid-limit`, `invalid-cursor`, `partner-required`"),
+        (status = 404, description = "`not-found`: no such module"),
+    ),
+)]
+pub(super) async fn calls(
+    ctx: PartnerContext,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<PartnerPageQuery>,
+) -> Result<Json<Page<RecordedCall>>, ApiError> {
+    let page: PageQuery = query.page();
+    page.check()?;
+    let calls = state
+        .registry
+        .recorded_calls(&ctx.partner, &name, page.after::<i64>()?, page.fetch()?)
+        .await?;
+    Ok(Json(Page::from_rows(calls, &page, |c| c.id)?))
+}
+
+/// Which version a replay runs.
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct ReplayQuery {
+    /// The admin's choice of partner (read by the `PartnerContext` extractor).
+    #[allow(dead_code)]
+    partner: Option<String>,
+    /// A version number of the same module; default the version that made the call.
+    version: Option<i64>,
+}
+
+/// `POST /v1/calls/{id}/replay`: run a recorded call again with the host's
+/// recorded answers (clock, random, key-value, content, attributes), on the
+/// version that made it or another version of the module; show both outputs and
+/// every difference. Nothing is read from the store, written or sent (issue 17
+/// item 7).
+#[utoipa::path(
+    post,
+    path = "/v1/calls/{id}/replay",
+    tag = "modules",
+    params(("id" = i64, Path, description = "The recorded call's id"), ReplayQuery),
+    responses(
+        (status = 200, description = "Recorded and replayed output, `identical`, the differences", body = ReplayReport),
+        (status = 400, description = "`partner-required`"),
+        (status = 404, description = "`not-found`: no such recorded call (of this partner) or version"),
+        (status = 409, description = "`version-pruned`"),
+        (status = 422, description = "`bad-recording`"),
+        (status = 429, description = "`concurrency-limit`"),
+        (status = 503, description = "`unavailable`"),
+    ),
+)]
+pub(super) async fn replay(
+    ctx: PartnerContext,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Query(query): Query<ReplayQuery>,
+) -> Result<Json<ReplayReport>, ApiError> {
+    Ok(Json(
+        state
+            .registry
+            .replay(&ctx.partner, id, query.version)
             .await?,
     ))
 }

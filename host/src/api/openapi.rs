@@ -147,6 +147,8 @@ pub struct ErrorDetail {
         super::modules::dry_mo,
         super::modules::dry_subscribe,
         super::modules::dry_unsubscribe,
+        super::modules::calls,
+        super::modules::replay,
         super::modules::activations,
         super::modules::approve,
         super::modules::refuse,

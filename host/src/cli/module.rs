@@ -1,7 +1,8 @@
-//! `tongdao module upload|list|show|activate|rollback` over the API:
+//! `tongdao module upload|list|show|activate|rollback|calls|replay` over the API:
 //! `POST /v1/modules` (`application/wasm`, with a progress bar in bytes),
 //! `GET /v1/modules`, `GET /v1/modules/{name}`,
-//! `POST /v1/modules/{name}/activate`, `POST /v1/modules/{name}/rollback`.
+//! `POST /v1/modules/{name}/activate`, `POST /v1/modules/{name}/rollback`,
+//! `GET /v1/modules/{name}/calls`, `POST /v1/calls/{id}/replay`.
 //! (`module check|run` work on a local file and are the main binary's.)
 
 use std::path::PathBuf;
@@ -48,6 +49,25 @@ pub enum ModuleApiCommand {
     /// Back to the version active before.
     Rollback {
         name: String,
+        #[arg(long)]
+        partner: Option<String>,
+    },
+    /// The module's recorded calls, newest first: their ids are what `replay` takes.
+    Calls {
+        name: String,
+        /// How many (1-500).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long)]
+        partner: Option<String>,
+    },
+    /// Run a recorded call again with the host's recorded answers, on the version
+    /// that made it or on `--with-version`; shows both outputs and the differences.
+    Replay {
+        call_id: i64,
+        /// Another version (number) of the same module.
+        #[arg(long)]
+        with_version: Option<i64>,
         #[arg(long)]
         partner: Option<String>,
     },
@@ -171,6 +191,7 @@ pub fn run(global: &Global, command: ModuleApiCommand) -> Result<(), CliError> {
                         &[
                             ("VERSION", "number"),
                             ("LABEL", "label"),
+                            ("CONTRACT", "wit_version"),
                             ("ACTIVE", "active"),
                             ("SERVICES", "services"),
                             ("BYTES", "size_bytes"),
@@ -199,6 +220,80 @@ pub fn run(global: &Global, command: ModuleApiCommand) -> Result<(), CliError> {
             ),
             None,
         )?),
+        ModuleApiCommand::Calls {
+            name,
+            limit,
+            partner,
+        } => {
+            let mut query = partner_query(partner.as_ref());
+            query.push(("limit", limit.to_string()));
+            let listed = client.list(
+                &format!("/v1/modules/{}/calls", segment(&name)),
+                &query,
+                "items",
+            )?;
+            if global.json {
+                output::json(&listed.raw);
+            } else {
+                output::list(
+                    &listed.items,
+                    listed.next.as_deref(),
+                    &[
+                        ("CALL", "id"),
+                        ("VERSION", "version"),
+                        ("CONTRACT", "wit_version"),
+                        ("EXPORT", "export"),
+                        ("OUTPUT", "output"),
+                        ("RECORDED", "recorded_at"),
+                    ],
+                );
+            }
+        }
+        ModuleApiCommand::Replay {
+            call_id,
+            with_version,
+            partner,
+        } => {
+            let mut query: Vec<String> = with_version
+                .map(|v| format!("version={v}"))
+                .into_iter()
+                .collect();
+            if let Some(p) = &partner {
+                query.push(format!("partner={}", segment(p)));
+            }
+            let path = if query.is_empty() {
+                format!("/v1/calls/{call_id}/replay")
+            } else {
+                format!("/v1/calls/{call_id}/replay?{}", query.join("&"))
+            };
+            let answer = client.post(&path, None)?;
+            if global.json {
+                output::json(&answer);
+            } else {
+                output::object(
+                    &answer,
+                    Some(&[
+                        "call",
+                        "module",
+                        "export",
+                        "recorded_version",
+                        "recorded_wit_version",
+                        "replayed_version",
+                        "replayed_wit_version",
+                        "recorded_output",
+                        "replayed_output",
+                        "identical",
+                    ]),
+                );
+                for difference in answer["differences"].as_array().into_iter().flatten() {
+                    println!(
+                        "differs ({}): {}",
+                        difference["what"].as_str().unwrap_or(""),
+                        difference["detail"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
     }
     Ok(())
 }

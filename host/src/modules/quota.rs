@@ -71,6 +71,14 @@ pub struct RegistryConfig {
     pub rollback_min_calls: u64,
     /// MTs a version must have written before its complaint rate counts.
     pub rollback_min_mts: u64,
+    /// Calls kept for replay by sampling, per thousand (issue 17 item 7): on top
+    /// of every call that wrote a text, which is kept for `complaint_window_days`.
+    pub record_permille: u32,
+    /// Days the recording of a call that wrote a text is kept, so a complaint
+    /// about its MT can be replayed; a complaint keeps it longer.
+    pub complaint_window_days: u64,
+    /// Days a sampled recording is kept.
+    pub record_retention_days: u64,
 }
 
 impl Default for RegistryConfig {
@@ -98,6 +106,9 @@ impl Default for RegistryConfig {
             rollback_max_complaint_permille: 10,
             rollback_min_calls: 100,
             rollback_min_mts: 200,
+            record_permille: 10,
+            complaint_window_days: 30,
+            record_retention_days: 90,
         }
     }
 }
@@ -138,6 +149,12 @@ impl RegistryConfig {
             return Some((
                 "modules.rollback_max_violation_permille",
                 "rollback rates are per thousand: at most 1000",
+            ));
+        }
+        if self.record_permille > 1000 {
+            return Some((
+                "modules.record_permille",
+                "a share per thousand: at most 1000",
             ));
         }
         if self.admission_max_violation_permille > 1000 || self.admission_max_fault_permille > 1000

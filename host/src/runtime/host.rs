@@ -5,9 +5,11 @@
 mod dry;
 mod kv;
 mod library;
+mod tape;
 
 pub use dry::{DryRun, HostCallRecord};
 pub use library::valid_attribute_name;
+pub use tape::{HostAnswer, Tape};
 
 use rand::RngCore;
 use serde::Serialize;
@@ -63,17 +65,42 @@ pub struct CallState {
     max_kv_value_bytes: usize,
     max_kv_keys: u64,
     utc_offset_seconds: i32,
+    /// The call's host answers, recorded (a live call) or replayed (issue 17
+    /// item 7); `None` for dry runs and `describe`.
+    pub(crate) tape: Option<Tape>,
+}
+
+/// Where a call's clock, WASI seed and host answers come from.
+#[derive(Debug, Clone)]
+pub struct CallStart {
+    /// Unix ms the call clock starts at.
+    pub clock_ms: i64,
+    /// The platform's UTC offset the module is told.
+    pub utc_offset_seconds: i32,
+    /// WASI's `insecure-seed`.
+    pub wasi_seed: u128,
+    pub tape: Option<Tape>,
+}
+
+impl CallStart {
+    /// A live call now: the host's clock, a fresh seed, and `tape` (recording or none).
+    pub fn now(tape: Option<Tape>) -> Self {
+        let clock_ms = now_ms();
+        Self {
+            clock_ms,
+            utc_offset_seconds: crate::clock::utc_offset_seconds(clock_ms),
+            wasi_seed: (u128::from(rand::rng().next_u64()) << 64)
+                | u128::from(rand::rng().next_u64()),
+            tape,
+        }
+    }
 }
 
 const MAX_LOG_LINE_BYTES: usize = 1024;
 
 impl CallState {
-    pub fn new(
-        limits: &RuntimeConfig,
-        scope: Option<PartnerScope>,
-        utc_offset_seconds: i32,
-    ) -> Self {
-        let clock = CallClock::new(now_ms());
+    pub fn new(limits: &RuntimeConfig, scope: Option<PartnerScope>, start: CallStart) -> Self {
+        let clock = CallClock::new(start.clock_ms);
         Self {
             // An empty WASI context: no preopened files, no environment, no network.
             // Guests built by standard toolchains import these interfaces even when
@@ -81,6 +108,7 @@ impl CallState {
             wasi: WasiCtx::builder()
                 .wall_clock(clock.clone())
                 .monotonic_clock(clock.clone())
+                .insecure_random_seed(start.wasi_seed)
                 .build(),
             table: ResourceTable::new(),
             limiter: CallLimiter::new(limits.max_memory_bytes),
@@ -99,7 +127,8 @@ impl CallState {
             scope,
             max_kv_value_bytes: limits.max_kv_value_bytes,
             max_kv_keys: limits.max_kv_keys,
-            utc_offset_seconds,
+            utc_offset_seconds: start.utc_offset_seconds,
+            tape: start.tape,
         }
     }
 
@@ -157,6 +186,7 @@ impl WasiView for CallState {
 }
 
 impl types::Host for CallState {}
+impl super::bindings::since_v1_0_0::tongdao::partner::types::Host for CallState {}
 
 impl log::Host for CallState {
     async fn write(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
@@ -181,17 +211,24 @@ impl log::Host for CallState {
 
 impl clock::Host for CallState {
     async fn now_ms(&mut self) -> wasmtime::Result<i64> {
-        Ok(self.clock.now_ms())
+        let now = self.clock.now_ms();
+        let tape = self.tape.clone();
+        Ok(tape::answer(tape.as_ref(), "clock.now-ms", &[], || now, async { now }).await)
     }
 
     async fn utc_offset_seconds(&mut self) -> wasmtime::Result<i32> {
-        Ok(self.utc_offset_seconds)
+        let offset = self.utc_offset_seconds;
+        let tape = self.tape.clone();
+        let call = "clock.utc-offset-seconds";
+        Ok(tape::answer(tape.as_ref(), call, &[], || offset, async { offset }).await)
     }
 }
 
 impl random::Host for CallState {
     async fn next_u64(&mut self) -> wasmtime::Result<u64> {
-        Ok(rand::rng().next_u64())
+        let tape = self.tape.clone();
+        let live = async { rand::rng().next_u64() };
+        Ok(tape::answer(tape.as_ref(), "random.next-u64", &[], || 0, live).await)
     }
 }
 

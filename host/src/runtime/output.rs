@@ -1,12 +1,11 @@
 //! The host's own types for what goes into and comes out of a module, converted
-//! from the WIT types of the version the module was built against, and checked
-//! against the output limits.
+//! from the WIT types of the version the module was built against (see
+//! [`super::contract`]), and checked against the output limits.
 
 use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::bindings::latest::tongdao::partner::types as wit;
 use super::limits::CallError;
 use crate::runtime::RuntimeConfig;
 
@@ -17,17 +16,6 @@ pub struct ModuleDescription {
     pub version: String,
     pub description: String,
     pub services: Vec<String>,
-}
-
-impl From<wit::ModuleInfo> for ModuleDescription {
-    fn from(i: wit::ModuleInfo) -> Self {
-        Self {
-            name: i.name,
-            version: i.version,
-            description: i.description,
-            services: i.services,
-        }
-    }
 }
 
 impl ModuleDescription {
@@ -66,16 +54,6 @@ pub struct BulletinRequest {
     pub date: String,
 }
 
-impl From<&BulletinRequest> for wit::BulletinRequest {
-    fn from(r: &BulletinRequest) -> Self {
-        Self {
-            service: r.service.clone(),
-            push_id: r.push_id.clone(),
-            date: r.date.clone(),
-        }
-    }
-}
-
 /// The content of one push, checked against the output limits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -88,20 +66,21 @@ pub enum BulletinContent {
         variants: Vec<(String, String)>,
         fallback: Option<String>,
     },
+    /// One text per operator (`tongdao:partner@1.1.0`): `variants` are (operator,
+    /// text) with the operator as [`crate::relay::numbering`] names it
+    /// (`china-mobile`, `china-unicom`, `china-telecom`); a subscriber's operator
+    /// is the one its number block belongs to.
+    PerOperator {
+        variants: Vec<(String, String)>,
+        fallback: Option<String>,
+    },
 }
 
 impl BulletinContent {
-    pub(super) fn checked(b: wit::Bulletin, limits: &RuntimeConfig) -> Result<Self, CallError> {
-        let content = match b {
-            wit::Bulletin::Single(text) => Self::Single { text },
-            wit::Bulletin::Keyed(k) => Self::Keyed {
-                attribute: k.attribute,
-                variants: k.variants.into_iter().map(|v| (v.key, v.text)).collect(),
-                fallback: k.fallback,
-            },
-        };
-        content.check(limits)?;
-        Ok(content)
+    /// `self` if it keeps the output limits and the WIT's rules.
+    pub(super) fn checked(self, limits: &RuntimeConfig) -> Result<Self, CallError> {
+        self.check(limits)?;
+        Ok(self)
     }
 
     fn check(&self, limits: &RuntimeConfig) -> Result<(), CallError> {
@@ -134,6 +113,8 @@ impl BulletinContent {
                     "`{attribute}` is not a valid attribute name"
                 )));
             }
+        }
+        if let Self::Keyed { variants, .. } | Self::PerOperator { variants, .. } = self {
             let mut seen = HashSet::new();
             if let Some((key, _)) = variants.iter().find(|(key, _)| !seen.insert(key.as_str())) {
                 return Err(CallError::InvalidOutput(format!(
@@ -150,7 +131,8 @@ impl BulletinContent {
             Self::Single { text } => Box::new(std::iter::once(text.as_str())),
             Self::Keyed {
                 variants, fallback, ..
-            } => Box::new(
+            }
+            | Self::PerOperator { variants, fallback } => Box::new(
                 variants
                     .iter()
                     .map(|(_, t)| t.as_str())
@@ -159,13 +141,15 @@ impl BulletinContent {
         }
     }
 
-    /// The text for a subscriber whose attribute has `value` (None: not set).
+    /// The text for a subscriber whose attribute (per-operator: operator) has
+    /// `value` (None: not set).
     pub fn text_for(&self, value: Option<&str>) -> Option<&str> {
         match self {
             Self::Single { text } => Some(text),
             Self::Keyed {
                 variants, fallback, ..
-            } => value
+            }
+            | Self::PerOperator { variants, fallback } => value
                 .and_then(|v| {
                     variants
                         .iter()
@@ -202,17 +186,6 @@ pub struct MoMessage {
     pub received_at_ms: i64,
 }
 
-impl From<&MoMessage> for wit::Mo {
-    fn from(m: &MoMessage) -> Self {
-        Self {
-            subscriber: m.subscriber.clone(),
-            service: m.service.clone(),
-            text: m.text.clone(),
-            received_at_ms: m.received_at_ms,
-        }
-    }
-}
-
 /// A user joined (`joined`) or left a service.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SubscriptionChange {
@@ -221,11 +194,13 @@ pub struct SubscriptionChange {
     pub joined: bool,
 }
 
-impl From<&SubscriptionChange> for wit::SubscriptionEvent {
-    fn from(c: &SubscriptionChange) -> Self {
-        Self {
-            subscriber: c.subscriber.clone(),
-            service: c.service.clone(),
+impl SubscriptionChange {
+    /// The export it calls: `on-subscribe` or `on-unsubscribe`.
+    pub fn export(&self) -> &'static str {
+        if self.joined {
+            "on-subscribe"
+        } else {
+            "on-unsubscribe"
         }
     }
 }

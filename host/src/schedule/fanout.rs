@@ -55,6 +55,8 @@ pub struct Plan {
     pub terms: Terms,
     /// The subscriber attribute the bulletin is keyed on (None: one text for all).
     pub attribute: Option<String>,
+    /// The variants are keyed by operator (`tongdao:partner@1.1.0`).
+    pub by_operator: bool,
     pub variants: Vec<Variant>,
     /// The variant for subscribers whose attribute has no variant.
     pub fallback: Option<usize>,
@@ -73,17 +75,32 @@ pub struct PlanCanary {
     pub module_version_id: i64,
     pub percent: u32,
     pub attribute: Option<String>,
+    /// The canary's variants are keyed by operator.
+    pub by_operator: bool,
     pub variants: Vec<Variant>,
     pub fallback: Option<usize>,
 }
 
 /// The texts of a bulletin as the gate writes them: the attribute it is keyed
-/// on, the variants (refused ones marked), the fallback's index.
-fn variants_of(
-    content: &BulletinContent,
-    blocked: &[String],
-) -> (Option<String>, Vec<Variant>, Option<usize>) {
+/// on or whether it is keyed by operator, the variants (refused ones marked), the
+/// fallback's index.
+struct Texts {
+    attribute: Option<String>,
+    by_operator: bool,
+    variants: Vec<Variant>,
+    fallback: Option<usize>,
+}
+
+fn variants_of(content: &BulletinContent, blocked: &[String]) -> Texts {
     let variant = |key: &str, text: &str| Variant::new(key, text, blocked.iter().any(|b| b == key));
+    let keyed = |variants: &[(String, String)], fallback: &Option<String>| {
+        let mut list: Vec<Variant> = variants.iter().map(|(k, t)| variant(k, t)).collect();
+        let fallback = fallback.as_ref().map(|t| {
+            list.push(variant(FALLBACK_KEY, t));
+            list.len() - 1
+        });
+        (list, fallback)
+    };
     let (attribute, mut variants, fallback) = match content {
         BulletinContent::Single { text } => (None, vec![variant(SINGLE_KEY, text)], Some(0)),
         BulletinContent::Keyed {
@@ -91,16 +108,21 @@ fn variants_of(
             variants,
             fallback,
         } => {
-            let mut list: Vec<Variant> = variants.iter().map(|(k, t)| variant(k, t)).collect();
-            let fallback = fallback.as_ref().map(|t| {
-                list.push(variant(FALLBACK_KEY, t));
-                list.len() - 1
-            });
+            let (list, fallback) = keyed(variants, fallback);
             (Some(attribute.clone()), list, fallback)
+        }
+        BulletinContent::PerOperator { variants, fallback } => {
+            let (list, fallback) = keyed(variants, fallback);
+            (None, list, fallback)
         }
     };
     variants.shrink_to_fit();
-    (attribute, variants, fallback)
+    Texts {
+        attribute,
+        by_operator: matches!(content, BulletinContent::PerOperator { .. }),
+        variants,
+        fallback,
+    }
 }
 
 /// The key the fallback text has in `blocked_variants`.
@@ -123,12 +145,18 @@ impl Plan {
         batch: u32,
         lease_ms: i64,
     ) -> Self {
-        let (attribute, variants, fallback) = variants_of(content, blocked);
+        let Texts {
+            attribute,
+            by_operator,
+            variants,
+            fallback,
+        } = variants_of(content, blocked);
         Self {
             run_id,
             owner,
             terms,
             attribute,
+            by_operator,
             variants,
             fallback,
             module_version_id,
@@ -150,11 +178,17 @@ impl Plan {
         content: &BulletinContent,
         blocked: &[String],
     ) -> Self {
-        let (attribute, variants, fallback) = variants_of(content, blocked);
+        let Texts {
+            attribute,
+            by_operator,
+            variants,
+            fallback,
+        } = variants_of(content, blocked);
         self.canary = Some(PlanCanary {
             module_version_id,
             percent,
             attribute,
+            by_operator,
             variants,
             fallback,
         });
@@ -228,12 +262,14 @@ pub async fn step(
         sender: plan.terms.sender.as_deref(),
         module_version_id: plan.module_version_id,
         attribute: plan.attribute.as_deref(),
+        by_operator: plan.by_operator,
         variants: &plan.variants,
         fallback: plan.fallback,
         canary: plan.canary.as_ref().map(|c| CanarySlice {
             module_version_id: c.module_version_id,
             percent: c.percent,
             attribute: c.attribute.as_deref(),
+            by_operator: c.by_operator,
             variants: &c.variants,
             fallback: c.fallback,
         }),

@@ -8,7 +8,8 @@
 //!    id (being `active` is the opt-in basis, R-3.2);
 //! 3. one `INSERT … SELECT` writes the MTs: the variant is chosen by `CASE` on the
 //!    subscriber's attribute (`text_for` semantics: the variant of the value, else
-//!    the fallback), the operator by `CASE` on the number's prefix (longest first),
+//!    the fallback) or, for a per-operator bulletin, on the operator of the
+//!    number's block ([`crate::relay::numbering`]), the operator by `CASE` on the number's prefix (longest first),
 //!    subscriptions whose variant the content policy refused, that have no variant,
 //!    or whose number is not routable are left out, and so are those over the
 //!    monthly cap (the same SQL predicate a reply is checked with) and, past the
@@ -75,6 +76,8 @@ pub struct CanarySlice<'a> {
     /// The cohort: `subscriptions::cohort::in_cohort(subscription id, percent)`.
     pub percent: u32,
     pub attribute: Option<&'a str>,
+    /// Keyed by the operator of the number block, as [`PushSlice::by_operator`].
+    pub by_operator: bool,
     pub variants: &'a [Variant],
     pub fallback: Option<usize>,
 }
@@ -95,6 +98,9 @@ pub struct PushSlice<'a> {
     /// The subscriber attribute the variants are keyed on (None: `variants[0]`
     /// for everyone).
     pub attribute: Option<&'a str>,
+    /// The variants are keyed by the operator of the subscriber's number block
+    /// (`tongdao:partner@1.1.0`), not by an attribute.
+    pub by_operator: bool,
     pub variants: &'a [Variant],
     /// The variant of subscribers whose attribute has no variant of its own.
     pub fallback: Option<usize>,
@@ -224,10 +230,10 @@ pub async fn admit_push_in(
     let may_leave_out = !blocked.is_empty()
         || room.is_some()
         || daily_left.is_some()
-        || (slice.attribute.is_some() && slice.fallback.is_none())
-        || slice
-            .canary
-            .is_some_and(|c| c.attribute.is_some() && c.fallback.is_none());
+        || ((slice.attribute.is_some() || slice.by_operator) && slice.fallback.is_none())
+        || slice.canary.is_some_and(|c| {
+            (c.attribute.is_some() || c.by_operator) && c.fallback.is_none()
+        });
     let mut eligible = None;
     if may_leave_out {
         let is_blocked = if blocked.is_empty() {
@@ -400,13 +406,23 @@ fn source_sql(
 ) -> String {
     let (mut join, mut variant) = keyed_variant(
         ("a", 0),
-        (slice.attribute, slice.variants, slice.fallback),
+        (
+            slice.attribute,
+            slice.by_operator,
+            slice.variants,
+            slice.fallback,
+        ),
         params,
     );
     if let Some(canary) = slice.canary {
         let (canary_join, canary_variant) = keyed_variant(
             ("ca", slice.variants.len()),
-            (canary.attribute, canary.variants, canary.fallback),
+            (
+                canary.attribute,
+                canary.by_operator,
+                canary.variants,
+                canary.fallback,
+            ),
             params,
         );
         join.push_str(&canary_join);
@@ -440,14 +456,19 @@ fn source_sql(
 }
 
 /// The join and the expression giving a subscription's variant index among
-/// `variants` (numbered from `first`), keyed on `attribute` through the join
-/// alias `alias` (`text_for` semantics: the value's variant, else the fallback).
+/// `variants` (numbered from `first`): keyed on `attribute` through the join
+/// alias `alias` (`text_for` semantics: the value's variant, else the fallback),
+/// or, `by_operator`, on the operator of the number's block; else `first`.
 fn keyed_variant(
     (alias, first): (&str, usize),
-    (attribute, variants, fallback): (Option<&str>, &[Variant], Option<usize>),
+    (attribute, by_operator, variants, fallback): (Option<&str>, bool, &[Variant], Option<usize>),
     params: &mut Params,
 ) -> (String, String) {
+    let otherwise = fallback.map_or_else(|| "NULL".to_string(), |f| (first + f).to_string());
     let Some(attribute) = attribute else {
+        if by_operator {
+            return (String::new(), operator_variant(first, variants, fallback));
+        }
         return (String::new(), first.to_string());
     };
     let name = params.add(Some(attribute));
@@ -455,7 +476,6 @@ fn keyed_variant(
         " LEFT JOIN subscriber_attributes {alias} ON {alias}.partner_id = s.partner_id
            AND {alias}.subscriber_id = s.subscriber_id AND {alias}.name = {name}"
     );
-    let otherwise = fallback.map_or_else(|| "NULL".to_string(), |f| (first + f).to_string());
     let mut case = String::new();
     for (i, v) in variants.iter().enumerate() {
         if Some(i) == fallback {
@@ -471,6 +491,27 @@ fn keyed_variant(
         format!("CASE {alias}.value{case} ELSE {otherwise} END")
     };
     (join, variant)
+}
+
+/// The variant of a per-operator bulletin (indices from `first`): `CASE` on the
+/// number's three-digit block, each block of an operator with a text giving that
+/// text's index, the rest the fallback. Blocks are digits: written as literals.
+fn operator_variant(first: usize, variants: &[Variant], fallback: Option<usize>) -> String {
+    let otherwise = fallback.map_or_else(|| "NULL".to_string(), |f| (first + f).to_string());
+    let mut case = String::new();
+    for (i, v) in variants.iter().enumerate() {
+        if Some(i) == fallback {
+            continue;
+        }
+        for block in crate::relay::numbering::blocks(&v.key) {
+            let _ = write!(case, " WHEN '{block}' THEN {}", first + i);
+        }
+    }
+    if case.is_empty() {
+        otherwise
+    } else {
+        format!("CASE substr(s.msisdn, 1, 3){case} ELSE {otherwise} END")
+    }
 }
 
 /// `CASE x.v WHEN 0 THEN … END` over the variants: a bound text from `text`, or

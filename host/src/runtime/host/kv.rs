@@ -1,6 +1,7 @@
 //! The partner's key-value store (`tongdao:partner/kv`). Keys are shared by all
 //! modules of one partner and invisible to every other partner.
 
+use super::tape::answer;
 use super::{CallState, DryRun};
 use crate::runtime::bindings::latest::tongdao::partner::kv::{Host, KvError};
 use crate::store::now_ms;
@@ -14,6 +15,12 @@ type KvResult<T> = wasmtime::Result<Result<T, KvError>>;
 fn unavailable(e: impl std::fmt::Display) -> KvError {
     tracing::warn!(error = %e, "kv store failure");
     KvError::Unavailable("the key-value store is unavailable".into())
+}
+
+/// What a replayed call gets for a key-value question its recording has no
+/// answer for (issue 17 item 7).
+fn not_recorded<T>() -> Result<T, KvError> {
+    Err(KvError::Unavailable("not in the recording".into()))
 }
 
 fn check_key(key: &str) -> Result<(), KvError> {
@@ -228,15 +235,20 @@ impl Host for CallState {
         let _host = self.cpu.host_call();
         let scope = self.kv_scope();
         let dry = self.dry();
-        Ok(match (check_key(&key), scope, dry) {
-            (Err(e), _, _) | (_, Err(e), _) => Err(e),
-            (Ok(()), Ok(scope), None) => scope.read(&key).await,
-            (Ok(()), Ok(scope), Some(dry)) => {
-                let value = scope.dry_read(&dry, &key).await;
-                dry.record("kv", "get", &key, describe_read(&value));
-                value
+        let tape = self.tape.clone();
+        let args: &[&str] = &[&key];
+        Ok(answer(tape.as_ref(), "kv.get", args, not_recorded, async {
+            match (check_key(&key), scope, dry) {
+                (Err(e), _, _) | (_, Err(e), _) => Err(e),
+                (Ok(()), Ok(scope), None) => scope.read(&key).await,
+                (Ok(()), Ok(scope), Some(dry)) => {
+                    let value = scope.dry_read(&dry, &key).await;
+                    dry.record("kv", "get", &key, describe_read(&value));
+                    value
+                }
             }
         })
+        .await)
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> KvResult<()> {
@@ -248,20 +260,25 @@ impl Host for CallState {
         }
         let scope = self.kv_scope();
         let dry = self.dry();
-        Ok(match (check_key(&key), scope, dry) {
-            (Err(e), _, _) | (_, Err(e), _) => Err(e),
-            (Ok(()), Ok(scope), None) => scope.set(&key, &value).await,
-            (Ok(()), Ok(_), Some(dry)) => {
-                dry.record(
-                    "kv",
-                    "set",
-                    &key,
-                    format!("{} bytes {NOT_STORED}", value.len()),
-                );
-                dry.kv_put(&key, Some(value));
-                Ok(())
+        let tape = self.tape.clone();
+        let args: &[&str] = &[&key];
+        Ok(answer(tape.as_ref(), "kv.set", args, not_recorded, async {
+            match (check_key(&key), scope, dry) {
+                (Err(e), _, _) | (_, Err(e), _) => Err(e),
+                (Ok(()), Ok(scope), None) => scope.set(&key, &value).await,
+                (Ok(()), Ok(_), Some(dry)) => {
+                    dry.record(
+                        "kv",
+                        "set",
+                        &key,
+                        format!("{} bytes {NOT_STORED}", value.len()),
+                    );
+                    dry.kv_put(&key, Some(value));
+                    Ok(())
+                }
             }
         })
+        .await)
     }
 
     async fn delete(&mut self, key: String) -> KvResult<bool> {
@@ -269,18 +286,25 @@ impl Host for CallState {
         let _host = self.cpu.host_call();
         let scope = self.kv_scope();
         let dry = self.dry();
-        Ok(match (check_key(&key), scope, dry) {
-            (Err(e), _, _) | (_, Err(e), _) => Err(e),
-            (Ok(()), Ok(scope), None) => scope.delete(&key).await,
-            (Ok(()), Ok(scope), Some(dry)) => {
-                let existed = scope.dry_read(&dry, &key).await.map(|v| v.is_some());
-                if existed.is_ok() {
-                    dry.kv_put(&key, None);
+        let tape = self.tape.clone();
+        let args: &[&str] = &[&key];
+        Ok(
+            answer(tape.as_ref(), "kv.delete", args, not_recorded, async {
+                match (check_key(&key), scope, dry) {
+                    (Err(e), _, _) | (_, Err(e), _) => Err(e),
+                    (Ok(()), Ok(scope), None) => scope.delete(&key).await,
+                    (Ok(()), Ok(scope), Some(dry)) => {
+                        let existed = scope.dry_read(&dry, &key).await.map(|v| v.is_some());
+                        if existed.is_ok() {
+                            dry.kv_put(&key, None);
+                        }
+                        dry.record("kv", "delete", &key, format!("{existed:?}, {NOT_STORED}"));
+                        existed
+                    }
                 }
-                dry.record("kv", "delete", &key, format!("{existed:?}, {NOT_STORED}"));
-                existed
-            }
-        })
+            })
+            .await,
+        )
     }
 
     async fn incr(&mut self, key: String, delta: i64) -> KvResult<i64> {
@@ -288,19 +312,24 @@ impl Host for CallState {
         let _host = self.cpu.host_call();
         let scope = self.kv_scope();
         let dry = self.dry();
-        Ok(match (check_key(&key), scope, dry) {
-            (Err(e), _, _) | (_, Err(e), _) => Err(e),
-            (Ok(()), Ok(scope), None) => scope.add(&key, delta).await,
-            (Ok(()), Ok(scope), Some(dry)) => {
-                let new = scope.dry_add(&dry, &key, delta).await;
-                let outcome = match &new {
-                    Ok(n) => format!("{delta:+} = {n}, {NOT_STORED}"),
-                    Err(e) => format!("error: {e:?}"),
-                };
-                dry.record("kv", "incr", &key, outcome);
-                new
+        let tape = self.tape.clone();
+        let args: &[&str] = &[&key, &delta.to_string()];
+        Ok(answer(tape.as_ref(), "kv.incr", args, not_recorded, async {
+            match (check_key(&key), scope, dry) {
+                (Err(e), _, _) | (_, Err(e), _) => Err(e),
+                (Ok(()), Ok(scope), None) => scope.add(&key, delta).await,
+                (Ok(()), Ok(scope), Some(dry)) => {
+                    let new = scope.dry_add(&dry, &key, delta).await;
+                    let outcome = match &new {
+                        Ok(n) => format!("{delta:+} = {n}, {NOT_STORED}"),
+                        Err(e) => format!("error: {e:?}"),
+                    };
+                    dry.record("kv", "incr", &key, outcome);
+                    new
+                }
             }
         })
+        .await)
     }
 
     async fn list_keys(
@@ -313,25 +342,33 @@ impl Host for CallState {
         let _host = self.cpu.host_call();
         let scope = self.kv_scope();
         let dry = self.dry();
-        Ok(match (scope, dry) {
-            (Err(e), _) => Err(e),
-            (Ok(scope), None) => scope.list(&prefix, after, limit).await,
-            (Ok(scope), Some(dry)) => {
-                let stored = if dry.read_through() {
-                    scope.list(&prefix, after.clone(), limit).await
-                } else {
-                    Ok(Vec::new())
-                };
-                let keys = stored.map(|stored| {
-                    dry.kv_keys(stored, &prefix, after.as_deref(), limit.min(1000) as usize)
-                });
-                let outcome = match &keys {
-                    Ok(k) => format!("{} keys", k.len()),
-                    Err(e) => format!("error: {e:?}"),
-                };
-                dry.record("kv", "list-keys", &prefix, outcome);
-                keys
-            }
-        })
+        let tape = self.tape.clone();
+        let after_arg = after.clone().unwrap_or_default();
+        let args: &[&str] = &[&prefix, &after_arg, &limit.to_string()];
+        Ok(
+            answer(tape.as_ref(), "kv.list-keys", args, not_recorded, async {
+                match (scope, dry) {
+                    (Err(e), _) => Err(e),
+                    (Ok(scope), None) => scope.list(&prefix, after, limit).await,
+                    (Ok(scope), Some(dry)) => {
+                        let stored = if dry.read_through() {
+                            scope.list(&prefix, after.clone(), limit).await
+                        } else {
+                            Ok(Vec::new())
+                        };
+                        let keys = stored.map(|stored| {
+                            dry.kv_keys(stored, &prefix, after.as_deref(), limit.min(1000) as usize)
+                        });
+                        let outcome = match &keys {
+                            Ok(k) => format!("{} keys", k.len()),
+                            Err(e) => format!("error: {e:?}"),
+                        };
+                        dry.record("kv", "list-keys", &prefix, outcome);
+                        keys
+                    }
+                }
+            })
+            .await,
+        )
     }
 }
