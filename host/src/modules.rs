@@ -27,10 +27,10 @@ pub mod approval;
 mod faults;
 mod loaded;
 pub mod quota;
+pub mod recordings;
 pub mod release;
 pub mod shadow;
 pub mod watch;
-pub mod recordings;
 
 use std::sync::Arc;
 
@@ -40,10 +40,10 @@ pub use admission::{AdmissionMode, AdmissionReport};
 pub use approval::{Activation, ActivationRequest};
 pub use faults::{Fault, FaultWindow};
 pub use quota::RegistryConfig;
+pub use recordings::{Difference, RecordedCall, ReplayReport};
 pub use release::{CanaryInfo, PushBulletin, in_cohort};
 pub use shadow::ShadowRun;
 pub use watch::RolledBack;
-pub use recordings::{Difference, RecordedCall, ReplayReport};
 
 use crate::compliance::{Compliance, ComplianceConfig};
 use crate::partners::Partner;

@@ -71,8 +71,10 @@ impl ShadowCall {
 /// One text that differs between the active version and the candidate.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, ToSchema)]
 pub struct DiffEntry {
-    /// What the text is: `reply`, a variant key, `*single`, `*fallback`,
-    /// `*attribute` (a keyed bulletin's attribute), `error` (the fault kind).
+    /// What the text is: `reply`, a variant key (an attribute value, or an
+    /// operator of a per-operator bulletin), `*single`, `*fallback`, `*attribute`
+    /// (a keyed bulletin's attribute), `*operator` (`per-operator`: the bulletin is
+    /// worded per operator), `error` (the fault kind).
     pub key: String,
     /// The active version's (absent: it wrote none).
     pub active: Option<String>,
@@ -172,6 +174,15 @@ fn texts(output: &Value) -> BTreeMap<String, String> {
                 out.insert("*attribute".to_string(), attribute);
                 for (key, text) in variants {
                     out.entry(key).or_insert(text);
+                }
+                if let Some(text) = fallback {
+                    out.insert("*fallback".to_string(), text);
+                }
+            }
+            BulletinContent::PerOperator { variants, fallback } => {
+                out.insert("*operator".to_string(), "per-operator".to_string());
+                for (operator, text) in variants {
+                    out.entry(operator).or_insert(text);
                 }
                 if let Some(text) = fallback {
                     out.insert("*fallback".to_string(), text);

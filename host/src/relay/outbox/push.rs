@@ -231,9 +231,9 @@ pub async fn admit_push_in(
         || room.is_some()
         || daily_left.is_some()
         || ((slice.attribute.is_some() || slice.by_operator) && slice.fallback.is_none())
-        || slice.canary.is_some_and(|c| {
-            (c.attribute.is_some() || c.by_operator) && c.fallback.is_none()
-        });
+        || slice
+            .canary
+            .is_some_and(|c| (c.attribute.is_some() || c.by_operator) && c.fallback.is_none());
     let mut eligible = None;
     if may_leave_out {
         let is_blocked = if blocked.is_empty() {
