@@ -800,12 +800,10 @@ impl Registry {
             partner,
             &active,
             (name, "bulletin", started.elapsed()),
-            &outcome,
+            request,
+            &mut outcome,
         )
         .await?;
-        outcome.call_id = self
-            .keep_recording(partner, &active, "bulletin", request, &outcome)
-            .await;
         Ok(outcome)
     }
 
@@ -827,12 +825,10 @@ impl Registry {
             partner,
             &active,
             (name, "on-mo", started.elapsed()),
-            &outcome,
+            message,
+            &mut outcome,
         )
         .await?;
-        outcome.call_id = self
-            .keep_recording(partner, &active, "on-mo", message, &outcome)
-            .await;
         Ok(outcome)
     }
 
@@ -852,11 +848,8 @@ impl Registry {
         outcome.version_id = Some(active.version_id);
         let took = started.elapsed();
         let export = change.export();
-        self.record_outcome(partner, &active, (name, export, took), &outcome)
+        self.record_outcome(partner, &active, (name, export, took), change, &mut outcome)
             .await?;
-        outcome.call_id = self
-            .keep_recording(partner, &active, export, change, &outcome)
-            .await;
         Ok(outcome)
     }
 
@@ -901,13 +894,21 @@ impl Registry {
         }
     }
 
-    async fn record_outcome<T>(
+    /// After a live call: metrics, the rollback's counts, the module's logs, a
+    /// fault on failure, and the call's recording kept if the rule keeps it
+    /// (its id in `outcome.call_id`). Every live call path ends here, so none
+    /// goes unrecorded.
+    async fn record_outcome<T: Serialize>(
         &self,
         partner: &Partner,
         active: &ActiveVersion,
         (module, export, took): (&str, &str, std::time::Duration),
-        outcome: &CallOutcome<T>,
+        request: &impl Serialize,
+        outcome: &mut CallOutcome<T>,
     ) -> Result<(), RegistryError> {
+        outcome.call_id = self
+            .keep_recording(partner, active, export, request, outcome)
+            .await;
         // Calls, latency and faults by kind for `/metrics` (issue 15 item 1).
         let fault = match &outcome.result {
             Err(error) if error.is_module_fault() => Some(CallErrorBody::from(error).kind),

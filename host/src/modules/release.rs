@@ -90,7 +90,8 @@ impl Registry {
             partner,
             &active,
             (name, "bulletin", started.elapsed()),
-            &outcome,
+            request,
+            &mut outcome,
         )
         .await?;
         self.shadow_after(
@@ -119,7 +120,8 @@ impl Registry {
                             partner,
                             &canary,
                             (name, "bulletin", started.elapsed()),
-                            &outcome,
+                            request,
+                            &mut outcome,
                         )
                         .await?;
                         Some(CanaryBulletin {
@@ -168,7 +170,8 @@ impl Registry {
             partner,
             &version,
             (name, "on-mo", started.elapsed()),
-            &outcome,
+            message,
+            &mut outcome,
         )
         .await?;
         self.shadow_after(
@@ -201,16 +204,13 @@ impl Registry {
             .on_subscription(&version.loaded, self.scope(partner), change)
             .await;
         outcome.version_id = Some(version.version_id);
-        let export = if change.joined {
-            "on-subscribe"
-        } else {
-            "on-unsubscribe"
-        };
+        let export = change.export();
         self.record_outcome(
             partner,
             &version,
             (name, export, started.elapsed()),
-            &outcome,
+            change,
+            &mut outcome,
         )
         .await?;
         self.shadow_after(
