@@ -225,3 +225,81 @@ async fn every_call_gets_a_fresh_instance() {
         3
     );
 }
+
+/// A partner's key quota (`[runtime] max_kv_keys`) holds under a flood: the
+/// module that writes new keys forever ends at its host-call quota, and the store
+/// holds exactly `max_kv_keys` of its keys, however many it tried (SECURITY.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_key_quota_holds_under_a_flood() {
+    let db = common::sqlite().await;
+    let limits = RuntimeConfig {
+        call_timeout_ms: GENEROUS_MS,
+        max_kv_keys: 25,
+        max_kv_ops: 400,
+        ..common::limits()
+    };
+    let registry = Registry::with_config(
+        db.store.clone(),
+        Arc::new(Runtime::new(limits, None).unwrap()),
+        common::reporting(),
+    );
+    let partner = common::partner(&db.store, "acme").await;
+    let flood = registry
+        .upload(&partner, &common::guest("hostile_kv_flood"), "test")
+        .await
+        .unwrap();
+    let outcome = registry
+        .bulletin(&partner, &flood.module, &request())
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome.result.unwrap_err(),
+        CallError::HostCallQuota {
+            what: "key-value",
+            limit: 400
+        }
+    );
+    let (keys,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM kv_entries WHERE partner_id = $1")
+        .bind(partner.id)
+        .fetch_one(db.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(keys, 25, "the key quota holds");
+}
+
+/// Log lines are bounded (`[runtime] max_log_lines`, 1 KiB each): a module that
+/// logs three 30 MB lines keeps two lines of at most 1 KiB when the limit is two,
+/// the third counted as dropped, and its call still answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_lines_are_capped_in_number_and_length() {
+    let db = common::sqlite().await;
+    let limits = RuntimeConfig {
+        call_timeout_ms: GENEROUS_MS,
+        max_log_lines: 2,
+        ..common::limits()
+    };
+    let registry = Registry::with_config(
+        db.store.clone(),
+        Arc::new(Runtime::new(limits, None).unwrap()),
+        common::reporting(),
+    );
+    let partner = common::partner(&db.store, "acme").await;
+    let flood = registry
+        .upload(&partner, &common::guest("hostile_log_flood"), "test")
+        .await
+        .unwrap();
+    let outcome = registry
+        .bulletin(&partner, &flood.module, &request())
+        .await
+        .unwrap();
+    assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+    assert_eq!(outcome.logs.len(), 2);
+    assert_eq!(outcome.logs_dropped, 1);
+    for line in &outcome.logs {
+        assert!(
+            !line.message.is_empty() && line.message.len() <= 1024,
+            "a line of {} bytes",
+            line.message.len()
+        );
+    }
+}
