@@ -1581,3 +1581,79 @@ async fn item3_bind_down_is_judged_across_replicas() {
     a.stop().await;
     b.stop().await;
 }
+
+/// SECURITY.md (a stolen webhook secret): after a rotation the old secret signs
+/// only for `[webhooks] rotation_grace_secs`; once the grace is over, deliveries
+/// verify with the new secret and no longer with the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_out_secret_stops_signing_after_the_grace() {
+    for db in databases().await {
+        let env = Env::start(db, |config| {
+            fast_webhooks(config);
+            config.webhooks.rotation_grace_secs = 1;
+        })
+        .await;
+        let server = &env.server;
+        let receiver = Receiver::default();
+        receiver.status.store(200, Ordering::SeqCst);
+        let addr = closed_port();
+        let _serving = receiver.serve(addr).await;
+        let (status, created) = server
+            .post(
+                "/v1/webhooks",
+                &env.acme,
+                json!({"url": format!("http://{addr}/hook")}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let old_secret = created["secret"].as_str().unwrap().to_string();
+        let service = env
+            .approved_service(&env.acme, "XH", "jokes", free("笑话", "03"))
+            .await;
+        let (status, rotated) = server
+            .post("/v1/webhook-secret/rotate", &env.acme, json!({}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{rotated}");
+        let new_secret = rotated["secret"].as_str().unwrap().to_string();
+        let rotated_at = tongdao::store::now_ms();
+        // The grace is one second: wait for the clock, not for a fixed time.
+        poll_until(WAIT, async || {
+            if tongdao::store::now_ms() > rotated_at + 1_500 {
+                Ok(())
+            } else {
+                Err("the grace is not over yet".to_string())
+            }
+        })
+        .await;
+        let seen = receiver.hits().len();
+        for action in ["suspend", "resume"] {
+            let (status, body) = server
+                .post(
+                    &format!("/v1/admin/services/{service}/{action}"),
+                    ADMIN_KEY,
+                    json!({"reason": "rotation test"}),
+                )
+                .await;
+            assert!(status.is_success(), "{body}");
+        }
+        let late = poll_until(WAIT, async || {
+            let hits = receiver.hits();
+            // Every request since the grace ended (the events came after it).
+            let late: Vec<Hit> = hits[seen..].to_vec();
+            if late.len() >= 2 {
+                Ok(late)
+            } else {
+                Err(format!("{} deliveries after the grace", late.len()))
+            }
+        })
+        .await;
+        for hit in &late {
+            assert!(verifies(&new_secret, hit), "the new secret signs");
+            assert!(
+                !verifies(&old_secret, hit),
+                "the old secret still signs after its grace"
+            );
+        }
+        env.stop().await;
+    }
+}
