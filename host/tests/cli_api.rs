@@ -178,6 +178,49 @@ fn steps(base: &str) {
     active(2);
     ok(base, &key, &["module", "rollback", "horoscope"]);
     active(1);
+    // Version 2 as the shadow, then as a 10 % canary; each stopped again.
+    let module = ok_json(
+        base,
+        &key,
+        &["module", "shadow", "horoscope", "--version", "2"],
+    );
+    assert_eq!(module["shadow_version"], 2, "{module}");
+    let diffs = ok(base, &key, &["module", "diffs", "horoscope"]);
+    assert!(diffs.contains("(none)") || diffs.contains("RUN"), "{diffs}");
+    let module = ok_json(base, &key, &["module", "shadow", "horoscope", "--stop"]);
+    assert!(module["shadow_version"].is_null(), "{module}");
+    let module = ok_json(
+        base,
+        &key,
+        &[
+            "module",
+            "canary",
+            "horoscope",
+            "--version",
+            "2",
+            "--percent",
+            "10",
+        ],
+    );
+    assert_eq!(module["canary"]["version"], 2, "{module}");
+    assert_eq!(module["canary"]["percent"], 10, "{module}");
+    let module = ok_json(base, &key, &["module", "canary", "horoscope", "--stop"]);
+    assert!(module["canary"].is_null(), "{module}");
+    active(1);
+    refused(
+        base,
+        &key,
+        &[
+            "module",
+            "canary",
+            "horoscope",
+            "--version",
+            "2",
+            "--percent",
+            "0",
+        ],
+        "invalid-percent",
+    );
     let shown = ok(base, &key, &["module", "show", "horoscope"]);
     assert!(shown.contains("VERSION"), "{shown}");
 

@@ -172,6 +172,22 @@ impl Client {
         Ok(Document { content_type, body })
     }
 
+    /// `PUT path` with a JSON body.
+    ///
+    /// # Errors
+    /// The API's error, or no answer.
+    pub fn put(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+        json(self.send(self.request(reqwest::Method::PUT, path).json(body))?)
+    }
+
+    /// `DELETE path`.
+    ///
+    /// # Errors
+    /// The API's error, or no answer.
+    pub fn delete(&self, path: &str) -> Result<Value, CliError> {
+        json(self.send(self.request(reqwest::Method::DELETE, path))?)
+    }
+
     /// `POST path` with a JSON body (or none).
     ///
     /// # Errors

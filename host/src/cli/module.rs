@@ -1,7 +1,9 @@
-//! `tongdao module upload|list|show|activate|rollback|calls|replay` over the API:
-//! `POST /v1/modules` (`application/wasm`, with a progress bar in bytes),
-//! `GET /v1/modules`, `GET /v1/modules/{name}`,
+//! `tongdao module upload|list|show|activate|rollback|shadow|diffs|canary|calls|replay`
+//! over the API: `POST /v1/modules` (`application/wasm`, with a progress bar in
+//! bytes), `GET /v1/modules`, `GET /v1/modules/{name}`,
 //! `POST /v1/modules/{name}/activate`, `POST /v1/modules/{name}/rollback`,
+//! `PUT|DELETE /v1/modules/{name}/shadow`, `GET /v1/modules/{name}/shadow`,
+//! `PUT|DELETE /v1/modules/{name}/canary`, `POST /v1/modules/{name}/canary/promote`,
 //! `GET /v1/modules/{name}/calls`, `POST /v1/calls/{id}/replay`.
 //! (`module check|run` work on a local file and are the main binary's.)
 
@@ -49,6 +51,46 @@ pub enum ModuleApiCommand {
     /// Back to the version active before.
     Rollback {
         name: String,
+        #[arg(long)]
+        partner: Option<String>,
+    },
+    /// Run a version as the shadow beside the active one (its output recorded and
+    /// diffed on real pushes and MOs, never sent), or `--stop` it.
+    Shadow {
+        name: String,
+        #[arg(long, required_unless_present = "stop", conflicts_with = "stop")]
+        version: Option<i64>,
+        #[arg(long)]
+        stop: bool,
+        #[arg(long)]
+        partner: Option<String>,
+    },
+    /// The shadow runs, newest first, with what differed.
+    Diffs {
+        name: String,
+        /// Only the runs whose output differed.
+        #[arg(long)]
+        differing: bool,
+        /// How many (1-500).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long)]
+        partner: Option<String>,
+    },
+    /// Make a version live for `--percent` of the subscribers (a stable cohort by
+    /// subscription id), `--promote` it to everyone, or `--stop` it (the cohort goes
+    /// back to the active version).
+    Canary {
+        name: String,
+        #[arg(long, requires = "percent", conflicts_with_all = ["promote", "stop"])]
+        version: Option<i64>,
+        /// 1-99.
+        #[arg(long, requires = "version")]
+        percent: Option<i64>,
+        #[arg(long, conflicts_with = "stop")]
+        promote: bool,
+        #[arg(long)]
+        stop: bool,
         #[arg(long)]
         partner: Option<String>,
     },
@@ -220,6 +262,83 @@ pub fn run(global: &Global, command: ModuleApiCommand) -> Result<(), CliError> {
             ),
             None,
         )?),
+        ModuleApiCommand::Shadow {
+            name,
+            version,
+            stop,
+            partner,
+        } => {
+            let path = with_partner(
+                format!("/v1/modules/{}/shadow", segment(&name)),
+                partner.as_ref(),
+            );
+            match version {
+                Some(version) if !stop => show(&client.put(&path, &json!({ "version": version }))?),
+                _ => show(&client.delete(&path)?),
+            }
+        }
+        ModuleApiCommand::Diffs {
+            name,
+            differing,
+            limit,
+            partner,
+        } => {
+            let mut query = partner_query(partner.as_ref());
+            query.push(("limit", limit.to_string()));
+            if differing {
+                query.push(("differing", "true".to_string()));
+            }
+            let listed = client.list(
+                &format!("/v1/modules/{}/shadow", segment(&name)),
+                &query,
+                "items",
+            )?;
+            if global.json {
+                output::json(&listed.raw);
+            } else {
+                output::list(
+                    &listed.items,
+                    listed.next.as_deref(),
+                    &[
+                        ("RUN", "id"),
+                        ("EXPORT", "export"),
+                        ("ACTIVE", "active_version"),
+                        ("CANDIDATE", "candidate_version"),
+                        ("SAME", "same"),
+                        ("AT", "at"),
+                    ],
+                );
+            }
+        }
+        ModuleApiCommand::Canary {
+            name,
+            version,
+            percent,
+            promote,
+            stop,
+            partner,
+        } => {
+            let path = |tail: &str| {
+                with_partner(
+                    format!("/v1/modules/{}/canary{tail}", segment(&name)),
+                    partner.as_ref(),
+                )
+            };
+            let answer = match (version, percent) {
+                (Some(version), Some(percent)) => client.put(
+                    &path(""),
+                    &json!({ "version": version, "percent": percent }),
+                )?,
+                _ if promote => client.post(&path("/promote"), None)?,
+                _ if stop => client.delete(&path(""))?,
+                _ => {
+                    return Err(CliError::Usage(
+                        "give --version and --percent, or --promote, or --stop".into(),
+                    ));
+                }
+            };
+            show(&answer);
+        }
         ModuleApiCommand::Calls {
             name,
             limit,
