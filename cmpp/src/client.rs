@@ -158,7 +158,7 @@ pub enum ConnectError {
 /// | `Src_Id` / `Dest_terminal_Id` | `source_addr` / `destination_addr` (one handset) |
 /// | `Msg_Fmt`, `Msg_Content`, `TP_udhi` | `data_coding`, `short_message`, `esm_class` & 0x40 ([`crate::text::to_msg_fmt`]) |
 /// | `Pk_total` / `Pk_number` | `concat` (1/1 without) |
-/// | `Registered_Delivery` | 1 if `registered_delivery`, else 0; 2 (billing record only, not delivered) for [`FeeType::MonthlyRecordOnly`] on CMPP 2.0 (3.0's table has no 2: it is sent as 03 with the request's report flag) |
+/// | `Registered_Delivery` | 1 if `registered_delivery`, else 0; 2 ("产生SMC话单": a billing record, never delivered, no report) for [`FeeType::MonthlyRecordOnly`] on CMPP 2.0; 3.0's field has only 0 and 1 (§8.4.3.1), so a record is refused there rather than sent as an MT the user would see |
 /// | `FeeType` | `01` free, `02` per message, `03` monthly and monthly record; `01` without a fee |
 /// | `FeeCode` | `fee_code_fen`, 6 digits zero-padded; above 999,999 fen is refused |
 /// | `Fee_UserType` | 0 destination, 1 source, 2 SP, 3 charge number |
@@ -169,8 +169,8 @@ pub enum ConnectError {
 /// | `ValId_Time` | `validity_period` |
 ///
 /// # Errors
-/// [`SubmitError::Invalid`] for a fee that does not fit or a GSM 7-bit text that is not
-/// ASCII; field widths are checked when encoding.
+/// [`SubmitError::Invalid`] for a fee that does not fit, a billing record on CMPP 3.0,
+/// or a GSM 7-bit text that is not ASCII; field widths are checked when encoding.
 pub fn to_submit(
     request: &SubmitRequest,
     sp_id: &str,
@@ -200,9 +200,13 @@ pub fn to_submit(
                     FeeType::PerMessage => "02",
                     FeeType::Monthly => "03",
                     FeeType::MonthlyRecordOnly => {
-                        if version == Version::V20 {
-                            registered_delivery = 2;
+                        if version != Version::V20 {
+                            return Err(invalid(
+                                "CMPP 3.0 has no billing-record submit (Registered_Delivery is 0 or 1, §8.4.3.1): a 包月 record would reach the handset"
+                                    .to_string(),
+                            ));
                         }
+                        registered_delivery = 2;
                         "03"
                     }
                 };

@@ -370,17 +370,38 @@ fn spawn_submit<S: Session>(
         .unwrap_or_else(|| operator.source_addr.clone());
     let concat = operator.concat;
     let operator_name = operator.name.clone();
+    // A 包月 billing record goes only where the protocol has records (never as an MT
+    // the user would see), and is final on acceptance where no report follows.
+    let record = fees::is_fee_record(&message);
+    let record_refused = record && !operator.protocol.has_fee_records();
+    let final_on_accept = record && !operator.protocol.reports_fee_records();
+    let protocol = operator.protocol.as_str();
     // At debug level: a span per MT costs on the hot path when enabled.
     let span = tracing::debug_span!("submit", message = message.id, operator = %operator_name);
     submits.spawn(tracing::Instrument::instrument(
         async move {
-            let result = submit_message(
-                &shared,
-                &client,
-                (&operator_name, &source, concat, fee.as_ref()),
-                &message,
-            )
-            .await;
+            let result = if record_refused {
+                SubmitResult::Failed {
+                    accepted: Vec::new(),
+                    failure: Failure::Permanent(format!(
+                        "a billing record cannot be sent over {protocol}: the protocol has none"
+                    )),
+                }
+            } else {
+                match submit_message(
+                    &shared,
+                    &client,
+                    (&operator_name, &source, concat, fee.as_ref()),
+                    &message,
+                )
+                .await
+                {
+                    SubmitResult::Accepted(accepted) if final_on_accept => {
+                        SubmitResult::Recorded(accepted)
+                    }
+                    other => other,
+                }
+            };
             shared.outcomes.push(message, result);
         },
         span,
