@@ -170,7 +170,9 @@ pub enum ConnectError {
 ///
 /// # Errors
 /// [`SubmitError::Invalid`] for a fee that does not fit, a billing record on CMPP 3.0,
-/// or a GSM 7-bit text that is not ASCII; field widths are checked when encoding.
+/// a GSM 7-bit text that is not ASCII, or a `Msg_Content` over the spec's limit (159
+/// octets for `Msg_Fmt` 0, 140 otherwise: encode with [`crate::text::ALPHABET`]);
+/// field widths are checked when encoding.
 pub fn to_submit(
     request: &SubmitRequest,
     sp_id: &str,
@@ -183,6 +185,14 @@ pub fn to_submit(
         &request.short_message,
     )
     .map_err(invalid)?;
+    // CMPP 3.0 §8.4.3.1 Msg_Length: below 160 octets for Msg_Fmt 0, ≤ 140 otherwise.
+    let limit = if msg_fmt == text::FMT_ASCII { 159 } else { 140 };
+    if msg_content.len() > limit {
+        return Err(invalid(format!(
+            "Msg_Content of {} octets exceeds the {limit} of Msg_Fmt {msg_fmt} (§8.4.3.1)",
+            msg_content.len()
+        )));
+    }
     let (pk_total, pk_number) = request.concat.map_or((1, 1), |c| (c.total, c.seq));
     let mut registered_delivery = u8::from(request.registered_delivery);
     let (fee_type, fee_code, fee_user_type, fee_terminal_id, service_id, link_id) =

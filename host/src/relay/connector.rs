@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tongdao_link::encode::{self, Concat};
 use tongdao_link::{
-    Connect, Inbound, LinkState, LinkStatus, Receipt, Session, StatusClass, SubmitError,
+    Alphabet, Connect, Inbound, LinkState, LinkStatus, Receipt, Session, StatusClass, SubmitError,
     SubmitRequest, run_with_reconnect,
 };
 use tongdao_smpp::ClientConfig;
@@ -368,7 +368,7 @@ fn spawn_submit<S: Session>(
         .sender
         .clone()
         .unwrap_or_else(|| operator.source_addr.clone());
-    let concat = operator.concat;
+    let concat = (operator.concat, operator.protocol.alphabet());
     let operator_name = operator.name.clone();
     // A 包月 billing record goes only where the protocol has records (never as an MT
     // the user would see), and is final on acceptance where no report follows.
@@ -578,7 +578,12 @@ async fn store_together(
 async fn submit_message<S: Session>(
     shared: &RelayShared,
     client: &S,
-    (operator, source, concat, fee): (&str, &str, ConcatMode, Option<&(FeeContext, String)>),
+    (operator, source, (concat, alphabet), fee): (
+        &str,
+        &str,
+        (ConcatMode, Alphabet),
+        Option<&(FeeContext, String)>,
+    ),
     message: &Claimed,
 ) -> SubmitResult {
     // The same reference on every attempt, so a resent segment joins its siblings.
@@ -586,7 +591,8 @@ async fn submit_message<S: Session>(
         ConcatMode::Udh => Concat::Udh8(u8::try_from(message.id.rem_euclid(256)).unwrap_or(0)),
         ConcatMode::Sar => Concat::Sar(u16::try_from(message.id.rem_euclid(65_536)).unwrap_or(0)),
     };
-    let segments = match encode::encode(&message.text, concat) {
+    // The protocol's alphabet, as the outbox counted the segments (`Routes::alphabet`).
+    let segments = match encode::encode_in(&message.text, alphabet, concat) {
         Ok(s) => s,
         Err(e) => {
             return SubmitResult::Failed {

@@ -252,10 +252,17 @@ pub enum Failure {
     NotSent(String),
 }
 
-/// The text's segment count and content hash (R-2.5: integrity is provable).
+/// The text's segment count (under SMPP's rule) and content hash (R-2.5: integrity
+/// is provable).
 pub fn fingerprint(text: &str) -> (usize, String) {
+    fingerprint_in(text, tongdao_link::Alphabet::Auto)
+}
+
+/// The text's segment count under the `alphabet` of the operator it goes to
+/// ([`super::Routes::alphabet`]) and its content hash.
+pub fn fingerprint_in(text: &str, alphabet: tongdao_link::Alphabet) -> (usize, String) {
     (
-        tongdao_smpp::encode::segment_count(text),
+        tongdao_link::encode::segment_count_in(text, alphabet),
         hex::encode(Sha256::digest(text.as_bytes())),
     )
 }

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use super::{Basis, ChargePlan, NewMessage, OutboxError, content_key, event, fingerprint};
+use super::{Basis, ChargePlan, NewMessage, OutboxError, content_key, event, fingerprint_in};
 use crate::compliance::{Blocked, Compliance, NewViolation, day_key, month_key};
 use crate::relay::routing::Routes;
 use crate::relay::settings::RelayConfig;
@@ -217,7 +217,8 @@ async fn prepare(
         Some(name) => return Err(OutboxError::UnknownOperator(name.clone())),
         None => routed,
     };
-    let segments = tongdao_smpp::encode::segment_count(&message.text);
+    let alphabet = gate.routes.alphabet(&operator);
+    let segments = tongdao_link::encode::segment_count_in(&message.text, alphabet);
     if segments > 255 {
         return Err(OutboxError::TooLong(segments));
     }
@@ -256,7 +257,7 @@ async fn prepare(
                 .await?;
         }
     }
-    let (segments, sha256) = fingerprint(&message.text);
+    let (segments, sha256) = fingerprint_in(&message.text, alphabet);
     // Quiet hours hold pushes only; answers to the user go at once.
     let release_at = match message.basis {
         Basis::Subscription(_) => gate.compliance.push_release_at(now),
