@@ -23,7 +23,6 @@
 //! sent), waits up to a grace for those in flight, sends Unbind, waits for Unbind_Resp
 //! (at most the response timeout) and closes.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -272,7 +272,7 @@ pub async fn admit_push_in(
         gate.routes
             .operators_with(Alphabet::Ascii)
             .iter()
-            .map(|name| params.add(Some(name)))
+            .map(|name| params.add(Some(name.as_str())))
             .collect()
     } else {
         Vec::new()
