@@ -27,8 +27,8 @@
 //! of those in flight, sends `CMPP_TERMINATE`, waits for its response and closes. A
 //! connection lost with submits in flight fails each with [`SubmitError::ConnectionLost`].
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -58,6 +58,11 @@ use crate::status::{
     result_name,
 };
 use crate::text;
+
+/// Why a 包月 billing record is refused on a 3.0 link: sent as an MT, the user would
+/// receive it.
+const NO_RECORD_ON_3_0: &str =
+    "CMPP 3.0 has no billing-record submit (Registered_Delivery is 0 or 1, §8.4.3.1)";
 
 /// `CMPP_DELIVER_RESP` `Result` for a delivery the owner did not store (9~: other).
 const RESULT_NOT_STORED: u32 = 9;
@@ -210,10 +215,7 @@ pub fn to_submit(
                     FeeType::Monthly => "03",
                     FeeType::MonthlyRecordOnly => {
                         if version != Version::V20 {
-                            return Err(invalid(
-                                "CMPP 3.0 has no billing-record submit (Registered_Delivery is 0 or 1, §8.4.3.1): a 包月 record would reach the handset"
-                                    .to_string(),
-                            ));
+                            return Err(invalid(NO_RECORD_ON_3_0.to_string()));
                         }
                         registered_delivery = 2;
                         "03"
@@ -359,7 +361,10 @@ impl Inner {
         }
         .encode(self.config.version)
         .map_err(|e| SubmitError::Invalid(e.to_string()))?;
-        let rx = self.pending.register(seq).ok_or(SubmitError::NotConnected)?;
+        let rx = self
+            .pending
+            .register(seq)
+            .ok_or(SubmitError::NotConnected)?;
         if self.out.send(Out::Raw(bytes.freeze())).is_err() {
             self.pending.unregister(&seq);
             return Err(SubmitError::NotConnected);

@@ -321,10 +321,7 @@ async fn fee_fields_on_the_wire_equal_the_charge_plan_in_both_versions() {
             if p.fee_type == FeeType::MonthlyRecordOnly && v == Version::V30 {
                 // CMPP 3.0 §8.4.3.1: Registered_Delivery is 0 or 1; a 包月 record
                 // would reach the handset, so it is refused before sending.
-                assert!(
-                    matches!(sent, Err(SubmitError::Invalid(_))),
-                    "{sent:?}"
-                );
+                assert!(matches!(sent, Err(SubmitError::Invalid(_))), "{sent:?}");
             } else {
                 sent.expect("accepted");
             }

@@ -705,12 +705,7 @@ async fn fees_equal_charge_events(protocol: Protocol) {
         let months = charges::record_months(now_ms());
         let has_records = matches!(protocol, Protocol::Cmpp2 | Protocol::Sgip12);
         let records = relay.queue_fee_records(&months).await.unwrap();
-        assert_eq!(
-            records,
-            if has_records { 2 } else { 0 },
-            "{}",
-            db.name
-        );
+        assert_eq!(records, if has_records { 2 } else { 0 }, "{}", db.name);
         assert_eq!(relay.queue_fee_records(&months).await.unwrap(), 0);
         let records = i64::try_from(records).unwrap();
         wait_final(&store, total + records, Duration::from_secs(60)).await;

@@ -642,7 +642,10 @@ mod tests {
         for len in [1, 158, 159, 160, 306, 307, 1000] {
             let text: String = "ab{`~".chars().cycle().take(len).collect();
             let segs = encode_in(&text, Alphabet::Ascii, Concat::Udh8(7)).expect("encode");
-            assert!(segs.iter().all(|s| s.short_message.len() <= ASCII_SINGLE), "{len}");
+            assert!(
+                segs.iter().all(|s| s.short_message.len() <= ASCII_SINGLE),
+                "{len}"
+            );
             let mut r = Reassembler::new();
             let out = segs
                 .iter()

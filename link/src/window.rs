@@ -235,7 +235,10 @@ mod tests {
         assert_eq!(a.await, Ok("resp"));
         p.unregister(&9);
         p.close();
-        assert!(b.await.is_err(), "closed: the waiter sees the connection lost");
+        assert!(
+            b.await.is_err(),
+            "closed: the waiter sees the connection lost"
+        );
         assert!(p.register(3).is_none());
         assert!(p.is_empty());
     }
@@ -254,7 +257,10 @@ mod tests {
             pauses.push(pacer.throttled().expect("a new episode after the pause"));
             pacer.pace().await;
         }
-        assert_eq!(pauses, [ms(2), ms(4), ms(8), ms(16), ms(32), ms(32), ms(32)]);
+        assert_eq!(
+            pauses,
+            [ms(2), ms(4), ms(8), ms(16), ms(32), ms(32), ms(32)]
+        );
         pacer.accepted();
         pacer.pace().await;
         assert_eq!(pacer.throttled(), Some(ms(1)));

@@ -29,8 +29,8 @@
 //! bounded time for them, unbinds and closes. A shutdown that does both loses no answer
 //! it could have had, and sends nothing it cannot account for.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -255,7 +255,10 @@ impl Inner {
     /// Sends a request and waits for its response.
     async fn request(&self, pdu: Pdu) -> Result<Resp, SubmitError> {
         let seq = self.next_seq();
-        let rx = self.pending.register(seq).ok_or(SubmitError::NotConnected)?;
+        let rx = self
+            .pending
+            .register(seq)
+            .ok_or(SubmitError::NotConnected)?;
         if self.out.send(link::cmd(ESME_ROK, seq, pdu)).is_err() {
             self.pending.unregister(&seq);
             return Err(SubmitError::NotConnected);
