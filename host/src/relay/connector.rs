@@ -368,7 +368,8 @@ fn spawn_submit<S: Session>(
         .sender
         .clone()
         .unwrap_or_else(|| operator.source_addr.clone());
-    let concat = (operator.concat, operator.protocol.alphabet());
+    let concat = operator.concat;
+    let alphabet = operator.protocol.alphabet();
     let operator_name = operator.name.clone();
     // A 包月 billing record goes only where the protocol has records (never as an MT
     // the user would see), and is final on acceptance where no report follows.
@@ -388,14 +389,14 @@ fn spawn_submit<S: Session>(
                     )),
                 }
             } else {
-                match submit_message(
-                    &shared,
-                    &client,
-                    (&operator_name, &source, concat, fee.as_ref()),
-                    &message,
-                )
-                .await
-                {
+                let sending = Sending {
+                    operator: &operator_name,
+                    source: &source,
+                    concat,
+                    alphabet,
+                    fee: fee.as_ref(),
+                };
+                match submit_message(&shared, &client, sending, &message).await {
                     SubmitResult::Accepted(accepted) if final_on_accept => {
                         SubmitResult::Recorded(accepted)
                     }
@@ -570,6 +571,17 @@ async fn store_together(
     Ok(())
 }
 
+/// How one MT is sent: its operator, source address, concatenation, the protocol's
+/// alphabet and, where the protocol carries them, its fee context with the operator's
+/// default `Service_Id`.
+struct Sending<'a> {
+    operator: &'a str,
+    source: &'a str,
+    concat: ConcatMode,
+    alphabet: Alphabet,
+    fee: Option<&'a (FeeContext, String)>,
+}
+
 /// Submit the segments of one MT not yet accepted, in order; stop at the first failure.
 ///
 /// `fee` is the MT's fee context and the operator's default `Service_Id` when the
@@ -578,14 +590,16 @@ async fn store_together(
 async fn submit_message<S: Session>(
     shared: &RelayShared,
     client: &S,
-    (operator, source, (concat, alphabet), fee): (
-        &str,
-        &str,
-        (ConcatMode, Alphabet),
-        Option<&(FeeContext, String)>,
-    ),
+    sending: Sending<'_>,
     message: &Claimed,
 ) -> SubmitResult {
+    let Sending {
+        operator,
+        source,
+        concat,
+        alphabet,
+        fee,
+    } = sending;
     // The same reference on every attempt, so a resent segment joins its siblings.
     let concat = match concat {
         ConcatMode::Udh => Concat::Udh8(u8::try_from(message.id.rem_euclid(256)).unwrap_or(0)),
