@@ -27,15 +27,14 @@
 //! of those in flight, sends `CMPP_TERMINATE`, waits for its response and closes. A
 //! connection lost with submits in flight fails each with [`SubmitError::ConnectionLost`].
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
@@ -43,8 +42,8 @@ use tracing::{debug, warn};
 
 use tongdao_link::encode::ESM_UDHI;
 use tongdao_link::{
-    Ack, Answer, Connect as LinkConnect, FeeType, FeeUserType, Inbound, MoPdu, Receipt,
-    ReceiptState, Session, StatusClass, SubmitError, SubmitOutcome, SubmitRequest,
+    Ack, Answer, Connect as LinkConnect, FeeType, FeeUserType, Inbound, MoPdu, Pacer, Pending,
+    Receipt, ReceiptState, Session, StatusClass, SubmitError, SubmitOutcome, SubmitRequest,
 };
 
 use crate::auth;
@@ -59,6 +58,11 @@ use crate::status::{
     result_name,
 };
 use crate::text;
+
+/// Why a 包月 billing record is refused on a 3.0 link: sent as an MT, the user would
+/// receive it.
+const NO_RECORD_ON_3_0: &str =
+    "CMPP 3.0 has no billing-record submit (Registered_Delivery is 0 or 1, §8.4.3.1)";
 
 /// `CMPP_DELIVER_RESP` `Result` for a delivery the owner did not store (9~: other).
 const RESULT_NOT_STORED: u32 = 9;
@@ -158,7 +162,7 @@ pub enum ConnectError {
 /// | `Src_Id` / `Dest_terminal_Id` | `source_addr` / `destination_addr` (one handset) |
 /// | `Msg_Fmt`, `Msg_Content`, `TP_udhi` | `data_coding`, `short_message`, `esm_class` & 0x40 ([`crate::text::to_msg_fmt`]) |
 /// | `Pk_total` / `Pk_number` | `concat` (1/1 without) |
-/// | `Registered_Delivery` | 1 if `registered_delivery`, else 0; 2 (billing record only, not delivered) for [`FeeType::MonthlyRecordOnly`] on CMPP 2.0 (3.0's table has no 2: it is sent as 03 with the request's report flag) |
+/// | `Registered_Delivery` | 1 if `registered_delivery`, else 0; 2 ("产生SMC话单": a billing record, never delivered, no report) for [`FeeType::MonthlyRecordOnly`] on CMPP 2.0; 3.0's field has only 0 and 1 (§8.4.3.1), so a record is refused there rather than sent as an MT the user would see |
 /// | `FeeType` | `01` free, `02` per message, `03` monthly and monthly record; `01` without a fee |
 /// | `FeeCode` | `fee_code_fen`, 6 digits zero-padded; above 999,999 fen is refused |
 /// | `Fee_UserType` | 0 destination, 1 source, 2 SP, 3 charge number |
@@ -169,8 +173,10 @@ pub enum ConnectError {
 /// | `ValId_Time` | `validity_period` |
 ///
 /// # Errors
-/// [`SubmitError::Invalid`] for a fee that does not fit or a GSM 7-bit text that is not
-/// ASCII; field widths are checked when encoding.
+/// [`SubmitError::Invalid`] for a fee that does not fit, a billing record on CMPP 3.0,
+/// a GSM 7-bit text that is not ASCII, or a `Msg_Content` over the spec's limit (159
+/// octets for `Msg_Fmt` 0, 140 otherwise: encode with [`crate::text::ALPHABET`]);
+/// field widths are checked when encoding.
 pub fn to_submit(
     request: &SubmitRequest,
     sp_id: &str,
@@ -183,6 +189,14 @@ pub fn to_submit(
         &request.short_message,
     )
     .map_err(invalid)?;
+    // CMPP 3.0 §8.4.3.1 Msg_Length: below 160 octets for Msg_Fmt 0, ≤ 140 otherwise.
+    let limit = if msg_fmt == text::FMT_ASCII { 159 } else { 140 };
+    if msg_content.len() > limit {
+        return Err(invalid(format!(
+            "Msg_Content of {} octets exceeds the {limit} of Msg_Fmt {msg_fmt} (§8.4.3.1)",
+            msg_content.len()
+        )));
+    }
     let (pk_total, pk_number) = request.concat.map_or((1, 1), |c| (c.total, c.seq));
     let mut registered_delivery = u8::from(request.registered_delivery);
     let (fee_type, fee_code, fee_user_type, fee_terminal_id, service_id, link_id) =
@@ -200,9 +214,10 @@ pub fn to_submit(
                     FeeType::PerMessage => "02",
                     FeeType::Monthly => "03",
                     FeeType::MonthlyRecordOnly => {
-                        if version == Version::V20 {
-                            registered_delivery = 2;
+                        if version != Version::V20 {
+                            return Err(invalid(NO_RECORD_ON_3_0.to_string()));
                         }
+                        registered_delivery = 2;
                         "03"
                     }
                 };
@@ -323,61 +338,18 @@ struct Inner {
     config: ClientConfig,
     out: OutTx,
     seq: AtomicU32,
-    /// `None` once closed, so late registrations fail fast.
-    pending: Mutex<Option<HashMap<u32, oneshot::Sender<Resp>>>>,
+    /// Requests awaiting their response (closed with the connection).
+    pending: Pending<u32, Resp>,
     window: Semaphore,
-    bucket: Option<Mutex<Bucket>>,
-    throttle: Mutex<Throttle>,
+    pacer: Pacer,
     draining: AtomicBool,
     closing: AtomicBool,
     cancel: CancellationToken,
 }
 
-#[derive(Debug)]
-struct Bucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    fn reserve(&mut self, now: Instant) -> Option<Duration> {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst) - 1.0;
-        (self.tokens < 0.0).then(|| Duration::from_secs_f64(-self.tokens / self.rate))
-    }
-}
-
-#[derive(Debug)]
-struct Throttle {
-    until: Instant,
-    next: Duration,
-}
-
 impl Inner {
-    fn register(&self, seq: u32) -> Option<oneshot::Receiver<Resp>> {
-        let (tx, rx) = oneshot::channel();
-        let mut guard = self.pending.lock().ok()?;
-        guard.as_mut()?.insert(seq, tx);
-        Some(rx)
-    }
-
-    fn unregister(&self, seq: u32) {
-        if let Ok(mut guard) = self.pending.lock()
-            && let Some(map) = guard.as_mut()
-        {
-            map.remove(&seq);
-        }
-    }
-
     fn complete(&self, seq: u32, resp: Resp) -> bool {
-        let tx = match self.pending.lock() {
-            Ok(mut guard) => guard.as_mut().and_then(|m| m.remove(&seq)),
-            Err(_) => None,
-        };
-        tx.map(|tx| tx.send(resp).is_ok()).unwrap_or(false)
+        self.pending.complete(&seq, resp)
     }
 
     /// Encodes and sends a request, waits for its response.
@@ -389,14 +361,17 @@ impl Inner {
         }
         .encode(self.config.version)
         .map_err(|e| SubmitError::Invalid(e.to_string()))?;
-        let rx = self.register(seq).ok_or(SubmitError::NotConnected)?;
+        let rx = self
+            .pending
+            .register(seq)
+            .ok_or(SubmitError::NotConnected)?;
         if self.out.send(Out::Raw(bytes.freeze())).is_err() {
-            self.unregister(seq);
+            self.pending.unregister(&seq);
             return Err(SubmitError::NotConnected);
         }
         match timeout(self.config.response_timeout, rx).await {
             Err(_) => {
-                self.unregister(seq);
+                self.pending.unregister(&seq);
                 Err(SubmitError::Timeout)
             }
             Ok(Err(_)) => Err(SubmitError::ConnectionLost),
@@ -405,45 +380,22 @@ impl Inner {
     }
 
     async fn pace(&self) {
-        let until = self.throttle.lock().map(|t| t.until).ok();
-        if let Some(until) = until
-            && until > Instant::now()
-        {
-            sleep_until(until).await;
-        }
-        if let Some(bucket) = &self.bucket {
-            let wait = bucket
-                .lock()
-                .ok()
-                .and_then(|mut b| b.reserve(Instant::now()));
-            if let Some(wait) = wait {
-                sleep(wait).await;
-            }
-        }
+        self.pacer.pace().await;
     }
 
     fn throttled(&self) {
-        if let Ok(mut t) = self.throttle.lock() {
-            let now = Instant::now();
-            if now >= t.until {
-                t.until = now + t.next;
-                t.next = (t.next * 2).min(self.config.throttle_backoff * 32);
-                debug!(pause = ?t.until.duration_since(now), "cmpp flow control");
-            }
+        if let Some(pause) = self.pacer.throttled() {
+            debug!(?pause, "cmpp flow control");
         }
     }
 
     fn accepted(&self) {
-        if let Ok(mut t) = self.throttle.lock() {
-            t.next = self.config.throttle_backoff;
-        }
+        self.pacer.accepted();
     }
 
     fn shut(&self) {
         self.closing.store(true, Ordering::SeqCst);
-        if let Ok(mut guard) = self.pending.lock() {
-            guard.take();
-        }
+        self.pending.close();
         self.window.close();
         self.cancel.cancel();
     }
@@ -550,27 +502,13 @@ impl Client {
             }
         }
 
-        let bucket = (config.tps > 0).then(|| {
-            let rate = f64::from(config.tps);
-            let burst = (rate / 10.0).max(1.0);
-            Mutex::new(Bucket {
-                rate,
-                burst,
-                tokens: burst,
-                last: Instant::now(),
-            })
-        });
         let inner = Arc::new(Inner {
             window: Semaphore::new(config.window),
-            throttle: Mutex::new(Throttle {
-                until: Instant::now(),
-                next: config.throttle_backoff,
-            }),
+            pacer: Pacer::new(config.tps, config.throttle_backoff),
             config,
             out,
             seq: AtomicU32::new(2),
-            pending: Mutex::new(Some(HashMap::new())),
-            bucket,
+            pending: Pending::new(),
             draining: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             cancel,
@@ -696,12 +634,7 @@ impl Client {
 
     /// Requests sent and still awaiting their response.
     pub fn in_flight(&self) -> usize {
-        self.inner
-            .pending
-            .lock()
-            .ok()
-            .and_then(|g| g.as_ref().map(HashMap::len))
-            .unwrap_or(0)
+        self.inner.pending.len()
     }
 }
 

@@ -91,8 +91,5 @@ pub(crate) fn send(out: &OutTx, version: Version, seq: u32, pdu: Pdu) {
     }
 }
 
-/// Sequence ids run 1..=0x7FFFFFFF and wrap.
-pub(crate) fn next_seq(seq: &std::sync::atomic::AtomicU32) -> u32 {
-    let s = seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0x7FFF_FFFF;
-    if s == 0 { 1 } else { s }
-}
+/// Sequence ids run 1..=0x7FFFFFFF and wrap (the shared counter of every client).
+pub(crate) use tongdao_link::window::next_seq;

@@ -9,7 +9,9 @@
 //!   [`SimConfig::gateway`], sequence) and records every accepted submit **with all its
 //!   fields**, fee fields included ([`SimHandle::received`]), so tests can compare what
 //!   the operator would bill with the charge events. Reassembles long messages
-//!   ([`SimHandle::messages`]).
+//!   ([`SimHandle::messages`]). A CMPP 2.0 submit with `Registered_Delivery` 2
+//!   ("产生SMC话单", a 包月 billing record) is kept as a billing record
+//!   ([`SimHandle::fee_records`]): never a handset's message, no report.
 //! * Sends a status report [`SimConfig::report_delay`] after each accepted submit that
 //!   asked for one (`UNDELIV` for a [`SimConfig::report_failure`] share), to a logged-in
 //!   connection of the same SP_Id; a non-zero `CMPP_DELIVER_RESP`, or a connection lost
@@ -254,6 +256,7 @@ impl Sim {
             next_seq16: AtomicU32::new(0),
             mo_ref: AtomicU32::new(0),
             received: Mutex::new(VecDeque::new()),
+            fee_records: Mutex::new(VecDeque::new()),
             reassembler: Mutex::new(Reassembler::new()),
             messages: Mutex::new(VecDeque::new()),
             ctl,
@@ -309,6 +312,17 @@ impl SimHandle {
     pub fn received(&self) -> Vec<ReceivedSubmit> {
         self.state
             .received
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Billing records (CMPP 2.0 `Registered_Delivery` 2: "产生SMC话单", billed, never
+    /// delivered), in arrival order; they are also in [`SimHandle::received`], never
+    /// in [`SimHandle::messages`].
+    pub fn fee_records(&self) -> Vec<ReceivedSubmit> {
+        self.state
+            .fee_records
             .lock()
             .map(|r| r.iter().cloned().collect())
             .unwrap_or_default()
@@ -412,6 +426,7 @@ struct State {
     next_seq16: AtomicU32,
     mo_ref: AtomicU32,
     received: Mutex<VecDeque<ReceivedSubmit>>,
+    fee_records: Mutex<VecDeque<ReceivedSubmit>>,
     reassembler: Mutex<Reassembler>,
     messages: Mutex<VecDeque<SimMessage>>,
     ctl: mpsc::UnboundedSender<Ctl>,
@@ -849,6 +864,24 @@ fn accept(state: &State, sp_id: &str, version: Version, submit: Submit, dice: &m
     let c = &state.counters;
     inc(&c.accepted);
     let msg_id = state.new_msg_id();
+    let record = ReceivedSubmit {
+        msg_id,
+        message_id: MsgId::from_u64(msg_id).to_string(),
+        sp_id: sp_id.to_string(),
+        version,
+        submit,
+    };
+    // CMPP 2.0 Registered_Delivery 2: a billing record for the gateway only.
+    if version == Version::V20 && record.submit.registered_delivery == 2 {
+        if let Ok(mut r) = state.fee_records.lock() {
+            push_capped(&mut r, state.config.max_records, record.clone());
+        }
+        if let Ok(mut r) = state.received.lock() {
+            push_capped(&mut r, state.config.max_records, record);
+        }
+        return msg_id;
+    }
+    let submit = &record.submit;
     let (dc, esm, sm) = text::to_ucs2(submit.msg_fmt, submit.tp_udhi, &submit.msg_content);
     for dest in &submit.dest_terminal_ids {
         let key = format!("{}\u{0}{dest}", submit.src_id);
@@ -900,17 +933,7 @@ fn accept(state: &State, sp_id: &str, version: Version, submit: Submit, dice: &m
         }
     }
     if let Ok(mut r) = state.received.lock() {
-        push_capped(
-            &mut r,
-            state.config.max_records,
-            ReceivedSubmit {
-                msg_id,
-                message_id: MsgId::from_u64(msg_id).to_string(),
-                sp_id: sp_id.to_string(),
-                version,
-                submit,
-            },
-        );
+        push_capped(&mut r, state.config.max_records, record);
     }
     msg_id
 }

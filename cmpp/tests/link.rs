@@ -315,27 +315,44 @@ async fn fee_fields_on_the_wire_equal_the_charge_plan_in_both_versions() {
             charged,
         ];
         for p in &plans {
-            client
+            let sent = client
                 .submit(&requests("13800138000", "x", 1, Some(p.clone()))[0])
-                .await
-                .expect("accepted");
+                .await;
+            if p.fee_type == FeeType::MonthlyRecordOnly && v == Version::V30 {
+                // CMPP 3.0 §8.4.3.1: Registered_Delivery is 0 or 1; a 包月 record
+                // would reach the handset, so it is refused before sending.
+                assert!(matches!(sent, Err(SubmitError::Invalid(_))), "{sent:?}");
+            } else {
+                sent.expect("accepted");
+            }
         }
         client.close().await;
     }
     let got = sim.received();
-    assert_eq!(got.len(), 10);
+    assert_eq!(got.len(), 9);
+    // The 2.0 record is the gateway's billing record, never a handset's message.
+    let records = sim.fee_records();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].version, Version::V20);
+    assert_eq!(records[0].submit.registered_delivery, 2);
+    assert!(sim.messages().iter().all(|m| m.text == "x"));
+    assert_eq!(sim.messages().len(), 8);
     // (FeeType, FeeCode, Fee_UserType, Fee_terminal_Id, Registered_Delivery) per plan.
     let want = |v: Version| {
-        vec![
+        let mut want = vec![
             ("01", "000000", 0, "", 1),
             ("02", "000010", 0, "", 1),
             ("03", "000500", 0, "", 1),
-            // 2.0 has the billing-record-only report flag; 3.0's table does not.
-            ("03", "000500", 0, "", if v == Version::V20 { 2 } else { 1 }),
             ("02", "000150", 3, "13900139000", 1),
-        ]
+        ];
+        // 2.0 has the billing-record-only Registered_Delivery 2; 3.0's has not.
+        if v == Version::V20 {
+            want.insert(3, ("03", "000500", 0, "", 2));
+        }
+        want
     };
-    for (chunk, v) in got.chunks(5).zip([Version::V30, Version::V20]) {
+    let (v30, v20) = got.split_at(4);
+    for (chunk, v) in [(v30, Version::V30), (v20, Version::V20)] {
         let wire: Vec<_> = chunk
             .iter()
             .map(|r| {

@@ -2,7 +2,11 @@
 //! to the simulator by two operators' binds, every receipt matched. Ends with one
 //! summary line for scripts: `relay: mt=… seconds=… mt_per_s=… store=…`.
 //!
-//! `cargo bench -p tongdao --bench relay [-- N]` (default 20,000). The store is a
+//! `cargo bench -p tongdao --bench relay [-- N] [--protocol smpp|cmpp3|sgip12]`
+//! (default 20,000 over SMPP). Over CMPP 3.0 both operators bind to one ISMG
+//! simulator; over SGIP 1.2 each operator has its own SMG simulator, which connects
+//! back to that operator's listener, and one bind (SGIP links are one per operator).
+//! The summary line names the protocol. The store is a
 //! temporary SQLite file, or a fresh database on the PostgreSQL server of
 //! `TONGDAO_BENCH_DATABASE_URL` (e.g. `postgres://postgres@127.0.0.1:5432/test`;
 //! the database is created beside the named one and dropped at the end).
@@ -15,20 +19,122 @@ mod common;
 use std::time::{Duration, Instant};
 
 use tongdao::config::{OperatorConfig, RelayConfig};
+use tongdao::relay::settings::{CmppSettings, Protocol, SgipSettings};
 use tongdao::relay::{Relay, Routes, outbox};
 use tongdao::store::Store;
 use tongdao_smpp::sim::{Sim, SimConfig};
 
 fn main() {
-    let n: i64 = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(20_000);
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n: i64 = args.iter().find_map(|a| a.parse().ok()).unwrap_or(20_000);
+    let protocol = args
+        .iter()
+        .position(|a| a == "--protocol")
+        .and_then(|i| args.get(i + 1))
+        .map_or(Some(Protocol::Smpp), |p| Protocol::parse(p))
+        .expect("--protocol smpp|cmpp3|sgip12");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(run(n));
+    rt.block_on(run(n, protocol));
+}
+
+/// The simulators of one run (kept alive until it ends), and how many submits they
+/// accepted.
+enum Gateways {
+    Smpp(tongdao_smpp::sim::SimHandle),
+    Cmpp(tongdao_cmpp::sim::SimHandle),
+    Sgip(Vec<tongdao_sgip::sim::SimHandle>),
+}
+
+impl Gateways {
+    fn accepted(&self) -> u64 {
+        match self {
+            Gateways::Smpp(sim) => sim.stats().accepted,
+            Gateways::Cmpp(sim) => sim.stats().accepted,
+            Gateways::Sgip(sims) => sims.iter().map(|s| s.stats().accepted).sum(),
+        }
+    }
+}
+
+/// Start the gateway simulators for `protocol` and point `operators` at them.
+async fn gateways(protocol: Protocol, operators: &mut [OperatorConfig]) -> Gateways {
+    match protocol {
+        Protocol::Smpp => {
+            let sim = Sim::start(SimConfig {
+                dlr_delay: Duration::from_millis(1),
+                ..SimConfig::default()
+            })
+            .await
+            .unwrap();
+            for op in operators.iter_mut() {
+                op.address = sim.local_addr().to_string();
+            }
+            Gateways::Smpp(sim)
+        }
+        Protocol::Cmpp3 | Protocol::Cmpp2 => {
+            let sim = tongdao_cmpp::sim::Sim::start(tongdao_cmpp::sim::SimConfig {
+                report_delay: Duration::from_millis(1),
+                deliver_window: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+            // One SP_Id per operator: the ISMG sends each report to a link of the
+            // SP_Id that submitted it.
+            for (i, op) in operators.iter_mut().enumerate() {
+                op.protocol = protocol;
+                op.address = sim.local_addr().to_string();
+                op.system_id = format!("90123{i}");
+                // The simulator takes any SP_Id and signs with an empty secret.
+                op.password = String::new();
+                op.cmpp = Some(CmppSettings {
+                    service_id: "HELP".into(),
+                    ..CmppSettings::default()
+                });
+            }
+            Gateways::Cmpp(sim)
+        }
+        Protocol::Sgip12 => {
+            let mut sims = Vec::new();
+            for op in operators.iter_mut() {
+                let listen = std::net::TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap();
+                let sim = tongdao_sgip::sim::Sim::start(tongdao_sgip::sim::SimConfig {
+                    sp_address: Some(listen),
+                    sp_credentials: ("smg".into(), "smg-pw".into()),
+                    report_delay: Duration::from_millis(1),
+                    window: 100,
+                    idle_timeout: Duration::from_secs(300),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+                op.protocol = protocol;
+                op.binds = 1;
+                op.address = sim.local_addr().to_string();
+                op.sgip = Some(SgipSettings {
+                    node_id: 3_010_099_001,
+                    corp_id: "12345".into(),
+                    service_type: "HELP".into(),
+                    listen: listen.to_string(),
+                    smg_login: "smg".into(),
+                    smg_password: "smg-pw".into(),
+                });
+                sims.push(sim);
+            }
+            Gateways::Sgip(sims)
+        }
+    }
 }
 
 async fn count(store: &Store, status: &str) -> i64 {
@@ -68,20 +174,13 @@ async fn bench_store(dir: &std::path::Path) -> (Store, &'static str, Option<(Str
     (store, "postgres", Some((base, name)))
 }
 
-async fn run(n: i64) {
+async fn run(n: i64, protocol: Protocol) {
     let dir = tempfile::tempdir().unwrap();
     let (store, store_name, created) = bench_store(dir.path()).await;
-    let sim = Sim::start(SimConfig {
-        dlr_delay: Duration::from_millis(1),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let operators: Vec<OperatorConfig> = [("mobile", "138"), ("unicom", "130")]
+    let mut operators: Vec<OperatorConfig> = [("mobile", "138"), ("unicom", "130")]
         .iter()
         .map(|(name, prefix)| OperatorConfig {
             name: (*name).into(),
-            address: sim.local_addr().to_string(),
             system_id: format!("bench-{name}"),
             password: "pw".into(),
             system_type: String::new(),
@@ -94,6 +193,7 @@ async fn run(n: i64) {
             ..Default::default()
         })
         .collect();
+    let gateways = gateways(protocol, &mut operators).await;
     let relay_config = RelayConfig {
         batch: 512,
         ..RelayConfig::default()
@@ -147,7 +247,6 @@ async fn run(n: i64) {
     .fetch_one(store.pool())
     .await
     .unwrap();
-    let stats = sim.stats();
     println!(
         "queued {n} MTs in {:.1} s (one transaction each, not timed below)",
         queued_in.as_secs_f64()
@@ -157,16 +256,18 @@ async fn run(n: i64) {
         submitted_at.unwrap_or_default().as_secs_f64()
     );
     println!(
-        "simulator: {} submits accepted, {} receipts sent",
-        stats.accepted, stats.receipts_sent
+        "simulator: {} submits accepted ({})",
+        gateways.accepted(),
+        protocol.as_str()
     );
     println!(
         "receipts stored: {receipts}, matched on arrival: {on_arrival}, matched later: {}",
         receipts - on_arrival
     );
     println!(
-        "relay: mt={n} seconds={seconds:.2} mt_per_s={:.0} store={store_name}",
-        n as f64 / seconds
+        "relay: mt={n} seconds={seconds:.2} mt_per_s={:.0} store={store_name} protocol={}",
+        n as f64 / seconds,
+        protocol.as_str()
     );
     store.close().await;
     if let Some((base, name)) = created {

@@ -86,6 +86,12 @@ pub fn spawn(store: Store, relay: Arc<Relay>) -> tokio::task::JoinHandle<()> {
                 }
                 Err(e) => tracing::warn!(error = %e, "charge pass failed; retrying"),
             }
+            // Monthly charges the operator bills from a record (CMPP 2.0, SGIP 1.2).
+            match relay.queue_fee_records(&charges::record_months(now)).await {
+                Ok(0) => {}
+                Ok(queued) => tracing::info!(queued, "billing records queued"),
+                Err(e) => tracing::warn!(error = %e, "billing records not queued; retrying"),
+            }
             tokio::time::sleep(CHARGE_EVERY).await;
         }
     })

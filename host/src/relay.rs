@@ -146,6 +146,8 @@ pub struct Relay {
     shared: Arc<RelayShared>,
     routes: Routes,
     compliance: Compliance,
+    /// Operators whose protocol has 包月 billing records (CMPP 2.0, SGIP 1.2).
+    record_operators: Vec<String>,
     binds: Vec<Arc<BindView>>,
     bind_tasks: Mutex<Vec<JoinHandle<()>>>,
     sweeper: JoinHandle<()>,
@@ -212,6 +214,11 @@ impl Relay {
             shared,
             routes: Routes::new(operators),
             compliance,
+            record_operators: operators
+                .iter()
+                .filter(|o| o.protocol.has_fee_records())
+                .map(|o| o.name.clone())
+                .collect(),
             binds,
             bind_tasks: Mutex::new(bind_tasks),
             sweeper,
@@ -244,6 +251,27 @@ impl Relay {
         let id = outbox::enqueue_test(&self.shared.store, self.gate(), to, text, operator).await?;
         self.shared.wake.notify_waiters();
         Ok(id)
+    }
+
+    /// Queue the 包月 billing record of every monthly charge event of `months`
+    /// (`YYYY-MM`) on an operator whose protocol has records and that has none yet
+    /// (issue 16 item 4, [`outbox::records`]), and wake the binds. Idempotent.
+    /// Returns how many were queued.
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn queue_fee_records(&self, months: &[String]) -> Result<u64, OutboxError> {
+        let queued = outbox::records::admit_fee_records(
+            &self.shared.store,
+            self.gate(),
+            &self.record_operators,
+            months,
+        )
+        .await?;
+        if queued > 0 {
+            self.shared.wake.notify_waiters();
+        }
+        Ok(queued)
     }
 
     /// Wake the binds after MTs were queued by someone else (a push's bulk insert,

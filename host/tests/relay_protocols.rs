@@ -41,6 +41,9 @@ struct Wire {
     link_id: String,
     /// SGIP `MorelatetoMTFlag` (0: a reply to an MO); CMPP: 2.
     mo_related: u8,
+    /// A 包月 billing record, never delivered (CMPP 2.0 `Registered_Delivery` 2, SGIP
+    /// `ReportFlag` 3).
+    record: bool,
 }
 
 /// A running simulator of either protocol.
@@ -121,6 +124,8 @@ impl Gateway {
                     fee_fen: r.submit.fee_code.parse().unwrap(),
                     link_id: r.submit.link_id.clone(),
                     mo_related: 2,
+                    record: r.version == tongdao_cmpp::pdu::Version::V20
+                        && r.submit.registered_delivery == 2,
                 })
                 .collect(),
             Gateway::Sgip(sim) => sim
@@ -133,6 +138,7 @@ impl Gateway {
                     fee_fen: r.submit.fee_value,
                     link_id: String::new(),
                     mo_related: r.submit.morelateto_mt_flag,
+                    record: r.submit.report_flag == 3,
                 })
                 .collect(),
         }
@@ -151,6 +157,14 @@ impl Gateway {
                 .into_iter()
                 .map(|m| (national(&m.user_number), m.text))
                 .collect(),
+        }
+    }
+
+    /// How many billing records the gateway keeps (never a handset's message).
+    fn fee_records(&self) -> usize {
+        match self {
+            Gateway::Cmpp(sim) => sim.fee_records().len(),
+            Gateway::Sgip(sim) => sim.fee_records().len(),
         }
     }
 
@@ -541,6 +555,13 @@ async fn sgip12_mo_routed_and_the_reply_is_flagged_as_answering_it() {
 /// the billed parts is the sum of the per-message events (a long MT billed once, on
 /// its first part); monthly, every part carries the monthly fee, which is the
 /// month's event; free parts carry fee type free and 0, and no event exists.
+///
+/// Where the protocol has 包月 billing records (CMPP 2.0, SGIP 1.2), the charge pass
+/// queues one per monthly charge event, sent as a record the gateway bills from and
+/// never delivers: per number and service the records on the wire sum to the monthly
+/// events; a second pass, and a pass after a restart, queue none; charge events stay
+/// one per subscription and month; the records are no partner's MTs (statements and
+/// statistics unchanged). CMPP 3.0 has no such record and gets none.
 async fn fees_equal_charge_events(protocol: Protocol) {
     for db in common::stores().await {
         let store = db.store.clone();
@@ -680,13 +701,70 @@ async fn fees_equal_charge_events(protocol: Protocol) {
         charges::charge(&store, &routes, now_ms(), Scan::Full)
             .await
             .unwrap();
+        // The billing records of the month's monthly charges (two subscriptions).
+        let months = charges::record_months(now_ms());
+        let has_records = matches!(protocol, Protocol::Cmpp2 | Protocol::Sgip12);
+        let records = relay.queue_fee_records(&months).await.unwrap();
+        assert_eq!(records, if has_records { 2 } else { 0 }, "{}", db.name);
+        assert_eq!(relay.queue_fee_records(&months).await.unwrap(), 0);
+        let records = i64::try_from(records).unwrap();
+        wait_final(&store, total + records, Duration::from_secs(60)).await;
+        assert_eq!(
+            common::count_messages(&store, "delivered").await,
+            total + records,
+            "{}: every record final (SGIP by its report, CMPP 2.0 once accepted)",
+            db.name
+        );
+        // Restarted: the next start's pass finds every record queued.
+        relay.stop();
+        let relay = Relay::start(
+            store.clone(),
+            relay_config(),
+            std::slice::from_ref(&operator),
+            common::relay_compliance(&store),
+        );
+        charges::charge(&store, &routes, now_ms(), Scan::Full)
+            .await
+            .unwrap();
+        assert_eq!(relay.queue_fee_records(&months).await.unwrap(), 0);
+        let (partner_mts,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM messages WHERE partner_id = $1")
+                .bind(partner.id)
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(
+            partner_mts, total,
+            "{}: records are no partner's MTs",
+            db.name
+        );
+        assert_eq!(
+            gateway.fee_records(),
+            usize::try_from(records).unwrap(),
+            "{}: the gateway keeps each record as a billing record",
+            db.name
+        );
+        assert!(
+            gateway
+                .messages()
+                .iter()
+                .all(|(_, text)| !text.starts_with("包月扣费")),
+            "{}: no record reaches a handset",
+            db.name
+        );
 
         // The wire, per (number, service).
         let wire = gateway.received();
         let mut wire_per_message: BTreeMap<(String, String), i64> = BTreeMap::new();
         let mut wire_monthly: BTreeMap<(String, String), i64> = BTreeMap::new();
+        let mut wire_records: BTreeMap<(String, String), i64> = BTreeMap::new();
         for w in &wire {
             let key = (w.dest.clone(), w.service.clone());
+            if w.record {
+                assert_eq!(w.fee_type, 3, "{}: a record is 包月: {w:?}", db.name);
+                *wire_records.entry(key).or_insert(0) += i64::from(w.fee_fen);
+                continue;
+            }
             match w.fee_type {
                 2 => *wire_per_message.entry(key).or_insert(0) += i64::from(w.fee_fen),
                 3 => {
@@ -773,6 +851,27 @@ async fn fees_equal_charge_events(protocol: Protocol) {
                 (key("13800000004", "BY"), 300)
             ]),
             "{}",
+            db.name
+        );
+        assert_eq!(
+            wire_records,
+            if has_records {
+                events_monthly.clone()
+            } else {
+                BTreeMap::new()
+            },
+            "{} {}: the billing records on the wire = the month's charge events",
+            protocol.as_str(),
+            db.name
+        );
+        let (monthly_count,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM charge_events WHERE kind = 'monthly'")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(
+            monthly_count, 2,
+            "{}: one charge per subscription and month, records or not",
             db.name
         );
         let (free_events,): (i64,) =

@@ -5,7 +5,8 @@
 //! The field names follow SMPP (`short_message`, `data_coding`, `esm_class`); a
 //! protocol maps them onto its own (CMPP `Msg_Content`, `Msg_Fmt`, `TP_udhi`).
 //! [`Alphabet::Auto`] is SMPP's choice (GSM 7-bit when the text fits, else UCS-2);
-//! protocols without an unpacked GSM 7-bit coding (CMPP, SGIP) use [`Alphabet::Ucs2`].
+//! [`Alphabet::Ascii`] is CMPP's (ASCII `Msg_Fmt` 0, below 160 octets, else UCS-2);
+//! [`Alphabet::Ucs2`] always sends UCS-2.
 //!
 //! * GSM 7-bit (`data_coding` 0x00) when every character is in the GSM 03.38 default
 //!   alphabet or its extension table (an extension character costs two septets: escape
@@ -28,6 +29,9 @@ use std::time::{Duration, Instant};
 pub const DC_GSM7: u8 = 0x00;
 /// `data_coding` for UCS-2.
 pub const DC_UCS2: u8 = 0x08;
+/// `data_coding` for IA5/ASCII (SMPP 3.4 §5.2.19 value 1; CMPP `Msg_Fmt` 0, SGIP
+/// MessageCoding 0): one octet per character.
+pub const DC_ASCII: u8 = 0x01;
 /// `esm_class` bit: `short_message` starts with a user data header.
 pub const ESM_UDHI: u8 = 0x40;
 
@@ -78,6 +82,8 @@ fn gsm7_char(c: char) -> Option<([u8; 2], usize)> {
 pub enum Coding {
     /// GSM 03.38 default alphabet (+ extension table), `data_coding` 0x00.
     Gsm7,
+    /// IA5/ASCII, one octet per character, `data_coding` 0x01.
+    Ascii,
     /// UCS-2 / UTF-16BE, `data_coding` 0x08.
     Ucs2,
 }
@@ -87,6 +93,7 @@ impl Coding {
     pub fn data_coding(self) -> u8 {
         match self {
             Coding::Gsm7 => DC_GSM7,
+            Coding::Ascii => DC_ASCII,
             Coding::Ucs2 => DC_UCS2,
         }
     }
@@ -159,6 +166,7 @@ fn units(text: &str, coding: Coding) -> Vec<([u8; 4], usize)> {
             .filter_map(gsm7_char)
             .map(|(s, n)| ([s[0], s[1], 0, 0], n))
             .collect(),
+        Coding::Ascii => text.bytes().map(|b| ([b, 0, 0, 0], 1)).collect(),
         Coding::Ucs2 => text
             .chars()
             .map(|c| {
@@ -174,18 +182,25 @@ fn units(text: &str, coding: Coding) -> Vec<([u8; 4], usize)> {
     }
 }
 
-/// (single-message capacity, per-segment capacity) in septets / UTF-16 units.
+/// (single-message capacity, per-segment capacity) in septets / octets / UTF-16 units.
 fn capacity(coding: Coding) -> (usize, usize) {
     match coding {
         Coding::Gsm7 => (160, 153),
+        // CMPP 3.0 §8.4.3.1 (and 2.0's CMPP_SUBMIT): Msg_Length < 160 octets for
+        // Msg_Fmt 0, so 159 in one message; a part is the 6-octet UDH + 153 ≤ 159.
+        Coding::Ascii => (ASCII_SINGLE, ASCII_SINGLE - 6),
         Coding::Ucs2 => (70, 67),
     }
 }
 
+/// Octets of one ASCII (`Msg_Fmt` 0) message: CMPP's `Msg_Length` is below 160 for
+/// `Msg_Fmt` 0 (CMPP 3.0 §8.4.3.1; ≤ 140 for every other format).
+pub const ASCII_SINGLE: usize = 159;
+
 /// Splits the units into chunks of at most `cap` weight without splitting a group.
 fn chunk(units: &[([u8; 4], usize)], cap: usize, coding: Coding) -> Vec<Vec<u8>> {
     let octets_per_weight = match coding {
-        Coding::Gsm7 => 1,
+        Coding::Gsm7 | Coding::Ascii => 1,
         Coding::Ucs2 => 2,
     };
     let mut out = Vec::new();
@@ -211,8 +226,12 @@ pub enum Alphabet {
     /// GSM 7-bit (unpacked) when every character fits, else UCS-2: SMPP.
     #[default]
     Auto,
-    /// Always UCS-2 (`data_coding`/`Msg_Fmt` 8): CMPP and SGIP, whose 0 means ASCII.
+    /// Always UCS-2 (`data_coding`/`Msg_Fmt` 8).
     Ucs2,
+    /// ASCII (`data_coding` 0x01, CMPP `Msg_Fmt` 0) when every character is ASCII,
+    /// 159 octets a message and 153 a part; else UCS-2: CMPP, whose `Msg_Fmt` 0 is
+    /// ASCII (not GSM 7-bit) and holds fewer than 160 octets (CMPP 3.0 §8.4.3.1).
+    Ascii,
 }
 
 impl Alphabet {
@@ -221,6 +240,8 @@ impl Alphabet {
         match self {
             Alphabet::Auto => choose_coding(text),
             Alphabet::Ucs2 => Coding::Ucs2,
+            Alphabet::Ascii if text.is_ascii() => Coding::Ascii,
+            Alphabet::Ascii => Coding::Ucs2,
         }
     }
 }
@@ -599,6 +620,43 @@ mod tests {
         assert_eq!(segment_count_in(&"a".repeat(70), Alphabet::Ucs2), 1);
         assert_eq!(segment_count_in(&"a".repeat(70), Alphabet::Auto), 1);
         assert_eq!(segment_count_in(&"a".repeat(71), Alphabet::Ucs2), 2);
+    }
+
+    /// CMPP 3.0 §8.4.3.1 `Msg_Length`: below 160 octets for `Msg_Fmt` 0 (ASCII), at
+    /// most 140 otherwise. 159 ASCII characters are one message, 160 are two parts of
+    /// 6 + 153 octets and 6 + 7; a part never exceeds 159 octets, a UCS-2 part 140.
+    #[test]
+    fn ascii_alphabet_keeps_cmpp_msg_fmt_0_below_160_octets() {
+        let one = encode_in(&"a".repeat(159), Alphabet::Ascii, Concat::Udh8(1)).expect("encode");
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].data_coding, DC_ASCII);
+        assert_eq!(one[0].short_message, "a".repeat(159).into_bytes());
+        let two = encode_in(&"a".repeat(160), Alphabet::Ascii, Concat::Udh8(1)).expect("encode");
+        assert_eq!(two.len(), 2);
+        assert_eq!(two[0].short_message.len(), 6 + 153);
+        assert_eq!(two[1].short_message.len(), 6 + 7);
+        // SMPP's GSM 7-bit takes 160 in one message.
+        assert_eq!(segment_count_in(&"a".repeat(160), Alphabet::Auto), 1);
+        // ASCII a character is one octet, `{` included (two septets in GSM 7-bit).
+        assert_eq!(segment_count_in(&"{".repeat(159), Alphabet::Ascii), 1);
+        for len in [1, 158, 159, 160, 306, 307, 1000] {
+            let text: String = "ab{`~".chars().cycle().take(len).collect();
+            let segs = encode_in(&text, Alphabet::Ascii, Concat::Udh8(7)).expect("encode");
+            assert!(
+                segs.iter().all(|s| s.short_message.len() <= ASCII_SINGLE),
+                "{len}"
+            );
+            let mut r = Reassembler::new();
+            let out = segs
+                .iter()
+                .filter_map(|s| r.push("k", s.data_coding, s.esm_class, &s.short_message, None))
+                .next_back();
+            assert_eq!(out.as_deref(), Some(text.as_str()), "{len}");
+        }
+        // Not ASCII (é is GSM 7-bit, not ASCII): UCS-2, 70 a message.
+        let latin = encode_in("café", Alphabet::Ascii, Concat::Udh8(1)).expect("encode");
+        assert_eq!(latin[0].data_coding, DC_UCS2);
+        assert_eq!(segment_count_in(&"é".repeat(71), Alphabet::Ascii), 2);
     }
 
     #[test]

@@ -14,6 +14,9 @@
 //! * [`reconnect`] — [`run_with_reconnect`] over any [`Connect`]: binds again after
 //!   failures and flaps with a jittered exponential back-off; [`LinkStatus`].
 //! * [`dice`] — the small deterministic generator behind jitter and simulator faults.
+//! * [`window`] — what every client keeps around its window: [`window::Pending`]
+//!   requests by sequence number, the [`window::Pacer`] (TPS bucket, throttle back-off),
+//!   [`window::next_seq`].
 //!
 //! # Plugging in a protocol
 //! A protocol crate implements [`Session`] on its client handle and [`Connect`] on its
@@ -29,6 +32,7 @@ pub mod receipt;
 pub mod reconnect;
 pub mod session;
 pub mod status;
+pub mod window;
 
 pub use encode::{Alphabet, Concat, ConcatInfo, Segment};
 pub use receipt::{Receipt, ReceiptState, canonical_message_id, normalize_message_id};
@@ -38,3 +42,4 @@ pub use session::{
     SubmitOutcome, SubmitRequest,
 };
 pub use status::StatusClass;
+pub use window::{Pacer, Pending};

@@ -16,8 +16,9 @@ use tokio::sync::mpsc;
 use crate::encode::{ConcatInfo, Reassembler, Segment};
 use crate::status::StatusClass;
 
-/// How the operator bills the user for one MT (CMPP 3.0 §7.4.3 `FeeType`; SGIP 1.2
-/// §4.2.3.3 `FeeType`). Source: issue 16 item 4, R-1.2.
+/// How the operator bills the user for one MT (CMPP 3.0 §8.4.3.1 `FeeType`; SGIP 1.2
+/// Submit table, `FeeType`, whose section number is not verified: see `tongdao_sgip::codec`).
+/// Source: issue 16 item 4, R-1.2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FeeType {
     /// Free to the user (CMPP `01`, SGIP 1).

@@ -23,7 +23,6 @@
 //! sent), waits up to a grace for those in flight, sends Unbind, waits for Unbind_Resp
 //! (at most the response timeout) and closes.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,7 +35,8 @@ use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tongdao_link::{
-    Fee, FeeType, FeeUserType, Session, StatusClass, SubmitError, SubmitOutcome, SubmitRequest,
+    Fee, FeeType, FeeUserType, Pacer, Pending, Session, StatusClass, SubmitError, SubmitOutcome,
+    SubmitRequest,
 };
 use tracing::{debug, warn};
 
@@ -363,48 +363,38 @@ type Answer = Result<Pdu, DecodeError>;
 #[derive(Debug)]
 struct Link {
     out: OutTx,
-    /// `None` once the link is down, so late registrations fail fast.
-    pending: Mutex<Option<HashMap<SequenceNumber, oneshot::Sender<Answer>>>>,
+    /// Requests awaiting their response (closed when the link is down).
+    pending: Pending<SequenceNumber, Answer>,
     cancel: CancellationToken,
     last_used: Mutex<Instant>,
 }
 
 impl Link {
     fn register(&self, seq: SequenceNumber) -> Option<oneshot::Receiver<Answer>> {
-        let (tx, rx) = oneshot::channel();
-        self.pending.lock().ok()?.as_mut()?.insert(seq, tx);
-        if let Ok(mut t) = self.last_used.lock() {
-            *t = Instant::now();
-        }
+        let rx = self.pending.register(seq)?;
+        self.touch();
         Some(rx)
     }
 
     fn unregister(&self, seq: &SequenceNumber) {
-        if let Ok(mut g) = self.pending.lock()
-            && let Some(m) = g.as_mut()
-        {
-            m.remove(seq);
-        }
+        self.pending.unregister(seq);
     }
 
     fn complete(&self, seq: &SequenceNumber, answer: Answer) -> bool {
-        let tx = self
-            .pending
-            .lock()
-            .ok()
-            .and_then(|mut g| g.as_mut().and_then(|m| m.remove(seq)));
+        let found = self.pending.complete(seq, answer);
+        self.touch();
+        found
+    }
+
+    /// The link was used now (the idle closer measures from here).
+    fn touch(&self) {
         if let Ok(mut t) = self.last_used.lock() {
             *t = Instant::now();
         }
-        tx.is_some_and(|tx| tx.send(answer).is_ok())
     }
 
     fn in_flight(&self) -> usize {
-        self.pending
-            .lock()
-            .ok()
-            .and_then(|g| g.as_ref().map(HashMap::len))
-            .unwrap_or(0)
+        self.pending.len()
     }
 
     fn is_down(&self) -> bool {
@@ -412,10 +402,8 @@ impl Link {
     }
 
     fn shut(&self) {
-        if let Ok(mut g) = self.pending.lock() {
-            // Dropping the senders wakes the waiters with ConnectionLost.
-            g.take();
-        }
+        // Dropping the senders wakes the waiters with ConnectionLost.
+        self.pending.close();
         self.cancel.cancel();
     }
 
@@ -444,19 +432,11 @@ impl Link {
 }
 
 #[derive(Debug)]
-struct Pace {
-    /// Token bucket (rate, burst, tokens, last) when a TPS is set.
-    bucket: Option<(f64, f64, f64, Instant)>,
-    throttled_until: Instant,
-    next_pause: Duration,
-}
-
-#[derive(Debug)]
 struct Shared {
     config: ClientConfig,
     minter: Minter,
     window: Semaphore,
-    pace: Mutex<Pace>,
+    pacer: Pacer,
     /// The current link; a std mutex, never held across an await.
     link: Mutex<Option<Arc<Link>>>,
     /// Serialises binds, so concurrent submits wait for one connect.
@@ -505,20 +485,11 @@ impl Client {
                 )));
             }
         }
-        let bucket = (config.tps > 0).then(|| {
-            let rate = f64::from(config.tps);
-            let burst = (rate / 10.0).max(1.0);
-            (rate, burst, burst, Instant::now())
-        });
         Ok(Client {
             shared: Arc::new(Shared {
                 minter: Minter::new(config.node_id),
                 window: Semaphore::new(config.window),
-                pace: Mutex::new(Pace {
-                    bucket,
-                    throttled_until: Instant::now(),
-                    next_pause: config.throttle_backoff,
-                }),
+                pacer: Pacer::new(config.tps, config.throttle_backoff),
                 link: Mutex::new(None),
                 connecting: tokio::sync::Mutex::new(()),
                 draining: AtomicBool::new(false),
@@ -693,41 +664,17 @@ impl Client {
     }
 
     async fn pace(&self) {
-        let wait = self.shared.pace.lock().ok().map(|mut p| {
-            let now = Instant::now();
-            let mut until = p.throttled_until.max(now);
-            if let Some((rate, burst, tokens, last)) = p.bucket.as_mut() {
-                let elapsed = now.saturating_duration_since(*last).as_secs_f64();
-                *last = now;
-                *tokens = (*tokens + elapsed * *rate).min(*burst) - 1.0;
-                if *tokens < 0.0 {
-                    until = until.max(now + Duration::from_secs_f64(-*tokens / *rate));
-                }
-            }
-            until
-        });
-        if let Some(until) = wait
-            && until > Instant::now()
-        {
-            sleep_until(until).await;
-        }
+        self.shared.pacer.pace().await;
     }
 
     fn throttled(&self) {
-        if let Ok(mut p) = self.shared.pace.lock() {
-            let now = Instant::now();
-            if now >= p.throttled_until {
-                p.throttled_until = now + p.next_pause;
-                p.next_pause = (p.next_pause * 2).min(self.shared.config.throttle_backoff * 32);
-                debug!(pause = ?p.throttled_until.duration_since(now), "sgip throttled");
-            }
+        if let Some(pause) = self.shared.pacer.throttled() {
+            debug!(?pause, "sgip throttled");
         }
     }
 
     fn accepted(&self) {
-        if let Ok(mut p) = self.shared.pace.lock() {
-            p.next_pause = self.shared.config.throttle_backoff;
-        }
+        self.shared.pacer.accepted();
     }
 
     /// Connects and binds one link (Login Type 1), starts its reader and idle closer.
@@ -801,7 +748,7 @@ impl Client {
         self.shared.binds.fetch_add(1, Ordering::Relaxed);
         let l = Arc::new(Link {
             out,
-            pending: Mutex::new(Some(HashMap::new())),
+            pending: Pending::new(),
             cancel,
             last_used: Mutex::new(Instant::now()),
         });

@@ -9,6 +9,30 @@
 //! SMSGate's `SgipSubmitRequest`/`SgipDeliverRequest`/`SgipReportRequest` packet
 //! structures.
 //!
+//! # Citations: what is verified
+//! * **§3.3 通信节点编号规则** (node ids: SMG `1AAAAX`, SMSC `2AAAAX`, SP `3AAAAQQQQQ`,
+//!   GNS `4AAAAX`; [`SequenceNumber::node_id`]): the section number is quoted with the
+//!   rule by two independent SP implementations (one cites "参考3.3节", one "3.3通信节点
+//!   编号规则").
+//! * **Field widths and order** of Bind, Submit, Deliver, Report and the responses
+//!   (the Submit table: SPNumber 21, ChargeNumber 21, UserCount 1, UserNumber 21 ×
+//!   UserCount, CorpId 5, ServiceType 10, FeeType 1, FeeValue 6, GivenValue 6,
+//!   AgentFlag 1, MorelatetoMTFlag 1, Priority 1, ExpireTime 16, ScheduleTime 16,
+//!   ReportFlag 1, TP_pid 1, TP_udhi 1, MessageCoding 1, MessageType 1, MessageLength
+//!   4, MessageContent, Reserve 8): checked field by field against `yedamao/go_sgip`
+//!   (`sgip/protocol/op_submit.go`, `op_deliver.go`, `op_report.go`, `op_bind.go`) as
+//!   well as SMSGate; the test `body_sizes_match_the_field_tables` pins the sizes.
+//! * **Value tables quoted from the specification's wording** by several
+//!   implementations (`bromine0x23/sgip` `SgipConstants`, go_sgip, SMSGate): ReportFlag
+//!   0 "只有最后出错时要返回状态报告", 1 "无论最后是否成功都要返回状态报告", 2 "不需要返回
+//!   状态报告", 3 "仅携带包月计费信息，不下发给用户，要返回状态报告"; MorelatetoMTFlag 0
+//!   "MO点播引起的第一条MT消息", 1 "…非第一条MT消息", 2 "非MO点播引起的MT消息", 3 "系统反馈
+//!   引起的MT消息"; Login Type 1 "SP向SMG建立的连接", 2 "SMG向SP建立的连接".
+//! * **Not verified: the section numbers of the command tables** (Bind, Submit,
+//!   Deliver, Report, the error codes). No copy of the specification with its
+//!   numbering could be found among published sources, and the implementations cite
+//!   no numbers for them, so they are cited here by table name only.
+//!
 //! # Layout (all integers big-endian)
 //! | part | bytes |
 //! | --- | --- |
@@ -83,7 +107,7 @@ pub mod command {
 /// ([`fmt::Display`]) is the MT's message id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct SequenceNumber {
-    /// Node id of the sender (an SP's is `3AAAAQQQQQ`: area code + corp id).
+    /// Node id of the sender (an SP's is `3AAAAQQQQQ`: area code + corp id, §3.3).
     pub node_id: u32,
     /// `MMDDHHMMSS` as a number.
     pub timestamp: u32,
@@ -203,7 +227,8 @@ pub struct Submit {
     /// ScheduleTime (16): `YYMMDDhhmmsstnnp` or empty (send now).
     pub schedule_time: String,
     /// ReportFlag (1): 0 report on failure only, 1 always, 2 never, 3 monthly billing
-    /// record only (not delivered to the phone).
+    /// record only (not delivered to the phone, reported: "仅携带包月计费信息，不下发给
+    /// 用户，要返回状态报告").
     pub report_flag: u8,
     /// TP_pid (1), GSM 03.40.
     pub tp_pid: u8,

@@ -4,9 +4,11 @@
 //!   [`SimConfig::credentials`] is set: Result 1 otherwise, 4 for another Login Type).
 //! * Answers every Submit, records it with every field, the fee fields included
 //!   ([`SimHandle::received`]: tests compare them with the charge events), reassembles
-//!   concatenated ones ([`SimHandle::messages`]).
+//!   concatenated ones ([`SimHandle::messages`]). A Submit with ReportFlag 3 ("该条消息
+//!   仅携带包月计费信息，不下发给用户", a 包月 billing record) is kept as a billing record
+//!   ([`SimHandle::fee_records`]), never as a handset's message.
 //! * Sends a Report per recipient [`SimConfig::report_delay`] after each accepted Submit
-//!   whose ReportFlag asks for one (1 always; 0 on failure only; 2 and 3 never), State 2
+//!   whose ReportFlag asks for one (1 and 3 always; 0 on failure only; 2 never), State 2
 //!   with ErrorCode [`SimConfig::report_error_code`] for a [`SimConfig::failure_ratio`]
 //!   of them, State 0 otherwise.
 //! * Reports and MOs ([`SimHandle::send_mo`]) go over the simulator's own link to the
@@ -266,6 +268,7 @@ struct State {
     minter: Minter,
     mo_ref: AtomicU32,
     received: Mutex<VecDeque<ReceivedSubmit>>,
+    fee_records: Mutex<VecDeque<ReceivedSubmit>>,
     reassembler: Mutex<Reassembler>,
     messages: Mutex<VecDeque<SimMessage>>,
     ctl: mpsc::UnboundedSender<Ctl>,
@@ -310,6 +313,7 @@ impl Sim {
             counters: Counters::default(),
             mo_ref: AtomicU32::new(0),
             received: Mutex::new(VecDeque::new()),
+            fee_records: Mutex::new(VecDeque::new()),
             reassembler: Mutex::new(Reassembler::new()),
             messages: Mutex::new(VecDeque::new()),
             ctl,
@@ -367,6 +371,17 @@ impl SimHandle {
     pub fn received(&self) -> Vec<ReceivedSubmit> {
         self.state
             .received
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Billing records (ReportFlag 3: billed, reported, never delivered), in arrival
+    /// order; they are also in [`SimHandle::received`], never in
+    /// [`SimHandle::messages`].
+    pub fn fee_records(&self) -> Vec<ReceivedSubmit> {
+        self.state
+            .fee_records
             .lock()
             .map(|r| r.iter().cloned().collect())
             .unwrap_or_default()
@@ -656,6 +671,8 @@ fn check_bind(state: &State, b: &Bind, already: bool) -> u8 {
 fn accept(state: &State, login: &str, seq: SequenceNumber, s: Submit, dice: &mut Dice) {
     let c = &state.counters;
     inc(&c.accepted);
+    // ReportFlag 3: a 包月 billing record, billed and reported, never delivered.
+    let record = s.report_flag == REPORT_FLAG_FEE_RECORD;
     for user in &s.user_numbers {
         let key = format!("{}\u{0}{user}", s.sp_number);
         let done = state.reassembler.lock().ok().and_then(|mut r| {
@@ -667,7 +684,8 @@ fn accept(state: &State, login: &str, seq: SequenceNumber, s: Submit, dice: &mut
                 &s.message_content,
             )
         });
-        if let Some(full) = done
+        if !record
+            && let Some(full) = done
             && let Ok(mut m) = state.messages.lock()
         {
             push_capped(
@@ -682,7 +700,7 @@ fn accept(state: &State, login: &str, seq: SequenceNumber, s: Submit, dice: &mut
         }
         let failed = state.config.failure_ratio > 0.0 && dice.next() < state.config.failure_ratio;
         let wants = match s.report_flag {
-            1 => true,
+            1 | REPORT_FLAG_FEE_RECORD => true,
             0 => failed,
             _ => false,
         };
@@ -711,19 +729,22 @@ fn accept(state: &State, login: &str, seq: SequenceNumber, s: Submit, dice: &mut
             }));
         }
     }
+    let received = ReceivedSubmit {
+        sequence: seq,
+        message_id: seq.to_string(),
+        login_name: login.to_string(),
+        submit: s,
+    };
+    if record && let Ok(mut r) = state.fee_records.lock() {
+        push_capped(&mut r, state.config.max_records, received.clone());
+    }
     if let Ok(mut r) = state.received.lock() {
-        push_capped(
-            &mut r,
-            state.config.max_records,
-            ReceivedSubmit {
-                sequence: seq,
-                message_id: seq.to_string(),
-                login_name: login.to_string(),
-                submit: s,
-            },
-        );
+        push_capped(&mut r, state.config.max_records, received);
     }
 }
+
+/// ReportFlag 3 (SGIP 1.2 Submit): "该条消息仅携带包月计费信息，不下发给用户，要返回状态报告".
+const REPORT_FLAG_FEE_RECORD: u8 = 3;
 
 /// The simulator's link to the SP: connected and bound on demand.
 struct SpLink {

@@ -330,9 +330,10 @@ async fn fee_fields_on_the_wire_equal_the_relays_fee() {
         );
         assert_eq!((s.message_coding, s.tp_udhi), (8, 0));
     }
-    // Six Reports reach the session's channel; none for the 包月 fee record.
-    wait_for("six reports", 10, || {
-        got_session.lock().expect("lock").reports.len() >= 6
+    // Seven Reports reach the session's channel, the 包月 fee record's among them
+    // (ReportFlag 3: "仅携带包月计费信息，不下发给用户，要返回状态报告").
+    wait_for("seven reports", 10, || {
+        got_session.lock().expect("lock").reports.len() >= 7
     })
     .await;
     let record = received
@@ -340,8 +341,13 @@ async fn fee_fields_on_the_wire_equal_the_relays_fee() {
         .find(|r| r.submit.report_flag == 3)
         .expect("the monthly record");
     let reports = got_session.lock().expect("lock").reports.clone();
-    assert_eq!(reports.len(), 6);
-    assert!(reports.iter().all(|r| r.message_id != record.message_id));
+    assert_eq!(reports.len(), 7);
+    assert!(reports.iter().any(|r| r.message_id == record.message_id));
+    // The SMG keeps it as a billing record; no handset receives it.
+    let records = sim.fee_records();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].message_id, record.message_id);
+    assert_eq!(sim.messages().len(), cases.len() - 1);
     assert!(
         got.lock().expect("lock").reports.is_empty(),
         "routed to the session"

@@ -29,9 +29,8 @@
 //! bounded time for them, unbinds and closes. A shutdown that does both loses no answer
 //! it could have had, and sends nothing it cannot account for.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -45,7 +44,7 @@ use rusmpp::values::{
 use rusmpp::{Command, CommandId, Pdu};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
@@ -59,7 +58,8 @@ use crate::status::{
 };
 use tongdao_link::encode::{ConcatInfo, decode_payload, split_udh};
 use tongdao_link::{
-    Ack, Answer, Connect, Inbound, MoPdu, Session, SubmitError, SubmitOutcome, SubmitRequest,
+    Ack, Answer, Connect, Inbound, MoPdu, Pacer, Pending, Session, SubmitError, SubmitOutcome,
+    SubmitRequest,
 };
 
 /// Settings of one bind.
@@ -233,88 +233,39 @@ struct Inner {
     config: ClientConfig,
     out: OutTx,
     seq: AtomicU32,
-    /// `None` once the connection is closed, so late registrations fail fast.
-    pending: Mutex<Option<HashMap<u32, oneshot::Sender<Resp>>>>,
+    /// Requests awaiting their response (closed with the connection).
+    pending: Pending<u32, Resp>,
     window: Semaphore,
-    bucket: Option<Mutex<Bucket>>,
-    throttle: Mutex<Throttle>,
+    pacer: Pacer,
     /// Set by `stop_submitting`: no new submit is written.
     draining: AtomicBool,
     closing: AtomicBool,
     cancel: CancellationToken,
 }
 
-#[derive(Debug)]
-struct Bucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    /// Takes a token, possibly going into debt; returns how long to wait for it.
-    fn reserve(&mut self, now: Instant) -> Option<Duration> {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst) - 1.0;
-        (self.tokens < 0.0).then(|| Duration::from_secs_f64(-self.tokens / self.rate))
-    }
-}
-
-#[derive(Debug)]
-struct Throttle {
-    until: Instant,
-    next: Duration,
-}
-
 impl Inner {
     fn next_seq(&self) -> u32 {
-        // Sequence numbers run 1..=0x7FFFFFFF.
-        let s = self.seq.fetch_add(1, Ordering::Relaxed) & 0x7FFF_FFFF;
-        if s == 0 { 1 } else { s }
-    }
-
-    fn register(&self, seq: u32) -> Option<oneshot::Receiver<Resp>> {
-        let (tx, rx) = oneshot::channel();
-        let mut guard = self.pending.lock().ok()?;
-        guard.as_mut()?.insert(seq, tx);
-        Some(rx)
-    }
-
-    fn unregister(&self, seq: u32) {
-        if let Ok(mut guard) = self.pending.lock()
-            && let Some(map) = guard.as_mut()
-        {
-            map.remove(&seq);
-        }
+        tongdao_link::window::next_seq(&self.seq)
     }
 
     fn complete(&self, seq: u32, resp: Resp) -> bool {
-        let tx = match self.pending.lock() {
-            Ok(mut guard) => guard.as_mut().and_then(|m| m.remove(&seq)),
-            Err(_) => None,
-        };
-        match tx {
-            Some(tx) => {
-                let _ = tx.send(resp);
-                true
-            }
-            None => false,
-        }
+        self.pending.complete(&seq, resp)
     }
 
     /// Sends a request and waits for its response.
     async fn request(&self, pdu: Pdu) -> Result<Resp, SubmitError> {
         let seq = self.next_seq();
-        let rx = self.register(seq).ok_or(SubmitError::NotConnected)?;
+        let rx = self
+            .pending
+            .register(seq)
+            .ok_or(SubmitError::NotConnected)?;
         if self.out.send(link::cmd(ESME_ROK, seq, pdu)).is_err() {
-            self.unregister(seq);
+            self.pending.unregister(&seq);
             return Err(SubmitError::NotConnected);
         }
         match timeout(self.config.response_timeout, rx).await {
             Err(_) => {
-                self.unregister(seq);
+                self.pending.unregister(&seq);
                 Err(SubmitError::Timeout)
             }
             Ok(Err(_)) => Err(SubmitError::ConnectionLost),
@@ -323,48 +274,24 @@ impl Inner {
     }
 
     async fn pace(&self) {
-        let until = self.throttle.lock().map(|t| t.until).ok();
-        if let Some(until) = until
-            && until > Instant::now()
-        {
-            sleep_until(until).await;
-        }
-        if let Some(bucket) = &self.bucket {
-            let wait = bucket
-                .lock()
-                .ok()
-                .and_then(|mut b| b.reserve(Instant::now()));
-            if let Some(wait) = wait {
-                sleep(wait).await;
-            }
-        }
+        self.pacer.pace().await;
     }
 
     fn throttled(&self) {
-        if let Ok(mut t) = self.throttle.lock() {
-            let now = Instant::now();
-            // One episode per back-off period, however many submits were in flight.
-            if now >= t.until {
-                t.until = now + t.next;
-                t.next = (t.next * 2).min(self.config.throttle_backoff * 32);
-                debug!(pause = ?t.until.duration_since(now), "smpp throttled");
-            }
+        if let Some(pause) = self.pacer.throttled() {
+            debug!(?pause, "smpp throttled");
         }
     }
 
     fn accepted(&self) {
-        if let Ok(mut t) = self.throttle.lock() {
-            t.next = self.config.throttle_backoff;
-        }
+        self.pacer.accepted();
     }
 
     /// Marks the session closed and fails everything waiting on it.
     fn shut(&self) {
         self.closing.store(true, Ordering::SeqCst);
-        if let Ok(mut guard) = self.pending.lock() {
-            // Dropping the senders wakes the waiters with ConnectionLost.
-            guard.take();
-        }
+        // Dropping the senders wakes the waiters with ConnectionLost.
+        self.pending.close();
         self.window.close();
         self.cancel.cancel();
     }
@@ -447,27 +374,13 @@ impl Client {
             }
         }
 
-        let bucket = (config.tps > 0).then(|| {
-            let rate = f64::from(config.tps);
-            let burst = (rate / 10.0).max(1.0);
-            Mutex::new(Bucket {
-                rate,
-                burst,
-                tokens: burst,
-                last: Instant::now(),
-            })
-        });
         let inner = Arc::new(Inner {
             window: Semaphore::new(config.window),
-            throttle: Mutex::new(Throttle {
-                until: Instant::now(),
-                next: config.throttle_backoff,
-            }),
+            pacer: Pacer::new(config.tps, config.throttle_backoff),
             config,
             out,
             seq: AtomicU32::new(2),
-            pending: Mutex::new(Some(HashMap::new())),
-            bucket,
+            pending: Pending::new(),
             draining: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             cancel,
@@ -577,12 +490,7 @@ impl Client {
 
     /// Requests sent and still awaiting their response.
     pub fn in_flight(&self) -> usize {
-        self.inner
-            .pending
-            .lock()
-            .ok()
-            .and_then(|g| g.as_ref().map(HashMap::len))
-            .unwrap_or(0)
+        self.inner.pending.len()
     }
 }
 

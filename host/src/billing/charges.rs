@@ -83,6 +83,14 @@ pub async fn charge(
     Ok(report)
 }
 
+/// The months whose monthly charge events get 包月 billing records where the
+/// operator's protocol has them (`relay::outbox::records`): the ones a charge pass
+/// charges, the previous month and the current one (`YYYY-MM`).
+pub fn record_months(now: i64) -> Vec<String> {
+    let current = Month::of_ms(now);
+    vec![current.plus(-1).to_string(), current.to_string()]
+}
+
 type DeliveredRow = (i64, i64, Option<i64>, String, String, Option<i64>, i64, i64);
 
 async fn charge_messages(store: &Store, since: i64) -> Result<u64, BillingError> {

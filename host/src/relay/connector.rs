@@ -22,7 +22,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 use tongdao_link::encode::{self, Concat};
 use tongdao_link::{
-    Connect, Inbound, LinkState, LinkStatus, Receipt, Session, StatusClass, SubmitError,
+    Alphabet, Connect, Inbound, LinkState, LinkStatus, Receipt, Session, StatusClass, SubmitError,
     SubmitRequest, run_with_reconnect,
 };
 use tongdao_smpp::ClientConfig;
@@ -421,7 +421,11 @@ fn spawn_submit<S: Session>(
     let service_id = operator.default_service_id().to_string();
     let default_source = operator.source_addr.clone();
     let concat = operator.concat;
+    let alphabet = operator.protocol.alphabet();
     let operator_name = operator.name.clone();
+    let has_records = operator.protocol.has_fee_records();
+    let reports_records = operator.protocol.reports_fee_records();
+    let protocol = operator.protocol.as_str();
     // At debug level: a span per chain costs on the hot path when enabled.
     let span = tracing::debug_span!("submit", first = chain.first().map(|(m, _)| m.id), operator = %operator_name);
     submits.spawn(tracing::Instrument::instrument(
@@ -438,20 +442,37 @@ fn spawn_submit<S: Session>(
                     .sender
                     .clone()
                     .unwrap_or_else(|| default_source.clone());
-                // A chain's later MTs are new submits: none once the bind stops.
-                let result = if shared.stopping() || client.is_closed() {
+                // A 包月 billing record goes only where the protocol has records
+                // (never as an MT the user would see), and is final on acceptance
+                // where no report follows.
+                let record = fees::is_fee_record(&message);
+                let result = if record && !has_records {
+                    SubmitResult::Failed {
+                        accepted: Vec::new(),
+                        failure: Failure::Permanent(format!(
+                            "a billing record cannot be sent over {protocol}: the protocol has none"
+                        )),
+                    }
+                } else if shared.stopping() || client.is_closed() {
+                    // A chain's later MTs are new submits: none once the bind stops.
                     SubmitResult::Failed {
                         accepted: Vec::new(),
                         failure: Failure::NotSent("the bind stopped before this MT's turn".into()),
                     }
                 } else {
-                    submit_message(
-                        &shared,
-                        &client,
-                        (&operator_name, &source, concat, fee.as_ref()),
-                        &message,
-                    )
-                    .await
+                    let sending = Sending {
+                        operator: &operator_name,
+                        source: &source,
+                        concat,
+                        alphabet,
+                        fee: fee.as_ref(),
+                    };
+                    match submit_message(&shared, &client, sending, &message).await {
+                        SubmitResult::Accepted(accepted) if record && !reports_records => {
+                            SubmitResult::Recorded(accepted)
+                        }
+                        other => other,
+                    }
                 };
                 shared.outcomes.push(message, result);
             }
@@ -623,6 +644,17 @@ async fn store_together(
     Ok(())
 }
 
+/// How one MT is sent: its operator, source address, concatenation, the protocol's
+/// alphabet and, where the protocol carries them, its fee context with the operator's
+/// default `Service_Id`.
+struct Sending<'a> {
+    operator: &'a str,
+    source: &'a str,
+    concat: ConcatMode,
+    alphabet: Alphabet,
+    fee: Option<&'a (FeeContext, String)>,
+}
+
 /// Submit the segments of one MT not yet accepted, in order; stop at the first failure.
 ///
 /// `fee` is the MT's fee context and the operator's default `Service_Id` when the
@@ -631,15 +663,23 @@ async fn store_together(
 async fn submit_message<S: Session>(
     shared: &RelayShared,
     client: &S,
-    (operator, source, concat, fee): (&str, &str, ConcatMode, Option<&(FeeContext, String)>),
+    sending: Sending<'_>,
     message: &Claimed,
 ) -> SubmitResult {
+    let Sending {
+        operator,
+        source,
+        concat,
+        alphabet,
+        fee,
+    } = sending;
     // The same reference on every attempt, so a resent segment joins its siblings.
     let concat = match concat {
         ConcatMode::Udh => Concat::Udh8(u8::try_from(message.id.rem_euclid(256)).unwrap_or(0)),
         ConcatMode::Sar => Concat::Sar(u16::try_from(message.id.rem_euclid(65_536)).unwrap_or(0)),
     };
-    let segments = match encode::encode(&message.text, concat) {
+    // The protocol's alphabet, as the outbox counted the segments (`Routes::alphabet`).
+    let segments = match encode::encode_in(&message.text, alphabet, concat) {
         Ok(s) => s,
         Err(e) => {
             return SubmitResult::Failed {

@@ -9,6 +9,7 @@
 //! | `per-message` | per message (CMPP 02, SGIP 2) | the MT's `price_fen` | first segment only; the others go free, so a long MT is billed once, as it is charged once |
 //! | `monthly` | monthly (CMPP 03, SGIP 3) | the subscription's monthly price | every segment (informative: billed per month, not per MT) |
 //! | `free`, `test` | free (CMPP 01, SGIP 1) | 0 | every segment |
+//! | `monthly`, basis `fee-record` | 包月扣费记录 (CMPP 2.0 03 + `Registered_Delivery` 2, SGIP 3 + `ReportFlag` 3) | the monthly charge event's amount | its one segment (`relay::outbox::records`) |
 //!
 //! The billed number is the recipient (`Fee_UserType` 0, `Fee_terminal_Id` /
 //! `ChargeNumber` = the recipient). `Service_Id` is the service's code, or the
@@ -102,6 +103,18 @@ where
     Ok(query.persistent(false).fetch_all(store.pool()).await?)
 }
 
+/// `messages.basis` of a 包月 billing record ([`Basis::FeeRecord`]).
+const FEE_RECORD: &str = Basis::FeeRecord {
+    charge_event_id: 0,
+    subscription_id: 0,
+}
+.as_str();
+
+/// Whether `message` is a 包月 billing record ([`Basis::FeeRecord`]).
+pub fn is_fee_record(message: &Claimed) -> bool {
+    message.basis == FEE_RECORD
+}
+
 /// Why an MT's fee fields cannot be written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FeeError {
@@ -125,7 +138,11 @@ pub fn fee_for(
     seq: i64,
 ) -> Result<Fee, FeeError> {
     let fen = |amount: i64| u32::try_from(amount).map_err(|_| FeeError::Amount(amount));
+    let record = message.basis == FEE_RECORD;
     let (fee_type, fee_code_fen) = match message.charge_plan.as_str() {
+        p if record && p == ChargePlan::Monthly.as_str() => {
+            (FeeType::MonthlyRecordOnly, fen(message.price_fen)?)
+        }
         p if p == ChargePlan::PerMessage.as_str() && seq == 1 => {
             (FeeType::PerMessage, fen(message.price_fen)?)
         }
@@ -204,6 +221,20 @@ mod tests {
         );
         let second = fee_for(&m, &FeeContext::default(), "DEFAULT", 2).expect("fee");
         assert_eq!((second.fee_type, second.fee_code_fen), (FeeType::Free, 0));
+    }
+
+    /// Issue 16 item 4: a billing record carries its charge event's amount as a
+    /// record the user does not see (not as a delivered 包月 MT).
+    #[test]
+    fn a_fee_record_carries_the_monthly_charge() {
+        let m = mt(ChargePlan::Monthly, 300, "fee-record", None);
+        assert!(is_fee_record(&m));
+        let fee = fee_for(&m, &FeeContext::default(), "DEFAULT", 1).expect("fee");
+        assert_eq!(
+            (fee.fee_type, fee.fee_code_fen, fee.in_reply_to_mo),
+            (FeeType::MonthlyRecordOnly, 300, false)
+        );
+        assert_eq!(fee.service_id, "TQ");
     }
 
     /// a monthly MT is marked 包月 with the subscription's monthly price on

@@ -32,6 +32,7 @@
 
 mod admit;
 mod push;
+pub mod records;
 pub mod retention;
 mod sending;
 mod states;
@@ -94,16 +95,26 @@ pub enum Basis {
     /// A module's farewell (`on-unsubscribe`) to the user who just left this
     /// subscription (subscription id): free, within a day of the end, and once.
     Farewell(i64),
+    /// A 包月 billing record (包月扣费记录, issue 16 item 4): the monthly charge event
+    /// `charge_event_id` of subscription `subscription_id`, carried to an operator
+    /// whose protocol has such records (CMPP 2.0, SGIP 1.2; see [`records`]) so that
+    /// it bills the user. The user never receives it; it is not a second charge
+    /// (charge plan `monthly`, never charged per message), once per charge event.
+    FeeRecord {
+        charge_event_id: i64,
+        subscription_id: i64,
+    },
 }
 
 impl Basis {
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::Subscription(_) => "subscription",
             Self::Reply(_) => "reply",
             Self::Notice { .. } => "notice",
             Self::Test => "test",
             Self::Farewell(_) => "farewell",
+            Self::FeeRecord { .. } => "fee-record",
         }
     }
 }
@@ -198,7 +209,8 @@ pub struct Claimed {
     pub sender: Option<String>,
     /// `messages.charge_plan` ([`ChargePlan::as_str`]): the fee fields follow it.
     pub charge_plan: String,
-    /// What the recipient pays per MT (per-message services), in fen.
+    /// What the recipient pays per MT (per-message services), in fen; for a
+    /// [`Basis::FeeRecord`], the monthly charge it carries.
     pub price_fen: i64,
     /// The service's code (its `Service_Id` at the operator), if a service's MT.
     pub service: Option<String>,
@@ -215,6 +227,10 @@ pub struct Claimed {
 pub enum SubmitResult {
     /// Every segment was accepted: (seq, operator message id) per segment sent now.
     Accepted(Vec<(i64, String)>),
+    /// Every segment of a billing record ([`Basis::FeeRecord`]) was accepted by a
+    /// gateway that sends no status report for records (CMPP 2.0 `Registered_Delivery`
+    /// 2): the record is final (`delivered`: recorded by the operator) at once.
+    Recorded(Vec<(i64, String)>),
     /// Some segments were accepted, then a failure of `class` stopped the rest.
     Failed {
         accepted: Vec<(i64, String)>,
@@ -236,10 +252,17 @@ pub enum Failure {
     NotSent(String),
 }
 
-/// The text's segment count and content hash (R-2.5: integrity is provable).
+/// The text's segment count (under SMPP's rule) and content hash (R-2.5: integrity
+/// is provable).
 pub fn fingerprint(text: &str) -> (usize, String) {
+    fingerprint_in(text, tongdao_link::Alphabet::Auto)
+}
+
+/// The text's segment count under the `alphabet` of the operator it goes to
+/// ([`super::Routes::alphabet`]) and its content hash.
+pub fn fingerprint_in(text: &str, alphabet: tongdao_link::Alphabet) -> (usize, String) {
     (
-        tongdao_smpp::encode::segment_count(text),
+        tongdao_link::encode::segment_count_in(text, alphabet),
         hex::encode(Sha256::digest(text.as_bytes())),
     )
 }

@@ -1,6 +1,8 @@
 //! Which operator serves a number: longest national prefix wins, after the
 //! number is normalised (`+86`, `86`, `0086` stripped).
 
+use tongdao_link::Alphabet;
+
 use super::settings::OperatorConfig;
 
 /// Why a number cannot be routed.
@@ -32,6 +34,9 @@ pub fn normalize_msisdn(raw: &str) -> Result<String, RouteError> {
 pub struct Routes {
     /// (prefix, operator), longest prefixes first.
     table: Vec<(String, String)>,
+    /// Operators whose protocol encodes texts otherwise than SMPP's
+    /// [`Alphabet::Auto`] (CMPP: [`Alphabet::Ascii`]), by name.
+    alphabets: Vec<(String, Alphabet)>,
 }
 
 impl Routes {
@@ -41,7 +46,32 @@ impl Routes {
             .flat_map(|op| op.prefixes.iter().map(|p| (p.clone(), op.name.clone())))
             .collect();
         table.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
-        Self { table }
+        let alphabets = operators
+            .iter()
+            .map(|op| (op.name.clone(), op.protocol.alphabet()))
+            .filter(|(_, a)| *a != Alphabet::Auto)
+            .collect();
+        Self { table, alphabets }
+    }
+
+    /// How texts to `operator` are encoded and segmented (its protocol's
+    /// [`super::settings::Protocol::alphabet`]): the outbox counts segments by it and
+    /// the operator's bind sends them by it.
+    pub fn alphabet(&self, operator: &str) -> Alphabet {
+        self.alphabets
+            .iter()
+            .find(|(name, _)| name == operator)
+            .map_or(Alphabet::Auto, |(_, a)| *a)
+    }
+
+    /// The operators whose [`Routes::alphabet`] is `alphabet` (other than
+    /// [`Alphabet::Auto`]).
+    pub fn operators_with(&self, alphabet: Alphabet) -> Vec<String> {
+        self.alphabets
+            .iter()
+            .filter(|(_, a)| *a == alphabet)
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// (prefix, operator) pairs, longest prefixes first: the order [`Routes::route`]

@@ -105,6 +105,32 @@ impl Protocol {
     pub fn carries_fees(self) -> bool {
         !matches!(self, Self::Smpp)
     }
+
+    /// How texts are encoded and segmented for this protocol (issue 16 item 3):
+    /// SMPP and SGIP as GSM 7-bit when it fits (160 septets; SGIP's client writes it as
+    /// MessageCoding 0), CMPP as ASCII `Msg_Fmt` 0 below 160 octets
+    /// ([`tongdao_cmpp::text::ALPHABET`], CMPP 3.0 §8.4.3.1); UCS-2 otherwise.
+    pub fn alphabet(self) -> tongdao_link::Alphabet {
+        match self {
+            Self::Cmpp3 | Self::Cmpp2 => tongdao_cmpp::text::ALPHABET,
+            Self::Smpp | Self::Sgip12 => tongdao_link::Alphabet::Auto,
+        }
+    }
+
+    /// Whether the protocol has a 包月 billing record the operator bills from but
+    /// never delivers (issue 16 item 4, `relay::outbox::records`): CMPP 2.0
+    /// (`Registered_Delivery` 2, "产生SMC话单") and SGIP 1.2 (`ReportFlag` 3) do; CMPP
+    /// 3.0 (`Registered_Delivery` 0 or 1 only, §8.4.3.1) and SMPP 3.4 do not.
+    pub fn has_fee_records(self) -> bool {
+        matches!(self, Self::Cmpp2 | Self::Sgip12)
+    }
+
+    /// Whether the gateway sends a status report for a billing record: SGIP 1.2 does
+    /// (`ReportFlag` 3 "要返回状态报告"); CMPP 2.0's `Registered_Delivery` 2 asks for
+    /// none, so such a record is final once accepted.
+    pub fn reports_fee_records(self) -> bool {
+        matches!(self, Self::Sgip12)
+    }
 }
 
 /// `[operators.cmpp]`: what a CMPP 3.0/2.0 operator needs beyond the login

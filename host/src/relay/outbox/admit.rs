@@ -1,5 +1,6 @@
 //! The gate for MTs that each carry their own basis: module replies, welcome and
-//! farewell texts, platform notices, test sends (R-3.1, R-3.2, R-3.5, R-4.7, R-8.4).
+//! farewell texts, platform notices, test sends, 包月 billing records (R-3.1, R-3.2,
+//! R-3.5, R-4.7, R-8.4; records: issue 16 item 4, [`super::records`]).
 //!
 //! A batch is admitted in two steps. Outside the write transaction, each MT is
 //! routed and its text checked against the content policy (a refusal is recorded
@@ -12,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use super::{Basis, ChargePlan, NewMessage, OutboxError, content_key, event, fingerprint};
+use super::{Basis, ChargePlan, NewMessage, OutboxError, content_key, event, fingerprint_in};
 use crate::compliance::{Blocked, Compliance, NewViolation, day_key, month_key};
 use crate::relay::routing::Routes;
 use crate::relay::settings::RelayConfig;
@@ -216,7 +217,8 @@ async fn prepare(
         Some(name) => return Err(OutboxError::UnknownOperator(name.clone())),
         None => routed,
     };
-    let segments = tongdao_smpp::encode::segment_count(&message.text);
+    let alphabet = gate.routes.alphabet(&operator);
+    let segments = tongdao_link::encode::segment_count_in(&message.text, alphabet);
     if segments > 255 {
         return Err(OutboxError::TooLong(segments));
     }
@@ -255,7 +257,7 @@ async fn prepare(
                 .await?;
         }
     }
-    let (segments, sha256) = fingerprint(&message.text);
+    let (segments, sha256) = fingerprint_in(&message.text, alphabet);
     // Quiet hours hold pushes only (R-8.4); answers to the user go at once.
     let release_at = match message.basis {
         Basis::Subscription(_) => gate.compliance.push_release_at(now),
@@ -417,6 +419,45 @@ async fn check_basis(
             // The subscription has ended: only the partner's day counts it.
             Ok(None)
         }
+        Basis::FeeRecord {
+            charge_event_id,
+            subscription_id,
+        } => {
+            // The record carries exactly one monthly charge event of this number's
+            // subscription, at its amount, once (the unique index on
+            // `messages.charge_event_id` holds it across replicas too).
+            let row: Option<(String, Option<i64>, i64, String)> = sqlx::query_as(
+                "SELECT e.kind, e.subscription_id, e.amount_fen, s.msisdn
+                 FROM charge_events e JOIN subscriptions s ON s.id = e.subscription_id
+                 WHERE e.id = $1",
+            )
+            .bind(charge_event_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+            let carries = matches!(
+                &row,
+                Some((kind, Some(sub), amount, msisdn))
+                    if kind == "monthly" && *sub == subscription_id && msisdn == number
+                        && *amount == message.price_fen && *amount > 0
+            );
+            if !carries || message.charge_plan != ChargePlan::Monthly {
+                return Err(Blocked::NoOptIn(format!(
+                    "a billing record must carry a monthly charge event of {number} at its amount"
+                )));
+            }
+            let (sent,): (i64,) =
+                sqlx::query_as("SELECT COUNT(*) FROM messages WHERE charge_event_id = $1")
+                    .bind(charge_event_id)
+                    .fetch_one(&mut **tx)
+                    .await?;
+            if sent > 0 {
+                return Err(Blocked::NoOptIn(format!(
+                    "charge event {charge_event_id} already has its billing record"
+                )));
+            }
+            // Never shown to the user: no cap counts it.
+            Ok(None)
+        }
         Basis::Test => {
             if message.charge_plan == ChargePlan::Test && gate.is_test_number(number) {
                 Ok(None)
@@ -488,9 +529,9 @@ async fn write(
         "INSERT INTO messages (partner_id, service, recipient, operator, text, content_sha256, segments,
             charge_plan, is_test, status, attempts, next_attempt_at, expires_at, created_at, updated_at,
             service_id, subscription_id, price_fen, sender, basis, mo_id, content_key,
-            module_version_id, module_sha256, input_sha256)
+            module_version_id, module_sha256, input_sha256, charge_event_id)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', 0, $10, $11, $12, $12, $13, $14, $15, $16, $17, $18, $19,
-            $20, (SELECT v.sha256 FROM module_versions v WHERE v.id = $20), $21)
+            $20, (SELECT v.sha256 FROM module_versions v WHERE v.id = $20), $21, $22)
          RETURNING id",
     )
     .bind(message.partner_id)
@@ -507,7 +548,12 @@ async fn write(
     .bind(now)
     .bind(message.service_id)
     .bind(match message.basis {
-        Basis::Subscription(id) | Basis::Farewell(id) => Some(id),
+        Basis::Subscription(id)
+        | Basis::Farewell(id)
+        | Basis::FeeRecord {
+            subscription_id: id,
+            ..
+        } => Some(id),
         Basis::Notice {
             subscription_id, ..
         } => subscription_id,
@@ -524,6 +570,12 @@ async fn write(
     .bind(content_key(&message.text))
     .bind(message.module_version_id)
     .bind(&message.input_sha256)
+    .bind(match message.basis {
+        Basis::FeeRecord {
+            charge_event_id, ..
+        } => Some(charge_event_id),
+        _ => None,
+    })
     .fetch_one(&mut **tx)
     .await?;
     for seq in 1..=i64::try_from(r.segments).unwrap_or(1) {

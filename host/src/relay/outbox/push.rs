@@ -29,6 +29,8 @@
 
 use std::fmt::Write;
 
+use tongdao_link::Alphabet;
+
 use super::{ChargePlan, Gate, OutboxError, content_key, fingerprint};
 use crate::compliance::{Blocked, Counted, NewViolation, day_key, month_key};
 use crate::services::LiveService;
@@ -47,7 +49,11 @@ pub struct Variant {
     pub sha256: String,
     /// `messages.content_key` (the fee-only detector groups by it).
     pub content_key: String,
+    /// Segments under SMPP's [`Alphabet::Auto`] (GSM 7-bit 160 / 153, else UCS-2).
     pub segments: i64,
+    /// Segments under CMPP's [`Alphabet::Ascii`] (ASCII 159 / 153, else UCS-2): what
+    /// MTs to CMPP operators are sent in (issue 16 item 3).
+    pub ascii_segments: i64,
     /// Refused by the content policy (R-3.1, checked when the run took its
     /// bulletin): its subscribers get nothing.
     pub blocked: bool,
@@ -56,12 +62,14 @@ pub struct Variant {
 impl Variant {
     pub fn new(key: &str, text: &str, blocked: bool) -> Self {
         let (segments, sha256) = fingerprint(text);
+        let ascii = tongdao_link::encode::segment_count_in(text, Alphabet::Ascii);
         Self {
             key: key.to_string(),
             text: text.to_string(),
             sha256,
             content_key: content_key(text),
             segments: i64::try_from(segments).unwrap_or(i64::MAX),
+            ascii_segments: i64::try_from(ascii).unwrap_or(i64::MAX),
             blocked,
         }
     }
@@ -285,11 +293,22 @@ pub async fn admit_push_in(
     let code = params.add(Some(&service.code));
     let plan = params.add(Some(slice.charge_plan.as_str()));
     let sender = params.add(slice.sender);
-    let text = variant_case(&all, &mut params, |v| Some(v.text.clone()));
-    let sha = variant_case(&all, &mut params, |v| Some(v.sha256.clone()));
-    let key = variant_case(&all, &mut params, |v| Some(v.content_key.clone()));
-    // Segment counts are integers: written as literals.
-    let segments = variant_case(&all, &mut params, |_| None);
+    let text = variant_case(&all, &mut params, |v| Some(v.text.clone()), &[]);
+    let sha = variant_case(&all, &mut params, |v| Some(v.sha256.clone()), &[]);
+    let key = variant_case(&all, &mut params, |v| Some(v.content_key.clone()), &[]);
+    // Segment counts are integers: written as literals, per the operator's alphabet
+    // where it makes a difference (a CMPP operator's ASCII holds 159, not 160).
+    let differs = all.iter().any(|v| v.ascii_segments != v.segments);
+    let ascii_operators: Vec<String> = if differs {
+        gate.routes
+            .operators_with(Alphabet::Ascii)
+            .iter()
+            .map(|name| params.add(Some(name.as_str())))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let segments = variant_case(&all, &mut params, |_| None, &ascii_operators);
     // The module version's digest, kept on every MT for the regulator (R-3.6), and
     // the hash of the bulletin call's inputs the run stored (issue 17 item 6).
     let (mut version, mut version_sha) = match slice.module_version_id {
@@ -348,7 +367,12 @@ pub async fn admit_push_in(
         )
     };
     let written = written_by("");
-    let max_segments = all.iter().map(|v| v.segments).max().unwrap_or(1).max(1);
+    let max_segments = all
+        .iter()
+        .map(|v| v.segments.max(v.ascii_segments))
+        .max()
+        .unwrap_or(1)
+        .max(1);
     let segment_sql = if max_segments == 1 {
         format!(
             "INSERT INTO message_segments (message_id, seq, operator, status)
@@ -520,12 +544,21 @@ fn variant_case(
     variants: &[&Variant],
     params: &mut Params,
     text: impl Fn(&Variant) -> Option<String>,
+    ascii_operators: &[String],
 ) -> String {
     let mut case = String::from("CASE x.v");
     for (i, v) in variants.iter().enumerate() {
         let value = match text(v) {
             Some(t) => params.add(Some(&t)),
-            None => v.segments.to_string(),
+            None if v.ascii_segments == v.segments || ascii_operators.is_empty() => {
+                v.segments.to_string()
+            }
+            None => format!(
+                "(CASE WHEN x.op IN ({}) THEN {} ELSE {} END)",
+                ascii_operators.join(", "),
+                v.ascii_segments,
+                v.segments
+            ),
         };
         let _ = write!(case, " WHEN {i} THEN {value}");
     }

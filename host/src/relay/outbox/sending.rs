@@ -83,10 +83,16 @@ pub async fn record_submits_in(
 ) -> Result<(), OutboxError> {
     let mut segments: Vec<(i64, i64, String)> = Vec::with_capacity(results.len());
     let mut submitted: Vec<i64> = Vec::with_capacity(results.len());
+    let mut recorded: Vec<i64> = Vec::new();
     for (message, result) in results {
         let accepted = match result {
             SubmitResult::Accepted(a) => {
                 submitted.push(message.id);
+                a
+            }
+            SubmitResult::Recorded(a) => {
+                submitted.push(message.id);
+                recorded.push(message.id);
                 a
             }
             SubmitResult::Failed { accepted, .. } => accepted,
@@ -117,6 +123,19 @@ pub async fn record_submits_in(
         events.extend(moved.into_iter().map(|(id,)| (id, "submitted", None)));
     }
     events_bulk(tx, &events, now).await?;
+    // Billing records no report will follow: final once the gateway has them.
+    for id in recorded {
+        sqlx::query(
+            "UPDATE message_segments SET status = 'delivered', error = $2, done_at = $3
+             WHERE message_id = $1 AND done_at IS NULL",
+        )
+        .bind(id)
+        .bind(RECORDED)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        finish(tx, id, "delivered", None, now).await?;
+    }
     for (message, result) in results {
         let SubmitResult::Failed { failure, .. } = result else {
             continue;
@@ -125,6 +144,10 @@ pub async fn record_submits_in(
     }
     Ok(())
 }
+
+/// The state a billing record's segments are finished with, in place of a report's
+/// `stat` (the gateway sends none for records).
+const RECORDED: &str = "RECORDED";
 
 /// Bound parameters a multi-row statement uses at most per row is 8; 500 rows stay
 /// far below SQLite's 32,766 and PostgreSQL's 65,535.
