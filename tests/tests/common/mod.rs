@@ -261,10 +261,9 @@ pub async fn databases() -> Vec<Option<String>> {
     let mut out = vec![None];
     match std::env::var("TONGDAO_TEST_DATABASE_URL") {
         Ok(base) => {
-            let name = format!(
-                "tongdao_api_{}",
-                std::process::id() as u64 * 1000 + u64::from(rand_suffix())
-            );
+            // 64 random bits: tests of one binary run at once, and databases of
+            // earlier runs (on a server that outlives them) keep their names.
+            let name = format!("tongdao_api_{:016x}", rand_u64());
             let admin = tongdao::store::Store::connect(&base, 1).await.unwrap();
             sqlx::query(&format!("CREATE DATABASE {name}"))
                 .execute(admin.pool())
@@ -290,7 +289,8 @@ pub fn skip(what: &str) {
     let _ = writeln!(std::io::stderr(), "NOTE: SKIPPED {what}");
 }
 
-pub fn rand_suffix() -> u16 {
+/// 64 random bits (std's per-instance random hash keys over the clock).
+pub fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, RandomState};
-    (RandomState::new().hash_one(std::time::Instant::now()) % 1000) as u16
+    RandomState::new().hash_one(std::time::SystemTime::now())
 }
