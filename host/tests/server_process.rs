@@ -257,6 +257,140 @@ async fn send_test_waits_for_the_receipt_and_reports_operator_ids() {
     server.wait().unwrap();
 }
 
+/// Start `tongdao serve` with the configuration in `dir` at `RUST_LOG=rust_log`,
+/// its standard error collected: the child, its base URL and a thread that answers
+/// the whole log once the child has ended.
+async fn serve_logging(
+    dir: &std::path::Path,
+    rust_log: &str,
+) -> (std::process::Child, String, std::thread::JoinHandle<String>) {
+    use std::io::Read;
+    use std::process::Stdio;
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tongdao"))
+        .args(["serve", "--config"])
+        .arg(dir.join("tongdao.toml"))
+        .current_dir(dir)
+        .env("RUST_LOG", rust_log)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut all = String::new();
+        let _ = stderr.read_to_string(&mut all);
+        all
+    });
+    let stdout = child.stdout.take().unwrap();
+    let (base_tx, base_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(url) = line.strip_prefix("tongdao listening on ") {
+                let _ = base_tx.send(url.trim().to_string());
+            }
+        }
+    });
+    let base = tokio::task::spawn_blocking(move || base_rx.recv().unwrap())
+        .await
+        .unwrap();
+    (child, base, log)
+}
+
+/// Issue 15 item 1: one access-log line per request at INFO (target
+/// `tongdao::access`) with the method, the matched route, the status, the latency,
+/// the caller and the request id the answer carries (a client's sane id kept); as
+/// JSON objects with `[log] format = "json"`, and as text without ANSI colours when
+/// standard error is not a terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_lines_carry_the_request_id_at_info() {
+    const ADMIN: &str = "access-log-admin-key-0123";
+    let http = reqwest::Client::new();
+    for format in ["json", "text"] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("tongdao.toml"),
+            format!(
+                "[http]\nlisten = \"127.0.0.1:0\"\n[admin]\nkey = \"{ADMIN}\"\n\
+                 [log]\nformat = \"{format}\"\n"
+            ),
+        )
+        .unwrap();
+        let (mut child, base, log) = serve_logging(dir.path(), "info").await;
+        let sent = format!("access-{format}-7f3a");
+        let listed = http
+            .get(format!("{base}/v1/partners"))
+            .bearer_auth(ADMIN)
+            .header("x-request-id", &sent)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(listed.status(), reqwest::StatusCode::OK);
+        assert_eq!(listed.headers()["x-request-id"], sent.as_str());
+        let refused = http
+            .get(format!("{base}/v1/services/17"))
+            .bearer_auth("not-a-key")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
+        let made = refused.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert_ne!(made, sent);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let log = log.join().unwrap();
+        assert!(
+            !log.contains('\u{1b}'),
+            "ANSI escapes in a piped log:\n{log}"
+        );
+        let access: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("tongdao::access"))
+            .collect();
+        let line_of = |id: &str| {
+            let found: Vec<&&str> = access.iter().filter(|l| l.contains(id)).collect();
+            assert_eq!(found.len(), 1, "one access line for {id} in:\n{log}");
+            *found[0]
+        };
+        if format == "json" {
+            for (id, path, status, caller) in [
+                (sent.as_str(), "/v1/partners", 200, "admin"),
+                (made.as_str(), "/v1/services/{id}", 401, ""),
+            ] {
+                let line: serde_json::Value = serde_json::from_str(line_of(id)).unwrap();
+                assert_eq!(line["level"], "INFO", "{line}");
+                assert_eq!(line["target"], "tongdao::access", "{line}");
+                assert_eq!(line["span"]["request_id"], id, "{line}");
+                assert_eq!(line["span"]["method"], "GET", "{line}");
+                assert_eq!(line["span"]["path"], path, "{line}");
+                assert_eq!(line["fields"]["status"], status, "{line}");
+                assert!(line["fields"]["latency_ms"].is_u64(), "{line}");
+                if !caller.is_empty() {
+                    assert_eq!(line["span"]["caller"], caller, "{line}");
+                }
+            }
+        } else {
+            let line = line_of(&sent);
+            for part in [
+                "INFO",
+                "path=\"/v1/partners\"",
+                "status=200",
+                "caller=\"admin\"",
+            ] {
+                assert!(line.contains(part), "{part} missing from {line}");
+            }
+            assert!(line_of(&made).contains("status=401"));
+        }
+    }
+}
+
 /// SECURITY.md (secrets in logs): at `RUST_LOG=trace`, with JSON log lines, no
 /// secret the server handles reaches its log: the admin key and a partner key (in
 /// `Authorization` headers, a console login form, a failed login), the webhook
@@ -264,9 +398,6 @@ async fn send_test_waits_for_the_receipt_and_reports_operator_ids() {
 /// password (sent in every bind). Each secret is checked to have really been used.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_reach_the_log_even_at_trace() {
-    use std::io::Read;
-    use std::process::Stdio;
-
     const ADMIN: &str = "admin-secret-3b9f27c1d0e4a6f8";
     const OPERATOR_PASSWORD: &str = "opw5x9k2";
     let dir = tempfile::tempdir().unwrap();
@@ -309,41 +440,7 @@ async fn secrets_never_reach_the_log_even_at_trace() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tongdao"))
-        .args(["serve", "--config"])
-        .arg(dir.path().join("tongdao.toml"))
-        .current_dir(dir.path())
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let log = std::thread::spawn(move || {
-        let mut all = String::new();
-        let _ = stderr.read_to_string(&mut all);
-        all
-    });
-    let stdout = child.stdout.take().unwrap();
-    let (base_tx, base_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut out = String::new();
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(url) = line.strip_prefix("tongdao listening on ") {
-                let _ = base_tx.send(url.trim().to_string());
-            }
-            out.push_str(&line);
-            out.push('\n');
-        }
-        out
-    });
-    let base = tokio::task::spawn_blocking(move || base_rx.recv().unwrap())
-        .await
-        .unwrap();
+    let (mut child, base, log) = serve_logging(dir.path(), "trace").await;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
