@@ -28,13 +28,13 @@
 //! connection lost with submits in flight fails each with [`SubmitError::ConnectionLost`].
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
@@ -42,8 +42,9 @@ use tracing::{debug, warn};
 
 use tongdao_link::encode::ESM_UDHI;
 use tongdao_link::{
-    Ack, Answer, Connect as LinkConnect, FeeType, FeeUserType, Inbound, MoPdu, Pacer, Pending,
-    Receipt, ReceiptState, Session, StatusClass, SubmitError, SubmitOutcome, SubmitRequest,
+    Ack, Answer, Connect as LinkConnect, FeeType, FeeUserType, Inbound, Lifecycle, MoPdu, Pacer,
+    Pending, Receipt, ReceiptState, Session, StatusClass, SubmitError, SubmitOutcome,
+    SubmitRequest,
 };
 
 use crate::auth;
@@ -308,7 +309,7 @@ struct DropGuard(Arc<Inner>);
 impl Drop for DropGuard {
     fn drop(&mut self) {
         let inner = self.0.clone();
-        if inner.closing.swap(true, Ordering::SeqCst) {
+        if inner.life.begin_closing() {
             return;
         }
         let seq = link::next_seq(&inner.seq);
@@ -318,10 +319,10 @@ impl Drop for DropGuard {
             let wait = inner.config.response_timeout;
             handle.spawn(async move {
                 sleep(wait).await;
-                inner.cancel.cancel();
+                inner.life.token().cancel();
             });
         } else {
-            inner.cancel.cancel();
+            inner.life.token().cancel();
         }
     }
 }
@@ -340,11 +341,9 @@ struct Inner {
     seq: AtomicU32,
     /// Requests awaiting their response (closed with the connection).
     pending: Pending<u32, Resp>,
-    window: Semaphore,
     pacer: Pacer,
-    draining: AtomicBool,
-    closing: AtomicBool,
-    cancel: CancellationToken,
+    /// The window, the drain and close flags, the cancel token.
+    life: Lifecycle,
 }
 
 impl Inner {
@@ -394,10 +393,8 @@ impl Inner {
     }
 
     fn shut(&self) {
-        self.closing.store(true, Ordering::SeqCst);
         self.pending.close();
-        self.window.close();
-        self.cancel.cancel();
+        self.life.shut();
     }
 }
 
@@ -503,15 +500,12 @@ impl Client {
         }
 
         let inner = Arc::new(Inner {
-            window: Semaphore::new(config.window),
+            life: Lifecycle::new(config.window, cancel),
             pacer: Pacer::new(config.tps, config.throttle_backoff),
             config,
             out,
             seq: AtomicU32::new(2),
             pending: Pending::new(),
-            draining: AtomicBool::new(false),
-            closing: AtomicBool::new(false),
-            cancel,
         });
         let (in_tx, in_rx) = mpsc::channel(inner.config.inbound_capacity.max(1));
         tokio::spawn(session(inner.clone(), reader, in_tx));
@@ -545,16 +539,12 @@ impl Client {
         let inner = &self.inner;
         let mut attempts = 0;
         loop {
-            if inner.draining.load(Ordering::SeqCst) || inner.closing.load(Ordering::SeqCst) {
+            if !inner.life.accepting() {
                 return Err(SubmitError::NotConnected);
             }
-            let _permit = inner
-                .window
-                .acquire()
-                .await
-                .map_err(|_| SubmitError::NotConnected)?;
+            let _permit = inner.life.slot().await.ok_or(SubmitError::NotConnected)?;
             inner.pace().await;
-            if inner.draining.load(Ordering::SeqCst) || inner.closing.load(Ordering::SeqCst) {
+            if !inner.life.accepting() {
                 return Err(SubmitError::NotConnected);
             }
             attempts += 1;
@@ -595,7 +585,7 @@ impl Client {
 
     /// Stops new submits; those already written keep waiting for their responses.
     pub fn stop_submitting(&self) {
-        self.inner.draining.store(true, Ordering::SeqCst);
+        self.inner.life.stop_submitting();
     }
 
     /// [`Client::close_within`] with the response timeout as the grace.
@@ -609,27 +599,24 @@ impl Client {
     /// (at most the response timeout), closes.
     pub async fn close_within(&self, grace: Duration) {
         let inner = &self.inner;
-        inner.draining.store(true, Ordering::SeqCst);
-        if inner.closing.swap(true, Ordering::SeqCst) {
-            inner.cancel.cancelled().await;
-            return;
+        let goodbye = async {
+            let _ = inner.request(Pdu::Terminate).await;
+            let _ = inner.out.send(Out::Close);
+            let _ = timeout(Duration::from_secs(1), inner.life.closed()).await;
+        };
+        if inner.life.close_within(grace, goodbye).await {
+            inner.shut();
         }
-        let window = u32::try_from(inner.config.window).unwrap_or(u32::MAX);
-        let _drained = timeout(grace, inner.window.acquire_many(window)).await;
-        let _ = inner.request(Pdu::Terminate).await;
-        let _ = inner.out.send(Out::Close);
-        let _ = timeout(Duration::from_secs(1), inner.cancel.cancelled()).await;
-        inner.shut();
     }
 
     /// True once closing or closed.
     pub fn is_closed(&self) -> bool {
-        self.inner.closing.load(Ordering::SeqCst) || self.inner.cancel.is_cancelled()
+        self.inner.life.is_closed()
     }
 
     /// Resolves when the connection is closed.
     pub async fn closed(&self) {
-        self.inner.cancel.cancelled().await;
+        self.inner.life.closed().await;
     }
 
     /// Requests sent and still awaiting their response.
@@ -653,7 +640,7 @@ async fn session(
     let reason = loop {
         let deadline = check.map_or(idle_deadline, |(_, d, _)| d);
         let frame = tokio::select! {
-            _ = inner.cancel.cancelled() => break "closed locally".to_string(),
+            _ = inner.life.closed() => break "closed locally".to_string(),
             _ = sleep_until(deadline) => {
                 let tries = check.map_or(0, |(_, _, n)| n);
                 if tries >= inner.config.active_test_tries.max(1) {
@@ -668,7 +655,7 @@ async fn session(
         };
         idle_deadline = Instant::now() + interval;
         match frame {
-            None if inner.closing.load(Ordering::SeqCst) => break "terminated".to_string(),
+            None if inner.life.is_closing() => break "terminated".to_string(),
             None => break "connection closed by peer".to_string(),
             Some(Err(e)) => break format!("link error: {e}"),
             Some(Ok(Frame::Undecodable(u))) => {

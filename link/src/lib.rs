@@ -42,4 +42,4 @@ pub use session::{
     SubmitOutcome, SubmitRequest,
 };
 pub use status::StatusClass;
-pub use window::{Pacer, Pending};
+pub use window::{Lifecycle, Pacer, Pending};

@@ -9,20 +9,23 @@
 //!   "throttled" / "flow control" (a pause that doubles per episode up to 32 times the
 //!   first one, reset by the next accepted submit; one episode however many submits
 //!   were in flight).
+//! * [`Lifecycle`]: the window of `window` permits (a `tokio::sync::Semaphore` held by
+//!   each submit until its response or its failure arrives), the drain and close
+//!   flags and the cancel token every task of the session watches, and the graceful
+//!   close they make together: stop new submits, wait for the window to drain, say
+//!   goodbye in the protocol's words (`unbind`, `CMPP_TERMINATE`, SGIP `Unbind`).
 //! * [`next_seq`]: a 31-bit request counter (SMPP `sequence_number` 1..=0x7FFFFFFF;
 //!   CMPP's `Sequence_Id` uses the same). SGIP's three-part sequence number is its own.
-//!
-//! The window itself is a `tokio::sync::Semaphore` of `window` permits held by each
-//! submit until its response (or its failure) arrives.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
-use tokio::sync::oneshot;
-use tokio::time::{Instant, sleep, sleep_until};
+use tokio::sync::{Semaphore, SemaphorePermit, oneshot};
+use tokio::time::{Instant, sleep, sleep_until, timeout};
+use tokio_util::sync::CancellationToken;
 
 /// The next request sequence number from `counter`: 1..=0x7FFFFFFF, wrapping, never 0.
 pub fn next_seq(counter: &AtomicU32) -> u32 {
@@ -211,6 +214,102 @@ impl Pacer {
     }
 }
 
+/// The life of one client: its send window, whether it still takes submits, whether
+/// it is closing, and the cancel token its reader, writer and timers watch.
+///
+/// Draining (`stop_submitting`) refuses new submits while those written keep waiting
+/// for their responses and inbound receipts and MOs still flow; closing is draining
+/// plus the goodbye; `shut` ends everything at once (every submit still waiting for
+/// a window slot fails, every task sees the token cancelled).
+#[derive(Debug)]
+pub struct Lifecycle {
+    window: Semaphore,
+    size: u32,
+    draining: AtomicBool,
+    closing: AtomicBool,
+    cancel: CancellationToken,
+}
+
+impl Lifecycle {
+    /// A live client with a window of `window` outstanding requests, whose tasks
+    /// watch `cancel`.
+    pub fn new(window: usize, cancel: CancellationToken) -> Self {
+        Self {
+            window: Semaphore::new(window),
+            size: u32::try_from(window).unwrap_or(u32::MAX),
+            draining: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            cancel,
+        }
+    }
+
+    /// The token cancelled when the client is shut.
+    pub fn token(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// Refuse new submits from now on; those written keep waiting for their answers.
+    pub fn stop_submitting(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// True while a new submit may be written (neither draining nor closing). Checked
+    /// before a submit waits for its slot and again after every wait.
+    pub fn accepting(&self) -> bool {
+        !self.draining.load(Ordering::SeqCst) && !self.closing.load(Ordering::SeqCst)
+    }
+
+    /// A window slot, held until the submit's response or failure; `None` once shut.
+    pub async fn slot(&self) -> Option<SemaphorePermit<'_>> {
+        self.window.acquire().await.ok()
+    }
+
+    /// Marks the client closing; true when it already was (someone else says the
+    /// goodbye).
+    pub fn begin_closing(&self) -> bool {
+        self.closing.swap(true, Ordering::SeqCst)
+    }
+
+    /// True once a close has begun.
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
+    }
+
+    /// True once closing or shut.
+    pub fn is_closed(&self) -> bool {
+        self.is_closing() || self.cancel.is_cancelled()
+    }
+
+    /// Resolves once the client is shut.
+    pub async fn closed(&self) {
+        self.cancel.cancelled().await;
+    }
+
+    /// The graceful close: stop new submits; when a close is already under way,
+    /// wait until it has shut the client and answer `false`. Otherwise wait up to
+    /// `grace` for every window slot to come back (the responses of the submits in
+    /// flight), run `goodbye` (the protocol's unbind and its answer) and answer
+    /// `true`: the caller then shuts the session.
+    pub async fn close_within(&self, grace: Duration, goodbye: impl Future<Output = ()>) -> bool {
+        self.stop_submitting();
+        if self.begin_closing() {
+            self.closed().await;
+            return false;
+        }
+        let _drained = timeout(grace, self.window.acquire_many(self.size)).await;
+        goodbye.await;
+        true
+    }
+
+    /// Ends the client now: closing, the window closed (a submit waiting for a slot
+    /// fails), the token cancelled.
+    pub fn shut(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        self.window.close();
+        self.cancel.cancel();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +340,38 @@ mod tests {
         );
         assert!(p.register(3).is_none());
         assert!(p.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_close_drains_the_window_says_goodbye_once_and_shuts() {
+        let life = std::sync::Arc::new(Lifecycle::new(2, CancellationToken::new()));
+        let held = life.slot().await.expect("open");
+        assert!(life.accepting());
+        let closer = {
+            let life = life.clone();
+            tokio::spawn(async move {
+                let said = life.close_within(Duration::from_secs(5), async {}).await;
+                if said {
+                    life.shut();
+                }
+                said
+            })
+        };
+        // The close waits for the held slot; a second close waits for the first.
+        tokio::task::yield_now().await;
+        assert!(!life.accepting() && life.is_closing() && !life.token().is_cancelled());
+        let second = {
+            let life = life.clone();
+            tokio::spawn(async move { life.close_within(Duration::ZERO, async {}).await })
+        };
+        drop(held);
+        assert!(
+            closer.await.expect("closer"),
+            "the first close says goodbye"
+        );
+        assert!(!second.await.expect("second"), "the second only waits");
+        assert!(life.is_closed());
+        assert!(life.slot().await.is_none(), "no slot once shut");
     }
 
     #[tokio::test]

@@ -23,20 +23,20 @@
 //! sent), waits up to a grace for those in flight, sends Unbind, waits for Unbind_Resp
 //! (at most the response timeout) and closes.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tongdao_link::{
-    Fee, FeeType, FeeUserType, Pacer, Pending, Session, StatusClass, SubmitError, SubmitOutcome,
-    SubmitRequest,
+    Fee, FeeType, FeeUserType, Lifecycle, Pacer, Pending, Session, StatusClass, SubmitError,
+    SubmitOutcome, SubmitRequest,
 };
 use tracing::{debug, warn};
 
@@ -435,16 +435,14 @@ impl Link {
 struct Shared {
     config: ClientConfig,
     minter: Minter,
-    window: Semaphore,
     pacer: Pacer,
+    /// The window, the drain and close flags, the token cancelled once closed.
+    life: Lifecycle,
     /// The current link; a std mutex, never held across an await.
     link: Mutex<Option<Arc<Link>>>,
     /// Serialises binds, so concurrent submits wait for one connect.
     connecting: tokio::sync::Mutex<()>,
-    draining: AtomicBool,
     binds: AtomicU64,
-    /// Cancelled once the client is closed.
-    closed: CancellationToken,
 }
 
 impl Shared {
@@ -488,13 +486,11 @@ impl Client {
         Ok(Client {
             shared: Arc::new(Shared {
                 minter: Minter::new(config.node_id),
-                window: Semaphore::new(config.window),
+                life: Lifecycle::new(config.window, CancellationToken::new()),
                 pacer: Pacer::new(config.tps, config.throttle_backoff),
                 link: Mutex::new(None),
                 connecting: tokio::sync::Mutex::new(()),
-                draining: AtomicBool::new(false),
                 binds: AtomicU64::new(0),
-                closed: CancellationToken::new(),
                 config,
             }),
         })
@@ -527,12 +523,12 @@ impl Client {
 
     /// True once the client is closing or closed.
     pub fn is_closed(&self) -> bool {
-        self.shared.draining.load(Ordering::SeqCst) || self.shared.closed.is_cancelled()
+        !self.shared.life.accepting() || self.shared.life.token().is_cancelled()
     }
 
     /// Resolves when the client is closed.
     pub async fn closed(&self) {
-        self.shared.closed.cancelled().await;
+        self.shared.life.closed().await;
     }
 
     /// The bound link, binding one if none is up.
@@ -574,11 +570,7 @@ impl Client {
             if self.is_closed() {
                 return Err(SubmitError::NotConnected);
             }
-            let _permit = shared
-                .window
-                .acquire()
-                .await
-                .map_err(|_| SubmitError::NotConnected)?;
+            let _permit = shared.life.slot().await.ok_or(SubmitError::NotConnected)?;
             self.pace().await;
             if self.is_closed() {
                 return Err(SubmitError::NotConnected);
@@ -638,7 +630,7 @@ impl Client {
 
     /// Stops new submits; those in flight keep waiting for their answers.
     pub fn stop_submitting(&self) {
-        self.shared.draining.store(true, Ordering::SeqCst);
+        self.shared.life.stop_submitting();
     }
 
     /// Graceful close with the response timeout as grace.
@@ -652,15 +644,15 @@ impl Client {
     /// closes the socket.
     pub async fn close_within(&self, grace: Duration) {
         let shared = &self.shared;
-        shared.draining.store(true, Ordering::SeqCst);
-        let window = u32::try_from(shared.config.window).unwrap_or(u32::MAX);
-        let _drained = timeout(grace, shared.window.acquire_many(window)).await;
-        let taken = shared.link.lock().ok().and_then(|mut slot| slot.take());
-        if let Some(l) = taken {
-            unbind(&l, &shared.minter, shared.config.response_timeout).await;
+        let goodbye = async {
+            let taken = shared.link.lock().ok().and_then(|mut slot| slot.take());
+            if let Some(l) = taken {
+                unbind(&l, &shared.minter, shared.config.response_timeout).await;
+            }
+        };
+        if shared.life.close_within(grace, goodbye).await {
+            shared.life.shut();
         }
-        shared.window.close();
-        shared.closed.cancel();
     }
 
     async fn pace(&self) {

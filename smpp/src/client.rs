@@ -30,7 +30,7 @@
 //! it could have had, and sends nothing it cannot account for.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -44,7 +44,7 @@ use rusmpp::values::{
 use rusmpp::{Command, CommandId, Pdu};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
@@ -58,8 +58,8 @@ use crate::status::{
 };
 use tongdao_link::encode::{ConcatInfo, decode_payload, split_udh};
 use tongdao_link::{
-    Ack, Answer, Connect, Inbound, MoPdu, Pacer, Pending, Session, SubmitError, SubmitOutcome,
-    SubmitRequest,
+    Ack, Answer, Connect, Inbound, Lifecycle, MoPdu, Pacer, Pending, Session, SubmitError,
+    SubmitOutcome, SubmitRequest,
 };
 
 /// Settings of one bind.
@@ -204,7 +204,7 @@ impl Drop for DropGuard {
         // Best effort without awaiting: unbind, flush, half-close; the reader ends on the
         // peer's unbind_resp/EOF, or the timer below.
         let inner = self.0.clone();
-        if inner.closing.swap(true, Ordering::SeqCst) {
+        if inner.life.begin_closing() {
             return;
         }
         let seq = inner.next_seq();
@@ -214,10 +214,10 @@ impl Drop for DropGuard {
             let wait = inner.config.response_timeout;
             handle.spawn(async move {
                 sleep(wait).await;
-                inner.cancel.cancel();
+                inner.life.token().cancel();
             });
         } else {
-            inner.cancel.cancel();
+            inner.life.token().cancel();
         }
     }
 }
@@ -235,12 +235,9 @@ struct Inner {
     seq: AtomicU32,
     /// Requests awaiting their response (closed with the connection).
     pending: Pending<u32, Resp>,
-    window: Semaphore,
     pacer: Pacer,
-    /// Set by `stop_submitting`: no new submit is written.
-    draining: AtomicBool,
-    closing: AtomicBool,
-    cancel: CancellationToken,
+    /// The window, the drain and close flags, the cancel token.
+    life: Lifecycle,
 }
 
 impl Inner {
@@ -289,11 +286,9 @@ impl Inner {
 
     /// Marks the session closed and fails everything waiting on it.
     fn shut(&self) {
-        self.closing.store(true, Ordering::SeqCst);
         // Dropping the senders wakes the waiters with ConnectionLost.
         self.pending.close();
-        self.window.close();
-        self.cancel.cancel();
+        self.life.shut();
     }
 }
 
@@ -375,15 +370,12 @@ impl Client {
         }
 
         let inner = Arc::new(Inner {
-            window: Semaphore::new(config.window),
+            life: Lifecycle::new(config.window, cancel),
             pacer: Pacer::new(config.tps, config.throttle_backoff),
             config,
             out,
             seq: AtomicU32::new(2),
             pending: Pending::new(),
-            draining: AtomicBool::new(false),
-            closing: AtomicBool::new(false),
-            cancel,
         });
         let (in_tx, in_rx) = mpsc::channel(inner.config.inbound_capacity.max(1));
         tokio::spawn(session(inner.clone(), reader, in_tx));
@@ -402,17 +394,13 @@ impl Client {
         let inner = &self.inner;
         let mut attempts = 0;
         loop {
-            if inner.draining.load(Ordering::SeqCst) || inner.closing.load(Ordering::SeqCst) {
+            if !inner.life.accepting() {
                 return Err(SubmitError::NotConnected);
             }
-            let _permit = inner
-                .window
-                .acquire()
-                .await
-                .map_err(|_| SubmitError::NotConnected)?;
+            let _permit = inner.life.slot().await.ok_or(SubmitError::NotConnected)?;
             inner.pace().await;
             // Checked again after every wait: a drain that began meanwhile sends nothing new.
-            if inner.draining.load(Ordering::SeqCst) || inner.closing.load(Ordering::SeqCst) {
+            if !inner.life.accepting() {
                 return Err(SubmitError::NotConnected);
             }
             attempts += 1;
@@ -449,7 +437,7 @@ impl Client {
     /// [`SubmitError::NotConnected`] before writing anything, while submits already written
     /// keep waiting for their responses. Inbound receipts and MOs still flow.
     pub fn stop_submitting(&self) {
-        self.inner.draining.store(true, Ordering::SeqCst);
+        self.inner.life.stop_submitting();
     }
 
     /// Graceful close: stops new submits, waits (up to the response timeout) for those in
@@ -464,28 +452,25 @@ impl Client {
     /// `unbind_resp` (at most the response timeout), closes the socket.
     pub async fn close_within(&self, grace: Duration) {
         let inner = &self.inner;
-        inner.draining.store(true, Ordering::SeqCst);
-        if inner.closing.swap(true, Ordering::SeqCst) {
-            inner.cancel.cancelled().await;
-            return;
+        let goodbye = async {
+            let _ = inner.request(Pdu::Unbind).await;
+            let _ = inner.out.send(Out::Close);
+            // Give the writer a moment to flush; the peer closes after unbind_resp anyway.
+            let _ = timeout(Duration::from_secs(1), inner.life.closed()).await;
+        };
+        if inner.life.close_within(grace, goodbye).await {
+            inner.shut();
         }
-        let window = u32::try_from(inner.config.window).unwrap_or(u32::MAX);
-        let _drained = timeout(grace, inner.window.acquire_many(window)).await;
-        let _ = inner.request(Pdu::Unbind).await;
-        let _ = inner.out.send(Out::Close);
-        // Give the writer a moment to flush; the peer closes after unbind_resp anyway.
-        let _ = timeout(Duration::from_secs(1), inner.cancel.cancelled()).await;
-        inner.shut();
     }
 
     /// True once the session is closing or closed.
     pub fn is_closed(&self) -> bool {
-        self.inner.closing.load(Ordering::SeqCst) || self.inner.cancel.is_cancelled()
+        self.inner.life.is_closed()
     }
 
     /// Resolves when the connection is closed.
     pub async fn closed(&self) {
-        self.inner.cancel.cancelled().await;
+        self.inner.life.closed().await;
     }
 
     /// Requests sent and still awaiting their response.
@@ -508,7 +493,7 @@ async fn session(
     let reason = loop {
         let deadline = link_check.map_or(idle_deadline, |(_, d)| d);
         let frame = tokio::select! {
-            _ = inner.cancel.cancelled() => break "closed locally".to_string(),
+            _ = inner.life.closed() => break "closed locally".to_string(),
             _ = sleep_until(deadline) => {
                 if link_check.is_some() {
                     break "enquire_link not answered".to_string();
@@ -522,7 +507,7 @@ async fn session(
         };
         idle_deadline = Instant::now() + interval;
         match frame {
-            None if inner.closing.load(Ordering::SeqCst) => break "unbound".to_string(),
+            None if inner.life.is_closing() => break "unbound".to_string(),
             None => break "connection closed by peer".to_string(),
             Some(Err(e)) => break format!("link error: {e}"),
             Some(Ok(Frame::Undecodable(u))) => on_undecodable(&inner, u),
