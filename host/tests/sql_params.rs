@@ -296,12 +296,12 @@ fn arguments(src: &[u8], mut at: usize) -> (Vec<String>, usize) {
     let mut depth = 0usize;
     while at < src.len() {
         let b = src[at];
-        if b == b'"' || (b == b'r' && matches!(src.get(at + 1), Some(b'"' | b'#'))) {
-            if let Some((end, _)) = string_literal(src, at) {
-                current.push_str(&String::from_utf8_lossy(&src[at..end]));
-                at = end;
-                continue;
-            }
+        if (b == b'"' || (b == b'r' && matches!(src.get(at + 1), Some(b'"' | b'#'))))
+            && let Some((end, _)) = string_literal(src, at)
+        {
+            current.push_str(&String::from_utf8_lossy(&src[at..end]));
+            at = end;
+            continue;
         }
         if b == b'\'' {
             // A char literal: 'x', '\n', '\u{..}'.
