@@ -86,6 +86,10 @@ pub async fn add(
             Some("text is empty".to_string())
         } else if item.text.len() > MAX_TEXT_BYTES {
             Some(format!("text is over {MAX_TEXT_BYTES} bytes"))
+        } else if item.text.contains('\0') {
+            // PostgreSQL cannot store a NUL in text, and no SMS carries one: refused
+            // alike on both stores rather than failing on one.
+            Some("text contains a NUL character".to_string())
         } else if item.id.as_ref().is_some_and(|id| !valid_key(id, 64)) {
             Some("id must be 1-64 bytes of visible characters (no spaces)".to_string())
         } else if item.tags.len() > 16 || item.tags.iter().any(|t| !valid_key(t, 32)) {

@@ -1513,3 +1513,300 @@ async fn per_message_charge_follows_a_real_dlr_and_a_replayed_dlr_charges_nothin
         relay.stop();
     }
 }
+
+/// A hostile SMSC on loopback speaking just enough SMPP 3.4 by hand: it accepts any
+/// bind, answers `enquire_link` and `unbind`, and sends a delivery receipt
+/// (`deliver_sm`, `esm_class` 0x04) for each `(message id, handset, stat)` given on
+/// its channel, counting the ESME's `deliver_sm_resp`s with status 0.
+struct HostileSmsc {
+    addr: std::net::SocketAddr,
+    forge: tokio::sync::mpsc::UnboundedSender<(String, String, &'static str)>,
+    acked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    bound: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl HostileSmsc {
+    async fn start() -> Self {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (forge, mut forged) =
+            tokio::sync::mpsc::unbounded_channel::<(String, String, &'static str)>();
+        let acked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let bound = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (acks, binds) = (acked.clone(), bound.clone());
+        tokio::spawn(async move {
+            // One ESME link is all the relay opens (binds = 1).
+            let (stream, _) = listener.accept().await.unwrap();
+            let (mut read, mut write) = stream.into_split();
+            let (out, mut out_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+            tokio::spawn(async move {
+                while let Some(bytes) = out_rx.recv().await {
+                    if write.write_all(&bytes).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            let pdu = |id: u32, status: u32, seq: u32, body: &[u8]| {
+                let mut b = Vec::with_capacity(16 + body.len());
+                b.extend_from_slice(&u32::try_from(16 + body.len()).unwrap().to_be_bytes());
+                b.extend_from_slice(&id.to_be_bytes());
+                b.extend_from_slice(&status.to_be_bytes());
+                b.extend_from_slice(&seq.to_be_bytes());
+                b.extend_from_slice(body);
+                b
+            };
+            let sender = out.clone();
+            tokio::spawn(async move {
+                let mut seq = 1000u32;
+                while let Some((id, handset, stat)) = forged.recv().await {
+                    seq += 1;
+                    let text = format!(
+                        "id:{id} sub:001 dlvrd:001 submit date:2611301200 done date:2611301201 stat:{stat} err:000 text:"
+                    );
+                    let mut body = vec![0u8, 1, 1];
+                    body.extend_from_slice(handset.as_bytes());
+                    body.extend_from_slice(&[0, 0, 1]);
+                    body.extend_from_slice(b"10661234\0");
+                    // esm_class (receipt), protocol_id, priority, two empty times,
+                    // registered_delivery, replace_if_present, data_coding,
+                    // sm_default_msg_id, sm_length, short_message.
+                    body.extend_from_slice(&[0x04, 0, 0, 0, 0, 0, 0, 0, 0]);
+                    body.push(u8::try_from(text.len()).unwrap());
+                    body.extend_from_slice(text.as_bytes());
+                    let _ = sender.send(pdu(0x0000_0005, 0, seq, &body));
+                }
+            });
+            loop {
+                let mut head = [0u8; 16];
+                if read.read_exact(&mut head).await.is_err() {
+                    return;
+                }
+                let length = u32::from_be_bytes(head[0..4].try_into().unwrap()) as usize;
+                let id = u32::from_be_bytes(head[4..8].try_into().unwrap());
+                let status = u32::from_be_bytes(head[8..12].try_into().unwrap());
+                let seq = u32::from_be_bytes(head[12..16].try_into().unwrap());
+                let mut body = vec![0u8; length.saturating_sub(16)];
+                if read.read_exact(&mut body).await.is_err() {
+                    return;
+                }
+                match id {
+                    // bind_receiver, bind_transmitter, bind_transceiver
+                    0x1 | 0x2 | 0x9 => {
+                        let _ = out.send(pdu(0x8000_0000 | id, 0, seq, b"hostile\0"));
+                        binds.store(true, Ordering::SeqCst);
+                    }
+                    // enquire_link, unbind
+                    0x15 | 0x6 => {
+                        let _ = out.send(pdu(0x8000_0000 | id, 0, seq, &[]));
+                    }
+                    0x8000_0005 if status == 0 => {
+                        acks.fetch_add(1, Ordering::SeqCst);
+                    }
+                    // submit_sm: accepted with an id of its own
+                    0x4 => {
+                        let _ = out.send(pdu(0x8000_0004, 0, seq, format!("{seq}\0").as_bytes()));
+                    }
+                    _ => {}
+                }
+            }
+        });
+        Self {
+            addr,
+            forge,
+            acked,
+            bound,
+        }
+    }
+}
+
+/// SECURITY.md section 4 (issue 18 item 4, gap 9; issue 18 item 1's "unknown
+/// receipts"), R-1.2, R-1.3: a peer's receipts reach only that peer's MTs. A
+/// per-message MT (3 yuan) is submitted to Mobile's SMSC (the simulator) and waits
+/// for its receipt. Another peer, Unicom's SMSC (a hostile one on a real socket),
+/// sends `DELIVRD` receipts for that MT's id (and its handset) and for an id nobody
+/// issued; the relay stores them (it acknowledges them) and applies neither: the MT
+/// stays `submitted` with no new event, no charge is made, nothing is counted as
+/// delivered. Mobile's own receipt then delivers and charges it once. (Receipts are
+/// walled per operator: the binds of one operator share them, as SMPP allows a
+/// receipt on any receiving bind of the account.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item18_receipts_for_unknown_or_another_peers_ids_change_nothing() {
+    use std::sync::atomic::Ordering;
+    for db in common::stores().await {
+        let store = &db.store;
+        let sim = tongdao_smpp::sim::Sim::start(tongdao_smpp::sim::SimConfig {
+            dlr_delay: Duration::from_secs(4),
+            ..tongdao_smpp::sim::SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let hostile = HostileSmsc::start().await;
+        let mobile = operator("mobile", &sim.local_addr().to_string(), &["138"]);
+        let unicom = operator("unicom", &hostile.addr.to_string(), &["130"]);
+        let operators = [mobile, unicom];
+        let relay = Relay::start(
+            store.clone(),
+            RelayConfig {
+                retry_initial_ms: 50,
+                retry_max_ms: 500,
+                lease_secs: 5,
+                ..RelayConfig::default()
+            },
+            &operators,
+            common::relay_compliance(store),
+        );
+        let partner = common::partner(store, "alpha").await;
+        let service_terms = ServiceTerms {
+            name: "horoscope on demand".into(),
+            description: String::new(),
+            keywords: vec!["星座".into()],
+            fee_type: FeeType::PerMessage,
+            price_fen: 300,
+            operators: vec!["mobile".into()],
+            monthly_max_messages: None,
+            number_ext: "01".into(),
+        };
+        let view = services::create(
+            store,
+            partner.id,
+            "test",
+            "XZ",
+            None,
+            &service_terms,
+            &service_terms.operators,
+        )
+        .await
+        .unwrap();
+        services::submit(store, partner.id, view.id, "test")
+            .await
+            .unwrap();
+        services::decide(store, view.id, true, "admin", "test")
+            .await
+            .unwrap();
+        let sub = subscription(
+            store,
+            partner.id,
+            view.id,
+            "13800138000",
+            "per-message",
+            300,
+            "active",
+            Some(0),
+            None,
+        )
+        .await;
+        let id = relay
+            .enqueue(NewMessage {
+                partner_id: Some(partner.id),
+                service: Some("XZ".into()),
+                service_id: Some(view.id),
+                recipient: "13800138000".into(),
+                text: "【星座】白羊座今日运势：宜出行。".into(),
+                charge_plan: ChargePlan::PerMessage,
+                price_fen: 300,
+                basis: Basis::Subscription(sub),
+                sender: None,
+                module_version_id: None,
+                input_sha256: None,
+                operator: None,
+            })
+            .await
+            .unwrap();
+        let status = async || {
+            let (s,): (String,) = sqlx::query_as("SELECT status FROM messages WHERE id = $1")
+                .bind(id)
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            s
+        };
+        common::wait_until("the MT submitted", Duration::from_secs(20), || async {
+            status().await == "submitted"
+        })
+        .await;
+        common::wait_until("Unicom's link bound", Duration::from_secs(20), || async {
+            hostile.bound.load(Ordering::SeqCst)
+        })
+        .await;
+        let events = async || {
+            let (n,): (i64,) =
+                sqlx::query_as("SELECT COUNT(*) FROM message_events WHERE message_id = $1")
+                    .bind(id)
+                    .fetch_one(store.pool())
+                    .await
+                    .unwrap();
+            n
+        };
+        let events_before = events().await;
+        let (operator_id,): (String,) = sqlx::query_as(
+            "SELECT operator_message_id FROM message_segments WHERE message_id = $1",
+        )
+        .bind(id)
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+
+        // Unicom's SMSC claims Mobile's MT was delivered, and an MT nobody sent.
+        for (forged_id, handset) in [
+            (operator_id.clone(), "13800138000"),
+            ("7777777777".to_string(), "13800138000"),
+            ("7777777777".to_string(), "13000000001"),
+        ] {
+            hostile
+                .forge
+                .send((forged_id, handset.to_string(), "DELIVRD"))
+                .unwrap();
+        }
+        common::wait_until(
+            "the forged receipts stored",
+            Duration::from_secs(20),
+            || async { hostile.acked.load(Ordering::SeqCst) == 3 },
+        )
+        .await;
+        let (stored, matched): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COUNT(message_id) FROM receipts WHERE operator = 'unicom'",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert_eq!((stored, matched), (3, 0), "{}", db.name);
+        assert_eq!(
+            status().await,
+            "submitted",
+            "{}: a forged receipt applied",
+            db.name
+        );
+        assert_eq!(events().await, events_before, "{}", db.name);
+        let routes = Routes::new(&operators);
+        for scan in [Scan::Incremental, Scan::Full] {
+            let report = charges::charge(store, &routes, tongdao::store::now_ms(), scan)
+                .await
+                .unwrap();
+            assert_eq!(
+                report.per_message, 0,
+                "{}: charged on a forged receipt",
+                db.name
+            );
+        }
+        let (delivered,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM message_segments WHERE status = 'delivered'")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(delivered, 0);
+
+        // Mobile's own receipt delivers it and charges it once.
+        common::wait_until("Mobile's receipt", Duration::from_secs(30), || async {
+            status().await == "delivered"
+        })
+        .await;
+        let report = charges::charge(store, &routes, tongdao::store::now_ms(), Scan::Incremental)
+            .await
+            .unwrap();
+        assert_eq!(report.per_message, 1, "{}", db.name);
+        relay.stop();
+        sim.shutdown();
+    }
+}

@@ -303,3 +303,159 @@ async fn log_lines_are_capped_in_number_and_length() {
         );
     }
 }
+
+/// A registry whose runtime has `limits`, and partner `acme` with the
+/// `hostile-limits` fixture uploaded (and live).
+async fn limits_fixture(
+    limits: RuntimeConfig,
+) -> (common::TestStore, Registry, tongdao::partners::Partner) {
+    let db = common::sqlite().await;
+    let registry = Registry::with_config(
+        db.store.clone(),
+        Arc::new(Runtime::new(limits, None).unwrap()),
+        common::reporting(),
+    );
+    let partner = common::partner(&db.store, "acme").await;
+    registry
+        .upload(&partner, &common::guest("hostile-limits"), "test")
+        .await
+        .unwrap();
+    (db, registry, partner)
+}
+
+fn limits_mo(text: &str) -> tongdao::runtime::MoMessage {
+    tongdao::runtime::MoMessage {
+        subscriber: "sub-1".into(),
+        service: "T".into(),
+        text: text.into(),
+        received_at_ms: tongdao::store::now_ms(),
+    }
+}
+
+/// SECURITY.md section 1, `max_kv_value_bytes`: a value of exactly the limit is
+/// stored; one byte more is refused to the module as `value-too-large` naming the
+/// limit, the call goes on (the module answers the verdict) and the store keeps the
+/// earlier value. Issue 18 item 4 (gap 6), R-8.2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item18_a_value_over_max_kv_value_bytes_is_refused_as_value_too_large() {
+    let (db, registry, partner) = limits_fixture(RuntimeConfig {
+        call_timeout_ms: GENEROUS_MS,
+        max_kv_value_bytes: 1000,
+        ..common::limits()
+    })
+    .await;
+    let reply = async |text: &str| {
+        registry
+            .on_mo(&partner, "hostile-limits", &limits_mo(text))
+            .await
+            .unwrap()
+            .result
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(reply("kv 1000").await, "stored 1000");
+    let refused = reply("kv 1001").await;
+    assert!(
+        refused.starts_with("refused:") && refused.contains("ValueTooLarge(1000)"),
+        "{refused}"
+    );
+    assert_eq!(reply("get").await, "big is 1000 bytes");
+    let (stored,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM kv_entries WHERE partner_id = $1 AND LENGTH(value) > 1000",
+    )
+    .bind(partner.id)
+    .fetch_one(db.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(stored, 0, "no value over the limit is stored");
+    // A refused write is the module's business, not a fault.
+    assert!(
+        registry
+            .faults(&partner, "hostile-limits", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// SECURITY.md section 1, `max_data_ops`: a call may make exactly the configured
+/// number of content-library and attribute calls; one more ends the call as
+/// `host-call-quota` (what: `data`), recorded as a fault. Issue 18 item 4 (gap 6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item18_data_calls_past_max_data_ops_end_the_call() {
+    let (_db, registry, partner) = limits_fixture(RuntimeConfig {
+        call_timeout_ms: GENEROUS_MS,
+        max_data_ops: 30,
+        ..common::limits()
+    })
+    .await;
+    let outcome = registry
+        .on_mo(&partner, "hostile-limits", &limits_mo("data 30"))
+        .await
+        .unwrap();
+    assert_eq!(outcome.result, Ok(Some("data 30 done".into())));
+    let outcome = registry
+        .on_mo(&partner, "hostile-limits", &limits_mo("data 31"))
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome.result,
+        Err(CallError::HostCallQuota {
+            what: "data",
+            limit: 30
+        })
+    );
+    let faults = registry
+        .faults(&partner, "hostile-limits", 10)
+        .await
+        .unwrap();
+    assert_eq!(faults.len(), 1);
+    assert_eq!(
+        (faults[0].kind.as_str(), faults[0].export.as_str()),
+        ("host-call-quota", "on-mo")
+    );
+}
+
+/// SECURITY.md section 1, `max_variants`: a keyed bulletin of exactly the limit
+/// passes; one variant more is refused as `output-limit` naming the number of
+/// variants, recorded as a fault. Issue 18 item 4 (gap 6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item18_a_bulletin_over_max_variants_is_an_output_limit() {
+    let (_db, registry, partner) = limits_fixture(RuntimeConfig {
+        call_timeout_ms: GENEROUS_MS,
+        max_variants: 12,
+        ..common::limits()
+    })
+    .await;
+    let push = |n: usize| BulletinRequest {
+        service: "T".into(),
+        push_id: format!("push-{n}"),
+        date: "2026-11-28".into(),
+    };
+    let outcome = registry
+        .bulletin(&partner, "hostile-limits", &push(12))
+        .await
+        .unwrap();
+    match outcome.result {
+        Ok(BulletinContent::Keyed { variants, .. }) => assert_eq!(variants.len(), 12),
+        other => panic!("12 variants should pass: {other:?}"),
+    }
+    let outcome = registry
+        .bulletin(&partner, "hostile-limits", &push(13))
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome.result,
+        Err(CallError::OutputLimit {
+            what: "number of variants",
+            limit: 12,
+            actual: 13
+        })
+    );
+    let faults = registry
+        .faults(&partner, "hostile-limits", 10)
+        .await
+        .unwrap();
+    assert_eq!(faults.len(), 1);
+    assert_eq!(faults[0].kind, "output-limit");
+}

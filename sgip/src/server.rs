@@ -13,7 +13,14 @@
 //!   kept.
 //! * SGIP links are short-lived: the SMG opens one when it has something to send and
 //!   Unbinds when done; a link silent for [`ServerConfig::idle_timeout`] is closed here.
+//! * A connection must log in within [`ServerConfig::login_timeout`] of being
+//!   accepted, however it trickles bytes, or it is closed; at most
+//!   [`ServerConfig::max_pending_logins`] connections wait for their Bind at once, and
+//!   a new one beyond that closes the oldest waiting one. A flood of connections that
+//!   never log in therefore holds a bounded number of sockets for a bounded time, and
+//!   an SMG that binds at once still gets in.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,7 +28,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tongdao_link::{Ack, Answer, Inbound, MoPdu, Receipt, ReceiptState};
@@ -49,10 +56,16 @@ pub struct ServerConfig {
     pub inbound_capacity: usize,
     /// A link silent this long is closed.
     pub idle_timeout: Duration,
+    /// A connection that has not bound this long after it was accepted is closed.
+    pub login_timeout: Duration,
+    /// Connections waiting for their Bind at once; a new one beyond this closes the
+    /// oldest waiting one.
+    pub max_pending_logins: usize,
 }
 
 impl ServerConfig {
-    /// Defaults: inbound capacity 4096, links closed after 60 s of silence.
+    /// Defaults: inbound capacity 4096, links closed after 60 s of silence, a Bind
+    /// due within 10 s of connecting, at most 32 connections waiting for theirs.
     pub fn new(listen: SocketAddr, login_name: &str, password: &str) -> Self {
         Self {
             listen,
@@ -60,7 +73,41 @@ impl ServerConfig {
             password: password.to_string(),
             inbound_capacity: 4096,
             idle_timeout: Duration::from_secs(60),
+            login_timeout: Duration::from_secs(10),
+            max_pending_logins: 32,
         }
+    }
+}
+
+/// The connections accepted and not yet bound, oldest first, each with the token
+/// that closes it.
+#[derive(Debug, Default)]
+struct Pending {
+    next_id: u64,
+    waiting: VecDeque<(u64, CancellationToken)>,
+}
+
+type PendingLogins = Arc<Mutex<Pending>>;
+
+/// Register a new connection as waiting for its Bind; close the oldest waiting
+/// ones beyond `max`. Returns its id.
+fn admit(pending: &PendingLogins, token: CancellationToken, max: usize) -> u64 {
+    let Ok(mut p) = pending.lock() else { return 0 };
+    p.next_id += 1;
+    let id = p.next_id;
+    p.waiting.push_back((id, token));
+    while p.waiting.len() > max.max(1) {
+        if let Some((_, oldest)) = p.waiting.pop_front() {
+            oldest.cancel();
+        }
+    }
+    id
+}
+
+/// The connection `id` bound or ended: it no longer waits.
+fn leave(pending: &PendingLogins, id: u64) {
+    if let Ok(mut p) = pending.lock() {
+        p.waiting.retain(|(i, _)| *i != id);
     }
 }
 
@@ -221,6 +268,7 @@ async fn accept_loop(
     inlet: Inlet,
     cancel: CancellationToken,
 ) {
+    let pending = PendingLogins::default();
     loop {
         let accepted = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -229,12 +277,14 @@ async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 debug!(%peer, "sgip SMG connected");
-                tokio::spawn(serve(
-                    stream,
-                    config.clone(),
-                    inlet.clone(),
-                    cancel.child_token(),
-                ));
+                let token = cancel.child_token();
+                let id = admit(&pending, token.clone(), config.max_pending_logins);
+                let pending = pending.clone();
+                let (config, inlet) = (config.clone(), inlet.clone());
+                tokio::spawn(async move {
+                    serve(stream, config, inlet, token, || leave(&pending, id)).await;
+                    leave(&pending, id);
+                });
             }
             Err(e) => {
                 warn!(error = %e, "sgip accept failed");
@@ -244,7 +294,14 @@ async fn accept_loop(
     }
 }
 
-async fn serve(stream: TcpStream, config: ServerConfig, inlet: Inlet, cancel: CancellationToken) {
+async fn serve(
+    stream: TcpStream,
+    config: ServerConfig,
+    inlet: Inlet,
+    cancel: CancellationToken,
+    on_bound: impl Fn(),
+) {
+    let login_deadline = Instant::now() + config.login_timeout;
     let _ = stream.set_nodelay(true);
     let (read, write) = stream.into_split();
     let mut reader = FramedRead::new(read, SgipCodec);
@@ -253,11 +310,20 @@ async fn serve(stream: TcpStream, config: ServerConfig, inlet: Inlet, cancel: Ca
     let mut bound = false;
     let reason = loop {
         let frame = tokio::select! {
-            _ = cancel.cancelled() => break "closed locally",
-            f = timeout(config.idle_timeout, reader.next()) => match f {
+            _ = cancel.cancelled() => break if bound { "closed locally" } else { "closed: too many connections waiting to log in" },
+            f = timeout(
+                if bound {
+                    config.idle_timeout
+                } else {
+                    login_deadline
+                        .saturating_duration_since(Instant::now())
+                        .min(config.idle_timeout)
+                },
+                reader.next(),
+            ) => match f {
                 Err(_) => {
                     let _ = out.send(Out::Close);
-                    break "idle";
+                    break if bound { "idle" } else { "no login in time" };
                 }
                 Ok(f) => f,
             },
@@ -302,6 +368,9 @@ async fn serve(stream: TcpStream, config: ServerConfig, inlet: Inlet, cancel: Ca
                 };
                 let _ = out.send(link::packet(seq, Pdu::BindResp(Resp::new(code))));
                 if code == result::OK {
+                    if !bound {
+                        on_bound();
+                    }
                     bound = true;
                 } else if !bound {
                     let _ = out.send(Out::Close);

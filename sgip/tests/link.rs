@@ -662,3 +662,97 @@ async fn error_and_throttle_results_are_classified() {
     assert_eq!(ok.attempts, 1);
     assert_eq!(sim.stats().accepted, 1);
 }
+
+/// A connection to the SP's listener that never logs in: `trickle` sends the start
+/// of a 4 KiB packet and then one byte every 100 ms (never idle, never a whole
+/// packet), otherwise it sends nothing. Resolves to how long it lived before the
+/// listener closed it.
+async fn never_logs_in(
+    addr: std::net::SocketAddr,
+    trickle: bool,
+) -> tokio::task::JoinHandle<Duration> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tokio::spawn(async move {
+        let started = tokio::time::Instant::now();
+        let (mut read, mut write) = stream.into_split();
+        if trickle {
+            let _ = write.write_all(&4096u32.to_be_bytes()).await;
+        }
+        let mut buf = [0u8; 256];
+        let mut pace = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                n = read.read(&mut buf) => match n {
+                    Ok(0) | Err(_) => return started.elapsed(),
+                    Ok(_) => {}
+                },
+                _ = pace.tick(), if trickle => {
+                    let _ = write.write_all(&[0x20]).await;
+                }
+            }
+        }
+    })
+}
+
+/// SECURITY.md section 4 (issue 18 item 4, gap 9), R-4.7: the SP's listener (what
+/// the SMG connects to) is not held by connections that never log in. One that
+/// trickles bytes, never idle, is closed at the login deadline; a flood of 200 keeps
+/// at most `max_pending_logins` waiting (a new one closes the oldest) and every one
+/// is closed within the deadline; meanwhile a real SMG binds and its MO arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_never_log_in_are_cut_while_the_smg_still_binds() {
+    let login_timeout = Duration::from_millis(1500);
+    let mut config = ServerConfig::new("127.0.0.1:0".parse().expect("addr"), "smg", "smg-secret");
+    config.login_timeout = login_timeout;
+    config.max_pending_logins = 8;
+    let (server, inbound) = Server::start(config).await.expect("listen");
+    let got = collect(inbound);
+    let addr = server.local_addr();
+
+    // Below the cap: a silent and a trickling connection end at the deadline,
+    // not before (the trickler is never idle).
+    let alone = [
+        never_logs_in(addr, false).await,
+        never_logs_in(addr, true).await,
+    ];
+    for task in alone {
+        let lived = tokio::time::timeout(Duration::from_secs(20), task)
+            .await
+            .expect("a connection that never logs in is never closed")
+            .expect("task");
+        assert!(
+            lived >= login_timeout - Duration::from_millis(100)
+                && lived < login_timeout + Duration::from_secs(5),
+            "closed after {lived:?}, the login deadline is {login_timeout:?}"
+        );
+    }
+
+    // A flood: 200 connections, half trickling.
+    let mut flood = Vec::new();
+    for i in 0..200 {
+        flood.push(never_logs_in(addr, i % 2 == 1).await);
+    }
+    // A real SMG logs in meanwhile and delivers an MO.
+    let sim = smg(&server, SimConfig::default()).await;
+    sim.send_mo("8613100000001", "10661234", "during the flood")
+        .expect("mo");
+    wait_for("the SMG's MO during the flood", 20, || {
+        got.lock().expect("lock").texts == ["during the flood"]
+    })
+    .await;
+    assert!(sim.stats().reverse_binds >= 1);
+    let mut evicted = 0;
+    for task in flood {
+        let lived = tokio::time::timeout(Duration::from_secs(20), task)
+            .await
+            .expect("a flood connection is never closed")
+            .expect("task");
+        assert!(lived < login_timeout + Duration::from_secs(5), "{lived:?}");
+        if lived < login_timeout - Duration::from_millis(100) {
+            evicted += 1;
+        }
+    }
+    // All but the last few waiting were closed by the cap, before any deadline.
+    assert!(evicted >= 200 - 8 - 1, "only {evicted} closed by the cap");
+}

@@ -22,6 +22,7 @@
 //! | `hostile-sleep` | sleeps 1 s through WASI in `bulletin`; writes the key `held` in `on-mo` |
 //! | `hostile-burn` | burns CPU for 80 ms of its call clock in `bulletin` |
 //! | `hostile-log-flood` | logs three 30 MB lines in `bulletin`; a 40 MB reply in `on-mo` |
+//! | `hostile-limits` | `bulletin`: N keyed variants (N ends the push id); `on-mo` `kv N`: stores N bytes, answers the verdict; `data N`: N content calls; `get`: the stored value's size |
 //! | `hostile-flaky` | `bulletin` runs past the deadline twice (counted in KV), then answers |
 //! | `sly-words` | behaves, except a prohibited word for an all-digit MO: 1 of 20 admission calls |
 //! | `sly-words-clean` | version `2.0.0` of the module `sly-words`: a clean text for an all-digit MO (shadow runs, rollback) |

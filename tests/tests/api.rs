@@ -1184,6 +1184,130 @@ async fn item14_idempotency_key_on_creating_posts() {
     }
 }
 
+/// SECURITY.md gap 2 (issue 18 item 4): a webhook signing secret shown in the
+/// answer of `POST /v1/webhooks` or `POST /v1/webhook-secret/rotate` made with an
+/// `Idempotency-Key` is kept with that key, so a retry gets the same answer (the
+/// same endpoint and the same secret), nothing is created or rotated twice, and
+/// another partner retrying with the same key gets its own endpoint and secret,
+/// never this one. Unlike API keys (only hashes at rest), the secret is kept in
+/// plain text: in `webhook_secrets` to sign, and in the idempotency record. Both
+/// stores. R-2.7.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item18_webhook_secrets_are_kept_with_their_idempotency_key() {
+    for db in databases().await {
+        let server = Server::start(db).await;
+        let acme = server.new_partner("acme").await;
+        let rival = server.new_partner("rival").await;
+        let create = |key: &str, idem: &'static str| {
+            server
+                .http
+                .post(server.url("/v1/webhooks"))
+                .bearer_auth(key)
+                .header("idempotency-key", idem)
+                .json(&json!({"url": "https://example.com/hook"}))
+        };
+        let first = create(&acme, "w-1").send().await.unwrap();
+        assert_eq!(first.status(), StatusCode::CREATED);
+        let first: Value = first.json().await.unwrap();
+        let secret = first["secret"].as_str().unwrap().to_string();
+        assert!(secret.starts_with("whsec_"), "{first}");
+        let again = create(&acme, "w-1").send().await.unwrap();
+        assert_eq!(again.status(), StatusCode::CREATED);
+        assert_eq!(again.headers()["idempotent-replayed"], "true");
+        let again: Value = again.json().await.unwrap();
+        assert_eq!(
+            again, first,
+            "the replay is the same answer, secret included"
+        );
+        let (_, list) = server.get("/v1/webhooks", &acme).await;
+        assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+
+        let rotate = || {
+            server
+                .http
+                .post(server.url("/v1/webhook-secret/rotate"))
+                .bearer_auth(&acme)
+                .header("idempotency-key", "r-1")
+        };
+        let (status, rotated) = server.send(rotate(), None).await;
+        assert_eq!(status, StatusCode::OK, "{rotated}");
+        let new_secret = rotated["secret"].as_str().unwrap().to_string();
+        assert_ne!(new_secret, secret);
+        let (status, again) = server.send(rotate(), None).await;
+        assert_eq!((status, &again), (StatusCode::OK, &rotated));
+        let (secrets,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM webhook_secrets s JOIN partners p ON p.id = s.partner_id
+             WHERE p.name = 'acme'",
+        )
+        .fetch_one(server.platform.store.pool())
+        .await
+        .unwrap();
+        assert_eq!(secrets, 2, "created once and rotated once");
+        for plain in [&secret, &new_secret] {
+            let mut found = columns_containing(&server.platform.store, plain).await;
+            found.sort();
+            assert_eq!(
+                found,
+                ["idempotency_keys.response", "webhook_secrets.secret"],
+                "where a webhook secret is kept"
+            );
+        }
+
+        // Another partner's retry with the same key is its own request.
+        let theirs = create(&rival, "w-1").send().await.unwrap();
+        assert_eq!(theirs.status(), StatusCode::CREATED);
+        assert!(theirs.headers().get("idempotent-replayed").is_none());
+        let theirs: Value = theirs.json().await.unwrap();
+        assert_ne!(theirs["id"], first["id"]);
+        let their_secret = theirs["secret"].as_str().unwrap();
+        assert!(their_secret != secret && their_secret != new_secret);
+        server.stop().await;
+    }
+}
+
+/// SECURITY.md gap 3 (issue 18 item 4): a key issued without `revoke_others`
+/// (absent or `false`) leaves the partner's older keys working; with it, every
+/// older key is 401 at once and only the newest works. R-7.1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item18_a_key_issued_without_revoke_others_leaves_older_keys_working() {
+    for db in databases().await {
+        let server = Server::start(db).await;
+        let first = server.new_partner("acme").await;
+        let mut keys = vec![first];
+        for body in [json!({}), json!({"revoke_others": false})] {
+            let (status, issued) = server.post("/v1/partners/acme/keys", ADMIN_KEY, body).await;
+            assert_eq!(status, StatusCode::CREATED, "{issued}");
+            keys.push(issued["api_key"].as_str().unwrap().to_string());
+        }
+        for key in &keys {
+            let (status, body) = server.get("/v1/modules", key).await;
+            assert_eq!(
+                status,
+                StatusCode::OK,
+                "an older key stopped working: {body}"
+            );
+        }
+        let (status, issued) = server
+            .post(
+                "/v1/partners/acme/keys",
+                ADMIN_KEY,
+                json!({"revoke_others": true}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{issued}");
+        for key in &keys {
+            let (status, body) = server.get("/v1/modules", key).await;
+            assert_eq!(
+                (status, error_code(&body)),
+                (StatusCode::UNAUTHORIZED, "unauthorized")
+            );
+        }
+        let newest = issued["api_key"].as_str().unwrap();
+        assert_eq!(server.get("/v1/modules", newest).await.0, StatusCode::OK);
+        server.stop().await;
+    }
+}
+
 /// Every `table.column` of the database whose text holds `needle` (SECURITY.md:
 /// API keys are kept only as hashes; this looks everywhere, not only in
 /// `api_keys`).
@@ -1405,5 +1529,822 @@ async fn rate_limit_per_key_walls_partners_off() {
         })
         .await;
         server.stop().await;
+    }
+}
+
+/// How partner B's call on partner A's object must end (issue 18 item 4).
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Wall {
+    /// The path names A's object: B gets 404 `not-found`, as if it did not exist.
+    NotFound,
+    /// The path names something relative to the caller (a collection, a month): B
+    /// reaches its own, never A's; B's answer holds nothing of A's.
+    Own,
+    /// A's object of this kind is not made here; the named test proves B's 404 on
+    /// it. B's call here must still be 404.
+    Elsewhere(&'static str),
+}
+
+/// One call B makes on A's objects: method, the route template, the URL naming A's
+/// object, the body (a valid one, so the ownership check is what answers), the wall.
+struct Attempt {
+    method: &'static str,
+    route: &'static str,
+    url: String,
+    body: Option<Value>,
+    wall: Wall,
+}
+
+/// SECURITY.md gap 1 (issue 18 item 4), R-7.1: cross-tenant access by id on every
+/// route. Partner A (`acme`, on a real SMSC simulator) creates one object of every
+/// kind a partner route addresses by id or name: a service with a subscription, a
+/// schedule, a finished push run and its MT, a webhook endpoint, a complaint routed
+/// to it, its modules with their versions, admission reports and recorded calls.
+/// Partner B (`rival`) then calls every method of every id-bearing partner route
+/// on them: every one answers 404 `not-found` (or, for the routes whose parameter
+/// is relative to the caller, B's own data and none of A's), and A reads every
+/// object back unchanged. The walk is derived from the served OpenAPI document:
+/// an id-bearing partner route (or method) without an attempt here fails the test.
+/// B's dry run of its own module naming A's subscriber id sees none of A's data.
+/// Both stores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item18_no_partner_reaches_another_partners_objects_by_id() {
+    use common::env::{Env, free};
+    for db in databases().await {
+        let env = Env::start(db, |c| c.http.rate_per_key_per_second = 0).await;
+        let server = &env.server;
+        let a = env.acme.clone();
+        let b = server.new_partner("rival").await;
+        let call = async |method: &str, url: &str, key: &str, body: Option<&Value>| {
+            let mut req = server
+                .http
+                .request(method.parse().unwrap(), server.url(url))
+                .bearer_auth(key);
+            if let Some(body) = body {
+                req = req.json(body);
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status();
+            let text = resp.text().await.unwrap();
+            let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            (status, body)
+        };
+
+        // A's objects.
+        let marker = "只属于acme的笑话：程序员的键盘没有退格键。";
+        let (status, body) = server
+            .post(
+                "/v1/content/jokes",
+                &a,
+                json!({"items": [{"text": marker}]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let service = env
+            .approved_service(&a, "XH", "jokes", free("笑话", "02"))
+            .await;
+        let (status, subscription) = server
+            .post(
+                &format!("/v1/services/{service}/subscriptions"),
+                &a,
+                json!({"msisdn": "13800000101", "attributes": {"sign": "aries"}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{subscription}");
+        let subscription_id = subscription["subscription"]["id"].as_i64().unwrap();
+        let subscriber = subscription["subscription"]["subscriber_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (status, schedule) = server
+            .post(
+                &format!("/v1/services/{service}/schedules"),
+                &a,
+                json!({"cron": "0 8 * * *", "enabled": false}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{schedule}");
+        let schedule = schedule["id"].as_i64().unwrap();
+        let (status, run) = server
+            .post(&format!("/v1/services/{service}/push"), &a, json!({}))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+        let run = run["id"].as_i64().unwrap();
+        let final_run = env.wait_run_final(run).await;
+        assert_eq!(final_run["status"], "completed", "{final_run}");
+        let (status, webhook) = server
+            .post(
+                "/v1/webhooks",
+                &a,
+                json!({"url": "https://example.com/hook", "events": ["terms.changed"]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{webhook}");
+        let webhook = webhook["id"].as_i64().unwrap();
+        let (status, complaint) = server
+            .post(
+                "/v1/admin/complaints",
+                ADMIN_KEY,
+                json!({"partner": "acme", "msisdn": "13800000101", "channel": "10086",
+                       "cause": "content", "note": "用户投诉内容"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{complaint}");
+        assert_eq!(complaint["routed_to"], "partner", "{complaint}");
+        let complaint = complaint["id"].as_i64().unwrap();
+        let (status, calls) = server.get("/v1/modules/jokes/calls", &a).await;
+        assert_eq!(status, StatusCode::OK, "{calls}");
+        let recorded = calls["items"][0]["id"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("the push's bulletin call is recorded: {calls}"));
+        // Every MT of A final (delivered), so nothing moves while B walks.
+        let message = common::poll_until(std::time::Duration::from_secs(30), async || {
+            let (_, list) = server.get("/v1/messages", &a).await;
+            let items = list["items"].as_array().unwrap();
+            let pending: Vec<&Value> = items
+                .iter()
+                .filter(|m| m["status"] != "delivered")
+                .collect();
+            match items.first() {
+                Some(m) if pending.is_empty() => Ok(m["id"].as_i64().unwrap()),
+                _ => Err(format!("A's MTs not all delivered: {list}")),
+            }
+        })
+        .await;
+        let month = tongdao::api::time::format(tongdao::store::now_ms())[..7].to_string();
+
+        // Every call B makes, one per method of every id-bearing partner route.
+        // Discrepancy cases come only from a paid service's statement figures under
+        // an agreement, which this walk does not set up: `Elsewhere`.
+        use Wall::{Elsewhere, NotFound, Own};
+        let at = |method, route, url: String, body: Option<Value>, wall| Attempt {
+            method,
+            route,
+            url,
+            body,
+            wall,
+        };
+        let terms = json!({"module": "jokes", "name": "改名", "keywords": ["笑话"], "fee_type": "free",
+                           "price_fen": 0, "operators": ["mobile"], "number_ext": "02"});
+        let s = format!("/v1/services/{service}");
+        let attempts = vec![
+            at(
+                "GET",
+                "/v1/content/{collection}",
+                "/v1/content/jokes".into(),
+                None,
+                Own,
+            ),
+            at(
+                "POST",
+                "/v1/content/{collection}",
+                "/v1/content/jokes".into(),
+                Some(json!({"items": [{"text": "rival 的笑话"}]})),
+                Own,
+            ),
+            at(
+                "GET",
+                "/v1/messages/{id}",
+                format!("/v1/messages/{message}"),
+                None,
+                NotFound,
+            ),
+            at("GET", "/v1/services/{id}", s.clone(), None, NotFound),
+            at(
+                "GET",
+                "/v1/services/{id}/schedules",
+                format!("{s}/schedules"),
+                None,
+                NotFound,
+            ),
+            at(
+                "POST",
+                "/v1/services/{id}/schedules",
+                format!("{s}/schedules"),
+                Some(json!({"cron": "0 9 * * *"})),
+                NotFound,
+            ),
+            at(
+                "GET",
+                "/v1/schedules/{id}",
+                format!("/v1/schedules/{schedule}"),
+                None,
+                NotFound,
+            ),
+            at(
+                "PATCH",
+                "/v1/schedules/{id}",
+                format!("/v1/schedules/{schedule}"),
+                Some(json!({"enabled": true})),
+                NotFound,
+            ),
+            at(
+                "DELETE",
+                "/v1/schedules/{id}",
+                format!("/v1/schedules/{schedule}"),
+                None,
+                NotFound,
+            ),
+            at(
+                "POST",
+                "/v1/services/{id}/push",
+                format!("{s}/push"),
+                Some(json!({})),
+                NotFound,
+            ),
+            at(
+                "GET",
+                "/v1/services/{id}/runs",
+                format!("{s}/runs"),
+                None,
+                NotFound,
+            ),
+            at(
+                "GET",
+                "/v1/runs/{id}",
+                format!("/v1/runs/{run}"),
+                None,
+                NotFound,
+            ),
+            at(
+                "POST",
+                "/v1/runs/{id}/cancel",
+                format!("/v1/runs/{run}/cancel"),
+                None,
+                NotFound,
+            ),
+            at(
+                "PUT",
+                "/v1/services/{id}/terms",
+                format!("{s}/terms"),
+                Some(terms),
+                NotFound,
+            ),
+            at(
+                "POST",
+                "/v1/services/{id}/submit",
+                format!("{s}/submit"),
+                None,
+                NotFound,
+            ),
+            at(
+                "GET",
+                "/v1/services/{id}/audit",
+                format!("{s}/audit"),
+                None,
+                NotFound,
+            ),
+            at(
+                "GET",
+                "/v1/services/{id}/subscriptions",
+                format!("{s}/subscriptions"),
+                None,
+                NotFound,
+            ),
+            at(
+                "POST",
+                "/v1/services/{id}/subscriptions",
+                format!("{s}/subscriptions"),
+                Some(json!({"msisdn": "13800000102"})),
+                NotFound,
+            ),
+            at(
+                "DELETE",
+                "/v1/subscriptions/{id}",
+                format!("/v1/subscriptions/{subscription_id}"),
+                None,
+                NotFound,
+            ),
+            at(
+                "GET",
+                "/v1/webhooks/{id}",
+                format!("/v1/webhooks/{webhook}"),
+                None,
+                NotFound,
+            ),
+            at(
+                "PATCH",
+                "/v1/webhooks/{id}",
+                format!("/v1/webhooks/{webhook}"),
+                Some(json!({"enabled": false})),
+                NotFound,
+            ),
+            at(
+                "DELETE",
+                "/v1/webhooks/{id}",
+                format!("/v1/webhooks/{webhook}"),
+                None,
+                NotFound,
+            ),
+            at(
+                "GET",
+                "/v1/webhooks/{id}/deliveries",
+                format!("/v1/webhooks/{webhook}/deliveries"),
+                None,
+                NotFound,
+            ),
+            at(
+                "POST",
+                "/v1/webhooks/{id}/replay",
+                format!("/v1/webhooks/{webhook}/replay"),
+                Some(json!({"since": "2026-01-01T00:00:00.000Z"})),
+                NotFound,
+            ),
+            at(
+                "GET",
+                "/v1/complaints/{id}",
+                format!("/v1/complaints/{complaint}"),
+                None,
+                NotFound,
+            ),
+            at(
+                "POST",
+                "/v1/complaints/{id}/{action}",
+                format!("/v1/complaints/{complaint}/acknowledge"),
+                Some(json!({"note": "rival"})),
+                NotFound,
+            ),
+            at(
+                "POST",
+                "/v1/complaints/{id}/{action}",
+                format!("/v1/complaints/{complaint}/resolve"),
+                Some(json!({"resolution": "rival"})),
+                NotFound,
+            ),
+            at(
+                "POST",
+                "/v1/complaints/{id}/{action}",
+                format!("/v1/complaints/{complaint}/reject"),
+                Some(json!({"resolution": "rival"})),
+                NotFound,
+            ),
+            at(
+                "GET",
+                "/v1/statements/{month}",
+                format!("/v1/statements/{month}"),
+                None,
+                Own,
+            ),
+            at(
+                "POST",
+                "/v1/statements/{month}/figures",
+                format!("/v1/statements/{month}/figures"),
+                Some(
+                    json!({"lines": [{"service": "XH", "operator": "mobile", "count": 1, "amount_fen": 0}]}),
+                ),
+                Own,
+            ),
+            at(
+                "GET",
+                "/v1/discrepancies/{id}",
+                "/v1/discrepancies/1".into(),
+                None,
+                Elsewhere(
+                    "tests/tests/billing_api.rs statements_reconciliation_and_tenant_isolation_over_http_r_4_2_r_7_1",
+                ),
+            ),
+            at(
+                "GET",
+                "/v1/modules/{name}",
+                "/v1/modules/jokes".into(),
+                None,
+                NotFound,
+            ),
+            at(
+                "POST",
+                "/v1/modules/{name}/activate",
+                "/v1/modules/jokes/activate".into(),
+                Some(json!({"version": 1})),
+                NotFound,
+            ),
+            at(
+                "POST",
+                "/v1/modules/{name}/rollback",
+                "/v1/modules/jokes/rollback".into(),
+                None,
+                NotFound,
+            ),
+            at(
+                "GET",
+                "/v1/modules/{name}/faults",
+                "/v1/modules/jokes/faults".into(),
+                None,
+                NotFound,
+            ),
+            at(
+                "POST",
+                "/v1/modules/{name}/bulletin",
+                "/v1/modules/jokes/bulletin".into(),
+                Some(json!({})),
+                NotFound,
+            ),
+            at(
+                "GET",
+                "/v1/modules/{name}/versions/{version}/admission",
+                "/v1/modules/jokes/versions/1/admission".into(),
+                None,
+                NotFound,
+            ),
+            at(
+                "POST",
+                "/v1/modules/{name}/mo",
+                "/v1/modules/jokes/mo".into(),
+                Some(json!({"text": "笑话", "subscriber": subscriber})),
+                NotFound,
+            ),
+            at(
+                "POST",
+                "/v1/modules/{name}/subscribe",
+                "/v1/modules/jokes/subscribe".into(),
+                Some(json!({"subscriber": subscriber})),
+                NotFound,
+            ),
+            at(
+                "POST",
+                "/v1/modules/{name}/unsubscribe",
+                "/v1/modules/jokes/unsubscribe".into(),
+                Some(json!({"subscriber": subscriber})),
+                NotFound,
+            ),
+            at(
+                "GET",
+                "/v1/modules/{name}/shadow",
+                "/v1/modules/jokes/shadow".into(),
+                None,
+                NotFound,
+            ),
+            at(
+                "PUT",
+                "/v1/modules/{name}/shadow",
+                "/v1/modules/jokes/shadow".into(),
+                Some(json!({"version": 1})),
+                NotFound,
+            ),
+            at(
+                "DELETE",
+                "/v1/modules/{name}/shadow",
+                "/v1/modules/jokes/shadow".into(),
+                None,
+                NotFound,
+            ),
+            at(
+                "PUT",
+                "/v1/modules/{name}/canary",
+                "/v1/modules/jokes/canary".into(),
+                Some(json!({"version": 1, "percent": 10})),
+                NotFound,
+            ),
+            at(
+                "DELETE",
+                "/v1/modules/{name}/canary",
+                "/v1/modules/jokes/canary".into(),
+                None,
+                NotFound,
+            ),
+            at(
+                "POST",
+                "/v1/modules/{name}/canary/promote",
+                "/v1/modules/jokes/canary/promote".into(),
+                None,
+                NotFound,
+            ),
+            at(
+                "GET",
+                "/v1/modules/{name}/calls",
+                "/v1/modules/jokes/calls".into(),
+                None,
+                NotFound,
+            ),
+            at(
+                "POST",
+                "/v1/calls/{id}/replay",
+                format!("/v1/calls/{recorded}/replay"),
+                None,
+                NotFound,
+            ),
+        ];
+
+        // The walk covers every id-bearing partner route and method the server
+        // documents (the document equals the served routes:
+        // `item14_openapi_documents_every_route_with_its_auth_errors`).
+        let (status, doc) = server
+            .send(server.http.get(server.url("/v1/openapi.json")), None)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let mut missing = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            if !path.contains('{') {
+                continue;
+            }
+            let who = ROUTES
+                .iter()
+                .find(|r| r.0 == path.as_str())
+                .unwrap_or_else(|| panic!("{path} is served but not in ROUTES"))
+                .2;
+            if who != Who::Partner {
+                continue;
+            }
+            for method in item.as_object().unwrap().keys() {
+                if !["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                    continue;
+                }
+                let method = method.to_uppercase();
+                if !attempts
+                    .iter()
+                    .any(|t| t.route == path.as_str() && t.method == method)
+                {
+                    missing.push(format!("{method} {path}"));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "id-bearing partner routes without a cross-tenant attempt: {missing:?}"
+        );
+
+        // What A sees before B walks: every object B's calls name.
+        let snapshot_urls: Vec<String> = [
+            format!("/v1/messages/{message}"),
+            "/v1/messages".into(),
+            s.clone(),
+            format!("{s}/schedules"),
+            format!("{s}/runs"),
+            format!("{s}/audit"),
+            format!("{s}/subscriptions"),
+            "/v1/services".into(),
+            format!("/v1/schedules/{schedule}"),
+            format!("/v1/runs/{run}"),
+            format!("/v1/webhooks/{webhook}"),
+            format!("/v1/webhooks/{webhook}/deliveries"),
+            "/v1/webhooks".into(),
+            format!("/v1/complaints/{complaint}"),
+            "/v1/content/jokes".into(),
+            "/v1/modules".into(),
+            "/v1/modules/jokes".into(),
+            "/v1/modules/jokes/faults".into(),
+            "/v1/modules/jokes/shadow".into(),
+            "/v1/modules/jokes/calls".into(),
+            "/v1/modules/jokes/versions/1/admission".into(),
+            format!("/v1/statements/{month}"),
+        ]
+        .into();
+        let snapshot = async || {
+            let mut seen = Vec::new();
+            for url in &snapshot_urls {
+                seen.push((url.clone(), call("GET", url, &a, None).await));
+            }
+            seen
+        };
+        let before = snapshot().await;
+        // Every object B is refused exists for A.
+        for t in attempts
+            .iter()
+            .filter(|t| t.method == "GET" && t.wall == NotFound)
+        {
+            let (status, body) = call("GET", &t.url, &a, None).await;
+            assert!(
+                status == StatusCode::OK || t.url.ends_with("/shadow"),
+                "A cannot read its own {}: {status} {body}",
+                t.url
+            );
+        }
+
+        for t in &attempts {
+            let (status, body) = call(t.method, &t.url, &b, t.body.as_ref()).await;
+            let what = format!("B: {} {} (route {})", t.method, t.url, t.route);
+            match t.wall {
+                NotFound | Elsewhere(_) => assert_eq!(
+                    (status, body["error"]["code"].as_str()),
+                    (StatusCode::NOT_FOUND, Some("not-found")),
+                    "{what}: {body}"
+                ),
+                Own => {
+                    assert!(!status.is_server_error(), "{what}: {status} {body}");
+                    let text = body.to_string();
+                    assert!(
+                        !text.contains(marker) && !text.contains("acme"),
+                        "{what}: {text}"
+                    );
+                }
+            }
+        }
+
+        // A's objects are as they were.
+        let after = snapshot().await;
+        for ((url, was), (_, now)) in before.iter().zip(&after) {
+            assert_eq!(was, now, "A's {url} changed while B walked");
+        }
+        // B's own content is B's; A's collection does not hold it.
+        let (_, theirs) = server.get("/v1/content/jokes", &b).await;
+        assert_eq!(theirs["items"].as_array().unwrap().len(), 1, "{theirs}");
+
+        // B's dry run of its own module, naming A's subscriber id, sees nothing of
+        // A's (its attributes stay A's and unread) and stores nothing.
+        let (status, body) = server.upload(&b, guest("horoscope")).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, dry) = server
+            .post(
+                "/v1/modules/horoscope/mo",
+                &b,
+                json!({"text": "金牛", "subscriber": subscriber}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{dry}");
+        assert!(!dry.to_string().contains("aries"), "{dry}");
+        let attributes: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT partner_id, name, value FROM subscriber_attributes WHERE subscriber_id = $1",
+        )
+        .bind(&subscriber)
+        .fetch_all(server.platform.store.pool())
+        .await
+        .unwrap();
+        assert_eq!(attributes.len(), 1, "{attributes:?}");
+        assert_eq!(
+            (attributes[0].1.as_str(), attributes[0].2.as_str()),
+            ("sign", "aries")
+        );
+        env.stop().await;
+    }
+}
+
+/// Strings that break naive SQL (and naive text handling): quotes, comments,
+/// statement separators, placeholders of every driver, LIKE wildcards,
+/// backslashes, a NUL, right-to-left overrides with Arabic and emoji, a long one.
+fn hostile_strings() -> Vec<(&'static str, String)> {
+    vec![
+        ("quote", "O'Brien'); DROP TABLE partners; --".to_string()),
+        ("comment", "乐游 -- /* 注释 */ #".to_string()),
+        ("semicolon", "a; DELETE FROM messages; SELECT 1".to_string()),
+        ("placeholders", "$1 $2 ?1 ? :name @p %s {}".to_string()),
+        ("wildcards", "100% _x_ \\' \\\" \\\\ \"q\"".to_string()),
+        ("nul", "笑\u{0}话".to_string()),
+        (
+            "rtl-emoji",
+            "مرحبا \u{202E}txet\u{202C} 👨‍👩‍👧 🎉 שלום".to_string(),
+        ),
+        ("long", "长'\"--;$1".repeat(500)),
+    ]
+}
+
+/// Whether `value` is `target` or holds it somewhere inside.
+fn holds(value: &Value, target: &Value) -> bool {
+    value == target
+        || match value {
+            Value::Array(items) => items.iter().any(|v| holds(v, target)),
+            Value::Object(map) => map.values().any(|v| holds(v, target)),
+            _ => false,
+        }
+}
+
+/// SECURITY.md gap 10 (issue 18 item 4), R-7.1: hostile strings round-trip through
+/// partner display names, service keywords, content items and MO texts (from a
+/// handset, through the SMSC simulator): each is either stored and read back
+/// byte-identical, or refused with a precise 4xx naming the field, never a 5xx
+/// and never stored altered. Text fields (content items, MO texts) take every one
+/// of the SQL-breaking strings as they are. One exception, the same on both
+/// stores: a NUL in an MO is kept as U+FFFD (PostgreSQL cannot store a NUL in
+/// text; a content item with one is refused). Both stores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item18_hostile_strings_round_trip_byte_identical() {
+    use common::env::{Env, free};
+    for db in databases().await {
+        let env = Env::start(db, |c| c.http.rate_per_key_per_second = 0).await;
+        let server = &env.server;
+        let a = env.acme.clone();
+        let mut seen = Vec::new();
+        let refused_precisely = |what: &str, status: StatusCode, body: &Value| {
+            assert!(
+                status.is_client_error() && status != StatusCode::NOT_FOUND,
+                "{what}: {status} {body}"
+            );
+            // A precise refusal names what is wrong with the value.
+            assert!(!error_code(body).is_empty(), "{what}: {body}");
+            assert!(
+                !body["error"]["message"].as_str().unwrap().is_empty(),
+                "{what}: {body}"
+            );
+        };
+
+        for (i, (label, text)) in hostile_strings().into_iter().enumerate() {
+            // Partner display name (the SMS signature).
+            let name = format!("p{i}");
+            let (status, body) = server
+                .post(
+                    "/v1/partners",
+                    ADMIN_KEY,
+                    json!({"name": name, "display_name": text}),
+                )
+                .await;
+            if status == StatusCode::CREATED {
+                let (_, list) = server.get("/v1/partners?limit=500", ADMIN_KEY).await;
+                let stored = list["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|p| p["name"] == name.as_str())
+                    .unwrap_or_else(|| panic!("{label}: created but not listed"));
+                assert_eq!(
+                    stored["display_name"].as_str(),
+                    Some(text.as_str()),
+                    "{label}"
+                );
+                seen.push(format!("display_name {label}: stored"));
+            } else {
+                refused_precisely(&format!("display_name {label}"), status, &body);
+                seen.push(format!("display_name {label}: {}", error_code(&body)));
+            }
+
+            // A service keyword.
+            let mut terms = free("笑话", &format!("{:02}", 10 + i));
+            terms["code"] = json!(format!("H{i}"));
+            terms["module"] = json!("jokes");
+            terms["keywords"] = json!([text]);
+            let (status, body) = server.post("/v1/services", &a, terms).await;
+            if status == StatusCode::CREATED {
+                let id = body["id"].as_i64().unwrap();
+                let (_, service) = server.get(&format!("/v1/services/{id}"), &a).await;
+                assert!(
+                    holds(&service, &json!([text])),
+                    "{label}: keyword not read back identical: {service}"
+                );
+                seen.push(format!("keyword {label}: stored"));
+            } else {
+                refused_precisely(&format!("keyword {label}"), status, &body);
+                seen.push(format!("keyword {label}: {}", error_code(&body)));
+            }
+
+            // A content item.
+            let collection = format!("hostile{i}");
+            let (status, body) = server
+                .post(
+                    &format!("/v1/content/{collection}"),
+                    &a,
+                    json!({"items": [{"text": text}]}),
+                )
+                .await;
+            if status == StatusCode::CREATED {
+                let (_, items) = server.get(&format!("/v1/content/{collection}"), &a).await;
+                assert_eq!(
+                    items["items"][0]["text"].as_str(),
+                    Some(text.as_str()),
+                    "{label}"
+                );
+                seen.push(format!("content {label}: stored"));
+            } else {
+                refused_precisely(&format!("content {label}"), status, &body);
+                seen.push(format!("content {label}: {}", error_code(&body)));
+                assert!(
+                    ![
+                        "quote",
+                        "comment",
+                        "semicolon",
+                        "placeholders",
+                        "wildcards",
+                        "rtl-emoji"
+                    ]
+                    .contains(&label),
+                    "content {label} must be taken as it is: {body}"
+                );
+            }
+        }
+
+        // MO texts, each from its own handset to a live service's number.
+        env.approved_service(&a, "XH", "jokes", free("笑话", "02"))
+            .await;
+        let hostile: Vec<(&str, String)> = hostile_strings()
+            .into_iter()
+            .map(|(l, t)| {
+                (
+                    l,
+                    if l == "long" {
+                        t.chars().take(300).collect()
+                    } else {
+                        t
+                    },
+                )
+            })
+            .collect();
+        for (i, (_, text)) in hostile.iter().enumerate() {
+            env.mo(&format!("1390000{i:04}"), "1066123402", text);
+        }
+        for (i, (label, text)) in hostile.iter().enumerate() {
+            let source = format!("1390000{i:04}");
+            let stored = common::poll_until(std::time::Duration::from_secs(30), async || {
+                let row: Option<(String,)> =
+                    sqlx::query_as("SELECT text FROM mo_messages WHERE source = $1")
+                        .bind(&source)
+                        .fetch_optional(server.platform.store.pool())
+                        .await
+                        .unwrap();
+                row.map(|(t,)| t).ok_or(format!("MO {label} not stored"))
+            })
+            .await;
+            // A NUL is kept as U+FFFD on both stores (PostgreSQL cannot keep it).
+            let expected = text.replace('\0', "\u{FFFD}");
+            assert_eq!(stored, expected, "MO {label}");
+            seen.push(format!("mo {label}: stored"));
+        }
+        eprintln!("hostile strings: {seen:?}");
+        env.stop().await;
     }
 }

@@ -1657,3 +1657,104 @@ async fn a_rotated_out_secret_stops_signing_after_the_grace() {
         env.stop().await;
     }
 }
+
+/// SECURITY.md gap 13 (issue 18 item 4), R-2.7: the address rule holds when the
+/// platform delivers, not only when an endpoint is registered. An endpoint whose
+/// host is a *name* (`localhost`, which resolves to 127.0.0.1) is registered while
+/// `[webhooks] allow_private` is on; the platform restarts with it off (as after an
+/// operator's change). An event for the partner is then not delivered: a real
+/// receiver listening on that loopback port gets no request and no connection, and
+/// the endpoint's delivery log says why (the URL is checked again at every attempt
+/// and its host is not public). Both stores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item18_a_name_resolving_to_loopback_gets_nothing_when_private_addresses_are_off() {
+    for db in databases().await {
+        let dir = tempfile::tempdir().unwrap();
+        let url = db.unwrap_or_else(|| format!("sqlite://{}/hooks.db", dir.path().display()));
+        // A receiver on loopback that also counts bare TCP connections.
+        let receiver = Receiver::default();
+        receiver.status.store(200, Ordering::SeqCst);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(hook))
+            .with_state(receiver.clone());
+        let serving = {
+            let connections = connections.clone();
+            tokio::spawn(async move {
+                loop {
+                    let Ok((tcp, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    connections.fetch_add(1, Ordering::SeqCst);
+                    let app = app.clone();
+                    tokio::spawn(async move {
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(
+                                hyper_util::rt::TokioIo::new(tcp),
+                                hyper_util::service::TowerToHyperService::new(app),
+                            )
+                            .await;
+                    });
+                }
+            })
+        };
+        let hook_url = format!("http://localhost:{port}/hook");
+
+        // Registered while private addresses are allowed.
+        let server = Server::start_with(Some(url.clone()), |config| {
+            fast_webhooks(config);
+        })
+        .await;
+        let acme = server.new_partner("acme").await;
+        let (status, created) = server
+            .post("/v1/webhooks", &acme, json!({"url": hook_url}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let endpoint = created["id"].as_i64().unwrap();
+        server.stop().await;
+
+        // The platform now refuses private addresses: the same name at delivery.
+        let server = Server::start_with(Some(url.clone()), |config| {
+            fast_webhooks(config);
+            config.webhooks.allow_private = false;
+        })
+        .await;
+        let (status, body) = server
+            .post(
+                "/v1/admin/partners/acme/suspend",
+                ADMIN_KEY,
+                json!({"reason": "webhook address test"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let delivery = poll_until(WAIT, async || {
+            let (status, page) = server
+                .get(
+                    &format!("/v1/webhooks/{endpoint}/deliveries?partner=acme"),
+                    ADMIN_KEY,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            match page["items"].as_array().unwrap().first() {
+                Some(d) if d["attempts"].as_i64().unwrap_or(0) >= 2 => Ok(d.clone()),
+                other => Err(format!("no failed attempts yet: {other:?}")),
+            }
+        })
+        .await;
+        assert_eq!(delivery["kind"], "suspension", "{delivery}");
+        assert_eq!(delivery["status"], "pending", "{delivery}");
+        assert!(delivery["last_status_code"].is_null(), "{delivery}");
+        let why = delivery["last_error"].as_str().unwrap();
+        assert!(why.contains("non-public address: localhost"), "{why}");
+        assert!(receiver.hits().is_empty(), "{:?}", receiver.hits());
+        assert_eq!(
+            connections.load(Ordering::SeqCst),
+            0,
+            "a connection was made"
+        );
+        server.stop().await;
+        serving.abort();
+    }
+}

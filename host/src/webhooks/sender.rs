@@ -79,7 +79,7 @@ impl reqwest::dns::Resolve for PublicOnly {
 }
 
 /// The HTTP client: the timeout, no redirects (a redirect could lead anywhere),
-/// the address rule on every resolution; `https` through rustls, trusting the
+/// no proxy, the address rule on every resolution; `https` through rustls, trusting the
 /// web PKI roots and the certificates of `[webhooks] ca_file`.
 ///
 /// # Errors
@@ -93,6 +93,9 @@ pub fn client(config: &WebhooksConfig) -> Result<reqwest::Client, String> {
         .timeout(Duration::from_millis(config.timeout_ms))
         .connect_timeout(Duration::from_millis(config.timeout_ms))
         .redirect(reqwest::redirect::Policy::none())
+        // No proxy from the environment (`HTTPS_PROXY`…): through a proxy the name
+        // would be resolved by the proxy, out of reach of the address rule.
+        .no_proxy()
         .dns_resolver(Arc::new(PublicOnly {
             allow_private: config.allow_private,
         }))

@@ -56,6 +56,17 @@ pub struct MoRecord {
     pub received_at: i64,
 }
 
+/// An MO text as it can be stored: a NUL (UCS-2 `0x0000` from a handset or a
+/// peer) becomes U+FFFD on both stores, since PostgreSQL cannot keep a NUL in
+/// text and an MO that cannot be stored would be redelivered without end.
+fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
 /// Store one MO with its status and, for an incomplete one, the parts it misses.
 async fn insert(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
@@ -66,6 +77,7 @@ async fn insert(
     (status, missing_parts): (&str, Option<&str>),
     (received_at, link_id): (i64, Option<&str>),
 ) -> Result<MoRecord, OutboxError> {
+    let text = storable(text);
     Ok(sqlx::query_as(
         "INSERT INTO mo_messages (operator, source, destination, text, status, received_at, missing_parts,
             content_sha256, link_id)
@@ -75,7 +87,7 @@ async fn insert(
     .bind(operator)
     .bind(source)
     .bind(destination)
-    .bind(text)
+    .bind(text.as_ref())
     .bind(status)
     .bind(received_at)
     .bind(missing_parts)
@@ -219,7 +231,7 @@ pub async fn mo(
     .bind(key.total)
     .bind(seq)
     .bind(&pdu.destination_addr)
-    .bind(&pdu.text)
+    .bind(storable(&pdu.text).as_ref())
     .bind(now)
     .bind(parts.iter().map(|p| p.first_received_at).min().unwrap_or(now))
     .execute(&mut *tx)
