@@ -14,7 +14,12 @@ use unicode_normalization::UnicodeNormalization;
 /// case, runs of whitespace (including the ideographic space) collapsed to one space,
 /// trimmed. `" ｔｄ　xz "` → `"TD XZ"`.
 pub fn command(text: &str) -> String {
-    let folded: String = text.nfkc().flat_map(char::to_uppercase).collect();
+    // NFKC again after upper-casing: upper case can decompose (`ΐ` is `Ϊ́` as three
+    // characters, which NFKC composes to two), and a fold must be its own fold (a
+    // keyword stored folded must match when typed as stored; found by the `mo_route`
+    // fuzz target, issue 18).
+    let upper: String = text.nfkc().flat_map(char::to_uppercase).collect();
+    let folded: String = upper.nfkc().collect();
     folded.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -229,9 +234,12 @@ mod tests {
         );
     }
 
-    /// A keyword is stored folded; typed as stored it must still match (issue 18).
+    /// A keyword is stored folded; typed as stored it must still match (issue 18 item
+    /// 3, R-3.2). `ΐ` upper-cases to three characters NFKC composes to two: found by
+    /// the `mo_route` fuzz target (corpus `mo_route/regression-upper-case-decomposes`).
     #[test]
-    fn route_keys_are_their_own_keys() {
+    fn regression_route_keys_are_their_own_keys() {
+        assert_eq!(command("ΐ"), "\u{3aa}\u{301}");
         for typed in [
             " ｔｄ　xz ",
             "【td】",
@@ -239,6 +247,9 @@ mod tests {
             "? ?",
             "td xz!!",
             "退订了吗？",
+            "ΐ",
+            "ΰ xz",
+            "ǰ",
         ] {
             let key = route_key(typed);
             assert_eq!(route_key(&key), key, "{typed:?}");
