@@ -405,9 +405,12 @@ pub fn long_mo(data: &[u8]) {
         incomplete_mo: IncompleteMo::Route,
         ..RelayConfig::default()
     };
+    // (source, reference, total) of a long MO.
     type Group = (String, u16, u8);
+    // (source, number, text, reference/total/seq) of an MO as it came.
+    type Delivery = (String, String, String, Option<(u16, u8, u8)>);
     let mut open: BTreeMap<Group, Vec<(u8, String, String)>> = BTreeMap::new();
-    let mut fed: HashSet<(String, String, String, Option<(u16, u8, u8)>)> = HashSet::new();
+    let mut fed: HashSet<Delivery> = HashSet::new();
     let (mut accepted_bytes, mut stored_bytes) = (0usize, 0usize);
     let mut rest = data;
     world.rt.block_on(async {
