@@ -57,7 +57,7 @@ for crate in ${FUZZ_CRATES:-host smpp cmpp sgip}; do
       "$new" "fuzz/corpus/$target" -- \
       -max_total_time="$seconds" -timeout=30 -print_final_stats=1 \
       -artifact_prefix="$artifacts/" >"$log" 2>&1); then
-      grep -E '^#[0-9]+ +DONE' "$log" | tail -1
+      grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -1 || true
     else
       tail -40 "$log"
       failed+=("$crate/$target")
