@@ -66,6 +66,10 @@ pub fn track_sources(root: &Path, only: Option<&[&str]>) {
 /// Make sure the toolchain that builds us can build for `wasm32-wasip2`, adding the
 /// target through rustup if it is missing.
 pub fn ensure_target() {
+    if guests_toolchain().is_some() {
+        // That toolchain is the project's pinned one, which lists the target.
+        return;
+    }
     let rustc = env::var_os("RUSTC").unwrap_or_else(|| OsString::from("rustc"));
     let sysroot = match Command::new(&rustc).args(["--print", "sysroot"]).output() {
         Ok(out) if out.status.success() => {
@@ -121,6 +125,18 @@ pub fn ensure_target() {
     }
 }
 
+/// `TONGDAO_GUESTS_TOOLCHAIN`: a rustup toolchain to build the guests with instead of
+/// the one building the host. The fuzz builds (`.ci/fuzz.sh`) run on nightly, which may
+/// lack the `wasm32-wasip2` standard library; they name the project's pinned toolchain,
+/// so the guests are the very ones the stable build made (same target dir, same
+/// compiler: nothing is rebuilt).
+fn guests_toolchain() -> Option<String> {
+    println!("cargo:rerun-if-env-changed=TONGDAO_GUESTS_TOOLCHAIN");
+    env::var("TONGDAO_GUESTS_TOOLCHAIN")
+        .ok()
+        .filter(|t| !t.is_empty())
+}
+
 /// Build the guest workspace (every crate, or `only` these packages), release, for
 /// `wasm32-wasip2`, into `<root>/target/guests`; returns the directory of the
 /// `.wasm` files.
@@ -128,7 +144,17 @@ pub fn build(root: &Path, only: Option<&[&str]>) -> PathBuf {
     let guests = root.join("guests");
     let target_dir = root.join("target").join("guests");
     let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
-    let mut command = Command::new(&cargo);
+    let mut command = match guests_toolchain() {
+        Some(toolchain) => {
+            let mut command = Command::new("rustup");
+            command.args(["run", &toolchain, "cargo"]);
+            for key in ["RUSTC", "RUSTDOC", "RUSTUP_TOOLCHAIN", "CARGO"] {
+                command.env_remove(key);
+            }
+            command
+        }
+        None => Command::new(&cargo),
+    };
     command
         .arg("build")
         .arg("--release")

@@ -36,6 +36,8 @@
 //!   months, days, quiet hours, schedules, the offset modules see. [`text`]: text
 //!   folding for matching.
 //! - [`store`]: the sqlx pool over SQLite or PostgreSQL, and migrations.
+//! - [`fuzzing`]: the entry points of the fuzz targets (`host/fuzz`), shared with the
+//!   stable test that replays their corpus; it only calls the modules above.
 
 pub mod alerts;
 pub mod api;
@@ -50,6 +52,7 @@ pub mod config;
 pub mod console;
 pub mod content;
 pub mod demo;
+pub mod fuzzing;
 pub mod mo;
 pub mod modules;
 pub mod notices;

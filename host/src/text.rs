@@ -14,7 +14,12 @@ use unicode_normalization::UnicodeNormalization;
 /// case, runs of whitespace (including the ideographic space) collapsed to one space,
 /// trimmed. `" ｔｄ　xz "` → `"TD XZ"`.
 pub fn command(text: &str) -> String {
-    let folded: String = text.nfkc().flat_map(char::to_uppercase).collect();
+    // NFKC again after upper-casing: upper case can decompose (`ΐ` is `Ϊ́` as three
+    // characters, which NFKC composes to two), and a fold must be its own fold (a
+    // keyword stored folded must match when typed as stored; found by the `mo_route`
+    // fuzz target, issue 18).
+    let upper: String = text.nfkc().flat_map(char::to_uppercase).collect();
+    let folded: String = upper.nfkc().collect();
     folded.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -25,7 +30,11 @@ pub fn command(text: &str) -> String {
 /// Text made of nothing but punctuation is kept as it is (`"?"` asks for help).
 /// Punctuation inside the text stays: `"退订了吗？"` is `"退订了吗"`, not a command.
 pub fn route_key(text: &str) -> String {
-    let folded: String = command(text).chars().filter(|c| !is_format(*c)).collect();
+    // Format characters go before spaces are folded: `"TD \u{200b} XZ"` is `"TD XZ"`,
+    // not `"TD  XZ"` (two words with an empty one between, no command; found by the
+    // `mo_route` fuzz target, issue 18).
+    let visible: String = text.chars().filter(|c| !is_format(*c)).collect();
+    let folded = command(&visible);
     let trimmed = trim_punctuation(&folded);
     if trimmed.is_empty() {
         folded.split_whitespace().collect()
@@ -201,6 +210,49 @@ mod tests {
             ("A.B", "A.B"),
         ] {
             assert_eq!(route_key(typed), key, "{typed:?}");
+        }
+    }
+
+    /// Found by the `mo_route` fuzz target (issue 18 item 3, R-3.2): a format character
+    /// between two words left two spaces once dropped, so `TD <ZWSP> XZ` was no stop
+    /// command and its key not its own key.
+    #[test]
+    fn regression_format_characters_between_words_leave_one_space() {
+        for (typed, key) in [
+            ("TD \u{200b} XZ", "TD XZ"),
+            ("td\u{200b} \u{feff} xz", "TD XZ"),
+            ("退订 \u{2060} XZ", "退订 XZ"),
+        ] {
+            assert_eq!(route_key(typed), key, "{typed:?}");
+            assert_eq!(route_key(key), key, "{key:?}");
+        }
+        assert_eq!(
+            crate::commands::parse(&route_key("TD \u{200b} XZ"), &["XZ"]),
+            Some(crate::commands::Command::Stop {
+                code: Some("XZ".into())
+            })
+        );
+    }
+
+    /// A keyword is stored folded; typed as stored it must still match (issue 18 item
+    /// 3, R-3.2). `ΐ` upper-cases to three characters NFKC composes to two: found by
+    /// the `mo_route` fuzz target (corpus `mo_route/regression-upper-case-decomposes`).
+    #[test]
+    fn regression_route_keys_are_their_own_keys() {
+        assert_eq!(command("ΐ"), "\u{3aa}\u{301}");
+        for typed in [
+            " ｔｄ　xz ",
+            "【td】",
+            "T\u{200b}D",
+            "? ?",
+            "td xz!!",
+            "退订了吗？",
+            "ΐ",
+            "ΰ xz",
+            "ǰ",
+        ] {
+            let key = route_key(typed);
+            assert_eq!(route_key(&key), key, "{typed:?}");
         }
     }
 

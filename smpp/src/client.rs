@@ -626,7 +626,8 @@ fn on_command(inner: &Inner, cmd: Command, inbound: &mpsc::Sender<Inbound>) -> O
     }
 }
 
-enum Event {
+/// What a `deliver_sm`/`data_sm` carries (crate-visible for the fuzz entry points).
+pub(crate) enum Event {
     Receipt(Receipt),
     Mo(MoPdu),
 }
@@ -642,7 +643,7 @@ struct Delivered<'a> {
     tlvs: &'a [rusmpp::tlvs::Tlv],
 }
 
-fn inbound_event(cmd: &Command) -> Option<Event> {
+pub(crate) fn inbound_event(cmd: &Command) -> Option<Event> {
     let d = match cmd.pdu()? {
         Pdu::DeliverSm(d) => Delivered {
             service_type: d.service_type.value().as_str(),

@@ -19,6 +19,8 @@
 //! * [`encode`] (re-exported) — GSM 7-bit / UCS-2 choice, UDH (or SAR) segmentation, MO
 //!   decoding, [`encode::Reassembler`].
 //! * [`receipt`] — receipt text/TLV parsing ([`Receipt`]) and [`normalize_message_id`].
+//! * [`fuzzing`] — the properties the fuzz targets (`smpp/fuzz`) check, shared with the
+//!   stable test that replays their corpus.
 //! * [`sim`] — [`sim::Sim`]: an SMSC on a TCP listener with receipts, fault injection and
 //!   MO sending.
 //! * `link` (private) — the batching writer task and PDU helpers both sides share.
@@ -56,6 +58,7 @@
 
 pub mod client;
 pub mod codec;
+pub mod fuzzing;
 mod link;
 pub mod receipt;
 pub mod sim;

@@ -381,14 +381,8 @@ impl Dialogue<'_> {
     /// one whose number they wrote to, or their only one) answers, else help.
     pub async fn to_module(&self, live: &[LiveService]) -> Result<String, RouteError> {
         let active = subscriptions::active_for_msisdn(&self.ctx.store, &self.mo.source).await?;
-        let service = match self.by_number {
-            Some(service) => active
-                .iter()
-                .any(|(s, _, _)| s.service_id == service.id)
-                .then_some(service),
-            None if active.len() == 1 => live.iter().find(|s| s.id == active[0].0.service_id),
-            None => None,
-        };
+        let held: Vec<i64> = active.iter().map(|(s, _, _)| s.service_id).collect();
+        let service = super::router::module_target(self.by_number, &held, live);
         let sub = service.and_then(|svc| active.iter().find(|(s, _, _)| s.service_id == svc.id));
         let (Some(service), Some((sub, _, _))) = (service, sub) else {
             return self

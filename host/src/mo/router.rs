@@ -276,9 +276,7 @@ async fn route_one(
     }
     let key = text::route_key(&mo.text);
     let codes: Vec<&str> = live.iter().map(|s| s.code.as_str()).collect();
-    let by_number = live
-        .iter()
-        .find(|s| mo.destination == s.sender(&ctx.config.short_code));
+    let by_number = by_number(&mo.destination, live, &ctx.config.short_code);
     let by_code = |code: &str| live.iter().find(|s| s.code == code);
     let dialogue = Dialogue { ctx, mo, by_number };
 
@@ -336,4 +334,31 @@ pub fn by_word<'a>(key: &str, live: &'a [LiveService]) -> Option<ByWord<'a>> {
     live.iter()
         .find(|s| s.revision.keywords.iter().any(|k| k == key))
         .map(ByWord::Subscribe)
+}
+
+/// The live service whose own number (short code plus extension) an MO was sent to.
+pub fn by_number<'a>(
+    destination: &str,
+    live: &'a [LiveService],
+    short_code: &str,
+) -> Option<&'a LiveService> {
+    live.iter().find(|s| destination == s.sender(short_code))
+}
+
+/// Whose module answers a message that is no command nor keyword: the service whose
+/// number it was sent to, if the user holds it, else the user's only service (`active`:
+/// the ids of the services the user holds). A module never sees a message written to
+/// another service's number, and never one of a user who does not hold its service.
+pub fn module_target<'a>(
+    by_number: Option<&'a LiveService>,
+    active: &[i64],
+    live: &'a [LiveService],
+) -> Option<&'a LiveService> {
+    match by_number {
+        Some(service) => active.contains(&service.id).then_some(service),
+        None => match active {
+            [only] => live.iter().find(|s| s.id == *only),
+            _ => None,
+        },
+    }
 }

@@ -29,6 +29,7 @@
 //!   service number: the reference was reused, so the open message is closed as
 //!   incomplete and this part starts a new one.
 //!
+//! A part numbered 0 or above its total is stored at once as an MO of its own.
 //! A part number it already has with the same text is a redelivery and changes
 //! nothing. Messages whose window ran out are closed by the relay's sweep too, so a
 //! lost part never holds its message back for good. A closed incomplete message is
@@ -133,7 +134,13 @@ pub async fn mo(
     let now = now_ms();
     let source = super::super::routing::normalize_msisdn(&pdu.source_addr)
         .unwrap_or_else(|_| pdu.source_addr.clone());
-    let concat = pdu.concat.filter(|c| c.total > 1);
+    // A part numbered 0 or above its total cannot be placed in its message: it is
+    // stored at once as itself, as the in-memory re-assembler does (it used to count
+    // towards its message, completing it without its last part; found by the
+    // `long_mo` fuzz target, issue 18).
+    let concat = pdu
+        .concat
+        .filter(|c| c.total > 1 && (1..=c.total).contains(&c.seq));
     let window_ms = dedup_window_ms(relay, concat.is_some());
     let fingerprint = fingerprint(&source, pdu);
     let mut tx = store.begin_write().await?;

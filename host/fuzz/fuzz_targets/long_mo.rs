@@ -1,0 +1,8 @@
+//! Fuzz target: `tongdao::fuzzing::long_mo` (see its docs for the properties checked).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    tongdao::fuzzing::long_mo(data);
+});
