@@ -140,8 +140,9 @@ async fn run(n: i64) {
         ),
     )
     .unwrap();
-    let (mut server, base) = common::start_server(dir.path());
-    let server_pid = server.id();
+    let (server, base) = common::start_server(dir.path());
+    let server = process::KillOnDrop(server);
+    let server_pid = server.0.id();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .timeout(Duration::from_secs(60))
@@ -246,8 +247,7 @@ async fn run(n: i64) {
     assert_eq!(delivery.delivered, run.queued, "{delivery:?}");
     let stats = sim.stats(&http).await;
     let peak_rss_mb = process::status_kb(server_pid, "VmHWM") / 1024;
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server);
 
     println!();
     println!(

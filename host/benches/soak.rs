@@ -103,8 +103,9 @@ async fn run(secs: u64) {
         process::server_config(&sim.address, &url, "", ""),
     )
     .unwrap();
-    let (mut server, base) = common::start_server(dir.path());
-    let pid = server.id();
+    let (server, base) = common::start_server(dir.path());
+    let mut server = process::KillOnDrop(server);
+    let pid = server.0.id();
     let http = reqwest::Client::new();
     let cron = if push_every == 60 {
         "0 * * * * *".to_string()
@@ -247,11 +248,10 @@ async fn run(secs: u64) {
     let latencies = reader.await.unwrap();
     writer.await.unwrap();
     assert!(
-        server.try_wait().unwrap().is_none(),
+        server.0.try_wait().unwrap().is_none(),
         "the server exited during the soak"
     );
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server);
 
     let first = &samples[0];
     let last = samples.last().unwrap();

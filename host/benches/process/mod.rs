@@ -126,6 +126,16 @@ impl Drop for SimProcess {
     }
 }
 
+/// A child process killed when dropped (a bench that panics leaves no server behind).
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `SimStats { binds: 2, accepted: 10, … }` → `{binds: 2, accepted: 10, …}`.
 pub fn parse_stats(text: &str) -> HashMap<String, u64> {
     let inner = text
