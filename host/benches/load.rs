@@ -207,6 +207,7 @@ async fn run(n: i64) {
         .unwrap();
     let done = Arc::new(AtomicBool::new(false));
     let watcher = tokio::spawn(watch_push(
+        counters.clone(),
         store.clone(),
         sim.clone(),
         http.clone(),
@@ -348,6 +349,8 @@ struct Counters {
     content: AtomicU64,
     /// MOs sent in the current phase: source → the ms it went to the hook.
     sent: std::sync::Mutex<HashMap<String, i64>>,
+    /// API latencies of the current phase so far, per (tenant, request kind).
+    api: std::sync::Mutex<BTreeMap<(&'static str, &'static str), Latencies>>,
 }
 
 struct Settings {
@@ -387,6 +390,7 @@ async fn drive(
     let until = Arc::new(until);
     let started = Instant::now();
     counters.sent.lock().unwrap().clear();
+    counters.api.lock().unwrap().clear();
     let mut workers = Vec::new();
     for w in 0..settings.concurrency {
         let tenant = tenants[w % 2].clone();
@@ -399,35 +403,40 @@ async fn drive(
         let interval = (settings.api_rate > 0.0)
             .then(|| Duration::from_secs_f64(settings.concurrency as f64 / settings.api_rate));
         workers.push(tokio::spawn(async move {
-            let mut kinds: BTreeMap<&'static str, Latencies> = BTreeMap::new();
             let mut next = Instant::now();
             let mut k = w;
             while !until.over(started) {
                 let (kind, request) = api_request(&base, &http, &tenant, &counters, k);
                 k += 1;
                 let sent = Instant::now();
-                let lat = kinds.entry(kind).or_default();
-                match request.send().await {
+                let outcome = match request.send().await {
                     Ok(response) if response.status().is_success() => {
                         // The whole body, as a client reads it.
                         match response.bytes().await {
-                            Ok(_) => lat.record(sent.elapsed()),
-                            Err(e) => lat.error(format!("{kind}: {e}")),
+                            Ok(_) => Ok(sent.elapsed()),
+                            Err(e) => Err(format!("{kind}: {e}")),
                         }
                     }
                     Ok(response) => {
                         let status = response.status();
                         let body = response.text().await.unwrap_or_default();
-                        lat.error(format!("{kind}: {status} {body}"));
+                        Err(format!("{kind}: {status} {body}"))
                     }
-                    Err(e) => lat.error(format!("{kind}: {e}")),
+                    Err(e) => Err(format!("{kind}: {e}")),
+                };
+                {
+                    let mut api = counters.api.lock().unwrap();
+                    let lat = api.entry((tenant.name, kind)).or_default();
+                    match outcome {
+                        Ok(took) => lat.record(took),
+                        Err(e) => lat.error(e),
+                    }
                 }
                 if let Some(interval) = interval {
                     next = (next + interval).max(Instant::now() - interval);
                     tokio::time::sleep_until(next.into()).await;
                 }
             }
-            (tenant.name, kinds)
         }));
     }
     // The MO stream: a sign name from a subscriber of `stars` to its service number
@@ -466,11 +475,11 @@ async fn drive(
     };
     let mut phase = Phase::default();
     for worker in workers {
-        let (tenant, kinds) = worker.await.unwrap();
-        for (kind, lat) in kinds {
-            phase.api.entry(tenant).or_default().merge(lat.clone());
-            phase.kinds.entry(kind).or_default().merge(lat);
-        }
+        worker.await.unwrap();
+    }
+    for ((tenant, kind), lat) in std::mem::take(&mut *counters.api.lock().unwrap()) {
+        phase.api.entry(tenant).or_default().merge(lat.clone());
+        phase.kinds.entry(kind).or_default().merge(lat);
     }
     let (sent, errors) = mos.await.unwrap();
     phase.mo_sent = sent;
@@ -558,6 +567,7 @@ struct Timings {
 /// only once every receipt is in. Prints progress every 30 s.
 #[allow(clippy::too_many_arguments)]
 async fn watch_push(
+    counters: Arc<Counters>,
     store: Store,
     sim: Arc<SimProcess>,
     http: reqwest::Client,
@@ -592,6 +602,9 @@ async fn watch_push(
                 process::status_kb(server_pid, "VmRSS") / 1024,
             );
             last_report = Instant::now();
+            if (fired.elapsed().as_secs() / 30) % 2 == 0 {
+                interim(&counters, &store).await;
+            }
         }
         assert!(
             fired.elapsed() < Duration::from_secs(4 * 3600),
@@ -608,6 +621,41 @@ async fn watch_push(
             }
         }
     }
+}
+
+/// The figures of the push so far (every minute, so a push that cannot finish in
+/// the time there is still leaves its figures).
+async fn interim(counters: &Counters, store: &Store) {
+    let mut all = Latencies::default();
+    for lat in counters.api.lock().unwrap().values() {
+        all.merge(lat.clone());
+    }
+    let sent = counters.sent.lock().unwrap().clone();
+    let mut phase = Phase::default();
+    let rows: Vec<(String, i64, Option<i64>)> = sqlx::query_as(
+        "SELECT source, received_at, routed_at FROM mo_messages WHERE status = 'routed'",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    for (source, _, routed_at) in rows {
+        if let (Some(at), Some(routed)) = (sent.get(&source), routed_at) {
+            phase.mo_routed.record(Duration::from_millis(
+                u64::try_from((routed - at).max(0)).unwrap(),
+            ));
+        }
+    }
+    println!(
+        "    so far under the push: API {} requests, {} errors, p50 {} ms, p99 {} ms; MOs {} sent, {} routed, hook → routed p50 {} ms, p99 {} ms",
+        all.count(),
+        all.errors,
+        ms(all.percentile(50.0)),
+        ms(all.percentile(99.0)),
+        sent.len(),
+        phase.mo_routed.count(),
+        ms(phase.mo_routed.percentile(50.0)),
+        ms(phase.mo_routed.percentile(99.0)),
+    );
 }
 
 /// The MOs of the phase, from the store: intake (`received_at`) and routing
