@@ -24,7 +24,9 @@
 //! `load: subscribers=… push_s=… api_p50_ms=… api_p99_ms=… api_errors=… mo_p50_ms=… mo_p99_ms=… mo_errors=… store=…`.
 //!
 //! `cargo bench --workspace --bench load [-- N] [--concurrency=C] [--api-rate=R]
-//! [--mo-rate=M] [--baseline-secs=S] [--dlr-delay-ms=D] [--postgres]`
+//! [--mo-rate=M] [--baseline-secs=S] [--dlr-delay-ms=D] [--tps=T] [--postgres]`
+//! (`--tps`: the operator's submit limit per bind, as an SMSC grants one; 0, the
+//! default, none)
 //! (`--postgres`: a fresh database beside `TONGDAO_TEST_DATABASE_URL`, dropped at
 //! the end).
 
@@ -103,6 +105,7 @@ async fn run(n: i64) {
     let mo_rate: f64 = arg("mo-rate", 10.0);
     let baseline_secs: u64 = arg("baseline-secs", 30);
     let dlr_delay_ms: u64 = arg("dlr-delay-ms", 1);
+    let tps: u32 = arg("tps", 0);
 
     let dir = tempfile::tempdir().unwrap();
     let url = if postgres {
@@ -137,6 +140,7 @@ async fn run(n: i64) {
             &url,
             "rate_per_key_per_second = 0",
             "[schedule]\nbatch = 10000\n",
+            tps,
         ),
     )
     .unwrap();
@@ -154,7 +158,7 @@ async fn run(n: i64) {
     .await;
     println!(
         "server pid {server_pid} at {base}, simulator pid {} (receipts after {dlr_delay_ms} ms); \
-         API: {concurrency} workers, {api_rate} requests/s in all; MOs: {mo_rate}/s",
+         operator TPS per bind {tps} (0: none); API: {concurrency} workers, {api_rate} requests/s in all; MOs: {mo_rate}/s",
         sim.pid()
     );
     let tenants = [
@@ -602,7 +606,7 @@ async fn watch_push(
                 process::status_kb(server_pid, "VmRSS") / 1024,
             );
             last_report = Instant::now();
-            if (fired.elapsed().as_secs() / 30) % 2 == 0 {
+            if (fired.elapsed().as_secs() / 30).is_multiple_of(2) {
                 interim(&counters, &store).await;
             }
         }
@@ -610,12 +614,14 @@ async fn watch_push(
             fired.elapsed() < Duration::from_secs(4 * 3600),
             "the push did not finish in four hours: {run:?}"
         );
-        if queued_s.is_some() && acked >= u64::try_from(run.queued).unwrap() {
+        if let Some(queued_s) = queued_s
+            && acked >= u64::try_from(run.queued).unwrap()
+        {
             let delivery = runs::delivery(&store, run_id).await.unwrap();
             if delivery.pending == 0 {
                 done.store(true, Ordering::Relaxed);
                 return Timings {
-                    queued_s: queued_s.unwrap(),
+                    queued_s,
                     final_s: fired.elapsed().as_secs_f64(),
                 };
             }

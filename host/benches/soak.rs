@@ -100,7 +100,7 @@ async fn run(secs: u64) {
     let sim = Arc::new(SimProcess::start(10));
     std::fs::write(
         dir.path().join("tongdao.toml"),
-        process::server_config(&sim.address, &url, "", ""),
+        process::server_config(&sim.address, &url, "", "", 0),
     )
     .unwrap();
     let (server, base) = common::start_server(dir.path());

@@ -153,16 +153,23 @@ pub fn parse_stats(text: &str) -> HashMap<String, u64> {
 
 /// `tongdao.toml` for a server on loopback: a free port, the admin key, the store
 /// at `store_url`, no quiet hours, and one operator `mobile` (two binds, window 50)
-/// for every `13…` number on the simulator at `sim_address`. `http_extra` goes
+/// for every `13…` number on the simulator at `sim_address`, `tps` submits a second
+/// per bind at most (0: no limit). `http_extra` goes
 /// into `[http]` (keys of its own), `extra` after it (sections of its own).
-pub fn server_config(sim_address: &str, store_url: &str, http_extra: &str, extra: &str) -> String {
+pub fn server_config(
+    sim_address: &str,
+    store_url: &str,
+    http_extra: &str,
+    extra: &str,
+    tps: u32,
+) -> String {
     format!(
         "[http]\nlisten = \"127.0.0.1:0\"\n{http_extra}\n[admin]\nkey = \"{ADMIN_KEY}\"\n\
          [store]\nurl = \"{store_url}\"\n\
          [compliance]\nquiet_hours = \"\"\n\
          {extra}\n\
          [[operators]]\nname = \"mobile\"\naddress = \"{sim_address}\"\nsystem_id = \"bench\"\npassword = \"pw\"\n\
-         binds = 2\nwindow = 50\nprefixes = [\"13\"]\nsource_addr = \"10661234\"\n"
+         binds = 2\nwindow = 50\ntps = {tps}\nprefixes = [\"13\"]\nsource_addr = \"10661234\"\n"
     )
 }
 
