@@ -41,7 +41,13 @@ pub enum StoreError {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Which `connect` made this handle (clones share it): a key for what is kept
+    /// per database in memory (`schedule::runs` shares slow counts).
+    id: u64,
 }
+
+/// The id the next [`Store::connect`] gets.
+static NEXT_STORE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -80,7 +86,14 @@ impl Store {
             })
             .connect_with(options)
             .await?;
-        Ok(Self { pool, backend })
+        let id = NEXT_STORE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Self { pool, backend, id })
+    }
+
+    /// Which connection of this process this is: the same for every clone, another
+    /// for each [`Store::connect`].
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// Apply every migration not yet applied.

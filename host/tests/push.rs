@@ -1383,3 +1383,98 @@ async fn issue_17_item_7_a_recorded_call_replays_identically_and_another_version
         rig.stop().await;
     }
 }
+
+/// Issue 18 item 2: a run's delivery counts under many pollers. A
+/// count that was slow is shared: within its reuse window every caller gets that
+/// count, even after the MTs moved on; a quick count is never reused, so small runs
+/// stay exact on every call (`runs::view`, which the API and the console use).
+/// The MTs are queued by a relay with no binds, then sent by one that has them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue18_item2_slow_run_counts_are_shared_quick_ones_exact() {
+    for db in common::stores().await {
+        let sim = Sim::start(SimConfig {
+            dlr_delay: Duration::from_millis(5),
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let store = &db.store;
+        let (partner, _) = partners::create(store, "stars", "Stars").await.unwrap();
+        let registry = Arc::new(common::registry(store));
+        registry
+            .upload(&partner, &common::guest("horoscope"), "test")
+            .await
+            .unwrap();
+        let service = bulk::approved_service(store, partner.id, "XZ", "horoscope").await;
+        let n = 300;
+        bulk::subscribers(store, partner.id, service, FIRST_NUMBER, n).await;
+        let compliance = common::relay_compliance(store);
+        let no_binds = Arc::new(Relay::start(
+            store.clone(),
+            RelayConfig::default(),
+            &[OperatorConfig {
+                binds: 0,
+                ..operator(&sim)
+            }],
+            compliance.clone(),
+        ));
+        let scheduler = Scheduler::start(
+            store.clone(),
+            registry,
+            no_binds.clone(),
+            compliance.clone(),
+            schedule_config(),
+            DialogueConfig::default().short_code,
+        )
+        .unwrap();
+        let run = scheduler
+            .push_now(partner.id, service, None, "test")
+            .await
+            .unwrap();
+        common::wait_until("the fan-out done", Duration::from_secs(60), || async {
+            runs::get(store, run.id).await.unwrap().status == "completed"
+        })
+        .await;
+        scheduler.stop().await;
+        no_binds.stop();
+
+        // Counted as if slow, and kept for good.
+        let always = runs::Sharing {
+            from: Duration::ZERO,
+            factor: u32::MAX,
+            max: Duration::from_secs(3600),
+        };
+        let before = runs::delivery_shared(store, run.id, always).await.unwrap();
+        assert_eq!((before.pending, before.delivered), (n, 0), "{}", db.name);
+
+        let relay = Relay::start(
+            store.clone(),
+            RelayConfig::default(),
+            &[operator(&sim)],
+            compliance,
+        );
+        common::wait_until("every MT delivered", Duration::from_secs(120), || async {
+            runs::delivery(store, run.id).await.unwrap().delivered == n
+        })
+        .await;
+        relay.stop();
+
+        // The shared count is reused within its window, by any number of callers.
+        let shared = futures_util::future::join_all(
+            (0..8).map(|_| runs::delivery_shared(store, run.id, always)),
+        )
+        .await;
+        for counted in shared {
+            assert_eq!(counted.unwrap(), before, "{}", db.name);
+        }
+        // A quick count is made again on every call: exact.
+        let exact = runs::delivery_shared(store, run.id, runs::SHARING)
+            .await
+            .unwrap();
+        assert_eq!((exact.pending, exact.delivered), (0, n), "{}", db.name);
+        let run = runs::get(store, run.id).await.unwrap();
+        let view = runs::view(store, run).await.unwrap();
+        assert_eq!(view.delivery, exact, "{}", db.name);
+        sim.shutdown();
+    }
+}

@@ -214,9 +214,113 @@ pub async fn delivery(store: &Store, run_id: i64) -> Result<Delivery, ScheduleEr
     Ok(d)
 }
 
-/// A run with its delivery counters.
+/// When a run's delivery count is shared instead of made again (issue 18 item 2).
+///
+/// Counting a run's MTs is a pass over all of them: about a second for a
+/// 1,000,000-subscriber push on SQLite, longer on a busy machine. Partners poll
+/// their running pushes (`GET /v1/runs/{id}`, `GET /v1/services/{id}/runs`, `tongdao
+/// run wait`), and under the load benchmark eight of them counting over and over
+/// took the store from the relay: receipts fell to 45 a second. A count that took
+/// at least `from` is therefore reused for `factor` times as long as it took (at
+/// most `max`), so however many callers poll, a big run costs the store about
+/// 1/`factor` of its time; callers that arrive while it is counted wait for that
+/// count (after its first slow count). A quicker count is never reused: small
+/// runs are exact on every call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sharing {
+    pub from: std::time::Duration,
+    pub factor: u32,
+    pub max: std::time::Duration,
+}
+
+/// What the API and the console use: counts that took 100 ms or more are reused
+/// for ten times as long, at most 5 s.
+pub const SHARING: Sharing = Sharing {
+    from: std::time::Duration::from_millis(100),
+    factor: 10,
+    max: std::time::Duration::from_secs(5),
+};
+
+/// The last slow count of a run.
+#[derive(Debug, Clone)]
+struct Counted {
+    delivery: Delivery,
+    at: std::time::Instant,
+    took: std::time::Duration,
+}
+
+/// Per (store, run): the last slow count, behind a lock that callers of one run
+/// queue on while it is counted. Slots of counts older than a minute are dropped
+/// whenever a slot is added, so the map holds only the runs counted slowly lately.
+type Slots =
+    std::collections::HashMap<(u64, i64), std::sync::Arc<tokio::sync::Mutex<Option<Counted>>>>;
+
+static SHARED: std::sync::LazyLock<std::sync::Mutex<Slots>> =
+    std::sync::LazyLock::new(|| std::sync::Mutex::new(Slots::new()));
+
+/// [`delivery`], with slow counts shared as `sharing` says.
+///
+/// # Errors
+/// A store error.
+pub async fn delivery_shared(
+    store: &Store,
+    run_id: i64,
+    sharing: Sharing,
+) -> Result<Delivery, ScheduleError> {
+    let key = (store.id(), run_id);
+    let reusable = |c: &Counted| {
+        c.took >= sharing.from
+            && c.at.elapsed() < c.took.saturating_mul(sharing.factor).min(sharing.max)
+    };
+    let slot = SHARED
+        .lock()
+        .map_err(|_| ScheduleError::Corrupt("the shared run counts were poisoned".into()))?
+        .get(&key)
+        .cloned();
+    let Some(slot) = slot else {
+        // Never counted slowly: count, and keep it only if it was slow.
+        let started = std::time::Instant::now();
+        let counted = delivery(store, run_id).await?;
+        let took = started.elapsed();
+        if took >= sharing.from {
+            let mut slots = SHARED.lock().map_err(|_| {
+                ScheduleError::Corrupt("the shared run counts were poisoned".into())
+            })?;
+            slots.retain(|_, s| {
+                s.try_lock().map_or(true, |c| {
+                    c.as_ref()
+                        .is_some_and(|c| c.at.elapsed() < std::time::Duration::from_secs(60))
+                })
+            });
+            slots.insert(
+                key,
+                std::sync::Arc::new(tokio::sync::Mutex::new(Some(Counted {
+                    delivery: counted.clone(),
+                    at: std::time::Instant::now(),
+                    took,
+                }))),
+            );
+        }
+        return Ok(counted);
+    };
+    let mut last = slot.lock().await;
+    if let Some(c) = last.as_ref().filter(|c| reusable(c)) {
+        return Ok(c.delivery.clone());
+    }
+    let started = std::time::Instant::now();
+    let counted = delivery(store, run_id).await?;
+    *last = Some(Counted {
+        delivery: counted.clone(),
+        at: std::time::Instant::now(),
+        took: started.elapsed(),
+    });
+    Ok(counted)
+}
+
+/// A run with its delivery counters ([`SHARING`]: a big run's count may be up to
+/// 5 s old).
 pub async fn view(store: &Store, run: Run) -> Result<RunView, ScheduleError> {
-    let delivery = delivery(store, run.id).await?;
+    let delivery = delivery_shared(store, run.id, SHARING).await?;
     let faults = faults(store, run.id).await?;
     Ok(RunView {
         run,
