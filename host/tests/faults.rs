@@ -2,7 +2,8 @@
 //! the real `tongdao serve`, `tongdao smsc-sim` and the database as separate
 //! processes; one paid push per fault (`kill -9` at three seeded moments, SMSC
 //! disconnects, a stall, slow, duplicate and unknown receipts, a throttling storm, a
-//! flapping link, a PostgreSQL crash and restart, a full disk). After each: nothing
+//! flapping link, a PostgreSQL crash and restart; the full disk is the bench's
+//! only, see below). After each: nothing
 //! lost, every duplicate at the SMSC marked, nothing charged twice, charges and
 //! `GET /v1/stats` equal to the records. The long variant is `benches/faults.rs`
 //! (20 seeds of `kill -9`, more messages); the scenarios are shared
