@@ -120,6 +120,12 @@ enum Command {
         /// Accept every bind and drop the link this many ms later (a flapping SMSC; SMPP only); 0: off.
         #[arg(long, default_value_t = 0)]
         drop_after_bind_ms: u64,
+        /// Share of receipts sent twice (SMPP only).
+        #[arg(long, default_value_t = 0.0)]
+        duplicate_receipt: f64,
+        /// Share of submits followed by a receipt for an id the peer was never given (SMPP only).
+        #[arg(long, default_value_t = 0.0)]
+        unknown_receipt: f64,
     },
 }
 
@@ -361,6 +367,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             throttle,
             disconnect,
             drop_after_bind_ms,
+            duplicate_receipt,
+            unknown_receipt,
         } => {
             tongdao::telemetry::init_logging(&tongdao::config::LogConfig::default());
             tongdao::tools::smsc_sim(tongdao::tools::SimOptions {
@@ -380,6 +388,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                     disconnect,
                     drop_after_bind: (drop_after_bind_ms > 0)
                         .then(|| std::time::Duration::from_millis(drop_after_bind_ms)),
+                    duplicate_receipt,
+                    unknown_receipt,
                 },
             })
             .await?;

@@ -19,7 +19,7 @@ pub mod outbox;
 pub mod routing;
 pub mod settings;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,9 +61,32 @@ pub struct RelayShared {
     /// the sweep): SQLite has one writer anyway, and waiting here is a queue, while
     /// waiting in SQLite's busy handler is sleeping in steps of milliseconds.
     write_turn: tokio::sync::Mutex<()>,
+    /// MTs this process claimed whose outcome is not stored yet: their leases are
+    /// renewed while the process lives, so the sweep re-queues only a dead worker's
+    /// rows, never those a live bind still holds (tps limits, throttling, a stalled
+    /// SMSC can hold a claim longer than `lease_secs`; re-queuing it then sent the
+    /// same MT from two binds, issue 18's fault-injection suite).
+    held: Mutex<HashSet<i64>>,
 }
 
 impl RelayShared {
+    /// Claimed by this process: renew their leases until [`Self::let_go`].
+    fn hold(&self, ids: impl IntoIterator<Item = i64>) {
+        if let Ok(mut held) = self.held.lock() {
+            held.extend(ids);
+        }
+    }
+
+    /// Stored (or released, or their outcome failed to store): their leases run as
+    /// claimed, so the sweep recovers any that are still `submitting`.
+    fn let_go(&self, ids: impl IntoIterator<Item = i64>) {
+        if let Ok(mut held) = self.held.lock() {
+            for id in ids {
+                held.remove(&id);
+            }
+        }
+    }
+
     pub fn stopping(&self) -> bool {
         *self.stop.borrow()
     }
@@ -182,6 +205,7 @@ impl Relay {
             sessions: Mutex::new(HashMap::new()),
             outcomes: connector::Outcomes::new(),
             write_turn: tokio::sync::Mutex::new(()),
+            held: Mutex::new(HashSet::new()),
         });
         let recorder = tokio::spawn(connector::record_outcomes(shared.clone()));
         let mut binds = Vec::new();
@@ -379,8 +403,26 @@ async fn sweeper(shared: Arc<RelayShared>, receipt_ids: Vec<(String, ReceiptIds)
             .find(|(name, _)| name == operator)
             .map_or(ReceiptIds::Auto, |(_, ids)| *ids)
     };
+    let lease = Duration::from_secs(shared.relay.lease_secs);
+    let mut renewed = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(SWEEP_EVERY).await;
+        // Renew the leases of what this process still holds, a third of the lease
+        // before they could run out, so the sweep below never takes them.
+        if renewed.elapsed() >= lease / 3 {
+            renewed = tokio::time::Instant::now();
+            let ids: Vec<i64> = shared
+                .held
+                .lock()
+                .map(|h| h.iter().copied().collect())
+                .unwrap_or_default();
+            if !ids.is_empty() {
+                let _turn = shared.write_turn().await;
+                if let Err(e) = outbox::renew_leases(&shared.store, &ids, lease).await {
+                    tracing::error!(error = %e, "cannot renew the leases of claimed MTs");
+                }
+            }
+        }
         let swept = {
             let _turn = shared.write_turn().await;
             outbox::sweep(&shared.store).await

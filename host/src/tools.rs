@@ -111,9 +111,14 @@ impl AnySim {
 /// SMPP's; SGIP needs `--sp-address`), or the listener cannot be bound.
 async fn start_sim(options: &SimOptions) -> anyhow::Result<AnySim> {
     let faults = &options.faults;
-    let smpp_only = options.hex_ids || faults.drop_after_bind.is_some();
+    let smpp_only = options.hex_ids
+        || faults.drop_after_bind.is_some()
+        || faults.duplicate_receipt > 0.0
+        || faults.unknown_receipt > 0.0;
     if options.protocol != Protocol::Smpp && smpp_only {
-        anyhow::bail!("--hex-ids and --drop-after-bind-ms apply to --protocol smpp only");
+        anyhow::bail!(
+            "--hex-ids, --drop-after-bind-ms, --duplicate-receipt and --unknown-receipt apply to --protocol smpp only"
+        );
     }
     Ok(match options.protocol {
         Protocol::Smpp => AnySim::Smpp(
@@ -187,12 +192,15 @@ pub async fn smsc_sim(options: SimOptions) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding {http}"))?;
         println!(
-            "MO hook on http://{}: POST /mo {{\"from\",\"to\",\"text\",\"link_id\"?}}, GET /stats",
+            "MO hook on http://{}: POST /mo {{\"from\",\"to\",\"text\",\"link_id\"?}}, GET /stats, \
+             GET|POST /faults, GET /destinations",
             listener.local_addr()?
         );
         let app = Router::new()
             .route("/mo", post(send_mo))
             .route("/stats", get(stats))
+            .route("/faults", get(get_faults).post(set_faults))
+            .route("/destinations", get(destinations))
             .with_state(sim.clone());
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -231,20 +239,151 @@ async fn send_mo(
             .map_err(|e| e.to_string()),
     };
     sent.map(|parts| Json(json!({ "parts": parts })))
-        .map_err(|message| {
-            (
-                axum::http::StatusCode::BAD_REQUEST,
-                Json(json!({ "error": { "code": "invalid-mo", "message": message } })),
-            )
-        })
+        .map_err(|message| hook_error("invalid-mo", message))
 }
 
+/// The counters: an object for SMPP (what the fault-injection suite reads), the
+/// counters' debug text for the other protocols.
 async fn stats(State(sim): State<std::sync::Arc<AnySim>>) -> Json<Value> {
-    Json(json!(match sim.as_ref() {
-        AnySim::Smpp(s) => format!("{:?}", s.stats()),
-        AnySim::Cmpp(s) => format!("{:?}", s.stats()),
-        AnySim::Sgip(s) => format!("{:?}", s.stats()),
-    }))
+    Json(match sim.as_ref() {
+        AnySim::Smpp(s) => {
+            let c = s.stats();
+            json!({
+                "binds": c.binds,
+                "bind_failures": c.bind_failures,
+                "bound_sessions": c.bound_sessions,
+                "submit_pdus": c.submit_pdus,
+                "accepted": c.accepted,
+                "throttled": c.throttled,
+                "rejected": c.rejected,
+                "disconnects": c.disconnects,
+                "receipts_sent": c.receipts_sent,
+                "receipts_acked": c.receipts_acked,
+                "receipts_redelivered": c.receipts_redelivered,
+                "receipts_duplicated": c.receipts_duplicated,
+                "receipts_unknown": c.receipts_unknown,
+                "stalls": c.stalls,
+                "mos_sent": c.mos_sent,
+                "mos_acked": c.mos_acked,
+                "mos_redelivered": c.mos_redelivered,
+                "enquire_links": c.enquire_links,
+            })
+        }
+        AnySim::Cmpp(s) => json!(format!("{:?}", s.stats())),
+        AnySim::Sgip(s) => json!(format!("{:?}", s.stats())),
+    })
+}
+
+/// The SMPP simulator's faults at run time (`GET|POST /faults`): every share as in
+/// the command-line flags (absent ones are 0), `drop_after_bind_ms` (0: off), and
+/// `stall_ms`, which, when above 0, stalls the SMSC that long from now
+/// ([`SimHandle::stall`]), and `disconnect_all`, which drops every open link now
+/// (with `drop_after_bind_ms`, a link that starts flapping at once).
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+struct FaultsBody {
+    undeliverable: f64,
+    reject: f64,
+    throttle: f64,
+    disconnect: f64,
+    drop_after_bind_ms: u64,
+    duplicate_receipt: f64,
+    unknown_receipt: f64,
+    stall_ms: u64,
+    disconnect_all: bool,
+}
+
+impl FaultsBody {
+    fn of(f: Faults) -> Self {
+        Self {
+            undeliverable: f.undeliverable,
+            reject: f.reject,
+            throttle: f.throttle,
+            disconnect: f.disconnect,
+            drop_after_bind_ms: f
+                .drop_after_bind
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            duplicate_receipt: f.duplicate_receipt,
+            unknown_receipt: f.unknown_receipt,
+            stall_ms: 0,
+            disconnect_all: false,
+        }
+    }
+}
+
+type HookError = (axum::http::StatusCode, Json<Value>);
+
+fn hook_error(code: &str, message: String) -> HookError {
+    (
+        axum::http::StatusCode::BAD_REQUEST,
+        Json(json!({ "error": { "code": code, "message": message } })),
+    )
+}
+
+fn smpp_only(sim: &AnySim) -> Result<&SimHandle, HookError> {
+    match sim {
+        AnySim::Smpp(s) => Ok(s),
+        _ => Err(hook_error(
+            "smpp-only",
+            "faults can be changed at run time on the SMPP simulator only".into(),
+        )),
+    }
+}
+
+async fn get_faults(State(sim): State<std::sync::Arc<AnySim>>) -> Result<Json<Value>, HookError> {
+    let s = smpp_only(&sim)?;
+    Ok(Json(json!(FaultsBody::of(s.faults()))))
+}
+
+async fn set_faults(
+    State(sim): State<std::sync::Arc<AnySim>>,
+    Json(body): Json<FaultsBody>,
+) -> Result<Json<Value>, HookError> {
+    let s = smpp_only(&sim)?;
+    let shares = [
+        ("undeliverable", body.undeliverable),
+        ("reject", body.reject),
+        ("throttle", body.throttle),
+        ("disconnect", body.disconnect),
+        ("duplicate_receipt", body.duplicate_receipt),
+        ("unknown_receipt", body.unknown_receipt),
+    ];
+    if let Some((name, value)) = shares.iter().find(|(_, v)| !(0.0..=1.0).contains(v)) {
+        return Err(hook_error(
+            "invalid-share",
+            format!("{name} must be between 0.0 and 1.0, not {value}"),
+        ));
+    }
+    if body.disconnect + body.throttle + body.reject > 1.0 {
+        return Err(hook_error(
+            "invalid-share",
+            "disconnect + throttle + reject must not exceed 1.0".into(),
+        ));
+    }
+    s.set_faults(Faults {
+        undeliverable: body.undeliverable,
+        reject: body.reject,
+        throttle: body.throttle,
+        disconnect: body.disconnect,
+        drop_after_bind: (body.drop_after_bind_ms > 0)
+            .then(|| Duration::from_millis(body.drop_after_bind_ms)),
+        duplicate_receipt: body.duplicate_receipt,
+        unknown_receipt: body.unknown_receipt,
+    });
+    if body.stall_ms > 0 {
+        s.stall(Duration::from_millis(body.stall_ms));
+    }
+    if body.disconnect_all {
+        s.disconnect_all();
+    }
+    Ok(Json(json!(FaultsBody::of(s.faults()))))
+}
+
+/// Accepted submits per destination number (`GET /destinations`, SMPP): what the
+/// fault-injection suite compares with the outbox to count duplicates.
+async fn destinations(State(sim): State<std::sync::Arc<AnySim>>) -> Result<Json<Value>, HookError> {
+    let s = smpp_only(&sim)?;
+    Ok(Json(json!(s.per_destination())))
 }
 
 /// `tongdao audit verify`: walk the audit chain of the configured store (R-3.6).

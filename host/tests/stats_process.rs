@@ -13,10 +13,12 @@
 #[path = "common/bulk.rs"]
 mod bulk;
 mod common;
+#[path = "common/figures.rs"]
+mod figures;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use figures::{ByKey, Figures};
 use serde_json::{Value, json};
 use tongdao::partners;
 use tongdao::schedule::runs;
@@ -63,162 +65,6 @@ async fn fresh_store(dir: &std::path::Path, postgres: bool) -> Option<(Store, St
     let store = Store::connect(&url, 2).await.unwrap();
     store.migrate().await.unwrap();
     Some((store, url))
-}
-
-/// The figures of one (service, operator), from the records or from the API.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Figures {
-    mt_queued: i64,
-    mt_delivered: i64,
-    mt_failed: i64,
-    failed_by_reason: BTreeMap<String, i64>,
-    mo: i64,
-    subscriptions_new: i64,
-    subscriptions_cancelled: i64,
-    revenue_fen: i64,
-    charges: i64,
-    complaints: i64,
-}
-
-type ByKey = BTreeMap<(String, String), Figures>;
-
-fn entry<'a>(map: &'a mut ByKey, service: Option<String>, operator: &str) -> &'a mut Figures {
-    map.entry((service.unwrap_or_default(), operator.to_string()))
-        .or_default()
-}
-
-/// What the records say, for `partner_id`, per service code and operator.
-async fn records(store: &Store, partner_id: i64) -> ByKey {
-    let mut out = ByKey::new();
-    let mts: Vec<(Option<String>, String, String, Option<String>)> = sqlx::query_as(
-        "SELECT s.code, m.operator, m.status, m.failure_reason FROM messages m
-         LEFT JOIN services s ON s.id = m.service_id WHERE m.partner_id = $1 AND m.is_test = 0",
-    )
-    .bind(partner_id)
-    .fetch_all(store.pool())
-    .await
-    .unwrap();
-    for (code, operator, status, reason) in mts {
-        let f = entry(&mut out, code, &operator);
-        f.mt_queued += 1;
-        match status.as_str() {
-            "delivered" => f.mt_delivered += 1,
-            "failed" | "expired" | "cancelled" => {
-                f.mt_failed += 1;
-                *f.failed_by_reason
-                    .entry(tongdao::stats::rollup::reason_code(
-                        &status,
-                        reason.as_deref(),
-                    ))
-                    .or_default() += 1;
-            }
-            _ => {}
-        }
-    }
-    let mos: Vec<(String, String)> = sqlx::query_as(
-        "SELECT s.code, mo.operator FROM mo_messages mo JOIN services s ON s.id = mo.service_id
-         WHERE s.partner_id = $1",
-    )
-    .bind(partner_id)
-    .fetch_all(store.pool())
-    .await
-    .unwrap();
-    for (code, operator) in mos {
-        entry(&mut out, Some(code), &operator).mo += 1;
-    }
-    let charges: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT service, operator, amount_fen FROM charge_events WHERE partner_id = $1",
-    )
-    .bind(partner_id)
-    .fetch_all(store.pool())
-    .await
-    .unwrap();
-    for (code, operator, amount) in charges {
-        let f = entry(&mut out, Some(code), &operator);
-        f.revenue_fen += amount;
-        f.charges += 1;
-    }
-    let complaints: Vec<(String,)> = sqlx::query_as(
-        "SELECT s.code FROM complaints c JOIN services s ON s.id = c.service_id WHERE c.partner_id = $1",
-    )
-    .bind(partner_id)
-    .fetch_all(store.pool())
-    .await
-    .unwrap();
-    for (code,) in complaints {
-        entry(&mut out, Some(code), "mobile").complaints += 1;
-    }
-    // Subscriptions made and ended through the platform (the bulk-loaded audience
-    // of the push was written straight into the table, before the test).
-    let subs: Vec<(String, Option<i64>, String)> = sqlx::query_as(
-        "SELECT s.code, sub.activated_at, sub.status FROM subscriptions sub
-         JOIN services s ON s.id = sub.service_id WHERE sub.partner_id = $1 AND sub.source = 'api'",
-    )
-    .bind(partner_id)
-    .fetch_all(store.pool())
-    .await
-    .unwrap();
-    for (code, activated, status) in subs {
-        let f = entry(&mut out, Some(code), "mobile");
-        if activated.is_some() {
-            f.subscriptions_new += 1;
-            if status == "cancelled" {
-                f.subscriptions_cancelled += 1;
-            }
-        }
-    }
-    out
-}
-
-/// What `GET /v1/stats` says at `granularity` over this month, summed per service
-/// and operator (every page).
-async fn api_stats(base: &str, granularity: &str) -> ByKey {
-    let http = reqwest::Client::new();
-    let month = tongdao::clock::month_key(tongdao::store::now_ms());
-    let mut out = ByKey::new();
-    let mut after: Option<String> = None;
-    loop {
-        let mut url = format!(
-            "{base}/v1/stats?partner=stars&granularity={granularity}&from={month}&to={month}&limit=7"
-        );
-        if let Some(a) = &after {
-            url.push_str(&format!("&after={a}"));
-        }
-        let page: Value = http
-            .get(url)
-            .bearer_auth(ADMIN_KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        for row in page["items"].as_array().unwrap() {
-            let f = entry(
-                &mut out,
-                row["service"].as_str().map(str::to_string),
-                row["operator"].as_str().unwrap_or(""),
-            );
-            let n = |k: &str| row[k].as_i64().unwrap();
-            f.mt_queued += n("mt_queued");
-            f.mt_delivered += n("mt_delivered");
-            f.mt_failed += n("mt_failed");
-            for (reason, count) in row["failed_by_reason"].as_object().unwrap() {
-                *f.failed_by_reason.entry(reason.clone()).or_default() += count.as_i64().unwrap();
-            }
-            f.mo += n("mo");
-            f.subscriptions_new += n("subscriptions_new");
-            f.subscriptions_cancelled += n("subscriptions_cancelled");
-            f.revenue_fen += n("revenue_fen");
-            f.charges += n("charges");
-            f.complaints += n("complaints");
-        }
-        match page["next"].as_str() {
-            Some(next) => after = Some(next.to_string()),
-            None => break,
-        }
-    }
-    out
 }
 
 /// The CSV export's `mt_queued`, `mt_delivered` and `mt_failed`, summed.
@@ -409,7 +255,7 @@ async fn scenario(dir: &std::path::Path, store: &Store, url: &str, backend: &str
     )
     .await;
 
-    let want = records(store, partner.id).await;
+    let want = figures::records(store, partner.id).await;
     let total = |k: &ByKey, f: fn(&Figures) -> i64| k.values().map(f).sum::<i64>();
     assert!(total(&want, |f| f.mt_queued) >= n, "{want:?}");
     assert!(
@@ -424,14 +270,22 @@ async fn scenario(dir: &std::path::Path, store: &Store, url: &str, backend: &str
     // The roll-up catches up within seconds; then every granularity equals the
     // records exactly.
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut got = api_stats(&base, "day").await;
+    let mut got = figures::api_stats(&base, "stars", ADMIN_KEY, "day").await;
     while got != want && Instant::now() < deadline {
         tokio::time::sleep(common::POLL).await;
-        got = api_stats(&base, "day").await;
+        got = figures::api_stats(&base, "stars", ADMIN_KEY, "day").await;
     }
     assert_eq!(got, want, "{backend}: daily statistics against the records");
-    assert_eq!(api_stats(&base, "hour").await, want, "{backend}: hourly");
-    assert_eq!(api_stats(&base, "month").await, want, "{backend}: monthly");
+    assert_eq!(
+        figures::api_stats(&base, "stars", ADMIN_KEY, "hour").await,
+        want,
+        "{backend}: hourly"
+    );
+    assert_eq!(
+        figures::api_stats(&base, "stars", ADMIN_KEY, "month").await,
+        want,
+        "{backend}: monthly"
+    );
     let csv = csv_totals(&base).await;
     assert_eq!(
         csv,

@@ -18,6 +18,10 @@
 //!   accepted, the link dropped a moment later), and lost MO answers
 //!   ([`SimHandle::lose_next_mo_acks`]: the link dies as the `deliver_sm_resp` arrives,
 //!   so the MO is redelivered on the next bind).
+//! * Misbehaves with receipts and stalls: duplicate receipts
+//!   ([`Faults::duplicate_receipt`]), receipts for ids the peer was never given
+//!   ([`Faults::unknown_receipt`]), and a stalled SMSC ([`SimHandle::stall`]: for a
+//!   while it answers nothing, sends nothing, then resumes with what it had read).
 //! * Sends MOs on demand ([`SimHandle::send_mo`]), long ones as UDH-concatenated parts,
 //!   or single parts exactly as given ([`SimHandle::send_mo_part`]).
 //! * Records every submit ([`SimHandle::received`]), reassembles concatenated ones
@@ -74,6 +78,13 @@ pub struct Faults {
     pub disconnect: f64,
     /// Accept every bind, then drop the link this long after it (a flapping SMSC).
     pub drop_after_bind: Option<Duration>,
+    /// The receipt of an accepted submit is sent twice (the same `deliver_sm`, as an
+    /// SMSC that missed nothing but repeats itself does).
+    pub duplicate_receipt: f64,
+    /// With an accepted submit, one more receipt for a message id this peer was never
+    /// given: the last id given to another `system_id` (another peer's) when there is
+    /// one, otherwise an id the simulator never hands out (`9` and eleven digits).
+    pub unknown_receipt: f64,
 }
 
 /// Simulator settings.
@@ -193,6 +204,12 @@ pub struct SimStats {
     pub receipts_acked: u64,
     /// Receipts sent again after a refusal or a lost session.
     pub receipts_redelivered: u64,
+    /// Receipts queued a second time by [`Faults::duplicate_receipt`].
+    pub receipts_duplicated: u64,
+    /// Receipts queued for ids the peer was never given ([`Faults::unknown_receipt`]).
+    pub receipts_unknown: u64,
+    /// Stalls begun ([`SimHandle::stall`]).
+    pub stalls: u64,
     /// MO `deliver_sm`s written (per part, redeliveries included).
     pub mos_sent: u64,
     /// MO parts answered `ESME_ROK`.
@@ -220,6 +237,9 @@ struct Counters {
     receipts_sent: AtomicU64,
     receipts_acked: AtomicU64,
     receipts_redelivered: AtomicU64,
+    receipts_duplicated: AtomicU64,
+    receipts_unknown: AtomicU64,
+    stalls: AtomicU64,
     mos_sent: AtomicU64,
     mos_acked: AtomicU64,
     mos_redelivered: AtomicU64,
@@ -286,6 +306,8 @@ impl Sim {
             kill: Mutex::new(CancellationToken::new()),
             lose_mo_acks: AtomicU32::new(0),
             bind_log: Mutex::new(Vec::new()),
+            stalled_until: Mutex::new(None),
+            last_id_of: Mutex::new(HashMap::new()),
         });
         tokio::spawn(dispatcher(state.clone(), ctl_rx));
         tokio::spawn(accept_loop(state.clone(), listener));
@@ -322,6 +344,9 @@ impl SimHandle {
             receipts_sent: g(&c.receipts_sent),
             receipts_acked: g(&c.receipts_acked),
             receipts_redelivered: g(&c.receipts_redelivered),
+            receipts_duplicated: g(&c.receipts_duplicated),
+            receipts_unknown: g(&c.receipts_unknown),
+            stalls: g(&c.stalls),
             mos_sent: g(&c.mos_sent),
             mos_acked: g(&c.mos_acked),
             mos_redelivered: g(&c.mos_redelivered),
@@ -439,6 +464,18 @@ impl SimHandle {
         self.state.lose_mo_acks.store(n, Ordering::SeqCst);
     }
 
+    /// The SMSC stalls for `duration` from now: it reads nothing more from any
+    /// connection (so answers nothing, not even `enquire_link`) and sends no
+    /// `deliver_sm`; then it resumes with what is waiting, as a real SMSC that froze
+    /// does. Connections the peer closed meanwhile still have their unread submits
+    /// processed (accepted, unanswerable), so the peer's "outcome unknown" is real.
+    pub fn stall(&self, duration: Duration) {
+        if let Ok(mut until) = self.state.stalled_until.lock() {
+            *until = Some(Instant::now() + duration);
+        }
+        inc(&self.state.counters.stalls);
+    }
+
     /// When each successful bind happened, in order.
     pub fn bind_times(&self) -> Vec<Instant> {
         self.state
@@ -486,6 +523,18 @@ struct State {
     lose_mo_acks: AtomicU32,
     /// When each successful bind happened.
     bind_log: Mutex<Vec<Instant>>,
+    /// Set by [`SimHandle::stall`]: nothing is read, answered or sent before then.
+    stalled_until: Mutex<Option<Instant>>,
+    /// The last receipt id given to each `system_id` (for [`Faults::unknown_receipt`]).
+    last_id_of: Mutex<HashMap<String, String>>,
+}
+
+impl State {
+    /// The end of the current stall, if one is on.
+    fn stalled_until(&self) -> Option<Instant> {
+        let until = self.stalled_until.lock().ok().and_then(|u| *u)?;
+        (until > Instant::now()).then_some(until)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -547,9 +596,13 @@ async fn dispatcher(state: Arc<State>, mut rx: mpsc::UnboundedReceiver<Ctl>) {
     let c = &state.counters;
 
     loop {
-        // Send everything due while some session has room.
+        // Send everything due while some session has room (nothing during a stall).
         let now = Instant::now();
+        let stalled = state.stalled_until();
         while let Some(&Reverse((due, id))) = queue.peek() {
+            if stalled.is_some() {
+                break;
+            }
             if due > now {
                 break;
             }
@@ -586,10 +639,13 @@ async fn dispatcher(state: Arc<State>, mut rx: mpsc::UnboundedReceiver<Ctl>) {
                 queue.push(Reverse((now + redelivery, id)));
             }
         }
-        let wake = queue
-            .peek()
-            .map(|Reverse((due, _))| *due)
-            .filter(|due| *due > now);
+        let wake = match stalled {
+            Some(until) => Some(until),
+            None => queue
+                .peek()
+                .map(|Reverse((due, _))| *due)
+                .filter(|due| *due > now),
+        };
 
         let first = tokio::select! {
             _ = state.cancel.cancelled() => return,
@@ -746,6 +802,15 @@ async fn serve(state: Arc<State>, stream: TcpStream, session: u64) {
     // Set by a bind when the faults say to drop the link some time after it.
     let mut drop_at: Option<Instant> = None;
     loop {
+        if let Some(until) = state.stalled_until() {
+            // Frozen: read nothing (the peer's PDUs wait in the socket).
+            tokio::select! {
+                _ = conn_cancel.cancelled() => break,
+                _ = state.cancel.cancelled() => break,
+                () = sleep_until(until) => {}
+            }
+            continue;
+        }
         let frame = tokio::select! {
             _ = conn_cancel.cancelled() => break,
             _ = kill.cancelled() => {
@@ -1037,12 +1102,46 @@ fn accept(
         } else {
             state.config.dlr_jitter.mul_f64(dice.next())
         };
+        let due = Instant::now() + state.config.dlr_delay + jitter;
+        if faults.duplicate_receipt > 0.0 && dice.next() < faults.duplicate_receipt {
+            inc(&c.receipts_duplicated);
+            let _ = state.ctl.send(Ctl::Enqueue(Pending {
+                system_id: Some(system_id.to_string()),
+                kind: Kind::Receipt,
+                bytes: bytes.clone(),
+                due,
+            }));
+        }
         let _ = state.ctl.send(Ctl::Enqueue(Pending {
             system_id: Some(system_id.to_string()),
             kind: Kind::Receipt,
             bytes,
-            due: Instant::now() + state.config.dlr_delay + jitter,
+            due,
         }));
+        if faults.unknown_receipt > 0.0 && dice.next() < faults.unknown_receipt {
+            inc(&c.receipts_unknown);
+            let foreign = state.last_id_of.lock().ok().and_then(|ids| {
+                ids.iter()
+                    .find(|(peer, _)| peer.as_str() != system_id)
+                    .map(|(_, id)| id.clone())
+            });
+            let id = foreign.unwrap_or_else(|| format!("9{:011}", n % 100_000_000_000));
+            let state_ = if dice.next() < 0.5 {
+                ReceiptState::Delivered
+            } else {
+                ReceiptState::Undeliverable
+            };
+            let bytes = receipt_pdu(&state.config, &id, &dest, &source, state_, &text);
+            let _ = state.ctl.send(Ctl::Enqueue(Pending {
+                system_id: Some(system_id.to_string()),
+                kind: Kind::Receipt,
+                bytes,
+                due,
+            }));
+        }
+    }
+    if let Ok(mut ids) = state.last_id_of.lock() {
+        ids.insert(system_id.to_string(), receipt_id.clone());
     }
     if let Ok(mut r) = state.received.lock() {
         push_capped(

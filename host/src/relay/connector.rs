@@ -259,6 +259,7 @@ async fn send_loop<S: Session>(
             match claimed {
                 Ok(claimed) => {
                     more = claimed.len() == want;
+                    shared.hold(claimed.iter().map(|m| m.id));
                     if shared.stopping() {
                         // Claimed just as the shutdown began: hand the rows back unsent.
                         let _turn = shared.write_turn().await;
@@ -271,6 +272,7 @@ async fn send_loop<S: Session>(
                         {
                             tracing::error!(operator = %operator.name, error = %e, "cannot release claimed MTs");
                         }
+                        shared.let_go(claimed.iter().map(|m| m.id));
                         continue;
                     }
                     let mut contexts = if operator.protocol.carries_fees() {
@@ -286,6 +288,7 @@ async fn send_loop<S: Session>(
                                     "fee fields unavailable",
                                 )
                                 .await;
+                                shared.let_go(claimed.iter().map(|m| m.id));
                                 more = false;
                                 continue;
                             }
@@ -612,6 +615,9 @@ pub(super) async fn record_outcomes(shared: Arc<RelayShared>) {
                     }
                 }
             }
+            // Stored, or not storable now: either way the leases run as claimed
+            // from here (the sweep recovers rows whose outcome was lost).
+            shared.let_go(items.iter().map(|(m, _)| m.id));
             shared.outcomes.recorded.send_replace(upto);
         }
     }

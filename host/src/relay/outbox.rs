@@ -48,7 +48,7 @@ pub use admit::{Gate, Outcome, admit, enqueue, enqueue_test};
 pub use push::{CanarySlice, PushAdmitted, PushSlice, Variant, admit_push_in};
 pub use sending::{
     SegmentReceipt, accepted_segments, apply_receipts, claim, record_submits, record_submits_in,
-    release_unsent, sweep,
+    release_unsent, renew_leases, sweep,
 };
 pub use states::{Holder, fail_queued_in, hold_in, release_in, withdraw_in};
 

@@ -320,6 +320,48 @@ where
     }
 }
 
+/// What the duplicate check of found: the extra copies the SMSC got, the
+/// numbers among them with no MT marked `resent_unknown`, and how many MTs are marked.
+#[derive(Debug, Clone, Default)]
+pub struct Duplicates {
+    pub duplicates: usize,
+    pub unmarked_numbers: Vec<String>,
+    pub marked: usize,
+}
+
+impl Duplicates {
+    /// Every duplicate is covered: each number the SMSC got more than once has a
+    /// marked MT, and there are no more duplicates than marked MTs.
+    pub fn all_marked(&self) -> bool {
+        self.unmarked_numbers.is_empty() && self.duplicates <= self.marked
+    }
+}
+
+/// The duplicate check of, per number, without judging: see
+/// [`assert_duplicates_are_marked`].
+pub async fn duplicates_at_smsc(
+    store: &Store,
+    per_destination: &HashMap<String, usize>,
+) -> Duplicates {
+    let marked: Vec<(String,)> =
+        sqlx::query_as("SELECT recipient FROM messages WHERE resent_unknown = 1")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    let marked_numbers: HashSet<String> = marked.iter().map(|(r,)| r.clone()).collect();
+    let mut unmarked_numbers: Vec<String> = per_destination
+        .iter()
+        .filter(|(number, count)| **count > 1 && !marked_numbers.contains(*number))
+        .map(|(number, _)| number.clone())
+        .collect();
+    unmarked_numbers.sort();
+    Duplicates {
+        duplicates: per_destination.values().map(|&c| c.saturating_sub(1)).sum(),
+        unmarked_numbers,
+        marked: marked.len(),
+    }
+}
+
 /// The duplicate check of, per number: every number the SMSC got more than
 /// once is the recipient of an MT the relay marked `resent_unknown` (its
 /// unknown-outcome rule), and the duplicates are no more than those MTs. Returns the
@@ -328,30 +370,26 @@ pub async fn assert_duplicates_are_marked(
     store: &Store,
     per_destination: &HashMap<String, usize>,
 ) -> usize {
-    let marked: Vec<(String,)> =
-        sqlx::query_as("SELECT recipient FROM messages WHERE resent_unknown = 1")
-            .fetch_all(store.pool())
-            .await
-            .unwrap();
-    let marked_numbers: HashSet<String> = marked.iter().map(|(r,)| r.clone()).collect();
-    for (number, count) in per_destination {
-        assert!(
-            *count == 1 || marked_numbers.contains(number),
-            "{number} got {count} MTs at the SMSC but none of its MTs is marked resent_unknown"
+    let found = duplicates_at_smsc(store, per_destination).await;
+    if let Some(number) = found.unmarked_numbers.first() {
+        panic!(
+            "{number} got {} MTs at the SMSC but none of its MTs is marked resent_unknown",
+            per_destination[number]
         );
     }
-    let duplicates: usize = per_destination.values().map(|&c| c - 1).sum();
     assert!(
-        duplicates <= marked.len(),
-        "{duplicates} duplicates at the SMSC but only {} MTs resent after an unknown outcome",
-        marked.len()
+        found.duplicates <= found.marked,
+        "{} duplicates at the SMSC but only {} MTs resent after an unknown outcome",
+        found.duplicates,
+        found.marked
     );
-    duplicates
+    found.duplicates
 }
 
 /// Start the real `tongdao serve` binary with `dir/tongdao.toml`, wait until it
 /// listens, and return the process and its API base URL. Its standard output keeps
-/// being drained, so a late print never meets a closed pipe.
+/// being drained, so a late print never meets a closed pipe; its log (warnings and
+/// errors) is appended to `dir/server.log`, for whoever reads a failure.
 pub fn start_server(dir: &std::path::Path) -> (std::process::Child, String) {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
@@ -361,7 +399,13 @@ pub fn start_server(dir: &std::path::Path) -> (std::process::Child, String) {
         .current_dir(dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("server.log"))
+                .map_or_else(|_| Stdio::null(), Stdio::from),
+        )
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();

@@ -317,6 +317,30 @@ async fn finish(
 
 /// Housekeeping: expired leases go back to the queue under the unknown-outcome
 /// rule (their worker died mid-submit), and queued rows past validity expire.
+/// Extend the leases of `ids` still `submitting` to `lease` from now: the claims a
+/// live process holds (its relay renews them while it runs, so only a dead worker's
+/// leases run out). Returns how many were renewed.
+///
+/// # Errors
+/// A store failure; the leases then run as they were.
+pub async fn renew_leases(store: &Store, ids: &[i64], lease: Duration) -> Result<u64, OutboxError> {
+    let until = now_ms().saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+    let mut renewed = 0;
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "UPDATE messages SET lease_until = $1 WHERE id IN ({}) AND status = 'submitting'",
+            id_list(chunk)
+        );
+        renewed += sqlx::query(&sql)
+            .persistent(false)
+            .bind(until)
+            .execute(store.pool())
+            .await?
+            .rows_affected();
+    }
+    Ok(renewed)
+}
+
 /// Returns (leases recovered, messages expired).
 pub async fn sweep(store: &Store) -> Result<(u64, u64), OutboxError> {
     let now = now_ms();
