@@ -22,7 +22,7 @@ pub enum Backend {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
-    Sqlx(#[from] sqlx::Error),
+    Sqlx(#[source] sqlx::Error),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is inconsistent: {0}")]
@@ -34,6 +34,71 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        storage_fault::note(&error);
+        StoreError::Sqlx(error)
+    }
+}
+
+/// A full or failing disk under SQLite, and the connections it leaves behind.
+///
+/// When a write fails with `SQLITE_FULL` or `SQLITE_IOERR`, SQLite may roll the
+/// transaction back on its own; the driver's `ROLLBACK` then fails, its count of
+/// open transactions stays at one, and the connection's next transaction is a
+/// `SAVEPOINT` whose rollback (`ROLLBACK TO`) leaves SQLite inside a transaction
+/// that holds the write lock: every other writer waits, then fails with
+/// "database is locked", after the space is back (issue 18 item 1, the full-disk
+/// row of the fault suite). So every connection opened before the last such error
+/// is closed when it is next released (closing rolls back whatever it still holds),
+/// and the pool opens fresh ones.
+mod storage_fault {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    /// Milliseconds after [`base`] of the last storage fault, plus one (0: none).
+    static LAST: AtomicU64 = AtomicU64::new(0);
+
+    fn base() -> Instant {
+        static BASE: OnceLock<Instant> = OnceLock::new();
+        *BASE.get_or_init(Instant::now)
+    }
+
+    fn now_ms() -> u64 {
+        u64::try_from(base().elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// SQLite's primary result codes for a full disk (13) and an I/O error (10).
+    pub(super) fn is_storage_fault(error: &sqlx::Error) -> bool {
+        let Some(code) = error
+            .as_database_error()
+            .and_then(|e| e.code())
+            .and_then(|c| c.parse::<u32>().ok())
+        else {
+            return false;
+        };
+        matches!(code & 0xff, 10 | 13)
+    }
+
+    /// Remember `error` if it is a storage fault.
+    pub(super) fn note(error: &sqlx::Error) {
+        if is_storage_fault(error) {
+            LAST.store(now_ms().saturating_add(1), Ordering::SeqCst);
+        }
+    }
+
+    /// Keep a connection of this `age` (false: it was open at the last fault).
+    pub(super) fn keep(age: Duration) -> bool {
+        let last = LAST.load(Ordering::SeqCst);
+        if last == 0 {
+            return true;
+        }
+        let age = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
+        now_ms().saturating_sub(age) >= last
+    }
 }
 
 /// The shared handle to the database.
@@ -82,6 +147,11 @@ impl Store {
                         conn.execute("PRAGMA foreign_keys = ON").await?;
                     }
                     Ok(())
+                })
+            })
+            .after_release(move |_conn, meta| {
+                Box::pin(async move {
+                    Ok(backend != Backend::Sqlite || storage_fault::keep(meta.age))
                 })
             })
             .connect_with(options)

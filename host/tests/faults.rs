@@ -2,8 +2,8 @@
 //! R-7.1): the real `tongdao serve`, `tongdao smsc-sim` and the database as separate
 //! processes; one paid push per fault (`kill -9` at three seeded moments, SMSC
 //! disconnects, a stall, slow, duplicate and unknown receipts, a throttling storm, a
-//! flapping link, a PostgreSQL crash and restart; the full disk is the bench's
-//! only, see below). After each: nothing
+//! flapping link, a PostgreSQL crash and restart, the SQLite volume full). After
+//! each: nothing
 //! lost, every duplicate at the SMSC marked, nothing charged twice, charges and
 //! `GET /v1/stats` equal to the records. The long variant is `benches/faults.rs`
 //! (20 seeds of `kill -9`, more messages); the scenarios are shared
@@ -27,11 +27,9 @@ const MESSAGES: i64 = 600;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item1_every_fault_loses_nothing_charges_nothing_twice_and_marks_duplicates() {
     let mut plan: Vec<Fault> = (1..=3).map(|seed| Fault::Kill9 { seed }).collect();
-    // The full-disk row is the bench's only, for now: it found that a SQLite store
-    // stays locked after a write fails with SQLITE_FULL (every later write "database
-    // is locked" until the server restarts), which is not fixed yet (README, "Fault
-    // injection").
-    plan.extend(Fault::OTHERS.into_iter().filter(|f| *f != Fault::DiskFull));
+    // The full-disk row is the regression test of the SQLite store that stayed
+    // locked after a write failed with SQLITE_FULL (`store::storage_fault`).
+    plan.extend(Fault::OTHERS);
     let mut rows = Vec::new();
     for fault in plan {
         let row = faults::run(fault, MESSAGES, Backend::Sqlite).await;
