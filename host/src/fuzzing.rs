@@ -421,6 +421,8 @@ pub fn long_mo(data: &[u8]) {
             let source = ["8613800138000", "8613900139000"][usize::from(src % 2)].to_string();
             let destination = format!("{SHORT_CODE}0{}", number % 3);
             let text = String::from_utf8_lossy(octets).into_owned();
+            // What the store keeps of the text (a NUL becomes U+FFFD).
+            let kept = intake::storable(&text).into_owned();
             let concat = (*total > 0).then_some(ConcatInfo {
                 reference: u16::from(*reference),
                 total: *total,
@@ -462,7 +464,7 @@ pub fn long_mo(data: &[u8]) {
                 assert!(got.stored.is_empty(), "a redelivery stored something");
                 continue;
             }
-            accepted_bytes += text.len();
+            accepted_bytes += kept.len();
             let mut stored = Vec::new();
             for record in &got.stored {
                 let (missing,): (Option<String>,) =
@@ -478,7 +480,7 @@ pub fn long_mo(data: &[u8]) {
             let Some(c) = numbered else {
                 assert_eq!(
                     stored,
-                    [(text.clone(), None)],
+                    [(kept.clone(), None)],
                     "a single MO ({concat:?}) not stored at once as itself"
                 );
                 continue;
@@ -494,7 +496,7 @@ pub fn long_mo(data: &[u8]) {
                 expected.push((had, true));
                 parts.clear();
             }
-            parts.push((c.seq, text.clone(), destination.clone()));
+            parts.push((c.seq, kept.clone(), destination.clone()));
             parts.sort_by_key(|(s, _, _)| *s);
             if parts.len() == usize::from(c.total) {
                 let all: String = parts.iter().map(|(_, t, _)| t.as_str()).collect();

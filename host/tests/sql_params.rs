@@ -181,6 +181,7 @@ const ALLOWED: &[(&str, &str, Kind)] = &[
     ("relay/outbox/sending.rs", "2 * i + 2", Placeholder),
     ("relay/outbox/sending.rs", "2 * i + 3", Placeholder),
     ("relay/outbox/sending.rs", "i + 2", Placeholder),
+    ("relay/outbox/sending.rs", "id_list(chunk)", Integer),
     ("relay/outbox/sending.rs", "id_list(ids)", Integer),
     ("relay/outbox/sending.rs", "lock", Lock),
     ("relay/outbox/sending.rs", "message_id", Integer),

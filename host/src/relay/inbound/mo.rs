@@ -60,7 +60,7 @@ pub struct MoRecord {
 /// An MO text as it can be stored: a NUL (UCS-2 `0x0000` from a handset or a
 /// peer) becomes U+FFFD on both stores, since PostgreSQL cannot keep a NUL in
 /// text and an MO that cannot be stored would be redelivered without end.
-fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+pub fn storable(text: &str) -> std::borrow::Cow<'_, str> {
     if text.contains('\0') {
         std::borrow::Cow::Owned(text.replace('\0', "\u{FFFD}"))
     } else {
