@@ -150,9 +150,9 @@ impl Store {
                 })
             })
             .after_release(move |_conn, meta| {
-                Box::pin(async move {
-                    Ok(backend != Backend::Sqlite || storage_fault::keep(meta.age))
-                })
+                Box::pin(
+                    async move { Ok(backend != Backend::Sqlite || storage_fault::keep(meta.age)) },
+                )
             })
             .connect_with(options)
             .await?;
