@@ -6,8 +6,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use tongdao::partners;
@@ -31,42 +30,11 @@ pub struct SimProcess {
 impl SimProcess {
     /// Start the simulator with receipts `dlr_delay_ms` after each accepted submit.
     pub fn start(dlr_delay_ms: u64) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tongdao"))
-            .args([
-                "smsc-sim",
-                "--listen",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-                "--dlr-delay-ms",
-            ])
-            .arg(dlr_delay_ms.to_string())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut address = None;
-        let hook = loop {
-            let line = lines
-                .next()
-                .expect("the simulator exited before it listened")
-                .unwrap();
-            if let Some((_, addr)) = line.rsplit_once(" on ")
-                && line.contains("simulator")
-            {
-                address = Some(addr.trim().to_string());
-            }
-            if let Some(rest) = line.strip_prefix("MO hook on ") {
-                break rest.split(':').take(3).collect::<Vec<_>>().join(":");
-            }
-        };
-        // Keep draining its output so a late line never meets a closed pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let (child, address, hook) =
+            common::spawn_smsc_sim(&["--dlr-delay-ms".to_string(), dlr_delay_ms.to_string()]);
         Self {
             child,
-            address: address.expect("the simulator printed its address"),
+            address,
             hook,
         }
     }

@@ -21,7 +21,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -218,40 +218,10 @@ pub struct SimProcess {
 
 impl SimProcess {
     pub fn start(args: &[String]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tongdao"))
-            .args([
-                "smsc-sim",
-                "--listen",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-            ])
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut smpp = None;
-        let hook = loop {
-            let line = lines
-                .next()
-                .expect("the simulator exited before it listened")
-                .unwrap();
-            if let Some((_, addr)) = line.split_once(" on ")
-                && line.starts_with("SMSC simulator")
-            {
-                smpp = Some(addr.trim().to_string());
-            }
-            if let Some(rest) = line.strip_prefix("MO hook on ") {
-                break rest.split(':').take(3).collect::<Vec<_>>().join(":");
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
+        let (child, smpp, hook) = common::spawn_smsc_sim(args);
         Self {
             child,
-            smpp: smpp.expect("the simulator printed its SMPP address first"),
+            smpp,
             hook,
             http: reqwest::Client::new(),
         }

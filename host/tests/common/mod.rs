@@ -386,6 +386,49 @@ pub async fn assert_duplicates_are_marked(
     found.duplicates
 }
 
+/// `tongdao smsc-sim` with `args` as a process of its own, on free loopback ports,
+/// with its HTTP hook: the child, the SMPP listener (`host:port`, for
+/// `[[operators]] address`) and the hook's base URL (`http://host:port`). Its later
+/// output is drained so a late line never meets a closed pipe.
+pub fn spawn_smsc_sim(args: &[String]) -> (std::process::Child, String, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tongdao"))
+        .args([
+            "smsc-sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut smpp = None;
+    let hook = loop {
+        let line = lines
+            .next()
+            .expect("the simulator exited before it listened")
+            .unwrap();
+        if let Some((_, addr)) = line.split_once(" on ")
+            && line.starts_with("SMSC simulator")
+        {
+            smpp = Some(addr.trim().to_string());
+        }
+        if let Some(rest) = line.strip_prefix("MO hook on ") {
+            break rest.split(':').take(3).collect::<Vec<_>>().join(":");
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let smpp = smpp.expect("the simulator printed its SMPP address first");
+    (child, smpp, hook)
+}
+
 /// Start the real `tongdao serve` binary with `dir/tongdao.toml`, wait until it
 /// listens, and return the process and its API base URL. Its standard output keeps
 /// being drained, so a late print never meets a closed pipe; its log (warnings and
