@@ -71,11 +71,13 @@ mod storage_fault {
         u64::try_from(base().elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// SQLite's primary result codes for a full disk (13) and an I/O error (10).
+    /// A SQLite error with the primary result code of a full disk (13) or an I/O
+    /// error (10).
     pub(super) fn is_storage_fault(error: &sqlx::Error) -> bool {
         let Some(code) = error
             .as_database_error()
-            .and_then(|e| e.code())
+            .and_then(|e| e.try_downcast_ref::<sqlx::sqlite::SqliteError>())
+            .and_then(|e| sqlx::error::DatabaseError::code(e))
             .and_then(|c| c.parse::<u32>().ok())
         else {
             return false;
