@@ -77,7 +77,7 @@ mod storage_fault {
         let Some(code) = error
             .as_database_error()
             .and_then(|e| e.try_downcast_ref::<sqlx::sqlite::SqliteError>())
-            .and_then(|e| sqlx::error::DatabaseError::code(e))
+            .and_then(sqlx::error::DatabaseError::code)
             .and_then(|c| c.parse::<u32>().ok())
         else {
             return false;
