@@ -173,6 +173,70 @@ async fn mo(store: &Store, service: i64, operator: &str, received_at: i64) {
     .await;
 }
 
+/// Partner `alpha`, its approved per-message service `XZ` at 3 yuan on `mobile` and
+/// an opted-in subscriber `13800138000`, and one MT to that subscriber queued through
+/// `relay`: the partner and the MT's id.
+async fn one_paid_mt(store: &Store, relay: &Relay) -> (tongdao::partners::Partner, i64) {
+    let partner = common::partner(store, "alpha").await;
+    let service_terms = ServiceTerms {
+        name: "horoscope on demand".into(),
+        description: String::new(),
+        keywords: vec!["星座".into()],
+        fee_type: FeeType::PerMessage,
+        price_fen: 300,
+        operators: vec!["mobile".into()],
+        monthly_max_messages: None,
+        number_ext: "01".into(),
+    };
+    let view = services::create(
+        store,
+        partner.id,
+        "test",
+        "XZ",
+        None,
+        &service_terms,
+        &service_terms.operators,
+    )
+    .await
+    .unwrap();
+    services::submit(store, partner.id, view.id, "test")
+        .await
+        .unwrap();
+    services::decide(store, view.id, true, "admin", "test")
+        .await
+        .unwrap();
+    let sub = subscription(
+        store,
+        partner.id,
+        view.id,
+        "13800138000",
+        "per-message",
+        300,
+        "active",
+        Some(0),
+        None,
+    )
+    .await;
+    let id = relay
+        .enqueue(NewMessage {
+            partner_id: Some(partner.id),
+            service: Some("XZ".into()),
+            service_id: Some(view.id),
+            recipient: "13800138000".into(),
+            text: "【星座】白羊座今日运势：宜出行。".into(),
+            charge_plan: ChargePlan::PerMessage,
+            price_fen: 300,
+            basis: Basis::Subscription(sub),
+            sender: None,
+            module_version_id: None,
+            input_sha256: None,
+            operator: None,
+        })
+        .await
+        .unwrap();
+    (partner, id)
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn subscription(
     store: &Store,
@@ -1369,63 +1433,7 @@ async fn per_message_charge_follows_a_real_dlr_and_a_replayed_dlr_charges_nothin
         );
         // A per-message service at 3 yuan, approved through issue 4's workflow, and a
         // subscriber who opted in.
-        let partner = common::partner(store, "alpha").await;
-        let service_terms = ServiceTerms {
-            name: "horoscope on demand".into(),
-            description: String::new(),
-            keywords: vec!["星座".into()],
-            fee_type: FeeType::PerMessage,
-            price_fen: 300,
-            operators: vec!["mobile".into()],
-            monthly_max_messages: None,
-            number_ext: "01".into(),
-        };
-        let view = services::create(
-            store,
-            partner.id,
-            "test",
-            "XZ",
-            None,
-            &service_terms,
-            &service_terms.operators,
-        )
-        .await
-        .unwrap();
-        services::submit(store, partner.id, view.id, "test")
-            .await
-            .unwrap();
-        services::decide(store, view.id, true, "admin", "test")
-            .await
-            .unwrap();
-        let sub = subscription(
-            store,
-            partner.id,
-            view.id,
-            "13800138000",
-            "per-message",
-            300,
-            "active",
-            Some(0),
-            None,
-        )
-        .await;
-        let id = relay
-            .enqueue(NewMessage {
-                partner_id: Some(partner.id),
-                service: Some("XZ".into()),
-                service_id: Some(view.id),
-                recipient: "13800138000".into(),
-                text: "【星座】白羊座今日运势：宜出行。".into(),
-                charge_plan: ChargePlan::PerMessage,
-                price_fen: 300,
-                basis: Basis::Subscription(sub),
-                sender: None,
-                module_version_id: None,
-                input_sha256: None,
-                operator: None,
-            })
-            .await
-            .unwrap();
+        let (partner, id) = one_paid_mt(store, &relay).await;
         let status = |store: Store| async move {
             let (s,): (String,) = sqlx::query_as("SELECT status FROM messages WHERE id = $1")
                 .bind(id)
@@ -1657,63 +1665,7 @@ async fn item18_receipts_for_unknown_or_another_peers_ids_change_nothing() {
             &operators,
             common::relay_compliance(store),
         );
-        let partner = common::partner(store, "alpha").await;
-        let service_terms = ServiceTerms {
-            name: "horoscope on demand".into(),
-            description: String::new(),
-            keywords: vec!["星座".into()],
-            fee_type: FeeType::PerMessage,
-            price_fen: 300,
-            operators: vec!["mobile".into()],
-            monthly_max_messages: None,
-            number_ext: "01".into(),
-        };
-        let view = services::create(
-            store,
-            partner.id,
-            "test",
-            "XZ",
-            None,
-            &service_terms,
-            &service_terms.operators,
-        )
-        .await
-        .unwrap();
-        services::submit(store, partner.id, view.id, "test")
-            .await
-            .unwrap();
-        services::decide(store, view.id, true, "admin", "test")
-            .await
-            .unwrap();
-        let sub = subscription(
-            store,
-            partner.id,
-            view.id,
-            "13800138000",
-            "per-message",
-            300,
-            "active",
-            Some(0),
-            None,
-        )
-        .await;
-        let id = relay
-            .enqueue(NewMessage {
-                partner_id: Some(partner.id),
-                service: Some("XZ".into()),
-                service_id: Some(view.id),
-                recipient: "13800138000".into(),
-                text: "【星座】白羊座今日运势：宜出行。".into(),
-                charge_plan: ChargePlan::PerMessage,
-                price_fen: 300,
-                basis: Basis::Subscription(sub),
-                sender: None,
-                module_version_id: None,
-                input_sha256: None,
-                operator: None,
-            })
-            .await
-            .unwrap();
+        let (_, id) = one_paid_mt(store, &relay).await;
         let status = async || {
             let (s,): (String,) = sqlx::query_as("SELECT status FROM messages WHERE id = $1")
                 .bind(id)
