@@ -7,11 +7,13 @@
 //!   drain at shutdown.
 //! - [`inbound`]: receipts (matched by the operator's id format, or kept) and MOs
 //!   (each once; long ones re-assembled within a window).
+//! - `flow`: submits kept within receipt intake, so a push never delays MOs.
 //! - [`messages`]: what the API shows of an MT and its history.
 //! - [`settings`]: `[relay]` and `[[operators]]`.
 
 pub mod connector;
 pub mod fees;
+mod flow;
 pub mod inbound;
 pub mod messages;
 pub mod numbering;
@@ -67,6 +69,8 @@ pub struct RelayShared {
     /// SMSC can hold a claim longer than `lease_secs`; re-queuing it then sent the
     /// same MT from two binds, issue 18's fault-injection suite).
     held: Mutex<HashSet<i64>>,
+    /// Receipts each operator owes this process: its binds claim within the bound.
+    awaited: flow::AwaitedReceipts,
 }
 
 impl RelayShared {
@@ -195,9 +199,14 @@ impl Relay {
     ) -> Self {
         let (mo_events, _) = broadcast::channel(1024);
         let (stop, _) = watch::channel(false);
+        let awaited = flow::AwaitedReceipts::new(
+            relay.max_awaited_receipts,
+            Duration::from_secs(relay.receipt_wait_secs),
+        );
         let shared = Arc::new(RelayShared {
             store,
             relay,
+            awaited,
             wake: Notify::new(),
             mo_events,
             stop,

@@ -926,3 +926,119 @@ async fn one_recipients_mts_reach_the_smsc_in_queue_order() {
     }
     relay.stop();
 }
+
+/// One push of `n` short MTs queued before any bind is up, then sent by a relay with
+/// `max_awaited_receipts = cap` to an SMSC that keeps few `deliver_sm`s outstanding
+/// (so the relay's receipt intake, not the SMSC, sets the pace), while users send an
+/// MO every 50 ms. Returns the SMSC's counters once every MT is final and every MO
+/// has reached the router, and how many MOs were sent.
+async fn push_under_mos(n: u32, cap: u64) -> (tongdao_smpp::sim::SimStats, usize) {
+    let db = common::sqlite().await;
+    let config = RelayConfig {
+        max_awaited_receipts: cap,
+        receipt_wait_secs: 600,
+        ..relay_config()
+    };
+    // Queued while no SMSC answers (port 1 refuses), so the push starts all at once.
+    let sim = Sim::start(SimConfig {
+        dlr_delay: Duration::ZERO,
+        dlr_window: 4,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut nowhere = operator("mobile", &sim, &["13"]);
+    nowhere.address = "127.0.0.1:1".into();
+    let queueing = Relay::start(
+        db.store.clone(),
+        config.clone(),
+        &[nowhere],
+        common::relay_compliance(&db.store),
+    );
+    let audience = common::Audience::new(&db.store, &["mobile"]).await;
+    for i in 0..n {
+        queueing
+            .enqueue(
+                audience
+                    .mt(&db.store, format!("138{i:08}"), format!("bulletin {i}"))
+                    .await,
+            )
+            .await
+            .unwrap();
+    }
+    queueing.shutdown().await;
+
+    let relay = Relay::start(
+        db.store.clone(),
+        config,
+        &[operator("mobile", &sim, &["13"])],
+        common::relay_compliance(&db.store),
+    );
+    let mut routed = relay.subscribe_mo();
+    let mut sent = 0usize;
+    let mut arrived = 0usize;
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let started = Instant::now();
+    loop {
+        let done =
+            common::count_where(&db.store, "status IN ('delivered', 'failed', 'expired')").await;
+        if i64::from(n) <= done && arrived == sent && sent > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "{done} of {n} MTs final, {arrived} of {sent} MOs routed: {:?}",
+            sim.stats()
+        );
+        tokio::select! {
+            _ = tick.tick() => {
+                if i64::from(n) > done {
+                    sim.send_mo(&format!("139{sent:08}"), "10661234", "TD").unwrap();
+                    sent += 1;
+                }
+            }
+            mo = routed.recv() => {
+                mo.unwrap();
+                arrived += 1;
+            }
+        }
+    }
+    assert_eq!(common::count_messages(&db.store, "delivered").await, i64::from(n));
+    relay.shutdown().await;
+    (sim.stats(), sent)
+}
+
+/// Issue 18 item 2: a push never delays MOs. An SMSC sends receipts
+/// and MOs down the same binds as they fall due, so a relay that submits faster than
+/// it takes receipts in makes every user's MO (a `TD` included) wait behind the
+/// receipts it owes: the load bench measured minutes. With `max_awaited_receipts`
+/// the relay claims only within the receipts it still awaits, so no MO is ever
+/// queued at the SMSC behind more than that many `deliver_sm`s, however big the
+/// push. The same push without the bound shows the queue this prevents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item2_a_push_never_queues_mos_behind_more_receipts_than_the_bound() {
+    const MTS: u32 = 3_000;
+    const CAP: u64 = 200;
+    let (unbounded, _) = push_under_mos(MTS, 0).await;
+    let (bounded, mos) = push_under_mos(MTS, CAP).await;
+    println!(
+        "{MTS} MTs: MOs queued behind at most {} deliver_sm without the bound (longest wait {} ms), {} with max_awaited_receipts = {CAP} (longest wait {} ms, {mos} MOs)",
+        unbounded.mo_queued_behind_max,
+        unbounded.mo_wait_max_ms,
+        bounded.mo_queued_behind_max,
+        bounded.mo_wait_max_ms
+    );
+    // The set-up makes the queue the bound prevents: without it, MOs wait behind
+    // far more receipts than the bound allows.
+    assert!(
+        unbounded.mo_queued_behind_max > 2 * CAP,
+        "the push built no queue at the SMSC, so this test proves nothing: {unbounded:?}"
+    );
+    // With it: at most CAP receipts, plus the few MOs sent in the same instant.
+    assert!(
+        bounded.mo_queued_behind_max <= CAP + 4,
+        "an MO waited behind {} deliver_sm: {bounded:?}",
+        bounded.mo_queued_behind_max
+    );
+    assert_eq!(bounded.receipts_acked, u64::from(MTS), "{bounded:?}");
+}

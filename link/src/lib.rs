@@ -13,6 +13,7 @@
 //! * [`receipt`] — [`Receipt`], [`ReceiptState`], message-id normalisation.
 //! * [`reconnect`] — [`run_with_reconnect`] over any [`Connect`]: binds again after
 //!   failures and flaps with a jittered exponential back-off; [`LinkStatus`].
+//! * [`corpus`] — the checked-in fuzz corpora, read for the replay tests.
 //! * [`dice`] — the small deterministic generator behind jitter and simulator faults.
 //! * [`window`] — what every client keeps around its window: [`window::Pending`]
 //!   requests by sequence number, the [`window::Pacer`] (TPS bucket, throttle back-off),
@@ -26,6 +27,7 @@
 //! answers each inbound PDU through the [`Ack`] it hands out. The relay then runs it
 //! with [`run_with_reconnect`].
 
+pub mod corpus;
 pub mod dice;
 pub mod encode;
 pub mod receipt;

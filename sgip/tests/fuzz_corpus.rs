@@ -2,26 +2,15 @@
 //! properties the cargo-fuzz targets check, so CI exercises every decoder on stable
 //! (issue 16 tests: a fuzz target per decoder).
 
-use std::path::Path;
-
 use tongdao_sgip::codec::{command, decode_body};
 use tongdao_sgip::fuzzing;
 
+/// The files of one target's corpus, sorted (never none).
 fn corpus(target: &str) -> Vec<Vec<u8>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
-        .join(target);
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("corpus {}: {e}", dir.display()))
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
+    let files = tongdao_link::corpus::read(env!("CARGO_MANIFEST_DIR"), target)
+        .unwrap_or_else(|e| panic!("corpus {target}: {e}"));
     assert!(!files.is_empty(), "empty corpus for {target}");
     files
-        .iter()
-        .map(|p| std::fs::read(p).expect("read"))
-        .collect()
 }
 
 #[test]

@@ -216,6 +216,11 @@ pub struct SimStats {
     pub mos_acked: u64,
     /// MO parts sent again after a refusal, a lost session or a lost answer.
     pub mos_redelivered: u64,
+    /// Most `deliver_sm`s (receipts, other MOs) already due and unsent when an MO
+    /// part was queued: what it had to wait behind at this SMSC.
+    pub mo_queued_behind_max: u64,
+    /// Longest wait of an MO part from being queued to its first `deliver_sm`, ms.
+    pub mo_wait_max_ms: u64,
     /// `enquire_link`s the simulator answered.
     pub enquire_links: u64,
     /// `generic_nack`s the simulator sent.
@@ -243,6 +248,8 @@ struct Counters {
     mos_sent: AtomicU64,
     mos_acked: AtomicU64,
     mos_redelivered: AtomicU64,
+    mo_queued_behind_max: AtomicU64,
+    mo_wait_max_ms: AtomicU64,
     enquire_links: AtomicU64,
     generic_nacks_sent: AtomicU64,
     generic_nacks_received: AtomicU64,
@@ -350,6 +357,8 @@ impl SimHandle {
             mos_sent: g(&c.mos_sent),
             mos_acked: g(&c.mos_acked),
             mos_redelivered: g(&c.mos_redelivered),
+            mo_queued_behind_max: g(&c.mo_queued_behind_max),
+            mo_wait_max_ms: g(&c.mo_wait_max_ms),
             enquire_links: g(&c.enquire_links),
             generic_nacks_sent: g(&c.generic_nacks_sent),
             generic_nacks_received: g(&c.generic_nacks_received),
@@ -452,6 +461,7 @@ impl SimHandle {
                 kind: Kind::Mo,
                 bytes: bytes.freeze(),
                 due: Instant::now(),
+                sent_before: false,
             }))
             .map_err(|_| SimError::Stopped)
     }
@@ -551,6 +561,8 @@ struct Pending {
     kind: Kind,
     bytes: Bytes,
     due: Instant,
+    /// Written to a session at least once (a redelivery follows).
+    sent_before: bool,
 }
 
 #[derive(Debug)]
@@ -631,10 +643,20 @@ async fn dispatcher(state: Arc<State>, mut rx: mpsc::UnboundedReceiver<Ctl>) {
             pdu[12..16].copy_from_slice(&seq.to_be_bytes());
             if session.out.send(Out::Raw(pdu.freeze())).is_ok() {
                 session.outstanding.insert(seq, id);
+                if item.kind == Kind::Mo && !item.sent_before {
+                    let waited = now.saturating_duration_since(item.due).as_millis();
+                    c.mo_wait_max_ms.fetch_max(
+                        u64::try_from(waited).unwrap_or(u64::MAX),
+                        Ordering::Relaxed,
+                    );
+                }
                 inc(match item.kind {
                     Kind::Receipt => &c.receipts_sent,
                     Kind::Mo => &c.mos_sent,
                 });
+                if let Some(item) = items.get_mut(&id) {
+                    item.sent_before = true;
+                }
             } else {
                 queue.push(Reverse((now + redelivery, id)));
             }
@@ -692,6 +714,16 @@ async fn dispatcher(state: Arc<State>, mut rx: mpsc::UnboundedReceiver<Ctl>) {
                     }
                 }
                 Ctl::Enqueue(item) => {
+                    if item.kind == Kind::Mo {
+                        let behind = queue
+                            .iter()
+                            .filter(|Reverse((due, _))| *due <= item.due)
+                            .count();
+                        c.mo_queued_behind_max.fetch_max(
+                            u64::try_from(behind).unwrap_or(u64::MAX),
+                            Ordering::Relaxed,
+                        );
+                    }
                     let id = next_item;
                     next_item += 1;
                     queue.push(Reverse((item.due, id)));
@@ -1110,6 +1142,7 @@ fn accept(
                 kind: Kind::Receipt,
                 bytes: bytes.clone(),
                 due,
+                sent_before: false,
             }));
         }
         let _ = state.ctl.send(Ctl::Enqueue(Pending {
@@ -1117,6 +1150,7 @@ fn accept(
             kind: Kind::Receipt,
             bytes,
             due,
+            sent_before: false,
         }));
         if faults.unknown_receipt > 0.0 && dice.next() < faults.unknown_receipt {
             inc(&c.receipts_unknown);
@@ -1137,6 +1171,7 @@ fn accept(
                 kind: Kind::Receipt,
                 bytes,
                 due,
+                sent_before: false,
             }));
         }
     }

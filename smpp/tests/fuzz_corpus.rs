@@ -3,30 +3,14 @@
 //! `cargo test --workspace` exercises every SMPP target on stable (issue 18 item 3:
 //! SMPP PDU decoding of what peers send, receipt text parsing, long-MO re-assembly).
 
-use std::path::Path;
-
 use tongdao_smpp::fuzzing;
 
-/// The files of one target's corpus, sorted.
+/// The files of one target's corpus, sorted (at least 4).
 fn corpus(target: &str) -> Vec<Vec<u8>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
-        .join(target);
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("corpus {}: {e}", dir.display()))
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    assert!(
-        files.len() >= 4,
-        "{target}: only {} corpus files",
-        files.len()
-    );
+    let files = tongdao_link::corpus::read(env!("CARGO_MANIFEST_DIR"), target)
+        .unwrap_or_else(|e| panic!("corpus {target}: {e}"));
+    assert!(files.len() >= 4, "{target}: only {} corpus files", files.len());
     files
-        .iter()
-        .map(|p| std::fs::read(p).expect("read"))
-        .collect()
 }
 
 /// Issue 18 item 3: every PDU of the corpus decodes to one frame with its header,

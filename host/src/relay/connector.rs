@@ -2,7 +2,9 @@
 //! protocol-neutral [`tongdao_link::Session`] (reconnecting with the back-off of
 //! `tongdao_link::reconnect`), claims queued MTs for its operator, segments them,
 //! fills their operator fee fields ([`super::fees`]), submits them within the window
-//! (one recipient's MTs one after the other, in queue order), stores the outcomes under the unknown-outcome rule, and stores receipts and MOs
+//! (one recipient's MTs one after the other, in queue order) and within the
+//! receipts the operator still owes (`super::flow`), stores the outcomes under the
+//! unknown-outcome rule, and stores receipts and MOs
 //! before acknowledging them. Only [`run_bind`] knows which protocol an operator
 //! speaks.
 //!
@@ -244,8 +246,15 @@ async fn send_loop<S: Session>(
             {
                 continue;
             }
+            // Flow control: within the receipts this operator still owes, so MOs
+            // never queue at the SMSC behind a push (`super::flow`).
+            let wanted = u64::try_from(batch - submits.len()).unwrap_or(u64::MAX);
+            let room = shared.awaited.reserve(&operator.name, wanted).await;
+            if room == 0 {
+                continue;
+            }
             view.claims.fetch_add(1, Ordering::Relaxed);
-            let want = batch - submits.len();
+            let want = usize::try_from(room).unwrap_or(batch);
             let claimed = {
                 let _turn = shared.write_turn().await;
                 outbox::claim(
@@ -259,6 +268,10 @@ async fn send_loop<S: Session>(
             match claimed {
                 Ok(claimed) => {
                     more = claimed.len() == want;
+                    shared.awaited.release(
+                        &operator.name,
+                        count(want - claimed.len()),
+                    );
                     shared.hold(claimed.iter().map(|m| m.id));
                     if shared.stopping() {
                         // Claimed just as the shutdown began: hand the rows back unsent.
@@ -273,6 +286,7 @@ async fn send_loop<S: Session>(
                             tracing::error!(operator = %operator.name, error = %e, "cannot release claimed MTs");
                         }
                         shared.let_go(claimed.iter().map(|m| m.id));
+                        shared.awaited.release(&operator.name, count(claimed.len()));
                         continue;
                     }
                     let mut contexts = if operator.protocol.carries_fees() {
@@ -289,6 +303,7 @@ async fn send_loop<S: Session>(
                                 )
                                 .await;
                                 shared.let_go(claimed.iter().map(|m| m.id));
+                                shared.awaited.release(&operator.name, count(claimed.len()));
                                 more = false;
                                 continue;
                             }
@@ -311,6 +326,7 @@ async fn send_loop<S: Session>(
                 }
                 Err(e) => {
                     tracing::error!(operator = %operator.name, error = %e, "cannot claim from the outbox");
+                    shared.awaited.release(&operator.name, room);
                     more = false;
                     tokio::select! {
                         () = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -433,6 +449,10 @@ fn spawn_submit<S: Session>(
     let span = tracing::debug_span!("submit", first = chain.first().map(|(m, _)| m.id), operator = %operator_name);
     submits.spawn(tracing::Instrument::instrument(
         async move {
+            // This chain's MTs, reserved at the claim: each settled as it is answered.
+            let mut claims = shared
+                .awaited
+                .claims(&operator_name, count(chain.len()));
             if let Some(previous) = turn.after {
                 // Ok or closed: either way the previous chain has finished.
                 let _ = previous.await;
@@ -477,6 +497,14 @@ fn spawn_submit<S: Session>(
                         other => other,
                     }
                 };
+                // Each accepted segment has a receipt to come (a record that gets
+                // no report has none).
+                claims.settle(count(match &result {
+                    SubmitResult::Accepted(accepted) | SubmitResult::Failed { accepted, .. } => {
+                        accepted.len()
+                    }
+                    SubmitResult::Recorded(_) => 0,
+                }));
                 shared.outcomes.push(message, result);
             }
             drop(turn.done);
@@ -753,6 +781,11 @@ async fn submit_message<S: Session>(
     SubmitResult::Accepted(accepted)
 }
 
+/// A count as the flow ledger's `u64`.
+fn count(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
 /// Map a submit failure (any protocol) onto the outbox's retry rules.
 fn classify(error: &SubmitError) -> Failure {
     let reason = error.to_string();
@@ -815,8 +848,10 @@ async fn handle_inbound(
         // Stored by the relay's writer, after the outcomes of the submits these
         // receipts answer (their responses came first).
         // Not stored: dropping the acks answers "temporary error", the SMSC resends.
+        let count = u64::try_from(receipts.len()).unwrap_or(u64::MAX);
         if shared.outcomes.store_receipts(&operator, receipts).await {
             acks.into_iter().for_each(tongdao_link::Ack::ack);
+            shared.awaited.pay(name, count);
         }
     }
 }

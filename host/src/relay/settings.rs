@@ -396,6 +396,13 @@ pub struct RelayConfig {
     pub mo_part_window_secs: u64,
     /// What becomes of a long MO whose parts did not all arrive in time.
     pub incomplete_mo: IncompleteMo,
+    /// Flow control (issue 18): most segments per operator whose receipts this
+    /// process awaits before its binds claim more, so MOs never queue at the SMSC
+    /// behind more receipts than this (see `relay::flow`). 0: no bound.
+    pub max_awaited_receipts: u64,
+    /// How long (seconds) an accepted segment's receipt counts as awaited; a later
+    /// one comes from a handset that was off, not from the SMSC's queue.
+    pub receipt_wait_secs: u64,
 }
 
 impl Default for RelayConfig {
@@ -411,6 +418,8 @@ impl Default for RelayConfig {
             mo_dedup_window_secs: 120,
             mo_part_window_secs: 120,
             incomplete_mo: IncompleteMo::Route,
+            max_awaited_receipts: 2_000,
+            receipt_wait_secs: 10,
         }
     }
 }
