@@ -24,7 +24,7 @@
 //! `load: subscribers=… push_s=… api_p50_ms=… api_p99_ms=… api_errors=… mo_p50_ms=… mo_p99_ms=… mo_errors=… store=…`.
 //!
 //! `cargo bench --workspace --bench load [-- N] [--concurrency=C] [--api-rate=R]
-//! [--mo-rate=M] [--baseline-secs=S] [--dlr-delay-ms=D] [--tps=T] [--postgres]`
+//! [--mo-rate=M] [--baseline-secs=S] [--dlr-delay-ms=D] [--tps=T] [--max-awaited=A] [--postgres]`
 //! (`--tps`: the operator's submit limit per bind, as an SMSC grants one; 0, the
 //! default, none)
 //! (`--postgres`: a fresh database beside `TONGDAO_TEST_DATABASE_URL`, dropped at
@@ -106,6 +106,11 @@ async fn run(n: i64) {
     let baseline_secs: u64 = arg("baseline-secs", 30);
     let dlr_delay_ms: u64 = arg("dlr-delay-ms", 1);
     let tps: u32 = arg("tps", 0);
+    // `[relay] max_awaited_receipts` (flow control; 0: no bound).
+    let max_awaited: u64 = arg(
+        "max-awaited",
+        tongdao::config::RelayConfig::default().max_awaited_receipts,
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let url = if postgres {
@@ -139,7 +144,7 @@ async fn run(n: i64) {
             &sim.address,
             &url,
             "rate_per_key_per_second = 0",
-            "[schedule]\nbatch = 10000\n",
+            &format!("[schedule]\nbatch = 10000\n[relay]\nmax_awaited_receipts = {max_awaited}\n"),
             tps,
         ),
     )
@@ -258,7 +263,8 @@ async fn run(n: i64) {
     println!(
         "push to {} subscribers: all queued {:.1} s after the firing, every MT final {:.1} s after it \
          ({:.0} MT/s); delivered {}, failed {}; simulator accepted {} submits, {} receipts acked; \
-         server peak RSS {peak_rss_mb} MiB, CPU {:.2} ms per MT",
+         server peak RSS {peak_rss_mb} MiB, CPU {:.2} ms per MT; an MO waited at the SMSC \
+         behind at most {} deliver_sm, {} ms at most (max_awaited_receipts {max_awaited})",
         run.queued,
         timings.queued_s,
         timings.final_s,
@@ -268,6 +274,8 @@ async fn run(n: i64) {
         stats.get("accepted").copied().unwrap_or(0),
         stats.get("receipts_acked").copied().unwrap_or(0),
         cpu * 1000.0 / run.queued as f64,
+        stats.get("mo_queued_behind_max").copied().unwrap_or(0),
+        stats.get("mo_wait_max_ms").copied().unwrap_or(0),
     );
     println!();
     println!("| phase | traffic | requests | errors | p50 ms | p99 ms | max ms |");

@@ -2,7 +2,7 @@
 //! to the simulator by two operators' binds, every receipt matched. Ends with one
 //! summary line for scripts: `relay: mt=… seconds=… mt_per_s=… store=…`.
 //!
-//! `cargo bench -p tongdao --bench relay [-- N] [--protocol smpp|cmpp3|sgip12]`
+//! `cargo bench -p tongdao --bench relay [-- N] [--protocol smpp|cmpp3|sgip12] [--max-awaited=A]`
 //! (default 20,000 over SMPP). Over CMPP 3.0 both operators bind to one ISMG
 //! simulator; over SGIP 1.2 each operator has its own SMG simulator, which connects
 //! back to that operator's listener, and one bind (SGIP links are one per operator).
@@ -39,11 +39,16 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .map_or(Some(Protocol::Smpp), |p| Protocol::parse(p))
         .expect("--protocol smpp|cmpp3|sgip12");
+    // `[relay] max_awaited_receipts` (flow control; 0: no bound).
+    let max_awaited = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--max-awaited=")?.parse().ok())
+        .unwrap_or(RelayConfig::default().max_awaited_receipts);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(run(n, protocol));
+    rt.block_on(run(n, protocol, max_awaited));
 }
 
 /// The simulators of one run (kept alive until it ends), and how many submits they
@@ -129,6 +134,7 @@ async fn gateways(protocol: Protocol, operators: &mut [OperatorConfig]) -> Gatew
                     listen: listen.to_string(),
                     smg_login: "smg".into(),
                     smg_password: "smg-pw".into(),
+                    ..SgipSettings::default()
                 });
                 sims.push(sim);
             }
@@ -174,7 +180,7 @@ async fn bench_store(dir: &std::path::Path) -> (Store, &'static str, Option<(Str
     (store, "postgres", Some((base, name)))
 }
 
-async fn run(n: i64, protocol: Protocol) {
+async fn run(n: i64, protocol: Protocol, max_awaited: u64) {
     let dir = tempfile::tempdir().unwrap();
     let (store, store_name, created) = bench_store(dir.path()).await;
     let mut operators: Vec<OperatorConfig> = [("mobile", "138"), ("unicom", "130")]
@@ -196,6 +202,7 @@ async fn run(n: i64, protocol: Protocol) {
     let gateways = gateways(protocol, &mut operators).await;
     let relay_config = RelayConfig {
         batch: 512,
+        max_awaited_receipts: max_awaited,
         ..RelayConfig::default()
     };
 

@@ -510,6 +510,7 @@ async fn operators(config: &mut Config) -> anyhow::Result<Gateways> {
             listen: listen.to_string(),
             smg_login: "smg".into(),
             smg_password: "demo".into(),
+            ..SgipSettings::default()
         }),
         ..base(
             "unicom",

@@ -101,6 +101,10 @@ fn describe() {
     describe_counter!("tongdao_revenue_fen_total", "charge events accrued, fen");
     describe_gauge!("tongdao_binds_up", "operator binds whose link is bound");
     describe_gauge!("tongdao_window_in_use", "submits awaiting their response");
+    describe_gauge!(
+        "tongdao_receipts_awaited",
+        "segments whose receipt this process awaits, per operator"
+    );
     describe_histogram!(
         "tongdao_submit_latency_seconds",
         "submit_sm to submit_sm_resp"

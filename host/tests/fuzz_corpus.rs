@@ -13,7 +13,11 @@ use tongdao::fuzzing;
 fn corpus(target: &str) -> Vec<Vec<u8>> {
     let files = tongdao_link::corpus::read(env!("CARGO_MANIFEST_DIR"), target)
         .unwrap_or_else(|e| panic!("corpus {target}: {e}"));
-    assert!(files.len() >= 4, "{target}: only {} corpus files", files.len());
+    assert!(
+        files.len() >= 4,
+        "{target}: only {} corpus files",
+        files.len()
+    );
     files
 }
 

@@ -1003,7 +1003,10 @@ async fn push_under_mos(n: u32, cap: u64) -> (tongdao_smpp::sim::SimStats, usize
             }
         }
     }
-    assert_eq!(common::count_messages(&db.store, "delivered").await, i64::from(n));
+    assert_eq!(
+        common::count_messages(&db.store, "delivered").await,
+        i64::from(n)
+    );
     relay.shutdown().await;
     (sim.stats(), sent)
 }

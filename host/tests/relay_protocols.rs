@@ -103,6 +103,7 @@ impl Gateway {
                     listen: listen.to_string(),
                     smg_login: "smg".into(),
                     smg_password: "smg-pw".into(),
+                    ..SgipSettings::default()
                 });
                 Gateway::Sgip(sim)
             }
@@ -546,6 +547,66 @@ async fn cmpp3_mo_routed_and_the_reply_carries_its_link_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sgip12_mo_routed_and_the_reply_is_flagged_as_answering_it() {
     mo_and_reply(Protocol::Sgip12).await;
+}
+
+/// Issue 18 (SECURITY.md, hostile SMSC peer): the SP's SGIP listener takes its limits
+/// from `[operators.sgip]`: with `max_pending_logins = 2` a third connection that has
+/// not logged in closes the oldest waiting one at once, and with
+/// `login_timeout_secs = 3` the others are cut three seconds after they were accepted
+/// (the crate's default would hold them ten), while the SMG's own links bind as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sgip_listener_limits_are_operator_settings() {
+    use tokio::io::AsyncReadExt;
+    let db = common::sqlite().await;
+    let (_gateway, mut operator) = Gateway::start(Protocol::Sgip12, 0.0).await;
+    let settings = operator.sgip.as_mut().unwrap();
+    settings.login_timeout_secs = 3;
+    settings.max_pending_logins = 2;
+    let listen = settings.listen.clone();
+    let relay = Relay::start(
+        db.store.clone(),
+        relay_config(),
+        &[operator],
+        common::relay_compliance(&db.store),
+    );
+    common::wait_until("the operator bound", Duration::from_secs(30), || async {
+        relay.binds().iter().all(|b| b.state == "bound")
+    })
+    .await;
+    // Three connections that never log in, each timed until the listener closes it
+    // (accepted in the order they connected: one backlog, one accept loop).
+    let mut cut = Vec::new();
+    for _ in 0..3 {
+        let mut stream = tokio::net::TcpStream::connect(&listen).await.unwrap();
+        let accepted = Instant::now();
+        cut.push(tokio::spawn(async move {
+            let mut buf = [0u8; 64];
+            // Nothing comes before the close: the listener says nothing to a stranger.
+            let read = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf)).await;
+            (read.map(|r| r.unwrap_or(0)), accepted.elapsed())
+        }));
+    }
+    let mut lived = Vec::new();
+    for task in cut {
+        let (read, elapsed) = task.await.unwrap();
+        assert_eq!(
+            read.ok(),
+            Some(0),
+            "closed without a word, after {elapsed:?}"
+        );
+        lived.push(elapsed);
+    }
+    assert!(
+        lived[0] < Duration::from_secs(2),
+        "the oldest waiting connection is closed when a third waits: {lived:?}"
+    );
+    for l in &lived[1..] {
+        assert!(
+            *l >= Duration::from_millis(2_900) && *l < Duration::from_secs(9),
+            "cut at login_timeout_secs = 3, not the default 10: {lived:?}"
+        );
+    }
+    relay.shutdown().await;
 }
 
 /// Issue 16 item 4, R-1.2 (代计费): a mixed scenario — a per-message (点播) service at

@@ -645,10 +645,8 @@ async fn dispatcher(state: Arc<State>, mut rx: mpsc::UnboundedReceiver<Ctl>) {
                 session.outstanding.insert(seq, id);
                 if item.kind == Kind::Mo && !item.sent_before {
                     let waited = now.saturating_duration_since(item.due).as_millis();
-                    c.mo_wait_max_ms.fetch_max(
-                        u64::try_from(waited).unwrap_or(u64::MAX),
-                        Ordering::Relaxed,
-                    );
+                    c.mo_wait_max_ms
+                        .fetch_max(u64::try_from(waited).unwrap_or(u64::MAX), Ordering::Relaxed);
                 }
                 inc(match item.kind {
                     Kind::Receipt => &c.receipts_sent,

@@ -73,17 +73,15 @@ impl SimProcess {
     }
 
     /// The simulator's counters (`accepted`, `receipts_acked`, `mos_sent`, …) from
-    /// `GET /stats`, which answers with the `Debug` text of its `SimStats`.
+    /// `GET /stats`, which answers an SMPP simulator's counters as a JSON object.
     pub async fn stats(&self, http: &reqwest::Client) -> HashMap<String, u64> {
-        let text: String = http
-            .get(format!("{}/stats", self.hook))
+        http.get(format!("{}/stats", self.hook))
             .send()
             .await
             .unwrap()
             .json()
             .await
-            .unwrap();
-        parse_stats(&text)
+            .unwrap()
     }
 }
 
@@ -102,21 +100,6 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// `SimStats { binds: 2, accepted: 10, … }` → `{binds: 2, accepted: 10, …}`.
-pub fn parse_stats(text: &str) -> HashMap<String, u64> {
-    let inner = text
-        .split_once('{')
-        .and_then(|(_, rest)| rest.rsplit_once('}'))
-        .map_or("", |(inner, _)| inner);
-    inner
-        .split(',')
-        .filter_map(|pair| {
-            let (name, value) = pair.split_once(':')?;
-            Some((name.trim().to_string(), value.trim().parse().ok()?))
-        })
-        .collect()
 }
 
 /// `tongdao.toml` for a server on loopback: a free port, the admin key, the store

@@ -104,13 +104,18 @@ pub(super) async fn run_bind(
         Protocol::Sgip12 => {
             let settings = operator.sgip.clone().unwrap_or_default();
             let listener = match settings.listen.parse::<std::net::SocketAddr>() {
-                Ok(listen) => tongdao_sgip::Server::start(tongdao_sgip::ServerConfig::new(
-                    listen,
-                    &settings.smg_login,
-                    &settings.smg_password,
-                ))
-                .await
-                .map_err(|e| format!("SGIP listener on {listen}: {e}")),
+                Ok(listen) => {
+                    let mut config = tongdao_sgip::ServerConfig::new(
+                        listen,
+                        &settings.smg_login,
+                        &settings.smg_password,
+                    );
+                    config.login_timeout = Duration::from_secs(settings.login_timeout_secs);
+                    config.max_pending_logins = settings.max_pending_logins.max(1);
+                    tongdao_sgip::Server::start(config)
+                        .await
+                        .map_err(|e| format!("SGIP listener on {listen}: {e}"))
+                }
                 Err(e) => Err(format!(
                     "[operators.sgip] listen `{}` is not host:port: {e}",
                     settings.listen
@@ -268,10 +273,9 @@ async fn send_loop<S: Session>(
             match claimed {
                 Ok(claimed) => {
                     more = claimed.len() == want;
-                    shared.awaited.release(
-                        &operator.name,
-                        count(want - claimed.len()),
-                    );
+                    shared
+                        .awaited
+                        .release(&operator.name, count(want - claimed.len()));
                     shared.hold(claimed.iter().map(|m| m.id));
                     if shared.stopping() {
                         // Claimed just as the shutdown began: hand the rows back unsent.
@@ -450,9 +454,7 @@ fn spawn_submit<S: Session>(
     submits.spawn(tracing::Instrument::instrument(
         async move {
             // This chain's MTs, reserved at the claim: each settled as it is answered.
-            let mut claims = shared
-                .awaited
-                .claims(&operator_name, count(chain.len()));
+            let mut claims = shared.awaited.claims(&operator_name, count(chain.len()));
             if let Some(previous) = turn.after {
                 // Ok or closed: either way the previous chain has finished.
                 let _ = previous.await;

@@ -242,7 +242,11 @@ mod tests {
         assert_eq!(awaited.reserve_now("mobile", 70), 70);
         assert_eq!(awaited.reserve_now("mobile", 70), 30, "only what is left");
         assert_eq!(awaited.reserve_now("mobile", 1), 0);
-        assert_eq!(awaited.reserve_now("unicom", 100), 100, "operators are apart");
+        assert_eq!(
+            awaited.reserve_now("unicom", 100),
+            100,
+            "operators are apart"
+        );
         // 30 of the first claim given back unsent; 40 answered, one segment each.
         awaited.release("mobile", 30);
         let mut claims = awaited.claims("mobile", 70);
@@ -256,7 +260,11 @@ mod tests {
         assert_eq!(awaited.reserve_now("mobile", 1000), 85);
         awaited.release("mobile", 85);
         awaited.pay("mobile", 500);
-        assert_eq!(awaited.reserve_now("mobile", 1000), 100, "a surplus pays nothing");
+        assert_eq!(
+            awaited.reserve_now("mobile", 1000),
+            100,
+            "a surplus pays nothing"
+        );
     }
 
     /// A receipt that does not come within `receipt_wait_secs` stops counting (a

@@ -152,7 +152,7 @@ pub struct CmppSettings {
 
 /// `[operators.sgip]`: what an SGIP 1.2 operator needs beyond the login. The SMG
 /// also connects back to Tongdao (Bind, Deliver, Report), so Tongdao listens.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SgipSettings {
     /// The SP's node id (`3AAAAQQQQQ`), the first part of every sequence number.
@@ -167,6 +167,34 @@ pub struct SgipSettings {
     pub smg_login: String,
     /// Its password.
     pub smg_password: String,
+    /// A connection to the listener that has not logged in this many seconds after
+    /// it was accepted is closed (a hostile or broken peer cannot hold it).
+    pub login_timeout_secs: u64,
+    /// Connections waiting for their Bind at once; a new one beyond this closes the
+    /// oldest waiting one.
+    pub max_pending_logins: usize,
+}
+
+impl Default for SgipSettings {
+    /// Empty addresses and logins; the listener's limits as the SGIP crate's
+    /// defaults (`tongdao_sgip::ServerConfig::new`).
+    fn default() -> Self {
+        let listener = tongdao_sgip::ServerConfig::new(
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            "",
+            "",
+        );
+        Self {
+            node_id: 0,
+            corp_id: String::new(),
+            service_type: String::new(),
+            listen: String::new(),
+            smg_login: String::new(),
+            smg_password: String::new(),
+            login_timeout_secs: listener.login_timeout.as_secs(),
+            max_pending_logins: listener.max_pending_logins,
+        }
+    }
 }
 
 impl OperatorConfig {
