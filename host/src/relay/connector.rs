@@ -501,12 +501,13 @@ fn spawn_submit<S: Session>(
                 };
                 // Each accepted segment has a receipt to come (a record that gets
                 // no report has none).
-                claims.settle(count(match &result {
+                let awaited: &[(i64, String)] = match &result {
                     SubmitResult::Accepted(accepted) | SubmitResult::Failed { accepted, .. } => {
-                        accepted.len()
+                        accepted
                     }
-                    SubmitResult::Recorded(_) => 0,
-                }));
+                    SubmitResult::Recorded(_) => &[],
+                };
+                claims.settle(awaited.iter().map(|(_, id)| id.as_str()));
                 shared.outcomes.push(message, result);
             }
             drop(turn.done);
@@ -850,10 +851,10 @@ async fn handle_inbound(
         // Stored by the relay's writer, after the outcomes of the submits these
         // receipts answer (their responses came first).
         // Not stored: dropping the acks answers "temporary error", the SMSC resends.
-        let count = u64::try_from(receipts.len()).unwrap_or(u64::MAX);
+        let ids: Vec<String> = receipts.iter().map(|r| r.message_id.clone()).collect();
         if shared.outcomes.store_receipts(&operator, receipts).await {
             acks.into_iter().for_each(tongdao_link::Ack::ack);
-            shared.awaited.pay(name, count);
+            shared.awaited.pay(name, operator.receipt_format(), &ids);
         }
     }
 }
