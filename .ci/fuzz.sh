@@ -38,12 +38,20 @@ command -v cargo-fuzz >/dev/null || cargo +nightly install cargo-fuzz --locked
 TONGDAO_GUESTS_TOOLCHAIN="$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)"
 export TONGDAO_GUESTS_TOOLCHAIN
 target_dir="$root/target/fuzz"
-build_flags=(--sanitizer none -a --target-dir "$target_dir")
+base_flags=(--sanitizer none -a --target-dir "$target_dir")
 
 failed=()
 for crate in ${FUZZ_CRATES:-host smpp cmpp sgip}; do
   [[ -n "$only_crate" && "$crate" != "$only_crate" ]] && continue
-  step "build $crate/fuzz"
+  build_flags=("${base_flags[@]}")
+  # The host crate in CI: a debug build (`--dev`, no optimisation) compiles wasmtime,
+  # cranelift and sqlx with coverage in a fraction of the release build's time; its
+  # runs are slower, which a smoke run of seconds can afford. FUZZ_HOST_RELEASE=1
+  # builds it optimised, for long runs.
+  if [[ "$crate" == host && -z "${FUZZ_HOST_RELEASE:-}" ]]; then
+    build_flags+=(--dev)
+  fi
+  step "build $crate/fuzz (${build_flags[*]})"
   (cd "$crate" && cargo +nightly fuzz build "${build_flags[@]}")
   for target in $(cd "$crate" && cargo +nightly fuzz list); do
     [[ -n "$only_target" && "$target" != "$only_target" ]] && continue

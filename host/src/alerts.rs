@@ -730,13 +730,27 @@ impl Evaluator {
     }
 
     async fn queue_age(&self, now: i64, out: &mut Vec<Condition>) -> Result<(), StoreError> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT operator, MIN(next_attempt_at) FROM messages
-             WHERE status = 'queued' AND next_attempt_at <= $1 GROUP BY operator",
-        )
-        .bind(now)
-        .fetch_all(self.store.pool())
-        .await?;
+        // One look per operator (every replica's binds write theirs to
+        // `bind_heartbeats`) reads the head of `messages_ready`; one grouped read of
+        // every queued MT took over a second with 900,000 queued.
+        let operators: Vec<(String,)> =
+            sqlx::query_as("SELECT DISTINCT operator FROM bind_heartbeats")
+                .fetch_all(self.store.pool())
+                .await?;
+        let mut rows = Vec::new();
+        for (operator,) in operators {
+            let (oldest,): (Option<i64>,) = sqlx::query_as(
+                "SELECT MIN(next_attempt_at) FROM messages
+                 WHERE operator = $1 AND status = 'queued' AND next_attempt_at <= $2",
+            )
+            .bind(&operator)
+            .bind(now)
+            .fetch_one(self.store.pool())
+            .await?;
+            if let Some(oldest) = oldest {
+                rows.push((operator, oldest));
+            }
+        }
         for (operator, oldest) in rows {
             let secs = (now - oldest) / 1000;
             if u64::try_from(secs).unwrap_or(0) >= self.config.queue_age_secs {
