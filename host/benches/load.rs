@@ -264,7 +264,7 @@ async fn run(n: i64) {
         "push to {} subscribers: all queued {:.1} s after the firing, every MT final {:.1} s after it \
          ({:.0} MT/s); delivered {}, failed {}; simulator accepted {} submits, {} receipts acked; \
          server peak RSS {peak_rss_mb} MiB, CPU {:.2} ms per MT; an MO waited at the SMSC \
-         behind at most {} deliver_sm, {} ms at most (max_awaited_receipts {max_awaited})",
+         behind at most {} receipts, {} ms at most (max_awaited_receipts {max_awaited})",
         run.queued,
         timings.queued_s,
         timings.final_s,
@@ -274,7 +274,7 @@ async fn run(n: i64) {
         stats.get("accepted").copied().unwrap_or(0),
         stats.get("receipts_acked").copied().unwrap_or(0),
         cpu * 1000.0 / run.queued as f64,
-        stats.get("mo_queued_behind_max").copied().unwrap_or(0),
+        stats.get("mo_receipts_ahead_max").copied().unwrap_or(0),
         stats.get("mo_wait_max_ms").copied().unwrap_or(0),
     );
     println!();

@@ -266,7 +266,7 @@ async fn stats(State(sim): State<std::sync::Arc<AnySim>>) -> Json<Value> {
                 "mos_sent": c.mos_sent,
                 "mos_acked": c.mos_acked,
                 "mos_redelivered": c.mos_redelivered,
-                "mo_queued_behind_max": c.mo_queued_behind_max,
+                "mo_receipts_ahead_max": c.mo_receipts_ahead_max,
                 "mo_wait_max_ms": c.mo_wait_max_ms,
                 "enquire_links": c.enquire_links,
             })

@@ -1016,7 +1016,7 @@ async fn push_under_mos(n: u32, cap: u64) -> (tongdao_smpp::sim::SimStats, usize
 /// it takes receipts in makes every user's MO (a `TD` included) wait behind the
 /// receipts it owes: the load bench measured minutes. With `max_awaited_receipts`
 /// the relay claims only within the receipts it still awaits, so no MO is ever
-/// queued at the SMSC behind more than that many `deliver_sm`s, however big the
+/// queued at the SMSC behind more than that many receipts, however big the
 /// push. The same push without the bound shows the queue this prevents.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn item2_a_push_never_queues_mos_behind_more_receipts_than_the_bound() {
@@ -1025,23 +1025,23 @@ async fn item2_a_push_never_queues_mos_behind_more_receipts_than_the_bound() {
     let (unbounded, _) = push_under_mos(MTS, 0).await;
     let (bounded, mos) = push_under_mos(MTS, CAP).await;
     println!(
-        "{MTS} MTs: MOs queued behind at most {} deliver_sm without the bound (longest wait {} ms), {} with max_awaited_receipts = {CAP} (longest wait {} ms, {mos} MOs)",
-        unbounded.mo_queued_behind_max,
+        "{MTS} MTs: MOs queued behind at most {} receipts without the bound (longest wait {} ms), {} with max_awaited_receipts = {CAP} (longest wait {} ms, {mos} MOs)",
+        unbounded.mo_receipts_ahead_max,
         unbounded.mo_wait_max_ms,
-        bounded.mo_queued_behind_max,
+        bounded.mo_receipts_ahead_max,
         bounded.mo_wait_max_ms
     );
     // The set-up makes the queue the bound prevents: without it, MOs wait behind
     // far more receipts than the bound allows.
     assert!(
-        unbounded.mo_queued_behind_max > 2 * CAP,
+        unbounded.mo_receipts_ahead_max > 2 * CAP,
         "the push built no queue at the SMSC, so this test proves nothing: {unbounded:?}"
     );
-    // With it: at most CAP receipts, plus the few MOs sent in the same instant.
+    // With it: at most CAP receipts (the MTs claimed and the segments awaited).
     assert!(
-        bounded.mo_queued_behind_max <= CAP + 4,
-        "an MO waited behind {} deliver_sm: {bounded:?}",
-        bounded.mo_queued_behind_max
+        bounded.mo_receipts_ahead_max <= CAP,
+        "an MO waited behind {} receipts: {bounded:?}",
+        bounded.mo_receipts_ahead_max
     );
     assert_eq!(bounded.receipts_acked, u64::from(MTS), "{bounded:?}");
 }

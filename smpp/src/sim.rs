@@ -216,9 +216,9 @@ pub struct SimStats {
     pub mos_acked: u64,
     /// MO parts sent again after a refusal, a lost session or a lost answer.
     pub mos_redelivered: u64,
-    /// Most `deliver_sm`s (receipts, other MOs) already due and unsent when an MO
-    /// part was queued: what it had to wait behind at this SMSC.
-    pub mo_queued_behind_max: u64,
+    /// Most receipts already due and unsent when an MO part was queued: the
+    /// receipts it had to wait behind at this SMSC.
+    pub mo_receipts_ahead_max: u64,
     /// Longest wait of an MO part from being queued to its first `deliver_sm`, ms.
     pub mo_wait_max_ms: u64,
     /// `enquire_link`s the simulator answered.
@@ -248,7 +248,7 @@ struct Counters {
     mos_sent: AtomicU64,
     mos_acked: AtomicU64,
     mos_redelivered: AtomicU64,
-    mo_queued_behind_max: AtomicU64,
+    mo_receipts_ahead_max: AtomicU64,
     mo_wait_max_ms: AtomicU64,
     enquire_links: AtomicU64,
     generic_nacks_sent: AtomicU64,
@@ -357,7 +357,7 @@ impl SimHandle {
             mos_sent: g(&c.mos_sent),
             mos_acked: g(&c.mos_acked),
             mos_redelivered: g(&c.mos_redelivered),
-            mo_queued_behind_max: g(&c.mo_queued_behind_max),
+            mo_receipts_ahead_max: g(&c.mo_receipts_ahead_max),
             mo_wait_max_ms: g(&c.mo_wait_max_ms),
             enquire_links: g(&c.enquire_links),
             generic_nacks_sent: g(&c.generic_nacks_sent),
@@ -715,9 +715,12 @@ async fn dispatcher(state: Arc<State>, mut rx: mpsc::UnboundedReceiver<Ctl>) {
                     if item.kind == Kind::Mo {
                         let behind = queue
                             .iter()
-                            .filter(|Reverse((due, _))| *due <= item.due)
+                            .filter(|Reverse((due, id))| {
+                                *due <= item.due
+                                    && items.get(id).is_some_and(|i| i.kind == Kind::Receipt)
+                            })
                             .count();
-                        c.mo_queued_behind_max.fetch_max(
+                        c.mo_receipts_ahead_max.fetch_max(
                             u64::try_from(behind).unwrap_or(u64::MAX),
                             Ordering::Relaxed,
                         );
