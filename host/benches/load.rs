@@ -43,7 +43,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use process::{Latencies, SimProcess, ms};
+use common::SimProcess;
+use process::{Latencies, ms};
 use serde_json::json;
 use tongdao::schedule::runs;
 use tongdao::store::Store;
@@ -137,11 +138,14 @@ async fn run(n: i64) {
         seeded.elapsed().as_secs_f64()
     );
 
-    let sim = Arc::new(SimProcess::start(dlr_delay_ms));
+    let sim = Arc::new(SimProcess::start(&[
+        "--dlr-delay-ms".to_string(),
+        dlr_delay_ms.to_string(),
+    ]));
     std::fs::write(
         dir.path().join("tongdao.toml"),
         process::server_config(
-            &sim.address,
+            &sim.smpp,
             &url,
             "rate_per_key_per_second = 0",
             &format!("[schedule]\nbatch = 10000\n[relay]\nmax_awaited_receipts = {max_awaited}\n"),
@@ -158,7 +162,7 @@ async fn run(n: i64) {
         .build()
         .unwrap();
     common::wait_until("both binds up", Duration::from_secs(60), || async {
-        sim.stats(&http).await.get("bound_sessions").copied() == Some(2)
+        sim.stats().await.get("bound_sessions").copied() == Some(2)
     })
     .await;
     println!(
@@ -219,7 +223,6 @@ async fn run(n: i64) {
         counters.clone(),
         store.clone(),
         sim.clone(),
-        http.clone(),
         run_id,
         fired,
         done.clone(),
@@ -255,7 +258,7 @@ async fn run(n: i64) {
     assert_eq!(run.queued, run.subscribers, "{run:?}");
     assert_eq!(delivery.pending, 0, "{delivery:?}");
     assert_eq!(delivery.delivered, run.queued, "{delivery:?}");
-    let stats = sim.stats(&http).await;
+    let stats = sim.stats().await;
     let peak_rss_mb = process::status_kb(server_pid, "VmHWM") / 1024;
     drop(server);
 
@@ -455,8 +458,7 @@ async fn drive(
     // (the module answers) four times in five, a subscribe keyword from a new
     // number the fifth time.
     let mos = {
-        let (http, sim, counters, until) =
-            (http.clone(), sim.clone(), counters.clone(), until.clone());
+        let (sim, counters, until) = (sim.clone(), counters.clone(), until.clone());
         let interval = Duration::from_secs_f64(1.0 / settings.mo_rate.max(0.001));
         tokio::spawn(async move {
             let mut errors = Latencies::default();
@@ -472,7 +474,7 @@ async fn drive(
                     (bulk::number(FIRST, i), bulk::sign(k).to_string())
                 };
                 let at = tongdao::store::now_ms();
-                match sim.mo(&http, &from, &settings.stars_number, &text).await {
+                match sim.mo(&from, &settings.stars_number, &text).await {
                     Ok(()) => {
                         counters.sent.lock().unwrap().insert(from, at);
                         sent += 1;
@@ -582,7 +584,6 @@ async fn watch_push(
     counters: Arc<Counters>,
     store: Store,
     sim: Arc<SimProcess>,
-    http: reqwest::Client,
     run_id: i64,
     fired: Instant,
     done: Arc<AtomicBool>,
@@ -591,7 +592,7 @@ async fn watch_push(
     let mut queued_s = None;
     let mut last_report = Instant::now();
     let acked_before = sim
-        .stats(&http)
+        .stats()
         .await
         .get("receipts_acked")
         .copied()
@@ -603,7 +604,7 @@ async fn watch_push(
             assert_eq!(run.status, "completed", "{run:?}");
             queued_s = Some(fired.elapsed().as_secs_f64());
         }
-        let stats = sim.stats(&http).await;
+        let stats = sim.stats().await;
         let acked = stats.get("receipts_acked").copied().unwrap_or(0) - acked_before;
         if last_report.elapsed() >= Duration::from_secs(30) {
             println!(

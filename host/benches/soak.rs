@@ -37,7 +37,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use process::{SimProcess, ms};
+use common::SimProcess;
+use process::ms;
 use serde_json::json;
 use tongdao::store::Store;
 
@@ -97,10 +98,13 @@ async fn run(secs: u64) {
     let (key, service) = process::tenant(&store, "stars", "XZ", FIRST, subscribers).await;
     let number = process::service_number(&store, service).await;
 
-    let sim = Arc::new(SimProcess::start(10));
+    let sim = Arc::new(SimProcess::start(&[
+        "--dlr-delay-ms".to_string(),
+        "10".to_string(),
+    ]));
     std::fs::write(
         dir.path().join("tongdao.toml"),
-        process::server_config(&sim.address, &url, "", "", 0),
+        process::server_config(&sim.smpp, &url, "", "", 0),
     )
     .unwrap();
     let (server, base) = common::start_server(dir.path());
@@ -181,13 +185,8 @@ async fn run(secs: u64) {
     };
     // MOs through the hook.
     let writer = {
-        let (http, sim, stop, errors, number) = (
-            http.clone(),
-            sim.clone(),
-            stop.clone(),
-            mo_errors.clone(),
-            number.clone(),
-        );
+        let (sim, stop, errors, number) =
+            (sim.clone(), stop.clone(), mo_errors.clone(), number.clone());
         tokio::spawn(async move {
             let interval = Duration::from_secs_f64(1.0 / mo_rate.max(0.001));
             // A number comes round again only after `subscribers` MOs (25 min for
@@ -206,7 +205,7 @@ async fn run(secs: u64) {
                         bulk::sign(k).to_string(),
                     ),
                 };
-                if sim.mo(&http, &from, &number, &text).await.is_err() {
+                if sim.mo(&from, &number, &text).await.is_err() {
                     errors.fetch_add(1, Ordering::Relaxed);
                 }
                 k += 1;

@@ -1,11 +1,10 @@
-//! Shared by the process benchmarks (`load`, `soak`): the SMSC simulator as its own
-//! process (`tongdao smsc-sim` with its HTTP hook), the server's configuration, the
+//! Shared by the process benchmarks (`load`, `soak`; the SMSC simulator process is
+//! `common::SimProcess`): the server's configuration, the
 //! seeded tenant, what `/proc` says about a process, and latency percentiles.
 //! The server process itself is started by the tests' `common::start_server`.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
 use std::process::Child;
 use std::time::Duration;
 
@@ -16,81 +15,6 @@ use crate::{bulk, common};
 
 /// The platform's admin key in the benchmarks' configuration.
 pub const ADMIN_KEY: &str = "process-bench-admin-key";
-
-/// `tongdao smsc-sim` (SMPP 3.4) on loopback, with its HTTP hook: `POST /mo` sends
-/// an MO as a handset would, `GET /stats` reads its counters. Killed when dropped.
-pub struct SimProcess {
-    child: Child,
-    /// Where the SMSC listens (`host:port`), for `[[operators]] address`.
-    pub address: String,
-    /// The hook's base URL (`http://host:port`).
-    pub hook: String,
-}
-
-impl SimProcess {
-    /// Start the simulator with receipts `dlr_delay_ms` after each accepted submit.
-    pub fn start(dlr_delay_ms: u64) -> Self {
-        let (child, address, hook) =
-            common::spawn_smsc_sim(&["--dlr-delay-ms".to_string(), dlr_delay_ms.to_string()]);
-        Self {
-            child,
-            address,
-            hook,
-        }
-    }
-
-    /// The process id (for `/proc`).
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Send an MO from `from` to `to` through the hook.
-    ///
-    /// # Errors
-    /// The hook refused it or could not be reached.
-    pub async fn mo(
-        &self,
-        http: &reqwest::Client,
-        from: &str,
-        to: &str,
-        text: &str,
-    ) -> Result<(), String> {
-        let response = http
-            .post(format!("{}/mo", self.hook))
-            .json(&serde_json::json!({ "from": from, "to": to, "text": text }))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{}: {}",
-                response.status(),
-                response.text().await.unwrap_or_default()
-            ))
-        }
-    }
-
-    /// The simulator's counters (`accepted`, `receipts_acked`, `mos_sent`, …) from
-    /// `GET /stats`, which answers an SMPP simulator's counters as a JSON object.
-    pub async fn stats(&self, http: &reqwest::Client) -> HashMap<String, u64> {
-        http.get(format!("{}/stats", self.hook))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for SimProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A child process killed when dropped (a bench that panics leaves no server behind).
 pub struct KillOnDrop(pub Child);

@@ -20,7 +20,6 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -30,6 +29,7 @@ use serde_json::{Value, json};
 use tongdao::store::Store;
 use tongdao_link::dice::Dice;
 
+use crate::common::SimProcess;
 use crate::{bulk, common, figures};
 
 pub const ADMIN_KEY: &str = "fault-suite-admin-key";
@@ -204,76 +204,6 @@ pub fn table(rows: &[Row]) -> String {
         ));
     }
     out
-}
-
-/// `tongdao smsc-sim` as a process, on free loopback ports, with its HTTP hook.
-pub struct SimProcess {
-    child: Child,
-    /// The SMPP listener, `host:port`.
-    pub smpp: String,
-    /// The hook's base URL.
-    pub hook: String,
-    http: reqwest::Client,
-}
-
-impl SimProcess {
-    pub fn start(args: &[String]) -> Self {
-        let (child, smpp, hook) = common::spawn_smsc_sim(args);
-        Self {
-            child,
-            smpp,
-            hook,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    /// `POST /faults`: the faults from now on (absent shares are 0).
-    pub async fn set_faults(&self, body: Value) -> Value {
-        let response = self
-            .http
-            .post(format!("{}/faults", self.hook))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(response.status().is_success(), "POST /faults {body}");
-        response.json().await.unwrap()
-    }
-
-    /// `GET /stats`: the counters.
-    pub async fn stats(&self) -> Value {
-        self.http
-            .get(format!("{}/stats", self.hook))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    pub async fn counter(&self, name: &str) -> u64 {
-        self.stats().await[name].as_u64().unwrap_or(0)
-    }
-
-    /// `GET /destinations`: accepted submits per number.
-    pub async fn destinations(&self) -> HashMap<String, usize> {
-        self.http
-            .get(format!("{}/destinations", self.hook))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for SimProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A `tongdao serve` process, killed (SIGKILL) when dropped.

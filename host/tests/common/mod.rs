@@ -386,47 +386,142 @@ pub async fn assert_duplicates_are_marked(
     found.duplicates
 }
 
-/// `tongdao smsc-sim` with `args` as a process of its own, on free loopback ports,
-/// with its HTTP hook: the child, the SMPP listener (`host:port`, for
-/// `[[operators]] address`) and the hook's base URL (`http://host:port`). Its later
-/// output is drained so a late line never meets a closed pipe.
-pub fn spawn_smsc_sim(args: &[String]) -> (std::process::Child, String, String) {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
+/// `tongdao smsc-sim` (SMPP 3.4) as a process of its own, on free loopback ports,
+/// with its HTTP hook (`POST /mo` sends an MO as a handset would, `GET /stats` reads
+/// its counters, `POST /faults` changes its faults, `GET /destinations` counts what
+/// each number got). Killed when dropped. One launcher for the fault suite and the
+/// process benchmarks.
+pub struct SimProcess {
+    child: std::process::Child,
+    /// The SMPP listener, `host:port`, for `[[operators]] address`.
+    pub smpp: String,
+    /// The hook's base URL, `http://host:port`.
+    pub hook: String,
+    http: reqwest::Client,
+}
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tongdao"))
-        .args([
-            "smsc-sim",
-            "--listen",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-        ])
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut smpp = None;
-    let hook = loop {
-        let line = lines
-            .next()
-            .expect("the simulator exited before it listened")
+impl SimProcess {
+    /// Start the simulator with `args` (its command-line flags). Its later output is
+    /// drained so a late line never meets a closed pipe.
+    pub fn start(args: &[String]) -> Self {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tongdao"))
+            .args([
+                "smsc-sim",
+                "--listen",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+            ])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
             .unwrap();
-        if let Some((_, addr)) = line.split_once(" on ")
-            && line.starts_with("SMSC simulator")
-        {
-            smpp = Some(addr.trim().to_string());
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut smpp = None;
+        let hook = loop {
+            let line = lines
+                .next()
+                .expect("the simulator exited before it listened")
+                .unwrap();
+            if let Some((_, addr)) = line.split_once(" on ")
+                && line.starts_with("SMSC simulator")
+            {
+                smpp = Some(addr.trim().to_string());
+            }
+            if let Some(rest) = line.strip_prefix("MO hook on ") {
+                break rest.split(':').take(3).collect::<Vec<_>>().join(":");
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            smpp: smpp.expect("the simulator printed its SMPP address first"),
+            hook,
+            http: reqwest::Client::new(),
         }
-        if let Some(rest) = line.strip_prefix("MO hook on ") {
-            break rest.split(':').take(3).collect::<Vec<_>>().join(":");
+    }
+
+    /// The process id (for `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Send an MO from `from` to `to` through the hook.
+    ///
+    /// # Errors
+    /// The hook refused it or could not be reached.
+    pub async fn mo(&self, from: &str, to: &str, text: &str) -> Result<(), String> {
+        let response = self
+            .http
+            .post(format!("{}/mo", self.hook))
+            .json(&serde_json::json!({ "from": from, "to": to, "text": text }))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}: {}",
+                response.status(),
+                response.text().await.unwrap_or_default()
+            ))
         }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    let smpp = smpp.expect("the simulator printed its SMPP address first");
-    (child, smpp, hook)
+    }
+
+    /// `GET /stats`: the counters (`accepted`, `receipts_acked`, `mos_sent`, …).
+    pub async fn stats(&self) -> HashMap<String, u64> {
+        self.http
+            .get(format!("{}/stats", self.hook))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// One counter of [`Self::stats`] (0 if absent).
+    pub async fn counter(&self, name: &str) -> u64 {
+        self.stats().await.get(name).copied().unwrap_or(0)
+    }
+
+    /// `POST /faults`: the faults from now on (absent shares are 0).
+    pub async fn set_faults(&self, body: serde_json::Value) -> serde_json::Value {
+        let response = self
+            .http
+            .post(format!("{}/faults", self.hook))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "POST /faults {body}");
+        response.json().await.unwrap()
+    }
+
+    /// `GET /destinations`: accepted submits per number.
+    pub async fn destinations(&self) -> HashMap<String, usize> {
+        self.http
+            .get(format!("{}/destinations", self.hook))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Start the real `tongdao serve` binary with `dir/tongdao.toml`, wait until it
