@@ -11,7 +11,7 @@
 # Cost on 2 shared cores (README, "Fuzzing"): cargo-fuzz install 1 min 41 s; the protocol
 # crates build cold in about 2 min; the host crate (wasmtime, cranelift, sqlx, our
 # whole host, all with coverage instrumentation) about 30 min cold in release, so it is
-# built with `--dev` unless FUZZ_HOST_RELEASE is set (13-27 min cold); a runner that
+# built with `--dev` unless FUZZ_HOST_RELEASE is set (27 min cold beside a test run); a runner that
 # keeps target/fuzz rebuilds only what changed.
 #
 # Builds: `--sanitizer none` (the code is safe Rust; AddressSanitizer would double the
