@@ -33,9 +33,10 @@ if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$version"; then
   "$venv/bin/pip" install --quiet "schemathesis==$version"
 fi
 
-# The binary as the tests build it (the same features, so no second build of the
-# dependencies): target/debug/tongdao.
-cargo test --quiet -p tongdao --test cli --no-run
+# The binary as the tests build it: target/debug/tongdao. `--workspace`, as the
+# README's test command: features are unified over the packages built, so `-p
+# tongdao` alone would build every dependency a second time (minutes in CI).
+cargo test --quiet --workspace --test cli --no-run
 
 work="$(mktemp -d)"
 server=""
