@@ -474,16 +474,21 @@ impl SimProcess {
         }
     }
 
-    /// `GET /stats`: the counters (`accepted`, `receipts_acked`, `mos_sent`, …).
-    pub async fn stats(&self) -> HashMap<String, u64> {
+    /// `GET path` on the hook, its JSON answer.
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
         self.http
-            .get(format!("{}/stats", self.hook))
+            .get(format!("{}{path}", self.hook))
             .send()
             .await
             .unwrap()
             .json()
             .await
             .unwrap()
+    }
+
+    /// `GET /stats`: the counters (`accepted`, `receipts_acked`, `mos_sent`, …).
+    pub async fn stats(&self) -> HashMap<String, u64> {
+        self.get("/stats").await
     }
 
     /// One counter of [`Self::stats`] (0 if absent).
@@ -506,14 +511,7 @@ impl SimProcess {
 
     /// `GET /destinations`: accepted submits per number.
     pub async fn destinations(&self) -> HashMap<String, usize> {
-        self.http
-            .get(format!("{}/destinations", self.hook))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.get("/destinations").await
     }
 }
 
