@@ -3,6 +3,8 @@
 //! once with `$n` placeholders, which both backends accept.
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -111,10 +113,14 @@ pub struct Store {
     /// Which `connect` made this handle (clones share it): a key for what is kept
     /// per database in memory (`schedule::runs` shares slow counts).
     id: u64,
+    /// Transactions begun through [`Store::begin_write`] (clones share it): the
+    /// fan-out, SQLite's one bulk writer, gives way when this moved while it held
+    /// the lock ([`Store::write_demand`]).
+    writes_begun: Arc<AtomicU64>,
 }
 
 /// The id the next [`Store::connect`] gets.
-static NEXT_STORE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+static NEXT_STORE_ID: AtomicU64 = AtomicU64::new(1);
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -158,8 +164,13 @@ impl Store {
             })
             .connect_with(options)
             .await?;
-        let id = NEXT_STORE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(Self { pool, backend, id })
+        let id = NEXT_STORE_ID.fetch_add(1, Ordering::Relaxed);
+        Ok(Self {
+            pool,
+            backend,
+            id,
+            writes_begun: Arc::default(),
+        })
     }
 
     /// Which connection of this process this is: the same for every clone, another
@@ -198,11 +209,20 @@ impl Store {
         }
     }
 
+    /// How many write transactions this process has begun through
+    /// [`Store::begin_write`] so far (a count that only grows): a bulk writer reads
+    /// it before and after holding SQLite's write lock to learn whether another
+    /// writer waited meanwhile.
+    pub fn write_demand(&self) -> u64 {
+        self.writes_begun.load(Ordering::Relaxed)
+    }
+
     /// Begin a transaction that will write. On SQLite it takes the write lock at
     /// once (through a no-op write): a transaction that reads first and writes later
     /// fails with SQLITE_BUSY_SNAPSHOT when another connection committed in between,
     /// instead of waiting its turn.
     pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        self.writes_begun.fetch_add(1, Ordering::Relaxed);
         let mut tx = self.pool.begin().await?;
         if self.backend == Backend::Sqlite {
             sqlx::query("UPDATE settings SET value = value WHERE 1 = 0")
