@@ -13,8 +13,14 @@ use tongdao::relay::{Routes, outbox};
 use tongdao::store::Store;
 use tongdao_smpp::sim::{Sim, SimConfig, SimHandle};
 
-/// Write the server's configuration (two binds of window 20 to `sim`) and queue `n`
-/// MTs to distinct numbers in its store before it starts.
+/// Submits per second per bind in the crash and shutdown tests: 5,000 MTs take at
+/// least 2.5 s over the two binds however fast the machine, so a signal sent once 500
+/// are delivered always lands mid-send (unlimited, a fast run had delivered every MT
+/// before SIGTERM stopped it).
+const SEND_TPS: u32 = 1_000;
+
+/// Write the server's configuration (two binds of window 20 to `sim`, [`SEND_TPS`])
+/// and queue `n` MTs to distinct numbers in its store before it starts.
 async fn queue_mts(dir: &std::path::Path, sim: &SimHandle, n: i64) -> (Store, i64) {
     let operator = OperatorConfig {
         name: "mobile".into(),
@@ -39,7 +45,7 @@ async fn queue_mts(dir: &std::path::Path, sim: &SimHandle, n: i64) -> (Store, i6
             "[http]\nlisten = \"127.0.0.1:0\"\n[admin]\nkey = \"crash-test-admin-key\"\n\
              [relay]\nlease_secs = {}\nretry_initial_ms = {}\nretry_max_ms = {}\n\
              [[operators]]\nname = \"mobile\"\naddress = \"{}\"\nsystem_id = \"td\"\npassword = \"pw\"\n\
-             binds = 2\nwindow = 20\nprefixes = [\"13\"]\nsource_addr = \"10661234\"\n",
+             binds = 2\nwindow = 20\ntps = {SEND_TPS}\nprefixes = [\"13\"]\nsource_addr = \"10661234\"\n",
             relay.lease_secs,
             relay.retry_initial_ms,
             relay.retry_max_ms,
@@ -263,6 +269,7 @@ async fn send_test_waits_for_the_receipt_and_reports_operator_ids() {
 async fn serve_logging(
     dir: &std::path::Path,
     rust_log: &str,
+    environment: &[(&str, &str)],
 ) -> (std::process::Child, String, std::thread::JoinHandle<String>) {
     use std::io::Read;
     use std::process::Stdio;
@@ -272,6 +279,7 @@ async fn serve_logging(
         .arg(dir.join("tongdao.toml"))
         .current_dir(dir)
         .env("RUST_LOG", rust_log)
+        .envs(environment.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -320,7 +328,7 @@ async fn access_log_lines_carry_the_request_id_at_info() {
             ),
         )
         .unwrap();
-        let (mut child, base, log) = serve_logging(dir.path(), "info").await;
+        let (mut child, base, log) = serve_logging(dir.path(), "info", &[]).await;
         let sent = format!("access-{format}-7f3a");
         let listed = http
             .get(format!("{base}/v1/partners"))
@@ -407,28 +415,7 @@ async fn secrets_never_reach_the_log_even_at_trace() {
     })
     .await
     .unwrap();
-    // A webhook receiver on loopback that answers every delivery 200.
-    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let receiver_addr = receiver.local_addr().unwrap();
-    let deliveries = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let seen = deliveries.clone();
-    tokio::spawn(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        while let Ok((mut socket, _)) = receiver.accept().await {
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 64 * 1024];
-                if socket.read(&mut buf).await.is_ok_and(|n| n > 0) {
-                    seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let _ = socket
-                        .write_all(
-                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                        )
-                        .await;
-                }
-            });
-        }
-    });
+    let (receiver_addr, deliveries) = answering_listener().await;
     std::fs::write(
         dir.path().join("tongdao.toml"),
         format!(
@@ -440,7 +427,7 @@ async fn secrets_never_reach_the_log_even_at_trace() {
         ),
     )
     .unwrap();
-    let (mut child, base, log) = serve_logging(dir.path(), "trace").await;
+    let (mut child, base, log) = serve_logging(dir.path(), "trace", &[]).await;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -544,4 +531,114 @@ async fn secrets_never_reach_the_log_even_at_trace() {
             panic!("{what} is in the log: {line}");
         }
     }
+}
+
+/// A listener on loopback that answers every request `200` and counts the requests
+/// it read: a webhook receiver, or a proxy that must never be asked.
+async fn answering_listener() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = requests.clone();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                if socket.read(&mut buf).await.is_ok_and(|n| n > 0) {
+                    seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let _ = socket
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                }
+            });
+        }
+    });
+    (addr, requests)
+}
+
+/// SECURITY.md claim 13 (no proxy): the webhook client takes no proxy from the
+/// environment. Through a proxy the proxy would resolve the endpoint's name, out
+/// of reach of the address rule. The server runs with every proxy variable
+/// (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, upper and lower case) pointing at a
+/// listener of the test's and no `NO_PROXY`; a delivery reaches the receiver
+/// directly and the proxy is never asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_deliveries_never_go_through_an_environment_proxy() {
+    const ADMIN: &str = "proxy-test-admin-key-5e1c";
+    let (receiver, deliveries) = answering_listener().await;
+    let (proxy, proxied) = answering_listener().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tongdao.toml"),
+        format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n[admin]\nkey = \"{ADMIN}\"\n\
+             [webhooks]\nallow_private = true\n"
+        ),
+    )
+    .unwrap();
+    let proxy_url = format!("http://{proxy}");
+    let environment: Vec<(&str, &str)> = [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ]
+    .into_iter()
+    .map(|name| (name, proxy_url.as_str()))
+    .chain([("NO_PROXY", ""), ("no_proxy", "")])
+    .collect();
+    let (mut child, base, _log) = serve_logging(dir.path(), "info", &environment).await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let created: serde_json::Value = http
+        .post(format!("{base}/v1/partners"))
+        .bearer_auth(ADMIN)
+        .json(&serde_json::json!({"name": "leyou", "display_name": "乐游"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let partner_key = created["api_key"].as_str().unwrap();
+    let webhook = http
+        .post(format!("{base}/v1/webhooks"))
+        .bearer_auth(partner_key)
+        .json(&serde_json::json!({"url": format!("http://{receiver}/hook")}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        webhook.status().is_success(),
+        "{}",
+        webhook.text().await.unwrap()
+    );
+    // An event to deliver: the partner suspended.
+    let suspended = http
+        .post(format!("{base}/v1/admin/partners/leyou/suspend"))
+        .bearer_auth(ADMIN)
+        .json(&serde_json::json!({"reason": "a test of the proxy rule"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(suspended.status().is_success());
+    let asked = |n: &std::sync::atomic::AtomicUsize| n.load(std::sync::atomic::Ordering::SeqCst);
+    common::wait_until(
+        "a webhook delivery reached the receiver or the proxy",
+        Duration::from_secs(30),
+        || async { asked(&deliveries) + asked(&proxied) > 0 },
+    )
+    .await;
+    assert_eq!(asked(&proxied), 0, "the proxy of the environment was asked");
+    assert!(asked(&deliveries) > 0, "delivered directly");
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

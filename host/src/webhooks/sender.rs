@@ -323,4 +323,52 @@ mod tests {
         assert_eq!(pauses[11], 3_600_000);
         assert_eq!(backoff_ms(&config, i64::MAX), 3_600_000);
     }
+
+    /// A listener on loopback that counts the connections it accepts.
+    async fn counting_listener() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut request = vec![0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let _ = socket
+                    .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                    .await;
+            }
+        });
+        (addr, accepted)
+    }
+
+    /// SECURITY.md claim 13 (DNS rebinding): the address rule is applied by the
+    /// client's own resolver to every resolution it connects through, not to the
+    /// URL's text beforehand, so a name that resolves to a private address at
+    /// delivery time (here `localhost`, which the system's hosts file resolves to
+    /// loopback; the URL rule is not asked) is refused before any connection. The
+    /// same request with private addresses allowed reaches the listener, so the
+    /// name does lead there.
+    #[tokio::test]
+    async fn a_name_resolving_to_a_private_address_is_refused_at_connect() {
+        let (addr, accepted) = counting_listener().await;
+        let url = format!("http://localhost:{}/hook", addr.port());
+        let refusing = client(&WebhooksConfig::default()).unwrap();
+        let refused = refusing.post(&url).body("{}").send().await.unwrap_err();
+        assert!(refused.is_connect(), "{refused:?}");
+        let chain = format!("{:?}", refused);
+        assert!(chain.contains("resolves to no public address"), "{chain}");
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+        let allowing = client(&WebhooksConfig {
+            allow_private: true,
+            ..WebhooksConfig::default()
+        })
+        .unwrap();
+        let answer = allowing.post(&url).body("{}").send().await.unwrap();
+        assert_eq!(answer.status(), reqwest::StatusCode::NO_CONTENT);
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
 }
