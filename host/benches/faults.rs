@@ -8,10 +8,11 @@
 //! double-charged | reconciled) and one summary line:
 //! `faults: rows=… messages=… lost=… duplicated=… unmarked=… double_charged=… unreconciled=… not_run=…`.
 //!
-//! `cargo bench -p tongdao --bench faults [-- N] [--seeds=K] [--postgres] [--only=TEXT]` (N messages
-//! per row, default 3,000; K kill seeds, default 20; `--postgres`: the kill and SMSC
-//! rows again on a fresh database beside `TONGDAO_TEST_DATABASE_URL`; `--only`: the
-//! rows whose fault name contains TEXT).
+//! `cargo bench --workspace --bench faults [-- N] [--seeds=K] [--postgres] [--peers] [--only=TEXT]`
+//! (N messages per row, default 3,000; K kill seeds, default 20; `--postgres`: the
+//! kill and SMSC rows again on a fresh database beside `TONGDAO_TEST_DATABASE_URL`;
+//! `--peers`: up to 5 kill seeds again over a CMPP 3.0 and an SGIP 1.2 gateway;
+//! `--only`: the rows whose fault name contains TEXT).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -24,7 +25,7 @@ mod faults;
 #[path = "../tests/common/figures.rs"]
 mod figures;
 
-use faults::{Backend, Fault};
+use faults::{Backend, Fault, Peer};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -34,6 +35,7 @@ fn main() {
         .find_map(|a| a.strip_prefix("--seeds=")?.parse().ok())
         .unwrap_or(20);
     let postgres = args.iter().any(|a| a == "--postgres");
+    let peers = args.iter().any(|a| a == "--peers");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -51,17 +53,27 @@ fn main() {
                 .map(|f| (*f, Backend::Postgres)),
         );
     }
+    let mut plan: Vec<(Fault, Backend, Peer)> =
+        plan.into_iter().map(|(f, b)| (f, b, Peer::Smpp)).collect();
+    if peers {
+        for peer in [Peer::Cmpp3, Peer::Sgip12] {
+            plan.extend(
+                (1..=seeds.min(5)).map(|seed| (Fault::Kill9 { seed }, Backend::Sqlite, peer)),
+            );
+        }
+    }
     // `--only=TEXT`: the rows whose fault name contains TEXT.
     if let Some(only) = args.iter().find_map(|a| a.strip_prefix("--only=")) {
-        plan.retain(|(f, _)| f.name().contains(only));
+        plan.retain(|(f, _, _)| f.name().contains(only));
     }
     let mut rows = Vec::new();
-    for (fault, backend) in plan {
-        let row = rt.block_on(faults::run(fault, n, backend));
+    for (fault, backend, peer) in plan {
+        let row = rt.block_on(faults::run(fault, n, backend, peer));
         eprintln!(
-            "{} on {}: {} ({:.0} s)",
+            "{} on {} over {}: {} ({:.0} s)",
             row.fault,
             row.store,
+            row.peer,
             if row.clean() {
                 "clean".to_string()
             } else {

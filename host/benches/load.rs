@@ -145,7 +145,7 @@ async fn run(n: i64) {
     std::fs::write(
         dir.path().join("tongdao.toml"),
         process::server_config(
-            &sim.smpp,
+            &sim.address,
             &url,
             "rate_per_key_per_second = 0",
             &format!("[schedule]\nbatch = 10000\n[relay]\nmax_awaited_receipts = {max_awaited}\n"),

@@ -104,7 +104,7 @@ async fn run(secs: u64) {
     ]));
     std::fs::write(
         dir.path().join("tongdao.toml"),
-        process::server_config(&sim.smpp, &url, "", "", 0),
+        process::server_config(&sim.address, &url, "", "", 0),
     )
     .unwrap();
     let (server, base) = common::start_server(dir.path());

@@ -96,6 +96,14 @@ enum Command {
         /// HTTP hook to send MOs (POST /mo) and read counters (GET /stats).
         #[arg(long)]
         http: Option<std::net::SocketAddr>,
+        /// The login the gateway requires (SMPP system_id, CMPP Source_Addr / SP_Id,
+        /// SGIP Login Name); with `--password`. Without them any login is accepted
+        /// (CMPP then signs its answer with an empty secret).
+        #[arg(long, requires = "password")]
+        system_id: Option<String>,
+        /// The password or CMPP shared secret that goes with `--system-id`.
+        #[arg(long, requires = "system_id")]
+        password: Option<String>,
         /// Delay before each delivery receipt, in milliseconds.
         #[arg(long, default_value_t = 100)]
         dlr_delay_ms: u64,
@@ -359,6 +367,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             sp_login,
             sp_password,
             http,
+            system_id,
+            password,
             dlr_delay_ms,
             dlr_jitter_ms,
             hex_ids,
@@ -378,6 +388,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 sp_login,
                 sp_password,
                 http,
+                credentials: system_id.zip(password),
                 dlr_delay: std::time::Duration::from_millis(dlr_delay_ms),
                 dlr_jitter: std::time::Duration::from_millis(dlr_jitter_ms),
                 hex_ids,

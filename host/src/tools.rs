@@ -65,6 +65,8 @@ pub struct SimOptions {
     pub protocol: Protocol,
     pub listen: SocketAddr,
     pub http: Option<SocketAddr>,
+    /// The login required from the SP (`None`: any).
+    pub credentials: Option<(String, String)>,
     pub dlr_delay: Duration,
     /// Up to this much more per receipt, drawn uniformly (SMPP only).
     pub dlr_jitter: Duration,
@@ -124,6 +126,7 @@ async fn start_sim(options: &SimOptions) -> anyhow::Result<AnySim> {
         Protocol::Smpp => AnySim::Smpp(
             Sim::start(SimConfig {
                 listen: options.listen,
+                credentials: options.credentials.clone(),
                 dlr_delay: options.dlr_delay,
                 dlr_jitter: options.dlr_jitter,
                 hex_ids: options.hex_ids,
@@ -135,6 +138,7 @@ async fn start_sim(options: &SimOptions) -> anyhow::Result<AnySim> {
         Protocol::Cmpp3 | Protocol::Cmpp2 => AnySim::Cmpp(
             tongdao_cmpp::sim::Sim::start(tongdao_cmpp::sim::SimConfig {
                 listen: options.listen,
+                credentials: options.credentials.clone(),
                 report_delay: options.dlr_delay,
                 report_failure: faults.undeliverable,
                 faults: tongdao_cmpp::sim::Faults {
@@ -156,6 +160,7 @@ async fn start_sim(options: &SimOptions) -> anyhow::Result<AnySim> {
             AnySim::Sgip(
                 tongdao_sgip::sim::Sim::start(tongdao_sgip::sim::SimConfig {
                     listen: options.listen,
+                    credentials: options.credentials.clone(),
                     sp_address: Some(sp_address),
                     sp_credentials: (options.sp_login.clone(), options.sp_password.clone()),
                     report_delay: options.dlr_delay,
@@ -381,11 +386,18 @@ async fn set_faults(
     Ok(Json(json!(FaultsBody::of(s.faults()))))
 }
 
-/// Accepted submits per destination number (`GET /destinations`, SMPP): what the
-/// fault-injection suite compares with the outbox to count duplicates.
-async fn destinations(State(sim): State<std::sync::Arc<AnySim>>) -> Result<Json<Value>, HookError> {
-    let s = smpp_only(&sim)?;
-    Ok(Json(json!(s.per_destination())))
+/// Accepted messages per destination number (`GET /destinations`; a long message
+/// counts once, when its last part is in): what the fault-injection suite compares
+/// with the outbox to count duplicates.
+async fn destinations(State(sim): State<std::sync::Arc<AnySim>>) -> Json<Value> {
+    let mut counts = std::collections::HashMap::<String, usize>::new();
+    let mut count = |number: String| *counts.entry(number).or_default() += 1;
+    match sim.as_ref() {
+        AnySim::Smpp(s) => return Json(json!(s.per_destination())),
+        AnySim::Cmpp(s) => s.messages().into_iter().for_each(|m| count(m.destination)),
+        AnySim::Sgip(s) => s.messages().into_iter().for_each(|m| count(m.user_number)),
+    }
+    Json(json!(counts))
 }
 
 /// `tongdao audit verify`: walk the audit chain of the configured store.

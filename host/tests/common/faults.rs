@@ -125,6 +125,40 @@ impl Fault {
     }
 }
 
+/// The SP_Id the CMPP rows log in with.
+const CMPP_SP_ID: &str = "901234";
+
+/// The operator gateway the push goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// Two SMPP 3.4 operators (138, 139) on one SMSC simulator, two binds each.
+    Smpp,
+    /// One CMPP 3.0 operator (both prefixes) on the ISMG simulator, two connections.
+    Cmpp3,
+    /// One SGIP 1.2 operator (both prefixes) on the SMG simulator: our link out,
+    /// and the SMG's link back to our listener for its Reports.
+    Sgip12,
+}
+
+impl Peer {
+    pub fn name(self) -> &'static str {
+        match self {
+            Peer::Smpp => "SMPP 3.4",
+            Peer::Cmpp3 => "CMPP 3.0",
+            Peer::Sgip12 => "SGIP 1.2",
+        }
+    }
+
+    /// `smsc-sim --protocol`.
+    fn protocol(self) -> &'static str {
+        match self {
+            Peer::Smpp => "smpp",
+            Peer::Cmpp3 => "cmpp3",
+            Peer::Sgip12 => "sgip12",
+        }
+    }
+}
+
 /// Where the server keeps its records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -138,6 +172,7 @@ pub enum Backend {
 pub struct Row {
     pub fault: String,
     pub store: &'static str,
+    pub peer: &'static str,
     pub messages: i64,
     pub lost: i64,
     pub duplicated: usize,
@@ -171,14 +206,14 @@ impl Row {
 /// | reconciled | seconds | note.
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| fault | store | messages | lost | duplicated (all marked?) | double-charged | stats and charges reconcile | s | what happened |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+        "| fault | store | peer | messages | lost | duplicated (all marked?) | double-charged | stats and charges reconcile | s | what happened |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         if let Some((why, _)) = &r.skipped {
             out.push_str(&format!(
-                "| {} | {} | – | – | – | – | – | – | not run: {why} |\n",
-                r.fault, r.store
+                "| {} | {} | {} | – | – | – | – | – | – | not run: {why} |\n",
+                r.fault, r.store, r.peer
             ));
             continue;
         }
@@ -192,9 +227,10 @@ pub fn table(rows: &[Row]) -> String {
             note.push_str(&format!(" PROBLEMS: {}", r.problems.join("; ")));
         }
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} ({marked}) | {} | {} | {:.0} | {note} |\n",
+            "| {} | {} | {} | {} | {} | {} ({marked}) | {} | {} | {:.0} | {note} |\n",
             r.fault,
             r.store,
+            r.peer,
             r.messages,
             r.lost,
             r.duplicated,
@@ -483,15 +519,42 @@ fn tps(n: i64) -> i64 {
     (n / 20).max(10)
 }
 
-fn config(sim: &SimProcess, store_url: &str, n: i64) -> String {
-    let operator = |name: &str, system_id: &str, prefix: &str| {
+/// The server's configuration: the store, the relay's and scheduler's quick
+/// retries, the operators of `peer` (SGIP: with the listener at `sgip_listen`).
+fn config(sim: &SimProcess, store_url: &str, n: i64, peer: Peer, sgip_listen: &str) -> String {
+    let operator = |name: &str, system_id: &str, prefixes: &str| {
+        let (protocol, binds, table) = match peer {
+            Peer::Smpp => ("smpp", 2, String::new()),
+            Peer::Cmpp3 => (
+                "cmpp3",
+                2,
+                "[operators.cmpp]\nservice_id = \"HELP\"\n".into(),
+            ),
+            Peer::Sgip12 => (
+                "sgip12",
+                1,
+                format!(
+                    "[operators.sgip]\nnode_id = 3010099001\ncorp_id = \"12345\"\nservice_type = \"HELP\"\n\
+                     listen = \"{sgip_listen}\"\nsmg_login = \"smg\"\nsmg_password = \"pw\"\n"
+                ),
+            ),
+        };
         format!(
-            "[[operators]]\nname = \"{name}\"\naddress = \"{}\"\nsystem_id = \"{system_id}\"\npassword = \"pw\"\n\
-             binds = 2\nwindow = 20\ntps = {}\nprefixes = [\"{prefix}\"]\nsource_addr = \"10661234\"\n\
-             reconnect_initial_ms = 100\nreconnect_max_ms = 1000\nreconnect_stable_secs = 1\n",
-            sim.smpp,
+            "[[operators]]\nname = \"{name}\"\nprotocol = \"{protocol}\"\naddress = \"{}\"\n\
+             system_id = \"{system_id}\"\npassword = \"pw\"\n\
+             binds = {binds}\nwindow = 20\ntps = {}\nprefixes = [{prefixes}]\nsource_addr = \"10661234\"\n\
+             reconnect_initial_ms = 100\nreconnect_max_ms = 1000\nreconnect_stable_secs = 1\n{table}",
+            sim.address,
             tps(n)
         )
+    };
+    let operators = match peer {
+        Peer::Smpp => {
+            operator("mobile", "td-mobile", "\"139\"")
+                + &operator("telecom", "td-telecom", "\"138\"")
+        }
+        Peer::Cmpp3 => operator("mobile", CMPP_SP_ID, "\"138\", \"139\""),
+        Peer::Sgip12 => operator("unicom", "tongdao", "\"138\", \"139\""),
     };
     format!(
         "[http]\nlisten = \"127.0.0.1:0\"\n[admin]\nkey = \"{ADMIN_KEY}\"\n\
@@ -499,14 +562,14 @@ fn config(sim: &SimProcess, store_url: &str, n: i64) -> String {
          [relay]\nlease_secs = 2\nretry_initial_ms = 100\nretry_max_ms = 1000\n\
          [compliance]\nquiet_hours = \"\"\n\
          [schedule]\ntick_ms = 100\nbatch = 100\nlease_secs = 2\n\
-         {}{}",
-        operator("mobile", "td-mobile", "139"),
-        operator("telecom", "td-telecom", "138"),
+         {operators}"
     )
 }
 
-/// Run one scenario: `n` subscribers of a paid service, one push, `fault` during it.
-pub async fn run(fault: Fault, n: i64, backend: Backend) -> Row {
+/// Run one scenario: `n` subscribers of a paid service, one push through `peer`,
+/// `fault` during it. Over CMPP and SGIP only `kill -9` (the simulators of those
+/// protocols take their faults at start, not over the hook).
+pub async fn run(fault: Fault, n: i64, backend: Backend, peer: Peer) -> Row {
     let started = Instant::now();
     let mut row = Row {
         fault: fault.name(),
@@ -515,9 +578,17 @@ pub async fn run(fault: Fault, n: i64, backend: Backend) -> Row {
             (Fault::DiskFull, _) | (_, Backend::Sqlite) => "sqlite",
             (_, Backend::Postgres) => "postgres",
         },
+        peer: peer.name(),
         messages: n,
         ..Row::default()
     };
+    if peer != Peer::Smpp && !matches!(fault, Fault::Kill9 { .. }) {
+        row.skipped = Some((
+            format!("over {} only kill -9 is injected", peer.name()),
+            false,
+        ));
+        return row;
+    }
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("tongdao-data");
     // What the fault needs before anything starts.
@@ -559,8 +630,36 @@ pub async fn run(fault: Fault, n: i64, backend: Backend) -> Row {
         },
         _ => format!("sqlite://{}", data.join("tongdao.db").display()),
     };
-    let sim = SimProcess::start(&fault.sim_args());
-    std::fs::write(dir.path().join("tongdao.toml"), config(&sim, &url, n)).unwrap();
+    let sgip_listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let mut sim_args = vec!["--protocol".to_string(), peer.protocol().to_string()];
+    if peer == Peer::Cmpp3 {
+        // The ISMG signs its login answer with the shared secret.
+        sim_args.extend(["--system-id", CMPP_SP_ID, "--password", "pw"].map(String::from));
+    }
+    if peer == Peer::Sgip12 {
+        sim_args.extend(
+            [
+                "--sp-address",
+                &sgip_listen,
+                "--sp-login",
+                "smg",
+                "--sp-password",
+                "pw",
+            ]
+            .map(String::from),
+        );
+    }
+    sim_args.extend(fault.sim_args());
+    let sim = SimProcess::start(&sim_args);
+    std::fs::write(
+        dir.path().join("tongdao.toml"),
+        config(&sim, &url, n, peer, &sgip_listen),
+    )
+    .unwrap();
     let store = Store::connect(&url, 2).await.unwrap();
     store.migrate().await.unwrap();
 

@@ -189,6 +189,36 @@ pub fn relay_compliance(store: &Store) -> tongdao::compliance::Compliance {
     .unwrap()
 }
 
+/// Service `code` of `partner_id` on `terms`, served by `module`, declared,
+/// submitted and approved through the product's workflow (`services`). Returns its id.
+pub async fn approved(
+    store: &Store,
+    partner_id: i64,
+    code: &str,
+    module: Option<&str>,
+    terms: &tongdao::services::ServiceTerms,
+) -> i64 {
+    use tongdao::services;
+    let view = services::create(
+        store,
+        partner_id,
+        "test",
+        code,
+        module,
+        terms,
+        &terms.operators,
+    )
+    .await
+    .unwrap();
+    services::submit(store, partner_id, view.id, "test")
+        .await
+        .unwrap();
+    services::decide(store, view.id, true, "admin", "test")
+        .await
+        .unwrap();
+    view.id
+}
+
 /// Recipients who opted in: a free service of partner `audience`, approved
 /// through the product's workflow; [`Audience::mt`] gives a number an active
 /// subscription (inserted with SQL: the opt-in dialogue has its own end-to-end
@@ -200,7 +230,7 @@ pub struct Audience {
 
 impl Audience {
     pub async fn new(store: &Store, operators: &[&str]) -> Self {
-        use tongdao::services::{self, FeeType, ServiceTerms};
+        use tongdao::services::{FeeType, ServiceTerms};
         let partner = partner(store, "audience").await;
         let terms = ServiceTerms {
             name: "relay test".into(),
@@ -212,26 +242,9 @@ impl Audience {
             monthly_max_messages: None,
             number_ext: "99".into(),
         };
-        let view = services::create(
-            store,
-            partner.id,
-            "test",
-            "RT",
-            None,
-            &terms,
-            &terms.operators,
-        )
-        .await
-        .unwrap();
-        services::submit(store, partner.id, view.id, "test")
-            .await
-            .unwrap();
-        services::decide(store, view.id, true, "admin", "test")
-            .await
-            .unwrap();
         Self {
             partner_id: partner.id,
-            service_id: view.id,
+            service_id: approved(store, partner.id, "RT", None, &terms).await,
         }
     }
 
@@ -393,8 +406,9 @@ pub async fn assert_duplicates_are_marked(
 /// process benchmarks.
 pub struct SimProcess {
     child: std::process::Child,
-    /// The SMPP listener, `host:port`, for `[[operators]] address`.
-    pub smpp: String,
+    /// The gateway's listener (SMPP, CMPP or SGIP, as `--protocol` says),
+    /// `host:port`, for `[[operators]] address`.
+    pub address: String,
     /// The hook's base URL, `http://host:port`.
     pub hook: String,
     http: reqwest::Client,
@@ -422,16 +436,17 @@ impl SimProcess {
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut smpp = None;
+        let mut address = None;
         let hook = loop {
             let line = lines
                 .next()
                 .expect("the simulator exited before it listened")
                 .unwrap();
-            if let Some((_, addr)) = line.split_once(" on ")
-                && line.starts_with("SMSC simulator")
+            // "SMSC simulator (SMPP 3.4) on …", "ISMG simulator (…) on …", "SMG …".
+            if let Some((_, addr)) = line.split_once(") on ")
+                && line.contains(" simulator (")
             {
-                smpp = Some(addr.trim().to_string());
+                address = Some(addr.trim().to_string());
             }
             if let Some(rest) = line.strip_prefix("MO hook on ") {
                 break rest.split(':').take(3).collect::<Vec<_>>().join(":");
@@ -440,7 +455,7 @@ impl SimProcess {
         std::thread::spawn(move || for _ in lines {});
         Self {
             child,
-            smpp: smpp.expect("the simulator printed its SMPP address first"),
+            address: address.expect("the simulator printed its address first"),
             hook,
             http: reqwest::Client::new(),
         }
