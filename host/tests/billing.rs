@@ -20,7 +20,7 @@ use tongdao::billing::terms::{
 };
 use tongdao::config::{OperatorConfig, RelayConfig};
 use tongdao::relay::{Basis, ChargePlan, NewMessage, Relay, Routes};
-use tongdao::services::{self, FeeType, ServiceTerms};
+use tongdao::services::{FeeType, ServiceTerms};
 use tongdao::settlement::SettlementConfig;
 use tongdao::settlement::cases;
 use tongdao::settlement::obligations::{self, BreachInput, PaymentInput, TerminationInput};
@@ -188,27 +188,11 @@ async fn one_paid_mt(store: &Store, relay: &Relay) -> (tongdao::partners::Partne
         monthly_max_messages: None,
         number_ext: "01".into(),
     };
-    let view = services::create(
-        store,
-        partner.id,
-        "test",
-        "XZ",
-        None,
-        &service_terms,
-        &service_terms.operators,
-    )
-    .await
-    .unwrap();
-    services::submit(store, partner.id, view.id, "test")
-        .await
-        .unwrap();
-    services::decide(store, view.id, true, "admin", "test")
-        .await
-        .unwrap();
+    let service_id = common::approved(store, partner.id, "XZ", None, &service_terms).await;
     let sub = subscription(
         store,
         partner.id,
-        view.id,
+        service_id,
         "13800138000",
         "per-message",
         300,
@@ -221,7 +205,7 @@ async fn one_paid_mt(store: &Store, relay: &Relay) -> (tongdao::partners::Partne
         .enqueue(NewMessage {
             partner_id: Some(partner.id),
             service: Some("XZ".into()),
-            service_id: Some(view.id),
+            service_id: Some(service_id),
             recipient: "13800138000".into(),
             text: "【星座】白羊座今日运势：宜出行。".into(),
             charge_plan: ChargePlan::PerMessage,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tongdao::modules::Registry;
 use tongdao::partners::Partner;
 use tongdao::runtime::{Runtime, RuntimeConfig};
-use tongdao::services::{self, FeeType, ServiceTerms};
+use tongdao::services::{FeeType, ServiceTerms};
 use tongdao::store::Store;
 
 /// The twelve `sign` values the horoscope module keys its bulletin on.
@@ -50,24 +50,7 @@ pub async fn approved_service_with(
         monthly_max_messages,
         number_ext: format!("{:02}", count + 1),
     };
-    let view = services::create(
-        store,
-        partner_id,
-        "test",
-        code,
-        Some(module),
-        &terms,
-        &terms.operators,
-    )
-    .await
-    .unwrap();
-    services::submit(store, partner_id, view.id, "test")
-        .await
-        .unwrap();
-    services::decide(store, view.id, true, "admin", "test")
-        .await
-        .unwrap();
-    view.id
+    crate::common::approved(store, partner_id, code, Some(module), &terms).await
 }
 
 /// The number of subscriber `i` (0-based): `first + i`, eleven digits.
