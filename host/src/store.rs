@@ -268,6 +268,26 @@ impl Store {
         Ok(value.map(|(v,)| v))
     }
 
+    /// Add one to the counter kept as setting `key` (absent: 0) and return the new
+    /// value, in one statement: two processes never get the same value.
+    ///
+    /// # Errors
+    /// A store failure, or a setting under `key` that is not an integer.
+    pub async fn next_in_counter(&self, key: &str) -> Result<i64, StoreError> {
+        let (value,): (String,) = sqlx::query_as(
+            "INSERT INTO settings (key, value) VALUES ($1, '1')
+             ON CONFLICT (key) DO UPDATE
+             SET value = CAST(CAST(settings.value AS BIGINT) + 1 AS TEXT)
+             RETURNING value",
+        )
+        .bind(key)
+        .fetch_one(&self.pool)
+        .await?;
+        value
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("setting {key} = {value:?}: {e}")))
+    }
+
     /// Store a setting unless one exists; returns whether it was stored.
     pub async fn insert_setting_if_absent(
         &self,

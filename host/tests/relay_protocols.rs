@@ -363,6 +363,50 @@ async fn sgip12_two_thousand_mts_every_report_matched_long_texts_intact() {
     thousands_of_mts(Protocol::Sgip12).await;
 }
 
+/// An SGIP Report names its Submit by our own sequence number (node id, second,
+/// counter), so a process started again within the same second, or a second replica
+/// with the same node id, must never mint the numbers another process minted: the
+/// fault suite's `kill -9` over SGIP found a restarted server reusing them, and the
+/// SMG's Reports for the dead process's Submits matched the new MTs. Each relay start
+/// takes a new incarnation from the store (the counter's top byte): two starts on one
+/// store, one MT each, mint with different incarnations, on SQLite and PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sgip12_each_relay_start_mints_sequence_numbers_of_its_own() {
+    for db in common::stores().await {
+        let (gateway, operator) = Gateway::start(Protocol::Sgip12, 0.0).await;
+        let Gateway::Sgip(sim) = &gateway else {
+            unreachable!()
+        };
+        let audience = common::Audience::new(&db.store, &["mobile"]).await;
+        for start in 0..2i64 {
+            let relay = Relay::start(
+                db.store.clone(),
+                relay_config(),
+                std::slice::from_ref(&operator),
+                common::relay_compliance(&db.store),
+            );
+            relay
+                .enqueue(
+                    audience
+                        .mt(&db.store, format!("1380000{start:04}"), "bulletin".into())
+                        .await,
+                )
+                .await
+                .unwrap();
+            wait_final(&db.store, start + 1, Duration::from_secs(60)).await;
+            relay.shutdown().await;
+        }
+        let incarnations: Vec<u32> = sim
+            .received()
+            .iter()
+            .map(|r| r.sequence.sequence >> 24)
+            .collect();
+        assert_eq!(incarnations.len(), 2, "{}", db.name);
+        assert_ne!(incarnations[0], incarnations[1], "{}", db.name);
+        assert_eq!(common::count_messages(&db.store, "delivered").await, 2);
+    }
+}
+
 /// over CMPP/SGIP: links dropped with submits in flight lose nothing; an MT
 /// whose submit went unanswered is resent under the unknown-outcome rule and marked,
 /// so every duplicate at the gateway is accounted for.

@@ -78,6 +78,13 @@ pub struct ClientConfig {
     pub throttle_backoff: Duration,
     /// How often one Submit is resent after throttling before it fails.
     pub throttle_retries: u32,
+    /// The top 8 bits of the counter part of every sequence number this client
+    /// mints. A Report names its Submit by the sequence number alone, so two
+    /// processes with one node id (a restart within the same second, two replicas)
+    /// must mint with different incarnations, or a Report of one process's Submit
+    /// matches the other's MT. Default 0; the host takes a new one from its store
+    /// at every start.
+    pub incarnation: u8,
 }
 
 impl ClientConfig {
@@ -104,6 +111,7 @@ impl ClientConfig {
             idle_timeout: Duration::from_secs(30),
             throttle_backoff: Duration::from_millis(100),
             throttle_retries: 10,
+            incarnation: 0,
         }
     }
 }
@@ -485,7 +493,7 @@ impl Client {
         }
         Ok(Client {
             shared: Arc::new(Shared {
-                minter: Minter::new(config.node_id),
+                minter: Minter::new(config.node_id, config.incarnation),
                 life: Lifecycle::new(config.window, CancellationToken::new()),
                 pacer: Pacer::new(config.tps, config.throttle_backoff),
                 link: Mutex::new(None),

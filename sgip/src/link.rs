@@ -83,28 +83,36 @@ pub(crate) async fn writer(
     result
 }
 
-/// The counter part of every sequence number this process mints. One counter for all
-/// clients, so a session opened again within the same second never reuses a number
-/// (the Report matches MTs by it).
+/// The low 24 bits of the counter part of every sequence number this process mints.
+/// One counter for all clients, so a session opened again within the same second
+/// never reuses a number (the Report matches MTs by it).
 static COUNTER: AtomicU32 = AtomicU32::new(1);
 
-/// Mints sequence numbers for one node: its id, the current `MMDDHHMMSS` (UTC), and the
-/// process-wide wrapping counter.
+/// Mints sequence numbers for one node: its id, the current `MMDDHHMMSS` (UTC), and
+/// the counter part: the minter's incarnation in the top 8 bits, the process-wide
+/// counter (wrapping at 2^24) below. Another process, or this one started again within
+/// the same second, mints other numbers as long as its incarnation differs
+/// ([`crate::ClientConfig::incarnation`]).
 #[derive(Debug)]
 pub(crate) struct Minter {
     node_id: u32,
+    incarnation: u8,
 }
 
 impl Minter {
-    pub(crate) fn new(node_id: u32) -> Self {
-        Self { node_id }
+    pub(crate) fn new(node_id: u32, incarnation: u8) -> Self {
+        Self {
+            node_id,
+            incarnation,
+        }
     }
 
     pub(crate) fn next(&self) -> SequenceNumber {
         SequenceNumber {
             node_id: self.node_id,
             timestamp: mmddhhmmss(SystemTime::now()),
-            sequence: COUNTER.fetch_add(1, Ordering::Relaxed),
+            sequence: (u32::from(self.incarnation) << 24)
+                | (COUNTER.fetch_add(1, Ordering::Relaxed) & 0x00FF_FFFF),
         }
     }
 }
@@ -139,5 +147,23 @@ mod tests {
         assert_eq!(mmddhhmmss(t), 229_010_101);
         let t = UNIX_EPOCH + Duration::from_secs(1_798_761_599); // 2026-12-31 23:59:59
         assert_eq!(mmddhhmmss(t), 1_231_235_959);
+    }
+
+    /// A process started again within the same second (or a second replica with the
+    /// same node id) mints with another incarnation: none of its numbers is one the
+    /// first minted, though both counters run over the same values.
+    #[test]
+    fn incarnations_never_mint_the_same_number() {
+        let (first, second) = (Minter::new(3_010_099_001, 7), Minter::new(3_010_099_001, 8));
+        let a: Vec<SequenceNumber> = (0..1000).map(|_| first.next()).collect();
+        let b: Vec<SequenceNumber> = (0..1000).map(|_| second.next()).collect();
+        assert!(a.iter().all(|n| n.sequence >> 24 == 7));
+        assert!(b.iter().all(|n| n.sequence >> 24 == 8));
+        let low = |v: &[SequenceNumber]| -> std::collections::HashSet<u32> {
+            v.iter().map(|n| n.sequence & 0x00FF_FFFF).collect()
+        };
+        // Unique within a minter, and apart only by the incarnation across the two.
+        assert_eq!(low(&a).len(), 1000);
+        assert!(a.iter().all(|n| !b.contains(n)));
     }
 }

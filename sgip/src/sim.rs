@@ -308,7 +308,7 @@ impl Sim {
         let (ctl, ctl_rx) = mpsc::unbounded_channel();
         let state = Arc::new(State {
             faults: RwLock::new(config.faults),
-            minter: Minter::new(config.node_id),
+            minter: Minter::new(config.node_id, 0),
             config,
             counters: Counters::default(),
             mo_ref: AtomicU32::new(0),
