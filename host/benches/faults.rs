@@ -12,7 +12,7 @@
 //! (N messages per row, default 3,000; K kill seeds, default 20; `--postgres`: the
 //! kill and SMSC rows again on a fresh database beside `TONGDAO_TEST_DATABASE_URL`;
 //! `--peers`: up to 5 kill seeds again over a CMPP 3.0 and an SGIP 1.2 gateway;
-//! `--only`: the rows whose fault name contains TEXT).
+//! `--only`: the rows whose "fault over peer" contains TEXT, e.g. `--only=SGIP`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -62,9 +62,9 @@ fn main() {
             );
         }
     }
-    // `--only=TEXT`: the rows whose fault name contains TEXT.
+    // `--only=TEXT`: the rows whose "fault over peer" contains TEXT.
     if let Some(only) = args.iter().find_map(|a| a.strip_prefix("--only=")) {
-        plan.retain(|(f, _, _)| f.name().contains(only));
+        plan.retain(|(f, _, p)| format!("{} over {}", f.name(), p.name()).contains(only));
     }
     let mut rows = Vec::new();
     for (fault, backend, peer) in plan {
