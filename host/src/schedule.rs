@@ -481,7 +481,15 @@ async fn drive(inner: &Inner, run: Run) -> Result<(), ScheduleError> {
         if inner.stopping.load(Ordering::Relaxed) {
             return Ok(());
         }
-        match fanout::step(store, hooks::gate(inner), &service.live, &plan, now_ms()).await? {
+        match fanout::step(
+            store,
+            hooks::gate(inner),
+            &service.live,
+            &mut plan,
+            now_ms(),
+        )
+        .await?
+        {
             Step::Lost => return Ok(()),
             Step::Blocked(reason) => {
                 runs::pause(store, run.id, owner, &reason, recheck_ms).await?;

@@ -30,6 +30,14 @@ use crate::store::{Backend, Store};
 /// run is taken up again), as `busy_timeout` does for every other writer.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
 
+/// How long a batch should hold SQLite's write lock while other writers wait for
+/// it (ms); the batch is sized from the last one's pace.
+const CONTENDED_HOLD_MS: u64 = 50;
+
+/// The smallest batch while other writers wait: below it the statements and the
+/// commit of a batch cost more than its rows.
+const MIN_BATCH: u32 = 500;
+
 /// SQLite page cache of a connection that fans out, in KiB.
 const FANOUT_CACHE_KIB: u32 = 16 * 1024;
 
@@ -65,7 +73,10 @@ pub struct Plan {
     /// A canary's bulletin for its cohort (issue 17 item 4).
     pub canary: Option<PlanCanary>,
     pub high_water: i64,
+    /// Subscriptions the next batch takes: `max_batch` (`[schedule] batch`), less
+    /// while other writers wait for SQLite's lock (see [`Held::give_way`]).
     pub batch: u32,
+    pub max_batch: u32,
     pub lease_ms: i64,
 }
 
@@ -163,6 +174,7 @@ impl Plan {
             canary: None,
             high_water,
             batch,
+            max_batch: batch,
             lease_ms,
         }
     }
@@ -229,7 +241,7 @@ pub async fn step(
     store: &Store,
     gate: Gate<'_>,
     service: &LiveService,
-    plan: &Plan,
+    plan: &mut Plan,
     now: i64,
 ) -> Result<Step, ScheduleError> {
     let mut tx = begin_batch(store).await?;
@@ -318,8 +330,9 @@ pub async fn step(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    lock.give_way(store).await;
-    if admitted.subscribers < i64::from(plan.batch) || last_id >= plan.high_water {
+    let done = admitted.subscribers < i64::from(plan.batch) || last_id >= plan.high_water;
+    plan.batch = lock.give_way(store, plan.batch, plan.max_batch).await;
+    if done {
         Ok(Step::Done(counts))
     } else {
         Ok(Step::More(counts))
@@ -341,18 +354,45 @@ impl Held {
         }
     }
 
-    /// After a committed batch: when another writer began a transaction while this
-    /// one held SQLite's write lock (the relay storing receipts and MOs, an API
-    /// call), pause as long as the lock was held, so under contention the fan-out
-    /// takes at most half of the lock's time. An SMSC sends receipts and MOs down
-    /// the same binds a few at a time and waits for each answer; each answer waits
-    /// for the lock, so without the pause a million-subscriber fan-out (10,000-MT
-    /// batches of ~180 ms, the lock asked for every millisecond) let receipts in at
-    /// ~40/s and MOs behind them waited up to 22 s. Not on PostgreSQL, where the
-    /// batch locks only its own rows.
-    async fn give_way(self, store: &Store) {
-        if store.backend() == Backend::Sqlite && store.write_demand() != self.demand {
-            tokio::time::sleep(self.since.elapsed()).await;
+    /// After a committed batch of `batch` subscriptions, the size of the next (at
+    /// most `max_batch`). When another writer began a transaction while this one
+    /// held SQLite's write lock (the relay storing receipts and MOs, an API call),
+    /// pause as long as the lock was held, so under contention the fan-out takes at
+    /// most half of the lock's time, and size the next batch to hold it about
+    /// [`CONTENDED_HOLD_MS`]; without contention the batch grows back, doubling.
+    ///
+    /// Why: an SMSC sends receipts and MOs down the same binds a few at a time and
+    /// waits for each answer; each answer waits for the lock, so behind 10,000-MT
+    /// batches (~200 ms each, the lock asked for every millisecond) receipts came
+    /// in slowly and an MO waited at the SMSC behind them for up to 12.4 s
+    /// (1,000,000-subscriber load bench). Not on PostgreSQL, where a batch locks
+    /// only its own rows.
+    async fn give_way(self, store: &Store, batch: u32, max_batch: u32) -> u32 {
+        if store.backend() != Backend::Sqlite {
+            return max_batch;
+        }
+        let held = self.since.elapsed();
+        let contended = store.write_demand() != self.demand;
+        if contended {
+            tokio::time::sleep(held).await;
+        }
+        next_batch(batch, max_batch, contended.then_some(held))
+    }
+}
+
+/// The next batch's size after one of `batch` that held the lock for `contended`
+/// while other writers waited (`None`: nobody waited): sized to hold it
+/// [`CONTENDED_HOLD_MS`] at the last batch's pace, at least [`MIN_BATCH`];
+/// uncontended, twice the last; never above `max_batch`.
+fn next_batch(batch: u32, max_batch: u32, contended: Option<Duration>) -> u32 {
+    match contended {
+        None => batch.saturating_mul(2).min(max_batch),
+        Some(held) => {
+            let held_ms = u64::try_from(held.as_millis()).unwrap_or(u64::MAX).max(1);
+            let fitting = u64::from(batch).saturating_mul(CONTENDED_HOLD_MS) / held_ms;
+            u32::try_from(fitting)
+                .unwrap_or(u32::MAX)
+                .clamp(MIN_BATCH.min(max_batch), max_batch)
         }
     }
 }
@@ -393,4 +433,28 @@ async fn begin_batch(
         .await?;
     taken?;
     Ok(tx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_contended_batch_is_sized_to_hold_the_lock_about_50_ms() {
+        let ms = Duration::from_millis;
+        // 10,000 MTs held the lock 200 ms while others waited: 2,500 next.
+        assert_eq!(next_batch(10_000, 10_000, Some(ms(200))), 2_500);
+        // Never below the floor, never above the setting.
+        assert_eq!(next_batch(2_500, 10_000, Some(ms(2_000))), MIN_BATCH);
+        assert_eq!(next_batch(600, 10_000, Some(ms(1))), 10_000);
+        // A setting below the floor is kept.
+        assert_eq!(next_batch(100, 100, Some(ms(500))), 100);
+        // Nobody waited: it grows back, doubling, to the setting.
+        assert_eq!(next_batch(2_500, 10_000, None), 5_000);
+        assert_eq!(next_batch(5_000, 10_000, None), 10_000);
+        assert_eq!(
+            next_batch(u32::MAX, u32::MAX, Some(Duration::ZERO)),
+            u32::MAX
+        );
+    }
 }
