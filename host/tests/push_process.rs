@@ -12,7 +12,6 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use tongdao::partners;
 use tongdao::schedule::runs;
 use tongdao::store::Store;
@@ -123,15 +122,13 @@ async fn kill_9_mid_fan_out_and_restart_totals_exact_no_duplicates() {
     let (key, service) = seed(&store, n).await;
 
     let (mut server, base) = common::start_server(dir.path());
-    let response: Value = reqwest::Client::new()
-        .post(format!("{base}/v1/services/{service}/push"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let response = common::post_json(
+        &reqwest::Client::new(),
+        &format!("{base}/v1/services/{service}/push"),
+        &key,
+        &serde_json::json!({}),
+    )
+    .await;
     let run_id = response["id"].as_i64().unwrap();
 
     // Kill it hard once the fan-out is under way.
@@ -230,16 +227,13 @@ async fn three_replicas_on_postgres_fire_a_schedule_once() {
         at.day(),
         at.month()
     );
-    let created: Value = reqwest::Client::new()
-        .post(format!("{}/v1/services/{service}/schedules", servers[0].1))
-        .bearer_auth(&key)
-        .json(&serde_json::json!({ "cron": cron }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = common::post_json(
+        &reqwest::Client::new(),
+        &format!("{}/v1/services/{service}/schedules", servers[0].1),
+        &key,
+        &serde_json::json!({ "cron": cron }),
+    )
+    .await;
     let schedule_id = created["id"].as_i64().unwrap();
     let fire_at = at.timestamp().as_millisecond() / 1000 * 1000;
     assert_eq!(

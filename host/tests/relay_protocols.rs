@@ -373,16 +373,19 @@ async fn sgip12_two_thousand_mts_every_report_matched_long_texts_intact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sgip12_each_relay_start_mints_sequence_numbers_of_its_own() {
     for db in common::stores().await {
-        let (gateway, operator) = Gateway::start(Protocol::Sgip12, 0.0).await;
-        let Gateway::Sgip(sim) = &gateway else {
-            unreachable!()
-        };
         let audience = common::Audience::new(&db.store, &["mobile"]).await;
+        let mut incarnations = Vec::new();
         for start in 0..2i64 {
+            // A gateway of its own per start: the SMG's link back to the stopped
+            // relay's listener is not this test's concern.
+            let (gateway, operator) = Gateway::start(Protocol::Sgip12, 0.0).await;
+            let Gateway::Sgip(sim) = &gateway else {
+                unreachable!()
+            };
             let relay = Relay::start(
                 db.store.clone(),
                 relay_config(),
-                std::slice::from_ref(&operator),
+                &[operator],
                 common::relay_compliance(&db.store),
             );
             relay
@@ -395,12 +398,8 @@ async fn sgip12_each_relay_start_mints_sequence_numbers_of_its_own() {
                 .unwrap();
             wait_final(&db.store, start + 1, Duration::from_secs(60)).await;
             relay.shutdown().await;
+            incarnations.extend(sim.received().iter().map(|r| r.sequence.sequence >> 24));
         }
-        let incarnations: Vec<u32> = sim
-            .received()
-            .iter()
-            .map(|r| r.sequence.sequence >> 24)
-            .collect();
         assert_eq!(incarnations.len(), 2, "{}", db.name);
         assert_ne!(incarnations[0], incarnations[1], "{}", db.name);
         assert_eq!(common::count_messages(&db.store, "delivered").await, 2);

@@ -433,17 +433,7 @@ async fn secrets_never_reach_the_log_even_at_trace() {
         .build()
         .unwrap();
 
-    let created: serde_json::Value = http
-        .post(format!("{base}/v1/partners"))
-        .bearer_auth(ADMIN)
-        .json(&serde_json::json!({"name": "leyou", "display_name": "乐游"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let partner_key = created["api_key"].as_str().unwrap().to_string();
+    let (partner_key, webhook) = partner_with_webhook(&http, &base, ADMIN, receiver_addr).await;
     let modules = http
         .get(format!("{base}/v1/modules"))
         .bearer_auth(&partner_key)
@@ -466,42 +456,18 @@ async fn secrets_never_reach_the_log_even_at_trace() {
         .await
         .unwrap();
     assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
-    let webhook: serde_json::Value = http
-        .post(format!("{base}/v1/webhooks"))
-        .bearer_auth(&partner_key)
-        .json(&serde_json::json!({"url": format!("http://{receiver_addr}/hook")}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
     let first_secret = webhook["secret"].as_str().unwrap().to_string();
-    let rotated: serde_json::Value = http
-        .post(format!("{base}/v1/webhook-secret/rotate"))
-        .bearer_auth(&partner_key)
-        .json(&serde_json::json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rotated = common::post_json(
+        &http,
+        &format!("{base}/v1/webhook-secret/rotate"),
+        &partner_key,
+        &serde_json::json!({}),
+    )
+    .await;
     let second_secret = rotated["secret"].as_str().unwrap().to_string();
     // Events to deliver, signed with the secrets: the partner suspended and resumed.
     for action in ["suspend", "resume"] {
-        let answer = http
-            .post(format!("{base}/v1/admin/partners/leyou/{action}"))
-            .bearer_auth(ADMIN)
-            .json(&serde_json::json!({"reason": "a test of the log"}))
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            answer.status().is_success(),
-            "{}",
-            answer.text().await.unwrap()
-        );
+        partner_action(&http, &base, ADMIN, action).await;
     }
     common::wait_until(
         "a webhook delivery reached the receiver, and the link is bound",
@@ -531,6 +497,54 @@ async fn secrets_never_reach_the_log_even_at_trace() {
             panic!("{what} is in the log: {line}");
         }
     }
+}
+
+/// Partner `leyou` created by the admin over the API, with a webhook endpoint at
+/// `receiver`: the partner's key and the endpoint as answered (its `secret`).
+async fn partner_with_webhook(
+    http: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    receiver: std::net::SocketAddr,
+) -> (String, serde_json::Value) {
+    let created = common::post_json(
+        http,
+        &format!("{base}/v1/partners"),
+        admin,
+        &serde_json::json!({"name": "leyou", "display_name": "乐游"}),
+    )
+    .await;
+    let partner_key = created["api_key"].as_str().unwrap().to_string();
+    let webhook = http
+        .post(format!("{base}/v1/webhooks"))
+        .bearer_auth(&partner_key)
+        .json(&serde_json::json!({"url": format!("http://{receiver}/hook")}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        webhook.status().is_success(),
+        "POST /v1/webhooks: {}",
+        webhook.status()
+    );
+    (partner_key, webhook.json().await.unwrap())
+}
+
+/// `POST /v1/admin/partners/leyou/{action}` (`suspend`, `resume`) by the admin: an
+/// event each for the partner's webhook.
+async fn partner_action(http: &reqwest::Client, base: &str, admin: &str, action: &str) {
+    let answer = http
+        .post(format!("{base}/v1/admin/partners/leyou/{action}"))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({"reason": "a test of the server process"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        answer.status().is_success(),
+        "{action}: {}",
+        answer.text().await.unwrap()
+    );
 }
 
 /// A listener on loopback that answers every request `200` and counts the requests
@@ -598,38 +612,9 @@ async fn webhook_deliveries_never_go_through_an_environment_proxy() {
     .collect();
     let (mut child, base, _log) = serve_logging(dir.path(), "info", &environment).await;
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let created: serde_json::Value = http
-        .post(format!("{base}/v1/partners"))
-        .bearer_auth(ADMIN)
-        .json(&serde_json::json!({"name": "leyou", "display_name": "乐游"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let partner_key = created["api_key"].as_str().unwrap();
-    let webhook = http
-        .post(format!("{base}/v1/webhooks"))
-        .bearer_auth(partner_key)
-        .json(&serde_json::json!({"url": format!("http://{receiver}/hook")}))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        webhook.status().is_success(),
-        "{}",
-        webhook.text().await.unwrap()
-    );
+    partner_with_webhook(&http, &base, ADMIN, receiver).await;
     // An event to deliver: the partner suspended.
-    let suspended = http
-        .post(format!("{base}/v1/admin/partners/leyou/suspend"))
-        .bearer_auth(ADMIN)
-        .json(&serde_json::json!({"reason": "a test of the proxy rule"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(suspended.status().is_success());
+    partner_action(&http, &base, ADMIN, "suspend").await;
     let asked = |n: &std::sync::atomic::AtomicUsize| n.load(std::sync::atomic::Ordering::SeqCst);
     common::wait_until(
         "a webhook delivery reached the receiver or the proxy",

@@ -686,16 +686,13 @@ pub async fn run(fault: Fault, n: i64, backend: Backend, peer: Peer) -> Row {
 
     let mut server = Server::start(dir.path());
     let http = reqwest::Client::new();
-    let response: Value = http
-        .post(format!("{}/v1/services/{service}/push", server.base))
-        .bearer_auth(&key.key)
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let response = common::post_json(
+        &http,
+        &format!("{}/v1/services/{service}/push", server.base),
+        &key.key,
+        &json!({}),
+    )
+    .await;
     let run_id = response["id"]
         .as_i64()
         .unwrap_or_else(|| panic!("push: {response}"));

@@ -316,6 +316,25 @@ impl Audience {
 /// How often [`wait_until`] looks again.
 pub const POLL: Duration = Duration::from_millis(20);
 
+/// `POST url` as `key` (bearer) with the JSON `body`; the answer's JSON, whatever
+/// its status (the caller reads an `error` or the object).
+pub async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    key: &str,
+    body: &serde_json::Value,
+) -> serde_json::Value {
+    http.post(url)
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Wait until `check` holds, looking every [`POLL`]; panics naming `what` after
 /// `timeout`. For states only: a test never waits for time itself.
 pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
