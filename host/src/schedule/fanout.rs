@@ -331,10 +331,11 @@ pub async fn step(
     .await?;
     tx.commit().await?;
     let done = admitted.subscribers < i64::from(plan.batch) || last_id >= plan.high_water;
-    plan.batch = lock.give_way(store, plan.batch, plan.max_batch).await;
     if done {
+        // The run ends here: nothing to give way to or to size.
         Ok(Step::Done(counts))
     } else {
+        plan.batch = lock.give_way(store, plan.batch, plan.max_batch).await;
         Ok(Step::More(counts))
     }
 }
